@@ -1,0 +1,5 @@
+# Source me: the environment framepipe's build and tests use (libtorch from the torch venv).
+export FRAMEPIPE_VENV=${FRAMEPIPE_VENV:-/opt/framepipe/venv}
+export LIBTORCH_USE_PYTORCH=1
+export LIBTORCH_BYPASS_VERSION_CHECK=${LIBTORCH_BYPASS_VERSION_CHECK:-0}
+case ":$PATH:" in *":$FRAMEPIPE_VENV/bin:"*) ;; *) export PATH="$FRAMEPIPE_VENV/bin:$PATH" ;; esac

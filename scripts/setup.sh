@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up everything framepipe needs on a fresh Debian 12 machine (run as root). Idempotent:
+#  - FFmpeg 5.1 development libraries (ffmpeg-next links them), the ffmpeg/ffprobe CLI (tests use
+#    them as an independent judge), pkg-config and libclang (bindgen for ffmpeg-sys);
+#  - a Python venv at $FRAMEPIPE_VENV (default /opt/framepipe/venv) with torch==2.11.0, whose
+#    libtorch tch 0.24 links (LIBTORCH_USE_PYTORCH=1), plus scenedetect for the reference comparison.
+# Prints the environment to export; scripts/env.sh sources the same values.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/env.sh"
+
+need_apt=0
+for pkg in pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev \
+           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev python3-venv; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
+done
+if [ "$need_apt" = 1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends pkg-config clang libclang-dev ffmpeg \
+    libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+    libavfilter-dev libavdevice-dev python3-venv >/dev/null
+fi
+
+# The venv: a Python that has venv (pyenv's or Debian's), then pinned packages.
+if [ ! -x "$FRAMEPIPE_VENV/bin/python3" ]; then
+  mkdir -p "$(dirname "$FRAMEPIPE_VENV")"
+  python3 -m venv "$FRAMEPIPE_VENV" 2>/dev/null || /usr/bin/python3 -m venv "$FRAMEPIPE_VENV"
+fi
+if ! "$FRAMEPIPE_VENV/bin/python3" -c 'import torch, scenedetect, cv2' 2>/dev/null \
+   || [ "$("$FRAMEPIPE_VENV/bin/python3" -c 'import torch; print(torch.__version__.split("+")[0])')" != 2.11.0 ]; then
+  "$FRAMEPIPE_VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+fi
+echo "framepipe setup done: venv $FRAMEPIPE_VENV, $(ffmpeg -version | head -1)"

@@ -1,0 +1,42 @@
+//! Command-line flags (clap derive). Raw flags only; turning them into a validated run is
+//! `main.rs`'s job.
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "framepipe", version, about = "Turn videos into normalized, scene-annotated, training-ready data in one pass")]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process videos with a pipeline config: normalized MP4 + JSON per input under OUTDIR/<stem>/.
+    Run {
+        /// Pipeline config (JSON). Default: the built-in pipelines/default.json.
+        #[arg(short, long, value_name = "FILE")]
+        pipeline: Option<PathBuf>,
+        /// Output folder (created if missing).
+        #[arg(short, long, value_name = "OUTDIR")]
+        output: PathBuf,
+        /// Compute device: auto, cpu, cuda or cuda:N (overrides the config's `device`).
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        /// Input videos.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Print what an input is (container, codec, size, rate, frames, rotation, audio) as JSON.
+    Probe {
+        #[arg(value_name = "INPUT")]
+        input: PathBuf,
+    },
+}

@@ -1,0 +1,403 @@
+//! Pipeline configuration: the typed form of a `pipelines/*.json` file, and its validation.
+//!
+//! Parsing rejects unknown keys (naming the key and the allowed ones); [`PipelineConfig::validate`]
+//! checks every value against what is allowed before any input is opened, so a bad config costs
+//! nothing and names the key, the value and the accepted range.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A whole pipeline. Absent optional sections mean the stage does not run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+    /// Scene detection; absent = no scene detection (the whole video is one scene).
+    #[serde(default)]
+    pub scenes: Option<ScenesConfig>,
+    /// Re-encoding of the normalized video; absent = no video is written (JSON only).
+    #[serde(default)]
+    pub encode: Option<EncodeConfig>,
+    /// Which inputs are accepted at all.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Thread and queue sizes.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// `auto`, `cpu` or `cuda:N`; the command line's `--device` wins over it.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Resolution {
+    #[serde(rename = "720p")]
+    P720,
+    #[serde(rename = "1080p")]
+    P1080,
+}
+
+impl Resolution {
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            Resolution::P720 => (1280, 720),
+            Resolution::P1080 => (1920, 1080),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FitMode {
+    /// Scale to fit inside, pad the rest with black (letterbox / pillarbox).
+    #[default]
+    Fit,
+    /// Scale to cover, crop the overflow around the center.
+    Fill,
+    /// Scale each axis independently, ignoring the aspect ratio.
+    Stretch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizeConfig {
+    #[serde(default = "default_resolution")]
+    pub resolution: Resolution,
+    #[serde(default)]
+    pub mode: FitMode,
+    /// Constant output frame rate; `null` keeps the source timestamps (VFR stays VFR).
+    #[serde(default)]
+    pub fps: Option<f64>,
+}
+
+fn default_resolution() -> Resolution {
+    Resolution::P720
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig { resolution: Resolution::P720, mode: FitMode::Fit, fps: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SceneDetectorKind {
+    /// HSV content delta between consecutive frames (PySceneDetect's ContentDetector).
+    #[default]
+    Content,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScenesConfig {
+    #[serde(default)]
+    pub detector: SceneDetectorKind,
+    /// Score (0-255 scale, weighted mean of H/S/V deltas) at which a cut is declared.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// No scene shorter than this many frames (PySceneDetect's `min_scene_len`).
+    #[serde(default = "default_min_scene_frames")]
+    pub min_scene_frames: u32,
+    /// Use only the luma (V) delta.
+    #[serde(default)]
+    pub luma_only: bool,
+}
+
+fn default_threshold() -> f64 {
+    27.0
+}
+fn default_min_scene_frames() -> u32 {
+    15
+}
+
+impl Default for ScenesConfig {
+    fn default() -> Self {
+        ScenesConfig {
+            detector: SceneDetectorKind::Content,
+            threshold: default_threshold(),
+            min_scene_frames: default_min_scene_frames(),
+            luma_only: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioMode {
+    /// Copy the audio stream when MP4 can hold its codec, else re-encode to AAC.
+    #[default]
+    Copy,
+    /// Always re-encode to AAC.
+    Aac,
+    /// Drop audio.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeConfig {
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    #[serde(default = "default_crf")]
+    pub crf: f64,
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    /// H.264 profile; `null` lets x264 choose.
+    #[serde(default = "default_profile")]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub audio: AudioMode,
+    /// x264 threads; 0 = x264's own choice (all cores).
+    #[serde(default)]
+    pub threads: u32,
+}
+
+fn default_codec() -> String {
+    "libx264".into()
+}
+fn default_crf() -> f64 {
+    23.0
+}
+fn default_preset() -> String {
+    "medium".into()
+}
+fn default_profile() -> Option<String> {
+    Some("high".into())
+}
+
+impl Default for EncodeConfig {
+    fn default() -> Self {
+        EncodeConfig {
+            codec: default_codec(),
+            crf: default_crf(),
+            preset: default_preset(),
+            profile: default_profile(),
+            audio: AudioMode::Copy,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Inputs with a side shorter than this are refused (a 1x1 video is not training data).
+    #[serde(default = "default_min_side")]
+    pub min_side: u32,
+    /// Inputs with more pixels per frame than this are refused (default: 4096x4096).
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+fn default_min_side() -> u32 {
+    16
+}
+fn default_max_pixels() -> u64 {
+    4096 * 4096
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { min_side: default_min_side(), max_pixels: default_max_pixels() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Capacity of each frame queue between stages (bounds memory: frames in flight).
+    #[serde(default = "default_queue_frames")]
+    pub queue_frames: usize,
+    /// Decoder threads; 0 = FFmpeg's choice.
+    #[serde(default)]
+    pub decode_threads: u32,
+}
+
+fn default_queue_frames() -> usize {
+    8
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { queue_frames: default_queue_frames(), decode_threads: 0 }
+    }
+}
+
+const PRESETS: &[&str] = &[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+    "placebo",
+];
+const PROFILES: &[&str] = &["baseline", "main", "high"];
+
+impl PipelineConfig {
+    /// Reads, parses and validates a pipeline file. Errors name the file, the key and the value.
+    pub fn load(path: &Path) -> Result<PipelineConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(path, format!("cannot read: {e}")))?;
+        let config = PipelineConfig::parse(&text).map_err(|m| Error::config(path, m))?;
+        config.validate().map_err(|m| Error::config(path, m))?;
+        Ok(config)
+    }
+
+    /// Parses JSON text (no validation).
+    pub fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value; the message names the key, the value and what is allowed.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(fps) = self.normalize.fps {
+            if !(fps.is_finite() && fps > 0.0 && fps <= 240.0) {
+                return Err(format!("normalize.fps = {fps}: must be a number in (0, 240] or null"));
+            }
+        }
+        if let Some(scenes) = &self.scenes {
+            if !(scenes.threshold.is_finite() && scenes.threshold > 0.0 && scenes.threshold <= 255.0) {
+                return Err(format!(
+                    "scenes.threshold = {}: must be in (0, 255] (PySceneDetect's default is 27)",
+                    scenes.threshold
+                ));
+            }
+            if scenes.min_scene_frames == 0 {
+                return Err("scenes.min_scene_frames = 0: must be at least 1".into());
+            }
+        }
+        if let Some(encode) = &self.encode {
+            if encode.codec != "libx264" {
+                return Err(format!("encode.codec = {:?}: allowed: \"libx264\"", encode.codec));
+            }
+            if !(encode.crf.is_finite() && (0.0..=51.0).contains(&encode.crf)) {
+                return Err(format!("encode.crf = {}: must be in [0, 51]", encode.crf));
+            }
+            if !PRESETS.contains(&encode.preset.as_str()) {
+                return Err(format!(
+                    "encode.preset = {:?}: allowed: {}",
+                    encode.preset,
+                    PRESETS.join(", ")
+                ));
+            }
+            if let Some(profile) = &encode.profile {
+                if !PROFILES.contains(&profile.as_str()) {
+                    return Err(format!(
+                        "encode.profile = {profile:?}: allowed: {} or null",
+                        PROFILES.join(", ")
+                    ));
+                }
+            }
+            if encode.threads > 128 {
+                return Err(format!("encode.threads = {}: must be in [0, 128]", encode.threads));
+            }
+        }
+        if self.limits.min_side == 0 {
+            return Err("limits.min_side = 0: must be at least 1".into());
+        }
+        if self.limits.max_pixels < u64::from(self.limits.min_side).pow(2) {
+            return Err(format!(
+                "limits.max_pixels = {}: must be at least limits.min_side squared ({})",
+                self.limits.max_pixels,
+                u64::from(self.limits.min_side).pow(2)
+            ));
+        }
+        if !(1..=1024).contains(&self.runtime.queue_frames) {
+            return Err(format!(
+                "runtime.queue_frames = {}: must be in [1, 1024]",
+                self.runtime.queue_frames
+            ));
+        }
+        if self.runtime.decode_threads > 128 {
+            return Err(format!(
+                "runtime.decode_threads = {}: must be in [0, 128]",
+                self.runtime.decode_threads
+            ));
+        }
+        crate::device::DeviceRequest::parse(&self.device).map_err(|m| format!("device = {:?}: {m}", self.device))?;
+        Ok(())
+    }
+
+    /// A stable hash of the effective config (its canonical JSON), recorded with every output so
+    /// results made with different settings are never mistaken for each other.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_vec(self).expect("config serializes");
+        let digest = Sha256::digest(&canonical);
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Resolves a path written in a config file against the folder that holds the file.
+pub fn resolve_relative(config_path: &Path, value: &Path) -> PathBuf {
+    if value.is_absolute() {
+        value.to_path_buf()
+    } else {
+        config_path.parent().unwrap_or(Path::new(".")).join(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let cfg = PipelineConfig::parse("{}").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.normalize.resolution.size(), (1280, 720));
+        assert!(cfg.scenes.is_none() && cfg.encode.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_allowed() {
+        let err = PipelineConfig::parse(r#"{"normalise": {}}"#).unwrap_err();
+        assert!(err.contains("unknown field `normalise`"), "{err}");
+        assert!(err.contains("`normalize`"), "{err}");
+        let err = PipelineConfig::parse(r#"{"encode": {"crff": 20}}"#).unwrap_err();
+        assert!(err.contains("`crff`") && err.contains("`crf`"), "{err}");
+    }
+
+    #[test]
+    fn bad_resolution_names_allowed() {
+        let err = PipelineConfig::parse(r#"{"normalize": {"resolution": "4k"}}"#).unwrap_err();
+        assert!(err.contains("4k") && err.contains("720p") && err.contains("1080p"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_range() {
+        let cases = [
+            (r#"{"encode": {"crf": 70}}"#, "encode.crf = 70"),
+            (r#"{"encode": {"preset": "warp"}}"#, "encode.preset = \"warp\""),
+            (r#"{"encode": {"profile": "high10"}}"#, "encode.profile = \"high10\""),
+            (r#"{"normalize": {"fps": -3}}"#, "normalize.fps = -3"),
+            (r#"{"scenes": {"threshold": 0}}"#, "scenes.threshold = 0"),
+            (r#"{"scenes": {"min_scene_frames": 0}}"#, "scenes.min_scene_frames = 0"),
+            (r#"{"runtime": {"queue_frames": 0}}"#, "runtime.queue_frames = 0"),
+            (r#"{"device": "tpu"}"#, "device = \"tpu\""),
+        ];
+        for (text, expected) in cases {
+            let err = PipelineConfig::parse(text).unwrap().validate().unwrap_err();
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn hash_changes_with_settings() {
+        let a = PipelineConfig::parse(r#"{"encode": {"crf": 23}}"#).unwrap();
+        let b = PipelineConfig::parse(r#"{"encode": {"crf": 24}}"#).unwrap();
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), a.clone().hash());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_folder() {
+        let cfg = Path::new("/etc/pipelines/x.json");
+        assert_eq!(resolve_relative(cfg, Path::new("m/clip")), PathBuf::from("/etc/pipelines/m/clip"));
+        assert_eq!(resolve_relative(cfg, Path::new("/abs")), PathBuf::from("/abs"));
+    }
+}

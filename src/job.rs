@@ -1,0 +1,206 @@
+//! One input, start to finish: probe and check it, run its pipeline into `OUT/<stem>.partial/`,
+//! write the report, and only then rename the folder to `OUT/<stem>/`. Any failure removes the
+//! partial folder, so nothing that looks finished is ever left behind by a failed input.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::PipelineConfig;
+use crate::device::DeviceInfo;
+use crate::error::{Error, Result};
+use crate::media::probe::{self, SourceInfo};
+use crate::pipeline::{self, scenes::scenes_on_output, PipelineOutput};
+use crate::report::{OutputInfo, Report, StageStats, Stats, SCHEMA_VERSION};
+
+/// Where an input's results go.
+pub fn output_stem(input: &Path) -> String {
+    input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "output".into())
+}
+
+/// What a finished input produced.
+pub struct JobResult {
+    pub input: PathBuf,
+    pub output_dir: PathBuf,
+    pub report: Report,
+}
+
+/// The shared settings of a run.
+pub struct Job<'a> {
+    pub config: &'a PipelineConfig,
+    pub out_dir: &'a Path,
+    pub device: &'a DeviceInfo,
+    pub show_progress: bool,
+}
+
+impl Job<'_> {
+    /// Processes one input; on error nothing is left under `OUT/`.
+    pub fn process(&self, input: &Path) -> Result<JobResult> {
+        let info = probe::probe(input)?;
+        probe::check_limits(&info, &self.config.limits)?;
+        let stem = output_stem(input);
+        let final_dir = self.out_dir.join(&stem);
+        let partial = PartialDir::create(self.out_dir.join(format!("{stem}.partial")))?;
+        let video_name = format!("{stem}.mp4");
+        let video_path = self.config.encode.as_ref().map(|_| partial.path.join(&video_name));
+
+        let progress = self.progress_bar(&info, &stem);
+        let result = pipeline::run(input, &info, self.config, video_path.as_deref(), &progress);
+        progress.finish_and_clear();
+        let output = result?;
+        if output.decode.frames == 0 {
+            return Err(Error::input(
+                input,
+                format!("no frame could be decoded ({} decode errors): the video data is unreadable", output.decode.errors),
+            ));
+        }
+        let report = self.report(&info, &output, video_path.as_ref().map(|_| video_name));
+        let json = serde_json::to_string_pretty(&report).expect("report serializes");
+        let json_path = partial.path.join(format!("{stem}.json"));
+        std::fs::write(&json_path, json + "\n").map_err(|e| Error::io(&json_path, "writing the report", e))?;
+        partial.commit(&final_dir)?;
+        Ok(JobResult { input: input.to_path_buf(), output_dir: final_dir, report })
+    }
+
+    fn progress_bar(&self, info: &SourceInfo, stem: &str) -> indicatif::ProgressBar {
+        use std::io::IsTerminal;
+        if !self.show_progress || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let estimate = if info.frames > 0 { info.frames } else { (info.duration * info.fps).round() as u64 };
+        let bar = indicatif::ProgressBar::new(estimate.max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(stem.to_string());
+        bar
+    }
+
+    fn report(&self, info: &SourceInfo, out: &PipelineOutput, video: Option<String>) -> Report {
+        let cfg = self.config;
+        let (width, height) = cfg.normalize.resolution.size();
+        let (frames, duration) = match (&out.encode, cfg.normalize.fps) {
+            (Some(e), _) => (e.frames, e.duration),
+            (None, None) => (out.decode.frames, out.decode.duration),
+            (None, Some(fps)) => {
+                let n = (out.decode.duration * fps).round() as u64;
+                (n, n as f64 / fps)
+            }
+        };
+        let cuts = out.scenes.as_ref().map(|s| s.cuts.as_slice()).unwrap_or(&[]);
+        let scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
+
+        let mut warnings = Vec::new();
+        if out.decode.errors > 0 {
+            warnings.push(format!(
+                "{} packet(s) or frame(s) could not be read or decoded; {} frames decoded",
+                out.decode.errors, out.decode.frames
+            ));
+        }
+        if out.decode.repaired_timestamps > 0 {
+            warnings.push(format!(
+                "{} frame(s) had missing or non-increasing timestamps and were re-timed",
+                out.decode.repaired_timestamps
+            ));
+        }
+        if let Some(codec) = out.encode.as_ref().and_then(|e| e.audio_transcoded_from.as_ref()) {
+            warnings.push(format!("audio codec {codec} cannot be copied into MP4; re-encoded to AAC"));
+        }
+        if info.frames > 0 && info.frames != out.decode.frames {
+            warnings.push(format!(
+                "container says {} frames, {} were decoded",
+                info.frames, out.decode.frames
+            ));
+        }
+
+        let audio_mode = match (&out.encode, info.has_audio) {
+            (Some(e), true) if e.audio_packets > 0 || cfg.encode.as_ref().is_some_and(|c| c.audio != crate::config::AudioMode::None) => {
+                if e.audio_transcoded_from.is_some() { "aac" } else { "copy" }
+            }
+            _ => "none",
+        };
+        let mut stages = BTreeMap::new();
+        stages.insert("decode".to_string(), StageStats { seconds: out.decode.seconds });
+        if let Some(n) = &out.normalize {
+            stages.insert("normalize".into(), StageStats { seconds: n.seconds });
+        }
+        if let Some(s) = &out.scenes {
+            stages.insert("scenes".into(), StageStats { seconds: s.seconds });
+        }
+        if let Some(e) = &out.encode {
+            stages.insert("encode".into(), StageStats { seconds: e.seconds });
+        }
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            config_hash: cfg.hash(),
+            config: cfg.clone(),
+            source: info.clone(),
+            output: OutputInfo {
+                video,
+                width,
+                height,
+                content: out.normalize.as_ref().map(|n| n.content),
+                frames,
+                duration,
+                fps: cfg.normalize.fps,
+                has_audio: audio_mode != "none",
+                audio: audio_mode.to_string(),
+                chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
+            },
+            scenes,
+            stats: Stats {
+                frames: out.decode.frames,
+                wall_seconds: out.wall_seconds,
+                fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
+                stages,
+                device: self.device.clone(),
+                decode_errors: out.decode.errors,
+            },
+            warnings,
+        }
+    }
+}
+
+/// `OUT/<stem>.partial/`: removed on drop unless committed (renamed to its final name).
+struct PartialDir {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl PartialDir {
+    fn create(path: PathBuf) -> Result<PartialDir> {
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, "removing a stale partial output", e))?;
+        }
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, "creating the output folder", e))?;
+        Ok(PartialDir { path, committed: false })
+    }
+
+    /// Replaces `final_dir` (if a previous run left one) with this folder.
+    fn commit(mut self, final_dir: &Path) -> Result<()> {
+        let old = PathBuf::from(format!("{}.old-{}", final_dir.display(), std::process::id()));
+        let had_old = final_dir.exists();
+        if had_old {
+            std::fs::rename(final_dir, &old).map_err(|e| Error::io(final_dir, "moving the previous output aside", e))?;
+        }
+        std::fs::rename(&self.path, final_dir).map_err(|e| Error::io(final_dir, "renaming the finished output into place", e))?;
+        self.committed = true;
+        if had_old {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartialDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! framepipe: videos in, normalized and scene-annotated training data out, in one pass.
+//!
+//! ```text
+//! INPUT ──► probe ──► decode ──┬──► scenes (small HSV frames, content detector) ──┐ cuts
+//!                              ├──► normalize (720p/1080p canvas, fit/fill/stretch,│
+//!                              │    rotation, SAR, pts kept or fps-resampled)      │
+//!                              │        └──► encode (libx264) + mux ◄──────────────┘ chapters
+//!                              └──► audio packets ──┘ (copied, or AAC)      ──► <stem>.mp4
+//!                                                           annotate ──► <stem>.json
+//! ```
+//! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
+//! decoded frames are shared by `Arc`. See `../shared/docs/design.md` for the full design.
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod job;
+pub mod media;
+pub mod pipeline;
+pub mod report;
+pub mod scenes;
+
+/// The built-in pipeline used when `run` gets no `--pipeline` (identical to `pipelines/default.json`).
+pub const DEFAULT_PIPELINE: &str = include_str!("../pipelines/default.json");

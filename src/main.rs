@@ -1,0 +1,141 @@
+//! The `framepipe` binary: parse flags, set up logging, dispatch, and map outcomes to exit codes
+//! (0 all inputs done, 1 some input failed, 2 usage or configuration error).
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use framepipe::cli::{Cli, Command};
+use framepipe::config::PipelineConfig;
+use framepipe::device::{self, DeviceRequest};
+use framepipe::error::Error;
+use framepipe::job::{output_stem, Job};
+
+const EXIT_INPUT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    match cli.command {
+        Command::Probe { input } => probe(&input),
+        Command::Run { pipeline, output, device, inputs } => run(pipeline.as_deref(), &output, device.as_deref(), &inputs, cli.quiet),
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// `error: <message>` and then each cause on its own line.
+fn report_error(error: &dyn std::error::Error) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}
+
+fn probe(input: &Path) -> ExitCode {
+    match framepipe::media::probe::probe(input) {
+        Ok(info) => {
+            println!("{}", serde_json::to_string_pretty(&info).expect("probe info serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(EXIT_INPUT_FAILED)
+        }
+    }
+}
+
+fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {
+    match pipeline {
+        Some(path) => PipelineConfig::load(path),
+        None => {
+            let builtin = Path::new("<built-in default pipeline>");
+            let cfg = PipelineConfig::parse(framepipe::DEFAULT_PIPELINE).map_err(|m| Error::config(builtin, m))?;
+            cfg.validate().map_err(|m| Error::config(builtin, m))?;
+            Ok(cfg)
+        }
+    }
+}
+
+/// Creates the output folder and proves it is writable before any input is decoded.
+fn prepare_output_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create the output folder", e))?;
+    let probe = dir.join(format!(".framepipe-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::io(dir, "output folder is not writable", e))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn run(pipeline: Option<&Path>, out_dir: &Path, device_flag: Option<&str>, inputs: &[PathBuf], quiet: bool) -> ExitCode {
+    let config = match load_config(pipeline) {
+        Ok(c) => c,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let device_text = device_flag.unwrap_or(&config.device).to_string();
+    let device = match DeviceRequest::parse(&device_text).and_then(device::select) {
+        Ok(d) => d,
+        Err(message) => {
+            report_error(&Error::Device { requested: device_text, message });
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(e) = prepare_output_dir(out_dir) {
+        report_error(&e);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let job = Job { config: &config, out_dir, device: &device, show_progress: !quiet };
+    let mut failed = 0usize;
+    let mut stems = HashSet::new();
+    for input in inputs {
+        let stem = output_stem(input);
+        if !stems.insert(stem.clone()) {
+            report_error(&Error::input(
+                input,
+                format!("another input of this run also writes {}/{stem}/; rename one of them", out_dir.display()),
+            ));
+            failed += 1;
+            continue;
+        }
+        match job.process(input) {
+            Ok(done) => {
+                let line = serde_json::json!({
+                    "input": done.input,
+                    "output": done.output_dir,
+                    "frames": done.report.output.frames,
+                    "scenes": done.report.scenes.len(),
+                    "warnings": done.report.warnings.len(),
+                    "wall_seconds": done.report.stats.wall_seconds,
+                });
+                println!("{line}");
+            }
+            Err(e) => {
+                report_error(&e);
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        if inputs.len() > 1 {
+            eprintln!("{failed} of {} inputs failed", inputs.len());
+        }
+        ExitCode::from(EXIT_INPUT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

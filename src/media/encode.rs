@@ -1,0 +1,374 @@
+//! The output file: libx264 video encoding of normalized frames, the audio stream (copied when
+//! MP4 can carry its codec, else re-encoded to AAC), one chapter per scene, `+faststart` MP4.
+//!
+//! The protocol follows FFmpeg's: frames in → packets out → interleaved write; at the end,
+//! encoder EOF → drain → chapters → `write_trailer`.
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next as ff;
+use ff::format::Pixel;
+use ff::media::Type as MediaType;
+
+use crate::config::{AudioMode, EncodeConfig};
+use crate::error::{Error, Result};
+
+/// What the muxer needs to know about the source's audio stream.
+pub struct AudioSource {
+    pub parameters: ff::codec::Parameters,
+    pub time_base: ff::Rational,
+}
+
+/// Video settings of the output stream.
+pub struct VideoSettings {
+    pub width: u32,
+    pub height: u32,
+    /// Time base of the frames' pts.
+    pub time_base: ff::Rational,
+    /// Nominal frame rate (x264 rate control uses it).
+    pub frame_rate: ff::Rational,
+}
+
+/// A chapter, in seconds.
+pub struct Chapter {
+    pub start: f64,
+    pub end: f64,
+    pub title: String,
+}
+
+/// The open output file with its encoders.
+pub struct Muxer {
+    path: PathBuf,
+    output: ff::format::context::Output,
+    video: ff::encoder::Video,
+    video_time_base: ff::Rational,
+    audio: Option<AudioOut>,
+    /// Set when the audio was re-encoded rather than copied (reported as a warning).
+    pub audio_transcoded_from: Option<String>,
+    pub frames_in: u64,
+}
+
+enum AudioOut {
+    Copy { index: usize, in_time_base: ff::Rational },
+    Aac(Box<AacTranscoder>),
+}
+
+impl Muxer {
+    /// Creates `path` (MP4), sets up libx264 from `cfg`, and the audio stream if any.
+    pub fn create(path: &Path, cfg: &EncodeConfig, video: &VideoSettings, audio: Option<AudioSource>) -> Result<Muxer> {
+        super::init();
+        let ctx = |what: &str| {
+            let what = what.to_string();
+            let path = path.to_path_buf();
+            move |e| Error::ffmpeg(&path, what, e)
+        };
+        let mut output = ff::format::output_as(&path, "mp4").map_err(ctx("creating the output file"))?;
+        let global_header = output.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+
+        let codec = ff::encoder::find_by_name(&cfg.codec)
+            .ok_or_else(|| Error::input(path, format!("this FFmpeg has no {} encoder", cfg.codec)))?;
+        let mut encoder = ff::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(ctx("creating the video encoder"))?;
+        encoder.set_width(video.width);
+        encoder.set_height(video.height);
+        encoder.set_format(Pixel::YUV420P);
+        encoder.set_time_base(video.time_base);
+        encoder.set_frame_rate(Some(video.frame_rate));
+        encoder.set_aspect_ratio(ff::Rational::new(1, 1));
+        encoder.set_color_range(ff::color::Range::MPEG);
+        if cfg.threads > 0 {
+            encoder.set_threading(ff::threading::Config {
+                kind: ff::threading::Type::Frame,
+                count: cfg.threads as usize,
+                ..Default::default()
+            });
+        }
+        if global_header {
+            encoder.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+        }
+        let mut options = ff::Dictionary::new();
+        options.set("crf", &format!("{}", cfg.crf));
+        options.set("preset", &cfg.preset);
+        if let Some(profile) = &cfg.profile {
+            options.set("profile", profile);
+        }
+        let encoder = encoder.open_with(options).map_err(ctx("opening libx264"))?;
+        {
+            let mut stream = output.add_stream(codec).map_err(ctx("adding the video stream"))?;
+            stream.set_parameters(&encoder);
+            stream.set_time_base(video.time_base);
+            stream.set_avg_frame_rate(video.frame_rate);
+        }
+
+        let mut audio_transcoded_from = None;
+        let audio = match audio {
+            None => None,
+            Some(source) if cfg.audio != AudioMode::None => {
+                let id = source.parameters.id();
+                let mp4_can_copy = unsafe {
+                    ff::ffi::avformat_query_codec(output.format().as_ptr(), id.into(), 0) == 1
+                };
+                if cfg.audio == AudioMode::Copy && mp4_can_copy {
+                    let index = {
+                        let mut stream = output
+                            .add_stream(ff::encoder::find(ff::codec::Id::None))
+                            .map_err(ctx("adding the audio stream"))?;
+                        stream.set_parameters(source.parameters.clone());
+                        // The source container's tag may not be valid in MP4; let the muxer pick.
+                        unsafe { (*stream.parameters().as_mut_ptr()).codec_tag = 0 };
+                        stream.set_time_base(source.time_base);
+                        stream.index()
+                    };
+                    Some(AudioOut::Copy { index, in_time_base: source.time_base })
+                } else {
+                    audio_transcoded_from = Some(id.name().to_string());
+                    Some(AudioOut::Aac(Box::new(AacTranscoder::new(path, &mut output, &source, global_header)?)))
+                }
+            }
+            Some(_) => None,
+        };
+
+        let mut options = ff::Dictionary::new();
+        options.set("movflags", "+faststart");
+        output.write_header_with(options).map_err(ctx("writing the MP4 header"))?;
+        Ok(Muxer {
+            path: path.to_path_buf(),
+            output,
+            video: encoder,
+            video_time_base: video.time_base,
+            audio,
+            audio_transcoded_from,
+            frames_in: 0,
+        })
+    }
+
+    /// Encodes one normalized frame (its pts must be in the video time base).
+    pub fn send_video_frame(&mut self, frame: &ff::frame::Video) -> Result<()> {
+        self.video
+            .send_frame(frame)
+            .map_err(|e| Error::ffmpeg(&self.path, format!("encoding video frame {}", self.frames_in), e))?;
+        self.frames_in += 1;
+        self.write_video_packets()
+    }
+
+    fn write_video_packets(&mut self) -> Result<()> {
+        let out_tb = self.output.stream(0).expect("video stream").time_base();
+        let mut packet = ff::Packet::empty();
+        loop {
+            match self.video.receive_packet(&mut packet) {
+                Ok(()) => {
+                    packet.set_stream(0);
+                    packet.rescale_ts(self.video_time_base, out_tb);
+                    packet
+                        .write_interleaved(&mut self.output)
+                        .map_err(|e| Error::ffmpeg(&self.path, "writing a video packet", e))?;
+                }
+                Err(ff::Error::Eof) => return Ok(()),
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
+                Err(e) => return Err(Error::ffmpeg(&self.path, "receiving encoded video", e)),
+            }
+        }
+    }
+
+    /// Writes (copy) or transcodes (AAC) one packet of the source's audio stream.
+    /// `offset` is the source start time in the audio time base, subtracted from its timestamps.
+    pub fn send_audio_packet(&mut self, mut packet: ff::Packet, offset: i64) -> Result<()> {
+        match &mut self.audio {
+            None => Ok(()),
+            Some(AudioOut::Copy { index, in_time_base }) => {
+                let index = *index;
+                if let Some(pts) = packet.pts() {
+                    packet.set_pts(Some(pts - offset));
+                }
+                if let Some(dts) = packet.dts() {
+                    packet.set_dts(Some(dts - offset));
+                }
+                let out_tb = self.output.stream(index).expect("audio stream").time_base();
+                packet.rescale_ts(*in_time_base, out_tb);
+                packet.set_position(-1);
+                packet.set_stream(index);
+                packet
+                    .write_interleaved(&mut self.output)
+                    .map_err(|e| Error::ffmpeg(&self.path, "writing an audio packet", e))
+            }
+            Some(AudioOut::Aac(aac)) => aac.send_packet(&packet, &mut self.output),
+        }
+    }
+
+    /// Flushes the encoders, adds the chapters, writes the trailer (moov first: faststart).
+    pub fn finish(mut self, chapters: &[Chapter]) -> Result<()> {
+        self.video.send_eof().map_err(|e| Error::ffmpeg(&self.path, "flushing libx264", e))?;
+        self.write_video_packets()?;
+        if let Some(AudioOut::Aac(aac)) = &mut self.audio {
+            aac.finish(&mut self.output)?;
+        }
+        let tb = ff::Rational::new(1, 1000);
+        for (i, chapter) in chapters.iter().enumerate() {
+            let start = (chapter.start * 1000.0).round() as i64;
+            let end = ((chapter.end * 1000.0).round() as i64).max(start);
+            self.output
+                .add_chapter(i as i64, tb, start, end, &chapter.title)
+                .map_err(|e| Error::ffmpeg(&self.path, format!("adding chapter {i}"), e))?;
+        }
+        self.output.write_trailer().map_err(|e| Error::ffmpeg(&self.path, "writing the MP4 trailer", e))
+    }
+}
+
+/// Audio that MP4 cannot carry as is: decoded, resampled to float planar, re-encoded with
+/// FFmpeg's native AAC encoder in frames of the encoder's size.
+struct AacTranscoder {
+    path: PathBuf,
+    decoder: ff::decoder::Audio,
+    resampler: Option<ff::software::resampling::Context>,
+    encoder: ff::encoder::Audio,
+    index: usize,
+    layout: ff::ChannelLayout,
+    rate: u32,
+    /// Resampled samples waiting for a full encoder frame, one queue per channel.
+    pending: Vec<VecDeque<f32>>,
+    samples_out: i64,
+}
+
+impl AacTranscoder {
+    fn new(path: &Path, output: &mut ff::format::context::Output, source: &AudioSource, global_header: bool) -> Result<Self> {
+        let ctx = |what: &'static str| {
+            let path = path.to_path_buf();
+            move |e| Error::ffmpeg(&path, what, e)
+        };
+        let dec_ctx = ff::codec::context::Context::from_parameters(source.parameters.clone())
+            .map_err(ctx("reading audio parameters"))?;
+        if dec_ctx.medium() != MediaType::Audio {
+            return Err(Error::input(path, "audio stream is not audio"));
+        }
+        let mut decoder = dec_ctx.decoder();
+        decoder.set_packet_time_base(source.time_base);
+        let decoder = decoder.audio().map_err(ctx("opening the audio decoder"))?;
+        let channels = decoder.channels().clamp(1, 2);
+        let layout = ff::ChannelLayout::default(i32::from(channels));
+        let rate = decoder.rate().clamp(8000, 96000);
+        let codec = ff::encoder::find(ff::codec::Id::AAC)
+            .ok_or_else(|| Error::input(path, "this FFmpeg has no AAC encoder"))?;
+        let mut encoder = ff::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .audio()
+            .map_err(ctx("creating the AAC encoder"))?;
+        encoder.set_rate(rate as i32);
+        encoder.set_channel_layout(layout);
+        encoder.set_channels(i32::from(channels));
+        encoder.set_format(ff::format::Sample::F32(ff::format::sample::Type::Planar));
+        encoder.set_bit_rate(64_000 * usize::from(channels));
+        encoder.set_time_base(ff::Rational::new(1, rate as i32));
+        if global_header {
+            encoder.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+        }
+        let encoder = encoder.open_as(codec).map_err(ctx("opening the AAC encoder"))?;
+        let index = {
+            let mut stream = output.add_stream(codec).map_err(ctx("adding the audio stream"))?;
+            stream.set_parameters(&encoder);
+            stream.set_time_base(ff::Rational::new(1, rate as i32));
+            stream.index()
+        };
+        Ok(AacTranscoder {
+            path: path.to_path_buf(),
+            decoder,
+            resampler: None,
+            encoder,
+            index,
+            layout,
+            rate,
+            pending: vec![VecDeque::new(); usize::from(channels)],
+            samples_out: 0,
+        })
+    }
+
+    fn send_packet(&mut self, packet: &ff::Packet, output: &mut ff::format::context::Output) -> Result<()> {
+        // A damaged audio packet is skipped, like a damaged video packet: the rest still plays.
+        if self.decoder.send_packet(packet).is_ok() {
+            self.drain_decoder(output)?;
+        }
+        Ok(())
+    }
+
+    fn drain_decoder(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
+        let mut decoded = ff::frame::Audio::empty();
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            self.resample(&decoded)?;
+            self.encode_full_frames(output, false)?;
+        }
+        Ok(())
+    }
+
+    fn resample(&mut self, decoded: &ff::frame::Audio) -> Result<()> {
+        let in_layout = if decoded.channel_layout().is_empty() {
+            ff::ChannelLayout::default(i32::from(decoded.channels()))
+        } else {
+            decoded.channel_layout()
+        };
+        if self.resampler.is_none() {
+            let ctx = ff::software::resampling::Context::get(
+                decoded.format(),
+                in_layout,
+                decoded.rate(),
+                ff::format::Sample::F32(ff::format::sample::Type::Planar),
+                self.layout,
+                self.rate,
+            )
+            .map_err(|e| Error::ffmpeg(&self.path, "setting up audio resampling", e))?;
+            self.resampler = Some(ctx);
+        }
+        let mut frame = decoded.clone();
+        frame.set_channel_layout(in_layout);
+        let mut out = ff::frame::Audio::empty();
+        self.resampler
+            .as_mut()
+            .expect("resampler just built")
+            .run(&frame, &mut out)
+            .map_err(|e| Error::ffmpeg(&self.path, "resampling audio", e))?;
+        for (ch, queue) in self.pending.iter_mut().enumerate() {
+            queue.extend(&out.plane::<f32>(ch)[..out.samples()]);
+        }
+        Ok(())
+    }
+
+    fn encode_full_frames(&mut self, output: &mut ff::format::context::Output, last: bool) -> Result<()> {
+        let size = (self.encoder.frame_size() as usize).max(1);
+        while self.pending[0].len() >= size || (last && !self.pending[0].is_empty()) {
+            let n = self.pending[0].len().min(size);
+            let mut frame = ff::frame::Audio::new(ff::format::Sample::F32(ff::format::sample::Type::Planar), n, self.layout);
+            frame.set_rate(self.rate);
+            for (ch, queue) in self.pending.iter_mut().enumerate() {
+                for (dst, src) in frame.plane_mut::<f32>(ch).iter_mut().zip(queue.drain(..n)) {
+                    *dst = src;
+                }
+            }
+            frame.set_pts(Some(self.samples_out));
+            self.samples_out += n as i64;
+            self.encoder.send_frame(&frame).map_err(|e| Error::ffmpeg(&self.path, "encoding AAC", e))?;
+            self.write_packets(output)?;
+        }
+        Ok(())
+    }
+
+    fn write_packets(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
+        let out_tb = output.stream(self.index).expect("audio stream").time_base();
+        let mut packet = ff::Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(self.index);
+            packet.rescale_ts(ff::Rational::new(1, self.rate as i32), out_tb);
+            packet
+                .write_interleaved(output)
+                .map_err(|e| Error::ffmpeg(&self.path, "writing an AAC packet", e))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
+        let _ = self.decoder.send_eof();
+        self.drain_decoder(output)?;
+        self.encode_full_frames(output, true)?;
+        let _ = self.encoder.send_eof();
+        self.write_packets(output)
+    }
+}

@@ -1,0 +1,50 @@
+//! Small BGR copies of frames for the scene detector: one swscale pass from the decoded frame
+//! straight to the detector's size, so the detector never pays for full-size conversions.
+use ffmpeg_next as ff;
+use ff::format::Pixel;
+use ff::software::scaling;
+
+/// Shrinks frames to `width`x`height` packed BGR24 (OpenCV's layout).
+pub struct SmallFrames {
+    width: u32,
+    height: u32,
+    scaler: Option<(super::Scaler, (Pixel, u32, u32))>,
+    out: ff::frame::Video,
+}
+
+impl SmallFrames {
+    pub fn new(width: u32, height: u32) -> Self {
+        SmallFrames {
+            width,
+            height,
+            scaler: None,
+            out: ff::frame::Video::new(Pixel::BGR24, width, height),
+        }
+    }
+
+    pub fn size(&self) -> (usize, usize) {
+        (self.width as usize, self.height as usize)
+    }
+
+    /// The BGR bytes of `src` at the small size and their row stride.
+    pub fn convert(&mut self, src: &ff::frame::Video) -> Result<(&[u8], usize), ff::Error> {
+        let key = (src.format(), src.width(), src.height());
+        if self.scaler.as_ref().map(|(_, k)| *k) != Some(key) {
+            // Two-tap bilinear without an anti-alias pre-filter: what PySceneDetect's
+            // cv2.resize(INTER_LINEAR) does, and the cheapest swscale path.
+            let ctx = scaling::Context::get(
+                key.0,
+                key.1,
+                key.2,
+                Pixel::BGR24,
+                self.width,
+                self.height,
+                scaling::Flags::FAST_BILINEAR,
+            )?;
+            self.scaler = Some((super::Scaler(ctx), key));
+        }
+        let (scaler, _) = self.scaler.as_mut().expect("scaler just built");
+        scaler.0.run(src, &mut self.out)?;
+        Ok((self.out.data(0), self.out.stride(0)))
+    }
+}

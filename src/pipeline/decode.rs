@@ -1,0 +1,177 @@
+//! The decode stage: reads the input's packets, decodes the video stream, and hands every frame
+//! (by `Arc`) to each consumer that is running; audio packets go straight to the muxer.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use ffmpeg_next as ff;
+use serde::Serialize;
+
+use super::{send, BusyTimer, Cancel};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::media::decode::{SourceFrame, VideoDecoder};
+use crate::media::encode::{AudioSource, VideoSettings};
+use crate::media::probe::SourceInfo;
+
+/// After this many read errors in a row the rest of the file is taken as unreadable.
+const MAX_CONSECUTIVE_READ_ERRORS: u32 = 64;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeStats {
+    pub frames: u64,
+    /// Packets the demuxer could not read plus packets/frames the decoder rejected.
+    pub errors: u64,
+    pub repaired_timestamps: u64,
+    /// Time of the last frame plus one frame duration: the decoded video's length.
+    pub duration: f64,
+    pub seconds: f64,
+}
+
+pub struct DecodeStage {
+    path: PathBuf,
+    input: ff::format::context::Input,
+    decoder: VideoDecoder,
+    audio_index: Option<usize>,
+    /// The file's start time in the audio time base (subtracted, as `ffmpeg` does; the video
+    /// decoder subtracts the same instant in its own time base).
+    audio_offset: i64,
+    fps: f64,
+    cancel: Cancel,
+    progress: indicatif::ProgressBar,
+}
+
+impl DecodeStage {
+    pub fn open(path: &Path, info: &SourceInfo, cfg: &PipelineConfig, cancel: Cancel, progress: indicatif::ProgressBar) -> Result<Self> {
+        let input = ff::format::input(&path).map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
+        // SAFETY: reading a plain field of the open format context.
+        let start_us = unsafe { (*input.as_ptr()).start_time };
+        let offset_in = |index: usize| -> i64 {
+            if start_us == ff::ffi::AV_NOPTS_VALUE {
+                return 0;
+            }
+            let tb = input.stream(index).map(|s| s.time_base()).unwrap_or(ff::Rational::new(1, 1));
+            start_us.rescale(ff::Rational::new(1, ff::ffi::AV_TIME_BASE), tb)
+        };
+        let video_offset = offset_in(info.video_stream_index);
+        let audio_offset = info.audio_stream_index.map(offset_in).unwrap_or(0);
+        let decoder =
+            VideoDecoder::open(path, &input, info.video_stream_index, cfg.runtime.decode_threads, video_offset)?;
+        Ok(DecodeStage {
+            path: path.to_path_buf(),
+            decoder,
+            audio_index: info.audio_stream_index,
+            audio_offset,
+            fps: info.fps,
+            input,
+            cancel,
+            progress,
+        })
+    }
+
+    pub fn audio_source(&self) -> Option<AudioSource> {
+        let stream = self.input.stream(self.audio_index?)?;
+        Some(AudioSource { parameters: stream.parameters(), time_base: stream.time_base() })
+    }
+
+    pub fn audio_offset(&self) -> i64 {
+        self.audio_offset
+    }
+
+    /// The output video's size, time base and nominal rate for this input under `cfg`.
+    pub fn video_settings(&self, cfg: &PipelineConfig) -> VideoSettings {
+        let (width, height) = cfg.normalize.resolution.size();
+        match cfg.normalize.fps {
+            Some(fps) => {
+                let rate = rational_from_fps(fps);
+                VideoSettings { width, height, time_base: rate.invert(), frame_rate: rate }
+            }
+            None => VideoSettings {
+                width,
+                height,
+                time_base: self.decoder.time_base(),
+                frame_rate: rational_from_fps(if self.fps > 0.0 { self.fps } else { 25.0 }),
+            },
+        }
+    }
+
+    /// Reads to the end (or until cancelled), fanning each frame out to the consumers present.
+    pub fn run(
+        mut self,
+        scenes: Option<Sender<Arc<SourceFrame>>>,
+        normalize: Option<Sender<Arc<SourceFrame>>>,
+        audio: Option<Sender<ff::Packet>>,
+    ) -> Result<DecodeStats> {
+        let mut timer = BusyTimer::default();
+        let mut frames = 0u64;
+        let mut read_errors = 0u64;
+        let mut consecutive = 0u32;
+        let mut last_time = 0.0f64;
+        let video_index = self.decoder.stream_index();
+        // Time spent blocked on full consumer queues is waiting, not decoding.
+        let mut blocked = std::time::Duration::ZERO;
+        let mut sink = |frame: SourceFrame| -> Result<()> {
+            frames += 1;
+            last_time = frame.time;
+            self.progress.inc(1);
+            let frame = Arc::new(frame);
+            let start = std::time::Instant::now();
+            if let Some(tx) = &scenes {
+                send(tx, Arc::clone(&frame), "decode")?;
+            }
+            if let Some(tx) = &normalize {
+                send(tx, frame, "decode")?;
+            }
+            blocked += start.elapsed();
+            Ok(())
+        };
+        loop {
+            self.cancel.check("decode")?;
+            let mut packet = ff::Packet::empty();
+            match timer.time(|| packet.read(&mut self.input)) {
+                Ok(()) => consecutive = 0,
+                Err(ff::Error::Eof) => break,
+                Err(_) => {
+                    read_errors += 1;
+                    consecutive += 1;
+                    if consecutive >= MAX_CONSECUTIVE_READ_ERRORS {
+                        tracing::warn!(path = %self.path.display(), "giving up reading after {consecutive} errors in a row");
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if packet.stream() == video_index {
+                timer.time(|| self.decoder.send_packet(&packet, &mut sink))?;
+            } else if Some(packet.stream()) == self.audio_index {
+                if let Some(tx) = &audio {
+                    send(tx, packet, "decode")?;
+                }
+            }
+        }
+        self.decoder.send_eof(&mut sink)?;
+        let frame_duration = if self.fps > 0.0 { 1.0 / self.fps } else { 0.0 };
+        Ok(DecodeStats {
+            frames,
+            errors: read_errors + self.decoder.errors,
+            repaired_timestamps: self.decoder.repaired_timestamps,
+            duration: if frames > 0 { last_time + frame_duration } else { 0.0 },
+            seconds: (timer.seconds() - blocked.as_secs_f64()).max(0.0),
+        })
+    }
+}
+
+/// The exact rational for common rates (29.97 is 30000/1001), else millisecond precision.
+pub fn rational_from_fps(fps: f64) -> ff::Rational {
+    for base in [24000, 30000, 48000, 60000] {
+        if (fps - f64::from(base) / 1001.0).abs() < 0.005 {
+            return ff::Rational::new(base, 1001);
+        }
+    }
+    if (fps - fps.round()).abs() < 1e-6 {
+        return ff::Rational::new(fps.round() as i32, 1);
+    }
+    ff::Rational::new((fps * 1000.0).round() as i32, 1000)
+}
+
+use ff::Rescale;

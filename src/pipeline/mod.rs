@@ -1,0 +1,256 @@
+//! Wiring of one input's stages: threads joined by bounded crossbeam channels.
+//!
+//! ```text
+//! decode ──┬──► scenes (small HSV frames) ───────────────┐ cuts
+//!          ├──► normalize (canvas) ──► encode + mux ◄────┘ (chapters)
+//!          └──► audio packets ─────────────┘
+//! ```
+//! A decoded frame is shared by `Arc`, never copied per consumer. End of stream is the sender
+//! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
+//! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
+//! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
+pub mod decode;
+pub mod encode;
+pub mod normalize;
+pub mod scenes;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::media::probe::SourceInfo;
+
+/// Shared by all stages of one input: set by the first stage that fails.
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// `Err(Cancelled)` once another stage failed.
+    pub fn check(&self, stage: &'static str) -> Result<()> {
+        if self.is_raised() {
+            Err(Error::Cancelled { stage })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Sends, turning a closed downstream (it stopped after an error) into a cancellation.
+pub fn send<T>(tx: &Sender<T>, value: T, stage: &'static str) -> Result<()> {
+    tx.send(value).map_err(|_| Error::Cancelled { stage })
+}
+
+/// Time a stage spent working (not waiting on its neighbours).
+#[derive(Default, Debug, Clone, Copy)]
+pub struct BusyTimer(Duration);
+
+impl BusyTimer {
+    pub fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.0 += start.elapsed();
+        out
+    }
+    pub fn seconds(&self) -> f64 {
+        self.0.as_secs_f64()
+    }
+}
+
+/// What one input's pipeline produced, for the report.
+pub struct PipelineOutput {
+    pub decode: decode::DecodeStats,
+    pub normalize: Option<normalize::NormalizeStats>,
+    pub scenes: Option<scenes::SceneCuts>,
+    pub encode: Option<encode::EncodeStats>,
+    pub wall_seconds: f64,
+}
+
+/// Runs all stages for one input and joins them.
+pub fn run(
+    input: &Path,
+    info: &SourceInfo,
+    cfg: &PipelineConfig,
+    video_out: Option<&Path>,
+    progress: &indicatif::ProgressBar,
+) -> Result<PipelineOutput> {
+    let started = Instant::now();
+    let cancel = Cancel::default();
+    let queue = cfg.runtime.queue_frames;
+    let encode_cfg = cfg.encode.as_ref().filter(|_| video_out.is_some());
+
+    let (scene_tx, scene_rx) = channel_if(cfg.scenes.is_some(), queue);
+    let (norm_in_tx, norm_in_rx) = channel_if(encode_cfg.is_some(), queue);
+    let (norm_out_tx, norm_out_rx) = channel_if(encode_cfg.is_some(), queue);
+    let wants_audio = encode_cfg.is_some_and(|e| e.audio != crate::config::AudioMode::None) && info.has_audio;
+    // Audio packets are small; the encode stage selects over them and frames, so this queue
+    // never blocks decoding for long. Sized in packets (roughly 20 ms each).
+    let (audio_tx, audio_rx) = channel_if(wants_audio, 256);
+    let (cuts_tx, cuts_rx) = channel_if(encode_cfg.is_some() && cfg.scenes.is_some(), 1);
+
+    let decode_stage = decode::DecodeStage::open(input, info, cfg, cancel.clone(), progress.clone())?;
+    let audio_source = decode_stage.audio_source();
+    let audio_offset = decode_stage.audio_offset();
+    let video_settings = decode_stage.video_settings(cfg);
+    let scene_stage = match &cfg.scenes {
+        Some(scenes_cfg) => Some(scenes::SceneStage::new(scenes_cfg, info, cancel.clone())?),
+        None => None,
+    };
+
+    std::thread::scope(|scope| {
+        let decode = spawn(scope, "decode", &cancel, move || decode_stage.run(scene_tx, norm_in_tx, audio_tx));
+        let scenes = scene_rx.zip(scene_stage).map(|(rx, stage)| {
+            let cuts_tx = cuts_tx.clone();
+            spawn(scope, "scenes", &cancel, move || stage.run(rx, cuts_tx))
+        });
+        drop(cuts_tx);
+        let normalize = norm_in_rx.map(|rx| {
+            let stage = normalize::NormalizeStage::new(&cfg.normalize, info, cancel.clone());
+            let tx = norm_out_tx.expect("normalize output exists with its input");
+            spawn(scope, "normalize", &cancel, move || stage.run(rx, tx))
+        });
+        let encode = norm_out_rx.map(|rx| {
+            let stage = encode::EncodeStage {
+                path: video_out.expect("encode runs only with an output path").to_path_buf(),
+                config: encode_cfg.expect("encode config").clone(),
+                video: video_settings,
+                audio: audio_source.filter(|_| wants_audio),
+                audio_offset,
+                fps: cfg.normalize.fps,
+                cancel: cancel.clone(),
+            };
+            spawn(scope, "encode", &cancel, move || stage.run(rx, audio_rx, cuts_rx))
+        });
+
+        let decode = join("decode", decode);
+        let scenes = scenes.map(|h| join("scenes", h));
+        let normalize = normalize.map(|h| join("normalize", h));
+        let encode = encode.map(|h| join("encode", h));
+
+        let mut errors: Vec<Error> = Vec::new();
+        let decode = keep_ok(decode, &mut errors);
+        let scenes = scenes.and_then(|r| keep_ok(r, &mut errors));
+        let normalize = normalize.and_then(|r| keep_ok(r, &mut errors));
+        let encode = encode.and_then(|r| keep_ok(r, &mut errors));
+        if let Some(root) = first_root_cause(errors) {
+            return Err(root);
+        }
+        Ok(PipelineOutput {
+            decode: decode.expect("no error means decode succeeded"),
+            normalize,
+            scenes,
+            encode,
+            wall_seconds: started.elapsed().as_secs_f64(),
+        })
+    })
+}
+
+fn channel_if<T>(enabled: bool, capacity: usize) -> (Option<Sender<T>>, Option<Receiver<T>>) {
+    if enabled {
+        let (tx, rx) = bounded(capacity);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    }
+}
+
+type StageHandle<'scope, T> = std::thread::ScopedJoinHandle<'scope, Result<T>>;
+
+/// Starts a stage on its own named thread; its failure raises the cancel flag for the others.
+fn spawn<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: &'static str,
+    cancel: &Cancel,
+    body: impl FnOnce() -> Result<T> + Send + 'scope,
+) -> StageHandle<'scope, T> {
+    let cancel = cancel.clone();
+    std::thread::Builder::new()
+        .name(format!("fp-{name}"))
+        .spawn_scoped(scope, move || {
+            // Raise the flag on error *and* on panic (the guard drops while unwinding).
+            struct RaiseOnDrop(Option<Cancel>);
+            impl Drop for RaiseOnDrop {
+                fn drop(&mut self) {
+                    if let Some(c) = self.0.take() {
+                        c.raise();
+                    }
+                }
+            }
+            let mut guard = RaiseOnDrop(Some(cancel));
+            let result = body();
+            if result.is_ok() {
+                guard.0 = None;
+            }
+            result
+        })
+        .expect("spawning a stage thread")
+}
+
+fn join<T>(stage: &'static str, handle: StageHandle<'_, T>) -> Result<T> {
+    handle.join().unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::StagePanicked { stage, message })
+    })
+}
+
+fn keep_ok<T>(result: Result<T>, errors: &mut Vec<Error>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+/// The error to report: the first that is not merely a consequence of another.
+fn first_root_cause(errors: Vec<Error>) -> Option<Error> {
+    let mut cancellation = None;
+    for e in errors {
+        if e.is_cancellation() {
+            cancellation.get_or_insert(e);
+        } else {
+            return Some(e);
+        }
+    }
+    cancellation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panicking_stage_is_an_error_and_cancels_others() {
+        let cancel = Cancel::default();
+        let (tx, rx) = bounded::<u32>(1);
+        let (a, b) = std::thread::scope(|scope| {
+            let c = cancel.clone();
+            let panicky = spawn(scope, "panicky", &cancel, move || -> Result<()> {
+                let _keep = rx;
+                panic!("boom")
+            });
+            let producer = spawn(scope, "producer", &cancel, move || -> Result<()> {
+                for i in 0.. {
+                    c.check("producer")?;
+                    send(&tx, i, "producer")?;
+                }
+                Ok(())
+            });
+            (join("panicky", panicky), join("producer", producer))
+        });
+        assert!(matches!(a, Err(Error::StagePanicked { stage: "panicky", ref message }) if message == "boom"));
+        assert!(matches!(b, Err(Error::Cancelled { .. })));
+        assert!(cancel.is_raised());
+        let root = first_root_cause(vec![b.unwrap_err(), a.unwrap_err()]).unwrap();
+        assert!(matches!(root, Error::StagePanicked { .. }));
+    }
+}
