@@ -294,18 +294,19 @@ impl AacTranscoder {
     fn drain_decoder(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
         let mut decoded = ff::frame::Audio::empty();
         while self.decoder.receive_frame(&mut decoded).is_ok() {
-            self.resample(&decoded)?;
+            self.resample(&mut decoded)?;
             self.encode_full_frames(output, false)?;
         }
         Ok(())
     }
 
-    fn resample(&mut self, decoded: &ff::frame::Audio) -> Result<()> {
-        let in_layout = if decoded.channel_layout().is_empty() {
-            ff::ChannelLayout::default(i32::from(decoded.channels()))
-        } else {
-            decoded.channel_layout()
-        };
+    fn resample(&mut self, decoded: &mut ff::frame::Audio) -> Result<()> {
+        // Decoders of layout-less formats (PCM in Matroska, ...) leave the layout empty;
+        // swresample needs one.
+        if decoded.channel_layout().is_empty() {
+            decoded.set_channel_layout(ff::ChannelLayout::default(i32::from(decoded.channels())));
+        }
+        let in_layout = decoded.channel_layout();
         if self.resampler.is_none() {
             let ctx = ff::software::resampling::Context::get(
                 decoded.format(),
@@ -318,13 +319,13 @@ impl AacTranscoder {
             .map_err(|e| Error::ffmpeg(&self.path, "setting up audio resampling", e))?;
             self.resampler = Some(ctx);
         }
-        let mut frame = decoded.clone();
-        frame.set_channel_layout(in_layout);
-        let mut out = ff::frame::Audio::empty();
+        // Room for every sample this call can produce (rate change plus the resampler's delay).
+        let capacity = decoded.samples() * self.rate as usize / decoded.rate().max(1) as usize + 1024;
+        let mut out = ff::frame::Audio::new(ff::format::Sample::F32(ff::format::sample::Type::Planar), capacity, self.layout);
         self.resampler
             .as_mut()
             .expect("resampler just built")
-            .run(&frame, &mut out)
+            .run(decoded, &mut out)
             .map_err(|e| Error::ffmpeg(&self.path, "resampling audio", e))?;
         for (ch, queue) in self.pending.iter_mut().enumerate() {
             queue.extend(&out.plane::<f32>(ch)[..out.samples()]);

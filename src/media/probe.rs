@@ -34,7 +34,8 @@ pub struct SourceInfo {
     /// the report's stats).
     pub frames: u64,
     pub duration: f64,
-    /// Clockwise rotation to apply for display: 0, 90, 180 or 270.
+    /// Clockwise rotation applied for display: 0, 90, 180 or 270 (the angle of `ffmpeg`'s
+    /// autorotate; ffprobe prints its counter-clockwise negation, e.g. 90 for our 270).
     pub rotation: u32,
     pub has_audio: bool,
     pub audio_codec: Option<String>,

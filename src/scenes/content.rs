@@ -120,7 +120,7 @@ impl ContentDetectorConfig {
             return Err(ContentConfigError::InvalidWeights(weights));
         }
         if weights[3] > 0.0 {
-            return Err(ContentConfigError::EdgesUnsupported);
+            return Err(ContentConfigError::EdgesUnsupported(weights[3]));
         }
         if weights.iter().all(|&w| w == 0.0) {
             return Err(ContentConfigError::InvalidWeights(weights));
@@ -213,8 +213,9 @@ fn limit_denominator(x: f64, max_den: i128) -> Option<(i128, i128)> {
 /// Why a [`ContentDetectorConfig`] was rejected.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ContentConfigError {
-    /// `delta_edges > 0` needs Canny + dilation, which this port does not do.
-    EdgesUnsupported,
+    /// A positive `delta_edges` weight (the value given) needs Canny edge
+    /// maps plus dilation, which this port does not implement.
+    EdgesUnsupported(f64),
     /// NaN or infinite threshold.
     InvalidThreshold(f64),
     /// Non-finite weights, or all weights zero.
@@ -224,13 +225,18 @@ pub enum ContentConfigError {
 impl fmt::Display for ContentConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::EdgesUnsupported => {
-                f.write_str("content detector: a positive delta_edges weight is not supported")
-            }
-            Self::InvalidThreshold(t) => write!(f, "content detector: invalid threshold {t}"),
+            Self::EdgesUnsupported(w) => write!(
+                f,
+                "content detector: delta_edges weight is {w}, expected 0 or less \
+                 (edge detection is not supported)"
+            ),
+            Self::InvalidThreshold(t) => write!(
+                f,
+                "content detector: threshold is {t}, expected a finite number"
+            ),
             Self::InvalidWeights(w) => write!(
                 f,
-                "content detector: weights {w:?} must be finite and not all zero"
+                "content detector: weights are {w:?}, expected finite values, not all zero"
             ),
         }
     }
@@ -250,6 +256,9 @@ pub struct ScoreComponents {
 }
 
 /// Streaming content detector: feed frames in order, collect returned cuts.
+///
+/// Reference: PySceneDetect 0.7.2 (PyPI), `scenedetect/detectors/content_detector.py`
+/// (`ContentDetector`) and `scenedetect/detector.py` (`FlashFilter`).
 #[derive(Debug, Clone)]
 pub struct ContentDetector {
     config: ContentDetectorConfig,
@@ -787,7 +796,7 @@ mod tests {
     fn validate_rejects_unsupported_settings() {
         assert_eq!(
             cfg(|c| c.weights = [1.0, 1.0, 1.0, 1.0]).validate(),
-            Err(ContentConfigError::EdgesUnsupported)
+            Err(ContentConfigError::EdgesUnsupported(1.0))
         );
         // luma_only replaces the weights, so the edge weight no longer matters.
         assert!(cfg(|c| {

@@ -39,7 +39,8 @@ pub fn bgr_pixel_to_hsv(b: u8, g: u8, r: u8) -> [u8; 3] {
     let v = b.max(g).max(r);
     let diff = v - b.min(g).min(r);
     let s = (diff * SDIV[v as usize] + HALF) >> HSV_SHIFT;
-    // OpenCV's tie order: red wins over green, green over blue.
+    // OpenCV's tie order: red wins over green, green over blue. (OpenCV
+    // writes this with masks; plain branches compile to faster code here.)
     let sector = if v == r {
         g - b
     } else if v == g {

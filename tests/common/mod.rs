@@ -1,0 +1,189 @@
+//! Shared helpers for the integration tests: media made with the `ffmpeg` CLI, the real
+//! `framepipe` binary, and `ffprobe` as the independent judge of what it wrote.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn framepipe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_framepipe"))
+}
+
+/// Runs `ffmpeg -v error -y ARGS`, panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `ffprobe -of json` with the given args on `path`.
+pub fn ffprobe(path: &Path, args: &[&str]) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe {path:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON")
+}
+
+/// What ffprobe says about a file we wrote.
+#[derive(Debug)]
+pub struct Probed {
+    pub width: u64,
+    pub height: u64,
+    pub codec: String,
+    pub profile: String,
+    pub pix_fmt: String,
+    /// Frames counted by decoding (not the container's claim).
+    pub frames: u64,
+    pub duration: f64,
+    pub frame_rate: String,
+    pub has_audio: bool,
+    pub audio_codec: Option<String>,
+    pub chapters: Vec<(f64, f64, String)>,
+}
+
+pub fn probe_output(path: &Path) -> Probed {
+    let v = ffprobe(
+        path,
+        &["-count_frames", "-show_streams", "-show_format", "-show_chapters"],
+    );
+    let streams = v["streams"].as_array().expect("streams");
+    let video = streams.iter().find(|s| s["codec_type"] == "video").expect("a video stream");
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio");
+    let chapters = v["chapters"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c["start_time"].as_str().unwrap().parse().unwrap(),
+                        c["end_time"].as_str().unwrap().parse().unwrap(),
+                        c["tags"]["title"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Probed {
+        width: video["width"].as_u64().unwrap(),
+        height: video["height"].as_u64().unwrap(),
+        codec: video["codec_name"].as_str().unwrap().into(),
+        profile: video["profile"].as_str().unwrap_or("").into(),
+        pix_fmt: video["pix_fmt"].as_str().unwrap().into(),
+        frames: video["nb_read_frames"].as_str().unwrap().parse().unwrap(),
+        duration: v["format"]["duration"].as_str().unwrap().parse().unwrap(),
+        frame_rate: video["r_frame_rate"].as_str().unwrap().into(),
+        has_audio: audio.is_some(),
+        audio_codec: audio.map(|a| a["codec_name"].as_str().unwrap().to_string()),
+        chapters,
+    }
+}
+
+/// Frame presentation times of the first video stream, by ffprobe.
+pub fn frame_times(path: &Path) -> Vec<f64> {
+    let v = ffprobe(path, &["-select_streams", "v:0", "-show_entries", "frame=pts_time"]);
+    v["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["pts_time"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Decodes frame `n` of `path` to 8-bit gray at `w`x`h` with the ffmpeg CLI (its own decoder,
+/// its own autorotation).
+pub fn gray_frame(path: &Path, n: u32, w: u32, h: u32, extra_filter: &str) -> Vec<u8> {
+    let filter = format!("select=eq(n\\,{n}){extra_filter},scale={w}:{h}:flags=area,format=gray");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vf", &filter, "-frames:v", "1", "-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), (w * h) as usize);
+    out.stdout
+}
+
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs()).sum::<f64>() / a.len() as f64
+}
+
+/// A clip of lavfi sources concatenated with hard cuts at known frames (25 fps).
+/// `scenes` are (lavfi source, frames). Returns the cut frame numbers.
+pub fn make_cut_clip(path: &Path, size: &str, scenes: &[(&str, u32)], audio: bool, extra: &[&str]) -> Vec<u32> {
+    let mut args: Vec<String> = Vec::new();
+    let mut filter = String::new();
+    for (i, (source, frames)) in scenes.iter().enumerate() {
+        args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("{source}=size={size}:rate=25")]);
+        filter.push_str(&format!("[{i}:v]trim=end_frame={frames},setpts=PTS-STARTPTS[v{i}];"));
+    }
+    for i in 0..scenes.len() {
+        filter.push_str(&format!("[v{i}]"));
+    }
+    filter.push_str(&format!("concat=n={}:v=1:a=0[v]", scenes.len()));
+    let total: u32 = scenes.iter().map(|s| s.1).sum();
+    if audio {
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("sine=frequency=440:duration={}", f64::from(total) / 25.0),
+        ]);
+    }
+    args.extend(["-filter_complex".into(), filter, "-map".into(), "[v]".into()]);
+    if audio {
+        args.extend(["-map".into(), format!("{}:a", scenes.len()), "-c:a".into(), "aac".into()]);
+    }
+    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(path.display().to_string());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&refs);
+    let mut cuts = Vec::new();
+    let mut at = 0;
+    for (_, frames) in &scenes[..scenes.len() - 1] {
+        at += frames;
+        cuts.push(at);
+    }
+    cuts
+}
+
+/// Writes a pipeline config into `dir` and returns its path.
+pub fn pipeline(dir: &Path, name: &str, json: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+/// The report JSON of a finished input.
+pub fn report(out: &Path, stem: &str) -> Value {
+    let path = out.join(stem).join(format!("{stem}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"))).unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Nothing left for `stem` under `out`: neither a finished folder nor a partial one.
+pub fn assert_no_output(out: &Path, stem: &str) {
+    assert!(!out.join(stem).exists(), "{stem}/ must not exist after a failure");
+    assert!(!out.join(format!("{stem}.partial")).exists(), "{stem}.partial/ must be cleaned up");
+}
+
+/// `../shared/media/NAME` when the shared folder is there (it is in CI); `None` otherwise.
+pub fn shared_media(name: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("SKIP: {} is absent (../shared/media is only on project machines)", path.display());
+        None
+    }
+}
