@@ -37,12 +37,10 @@ fn main() {
     };
     let lib = lib.display();
     println!("cargo:rustc-link-search=native={lib}");
-    for kind in ["bins", "tests", "benches"] {
-        println!("cargo:rustc-link-arg-{kind}=-Wl,-rpath,{lib}");
-    }
+    // `rustc-link-arg` reaches every linked target: the binary, the benches, the integration
+    // tests and the library's own unit-test harness.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if std::path::Path::new(&format!("{lib}/libtorch_cuda.so")).exists() {
-        for kind in ["bins", "tests", "benches"] {
-            println!("cargo:rustc-link-arg-{kind}=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-        }
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
 }

@@ -3,7 +3,8 @@
 #  - FFmpeg 5.1 development libraries (ffmpeg-next links them), the ffmpeg/ffprobe CLI (tests use
 #    them as an independent judge), pkg-config and libclang (bindgen for ffmpeg-sys);
 #  - a Python venv at $FRAMEPIPE_VENV (default /opt/framepipe/venv) with torch==2.11.0, whose
-#    libtorch tch 0.24 links (LIBTORCH_USE_PYTORCH=1), plus scenedetect for the reference comparison.
+#    libtorch tch 0.24 links (LIBTORCH_USE_PYTORCH=1), plus PySceneDetect (and the OpenCV it
+#    needs, hence libgl1/libglib2.0-0) as the reference our scene cuts are compared with.
 # Prints the environment to export; scripts/env.sh sources the same values.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 need_apt=0
 for pkg in pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev \
-           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev python3-venv; do
+           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
@@ -19,7 +20,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends pkg-config clang libclang-dev ffmpeg \
     libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
-    libavfilter-dev libavdevice-dev python3-venv >/dev/null
+    libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 >/dev/null
 fi
 
 # The venv: a Python that has venv (pyenv's or Debian's), then pinned packages.

@@ -101,6 +101,12 @@ impl Job<'_> {
                 out.decode.errors, out.decode.frames
             ));
         }
+        if out.decode.damaged_frames > 0 {
+            warnings.push(format!(
+                "{} frame(s) decoded from damaged data (concealed by the decoder)",
+                out.decode.damaged_frames
+            ));
+        }
         if out.decode.repaired_timestamps > 0 {
             warnings.push(format!(
                 "{} frame(s) had missing or non-increasing timestamps and were re-timed",
@@ -160,6 +166,7 @@ impl Job<'_> {
                 stages,
                 device: self.device.clone(),
                 decode_errors: out.decode.errors,
+                damaged_frames: out.decode.damaged_frames,
             },
             warnings,
         }

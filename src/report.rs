@@ -52,7 +52,10 @@ pub struct Stats {
     /// Busy seconds per stage (time spent working, not waiting on neighbours).
     pub stages: BTreeMap<String, StageStats>,
     pub device: DeviceInfo,
+    /// Packets the demuxer could not read plus packets the decoder rejected.
     pub decode_errors: u64,
+    /// Frames the decoder had to conceal.
+    pub damaged_frames: u64,
 }
 
 #[derive(Debug, Serialize)]

@@ -31,6 +31,8 @@ pub struct VideoDecoder {
     next_index: u64,
     /// Packets or frames the decoder rejected.
     pub errors: u64,
+    /// Frames the decoder flagged as concealed or corrupt (they are still passed on).
+    pub damaged_frames: u64,
     /// Frames whose timestamp was missing or went backwards and had to be repaired.
     pub repaired_timestamps: u64,
 }
@@ -78,6 +80,7 @@ impl VideoDecoder {
             frame_step,
             next_index: 0,
             errors: 0,
+            damaged_frames: 0,
             repaired_timestamps: 0,
         })
     }
@@ -118,6 +121,15 @@ impl VideoDecoder {
             let mut frame = ff::frame::Video::empty();
             match self.decoder.receive_frame(&mut frame) {
                 Ok(()) => {
+                    // SAFETY: reading plain fields of a frame the decoder just filled.
+                    let damaged = unsafe {
+                        let raw = &*frame.as_ptr();
+                        raw.decode_error_flags != 0 || raw.flags & ff::ffi::AV_FRAME_FLAG_CORRUPT != 0
+                    };
+                    if damaged {
+                        // Concealed by the decoder (still usable), but the data was broken.
+                        self.damaged_frames += 1;
+                    }
                     let pts = self.repair_timestamp(frame.timestamp());
                     let relative = pts - self.start_pts;
                     let source = SourceFrame {

@@ -23,6 +23,8 @@ pub struct DecodeStats {
     /// Packets the demuxer could not read plus packets/frames the decoder rejected.
     pub errors: u64,
     pub repaired_timestamps: u64,
+    /// Frames the decoder concealed (damaged data, picture patched up).
+    pub damaged_frames: u64,
     /// Time of the last frame plus one frame duration: the decoded video's length.
     pub duration: f64,
     pub seconds: f64,
@@ -155,6 +157,7 @@ impl DecodeStage {
             frames,
             errors: read_errors + self.decoder.errors,
             repaired_timestamps: self.decoder.repaired_timestamps,
+            damaged_frames: self.decoder.damaged_frames,
             duration: if frames > 0 { last_time + frame_duration } else { 0.0 },
             seconds: (timer.seconds() - blocked.as_secs_f64()).max(0.0),
         })
