@@ -17,7 +17,10 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     // LIBTORCH_USE_PYTORCH=1: libtorch is the one inside the active Python's torch package.
     let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
     let out = Command::new(python)
-        .args(["-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .args([
+            "-c",
+            "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "framepipe", version, about = "Turn videos into normalized, scene-annotated, training-ready data in one pass")]
+#[command(
+    name = "framepipe",
+    version,
+    about = "Turn videos into normalized, scene-annotated, training-ready data in one pass"
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]

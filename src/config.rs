@@ -83,7 +83,11 @@ fn default_resolution() -> Resolution {
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { resolution: Resolution::P720, mode: FitMode::Fit, fps: None }
+        NormalizeConfig {
+            resolution: Resolution::P720,
+            mode: FitMode::Fit,
+            fps: None,
+        }
     }
 }
 
@@ -206,7 +210,10 @@ fn default_max_pixels() -> u64 {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { min_side: default_min_side(), max_pixels: default_max_pixels() }
+        LimitsConfig {
+            min_side: default_min_side(),
+            max_pixels: default_max_pixels(),
+        }
     }
 }
 
@@ -227,12 +234,23 @@ fn default_queue_frames() -> usize {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { queue_frames: default_queue_frames(), decode_threads: 0 }
+        RuntimeConfig {
+            queue_frames: default_queue_frames(),
+            decode_threads: 0,
+        }
     }
 }
 
 const PRESETS: &[&str] = &[
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
     "placebo",
 ];
 const PROFILES: &[&str] = &["baseline", "main", "high"];
@@ -256,11 +274,16 @@ impl PipelineConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if let Some(fps) = self.normalize.fps {
             if !(fps.is_finite() && fps > 0.0 && fps <= 240.0) {
-                return Err(format!("normalize.fps = {fps}: must be a number in (0, 240] or null"));
+                return Err(format!(
+                    "normalize.fps = {fps}: must be a number in (0, 240] or null"
+                ));
             }
         }
         if let Some(scenes) = &self.scenes {
-            if !(scenes.threshold.is_finite() && scenes.threshold > 0.0 && scenes.threshold <= 255.0) {
+            if !(scenes.threshold.is_finite()
+                && scenes.threshold > 0.0
+                && scenes.threshold <= 255.0)
+            {
                 return Err(format!(
                     "scenes.threshold = {}: must be in (0, 255] (PySceneDetect's default is 27)",
                     scenes.threshold
@@ -272,7 +295,10 @@ impl PipelineConfig {
         }
         if let Some(encode) = &self.encode {
             if encode.codec != "libx264" {
-                return Err(format!("encode.codec = {:?}: allowed: \"libx264\"", encode.codec));
+                return Err(format!(
+                    "encode.codec = {:?}: allowed: \"libx264\"",
+                    encode.codec
+                ));
             }
             if !(encode.crf.is_finite() && (0.0..=51.0).contains(&encode.crf)) {
                 return Err(format!("encode.crf = {}: must be in [0, 51]", encode.crf));
@@ -293,7 +319,10 @@ impl PipelineConfig {
                 }
             }
             if encode.threads > 128 {
-                return Err(format!("encode.threads = {}: must be in [0, 128]", encode.threads));
+                return Err(format!(
+                    "encode.threads = {}: must be in [0, 128]",
+                    encode.threads
+                ));
             }
         }
         if self.limits.min_side == 0 {
@@ -318,7 +347,8 @@ impl PipelineConfig {
                 self.runtime.decode_threads
             ));
         }
-        crate::device::DeviceRequest::parse(&self.device).map_err(|m| format!("device = {:?}: {m}", self.device))?;
+        crate::device::DeviceRequest::parse(&self.device)
+            .map_err(|m| format!("device = {:?}: {m}", self.device))?;
         Ok(())
     }
 
@@ -365,19 +395,34 @@ mod tests {
     #[test]
     fn bad_resolution_names_allowed() {
         let err = PipelineConfig::parse(r#"{"normalize": {"resolution": "4k"}}"#).unwrap_err();
-        assert!(err.contains("4k") && err.contains("720p") && err.contains("1080p"), "{err}");
+        assert!(
+            err.contains("4k") && err.contains("720p") && err.contains("1080p"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_key_value_and_range() {
         let cases = [
             (r#"{"encode": {"crf": 70}}"#, "encode.crf = 70"),
-            (r#"{"encode": {"preset": "warp"}}"#, "encode.preset = \"warp\""),
-            (r#"{"encode": {"profile": "high10"}}"#, "encode.profile = \"high10\""),
+            (
+                r#"{"encode": {"preset": "warp"}}"#,
+                "encode.preset = \"warp\"",
+            ),
+            (
+                r#"{"encode": {"profile": "high10"}}"#,
+                "encode.profile = \"high10\"",
+            ),
             (r#"{"normalize": {"fps": -3}}"#, "normalize.fps = -3"),
             (r#"{"scenes": {"threshold": 0}}"#, "scenes.threshold = 0"),
-            (r#"{"scenes": {"min_scene_frames": 0}}"#, "scenes.min_scene_frames = 0"),
-            (r#"{"runtime": {"queue_frames": 0}}"#, "runtime.queue_frames = 0"),
+            (
+                r#"{"scenes": {"min_scene_frames": 0}}"#,
+                "scenes.min_scene_frames = 0",
+            ),
+            (
+                r#"{"runtime": {"queue_frames": 0}}"#,
+                "runtime.queue_frames = 0",
+            ),
             (r#"{"device": "tpu"}"#, "device = \"tpu\""),
         ];
         for (text, expected) in cases {
@@ -397,7 +442,13 @@ mod tests {
     #[test]
     fn relative_paths_resolve_against_config_folder() {
         let cfg = Path::new("/etc/pipelines/x.json");
-        assert_eq!(resolve_relative(cfg, Path::new("m/clip")), PathBuf::from("/etc/pipelines/m/clip"));
-        assert_eq!(resolve_relative(cfg, Path::new("/abs")), PathBuf::from("/abs"));
+        assert_eq!(
+            resolve_relative(cfg, Path::new("m/clip")),
+            PathBuf::from("/etc/pipelines/m/clip")
+        );
+        assert_eq!(
+            resolve_relative(cfg, Path::new("/abs")),
+            PathBuf::from("/abs")
+        );
     }
 }

@@ -49,7 +49,11 @@ impl DeviceInfo {
 /// never a silent fallback; only `auto` falls back to the CPU.
 pub fn select(request: DeviceRequest) -> Result<DeviceInfo, String> {
     let available = tch::Cuda::is_available();
-    let count = if available { tch::Cuda::device_count().max(0) as usize } else { 0 };
+    let count = if available {
+        tch::Cuda::device_count().max(0) as usize
+    } else {
+        0
+    };
     let name = match request {
         DeviceRequest::Cpu => "cpu".to_string(),
         DeviceRequest::Auto if count > 0 => "cuda:0".to_string(),
@@ -59,11 +63,18 @@ pub fn select(request: DeviceRequest) -> Result<DeviceInfo, String> {
             return Err(if count == 0 {
                 format!("cuda:{n} requested but libtorch sees no CUDA device on this machine")
             } else {
-                format!("cuda:{n} requested but only {count} CUDA device(s) exist (cuda:0..cuda:{})", count - 1)
+                format!(
+                    "cuda:{n} requested but only {count} CUDA device(s) exist (cuda:0..cuda:{})",
+                    count - 1
+                )
             })
         }
     };
-    Ok(DeviceInfo { name, cuda_devices: count, torch_cuda_available: available })
+    Ok(DeviceInfo {
+        name,
+        cuda_devices: count,
+        torch_cuda_available: available,
+    })
 }
 
 #[cfg(test)]

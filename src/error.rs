@@ -39,7 +39,10 @@ pub enum Error {
 
     /// A pipeline stage panicked; reported instead of hanging the pipeline.
     #[error("stage {stage} panicked: {message}")]
-    StagePanicked { stage: &'static str, message: String },
+    StagePanicked {
+        stage: &'static str,
+        message: String,
+    },
 
     /// A stage stopped because another one failed first (never the error that gets reported
     /// when a real cause exists).
@@ -49,19 +52,37 @@ pub enum Error {
 
 impl Error {
     pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Input { path: path.into(), message: message.into() }
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Config { path: path.into(), message: message.into() }
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), what: what.into(), source }
+        Error::Io {
+            path: path.into(),
+            what: what.into(),
+            source,
+        }
     }
 
-    pub fn ffmpeg(path: impl Into<PathBuf>, what: impl Into<String>, source: ffmpeg_next::Error) -> Self {
-        Error::Ffmpeg { path: path.into(), what: what.into(), source }
+    pub fn ffmpeg(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+        source: ffmpeg_next::Error,
+    ) -> Self {
+        Error::Ffmpeg {
+            path: path.into(),
+            what: what.into(),
+            source,
+        }
     }
 
     /// True for the consequence of another failure, false for a root cause.

@@ -44,7 +44,11 @@ impl Job<'_> {
         let final_dir = self.out_dir.join(&stem);
         let partial = PartialDir::create(self.out_dir.join(format!("{stem}.partial")))?;
         let video_name = format!("{stem}.mp4");
-        let video_path = self.config.encode.as_ref().map(|_| partial.path.join(&video_name));
+        let video_path = self
+            .config
+            .encode
+            .as_ref()
+            .map(|_| partial.path.join(&video_name));
 
         let progress = self.progress_bar(&info, &stem);
         let result = pipeline::run(input, &info, self.config, video_path.as_deref(), &progress);
@@ -53,15 +57,23 @@ impl Job<'_> {
         if output.decode.frames == 0 {
             return Err(Error::input(
                 input,
-                format!("no frame could be decoded ({} decode errors): the video data is unreadable", output.decode.errors),
+                format!(
+                    "no frame could be decoded ({} decode errors): the video data is unreadable",
+                    output.decode.errors
+                ),
             ));
         }
         let report = self.report(&info, &output, video_path.as_ref().map(|_| video_name));
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         let json_path = partial.path.join(format!("{stem}.json"));
-        std::fs::write(&json_path, json + "\n").map_err(|e| Error::io(&json_path, "writing the report", e))?;
+        std::fs::write(&json_path, json + "\n")
+            .map_err(|e| Error::io(&json_path, "writing the report", e))?;
         partial.commit(&final_dir)?;
-        Ok(JobResult { input: input.to_path_buf(), output_dir: final_dir, report })
+        Ok(JobResult {
+            input: input.to_path_buf(),
+            output_dir: final_dir,
+            report,
+        })
     }
 
     fn progress_bar(&self, info: &SourceInfo, stem: &str) -> indicatif::ProgressBar {
@@ -69,12 +81,18 @@ impl Job<'_> {
         if !self.show_progress || !std::io::stderr().is_terminal() {
             return indicatif::ProgressBar::hidden();
         }
-        let estimate = if info.frames > 0 { info.frames } else { (info.duration * info.fps).round() as u64 };
+        let estimate = if info.frames > 0 {
+            info.frames
+        } else {
+            (info.duration * info.fps).round() as u64
+        };
         let bar = indicatif::ProgressBar::new(estimate.max(1));
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(stem.to_string());
         bar
@@ -91,7 +109,11 @@ impl Job<'_> {
                 (n, n as f64 / fps)
             }
         };
-        let cuts = out.scenes.as_ref().map(|s| s.cuts.as_slice()).unwrap_or(&[]);
+        let cuts = out
+            .scenes
+            .as_ref()
+            .map(|s| s.cuts.as_slice())
+            .unwrap_or(&[]);
         let scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
 
         let mut warnings = Vec::new();
@@ -113,8 +135,14 @@ impl Job<'_> {
                 out.decode.repaired_timestamps
             ));
         }
-        if let Some(codec) = out.encode.as_ref().and_then(|e| e.audio_transcoded_from.as_ref()) {
-            warnings.push(format!("audio codec {codec} cannot be copied into MP4; re-encoded to AAC"));
+        if let Some(codec) = out
+            .encode
+            .as_ref()
+            .and_then(|e| e.audio_transcoded_from.as_ref())
+        {
+            warnings.push(format!(
+                "audio codec {codec} cannot be copied into MP4; re-encoded to AAC"
+            ));
         }
         if info.frames > 0 && info.frames != out.decode.frames {
             warnings.push(format!(
@@ -124,13 +152,28 @@ impl Job<'_> {
         }
 
         let audio_mode = match (&out.encode, info.has_audio) {
-            (Some(e), true) if e.audio_packets > 0 || cfg.encode.as_ref().is_some_and(|c| c.audio != crate::config::AudioMode::None) => {
-                if e.audio_transcoded_from.is_some() { "aac" } else { "copy" }
+            (Some(e), true)
+                if e.audio_packets > 0
+                    || cfg
+                        .encode
+                        .as_ref()
+                        .is_some_and(|c| c.audio != crate::config::AudioMode::None) =>
+            {
+                if e.audio_transcoded_from.is_some() {
+                    "aac"
+                } else {
+                    "copy"
+                }
             }
             _ => "none",
         };
         let mut stages = BTreeMap::new();
-        stages.insert("decode".to_string(), StageStats { seconds: out.decode.seconds });
+        stages.insert(
+            "decode".to_string(),
+            StageStats {
+                seconds: out.decode.seconds,
+            },
+        );
         if let Some(n) = &out.normalize {
             stages.insert("normalize".into(), StageStats { seconds: n.seconds });
         }
@@ -182,20 +225,31 @@ struct PartialDir {
 impl PartialDir {
     fn create(path: PathBuf) -> Result<PartialDir> {
         if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, "removing a stale partial output", e))?;
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io(&path, "removing a stale partial output", e))?;
         }
-        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, "creating the output folder", e))?;
-        Ok(PartialDir { path, committed: false })
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Error::io(&path, "creating the output folder", e))?;
+        Ok(PartialDir {
+            path,
+            committed: false,
+        })
     }
 
     /// Replaces `final_dir` (if a previous run left one) with this folder.
     fn commit(mut self, final_dir: &Path) -> Result<()> {
-        let old = PathBuf::from(format!("{}.old-{}", final_dir.display(), std::process::id()));
+        let old = PathBuf::from(format!(
+            "{}.old-{}",
+            final_dir.display(),
+            std::process::id()
+        ));
         let had_old = final_dir.exists();
         if had_old {
-            std::fs::rename(final_dir, &old).map_err(|e| Error::io(final_dir, "moving the previous output aside", e))?;
+            std::fs::rename(final_dir, &old)
+                .map_err(|e| Error::io(final_dir, "moving the previous output aside", e))?;
         }
-        std::fs::rename(&self.path, final_dir).map_err(|e| Error::io(final_dir, "renaming the finished output into place", e))?;
+        std::fs::rename(&self.path, final_dir)
+            .map_err(|e| Error::io(final_dir, "renaming the finished output into place", e))?;
         self.committed = true;
         if had_old {
             let _ = std::fs::remove_dir_all(&old);

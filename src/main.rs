@@ -19,7 +19,18 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose, cli.quiet);
     match cli.command {
         Command::Probe { input } => probe(&input),
-        Command::Run { pipeline, output, device, inputs } => run(pipeline.as_deref(), &output, device.as_deref(), &inputs, cli.quiet),
+        Command::Run {
+            pipeline,
+            output,
+            device,
+            inputs,
+        } => run(
+            pipeline.as_deref(),
+            &output,
+            device.as_deref(),
+            &inputs,
+            cli.quiet,
+        ),
     }
 }
 
@@ -32,7 +43,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// `error: <message>` and then each cause on its own line.
@@ -48,7 +62,10 @@ fn report_error(error: &dyn std::error::Error) {
 fn probe(input: &Path) -> ExitCode {
     match framepipe::media::probe::probe(input) {
         Ok(info) => {
-            println!("{}", serde_json::to_string_pretty(&info).expect("probe info serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info).expect("probe info serializes")
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -63,7 +80,8 @@ fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {
         Some(path) => PipelineConfig::load(path),
         None => {
             let builtin = Path::new("<built-in default pipeline>");
-            let cfg = PipelineConfig::parse(framepipe::DEFAULT_PIPELINE).map_err(|m| Error::config(builtin, m))?;
+            let cfg = PipelineConfig::parse(framepipe::DEFAULT_PIPELINE)
+                .map_err(|m| Error::config(builtin, m))?;
             cfg.validate().map_err(|m| Error::config(builtin, m))?;
             Ok(cfg)
         }
@@ -72,14 +90,21 @@ fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {
 
 /// Creates the output folder and proves it is writable before any input is decoded.
 fn prepare_output_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create the output folder", e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(dir, "cannot create the output folder", e))?;
     let probe = dir.join(format!(".framepipe-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| Error::io(dir, "output folder is not writable", e))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
 
-fn run(pipeline: Option<&Path>, out_dir: &Path, device_flag: Option<&str>, inputs: &[PathBuf], quiet: bool) -> ExitCode {
+fn run(
+    pipeline: Option<&Path>,
+    out_dir: &Path,
+    device_flag: Option<&str>,
+    inputs: &[PathBuf],
+    quiet: bool,
+) -> ExitCode {
     let config = match load_config(pipeline) {
         Ok(c) => c,
         Err(e) => {
@@ -91,7 +116,10 @@ fn run(pipeline: Option<&Path>, out_dir: &Path, device_flag: Option<&str>, input
     let device = match DeviceRequest::parse(&device_text).and_then(device::select) {
         Ok(d) => d,
         Err(message) => {
-            report_error(&Error::Device { requested: device_text, message });
+            report_error(&Error::Device {
+                requested: device_text,
+                message,
+            });
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -99,7 +127,12 @@ fn run(pipeline: Option<&Path>, out_dir: &Path, device_flag: Option<&str>, input
         report_error(&e);
         return ExitCode::from(EXIT_USAGE);
     }
-    let job = Job { config: &config, out_dir, device: &device, show_progress: !quiet };
+    let job = Job {
+        config: &config,
+        out_dir,
+        device: &device,
+        show_progress: !quiet,
+    };
     let mut failed = 0usize;
     let mut stems = HashSet::new();
     for input in inputs {
@@ -107,7 +140,10 @@ fn run(pipeline: Option<&Path>, out_dir: &Path, device_flag: Option<&str>, input
         if !stems.insert(stem.clone()) {
             report_error(&Error::input(
                 input,
-                format!("another input of this run also writes {}/{stem}/; rename one of them", out_dir.display()),
+                format!(
+                    "another input of this run also writes {}/{stem}/; rename one of them",
+                    out_dir.display()
+                ),
             ));
             failed += 1;
             continue;

@@ -18,11 +18,18 @@ fn run(out: &Path, pipeline: Option<&Path>, inputs: &[&Path]) -> Outcome {
         cmd.arg("--pipeline").arg(p);
     }
     let output = cmd.args(inputs).output().unwrap();
-    Outcome { code: output.status.code().expect("exited, not killed"), stderr: stderr(&output) }
+    Outcome {
+        code: output.status.code().expect("exited, not killed"),
+        stderr: stderr(&output),
+    }
 }
 
 fn fast_pipeline(dir: &Path) -> PathBuf {
-    pipeline(dir, "fast.json", r#"{"scenes": {}, "encode": {"preset": "ultrafast"}}"#)
+    pipeline(
+        dir,
+        "fast.json",
+        r#"{"scenes": {}, "encode": {"preset": "ultrafast"}}"#,
+    )
 }
 
 /// Runs one bad input next to a good one: the bad one fails with `cause` in its message, the
@@ -36,13 +43,23 @@ fn assert_rejected(dir: &Path, bad: &Path, cause: &str) {
     let o = run(&out, Some(&fast_pipeline(dir)), &[bad, &good]);
     assert_eq!(o.code, 1, "exit code for {bad:?}; stderr: {}", o.stderr);
     let name = bad.display().to_string();
-    let line = o.stderr.lines().find(|l| l.starts_with("error:") && l.contains(&name));
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:") && l.contains(&name));
     let line = line.unwrap_or_else(|| panic!("no error line naming {name}: {}", o.stderr));
-    assert!(o.stderr.contains(cause), "expected {cause:?} for {name}; got: {}", o.stderr);
+    assert!(
+        o.stderr.contains(cause),
+        "expected {cause:?} for {name}; got: {}",
+        o.stderr
+    );
     assert!(line.len() < 400, "message should be short: {line}");
     let stem = bad.file_stem().unwrap().to_str().unwrap();
     assert_no_output(&out, stem);
-    assert!(out.join("good/good.mp4").exists(), "the good input must still complete");
+    assert!(
+        out.join("good/good.mp4").exists(),
+        "the good input must still complete"
+    );
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -92,7 +109,15 @@ fn truncated_mp4_without_moov() {
 fn audio_only_file() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("song.m4a");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", f.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=1",
+        "-c:a",
+        "aac",
+        f.to_str().unwrap(),
+    ]);
     assert_rejected(dir.path(), &f, "no video stream (streams found: audio)");
 }
 
@@ -100,7 +125,17 @@ fn audio_only_file() {
 fn unsupported_codec() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw.avi");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=64x64:rate=5:duration=0.4", "-c:v", "rawvideo", "-pix_fmt", "yuv420p", raw.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x64:rate=5:duration=0.4",
+        "-c:v",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        raw.to_str().unwrap(),
+    ]);
     // Give the stream a FourCC no decoder knows.
     let mut bytes = std::fs::read(&raw).unwrap();
     let strf = bytes.windows(4).position(|w| w == b"strf").unwrap();
@@ -117,10 +152,21 @@ fn one_by_one_pixel_video() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("dot.mkv");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=16x16:rate=5:duration=0.4", "-vf", "scale=1:1,format=yuv444p",
-        "-c:v", "ffv1", f.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=16x16:rate=5:duration=0.4",
+        "-vf",
+        "scale=1:1,format=yuv444p",
+        "-c:v",
+        "ffv1",
+        f.to_str().unwrap(),
     ]);
-    assert_rejected(dir.path(), &f, "video is 1x1: smaller than the minimum side of 16 px (limits.min_side)");
+    assert_rejected(
+        dir.path(),
+        &f,
+        "video is 1x1: smaller than the minimum side of 16 px (limits.min_side)",
+    );
 }
 
 #[test]
@@ -128,8 +174,15 @@ fn eight_k_video_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("huge.mp4");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "color=c=blue:size=7680x4320:rate=1:duration=1",
-        "-c:v", "libx264", "-preset", "ultrafast", f.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:size=7680x4320:rate=1:duration=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        f.to_str().unwrap(),
     ]);
     assert_rejected(dir.path(), &f, "video is 7680x4320 (33177600 pixels per frame): over the limit of 16777216 (limits.max_pixels)");
 }
@@ -153,11 +206,14 @@ fn mid_stream_corruption_is_a_warning_not_a_failure() {
     let r = report(&out, "damaged");
     let warnings = r["warnings"].to_string();
     assert!(
-        warnings.contains("could not be read or decoded") || warnings.contains("decoded from damaged data"),
+        warnings.contains("could not be read or decoded")
+            || warnings.contains("decoded from damaged data"),
         "{warnings}"
     );
     let stats = &r["stats"];
-    assert!(stats["decode_errors"].as_u64().unwrap() + stats["damaged_frames"].as_u64().unwrap() > 0);
+    assert!(
+        stats["decode_errors"].as_u64().unwrap() + stats["damaged_frames"].as_u64().unwrap() > 0
+    );
     let p = probe_output(&out.join("damaged/damaged.mp4"));
     assert!(p.frames > 0 && p.frames <= 75, "{} frames", p.frames);
 }
@@ -166,7 +222,13 @@ fn mid_stream_corruption_is_a_warning_not_a_failure() {
 fn undecodable_video_data_is_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole.mp4");
-    make_cut_clip(&whole, "320x240", &[("testsrc2", 10)], false, &["-movflags", "+faststart"]);
+    make_cut_clip(
+        &whole,
+        "320x240",
+        &[("testsrc2", 10)],
+        false,
+        &["-movflags", "+faststart"],
+    );
     let mut bytes = std::fs::read(&whole).unwrap();
     let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
     let len = bytes.len();
@@ -181,35 +243,77 @@ fn undecodable_video_data_is_fatal() {
 #[test]
 fn unknown_config_key_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = pipeline(dir.path(), "bad.json", r#"{"encode": {"crf": 20, "bitrate": "5M"}}"#);
+    let cfg = pipeline(
+        dir.path(),
+        "bad.json",
+        r#"{"encode": {"crf": 20, "bitrate": "5M"}}"#,
+    );
     let input = dir.path().join("never-opened.mp4");
     let o = run(&dir.path().join("out"), Some(&cfg), &[&input]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(o.stderr.contains("bad.json"), "{}", o.stderr);
-    assert!(o.stderr.contains("unknown field `bitrate`, expected one of"), "{}", o.stderr);
-    assert!(o.stderr.contains("`crf`"), "allowed keys are listed: {}", o.stderr);
-    assert!(!o.stderr.contains("never-opened"), "config errors come before any input is touched");
+    assert!(
+        o.stderr
+            .contains("unknown field `bitrate`, expected one of"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("`crf`"),
+        "allowed keys are listed: {}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("never-opened"),
+        "config errors come before any input is touched"
+    );
 }
 
 #[test]
 fn bad_resolution_name_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = pipeline(dir.path(), "res.json", r#"{"normalize": {"resolution": "4k"}}"#);
-    let o = run(&dir.path().join("out"), Some(&cfg), &[&dir.path().join("x.mp4")]);
+    let cfg = pipeline(
+        dir.path(),
+        "res.json",
+        r#"{"normalize": {"resolution": "4k"}}"#,
+    );
+    let o = run(
+        &dir.path().join("out"),
+        Some(&cfg),
+        &[&dir.path().join("x.mp4")],
+    );
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("res.json") && o.stderr.contains("unknown variant `4k`, expected `720p` or `1080p`"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("res.json")
+            && o.stderr
+                .contains("unknown variant `4k`, expected `720p` or `1080p`"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
 fn bad_values_and_unparsable_config_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     for (name, text, expected) in [
-        ("crf.json", r#"{"encode": {"crf": 99}}"#, "encode.crf = 99: must be in [0, 51]"),
+        (
+            "crf.json",
+            r#"{"encode": {"crf": 99}}"#,
+            "encode.crf = 99: must be in [0, 51]",
+        ),
         ("json.json", r#"{"encode": "#, "EOF while parsing"),
         ("missing.json", "", "cannot read"),
     ] {
-        let cfg = if name == "missing.json" { dir.path().join("does-not-exist.json") } else { pipeline(dir.path(), name, text) };
-        let o = run(&dir.path().join("out"), Some(&cfg), &[&dir.path().join("x.mp4")]);
+        let cfg = if name == "missing.json" {
+            dir.path().join("does-not-exist.json")
+        } else {
+            pipeline(dir.path(), name, text)
+        };
+        let o = run(
+            &dir.path().join("out"),
+            Some(&cfg),
+            &[&dir.path().join("x.mp4")],
+        );
         assert_eq!(o.code, 2, "{name}: {}", o.stderr);
         assert!(o.stderr.contains(expected), "{name}: {}", o.stderr);
     }
@@ -218,7 +322,12 @@ fn bad_values_and_unparsable_config_are_usage_errors() {
 #[test]
 fn unavailable_cuda_device_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = framepipe().args(["run", "--device", "cuda:7", "-o"]).arg(dir.path().join("out")).arg("x.mp4").output().unwrap();
+    let out = framepipe()
+        .args(["run", "--device", "cuda:7", "-o"])
+        .arg(dir.path().join("out"))
+        .arg("x.mp4")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("device cuda:7"), "{}", stderr(&out));
 }
@@ -234,7 +343,11 @@ fn unwritable_output_dir_is_a_usage_error() {
     std::fs::write(&blocker, b"").unwrap();
     let o = run(&blocker.join("out"), None, &[&input]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("blocker/out") && o.stderr.contains("cannot create the output folder"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("blocker/out") && o.stderr.contains("cannot create the output folder"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -249,14 +362,26 @@ fn two_inputs_with_the_same_name_do_not_overwrite_each_other() {
     let out = dir.path().join("out");
     let o = run(&out, Some(&fast_pipeline(dir.path())), &[&a, &b]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("b/clip.mp4") && o.stderr.contains("also writes"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("b/clip.mp4") && o.stderr.contains("also writes"),
+        "{}",
+        o.stderr
+    );
     assert!(out.join("clip/clip.mp4").exists());
 }
 
 #[test]
 fn probe_reports_errors_too() {
     let dir = tempfile::tempdir().unwrap();
-    let out = framepipe().arg("probe").arg(dir.path().join("gone.mp4")).output().unwrap();
+    let out = framepipe()
+        .arg("probe")
+        .arg(dir.path().join("gone.mp4"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("gone.mp4: no such file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gone.mp4: no such file"),
+        "{}",
+        stderr(&out)
+    );
 }

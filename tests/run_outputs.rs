@@ -14,8 +14,16 @@ fn run_ok(out: &Path, pipeline: Option<&Path>, inputs: &[&Path]) -> serde_json::
     }
     cmd.args(inputs);
     let output = cmd.output().unwrap();
-    assert!(output.status.success(), "framepipe failed: {}", stderr(&output));
-    let first_line = String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or("").to_string();
+    assert!(
+        output.status.success(),
+        "framepipe failed: {}",
+        stderr(&output)
+    );
+    let first_line = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
     serde_json::from_str(&first_line).unwrap_or(serde_json::Value::Null)
 }
 
@@ -23,33 +31,75 @@ fn run_ok(out: &Path, pipeline: Option<&Path>, inputs: &[&Path]) -> serde_json::
 fn default_pipeline_writes_720p_video_scenes_chapters_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("cuts.mp4");
-    let cuts = make_cut_clip(&input, "640x360", &[("testsrc2", 40), ("smptebars", 55), ("mandelbrot", 30)], true, &[]);
+    let cuts = make_cut_clip(
+        &input,
+        "640x360",
+        &[("testsrc2", 40), ("smptebars", 55), ("mandelbrot", 30)],
+        true,
+        &[],
+    );
     let out = dir.path().join("out");
     run_ok(&out, None, &[&input]);
 
     let video = out.join("cuts/cuts.mp4");
     let p = probe_output(&video);
     assert_eq!((p.width, p.height), (1280, 720));
-    assert_eq!((p.codec.as_str(), p.pix_fmt.as_str(), p.profile.as_str()), ("h264", "yuv420p", "High"));
+    assert_eq!(
+        (p.codec.as_str(), p.pix_fmt.as_str(), p.profile.as_str()),
+        ("h264", "yuv420p", "High")
+    );
     assert_eq!(p.frames, 125, "every input frame is in the output");
-    assert!((p.duration - 5.0).abs() <= 1.0 / 25.0 + 0.03, "duration {}", p.duration);
+    assert!(
+        (p.duration - 5.0).abs() <= 1.0 / 25.0 + 0.03,
+        "duration {}",
+        p.duration
+    );
     assert_eq!(p.audio_codec.as_deref(), Some("aac"), "audio copied");
 
     let r = report(&out, "cuts");
-    let starts: Vec<u64> = r["scenes"].as_array().unwrap().iter().map(|s| s["start_frame"].as_u64().unwrap()).collect();
-    let expected: Vec<u64> = std::iter::once(0).chain(cuts.iter().map(|&c| u64::from(c))).collect();
+    let starts: Vec<u64> = r["scenes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["start_frame"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = std::iter::once(0)
+        .chain(cuts.iter().map(|&c| u64::from(c)))
+        .collect();
     assert_eq!(starts, expected, "scene cuts exact on synthetic cuts");
-    let ends: Vec<u64> = r["scenes"].as_array().unwrap().iter().map(|s| s["end_frame"].as_u64().unwrap()).collect();
+    let ends: Vec<u64> = r["scenes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["end_frame"].as_u64().unwrap())
+        .collect();
     assert_eq!(ends, [40, 95, 125]);
     assert_eq!(p.chapters.len(), starts.len(), "one chapter per scene");
     for (chapter, scene) in p.chapters.iter().zip(r["scenes"].as_array().unwrap()) {
-        assert!((chapter.0 - scene["start_time"].as_f64().unwrap()).abs() < 0.002, "{chapter:?} vs {scene}");
-        assert!((chapter.1 - scene["end_time"].as_f64().unwrap()).abs() < 0.002, "{chapter:?} vs {scene}");
+        assert!(
+            (chapter.0 - scene["start_time"].as_f64().unwrap()).abs() < 0.002,
+            "{chapter:?} vs {scene}"
+        );
+        assert!(
+            (chapter.1 - scene["end_time"].as_f64().unwrap()).abs() < 0.002,
+            "{chapter:?} vs {scene}"
+        );
     }
 
     // The report contract.
     assert_eq!(r["schema_version"], 1);
-    for key in ["path", "container", "codec", "width", "height", "fps", "frames", "duration", "rotation", "has_audio"] {
+    for key in [
+        "path",
+        "container",
+        "codec",
+        "width",
+        "height",
+        "fps",
+        "frames",
+        "duration",
+        "rotation",
+        "has_audio",
+    ] {
         assert!(!r["source"][key].is_null(), "source.{key} missing");
     }
     for key in ["video", "width", "height", "frames", "duration"] {
@@ -62,11 +112,21 @@ fn default_pipeline_writes_720p_video_scenes_chapters_and_report() {
         assert!(r["stats"]["stages"][stage]["seconds"].as_f64().unwrap() >= 0.0);
     }
     for scene in r["scenes"].as_array().unwrap() {
-        for key in ["index", "start_frame", "end_frame", "start_time", "end_time"] {
+        for key in [
+            "index",
+            "start_frame",
+            "end_frame",
+            "start_time",
+            "end_time",
+        ] {
             assert!(!scene[key].is_null(), "scene.{key} missing");
         }
     }
-    assert!(r["warnings"].as_array().unwrap().is_empty(), "{}", r["warnings"]);
+    assert!(
+        r["warnings"].as_array().unwrap().is_empty(),
+        "{}",
+        r["warnings"]
+    );
     assert_eq!(r["config_hash"].as_str().unwrap().len(), 16);
     assert!(r["tool_version"].is_string());
     assert_eq!(r["output"]["frames"], 125);
@@ -86,13 +146,20 @@ fn no_audio_in_no_audio_out_and_1080p_config() {
     let input = dir.path().join("silent.mp4");
     make_cut_clip(&input, "320x240", &[("testsrc2", 20)], false, &[]);
     let out = dir.path().join("out");
-    run_ok(&out, Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/1080p.json")), &[&input]);
+    run_ok(
+        &out,
+        Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/1080p.json")),
+        &[&input],
+    );
     let p = probe_output(&out.join("silent/silent.mp4"));
     assert_eq!((p.width, p.height, p.frames), (1920, 1080, 20));
     assert!(!p.has_audio);
     let r = report(&out, "silent");
     // 4:3 under fit is pillarboxed.
-    assert_eq!(r["output"]["content"], serde_json::json!({"x": 240, "y": 0, "width": 1440, "height": 1080}));
+    assert_eq!(
+        r["output"]["content"],
+        serde_json::json!({"x": 240, "y": 0, "width": 1440, "height": 1080})
+    );
     assert_eq!(r["output"]["audio"], "none");
 }
 
@@ -105,17 +172,34 @@ fn rotated_phone_video_comes_out_upright_like_ffmpeg_autorotate() {
     // ffmpeg's autorotate undoes with `transpose=cclock`: 270 degrees clockwise.
     make_cut_clip(&raw, "320x180", &[("testsrc2", 10)], false, &[]);
     let input = dir.path().join("phone.mp4");
-    ffmpeg(&["-i", raw.to_str().unwrap(), "-c", "copy", "-metadata:s:v:0", "rotate=90", input.to_str().unwrap()]);
+    ffmpeg(&[
+        "-i",
+        raw.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        input.to_str().unwrap(),
+    ]);
     let probe = framepipe().args(["probe"]).arg(&input).output().unwrap();
     let info: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
     assert_eq!(info["rotation"], 270);
-    assert_eq!((info["display_width"].as_u64(), info["display_height"].as_u64()), (Some(180), Some(320)));
+    assert_eq!(
+        (
+            info["display_width"].as_u64(),
+            info["display_height"].as_u64()
+        ),
+        (Some(180), Some(320))
+    );
 
     let out = dir.path().join("out");
     run_ok(&out, None, &[&input]);
     let r = report(&out, "phone");
     // 180x320 scaled to 720 high is 405 wide, rounded to even 406: pillarboxed.
-    assert_eq!(r["output"]["content"], serde_json::json!({"x": 436, "y": 0, "width": 406, "height": 720}));
+    assert_eq!(
+        r["output"]["content"],
+        serde_json::json!({"x": 436, "y": 0, "width": 406, "height": 720})
+    );
     let ours = out.join("phone/phone.mp4");
     // Compare the picture area with what ffmpeg itself shows for the input (autorotated).
     let crop = ",crop=406:720:436:0";
@@ -123,8 +207,14 @@ fn rotated_phone_video_comes_out_upright_like_ffmpeg_autorotate() {
     let b = gray_frame(&input, 5, 101, 180, "");
     let unrotated = gray_frame(&input, 5, 101, 180, ",transpose=cclock,transpose=cclock");
     let d = mean_abs_diff(&a, &b);
-    assert!(d < 4.0, "upright picture differs from ffmpeg's autorotated one by {d}");
-    assert!(mean_abs_diff(&a, &unrotated) > 3.0 * d.max(1.0), "the check must tell orientations apart");
+    assert!(
+        d < 4.0,
+        "upright picture differs from ffmpeg's autorotated one by {d}"
+    );
+    assert!(
+        mean_abs_diff(&a, &unrotated) > 3.0 * d.max(1.0),
+        "the check must tell orientations apart"
+    );
     // Pillarbox bars are black.
     let bar = gray_frame(&ours, 5, 64, 36, ",crop=400:720:0:0");
     assert!(bar.iter().all(|&v| v <= 20), "bars should be black");
@@ -136,7 +226,17 @@ fn ten_bit_input_becomes_8_bit_yuv420p() {
     let input = dir.path().join("deep.mp4");
     make_cut_clip(&input, "640x360", &[("testsrc2", 15)], false, &[]);
     let deep = dir.path().join("deep10.mp4");
-    ffmpeg(&["-i", input.to_str().unwrap(), "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-preset", "ultrafast", deep.to_str().unwrap()]);
+    ffmpeg(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-pix_fmt",
+        "yuv420p10le",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        deep.to_str().unwrap(),
+    ]);
     let out = dir.path().join("out");
     run_ok(&out, None, &[&deep]);
     let r = report(&out, "deep10");
@@ -155,10 +255,25 @@ fn variable_frame_rate_keeps_its_timestamps() {
     let input = dir.path().join("vfr.mkv");
     // 1 s at 10 fps then 1 s at 30 fps, timestamps kept as they are.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10:duration=1",
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=1",
-        "-filter_complex", "[0:v]settb=1/1000[a];[1:v]settb=1/1000[b];[a][b]concat=n=2:v=1:a=0[v]",
-        "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", input.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=10:duration=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30:duration=1",
+        "-filter_complex",
+        "[0:v]settb=1/1000[a];[1:v]settb=1/1000[b];[a][b]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        input.to_str().unwrap(),
     ]);
     let source_times = frame_times(&input);
     assert_eq!(source_times.len(), 40);
@@ -175,7 +290,13 @@ fn variable_frame_rate_keeps_its_timestamps() {
 fn fps_resampling_gives_constant_rate() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in25.mp4");
-    make_cut_clip(&input, "320x240", &[("testsrc2", 30), ("smptebars", 20)], false, &[]);
+    make_cut_clip(
+        &input,
+        "320x240",
+        &[("testsrc2", 30), ("smptebars", 20)],
+        false,
+        &[],
+    );
     let cfg = pipeline(
         dir.path(),
         "p.json",
@@ -197,23 +318,61 @@ fn fill_stretch_odd_sizes_and_sample_aspect_ratio() {
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join("odd.mkv");
     // testsrc2 rounds sizes to even; scale makes the odd one (ffv1 stores odd 4:2:0 sizes).
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=0.4", "-vf", "scale=333:199", "-c:v", "ffv1", odd.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=0.4",
+        "-vf",
+        "scale=333:199",
+        "-c:v",
+        "ffv1",
+        odd.to_str().unwrap(),
+    ]);
     let anamorphic = dir.path().join("pal.mp4");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=720x576:rate=25:duration=0.4", "-vf", "setsar=64/45",
-        "-c:v", "libx264", "-preset", "ultrafast", anamorphic.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=720x576:rate=25:duration=0.4",
+        "-vf",
+        "setsar=64/45",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        anamorphic.to_str().unwrap(),
     ]);
     for (mode, expected_odd) in [
-        ("fill", serde_json::json!({"x": 0, "y": 0, "width": 1280, "height": 720})),
-        ("stretch", serde_json::json!({"x": 0, "y": 0, "width": 1280, "height": 720})),
-        ("fit", serde_json::json!({"x": 38, "y": 0, "width": 1204, "height": 720})),
+        (
+            "fill",
+            serde_json::json!({"x": 0, "y": 0, "width": 1280, "height": 720}),
+        ),
+        (
+            "stretch",
+            serde_json::json!({"x": 0, "y": 0, "width": 1280, "height": 720}),
+        ),
+        (
+            "fit",
+            serde_json::json!({"x": 38, "y": 0, "width": 1204, "height": 720}),
+        ),
     ] {
-        let cfg = pipeline(dir.path(), &format!("{mode}.json"), &format!(r#"{{"normalize": {{"mode": "{mode}"}}, "encode": {{"preset": "ultrafast"}}}}"#));
+        let cfg = pipeline(
+            dir.path(),
+            &format!("{mode}.json"),
+            &format!(
+                r#"{{"normalize": {{"mode": "{mode}"}}, "encode": {{"preset": "ultrafast"}}}}"#
+            ),
+        );
         let out = dir.path().join(format!("out-{mode}"));
         run_ok(&out, Some(&cfg), &[&odd, &anamorphic]);
         let p = probe_output(&out.join("odd/odd.mp4"));
         assert_eq!((p.width, p.height, p.frames), (1280, 720, 10), "{mode}");
-        assert_eq!(report(&out, "odd")["output"]["content"], expected_odd, "{mode}");
+        assert_eq!(
+            report(&out, "odd")["output"]["content"],
+            expected_odd,
+            "{mode}"
+        );
         // 720x576 at SAR 64:45 is 16:9 on screen: fills the canvas in every mode.
         assert_eq!(
             report(&out, "pal")["output"]["content"],
@@ -229,29 +388,67 @@ fn pcm_audio_is_reencoded_to_aac() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("pcm.mkv");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
-        "-f", "lavfi", "-i", "sine=frequency=300:duration=2:sample_rate=48000",
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le", input.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300:duration=2:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "pcm_s16le",
+        input.to_str().unwrap(),
     ]);
     let out = dir.path().join("out");
     run_ok(&out, None, &[&input]);
     let p = probe_output(&out.join("pcm/pcm.mp4"));
     assert_eq!(p.audio_codec.as_deref(), Some("aac"));
-    let audio = ffprobe(&out.join("pcm/pcm.mp4"), &["-select_streams", "a:0", "-show_entries", "stream=duration,sample_rate"]);
-    let duration: f64 = audio["streams"][0]["duration"].as_str().unwrap().parse().unwrap();
+    let audio = ffprobe(
+        &out.join("pcm/pcm.mp4"),
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=duration,sample_rate",
+        ],
+    );
+    let duration: f64 = audio["streams"][0]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((duration - 2.0).abs() < 0.1, "audio duration {duration}");
     let r = report(&out, "pcm");
     assert_eq!(r["output"]["audio"], "aac");
-    assert!(r["warnings"].to_string().contains("pcm_s16le"), "{}", r["warnings"]);
+    assert!(
+        r["warnings"].to_string().contains("pcm_s16le"),
+        "{}",
+        r["warnings"]
+    );
 }
 
 #[test]
 fn scenes_only_pipeline_writes_report_without_video() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("s.mp4");
-    make_cut_clip(&input, "640x360", &[("testsrc2", 30), ("smptebars", 30)], false, &[]);
+    make_cut_clip(
+        &input,
+        "640x360",
+        &[("testsrc2", 30), ("smptebars", 30)],
+        false,
+        &[],
+    );
     let out = dir.path().join("out");
-    run_ok(&out, Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/scenes-only.json")), &[&input]);
+    run_ok(
+        &out,
+        Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/scenes-only.json")),
+        &[&input],
+    );
     let r = report(&out, "s");
     assert!(r["output"]["video"].is_null());
     assert_eq!(r["scenes"][1]["start_frame"], 30);
@@ -265,14 +462,20 @@ fn shipped_pipelines_are_valid_and_default_is_built_in() {
         let path = entry.unwrap().path();
         framepipe::config::PipelineConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
     }
-    let file = framepipe::config::PipelineConfig::load(&root.join("pipelines/default.json")).unwrap();
+    let file =
+        framepipe::config::PipelineConfig::load(&root.join("pipelines/default.json")).unwrap();
     let builtin = framepipe::config::PipelineConfig::parse(framepipe::DEFAULT_PIPELINE).unwrap();
     assert_eq!(file, builtin);
 }
 
 #[test]
 fn real_videos_from_shared_media() {
-    let names = ["bears.mp4", "orangutan.mp4", "bikes.mp4", "carphone_pristine.mp4"];
+    let names = [
+        "bears.mp4",
+        "orangutan.mp4",
+        "bikes.mp4",
+        "carphone_pristine.mp4",
+    ];
     let inputs: Vec<_> = names.iter().filter_map(|n| shared_media(n)).collect();
     if inputs.is_empty() {
         return;
@@ -287,9 +490,21 @@ fn real_videos_from_shared_media() {
         let p = probe_output(&out.join(stem).join(format!("{stem}.mp4")));
         assert_eq!((p.width, p.height), (1280, 720), "{stem}");
         assert_eq!(p.frames, source.frames, "{stem}: frame count");
-        assert!((p.duration - source.duration).abs() <= 0.05, "{stem}: {} vs {}", p.duration, source.duration);
-        assert_eq!(p.has_audio, source.has_audio, "{stem}: audio iff input had it");
+        assert!(
+            (p.duration - source.duration).abs() <= 0.05,
+            "{stem}: {} vs {}",
+            p.duration,
+            source.duration
+        );
+        assert_eq!(
+            p.has_audio, source.has_audio,
+            "{stem}: audio iff input had it"
+        );
         let r = report(&out, stem);
-        assert_eq!(p.chapters.len(), r["scenes"].as_array().unwrap().len(), "{stem}");
+        assert_eq!(
+            p.chapters.len(),
+            r["scenes"].as_array().unwrap().len(),
+            "{stem}"
+        );
     }
 }

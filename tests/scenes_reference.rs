@@ -12,7 +12,10 @@ use common::*;
 fn venv_python() -> Option<PathBuf> {
     let venv = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
     let python = Path::new(&venv).join("bin/python3");
-    let ok = Command::new(&python).args(["-c", "import scenedetect, cv2"]).output().map(|o| o.status.success());
+    let ok = Command::new(&python)
+        .args(["-c", "import scenedetect, cv2"])
+        .output()
+        .map(|o| o.status.success());
     if ok.unwrap_or(false) {
         Some(python)
     } else {
@@ -24,21 +27,44 @@ fn venv_python() -> Option<PathBuf> {
 /// PySceneDetect's cuts and the minimum scene length (frames) its CLI used.
 fn reference(python: &Path, video: &Path) -> (Vec<u64>, u64) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scene_reference.py");
-    let out = Command::new(python).arg(script).arg(video).output().unwrap();
+    let out = Command::new(python)
+        .arg(script)
+        .arg(video)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "reference failed: {}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let cuts = v["cuts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
+    let cuts = v["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
     (cuts, v["min_scene_len"].as_u64().unwrap())
 }
 
 fn ours(dir: &Path, video: &Path, min_scene_len: u64) -> Vec<u64> {
-    let cfg = pipeline(dir, "scenes.json", &format!(r#"{{"scenes": {{"min_scene_frames": {min_scene_len}}}, "device": "cpu"}}"#));
+    let cfg = pipeline(
+        dir,
+        "scenes.json",
+        &format!(r#"{{"scenes": {{"min_scene_frames": {min_scene_len}}}, "device": "cpu"}}"#),
+    );
     let out = dir.join("out");
-    let o = framepipe().args(["-q", "run", "--pipeline"]).arg(&cfg).arg("-o").arg(&out).arg(video).output().unwrap();
+    let o = framepipe()
+        .args(["-q", "run", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .arg(video)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let stem = video.file_stem().unwrap().to_str().unwrap();
     let r = report(&out, stem);
-    r["scenes"].as_array().unwrap()[1..].iter().map(|s| s["start_frame"].as_u64().unwrap()).collect()
+    r["scenes"].as_array().unwrap()[1..]
+        .iter()
+        .map(|s| s["start_frame"].as_u64().unwrap())
+        .collect()
 }
 
 /// F1 of `found` against `truth`, a match being within `tolerance` frames (each used once).
@@ -75,13 +101,26 @@ fn f1_counts_tolerant_one_to_one_matches() {
 fn cuts_agree_with_pyscenedetect() {
     let Some(python) = venv_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut videos: Vec<PathBuf> =
-        ["bears.mp4", "orangutan.mp4", "bikes.mp4", "carphone_pristine.mp4"].iter().filter_map(|n| shared_media(n)).collect();
+    let mut videos: Vec<PathBuf> = [
+        "bears.mp4",
+        "orangutan.mp4",
+        "bikes.mp4",
+        "carphone_pristine.mp4",
+    ]
+    .iter()
+    .filter_map(|n| shared_media(n))
+    .collect();
     let synthetic = dir.path().join("synthetic.mp4");
     make_cut_clip(
         &synthetic,
         "1280x720",
-        &[("testsrc2", 40), ("smptebars", 30), ("mandelbrot", 50), ("testsrc2", 20), ("rgbtestsrc", 35)],
+        &[
+            ("testsrc2", 40),
+            ("smptebars", 30),
+            ("mandelbrot", 50),
+            ("testsrc2", 20),
+            ("rgbtestsrc", 35),
+        ],
         false,
         &[],
     );
@@ -93,9 +132,19 @@ fn cuts_agree_with_pyscenedetect() {
         std::fs::create_dir_all(&work).unwrap();
         let found = ours(&work, video, min_len);
         let score = f1(&truth, &found, 2);
-        eprintln!("{}: PySceneDetect {truth:?}, framepipe {found:?}, F1 {score:.3}", video.display());
-        assert!(score >= 0.9, "{}: F1 {score:.3} < 0.9 (reference {truth:?}, ours {found:?})", video.display());
+        eprintln!(
+            "{}: PySceneDetect {truth:?}, framepipe {found:?}, F1 {score:.3}",
+            video.display()
+        );
+        assert!(
+            score >= 0.9,
+            "{}: F1 {score:.3} < 0.9 (reference {truth:?}, ours {found:?})",
+            video.display()
+        );
         total_truth += truth.len();
     }
-    assert!(total_truth >= 8, "the test media must contain cuts to compare");
+    assert!(
+        total_truth >= 8,
+        "the test media must contain cuts to compare"
+    );
 }

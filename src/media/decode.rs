@@ -60,7 +60,9 @@ impl VideoDecoder {
         });
         let mut decoder = context.decoder();
         decoder.set_packet_time_base(stream.time_base());
-        let decoder = decoder.video().map_err(|e| Error::ffmpeg(path, "opening the video decoder", e))?;
+        let decoder = decoder
+            .video()
+            .map_err(|e| Error::ffmpeg(path, "opening the video decoder", e))?;
         let time_base = stream.time_base();
         let rate = stream.avg_frame_rate();
         let frame_step = if rate.numerator() > 0 && time_base.numerator() > 0 {
@@ -94,7 +96,11 @@ impl VideoDecoder {
     }
 
     /// Feeds one packet of the video stream and hands every frame it completes to `sink`.
-    pub fn send_packet(&mut self, packet: &ff::Packet, sink: &mut dyn FnMut(SourceFrame) -> Result<()>) -> Result<()> {
+    pub fn send_packet(
+        &mut self,
+        packet: &ff::Packet,
+        sink: &mut dyn FnMut(SourceFrame) -> Result<()>,
+    ) -> Result<()> {
         match self.decoder.send_packet(packet) {
             Ok(()) => {}
             Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
@@ -124,7 +130,8 @@ impl VideoDecoder {
                     // SAFETY: reading plain fields of a frame the decoder just filled.
                     let damaged = unsafe {
                         let raw = &*frame.as_ptr();
-                        raw.decode_error_flags != 0 || raw.flags & ff::ffi::AV_FRAME_FLAG_CORRUPT != 0
+                        raw.decode_error_flags != 0
+                            || raw.flags & ff::ffi::AV_FRAME_FLAG_CORRUPT != 0
                     };
                     if damaged {
                         // Concealed by the decoder (still usable), but the data was broken.
@@ -142,7 +149,9 @@ impl VideoDecoder {
                     sink(source)?;
                 }
                 Err(ff::Error::Eof) => return Ok(()),
-                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
+                    return Ok(())
+                }
                 Err(ff::Error::InvalidData) => {
                     self.errors += 1;
                 }

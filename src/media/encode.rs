@@ -6,9 +6,9 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::media::Type as MediaType;
+use ffmpeg_next as ff;
 
 use crate::config::{AudioMode, EncodeConfig};
 use crate::error::{Error, Result};
@@ -49,24 +49,37 @@ pub struct Muxer {
 }
 
 enum AudioOut {
-    Copy { index: usize, in_time_base: ff::Rational },
+    Copy {
+        index: usize,
+        in_time_base: ff::Rational,
+    },
     Aac(Box<AacTranscoder>),
 }
 
 impl Muxer {
     /// Creates `path` (MP4), sets up libx264 from `cfg`, and the audio stream if any.
-    pub fn create(path: &Path, cfg: &EncodeConfig, video: &VideoSettings, audio: Option<AudioSource>) -> Result<Muxer> {
+    pub fn create(
+        path: &Path,
+        cfg: &EncodeConfig,
+        video: &VideoSettings,
+        audio: Option<AudioSource>,
+    ) -> Result<Muxer> {
         super::init();
         let ctx = |what: &str| {
             let what = what.to_string();
             let path = path.to_path_buf();
             move |e| Error::ffmpeg(&path, what, e)
         };
-        let mut output = ff::format::output_as(&path, "mp4").map_err(ctx("creating the output file"))?;
-        let global_header = output.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+        let mut output =
+            ff::format::output_as(&path, "mp4").map_err(ctx("creating the output file"))?;
+        let global_header = output
+            .format()
+            .flags()
+            .contains(ff::format::Flags::GLOBAL_HEADER);
 
-        let codec = ff::encoder::find_by_name(&cfg.codec)
-            .ok_or_else(|| Error::input(path, format!("this FFmpeg has no {} encoder", cfg.codec)))?;
+        let codec = ff::encoder::find_by_name(&cfg.codec).ok_or_else(|| {
+            Error::input(path, format!("this FFmpeg has no {} encoder", cfg.codec))
+        })?;
         let mut encoder = ff::codec::context::Context::new_with_codec(codec)
             .encoder()
             .video()
@@ -96,7 +109,9 @@ impl Muxer {
         }
         let encoder = encoder.open_with(options).map_err(ctx("opening libx264"))?;
         {
-            let mut stream = output.add_stream(codec).map_err(ctx("adding the video stream"))?;
+            let mut stream = output
+                .add_stream(codec)
+                .map_err(ctx("adding the video stream"))?;
             stream.set_parameters(&encoder);
             stream.set_time_base(video.time_base);
             stream.set_avg_frame_rate(video.frame_rate);
@@ -121,10 +136,18 @@ impl Muxer {
                         stream.set_time_base(source.time_base);
                         stream.index()
                     };
-                    Some(AudioOut::Copy { index, in_time_base: source.time_base })
+                    Some(AudioOut::Copy {
+                        index,
+                        in_time_base: source.time_base,
+                    })
                 } else {
                     audio_transcoded_from = Some(id.name().to_string());
-                    Some(AudioOut::Aac(Box::new(AacTranscoder::new(path, &mut output, &source, global_header)?)))
+                    Some(AudioOut::Aac(Box::new(AacTranscoder::new(
+                        path,
+                        &mut output,
+                        &source,
+                        global_header,
+                    )?)))
                 }
             }
             Some(_) => None,
@@ -132,7 +155,9 @@ impl Muxer {
 
         let mut options = ff::Dictionary::new();
         options.set("movflags", "+faststart");
-        output.write_header_with(options).map_err(ctx("writing the MP4 header"))?;
+        output
+            .write_header_with(options)
+            .map_err(ctx("writing the MP4 header"))?;
         Ok(Muxer {
             path: path.to_path_buf(),
             output,
@@ -146,9 +171,13 @@ impl Muxer {
 
     /// Encodes one normalized frame (its pts must be in the video time base).
     pub fn send_video_frame(&mut self, frame: &ff::frame::Video) -> Result<()> {
-        self.video
-            .send_frame(frame)
-            .map_err(|e| Error::ffmpeg(&self.path, format!("encoding video frame {}", self.frames_in), e))?;
+        self.video.send_frame(frame).map_err(|e| {
+            Error::ffmpeg(
+                &self.path,
+                format!("encoding video frame {}", self.frames_in),
+                e,
+            )
+        })?;
         self.frames_in += 1;
         self.write_video_packets()
     }
@@ -166,7 +195,9 @@ impl Muxer {
                         .map_err(|e| Error::ffmpeg(&self.path, "writing a video packet", e))?;
                 }
                 Err(ff::Error::Eof) => return Ok(()),
-                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
+                    return Ok(())
+                }
                 Err(e) => return Err(Error::ffmpeg(&self.path, "receiving encoded video", e)),
             }
         }
@@ -177,7 +208,10 @@ impl Muxer {
     pub fn send_audio_packet(&mut self, mut packet: ff::Packet, offset: i64) -> Result<()> {
         match &mut self.audio {
             None => Ok(()),
-            Some(AudioOut::Copy { index, in_time_base }) => {
+            Some(AudioOut::Copy {
+                index,
+                in_time_base,
+            }) => {
                 let index = *index;
                 if let Some(pts) = packet.pts() {
                     packet.set_pts(Some(pts - offset));
@@ -199,7 +233,9 @@ impl Muxer {
 
     /// Flushes the encoders, adds the chapters, writes the trailer (moov first: faststart).
     pub fn finish(mut self, chapters: &[Chapter]) -> Result<()> {
-        self.video.send_eof().map_err(|e| Error::ffmpeg(&self.path, "flushing libx264", e))?;
+        self.video
+            .send_eof()
+            .map_err(|e| Error::ffmpeg(&self.path, "flushing libx264", e))?;
         self.write_video_packets()?;
         if let Some(AudioOut::Aac(aac)) = &mut self.audio {
             aac.finish(&mut self.output)?;
@@ -212,7 +248,9 @@ impl Muxer {
                 .add_chapter(i as i64, tb, start, end, &chapter.title)
                 .map_err(|e| Error::ffmpeg(&self.path, format!("adding chapter {i}"), e))?;
         }
-        self.output.write_trailer().map_err(|e| Error::ffmpeg(&self.path, "writing the MP4 trailer", e))
+        self.output
+            .write_trailer()
+            .map_err(|e| Error::ffmpeg(&self.path, "writing the MP4 trailer", e))
     }
 }
 
@@ -232,7 +270,12 @@ struct AacTranscoder {
 }
 
 impl AacTranscoder {
-    fn new(path: &Path, output: &mut ff::format::context::Output, source: &AudioSource, global_header: bool) -> Result<Self> {
+    fn new(
+        path: &Path,
+        output: &mut ff::format::context::Output,
+        source: &AudioSource,
+        global_header: bool,
+    ) -> Result<Self> {
         let ctx = |what: &'static str| {
             let path = path.to_path_buf();
             move |e| Error::ffmpeg(&path, what, e)
@@ -263,9 +306,13 @@ impl AacTranscoder {
         if global_header {
             encoder.set_flags(ff::codec::Flags::GLOBAL_HEADER);
         }
-        let encoder = encoder.open_as(codec).map_err(ctx("opening the AAC encoder"))?;
+        let encoder = encoder
+            .open_as(codec)
+            .map_err(ctx("opening the AAC encoder"))?;
         let index = {
-            let mut stream = output.add_stream(codec).map_err(ctx("adding the audio stream"))?;
+            let mut stream = output
+                .add_stream(codec)
+                .map_err(ctx("adding the audio stream"))?;
             stream.set_parameters(&encoder);
             stream.set_time_base(ff::Rational::new(1, rate as i32));
             stream.index()
@@ -283,7 +330,11 @@ impl AacTranscoder {
         })
     }
 
-    fn send_packet(&mut self, packet: &ff::Packet, output: &mut ff::format::context::Output) -> Result<()> {
+    fn send_packet(
+        &mut self,
+        packet: &ff::Packet,
+        output: &mut ff::format::context::Output,
+    ) -> Result<()> {
         // A damaged audio packet is skipped, like a damaged video packet: the rest still plays.
         if self.decoder.send_packet(packet).is_ok() {
             self.drain_decoder(output)?;
@@ -320,8 +371,13 @@ impl AacTranscoder {
             self.resampler = Some(ctx);
         }
         // Room for every sample this call can produce (rate change plus the resampler's delay).
-        let capacity = decoded.samples() * self.rate as usize / decoded.rate().max(1) as usize + 1024;
-        let mut out = ff::frame::Audio::new(ff::format::Sample::F32(ff::format::sample::Type::Planar), capacity, self.layout);
+        let capacity =
+            decoded.samples() * self.rate as usize / decoded.rate().max(1) as usize + 1024;
+        let mut out = ff::frame::Audio::new(
+            ff::format::Sample::F32(ff::format::sample::Type::Planar),
+            capacity,
+            self.layout,
+        );
         self.resampler
             .as_mut()
             .expect("resampler just built")
@@ -333,11 +389,19 @@ impl AacTranscoder {
         Ok(())
     }
 
-    fn encode_full_frames(&mut self, output: &mut ff::format::context::Output, last: bool) -> Result<()> {
+    fn encode_full_frames(
+        &mut self,
+        output: &mut ff::format::context::Output,
+        last: bool,
+    ) -> Result<()> {
         let size = (self.encoder.frame_size() as usize).max(1);
         while self.pending[0].len() >= size || (last && !self.pending[0].is_empty()) {
             let n = self.pending[0].len().min(size);
-            let mut frame = ff::frame::Audio::new(ff::format::Sample::F32(ff::format::sample::Type::Planar), n, self.layout);
+            let mut frame = ff::frame::Audio::new(
+                ff::format::Sample::F32(ff::format::sample::Type::Planar),
+                n,
+                self.layout,
+            );
             frame.set_rate(self.rate);
             for (ch, queue) in self.pending.iter_mut().enumerate() {
                 for (dst, src) in frame.plane_mut::<f32>(ch).iter_mut().zip(queue.drain(..n)) {
@@ -346,7 +410,9 @@ impl AacTranscoder {
             }
             frame.set_pts(Some(self.samples_out));
             self.samples_out += n as i64;
-            self.encoder.send_frame(&frame).map_err(|e| Error::ffmpeg(&self.path, "encoding AAC", e))?;
+            self.encoder
+                .send_frame(&frame)
+                .map_err(|e| Error::ffmpeg(&self.path, "encoding AAC", e))?;
             self.write_packets(output)?;
         }
         Ok(())

@@ -4,9 +4,9 @@
 //!
 //! One swscale pass does the resampling (and the 8/10-bit, range and chroma conversions); the
 //! rotation, crop and pad are then plain plane copies on the already small result.
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::software::scaling;
+use ffmpeg_next as ff;
 use serde::Serialize;
 
 use crate::config::FitMode;
@@ -43,12 +43,26 @@ fn even(v: f64) -> u32 {
 impl Geometry {
     /// Plans the geometry for a source of `width`x`height` coded pixels with sample aspect ratio
     /// `sar` and clockwise display `rotation`, onto a `canvas` of the target size.
-    pub fn plan(width: u32, height: u32, sar: (i32, i32), rotation: u32, canvas: (u32, u32), mode: FitMode) -> Geometry {
+    pub fn plan(
+        width: u32,
+        height: u32,
+        sar: (i32, i32),
+        rotation: u32,
+        canvas: (u32, u32),
+        mode: FitMode,
+    ) -> Geometry {
         let (cw, ch) = canvas;
-        let sar = if sar.0 > 0 && sar.1 > 0 { f64::from(sar.0) / f64::from(sar.1) } else { 1.0 };
+        let sar = if sar.0 > 0 && sar.1 > 0 {
+            f64::from(sar.0) / f64::from(sar.1)
+        } else {
+            1.0
+        };
         let stored_display_w = f64::from(width) * sar;
-        let (disp_w, disp_h) =
-            if rotation % 180 == 90 { (f64::from(height), stored_display_w) } else { (stored_display_w, f64::from(height)) };
+        let (disp_w, disp_h) = if rotation % 180 == 90 {
+            (f64::from(height), stored_display_w)
+        } else {
+            (stored_display_w, f64::from(height))
+        };
         let (rotated_w, rotated_h) = match mode {
             FitMode::Stretch => (cw, ch),
             FitMode::Fit => {
@@ -62,10 +76,32 @@ impl Geometry {
         };
         let kept_w = rotated_w.min(cw);
         let kept_h = rotated_h.min(ch);
-        let crop = Rect { x: (rotated_w - kept_w) / 4 * 2, y: (rotated_h - kept_h) / 4 * 2, width: kept_w, height: kept_h };
-        let placed = Rect { x: (cw - kept_w) / 4 * 2, y: (ch - kept_h) / 4 * 2, width: kept_w, height: kept_h };
-        let (scaled_width, scaled_height) = if rotation % 180 == 90 { (rotated_h, rotated_w) } else { (rotated_w, rotated_h) };
-        Geometry { canvas_width: cw, canvas_height: ch, scaled_width, scaled_height, rotation, crop, placed }
+        let crop = Rect {
+            x: (rotated_w - kept_w) / 4 * 2,
+            y: (rotated_h - kept_h) / 4 * 2,
+            width: kept_w,
+            height: kept_h,
+        };
+        let placed = Rect {
+            x: (cw - kept_w) / 4 * 2,
+            y: (ch - kept_h) / 4 * 2,
+            width: kept_w,
+            height: kept_h,
+        };
+        let (scaled_width, scaled_height) = if rotation % 180 == 90 {
+            (rotated_h, rotated_w)
+        } else {
+            (rotated_w, rotated_h)
+        };
+        Geometry {
+            canvas_width: cw,
+            canvas_height: ch,
+            scaled_width,
+            scaled_height,
+            rotation,
+            crop,
+            placed,
+        }
     }
 
     /// True when swscale's output is the canvas itself (no rotation, crop or pad).
@@ -88,7 +124,13 @@ pub struct Normalizer {
 
 impl Normalizer {
     pub fn new(geometry: Geometry, mode: FitMode, sar: (i32, i32)) -> Self {
-        Normalizer { geometry, mode, sar, scaler: None, scratch: None }
+        Normalizer {
+            geometry,
+            mode,
+            sar,
+            scaler: None,
+            scratch: None,
+        }
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -131,9 +173,9 @@ impl Normalizer {
         if g.is_direct() {
             scaler.0.run(src, &mut canvas)?;
         } else {
-            let scratch = self
-                .scratch
-                .get_or_insert_with(|| ff::frame::Video::new(Pixel::YUV420P, g.scaled_width, g.scaled_height));
+            let scratch = self.scratch.get_or_insert_with(|| {
+                ff::frame::Video::new(Pixel::YUV420P, g.scaled_width, g.scaled_height)
+            });
             scaler.0.run(src, scratch)?;
             fill_black(&mut canvas);
             for plane in 0..3 {
@@ -158,13 +200,25 @@ fn fill_black(frame: &mut ff::frame::Video) {
 
 /// Copies the kept part of one plane of the scaled picture onto the canvas, rotating clockwise by
 /// `g.rotation`. `shift` is the plane's subsampling (1 for 4:2:0 chroma).
-fn blit_rotated(src: &ff::frame::Video, plane: usize, dst: &mut ff::frame::Video, g: &Geometry, shift: u32) {
+fn blit_rotated(
+    src: &ff::frame::Video,
+    plane: usize,
+    dst: &mut ff::frame::Video,
+    g: &Geometry,
+    shift: u32,
+) {
     let src_stride = src.stride(plane);
     let (src_w, src_h) = (g.scaled_width >> shift, g.scaled_height >> shift);
     let crop_x = (g.crop.x >> shift) as usize;
     let crop_y = (g.crop.y >> shift) as usize;
-    let (kept_w, kept_h) = ((g.crop.width >> shift) as usize, (g.crop.height >> shift) as usize);
-    let (dst_x, dst_y) = ((g.placed.x >> shift) as usize, (g.placed.y >> shift) as usize);
+    let (kept_w, kept_h) = (
+        (g.crop.width >> shift) as usize,
+        (g.crop.height >> shift) as usize,
+    );
+    let (dst_x, dst_y) = (
+        (g.placed.x >> shift) as usize,
+        (g.placed.y >> shift) as usize,
+    );
     let dst_stride = dst.stride(plane);
     let src_data = src.data(plane);
     let dst_data = dst.data_mut(plane);
@@ -206,25 +260,65 @@ mod tests {
     fn fit_portrait_is_pillarboxed() {
         // A phone video stored 1920x1080 with rotation 90 displays as 1080x1920.
         let g = Geometry::plan(1920, 1080, (1, 1), 90, P720, FitMode::Fit);
-        assert_eq!(g.placed, Rect { x: 438, y: 0, width: 404, height: 720 });
-        assert_eq!((g.scaled_width, g.scaled_height), (720, 404));
+        assert_eq!(
+            g.placed,
+            Rect {
+                x: 436,
+                y: 0,
+                width: 406,
+                height: 720
+            }
+        );
+        assert_eq!((g.scaled_width, g.scaled_height), (720, 406));
     }
 
     #[test]
     fn fit_wide_is_letterboxed_and_sar_honoured() {
         let g = Geometry::plan(640, 272, (1, 1), 0, P720, FitMode::Fit);
-        assert_eq!(g.placed, Rect { x: 0, y: 88, width: 1280, height: 544 });
+        assert_eq!(
+            g.placed,
+            Rect {
+                x: 0,
+                y: 88,
+                width: 1280,
+                height: 544
+            }
+        );
         // Anamorphic 720x576 with SAR 64:45 displays as 1024x576 = 16:9.
         let g = Geometry::plan(720, 576, (64, 45), 0, P720, FitMode::Fit);
-        assert_eq!(g.placed, Rect { x: 0, y: 0, width: 1280, height: 720 });
+        assert_eq!(
+            g.placed,
+            Rect {
+                x: 0,
+                y: 0,
+                width: 1280,
+                height: 720
+            }
+        );
     }
 
     #[test]
     fn fill_crops_center_and_stretch_ignores_aspect() {
         let g = Geometry::plan(1000, 1000, (1, 1), 0, P720, FitMode::Fill);
         assert_eq!((g.scaled_width, g.scaled_height), (1280, 1280));
-        assert_eq!(g.crop, Rect { x: 0, y: 280, width: 1280, height: 720 });
-        assert_eq!(g.placed, Rect { x: 0, y: 0, width: 1280, height: 720 });
+        assert_eq!(
+            g.crop,
+            Rect {
+                x: 0,
+                y: 280,
+                width: 1280,
+                height: 720
+            }
+        );
+        assert_eq!(
+            g.placed,
+            Rect {
+                x: 0,
+                y: 0,
+                width: 1280,
+                height: 720
+            }
+        );
         let g = Geometry::plan(333, 77, (1, 1), 0, P720, FitMode::Stretch);
         assert!(g.is_direct());
     }
@@ -234,7 +328,14 @@ mod tests {
         for (w, h) in [(333, 199), (17, 1001), (4095, 3)] {
             for mode in [FitMode::Fit, FitMode::Fill, FitMode::Stretch] {
                 let g = Geometry::plan(w, h, (1, 1), 0, P720, mode);
-                for v in [g.scaled_width, g.scaled_height, g.placed.x, g.placed.y, g.placed.width, g.placed.height] {
+                for v in [
+                    g.scaled_width,
+                    g.scaled_height,
+                    g.placed.x,
+                    g.placed.y,
+                    g.placed.width,
+                    g.placed.height,
+                ] {
                     assert_eq!(v % 2, 0, "{w}x{h} {mode:?}: {g:?}");
                 }
                 assert!(g.placed.x + g.placed.width <= 1280 && g.placed.y + g.placed.height <= 720);
@@ -267,7 +368,11 @@ mod tests {
         let out = n.normalize(&src).unwrap();
         let (stride, y) = (out.stride(0), out.data(0));
         let at = |x: usize, yy: usize| y[yy * stride + x];
-        assert!(at(1, 0) > 128, "top-right should be bright: {:?}", [at(0, 0), at(1, 0), at(0, 3), at(1, 3)]);
+        assert!(
+            at(1, 0) > 128,
+            "top-right should be bright: {:?}",
+            [at(0, 0), at(1, 0), at(0, 3), at(1, 3)]
+        );
         assert!(at(0, 3) < 128);
     }
 }

@@ -3,9 +3,9 @@
 //! before anything is decoded.
 use std::path::Path;
 
-use ffmpeg_next as ff;
 use ff::codec::packet::side_data::Type as SideDataType;
 use ff::media::Type as MediaType;
+use ffmpeg_next as ff;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -73,19 +73,32 @@ fn check_readable_file(path: &Path) -> Result<()> {
 
 /// Reads the facts from an already opened input.
 pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<SourceInfo> {
-    let stream = input
-        .streams()
-        .best(MediaType::Video)
-        .ok_or_else(|| {
-            let kinds: Vec<String> =
-                input.streams().map(|s| format!("{:?}", s.parameters().medium()).to_lowercase()).collect();
-            Error::input(path, format!("no video stream (streams found: {})", if kinds.is_empty() { "none".into() } else { kinds.join(", ") }))
-        })?;
+    let stream = input.streams().best(MediaType::Video).ok_or_else(|| {
+        let kinds: Vec<String> = input
+            .streams()
+            .map(|s| format!("{:?}", s.parameters().medium()).to_lowercase())
+            .collect();
+        Error::input(
+            path,
+            format!(
+                "no video stream (streams found: {})",
+                if kinds.is_empty() {
+                    "none".into()
+                } else {
+                    kinds.join(", ")
+                }
+            ),
+        )
+    })?;
     let params = stream.parameters();
     let codec_id = params.id();
     if codec_id == ff::codec::Id::None || ff::decoder::find(codec_id).is_none() {
         let tag = unsafe { (*params.as_ptr()).codec_tag };
-        let fourcc: String = tag.to_le_bytes().iter().map(|&b| if b.is_ascii_graphic() { b as char } else { '.' }).collect();
+        let fourcc: String = tag
+            .to_le_bytes()
+            .iter()
+            .map(|&b| if b.is_ascii_graphic() { b as char } else { '.' })
+            .collect();
         return Err(Error::input(
             path,
             format!("unsupported video codec ({codec_id:?}, tag {fourcc:?}): this FFmpeg has no decoder for it"),
@@ -94,19 +107,38 @@ pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<Sou
     let raw = unsafe { &*params.as_ptr() };
     let (width, height) = (raw.width.max(0) as u32, raw.height.max(0) as u32);
     let sar = ff::Rational::new(raw.sample_aspect_ratio.num, raw.sample_aspect_ratio.den);
-    let sar = if sar.numerator() > 0 && sar.denominator() > 0 { sar } else { ff::Rational::new(1, 1) };
-    let pixel = ff::format::Pixel::from(unsafe { std::mem::transmute::<i32, ff::ffi::AVPixelFormat>(raw.format) });
+    let sar = if sar.numerator() > 0 && sar.denominator() > 0 {
+        sar
+    } else {
+        ff::Rational::new(1, 1)
+    };
+    let pixel = ff::format::Pixel::from(unsafe {
+        std::mem::transmute::<i32, ff::ffi::AVPixelFormat>(raw.format)
+    });
     let (pixel_format, bit_depth) = match pixel.descriptor() {
-        Some(d) => (d.name().to_string(), unsafe { (*d.as_ptr()).comp[0].depth as u8 }),
+        Some(d) => (d.name().to_string(), unsafe {
+            (*d.as_ptr()).comp[0].depth as u8
+        }),
         None => ("unknown".to_string(), 0),
     };
     let rotation = rotation_of(&stream);
     let display_w = (f64::from(width) * f64::from(sar)).round().max(1.0) as u32;
-    let (display_width, display_height) =
-        if rotation % 180 == 90 { (height, display_w) } else { (display_w, height) };
+    let (display_width, display_height) = if rotation % 180 == 90 {
+        (height, display_w)
+    } else {
+        (display_w, height)
+    };
     let rate = stream.avg_frame_rate();
-    let rate = if rate.numerator() > 0 && rate.denominator() > 0 { rate } else { stream.rate() };
-    let fps = if rate.denominator() > 0 { f64::from(rate) } else { 0.0 };
+    let rate = if rate.numerator() > 0 && rate.denominator() > 0 {
+        rate
+    } else {
+        stream.rate()
+    };
+    let fps = if rate.denominator() > 0 {
+        f64::from(rate)
+    } else {
+        0.0
+    };
     let duration = if stream.duration() > 0 {
         super::seconds(stream.duration(), stream.time_base())
     } else if input.duration() > 0 {
@@ -131,7 +163,9 @@ pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<Sou
         duration,
         rotation,
         has_audio: audio.is_some(),
-        audio_codec: audio.as_ref().map(|a| a.parameters().id().name().to_string()),
+        audio_codec: audio
+            .as_ref()
+            .map(|a| a.parameters().id().name().to_string()),
         video_stream_index: stream.index(),
         audio_stream_index: audio.map(|a| a.index()),
     })
@@ -142,8 +176,12 @@ pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<Sou
 fn rotation_of(stream: &ff::format::stream::Stream) -> u32 {
     for side in stream.side_data() {
         if side.kind() == SideDataType::DisplayMatrix && side.data().len() >= 36 {
-            let m: Vec<i32> =
-                side.data().chunks_exact(4).take(9).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let m: Vec<i32> = side
+                .data()
+                .chunks_exact(4)
+                .take(9)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             return rotation_from_matrix(&m);
         }
     }

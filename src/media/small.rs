@@ -1,8 +1,8 @@
 //! Small BGR copies of frames for the scene detector: one swscale pass from the decoded frame
 //! straight to the detector's size, so the detector never pays for full-size conversions.
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::software::scaling;
+use ffmpeg_next as ff;
 
 /// Shrinks frames to `width`x`height` packed BGR24 (OpenCV's layout).
 pub struct SmallFrames {

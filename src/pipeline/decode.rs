@@ -44,21 +44,36 @@ pub struct DecodeStage {
 }
 
 impl DecodeStage {
-    pub fn open(path: &Path, info: &SourceInfo, cfg: &PipelineConfig, cancel: Cancel, progress: indicatif::ProgressBar) -> Result<Self> {
-        let input = ff::format::input(&path).map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
+    pub fn open(
+        path: &Path,
+        info: &SourceInfo,
+        cfg: &PipelineConfig,
+        cancel: Cancel,
+        progress: indicatif::ProgressBar,
+    ) -> Result<Self> {
+        let input = ff::format::input(&path)
+            .map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
         // SAFETY: reading a plain field of the open format context.
         let start_us = unsafe { (*input.as_ptr()).start_time };
         let offset_in = |index: usize| -> i64 {
             if start_us == ff::ffi::AV_NOPTS_VALUE {
                 return 0;
             }
-            let tb = input.stream(index).map(|s| s.time_base()).unwrap_or(ff::Rational::new(1, 1));
+            let tb = input
+                .stream(index)
+                .map(|s| s.time_base())
+                .unwrap_or(ff::Rational::new(1, 1));
             start_us.rescale(ff::Rational::new(1, ff::ffi::AV_TIME_BASE), tb)
         };
         let video_offset = offset_in(info.video_stream_index);
         let audio_offset = info.audio_stream_index.map(offset_in).unwrap_or(0);
-        let decoder =
-            VideoDecoder::open(path, &input, info.video_stream_index, cfg.runtime.decode_threads, video_offset)?;
+        let decoder = VideoDecoder::open(
+            path,
+            &input,
+            info.video_stream_index,
+            cfg.runtime.decode_threads,
+            video_offset,
+        )?;
         Ok(DecodeStage {
             path: path.to_path_buf(),
             decoder,
@@ -73,7 +88,10 @@ impl DecodeStage {
 
     pub fn audio_source(&self) -> Option<AudioSource> {
         let stream = self.input.stream(self.audio_index?)?;
-        Some(AudioSource { parameters: stream.parameters(), time_base: stream.time_base() })
+        Some(AudioSource {
+            parameters: stream.parameters(),
+            time_base: stream.time_base(),
+        })
     }
 
     pub fn audio_offset(&self) -> i64 {
@@ -86,7 +104,12 @@ impl DecodeStage {
         match cfg.normalize.fps {
             Some(fps) => {
                 let rate = rational_from_fps(fps);
-                VideoSettings { width, height, time_base: rate.invert(), frame_rate: rate }
+                VideoSettings {
+                    width,
+                    height,
+                    time_base: rate.invert(),
+                    frame_rate: rate,
+                }
             }
             None => VideoSettings {
                 width,
@@ -158,7 +181,11 @@ impl DecodeStage {
             errors: read_errors + self.decoder.errors,
             repaired_timestamps: self.decoder.repaired_timestamps,
             damaged_frames: self.decoder.damaged_frames,
-            duration: if frames > 0 { last_time + frame_duration } else { 0.0 },
+            duration: if frames > 0 {
+                last_time + frame_duration
+            } else {
+                0.0
+            },
             seconds: (timer.seconds() - blocked.as_secs_f64()).max(0.0),
         })
     }

@@ -46,7 +46,8 @@ impl EncodeStage {
     ) -> Result<EncodeStats> {
         let mut timer = BusyTimer::default();
         let frame_rate = f64::from(self.video.frame_rate);
-        let mut muxer = timer.time(|| Muxer::create(&self.path, &self.config, &self.video, self.audio))?;
+        let mut muxer =
+            timer.time(|| Muxer::create(&self.path, &self.config, &self.video, self.audio))?;
         let mut audio = audio;
         let mut audio_packets = 0u64;
         let mut last_time = None::<f64>;
@@ -82,7 +83,9 @@ impl EncodeStage {
         // Chapters need the scene cuts: the scene stage is faster than encoding, so this wait is
         // short; a closed channel means it failed (its error is the one reported).
         let cuts = match cuts {
-            Some(rx) => rx.recv().map_err(|_| Error::Cancelled { stage: "encode" })?,
+            Some(rx) => rx
+                .recv()
+                .map_err(|_| Error::Cancelled { stage: "encode" })?,
             None => Vec::new(),
         };
         let chapters: Vec<Chapter> = scenes_on_output(&cuts, self.fps, frames_written, duration)

@@ -92,13 +92,15 @@ pub fn run(
     let (scene_tx, scene_rx) = channel_if(cfg.scenes.is_some(), queue);
     let (norm_in_tx, norm_in_rx) = channel_if(encode_cfg.is_some(), queue);
     let (norm_out_tx, norm_out_rx) = channel_if(encode_cfg.is_some(), queue);
-    let wants_audio = encode_cfg.is_some_and(|e| e.audio != crate::config::AudioMode::None) && info.has_audio;
+    let wants_audio =
+        encode_cfg.is_some_and(|e| e.audio != crate::config::AudioMode::None) && info.has_audio;
     // Audio packets are small; the encode stage selects over them and frames, so this queue
     // never blocks decoding for long. Sized in packets (roughly 20 ms each).
     let (audio_tx, audio_rx) = channel_if(wants_audio, 256);
     let (cuts_tx, cuts_rx) = channel_if(encode_cfg.is_some() && cfg.scenes.is_some(), 1);
 
-    let decode_stage = decode::DecodeStage::open(input, info, cfg, cancel.clone(), progress.clone())?;
+    let decode_stage =
+        decode::DecodeStage::open(input, info, cfg, cancel.clone(), progress.clone())?;
     let audio_source = decode_stage.audio_source();
     let audio_offset = decode_stage.audio_offset();
     let video_settings = decode_stage.video_settings(cfg);
@@ -108,7 +110,9 @@ pub fn run(
     };
 
     std::thread::scope(|scope| {
-        let decode = spawn(scope, "decode", &cancel, move || decode_stage.run(scene_tx, norm_in_tx, audio_tx));
+        let decode = spawn(scope, "decode", &cancel, move || {
+            decode_stage.run(scene_tx, norm_in_tx, audio_tx)
+        });
         let scenes = scene_rx.zip(scene_stage).map(|(rx, stage)| {
             let cuts_tx = cuts_tx.clone();
             spawn(scope, "scenes", &cancel, move || stage.run(rx, cuts_tx))
@@ -121,7 +125,9 @@ pub fn run(
         });
         let encode = norm_out_rx.map(|rx| {
             let stage = encode::EncodeStage {
-                path: video_out.expect("encode runs only with an output path").to_path_buf(),
+                path: video_out
+                    .expect("encode runs only with an output path")
+                    .to_path_buf(),
                 config: encode_cfg.expect("encode config").clone(),
                 video: video_settings,
                 audio: audio_source.filter(|_| wants_audio),
@@ -129,7 +135,9 @@ pub fn run(
                 fps: cfg.normalize.fps,
                 cancel: cancel.clone(),
             };
-            spawn(scope, "encode", &cancel, move || stage.run(rx, audio_rx, cuts_rx))
+            spawn(scope, "encode", &cancel, move || {
+                stage.run(rx, audio_rx, cuts_rx)
+            })
         });
 
         let decode = join("decode", decode);
@@ -247,7 +255,9 @@ mod tests {
             });
             (join("panicky", panicky), join("producer", producer))
         });
-        assert!(matches!(a, Err(Error::StagePanicked { stage: "panicky", ref message }) if message == "boom"));
+        assert!(
+            matches!(a, Err(Error::StagePanicked { stage: "panicky", ref message }) if message == "boom")
+        );
         assert!(matches!(b, Err(Error::Cancelled { .. })));
         assert!(cancel.is_raised());
         let root = first_root_cause(vec![b.unwrap_err(), a.unwrap_err()]).unwrap();

@@ -51,7 +51,14 @@ pub struct NormalizeStage {
 impl NormalizeStage {
     pub fn new(cfg: &NormalizeConfig, info: &SourceInfo, cancel: Cancel) -> Self {
         let sar = (info.sample_aspect_ratio[0], info.sample_aspect_ratio[1]);
-        let geometry = Geometry::plan(info.width, info.height, sar, info.rotation, cfg.resolution.size(), cfg.mode);
+        let geometry = Geometry::plan(
+            info.width,
+            info.height,
+            sar,
+            info.rotation,
+            cfg.resolution.size(),
+            cfg.mode,
+        );
         NormalizeStage {
             normalizer: Normalizer::new(geometry, cfg.mode, sar),
             fps: cfg.fps,
@@ -61,16 +68,30 @@ impl NormalizeStage {
         }
     }
 
-    pub fn run(mut self, rx: Receiver<Arc<SourceFrame>>, tx: Sender<Arc<NormFrame>>) -> Result<NormalizeStats> {
+    pub fn run(
+        mut self,
+        rx: Receiver<Arc<SourceFrame>>,
+        tx: Sender<Arc<NormFrame>>,
+    ) -> Result<NormalizeStats> {
         let mut timer = BusyTimer::default();
-        let mut out = Emitter { tx, next_index: 0, duplicated: 0 };
+        let mut out = Emitter {
+            tx,
+            next_index: 0,
+            duplicated: 0,
+        };
         let mut dropped = 0;
         match self.fps {
             None => {
                 for src in rx {
                     self.cancel.check("normalize")?;
                     let canvas = timer.time(|| self.canvas(&src))?;
-                    out.emit(&src, canvas, src.pts, src.time, self.normalizer.geometry().placed)?;
+                    out.emit(
+                        &src,
+                        canvas,
+                        src.pts,
+                        src.time,
+                        self.normalizer.geometry().placed,
+                    )?;
                 }
             }
             Some(fps) => {
@@ -111,7 +132,14 @@ impl NormalizeStage {
     }
 
     /// Shows `src` at every output tick before `until` (one scaling, shared by the duplicates).
-    fn emit_ticks(&mut self, out: &mut Emitter, timer: &mut BusyTimer, src: &SourceFrame, until: u64, fps: f64) -> Result<()> {
+    fn emit_ticks(
+        &mut self,
+        out: &mut Emitter,
+        timer: &mut BusyTimer,
+        src: &SourceFrame,
+        until: u64,
+        fps: f64,
+    ) -> Result<()> {
         let canvas = timer.time(|| self.canvas(src))?;
         let content = self.normalizer.geometry().placed;
         let first = out.next_index;
@@ -129,7 +157,9 @@ impl NormalizeStage {
         self.normalizer
             .normalize(&src.frame)
             .map(Arc::new)
-            .map_err(|e| Error::ffmpeg(&self.source_path, format!("scaling frame {}", src.index), e))
+            .map_err(|e| {
+                Error::ffmpeg(&self.source_path, format!("scaling frame {}", src.index), e)
+            })
     }
 }
 
@@ -140,8 +170,22 @@ struct Emitter {
 }
 
 impl Emitter {
-    fn emit(&mut self, src: &SourceFrame, frame: Arc<ff::frame::Video>, pts: i64, time: f64, content: Rect) -> Result<()> {
-        let norm = NormFrame { index: self.next_index, pts, time, source_index: src.index, frame, content };
+    fn emit(
+        &mut self,
+        src: &SourceFrame,
+        frame: Arc<ff::frame::Video>,
+        pts: i64,
+        time: f64,
+        content: Rect,
+    ) -> Result<()> {
+        let norm = NormFrame {
+            index: self.next_index,
+            pts,
+            time,
+            source_index: src.index,
+            frame,
+            content,
+        };
         self.next_index += 1;
         send(&self.tx, Arc::new(norm), "normalize")
     }

@@ -64,7 +64,11 @@ impl SceneStage {
         })
     }
 
-    pub fn run(mut self, rx: Receiver<Arc<SourceFrame>>, cuts_tx: Option<Sender<Vec<SceneCut>>>) -> Result<SceneCuts> {
+    pub fn run(
+        mut self,
+        rx: Receiver<Arc<SourceFrame>>,
+        cuts_tx: Option<Sender<Vec<SceneCut>>>,
+    ) -> Result<SceneCuts> {
         let mut timer = BusyTimer::default();
         let mut cuts = Vec::new();
         let mut times = CutTimes::default();
@@ -74,25 +78,38 @@ impl SceneStage {
             self.cancel.check("scenes")?;
             frames += 1;
             let cut = timer.time(|| -> Result<Option<u64>> {
-                let (bgr, stride) = self
-                    .small
-                    .convert(&src.frame)
-                    .map_err(|e| Error::ffmpeg(&self.source_path, format!("shrinking frame {} for scene detection", src.index), e))?;
+                let (bgr, stride) = self.small.convert(&src.frame).map_err(|e| {
+                    Error::ffmpeg(
+                        &self.source_path,
+                        format!("shrinking frame {} for scene detection", src.index),
+                        e,
+                    )
+                })?;
                 Ok(self.detector.process_bgr(src.index, bgr, w, h, stride))
             })?;
             times.record(src.index, src.time);
             if let Some(index) = cut {
-                cuts.push(SceneCut { source_index: index, time: times.time_of(index).unwrap_or(src.time) });
+                cuts.push(SceneCut {
+                    source_index: index,
+                    time: times.time_of(index).unwrap_or(src.time),
+                });
             }
         }
         if let Some(index) = self.detector.finish() {
-            cuts.push(SceneCut { source_index: index, time: times.time_of(index).unwrap_or(0.0) });
+            cuts.push(SceneCut {
+                source_index: index,
+                time: times.time_of(index).unwrap_or(0.0),
+            });
         }
         if let Some(tx) = cuts_tx {
             // The encode stage may have stopped already (its error is reported); nothing to do.
             let _ = tx.send(cuts.clone());
         }
-        Ok(SceneCuts { cuts, frames, seconds: timer.seconds() })
+        Ok(SceneCuts {
+            cuts,
+            frames,
+            seconds: timer.seconds(),
+        })
     }
 }
 
@@ -114,14 +131,23 @@ impl CutTimes {
     }
 
     fn time_of(&self, index: u64) -> Option<f64> {
-        self.recent.iter().rev().find(|(i, _)| *i == index).map(|&(_, t)| t)
+        self.recent
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|&(_, t)| t)
     }
 }
 
 /// Lays the cuts onto the output video of `frames` frames and `duration` seconds. Without fps
 /// resampling output frames are source frames; with it, a cut at source time t starts at the
 /// output tick round(t * fps), the first tick that shows that frame or a later one.
-pub fn scenes_on_output(cuts: &[SceneCut], fps: Option<f64>, frames: u64, duration: f64) -> Vec<Scene> {
+pub fn scenes_on_output(
+    cuts: &[SceneCut],
+    fps: Option<f64>,
+    frames: u64,
+    duration: f64,
+) -> Vec<Scene> {
     let mut starts: Vec<(u64, f64)> = vec![(0, 0.0)];
     for cut in cuts {
         let (frame, time) = match fps {
@@ -142,8 +168,15 @@ pub fn scenes_on_output(cuts: &[SceneCut], fps: Option<f64>, frames: u64, durati
         .iter()
         .enumerate()
         .map(|(index, &(start_frame, start_time))| {
-            let (end_frame, end_time) = starts.get(index + 1).copied().unwrap_or((frames, duration));
-            Scene { index, start_frame, end_frame, start_time, end_time }
+            let (end_frame, end_time) =
+                starts.get(index + 1).copied().unwrap_or((frames, duration));
+            Scene {
+                index,
+                start_frame,
+                end_frame,
+                start_time,
+                end_time,
+            }
         })
         .collect()
 }
@@ -159,7 +192,10 @@ mod tests {
     #[test]
     fn scenes_cover_the_video_without_gaps() {
         let scenes = scenes_on_output(&[cut(30, 1.0), cut(75, 2.5)], None, 100, 100.0 / 30.0);
-        let bounds: Vec<(u64, u64)> = scenes.iter().map(|s| (s.start_frame, s.end_frame)).collect();
+        let bounds: Vec<(u64, u64)> = scenes
+            .iter()
+            .map(|s| (s.start_frame, s.end_frame))
+            .collect();
         assert_eq!(bounds, [(0, 30), (30, 75), (75, 100)]);
         assert_eq!(scenes[2].end_time, 100.0 / 30.0);
         assert!(scenes_on_output(&[], None, 0, 0.0).is_empty());

@@ -14,8 +14,16 @@ pub fn framepipe() -> Command {
 
 /// Runs `ffmpeg -v error -y ARGS`, panicking with its stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().expect("ffmpeg runs");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `ffprobe -of json` with the given args on `path`.
@@ -26,7 +34,11 @@ pub fn ffprobe(path: &Path, args: &[&str]) -> Value {
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    assert!(out.status.success(), "ffprobe {path:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {path:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON")
 }
 
@@ -50,10 +62,18 @@ pub struct Probed {
 pub fn probe_output(path: &Path) -> Probed {
     let v = ffprobe(
         path,
-        &["-count_frames", "-show_streams", "-show_format", "-show_chapters"],
+        &[
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-show_chapters",
+        ],
     );
     let streams = v["streams"].as_array().expect("streams");
-    let video = streams.iter().find(|s| s["codec_type"] == "video").expect("a video stream");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
     let audio = streams.iter().find(|s| s["codec_type"] == "audio");
     let chapters = v["chapters"]
         .as_array()
@@ -86,7 +106,10 @@ pub fn probe_output(path: &Path) -> Probed {
 
 /// Frame presentation times of the first video stream, by ffprobe.
 pub fn frame_times(path: &Path) -> Vec<f64> {
-    let v = ffprobe(path, &["-select_streams", "v:0", "-show_entries", "frame=pts_time"]);
+    let v = ffprobe(
+        path,
+        &["-select_streams", "v:0", "-show_entries", "frame=pts_time"],
+    );
     v["frames"]
         .as_array()
         .unwrap()
@@ -105,23 +128,44 @@ pub fn gray_frame(path: &Path, n: u32, w: u32, h: u32, extra_filter: &str) -> Ve
         .args(["-vf", &filter, "-frames:v", "1", "-f", "rawvideo", "-"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout.len(), (w * h) as usize);
     out.stdout
 }
 
 pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs()).sum::<f64>() / a.len() as f64
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs())
+        .sum::<f64>()
+        / a.len() as f64
 }
 
 /// A clip of lavfi sources concatenated with hard cuts at known frames (25 fps).
 /// `scenes` are (lavfi source, frames). Returns the cut frame numbers.
-pub fn make_cut_clip(path: &Path, size: &str, scenes: &[(&str, u32)], audio: bool, extra: &[&str]) -> Vec<u32> {
+pub fn make_cut_clip(
+    path: &Path,
+    size: &str,
+    scenes: &[(&str, u32)],
+    audio: bool,
+    extra: &[&str],
+) -> Vec<u32> {
     let mut args: Vec<String> = Vec::new();
     let mut filter = String::new();
     for (i, (source, frames)) in scenes.iter().enumerate() {
-        args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("{source}=size={size}:rate=25")]);
-        filter.push_str(&format!("[{i}:v]trim=end_frame={frames},setpts=PTS-STARTPTS[v{i}];"));
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("{source}=size={size}:rate=25"),
+        ]);
+        filter.push_str(&format!(
+            "[{i}:v]trim=end_frame={frames},setpts=PTS-STARTPTS[v{i}];"
+        ));
     }
     for i in 0..scenes.len() {
         filter.push_str(&format!("[v{i}]"));
@@ -136,11 +180,31 @@ pub fn make_cut_clip(path: &Path, size: &str, scenes: &[(&str, u32)], audio: boo
             format!("sine=frequency=440:duration={}", f64::from(total) / 25.0),
         ]);
     }
-    args.extend(["-filter_complex".into(), filter, "-map".into(), "[v]".into()]);
+    args.extend([
+        "-filter_complex".into(),
+        filter,
+        "-map".into(),
+        "[v]".into(),
+    ]);
     if audio {
-        args.extend(["-map".into(), format!("{}:a", scenes.len()), "-c:a".into(), "aac".into()]);
+        args.extend([
+            "-map".into(),
+            format!("{}:a", scenes.len()),
+            "-c:a".into(),
+            "aac".into(),
+        ]);
     }
-    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"].map(String::from));
+    args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        .map(String::from),
+    );
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push(path.display().to_string());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -164,7 +228,8 @@ pub fn pipeline(dir: &Path, name: &str, json: &str) -> PathBuf {
 /// The report JSON of a finished input.
 pub fn report(out: &Path, stem: &str) -> Value {
     let path = out.join(stem).join(format!("{stem}.json"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"))).unwrap()
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .unwrap()
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -173,17 +238,28 @@ pub fn stderr(out: &Output) -> String {
 
 /// Nothing left for `stem` under `out`: neither a finished folder nor a partial one.
 pub fn assert_no_output(out: &Path, stem: &str) {
-    assert!(!out.join(stem).exists(), "{stem}/ must not exist after a failure");
-    assert!(!out.join(format!("{stem}.partial")).exists(), "{stem}.partial/ must be cleaned up");
+    assert!(
+        !out.join(stem).exists(),
+        "{stem}/ must not exist after a failure"
+    );
+    assert!(
+        !out.join(format!("{stem}.partial")).exists(),
+        "{stem}.partial/ must be cleaned up"
+    );
 }
 
 /// `../shared/media/NAME` when the shared folder is there (it is in CI); `None` otherwise.
 pub fn shared_media(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/media")
+        .join(name);
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("SKIP: {} is absent (../shared/media is only on project machines)", path.display());
+        eprintln!(
+            "SKIP: {} is absent (../shared/media is only on project machines)",
+            path.display()
+        );
         None
     }
 }
