@@ -91,16 +91,19 @@ impl Muxer {
         encoder.set_frame_rate(Some(video.frame_rate));
         encoder.set_aspect_ratio(ff::Rational::new(1, 1));
         encoder.set_color_range(ff::color::Range::MPEG);
-        if cfg.threads > 0 {
-            encoder.set_threading(ff::threading::Config {
-                kind: ff::threading::Type::Frame,
-                count: cfg.threads as usize,
-                ..Default::default()
-            });
-        }
+        // libavcodec's default is one thread; 0 asks x264 for its own choice (as `ffmpeg` does).
+        encoder.set_threading(ff::threading::Config {
+            kind: ff::threading::Type::Frame,
+            count: cfg.threads as usize,
+            ..Default::default()
+        });
+        // Closed GOPs, as `ffmpeg` writes them: every keyframe is a clean random-access point,
+        // which frame-accurate data loaders rely on.
+        let mut flags = ff::codec::Flags::CLOSED_GOP;
         if global_header {
-            encoder.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+            flags |= ff::codec::Flags::GLOBAL_HEADER;
         }
+        encoder.set_flags(flags);
         let mut options = ff::Dictionary::new();
         options.set("crf", &format!("{}", cfg.crf));
         options.set("preset", &cfg.preset);
@@ -170,8 +173,21 @@ impl Muxer {
     }
 
     /// Encodes one normalized frame (its pts must be in the video time base).
-    pub fn send_video_frame(&mut self, frame: &ff::frame::Video) -> Result<()> {
-        self.video.send_frame(frame).map_err(|e| {
+    /// Encodes one normalized frame, shown at `pts` (video time base). The frame is shared with
+    /// other consumers, so the encoder gets a new reference to its buffers, not a copy.
+    pub fn send_video_frame(&mut self, frame: &ff::frame::Video, pts: i64) -> Result<()> {
+        let mut shared = ff::frame::Video::empty();
+        // SAFETY: both frames are valid; av_frame_ref only adds a reference to the buffers.
+        let status = unsafe { ff::ffi::av_frame_ref(shared.as_mut_ptr(), frame.as_ptr()) };
+        if status < 0 {
+            return Err(Error::ffmpeg(
+                &self.path,
+                "referencing a frame",
+                ff::Error::from(status),
+            ));
+        }
+        shared.set_pts(Some(pts));
+        self.video.send_frame(&shared).map_err(|e| {
             Error::ffmpeg(
                 &self.path,
                 format!("encoding video frame {}", self.frames_in),

@@ -62,9 +62,7 @@ impl EncodeStage {
             select! {
                 recv(frame_rx) -> msg => match msg {
                     Ok(norm) => {
-                        let mut frame = (*norm.frame).clone();
-                        frame.set_pts(Some(norm.pts));
-                        timer.time(|| muxer.send_video_frame(&frame))?;
+                        timer.time(|| muxer.send_video_frame(&norm.frame, norm.pts))?;
                         last_time = Some(norm.time);
                     }
                     Err(_) => frames = None,
