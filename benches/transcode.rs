@@ -45,7 +45,7 @@ fn main() {
         }) as Box<dyn FnMut() -> f64>
     };
     let (input2, ffmpeg_out2) = (input.clone(), ffmpeg_out.clone());
-    let mut contenders: Vec<(&str, Box<dyn FnMut() -> f64>)> = vec![
+    let mut contenders: Vec<Contender> = vec![
         (
             "ffmpeg",
             Box::new(move || {

@@ -168,12 +168,12 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// A named command to time: returns its wall seconds.
+pub type Contender<'a> = (&'a str, Box<dyn FnMut() -> f64>);
+
 /// Runs each contender `rounds` times, interleaved (A B C A B C ...) so that drift in the
 /// machine's load hits all of them alike; returns the median seconds of each.
-pub fn interleaved_medians(
-    rounds: usize,
-    contenders: &mut [(&str, Box<dyn FnMut() -> f64>)],
-) -> Vec<f64> {
+pub fn interleaved_medians(rounds: usize, contenders: &mut [Contender]) -> Vec<f64> {
     let mut times = vec![Vec::new(); contenders.len()];
     for round in 0..rounds {
         for (i, (name, run)) in contenders.iter_mut().enumerate() {
