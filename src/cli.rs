@@ -38,6 +38,8 @@ pub enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// Print what libtorch sees (CUDA devices, cuDNN, threads) as JSON; loads libtorch.
+    Devices,
     /// Print what an input is (container, codec, size, rate, frames, rotation, audio) as JSON.
     Probe {
         #[arg(value_name = "INPUT")]

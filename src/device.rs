@@ -1,6 +1,11 @@
-//! Compute device selection through libtorch (`tch`): `auto` (CUDA when present, else CPU), `cpu`,
-//! or `cuda:N`. The model stages run on the chosen device; the report records which one was used.
+//! Compute device selection: `auto` (CUDA when present, else CPU), `cpu`, or `cuda:N`.
+//!
+//! Asking libtorch what exists means loading it ([`crate::torch`]), which only happens when an
+//! answer is needed: a stage that runs on a device, or an explicit `cuda:N` to validate. A run
+//! without a model stage records the request and that no device was used.
 use serde::Serialize;
+
+use crate::torch::Torch;
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,58 +28,71 @@ impl DeviceRequest {
                 .ok_or_else(|| "allowed: auto, cpu, cuda, cuda:N".to_string()),
         }
     }
-}
 
-/// The device actually used, as written in the JSON report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DeviceInfo {
-    /// `cpu` or `cuda:N`.
-    pub name: String,
-    /// CUDA devices libtorch sees on this machine.
-    pub cuda_devices: usize,
-    /// The libtorch build the binary runs against.
-    pub torch_cuda_available: bool,
-}
-
-impl DeviceInfo {
-    pub fn tch_device(&self) -> tch::Device {
-        match self.name.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => tch::Device::Cuda(n),
-            None => tch::Device::Cpu,
+    pub fn name(self) -> String {
+        match self {
+            DeviceRequest::Auto => "auto".into(),
+            DeviceRequest::Cpu => "cpu".into(),
+            DeviceRequest::Cuda(n) => format!("cuda:{n}"),
         }
     }
 }
 
-/// Resolves a request against what libtorch sees. `cuda:N` that does not exist is an error,
-/// never a silent fallback; only `auto` falls back to the CPU.
-pub fn select(request: DeviceRequest) -> Result<DeviceInfo, String> {
-    let available = tch::Cuda::is_available();
-    let count = if available {
-        tch::Cuda::device_count().max(0) as usize
-    } else {
-        0
-    };
+/// The device decision, as written in the JSON report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// What was asked for (`auto`, `cpu`, `cuda:N`).
+    pub requested: String,
+    /// `cpu` or `cuda:N` for model stages.
+    pub name: String,
+    /// CUDA devices libtorch sees; `null` when libtorch was not asked (not needed by this run).
+    pub cuda_devices: Option<usize>,
+    /// Whether any stage of this run computes on the device (false: decode/scale/encode only).
+    pub used: bool,
+}
+
+/// Resolves `request`. `needed` says whether a stage will compute on the device; without one,
+/// `auto` and `cpu` are settled without loading libtorch. `cuda:N` is always checked: a request
+/// for a device that does not exist is an error, never a silent fallback (only `auto` falls back).
+pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String> {
+    let requested = request.name();
+    if request == DeviceRequest::Cpu || (request == DeviceRequest::Auto && !needed) {
+        return Ok(DeviceInfo {
+            requested,
+            name: "cpu".into(),
+            cuda_devices: None,
+            used: needed,
+        });
+    }
+    let count = cuda_device_count()?;
     let name = match request {
-        DeviceRequest::Cpu => "cpu".to_string(),
-        DeviceRequest::Auto if count > 0 => "cuda:0".to_string(),
-        DeviceRequest::Auto => "cpu".to_string(),
         DeviceRequest::Cuda(n) if n < count => format!("cuda:{n}"),
-        DeviceRequest::Cuda(n) => {
-            return Err(if count == 0 {
-                format!("cuda:{n} requested but libtorch sees no CUDA device on this machine")
-            } else {
-                format!(
-                    "cuda:{n} requested but only {count} CUDA device(s) exist (cuda:0..cuda:{})",
-                    count - 1
-                )
-            })
+        DeviceRequest::Cuda(n) if count == 0 => {
+            return Err(format!(
+                "cuda:{n} requested but libtorch sees no CUDA device on this machine"
+            ))
         }
+        DeviceRequest::Cuda(n) => {
+            return Err(format!(
+                "cuda:{n} requested but only {count} CUDA device(s) exist (cuda:0..cuda:{})",
+                count - 1
+            ))
+        }
+        _ if count > 0 => "cuda:0".into(),
+        _ => "cpu".into(),
     };
     Ok(DeviceInfo {
+        requested,
         name,
-        cuda_devices: count,
-        torch_cuda_available: available,
+        cuda_devices: Some(count),
+        used: needed,
     })
+}
+
+/// How many CUDA devices libtorch sees (loads libtorch).
+pub fn cuda_device_count() -> Result<usize, String> {
+    let reply = Torch::get()?.call(&serde_json::json!({"op": "devices"}))?;
+    Ok(reply["cuda_devices"].as_u64().unwrap_or(0) as usize)
 }
 
 #[cfg(test)]
@@ -91,15 +109,10 @@ mod tests {
     }
 
     #[test]
-    fn cpu_and_auto_always_resolve() {
-        assert_eq!(select(DeviceRequest::Cpu).unwrap().name, "cpu");
-        let auto = select(DeviceRequest::Auto).unwrap();
-        assert_eq!(auto.name == "cpu", auto.cuda_devices == 0);
-    }
-
-    #[test]
-    fn missing_cuda_device_is_an_error() {
-        let err = select(DeviceRequest::Cuda(99)).unwrap_err();
-        assert!(err.contains("cuda:99"), "{err}");
+    fn cpu_and_unneeded_auto_settle_without_libtorch() {
+        let cpu = select(DeviceRequest::Cpu, true).unwrap();
+        assert_eq!((cpu.name.as_str(), cpu.cuda_devices), ("cpu", None));
+        let auto = select(DeviceRequest::Auto, false).unwrap();
+        assert_eq!((auto.name.as_str(), auto.used), ("cpu", false));
     }
 }

@@ -19,6 +19,7 @@ pub mod media;
 pub mod pipeline;
 pub mod report;
 pub mod scenes;
+pub mod torch;
 
 /// The built-in pipeline used when `run` gets no `--pipeline` (identical to `pipelines/default.json`).
 pub const DEFAULT_PIPELINE: &str = include_str!("../pipelines/default.json");

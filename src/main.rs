@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose, cli.quiet);
     match cli.command {
         Command::Probe { input } => probe(&input),
+        Command::Devices => devices(),
         Command::Run {
             pipeline,
             output,
@@ -75,6 +76,28 @@ fn probe(input: &Path) -> ExitCode {
     }
 }
 
+/// What libtorch sees: loads the libtorch library, so it also proves that it loads.
+fn devices() -> ExitCode {
+    let torch = match framepipe::torch::Torch::get() {
+        Ok(t) => t,
+        Err(message) => {
+            eprintln!("error: libtorch: {message}");
+            return ExitCode::from(EXIT_INPUT_FAILED);
+        }
+    };
+    match torch.call(&serde_json::json!({"op": "devices"})) {
+        Ok(mut reply) => {
+            reply["library"] = serde_json::json!(torch.path());
+            println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: libtorch: {message}");
+            ExitCode::from(EXIT_INPUT_FAILED)
+        }
+    }
+}
+
 fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {
     match pipeline {
         Some(path) => PipelineConfig::load(path),
@@ -113,16 +136,20 @@ fn run(
         }
     };
     let device_text = device_flag.unwrap_or(&config.device).to_string();
-    let device = match DeviceRequest::parse(&device_text).and_then(device::select) {
-        Ok(d) => d,
-        Err(message) => {
-            report_error(&Error::Device {
-                requested: device_text,
-                message,
-            });
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    // No stage of this version computes on a device yet: libtorch is loaded only to validate an
+    // explicit `cuda:N`.
+    let needs_device = false;
+    let device =
+        match DeviceRequest::parse(&device_text).and_then(|r| device::select(r, needs_device)) {
+            Ok(d) => d,
+            Err(message) => {
+                report_error(&Error::Device {
+                    requested: device_text,
+                    message,
+                });
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
     if let Err(e) = prepare_output_dir(out_dir) {
         report_error(&e);
         return ExitCode::from(EXIT_USAGE);

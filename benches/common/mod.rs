@@ -25,55 +25,53 @@ pub fn framepipe_bin() -> PathBuf {
     bin
 }
 
-/// A 1080p30 H.264 clip of `seconds` with hard cuts every `cut_every` seconds and AAC audio.
+/// A 1080p30 H.264 clip of `seconds` with hard cuts every `cut_every` seconds and AAC audio:
+/// testsrc2 (as hard to decode as the reference clip) with a different look per scene.
 pub fn clip_1080p30(seconds: u32, cut_every: u32) -> PathBuf {
-    let path = media_dir().join(format!("clip-1080p30-{seconds}s.mp4"));
+    let path = media_dir().join(format!("cuts-1080p30-{seconds}s-every{cut_every}s.mp4"));
     if path.exists() {
         return path;
     }
-    let sources = [
-        "testsrc2",
-        "smptebars",
-        "testsrc",
-        "rgbtestsrc",
-        "pal100bars",
+    let looks = [
+        "null",
+        "negate",
+        "hue=h=120",
+        "vflip,hue=s=0",
+        "hflip,hue=h=240",
     ];
     let segments = seconds.div_ceil(cut_every);
-    let mut args: Vec<String> = Vec::new();
-    let mut filter = String::new();
+    let mut filter = format!("[0:v]split={segments}");
     for s in 0..segments {
-        let source = sources[s as usize % sources.len()];
-        args.extend(["-f", "lavfi", "-i"].map(String::from));
-        args.push(format!(
-            "{source}=size=1920x1080:rate=30:duration={cut_every}"
+        filter.push_str(&format!("[in{s}]"));
+    }
+    filter.push(';');
+    for s in 0..segments {
+        let look = looks[s as usize % looks.len()];
+        filter.push_str(&format!(
+            "[in{s}]trim=start={}:duration={cut_every},setpts=PTS-STARTPTS,{look}[seg{s}];",
+            s * cut_every
         ));
-        filter.push_str(&format!("[{s}:v]"));
+    }
+    for s in 0..segments {
+        filter.push_str(&format!("[seg{s}]"));
     }
     filter.push_str(&format!(
         "concat=n={segments}:v=1:a=0,trim=duration={seconds}[v]"
     ));
-    args.extend(["-f", "lavfi", "-i"].map(String::from));
-    args.push(format!("sine=frequency=440:duration={seconds}"));
-    args.extend([
-        "-filter_complex".into(),
-        filter,
-        "-map".into(),
-        "[v]".into(),
-        "-map".into(),
-        format!("{segments}:a"),
-    ]);
-    args.extend(
-        [
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-        ]
-        .map(String::from),
-    );
     let tmp = path.with_extension("tmp.mp4");
-    args.push(tmp.display().to_string());
     eprintln!("generating {} ...", path.display());
     let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(&args)
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "testsrc2=size=1920x1080:rate=30:duration={seconds}"
+        ))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={seconds}"))
+        .args(["-filter_complex", &filter, "-map", "[v]", "-map", "1:a"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        ])
+        .arg(&tmp)
         .status()
         .unwrap();
     assert!(st.success(), "ffmpeg failed to make {path:?}");

@@ -1,4 +1,4 @@
-//! Link flags for libtorch (through tch/torch-sys).
+//! Link flags for libtorch (through tch/torch-sys) of `libframepipe_torch.so`.
 //!
 //! Nothing in our binary references a symbol of `libtorch_cuda.so`, so the linker's `--as-needed`
 //! would drop it and CUDA would look absent on a GPU machine (../shared/docs/gpu.md). When the
@@ -40,8 +40,8 @@ fn main() {
     };
     let lib = lib.display();
     println!("cargo:rustc-link-search=native={lib}");
-    // `rustc-link-arg` reaches every linked target: the binary, the benches, the integration
-    // tests and the library's own unit-test harness.
+    // `rustc-link-arg` reaches every linked target of this crate: the cdylib that `framepipe`
+    // loads and this crate's own test harness.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if std::path::Path::new(&format!("{lib}/libtorch_cuda.so")).exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
