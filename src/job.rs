@@ -40,6 +40,14 @@ impl Job<'_> {
     pub fn process(&self, input: &Path) -> Result<JobResult> {
         let info = probe::probe(input)?;
         probe::check_limits(&info, &self.config.limits)?;
+        tracing::info!(
+            input = %input.display(),
+            codec = %info.codec,
+            size = %format!("{}x{}", info.width, info.height),
+            fps = info.fps,
+            rotation = info.rotation,
+            "processing"
+        );
         let stem = output_stem(input);
         let final_dir = self.out_dir.join(&stem);
         let partial = PartialDir::create(self.out_dir.join(format!("{stem}.partial")))?;
@@ -69,6 +77,17 @@ impl Job<'_> {
         std::fs::write(&json_path, json + "\n")
             .map_err(|e| Error::io(&json_path, "writing the report", e))?;
         partial.commit(&final_dir)?;
+        tracing::info!(
+            input = %input.display(),
+            output = %final_dir.display(),
+            frames = report.output.frames,
+            scenes = report.scenes.len(),
+            seconds = report.stats.wall_seconds,
+            "done"
+        );
+        for warning in &report.warnings {
+            tracing::warn!(input = %input.display(), "{warning}");
+        }
         Ok(JobResult {
             input: input.to_path_buf(),
             output_dir: final_dir,
@@ -151,20 +170,9 @@ impl Job<'_> {
             ));
         }
 
-        let audio_mode = match (&out.encode, info.has_audio) {
-            (Some(e), true)
-                if e.audio_packets > 0
-                    || cfg
-                        .encode
-                        .as_ref()
-                        .is_some_and(|c| c.audio != crate::config::AudioMode::None) =>
-            {
-                if e.audio_transcoded_from.is_some() {
-                    "aac"
-                } else {
-                    "copy"
-                }
-            }
+        let audio_mode = match &out.encode {
+            Some(e) if e.audio_transcoded_from.is_some() => "aac",
+            Some(e) if e.audio_packets > 0 => "copy",
             _ => "none",
         };
         let mut stages = BTreeMap::new();

@@ -151,6 +151,7 @@ pub fn run(
         let normalize = normalize.and_then(|r| keep_ok(r, &mut errors));
         let encode = encode.and_then(|r| keep_ok(r, &mut errors));
         if let Some(root) = first_root_cause(errors) {
+            tracing::debug!(error = %root, "pipeline failed");
             return Err(root);
         }
         Ok(PipelineOutput {
