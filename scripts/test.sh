@@ -6,4 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . scripts/env.sh
-cargo test --release -- --test-threads=2
+# The binary loads libframepipe_torch.so at run time: build it (and the binary) first, since
+# `cargo test` alone only builds what the test targets link.
+cargo build --release --workspace
+cargo test --release --workspace -- --test-threads=2
