@@ -108,7 +108,7 @@ impl Job<'_> {
         let bar = indicatif::ProgressBar::new(estimate.max(1));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}",
+                "{prefix} [{bar:30}] {pos}/{len} frames, {elapsed} elapsed, eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
