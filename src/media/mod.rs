@@ -8,6 +8,8 @@ pub mod small;
 
 use std::sync::Once;
 
+use ffmpeg_next as ff;
+
 /// Initializes FFmpeg once per process and keeps its own logging to errors only (our warnings
 /// carry the file name; FFmpeg's would not).
 pub fn init() {
@@ -23,9 +25,63 @@ pub fn seconds(ts: i64, time_base: ffmpeg_next::Rational) -> f64 {
     ts as f64 * f64::from(time_base.numerator()) / f64::from(time_base.denominator())
 }
 
-/// A swscale context that can move to the stage thread that uses it. swscale contexts have no
-/// thread affinity; they must only not be used from two threads at once, which `&mut` ensures.
-pub struct Scaler(pub ffmpeg_next::software::scaling::Context);
+/// A swscale context for one output format and size, rebuilt whenever the input's format or
+/// size changes (streams may change mid-way). Movable to the stage thread that uses it.
+pub struct Scaler {
+    context: Option<(
+        ff::software::scaling::Context,
+        (ff::format::Pixel, u32, u32),
+    )>,
+    output: (ff::format::Pixel, u32, u32),
+    flags: ff::software::scaling::Flags,
+}
 
-// SAFETY: see above; the context is owned and only reached through `&mut self`.
+// SAFETY: swscale contexts have no thread affinity; they must only not be used from two threads
+// at once, which `&mut self` ensures.
 unsafe impl Send for Scaler {}
+
+impl Scaler {
+    pub fn new(
+        format: ff::format::Pixel,
+        width: u32,
+        height: u32,
+        flags: ff::software::scaling::Flags,
+    ) -> Self {
+        Scaler {
+            context: None,
+            output: (format, width, height),
+            flags,
+        }
+    }
+
+    /// The input (format, width, height) the context was last built for.
+    pub fn last_input(&self) -> Option<(ff::format::Pixel, u32, u32)> {
+        self.context.as_ref().map(|(_, input)| *input)
+    }
+
+    /// Changes the output size (the context is rebuilt on the next frame).
+    pub fn set_output_size(&mut self, width: u32, height: u32) {
+        if (self.output.1, self.output.2) != (width, height) {
+            self.output = (self.output.0, width, height);
+            self.context = None;
+        }
+    }
+
+    /// Scales/converts `src` into `dst` (allocated by swscale's wrapper when empty).
+    pub fn run(
+        &mut self,
+        src: &ff::frame::Video,
+        dst: &mut ff::frame::Video,
+    ) -> Result<(), ff::Error> {
+        let input = (src.format(), src.width(), src.height());
+        if self.last_input() != Some(input) {
+            let (format, width, height) = self.output;
+            let context = ff::software::scaling::Context::get(
+                input.0, input.1, input.2, format, width, height, self.flags,
+            )?;
+            self.context = Some((context, input));
+        }
+        let (context, _) = self.context.as_mut().expect("context just built");
+        context.run(src, dst)
+    }
+}

@@ -112,23 +112,29 @@ impl Geometry {
     }
 }
 
-/// Turns source frames into canvases. Holds the swscale context, rebuilt if the source changes
-/// size or pixel format mid-stream.
+/// Turns source frames into canvases. A mid-stream change of the source size replans the
+/// picture (the canvas size never changes).
 pub struct Normalizer {
     geometry: Geometry,
     mode: FitMode,
     sar: (i32, i32),
-    scaler: Option<(super::Scaler, (Pixel, u32, u32))>,
+    scaler: super::Scaler,
     scratch: Option<ff::frame::Video>,
 }
 
 impl Normalizer {
     pub fn new(geometry: Geometry, mode: FitMode, sar: (i32, i32)) -> Self {
+        let scaler = super::Scaler::new(
+            Pixel::YUV420P,
+            geometry.scaled_width,
+            geometry.scaled_height,
+            scaling::Flags::BICUBIC,
+        );
         Normalizer {
             geometry,
             mode,
             sar,
-            scaler: None,
+            scaler,
             scratch: None,
         }
     }
@@ -139,44 +145,31 @@ impl Normalizer {
 
     /// Produces the canvas for one decoded frame.
     pub fn normalize(&mut self, src: &ff::frame::Video) -> Result<ff::frame::Video, ff::Error> {
-        let key = (src.format(), src.width(), src.height());
-        if self.scaler.as_ref().map(|(_, k)| *k) != Some(key) {
-            if let Some((_, old)) = &self.scaler {
-                if (old.1, old.2) != (key.1, key.2) {
-                    // A mid-stream size change: keep the output size, replan the picture.
-                    self.geometry = Geometry::plan(
-                        key.1,
-                        key.2,
-                        self.sar,
-                        self.geometry.rotation,
-                        (self.geometry.canvas_width, self.geometry.canvas_height),
-                        self.mode,
-                    );
-                    self.scratch = None;
-                }
+        if let Some((_, width, height)) = self.scaler.last_input() {
+            if (width, height) != (src.width(), src.height()) {
+                let g = self.geometry;
+                self.geometry = Geometry::plan(
+                    src.width(),
+                    src.height(),
+                    self.sar,
+                    g.rotation,
+                    (g.canvas_width, g.canvas_height),
+                    self.mode,
+                );
+                self.scaler
+                    .set_output_size(self.geometry.scaled_width, self.geometry.scaled_height);
+                self.scratch = None;
             }
-            let g = self.geometry;
-            let ctx = scaling::Context::get(
-                key.0,
-                key.1,
-                key.2,
-                Pixel::YUV420P,
-                g.scaled_width,
-                g.scaled_height,
-                scaling::Flags::BICUBIC,
-            )?;
-            self.scaler = Some((super::Scaler(ctx), key));
         }
-        let (scaler, _) = self.scaler.as_mut().expect("scaler just built");
         let g = self.geometry;
         let mut canvas = ff::frame::Video::new(Pixel::YUV420P, g.canvas_width, g.canvas_height);
         if g.is_direct() {
-            scaler.0.run(src, &mut canvas)?;
+            self.scaler.run(src, &mut canvas)?;
         } else {
             let scratch = self.scratch.get_or_insert_with(|| {
                 ff::frame::Video::new(Pixel::YUV420P, g.scaled_width, g.scaled_height)
             });
-            scaler.0.run(src, scratch)?;
+            self.scaler.run(src, scratch)?;
             fill_black(&mut canvas);
             for plane in 0..3 {
                 let shift = u32::from(plane > 0);

@@ -8,7 +8,7 @@ use ffmpeg_next as ff;
 pub struct SmallFrames {
     width: u32,
     height: u32,
-    scaler: Option<(super::Scaler, (Pixel, u32, u32))>,
+    scaler: super::Scaler,
     out: ff::frame::Video,
 }
 
@@ -17,7 +17,9 @@ impl SmallFrames {
         SmallFrames {
             width,
             height,
-            scaler: None,
+            // Two-tap bilinear without an anti-alias pre-filter: what PySceneDetect's
+            // cv2.resize(INTER_LINEAR) does, and the cheapest swscale path.
+            scaler: super::Scaler::new(Pixel::BGR24, width, height, scaling::Flags::FAST_BILINEAR),
             out: ff::frame::Video::new(Pixel::BGR24, width, height),
         }
     }
@@ -28,23 +30,7 @@ impl SmallFrames {
 
     /// The BGR bytes of `src` at the small size and their row stride.
     pub fn convert(&mut self, src: &ff::frame::Video) -> Result<(&[u8], usize), ff::Error> {
-        let key = (src.format(), src.width(), src.height());
-        if self.scaler.as_ref().map(|(_, k)| *k) != Some(key) {
-            // Two-tap bilinear without an anti-alias pre-filter: what PySceneDetect's
-            // cv2.resize(INTER_LINEAR) does, and the cheapest swscale path.
-            let ctx = scaling::Context::get(
-                key.0,
-                key.1,
-                key.2,
-                Pixel::BGR24,
-                self.width,
-                self.height,
-                scaling::Flags::FAST_BILINEAR,
-            )?;
-            self.scaler = Some((super::Scaler(ctx), key));
-        }
-        let (scaler, _) = self.scaler.as_mut().expect("scaler just built");
-        scaler.0.run(src, &mut self.out)?;
+        self.scaler.run(src, &mut self.out)?;
         Ok((self.out.data(0), self.out.stride(0)))
     }
 }
