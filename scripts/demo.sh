@@ -17,5 +17,5 @@ ffmpeg -v error -y \
   -map "[v]" -map 3:a -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac "$sample"
 inputs=("$sample")
 for f in ../shared/media/*.mp4; do [ -f "$f" ] && inputs+=("$f"); done
-./target/release/framepipe run --pipeline pipelines/default.json -o out "${inputs[@]}"
+"${CARGO_TARGET_DIR:-target}/release/framepipe" run --pipeline pipelines/default.json -o out "${inputs[@]}"
 echo "done: see out/<name>/<name>.json and out/<name>/<name>.mp4"
