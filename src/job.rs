@@ -163,10 +163,11 @@ impl Job<'_> {
                 "audio codec {codec} cannot be copied into MP4; re-encoded to AAC"
             ));
         }
-        if info.frames > 0 && info.frames != out.decode.frames {
+        let shown = info.frames.saturating_sub(out.decode.edit_list_discarded);
+        if info.frames > 0 && shown != out.decode.frames {
             warnings.push(format!(
-                "container says {} frames, {} were decoded",
-                info.frames, out.decode.frames
+                "container lists {} frames ({} hidden by its edit list), {} were decoded",
+                info.frames, out.decode.edit_list_discarded, out.decode.frames
             ));
         }
 

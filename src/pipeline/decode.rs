@@ -25,6 +25,8 @@ pub struct DecodeStats {
     pub repaired_timestamps: u64,
     /// Frames the decoder concealed (damaged data, picture patched up).
     pub damaged_frames: u64,
+    /// Video packets the container's edit list hides (decoded as references, never shown).
+    pub edit_list_discarded: u64,
     /// Time of the last frame plus one frame duration: the decoded video's length.
     pub duration: f64,
     pub seconds: f64,
@@ -132,6 +134,7 @@ impl DecodeStage {
         let mut read_errors = 0u64;
         let mut consecutive = 0u32;
         let mut last_time = 0.0f64;
+        let mut discarded = 0u64;
         let video_index = self.decoder.stream_index();
         // Time spent blocked on full consumer queues is waiting, not decoding.
         let mut blocked = std::time::Duration::ZERO;
@@ -167,6 +170,14 @@ impl DecodeStage {
                 }
             }
             if packet.stream() == video_index {
+                // SAFETY: reading a plain field of a packet we own.
+                if unsafe { (*ff::packet::Ref::as_ptr(&packet)).flags }
+                    & ff::ffi::AV_PKT_FLAG_DISCARD
+                    != 0
+                {
+                    // Before the start of the container's edit list: decoded for reference only.
+                    discarded += 1;
+                }
                 timer.time(|| self.decoder.send_packet(&packet, &mut sink))?;
             } else if Some(packet.stream()) == self.audio_index {
                 if let Some(tx) = &audio {
@@ -181,6 +192,7 @@ impl DecodeStage {
             errors: read_errors + self.decoder.errors,
             repaired_timestamps: self.decoder.repaired_timestamps,
             damaged_frames: self.decoder.damaged_frames,
+            edit_list_discarded: discarded,
             duration: if frames > 0 {
                 last_time + frame_duration
             } else {
