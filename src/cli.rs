@@ -2,7 +2,14 @@
 //! `main.rs`'s job.
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Github,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +42,24 @@ pub enum Command {
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
         /// Input videos.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Check media against a rules file (for CI): exit 0 all pass, 1 a rule failed, 2 cannot run.
+    Check {
+        /// Rules file (JSON); see pipelines/ci-check.json.
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        /// Also write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// What stdout gets.
+        #[arg(long, value_enum, default_value = "text")]
+        format: CheckFormat,
+        /// Files checked at once (default: the number of cores).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Files, or folders searched recursively for videos.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },

@@ -20,6 +20,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe { input } => probe(&input),
         Command::Devices => devices(),
+        Command::Check {
+            rules,
+            junit,
+            format,
+            jobs,
+            inputs,
+        } => check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Run {
             pipeline,
             output,
@@ -95,6 +102,50 @@ fn devices() -> ExitCode {
             eprintln!("error: libtorch: {message}");
             ExitCode::from(EXIT_INPUT_FAILED)
         }
+    }
+}
+
+fn check(
+    rules_path: &Path,
+    junit: Option<&Path>,
+    format: framepipe::cli::CheckFormat,
+    jobs: Option<usize>,
+    inputs: &[PathBuf],
+) -> ExitCode {
+    use framepipe::check;
+    let rules = match check::rules::RulesFile::load(rules_path) {
+        Ok(r) => r,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let files = check::expand_inputs(inputs);
+    let jobs = jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let (results, unmatched) = check::check_all(&rules, &files, jobs);
+    for path in &unmatched {
+        eprintln!("warning: {}: no rule set applies", path.display());
+    }
+    let stdout = match format {
+        framepipe::cli::CheckFormat::Text => check::output::text(&results),
+        framepipe::cli::CheckFormat::Json => check::output::json(&results),
+        framepipe::cli::CheckFormat::Github => check::output::github(&results),
+    };
+    print!("{stdout}");
+    if let Some(path) = junit {
+        if let Err(e) = std::fs::write(path, check::output::junit(&results)) {
+            report_error(&Error::io(path, "writing the JUnit report", e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    if results.iter().any(|r| r.failures().next().is_some()) {
+        ExitCode::from(EXIT_INPUT_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

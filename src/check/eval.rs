@@ -1,0 +1,285 @@
+//! Rules against facts: one [`Outcome`] per rule, with what was expected, what was found and,
+//! for stretch rules, where in the file.
+use serde::Serialize;
+
+use super::facts::{moov_before_mdat, Facts};
+use super::rules::{Range, Rules};
+use super::scan::Scan;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub rule: String,
+    pub passed: bool,
+    pub expected: String,
+    pub actual: String,
+    /// Seconds (start, end) the failure is about, for stretch rules.
+    pub at: Option<(f64, f64)>,
+}
+
+impl Outcome {
+    fn new(
+        rule: &str,
+        passed: bool,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) -> Self {
+        Outcome {
+            rule: rule.into(),
+            passed,
+            expected: expected.into(),
+            actual: actual.into(),
+            at: None,
+        }
+    }
+}
+
+/// The names of the rules that are set, in a stable order (used to fail them all at once when
+/// the file cannot be read).
+pub fn rule_names(rules: &Rules) -> Vec<&'static str> {
+    let value = serde_json::to_value(rules).expect("rules serialize");
+    let mut names = Vec::new();
+    for name in [
+        "container",
+        "video_codec",
+        "profile",
+        "pixel_format",
+        "width",
+        "height",
+        "aspect_ratio",
+        "fps",
+        "duration",
+        "bitrate",
+        "keyframe_interval_max",
+        "faststart",
+        "rotation",
+        "color_range",
+        "color_primaries",
+        "audio",
+        "decodes_cleanly",
+        "black",
+        "frozen",
+        "scenes",
+    ] {
+        if !value[name].is_null() {
+            names.push(name);
+        }
+    }
+    names
+}
+
+fn one_of(rule: &str, allowed: &[String], actual: Option<&str>) -> Outcome {
+    let actual_text = actual.unwrap_or("unknown");
+    let passed = actual.is_some_and(|a| allowed.iter().any(|x| x.eq_ignore_ascii_case(a)));
+    Outcome::new(
+        rule,
+        passed,
+        format!("one of {}", allowed.join(", ")),
+        actual_text,
+    )
+}
+
+fn in_range(rule: &str, range: &Range, actual: f64) -> Outcome {
+    Outcome::new(
+        rule,
+        range.contains(actual),
+        range.to_string(),
+        format!("{actual}"),
+    )
+}
+
+/// Evaluates every rule that is set. `scan` is present when some rule needs pixels.
+pub fn evaluate(
+    path: &std::path::Path,
+    rules: &Rules,
+    facts: &Facts,
+    scan: Option<&Scan>,
+) -> Vec<Outcome> {
+    let s = &facts.source;
+    let mut out = Vec::new();
+    if let Some(allowed) = &rules.container {
+        let names: Vec<&str> = s.container.split(',').collect();
+        let passed = allowed
+            .iter()
+            .any(|a| names.iter().any(|n| n.eq_ignore_ascii_case(a)));
+        out.push(Outcome::new(
+            "container",
+            passed,
+            format!("one of {}", allowed.join(", ")),
+            &s.container,
+        ));
+    }
+    if let Some(allowed) = &rules.video_codec {
+        out.push(one_of("video_codec", allowed, Some(&s.codec)));
+    }
+    if let Some(allowed) = &rules.profile {
+        out.push(one_of("profile", allowed, facts.profile.as_deref()));
+    }
+    if let Some(allowed) = &rules.pixel_format {
+        out.push(one_of("pixel_format", allowed, Some(&s.pixel_format)));
+    }
+    if let Some(r) = &rules.width {
+        out.push(in_range("width", r, f64::from(s.display_width)));
+    }
+    if let Some(r) = &rules.height {
+        out.push(in_range("height", r, f64::from(s.display_height)));
+    }
+    if let Some(a) = &rules.aspect_ratio {
+        let actual = f64::from(s.display_width) / f64::from(s.display_height.max(1));
+        out.push(Outcome::new(
+            "aspect_ratio",
+            (actual - a.value).abs() <= a.tolerance,
+            format!("{} ± {}", a.value, a.tolerance),
+            format!("{actual:.4}"),
+        ));
+    }
+    if let Some(a) = &rules.fps {
+        out.push(Outcome::new(
+            "fps",
+            (s.fps - a.value).abs() <= a.tolerance,
+            format!("{} ± {}", a.value, a.tolerance),
+            format!("{:.3}", s.fps),
+        ));
+    }
+    if let Some(r) = &rules.duration {
+        out.push(in_range(
+            "duration",
+            r,
+            (s.duration * 1000.0).round() / 1000.0,
+        ));
+    }
+    if let Some(r) = &rules.bitrate {
+        let actual = facts.bitrate.unwrap_or(0.0).round();
+        out.push(in_range("bitrate", r, actual));
+    }
+    if let Some(max) = rules.keyframe_interval_max {
+        let gap = facts.keyframe_interval_max.unwrap_or(f64::INFINITY);
+        out.push(Outcome::new(
+            "keyframe_interval_max",
+            gap <= max + 1e-6,
+            format!("<= {max} s"),
+            format!("{gap:.3} s"),
+        ));
+    }
+    if let Some(want) = rules.faststart {
+        let actual = moov_before_mdat(path);
+        let text = match actual {
+            Some(true) => "moov before mdat",
+            Some(false) => "moov after mdat",
+            None => "not an MP4/MOV box layout",
+        };
+        out.push(Outcome::new(
+            "faststart",
+            actual == Some(want),
+            if want {
+                "moov before mdat"
+            } else {
+                "moov after mdat"
+            },
+            text,
+        ));
+    }
+    if let Some(allowed) = &rules.rotation {
+        out.push(Outcome::new(
+            "rotation",
+            allowed.contains(&s.rotation),
+            format!("one of {allowed:?}"),
+            s.rotation.to_string(),
+        ));
+    }
+    if let Some(allowed) = &rules.color_range {
+        out.push(one_of("color_range", allowed, facts.color_range.as_deref()));
+    }
+    if let Some(allowed) = &rules.color_primaries {
+        out.push(one_of(
+            "color_primaries",
+            allowed,
+            facts.color_primaries.as_deref(),
+        ));
+    }
+    if let Some(audio) = &rules.audio {
+        if let Some(want) = audio.present {
+            out.push(Outcome::new(
+                "audio.present",
+                s.has_audio == want,
+                if want {
+                    "an audio stream"
+                } else {
+                    "no audio stream"
+                },
+                if s.has_audio {
+                    "audio present"
+                } else {
+                    "no audio"
+                },
+            ));
+        }
+        if let Some(allowed) = &audio.codec {
+            out.push(one_of("audio.codec", allowed, s.audio_codec.as_deref()));
+        }
+        if let Some(r) = &audio.channels {
+            let ch = facts.audio_channels.map(f64::from);
+            out.push(Outcome::new(
+                "audio.channels",
+                ch.is_some_and(|c| r.contains(c)),
+                r.to_string(),
+                ch.map_or("no audio".into(), |c| c.to_string()),
+            ));
+        }
+        if let Some(allowed) = &audio.sample_rate {
+            let rate = facts.audio_sample_rate;
+            out.push(Outcome::new(
+                "audio.sample_rate",
+                rate.is_some_and(|r| allowed.contains(&r)),
+                format!("one of {allowed:?}"),
+                rate.map_or("no audio".into(), |r| r.to_string()),
+            ));
+        }
+    }
+    if let Some(scan) = scan {
+        if rules.decodes_cleanly == Some(true) {
+            let expected_frames = s.frames.saturating_sub(scan.edit_list_discarded);
+            let count_ok = s.frames == 0 || expected_frames == scan.frames;
+            let passed =
+                scan.decode_errors == 0 && scan.damaged_frames == 0 && count_ok && scan.frames > 0;
+            out.push(Outcome::new(
+                "decodes_cleanly",
+                passed,
+                "no decode errors, no concealed frames, frame count as the container says",
+                format!(
+                    "{} decode errors, {} concealed frames, {} frames decoded (container: {})",
+                    scan.decode_errors, scan.damaged_frames, scan.frames, expected_frames
+                ),
+            ));
+        }
+        for (rule, max, runs) in [
+            ("black", rules.black.map(|b| b.max_seconds), &scan.black),
+            ("frozen", rules.frozen.map(|f| f.max_seconds), &scan.frozen),
+        ] {
+            let Some(max) = max else { continue };
+            let longest = runs
+                .iter()
+                .copied()
+                .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)));
+            let length = longest.map_or(0.0, |(a, b)| b - a);
+            let mut o = Outcome::new(
+                rule,
+                length <= max + 1e-6,
+                format!("no {rule} stretch longer than {max} s"),
+                match longest {
+                    Some((a, b)) => {
+                        format!("longest {rule} stretch {length:.2} s ({a:.2}-{b:.2} s)")
+                    }
+                    None => format!("no {rule} frames"),
+                },
+            );
+            if !o.passed {
+                o.at = longest;
+            }
+            out.push(o);
+        }
+        if let (Some(r), Some(n)) = (&rules.scenes, scan.scenes) {
+            out.push(in_range("scenes", r, n as f64));
+        }
+    }
+    out
+}

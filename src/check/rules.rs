@@ -1,0 +1,353 @@
+//! The rules file of `framepipe check`: named rule sets, each applying to the files its glob
+//! matches, each rule an expectation about one property of a media file.
+//!
+//! Strict on purpose (`deny_unknown_fields`): a misspelt rule must not silently pass. Errors name
+//! the JSON path of the problem (`rule_sets[1].rules.fps.tolerance`).
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesFile {
+    pub rule_sets: Vec<RuleSet>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSet {
+    pub name: String,
+    /// Glob over the file's path as given (or found under a given folder); default: every file.
+    #[serde(default)]
+    pub files: Option<String>,
+    pub rules: Rules,
+}
+
+/// A number that must lie in `[min, max]` (either bound optional), or equal `exact`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Range {
+    Exact(f64),
+    Bounds {
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        max: Option<f64>,
+    },
+}
+
+impl Range {
+    pub fn contains(&self, v: f64) -> bool {
+        match *self {
+            Range::Exact(x) => (v - x).abs() < 1e-9,
+            Range::Bounds { min, max } => min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m),
+        }
+    }
+
+    fn validate(&self, path: &str) -> std::result::Result<(), String> {
+        match *self {
+            Range::Exact(x) if !x.is_finite() => Err(format!("{path}: must be a finite number")),
+            Range::Bounds {
+                min: None,
+                max: None,
+            } => Err(format!("{path}: give min, max or both")),
+            Range::Bounds {
+                min: Some(a),
+                max: Some(b),
+            } if a > b => Err(format!(
+                "{path}: min {a} is greater than max {b}: no value can pass"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Range::Exact(x) => write!(f, "{x}"),
+            Range::Bounds {
+                min: Some(a),
+                max: Some(b),
+            } => write!(f, "{a}..{b}"),
+            Range::Bounds {
+                min: Some(a),
+                max: None,
+            } => write!(f, ">= {a}"),
+            Range::Bounds {
+                min: None,
+                max: Some(b),
+            } => write!(f, "<= {b}"),
+            Range::Bounds {
+                min: None,
+                max: None,
+            } => write!(f, "any"),
+        }
+    }
+}
+
+/// A value with a tolerance (`fps`, `aspect_ratio`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Approx {
+    pub value: f64,
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_tolerance() -> f64 {
+    0.01
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Allowed container names (any of the demuxer's names, e.g. `mp4`, `matroska`).
+    pub container: Option<Vec<String>>,
+    pub video_codec: Option<Vec<String>>,
+    /// Allowed codec profiles as FFmpeg names them (`High`, `Main`, ...).
+    pub profile: Option<Vec<String>>,
+    pub pixel_format: Option<Vec<String>>,
+    /// Displayed size (rotation and sample aspect ratio applied).
+    pub width: Option<Range>,
+    pub height: Option<Range>,
+    pub aspect_ratio: Option<Approx>,
+    pub fps: Option<Approx>,
+    /// Seconds.
+    pub duration: Option<Range>,
+    /// Overall bits per second.
+    pub bitrate: Option<Range>,
+    /// Longest distance between keyframes, in seconds.
+    pub keyframe_interval_max: Option<f64>,
+    /// MP4 `moov` box before `mdat` (web playback starts before the download ends).
+    pub faststart: Option<bool>,
+    /// Allowed clockwise display rotations.
+    pub rotation: Option<Vec<u32>>,
+    /// `tv` (limited) or `pc` (full).
+    pub color_range: Option<Vec<String>>,
+    pub color_primaries: Option<Vec<String>>,
+    pub audio: Option<AudioRules>,
+    /// Every packet decodes, no frame is concealed, the frame count matches the container.
+    pub decodes_cleanly: Option<bool>,
+    pub black: Option<BlackRule>,
+    pub frozen: Option<FrozenRule>,
+    /// Number of scenes (content detector, default settings).
+    pub scenes: Option<Range>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioRules {
+    pub present: Option<bool>,
+    pub codec: Option<Vec<String>>,
+    pub channels: Option<Range>,
+    pub sample_rate: Option<Vec<u32>>,
+}
+
+/// No black stretch longer than `max_seconds`. A frame is black when at least `picture_ratio`
+/// of its pixels have luma at most `luma_max` (8-bit, limited range; FFmpeg blackdetect's
+/// defaults are 0.98 and 16 + 0.1 * 219 ≈ 38).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackRule {
+    pub max_seconds: f64,
+    #[serde(default = "default_luma_max")]
+    pub luma_max: u8,
+    #[serde(default = "default_picture_ratio")]
+    pub picture_ratio: f64,
+}
+
+fn default_luma_max() -> u8 {
+    38
+}
+fn default_picture_ratio() -> f64 {
+    0.98
+}
+
+/// No frozen stretch longer than `max_seconds`: consecutive frames whose mean absolute luma
+/// difference (0-255) stays at or below `max_difference`. Black frames (as the black rule, or
+/// its defaults, defines them) do not count: a black stretch is the black rule's finding.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrozenRule {
+    pub max_seconds: f64,
+    #[serde(default = "default_max_difference")]
+    pub max_difference: f64,
+}
+
+fn default_max_difference() -> f64 {
+    0.5
+}
+
+impl Rules {
+    /// True when some rule needs decoded pictures (one decode then serves all of them).
+    pub fn needs_pixels(&self) -> bool {
+        self.decodes_cleanly == Some(true)
+            || self.black.is_some()
+            || self.frozen.is_some()
+            || self.scenes.is_some()
+    }
+
+    fn validate(&self, at: &str) -> std::result::Result<(), String> {
+        for (name, range) in [
+            ("width", &self.width),
+            ("height", &self.height),
+            ("duration", &self.duration),
+            ("bitrate", &self.bitrate),
+            ("scenes", &self.scenes),
+        ] {
+            if let Some(r) = range {
+                r.validate(&format!("{at}.{name}"))?;
+            }
+        }
+        for (name, approx) in [("aspect_ratio", &self.aspect_ratio), ("fps", &self.fps)] {
+            if let Some(a) = approx {
+                if !(a.value.is_finite() && a.value > 0.0) {
+                    return Err(format!(
+                        "{at}.{name}.value: must be a positive number, got {}",
+                        a.value
+                    ));
+                }
+                if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
+                    return Err(format!(
+                        "{at}.{name}.tolerance: must be >= 0, got {}",
+                        a.tolerance
+                    ));
+                }
+            }
+        }
+        if let Some(k) = self.keyframe_interval_max {
+            if !(k.is_finite() && k > 0.0) {
+                return Err(format!(
+                    "{at}.keyframe_interval_max: must be a positive number of seconds, got {k}"
+                ));
+            }
+        }
+        if let Some(r) = &self.rotation {
+            if let Some(bad) = r.iter().find(|d| !matches!(d, 0 | 90 | 180 | 270)) {
+                return Err(format!(
+                    "{at}.rotation: {bad} is not one of 0, 90, 180, 270"
+                ));
+            }
+        }
+        if let Some(r) = &self.color_range {
+            if let Some(bad) = r.iter().find(|v| !matches!(v.as_str(), "tv" | "pc")) {
+                return Err(format!("{at}.color_range: {bad:?} is not \"tv\" or \"pc\""));
+            }
+        }
+        if let Some(a) = &self.audio {
+            if let Some(c) = &a.channels {
+                c.validate(&format!("{at}.audio.channels"))?;
+            }
+            if a.present == Some(false)
+                && (a.codec.is_some() || a.channels.is_some() || a.sample_rate.is_some())
+            {
+                return Err(format!("{at}.audio: present is false but codec/channels/sample_rate are set: no file can pass"));
+            }
+        }
+        if let Some(b) = &self.black {
+            if !(b.max_seconds.is_finite() && b.max_seconds >= 0.0) {
+                return Err(format!(
+                    "{at}.black.max_seconds: must be >= 0, got {}",
+                    b.max_seconds
+                ));
+            }
+            if !(0.0..=1.0).contains(&b.picture_ratio) {
+                return Err(format!(
+                    "{at}.black.picture_ratio: must be in [0, 1], got {}",
+                    b.picture_ratio
+                ));
+            }
+        }
+        if let Some(f) = &self.frozen {
+            if !(f.max_seconds.is_finite() && f.max_seconds >= 0.0) {
+                return Err(format!(
+                    "{at}.frozen.max_seconds: must be >= 0, got {}",
+                    f.max_seconds
+                ));
+            }
+            if !(f.max_difference.is_finite() && f.max_difference >= 0.0) {
+                return Err(format!(
+                    "{at}.frozen.max_difference: must be >= 0, got {}",
+                    f.max_difference
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RulesFile {
+    /// Reads, parses and validates a rules file. Errors name the file and the JSON path.
+    pub fn load(path: &Path) -> Result<RulesFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(path, format!("cannot read: {e}")))?;
+        let rules = RulesFile::parse(&text).map_err(|m| Error::config(path, m))?;
+        Ok(rules)
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<RulesFile, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let rules: RulesFile = serde_path_to_error::deserialize(de)
+            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        if rules.rule_sets.is_empty() {
+            return Err("rule_sets: empty; give at least one rule set".into());
+        }
+        for (i, set) in rules.rule_sets.iter().enumerate() {
+            if let Some(glob) = &set.files {
+                globset::Glob::new(glob).map_err(|e| format!("rule_sets[{i}].files: {e}"))?;
+            }
+            set.rules.validate(&format!("rule_sets[{i}].rules"))?;
+        }
+        Ok(rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let err = RulesFile::parse(
+            r#"{"rule_sets": [{"name": "a", "rules": {"fps": {"value": 30, "tol": 1}}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("rule_sets[0].rules.fps"), "{err}");
+        assert!(err.contains("unknown field `tol`"), "{err}");
+        let err = RulesFile::parse(
+            r#"{"rule_sets": [{"name": "a", "rules": {"width": {"min": 10, "max": 5}}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("rule_sets[0].rules.width: min 10 is greater than max 5"),
+            "{err}"
+        );
+        let err =
+            RulesFile::parse(r#"{"rule_sets": [{"name": "a", "rules": {"duration": "long"}}]}"#)
+                .unwrap_err();
+        assert!(err.starts_with("rule_sets[0].rules.duration"), "{err}");
+        let err = RulesFile::parse(r#"{"rule_sets": []}"#).unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        let err = RulesFile::parse(r#"{"rule_sets": [{"name": "a", "files": "[", "rules": {}}]}"#)
+            .unwrap_err();
+        assert!(err.starts_with("rule_sets[0].files"), "{err}");
+    }
+
+    #[test]
+    fn ranges() {
+        assert!(Range::Exact(3.0).contains(3.0));
+        assert!(Range::Bounds {
+            min: Some(1.0),
+            max: None
+        }
+        .contains(5.0));
+        assert!(!Range::Bounds {
+            min: None,
+            max: Some(1.0)
+        }
+        .contains(5.0));
+    }
+}

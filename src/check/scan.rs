@@ -1,0 +1,194 @@
+//! The one decode pass that serves every pixel rule of a file: decode errors and concealed
+//! frames, black stretches, frozen stretches, scene count. Frames are shrunk once to a small gray
+//! picture (and to the scene detector's BGR size only when a scene rule asks).
+use std::path::Path;
+
+use ff::format::Pixel;
+use ff::software::scaling;
+use ffmpeg_next as ff;
+
+use super::rules::{BlackRule, Rules};
+use crate::error::{Error, Result};
+use crate::media::decode::VideoDecoder;
+use crate::media::probe::SourceInfo;
+use crate::media::small::SmallFrames;
+use crate::media::Scaler;
+use crate::scenes::{processing_size, ContentDetector, ContentDetectorConfig};
+
+/// Gray analysis size: enough pixels for ratios and means, cheap to compare.
+const GRAY_W: u32 = 160;
+const GRAY_H: u32 = 90;
+
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub frames: u64,
+    pub decode_errors: u64,
+    pub damaged_frames: u64,
+    pub edit_list_discarded: u64,
+    /// (start, end) seconds of each black stretch.
+    pub black: Vec<(f64, f64)>,
+    pub frozen: Vec<(f64, f64)>,
+    pub scenes: Option<usize>,
+}
+
+/// A run of consecutive frames with some property, closed when a frame lacks it.
+#[derive(Default)]
+struct Runs {
+    open: Option<f64>,
+    runs: Vec<(f64, f64)>,
+}
+
+impl Runs {
+    fn push(&mut self, inside: bool, time: f64) {
+        match (inside, self.open) {
+            (true, None) => self.open = Some(time),
+            (false, Some(start)) => {
+                self.runs.push((start, time));
+                self.open = None;
+            }
+            _ => {}
+        }
+    }
+    fn finish(mut self, end: f64) -> Vec<(f64, f64)> {
+        if let Some(start) = self.open {
+            self.runs.push((start, end));
+        }
+        self.runs
+    }
+}
+
+pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
+    let mut input = ff::format::input(&path)
+        .map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
+    let index = info.video_stream_index;
+    let mut decoder = VideoDecoder::open(path, &input, index, 0, 0)?;
+    let mut gray = Scaler::new(Pixel::GRAY8, GRAY_W, GRAY_H, scaling::Flags::AREA);
+    let mut gray_frame = ff::frame::Video::new(Pixel::GRAY8, GRAY_W, GRAY_H);
+    let mut previous: Vec<u8> = Vec::new();
+    let mut current: Vec<u8> = Vec::with_capacity((GRAY_W * GRAY_H) as usize);
+    let mut black = Runs::default();
+    let mut frozen = Runs::default();
+    let (sw, sh) = processing_size(info.width, info.height);
+    let mut scenes = rules.scenes.map(|_| {
+        (
+            SmallFrames::new(sw, sh),
+            ContentDetector::new(ContentDetectorConfig::default())
+                .expect("default settings are valid"),
+            0usize,
+        )
+    });
+    let black_rule = rules.black;
+    // What counts as black (also to keep black stretches out of frozen ones).
+    let black_test = black_rule.unwrap_or(BlackRule {
+        max_seconds: 0.0,
+        luma_max: 38,
+        picture_ratio: 0.98,
+    });
+    let frozen_rule = rules.frozen;
+    let mut frames = 0u64;
+    let mut last_time = 0.0;
+    let mut failure: Option<Error> = None;
+    let mut discarded = 0u64;
+
+    let mut sink = |frame: crate::media::decode::SourceFrame| -> Result<()> {
+        frames += 1;
+        last_time = frame.time;
+        if black_rule.is_some() || frozen_rule.is_some() {
+            gray.run(&frame.frame, &mut gray_frame)
+                .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+            current.clear();
+            let stride = gray_frame.stride(0);
+            for row in gray_frame.data(0).chunks(stride).take(GRAY_H as usize) {
+                current.extend_from_slice(&row[..GRAY_W as usize]);
+            }
+            let dark = current
+                .iter()
+                .filter(|&&v| v <= black_test.luma_max)
+                .count();
+            let is_black = dark as f64 >= black_test.picture_ratio * current.len() as f64;
+            if black_rule.is_some() {
+                black.push(is_black, frame.time);
+            }
+            if let Some(rule) = frozen_rule {
+                if previous.len() == current.len() {
+                    let diff: u64 = current
+                        .iter()
+                        .zip(&previous)
+                        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+                        .sum();
+                    let mean = diff as f64 / current.len() as f64;
+                    // Black stretches are the black rule's business, not frozen pictures.
+                    frozen.push(mean <= rule.max_difference && !is_black, frame.time);
+                }
+                std::mem::swap(&mut previous, &mut current);
+            }
+        }
+        if let Some((small, detector, cuts)) = scenes.as_mut() {
+            let (bgr, stride) = small
+                .convert(&frame.frame)
+                .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+            if detector
+                .process_bgr(frame.index, bgr, sw as usize, sh as usize, stride)
+                .is_some()
+            {
+                *cuts += 1;
+            }
+        }
+        Ok(())
+    };
+    let mut packet = ff::Packet::empty();
+    let mut read_errors = 0u64;
+    loop {
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(_) => {
+                read_errors += 1;
+                if read_errors > 64 {
+                    break;
+                }
+                continue;
+            }
+        }
+        if packet.stream() != index {
+            continue;
+        }
+        // SAFETY: reading a plain field of a packet we own.
+        if unsafe { (*ff::packet::Ref::as_ptr(&packet)).flags } & ff::ffi::AV_PKT_FLAG_DISCARD != 0
+        {
+            discarded += 1;
+        }
+        if let Err(e) = decoder.send_packet(&packet, &mut sink) {
+            failure = Some(e);
+            break;
+        }
+    }
+    if failure.is_none() {
+        if let Err(e) = decoder.send_eof(&mut sink) {
+            failure = Some(e);
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let end = if info.fps > 0.0 {
+        last_time + 1.0 / info.fps
+    } else {
+        last_time
+    };
+    // The frozen run's first frame is the one before the first near-identical comparison.
+    let frame_step = if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 };
+    Ok(Scan {
+        frames,
+        decode_errors: read_errors + decoder.errors,
+        damaged_frames: decoder.damaged_frames,
+        edit_list_discarded: discarded,
+        black: black.finish(end),
+        frozen: frozen
+            .finish(end)
+            .into_iter()
+            .map(|(s, e)| ((s - frame_step).max(0.0), e))
+            .collect(),
+        scenes: scenes.map(|(_, _, cuts)| cuts + 1),
+    })
+}

@@ -1,0 +1,267 @@
+//! `framepipe check`: generated files with one known defect each are caught by exactly the rule
+//! meant for it; outputs (text, JSON, GitHub, JUnit parsed back by Python's XML parser) and exit
+//! codes; bad rules files; the real videos pass a realistic rule set.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const RULES: &str = r#"{
+  "rule_sets": [{
+    "name": "delivery",
+    "rules": {
+      "video_codec": ["h264"],
+      "fps": {"value": 25, "tolerance": 0.1},
+      "duration": {"min": 2.5, "max": 3.5},
+      "faststart": true,
+      "audio": {"present": true, "codec": ["aac"]},
+      "decodes_cleanly": true,
+      "black": {"max_seconds": 0.5},
+      "frozen": {"max_seconds": 0.5},
+      "keyframe_interval_max": 2.0
+    }
+  }]
+}"#;
+
+/// A 3 s clip: `video` is a filter graph on [0:v] (testsrc2 25 fps), audio unless `silent`.
+fn clip(dir: &Path, name: &str, video: &str, fps: u32, silent: bool, faststart: bool) -> PathBuf {
+    let path = dir.join(name);
+    let src = format!("testsrc2=size=320x240:rate={fps}:duration=3");
+    let mut args = vec!["-f", "lavfi", "-i", &src];
+    let sine = "sine=frequency=500:duration=3";
+    if !silent {
+        args.extend(["-f", "lavfi", "-i", sine]);
+    }
+    args.extend([
+        "-vf",
+        video,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+    ]);
+    if !silent {
+        args.extend(["-c:a", "aac"]);
+    }
+    if faststart {
+        args.extend(["-movflags", "+faststart"]);
+    }
+    let p = path.to_str().unwrap().to_string();
+    args.push(&p);
+    ffmpeg(&args);
+    path
+}
+
+fn check(rules: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, String, String) {
+    let out = framepipe()
+        .arg("check")
+        .arg("--rules")
+        .arg(rules)
+        .args(extra)
+        .args(inputs)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+    )
+}
+
+fn failed_rules(json: &serde_json::Value, file: &Path) -> Vec<String> {
+    let f = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == file.display().to_string())
+        .unwrap();
+    f["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["passed"] == false)
+        .map(|o| o["rule"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn each_defect_is_caught_by_its_rule_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rules = pipeline(d, "rules.json", RULES);
+    let good = clip(d, "good.mp4", "null", 25, false, true);
+    // Black from 1.0 s to 2.0 s.
+    let black = clip(
+        d,
+        "black.mp4",
+        "drawbox=enable='between(t,1,2)':color=black:t=fill",
+        25,
+        false,
+        true,
+    );
+    // Frozen from 1.0 s to 2.2 s: frame 25 repeated.
+    let frozen = clip(d, "frozen.mp4", "select='lt(n,25)+gt(n,55)',setpts=N/25/TB,tpad=stop=0,loop=loop=30:size=1:start=25,setpts=N/25/TB,trim=duration=3", 25, false, true);
+    let fps = clip(d, "fps30.mp4", "null", 30, false, true);
+    let silent = clip(d, "silent.mp4", "null", 25, true, true);
+    let slow_start = clip(d, "slowstart.mp4", "null", 25, false, false);
+    let (code, stdout, err) = check(
+        &rules,
+        &["--format", "json"],
+        &[&good, &black, &frozen, &fps, &silent, &slow_start],
+    );
+    assert_eq!(code, 1, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(failed_rules(&json, &good), Vec::<String>::new());
+    assert_eq!(failed_rules(&json, &black), ["black"]);
+    assert_eq!(failed_rules(&json, &frozen), ["frozen"]);
+    assert_eq!(failed_rules(&json, &fps), ["fps"]);
+    assert_eq!(
+        failed_rules(&json, &silent),
+        ["audio.present", "audio.codec"]
+    );
+    assert_eq!(failed_rules(&json, &slow_start), ["faststart"]);
+    // Stretch failures say where.
+    let f = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == black.display().to_string())
+        .unwrap();
+    let o = f["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["rule"] == "black")
+        .unwrap();
+    let (start, end) = (o["at"][0].as_f64().unwrap(), o["at"][1].as_f64().unwrap());
+    assert!(
+        (start - 1.0).abs() <= 0.05 && (end - 2.0).abs() <= 0.1,
+        "black at {start}-{end}"
+    );
+}
+
+#[test]
+fn unreadable_files_fail_their_rules_with_the_cause_and_others_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rules = pipeline(d, "rules.json", RULES);
+    let good = clip(d, "good.mp4", "null", 25, false, true);
+    let whole = clip(d, "whole.mp4", "null", 25, false, false);
+    let bytes = std::fs::read(&whole).unwrap();
+    let truncated = d.join("truncated.mp4");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let empty = d.join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    let missing = d.join("missing.mp4");
+    let (code, stdout, _) = check(&rules, &[], &[&good, &truncated, &empty, &missing]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains(&format!(
+            "FAIL {} [delivery] video_codec",
+            truncated.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not a readable media file"), "{stdout}");
+    assert!(
+        stdout.contains("empty file (0 bytes)") && stdout.contains("no such file"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("FAIL {}", good.display())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn junit_and_github_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rules = pipeline(d, "rules.json", RULES);
+    let good = clip(d, "good.mp4", "null", 25, false, true);
+    let fps = clip(d, "fps & <30>.mp4", "null", 30, false, true);
+    let junit = d.join("report.xml");
+    let (code, stdout, _) = check(
+        &rules,
+        &["--format", "github", "--junit", junit.to_str().unwrap()],
+        &[&good, &fps],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("::error file=") && stdout.contains("title=framepipe check%3A fps"),
+        "{stdout}"
+    );
+    // Parse the JUnit file with an independent XML parser.
+    let script = r#"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+cases = root.findall('./testsuite/testcase')
+fails = [c for c in cases if c.find('failure') is not None]
+print(root.tag, root.get('tests'), root.get('failures'), len(cases), len(fails), fails[0].get('name'), fails[0].get('file'))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fields: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        fields[..6],
+        ["testsuites", "20", "1", "20", "1", "fps"],
+        "{fields:?}"
+    );
+    assert!(fields[6..].join(" ").ends_with("fps & <30>.mp4"));
+}
+
+#[test]
+fn bad_rules_files_exit_2_with_the_json_path() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in [
+        (
+            r#"{"rule_sets": [{"name": "a", "rules": {"fsp": {"value": 25}}}]}"#,
+            "rule_sets[0].rules.fsp: unknown field `fsp`",
+        ),
+        (
+            r#"{"rule_sets": [{"name": "a", "rules": {"width": {"min": 9, "max": 1}}}]}"#,
+            "rule_sets[0].rules.width: min 9 is greater than max 1",
+        ),
+        (
+            r#"{"rule_sets": [{"name": "a", "rules": {"rotation": [45]}}]}"#,
+            "rule_sets[0].rules.rotation: 45",
+        ),
+        (
+            r#"{"rule_sets": [{"name": "a", "rules": {"duration": "long"}}]}"#,
+            "rule_sets[0].rules.duration",
+        ),
+    ] {
+        let rules = pipeline(dir.path(), "bad.json", text);
+        let (code, _, err) = check(&rules, &[], &[Path::new("whatever.mp4")]);
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(
+            err.contains("bad.json") && err.contains(expected),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn shared_media_passes_the_shipped_rule_set() {
+    let Some(dir) = shared_media("bikes.mp4").map(|p| p.parent().unwrap().to_path_buf()) else {
+        return;
+    };
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/ci-check.json");
+    let (code, stdout, err) = check(&rules, &[], &[&dir]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("4 file(s)"), "{stdout}");
+}
