@@ -20,13 +20,26 @@ const RULES: &str = r#"{
       "decodes_cleanly": true,
       "black": {"max_seconds": 0.5},
       "frozen": {"max_seconds": 0.5},
-      "keyframe_interval_max": 2.0
+      "keyframe_interval_max": 2.0,
+      "silence": {"max_seconds": 0.5}
     }
   }]
 }"#;
 
 /// A 3 s clip: `video` is a filter graph on [0:v] (testsrc2 25 fps), audio unless `silent`.
 fn clip(dir: &Path, name: &str, video: &str, fps: u32, silent: bool, faststart: bool) -> PathBuf {
+    clip_with_audio(dir, name, video, "anull", fps, silent, faststart)
+}
+
+fn clip_with_audio(
+    dir: &Path,
+    name: &str,
+    video: &str,
+    audio: &str,
+    fps: u32,
+    silent: bool,
+    faststart: bool,
+) -> PathBuf {
     let path = dir.join(name);
     let src = format!("testsrc2=size=320x240:rate={fps}:duration=3");
     let mut args = vec!["-f", "lavfi", "-i", &src];
@@ -47,7 +60,7 @@ fn clip(dir: &Path, name: &str, video: &str, fps: u32, silent: bool, faststart: 
         "25",
     ]);
     if !silent {
-        args.extend(["-c:a", "aac"]);
+        args.extend(["-af", audio, "-c:a", "aac"]);
     }
     if faststart {
         args.extend(["-movflags", "+faststart"]);
@@ -110,10 +123,19 @@ fn each_defect_is_caught_by_its_rule_only() {
     let fps = clip(d, "fps30.mp4", "null", 30, false, true);
     let silent = clip(d, "silent.mp4", "null", 25, true, true);
     let slow_start = clip(d, "slowstart.mp4", "null", 25, false, false);
+    let hush = clip_with_audio(
+        d,
+        "hush.mp4",
+        "null",
+        "volume=enable='between(t,1,2)':volume=0",
+        25,
+        false,
+        true,
+    );
     let (code, stdout, err) = check(
         &rules,
         &["--format", "json"],
-        &[&good, &black, &frozen, &fps, &silent, &slow_start],
+        &[&good, &black, &frozen, &fps, &silent, &slow_start, &hush],
     );
     assert_eq!(code, 1, "{err}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -121,10 +143,12 @@ fn each_defect_is_caught_by_its_rule_only() {
     assert_eq!(failed_rules(&json, &black), ["black"]);
     assert_eq!(failed_rules(&json, &frozen), ["frozen"]);
     assert_eq!(failed_rules(&json, &fps), ["fps"]);
+    // No audio stream at all: also silent for its whole length.
     assert_eq!(
         failed_rules(&json, &silent),
-        ["audio.present", "audio.codec"]
+        ["audio.present", "audio.codec", "silence"]
     );
+    assert_eq!(failed_rules(&json, &hush), ["silence"]);
     assert_eq!(failed_rules(&json, &slow_start), ["faststart"]);
     // Stretch failures say where.
     let f = json["files"]
@@ -218,7 +242,7 @@ print(root.tag, root.get('tests'), root.get('failures'), len(cases), len(fails),
         .collect();
     assert_eq!(
         fields[..6],
-        ["testsuites", "20", "1", "20", "1", "fps"],
+        ["testsuites", "22", "1", "22", "1", "fps"],
         "{fields:?}"
     );
     assert!(fields[6..].join(" ").ends_with("fps & <30>.mp4"));
@@ -264,4 +288,92 @@ fn shared_media_passes_the_shipped_rule_set() {
     let (code, stdout, err) = check(&rules, &[], &[&dir]);
     assert_eq!(code, 0, "{stdout}{err}");
     assert!(stdout.contains("4 file(s)"), "{stdout}");
+}
+
+/// Integrated loudness and true peak as `ffmpeg -af ebur128=peak=true` prints them.
+fn ffmpeg_ebur128(path: &Path) -> (f64, f64) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostats", "-i"])
+        .arg(path)
+        .args(["-af", "ebur128=peak=true", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let summary = &text[text.rfind("Summary:").expect("ebur128 summary")..];
+    let value = |key: &str| -> f64 {
+        let line = summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (value("I:"), value("Peak:"))
+}
+
+#[test]
+fn loudness_agrees_with_ffmpeg_ebur128() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let loud = d.join("tones.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=10:duration=6",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=6:sample_rate=48000",
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=color=pink:amplitude=0.3:duration=6:sample_rate=48000",
+        "-filter_complex",
+        "[1:a][2:a]amerge=inputs=2,volume=0.8[a]",
+        "-map",
+        "0:v",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "pcm_s16le",
+        loud.to_str().unwrap(),
+    ]);
+    let (lufs, peak) = ffmpeg_ebur128(&loud);
+    let rules = pipeline(
+        d,
+        "loud.json",
+        r#"{"rule_sets": [{"name": "r128", "rules": {"loudness": {"integrated_lufs": {"min": -23.5, "max": -22.5}, "true_peak_dbtp_max": -1.0}}}]}"#,
+    );
+    let (_, stdout, err) = check(&rules, &["--format", "json"], &[&loud]);
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{err}"));
+    let outcomes = json["files"][0]["outcomes"].as_array().unwrap();
+    let ours = |rule: &str| -> f64 {
+        let o = outcomes.iter().find(|o| o["rule"] == rule).unwrap();
+        o["actual"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    eprintln!(
+        "ffmpeg: I {lufs} LUFS, peak {peak} dBFS; framepipe: I {} LUFS, true peak {} dBTP",
+        ours("loudness.integrated_lufs"),
+        ours("loudness.true_peak")
+    );
+    assert!(
+        (ours("loudness.integrated_lufs") - lufs).abs() <= 0.5,
+        "integrated loudness differs by more than 0.5 LU"
+    );
+    assert!(
+        (ours("loudness.true_peak") - peak).abs() <= 0.5,
+        "true peak differs by more than 0.5 dB"
+    );
 }

@@ -280,6 +280,65 @@ pub fn evaluate(
         if let (Some(r), Some(n)) = (&rules.scenes, scan.scenes) {
             out.push(in_range("scenes", r, n as f64));
         }
+        let no_audio = || "no audio stream".to_string();
+        if let Some(rule) = &rules.silence {
+            let mut o = match &scan.audio {
+                None => Outcome::new(
+                    "silence",
+                    false,
+                    format!("no silence longer than {} s", rule.max_seconds),
+                    no_audio(),
+                ),
+                Some(a) => {
+                    let longest = a
+                        .silence
+                        .iter()
+                        .copied()
+                        .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)));
+                    let length = longest.map_or(0.0, |(x, y)| y - x);
+                    let mut o = Outcome::new(
+                        "silence",
+                        length <= rule.max_seconds + 1e-6,
+                        format!(
+                            "no stretch below {} dBFS longer than {} s",
+                            rule.db_max, rule.max_seconds
+                        ),
+                        match longest {
+                            Some((x, y)) => {
+                                format!("longest silence {length:.2} s ({x:.2}-{y:.2} s)")
+                            }
+                            None => "no silence".into(),
+                        },
+                    );
+                    o.at = longest;
+                    o
+                }
+            };
+            if o.passed {
+                o.at = None;
+            }
+            out.push(o);
+        }
+        if let Some(rule) = &rules.loudness {
+            let lufs = scan.audio.as_ref().and_then(|a| a.integrated_lufs);
+            let peak = scan.audio.as_ref().and_then(|a| a.true_peak_dbtp);
+            if let Some(range) = &rule.integrated_lufs {
+                out.push(Outcome::new(
+                    "loudness.integrated_lufs",
+                    lufs.is_some_and(|v| range.contains(v)),
+                    format!("{range} LUFS"),
+                    lufs.map_or_else(no_audio, |v| format!("{v:.1} LUFS")),
+                ));
+            }
+            if let Some(max) = rule.true_peak_dbtp_max {
+                out.push(Outcome::new(
+                    "loudness.true_peak",
+                    peak.is_some_and(|v| v <= max),
+                    format!("<= {max} dBTP"),
+                    peak.map_or_else(no_audio, |v| format!("{v:.2} dBTP")),
+                ));
+            }
+        }
     }
     out
 }

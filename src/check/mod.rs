@@ -1,6 +1,7 @@
 //! `framepipe check`: media assertions for CI. A rules file names rule sets (each for the files
 //! its glob matches); every input is checked against each matching set, metadata rules without
 //! decoding, pixel rules with one decode pass per file; files run in parallel up to `--jobs`.
+pub mod audio;
 pub mod eval;
 pub mod facts;
 pub mod output;
@@ -88,12 +89,19 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
     let outcomes = match facts::collect(path, rules.keyframe_interval_max.is_some()) {
         Err(e) => fail_all(e.to_string()),
         Ok(f) => {
-            if rules.needs_pixels() {
+            if rules.needs_decode() {
                 match scan::scan(path, &f.source, rules) {
                     Ok(s) => eval::evaluate(path, rules, &f, Some(&s)),
                     Err(e) => {
                         let mut outcomes = eval::evaluate(path, rules, &f, None);
-                        for rule in ["decodes_cleanly", "black", "frozen", "scenes"] {
+                        for rule in [
+                            "decodes_cleanly",
+                            "black",
+                            "frozen",
+                            "scenes",
+                            "silence",
+                            "loudness",
+                        ] {
                             if eval::rule_names(rules).contains(&rule) {
                                 outcomes.push(Outcome {
                                     rule: rule.into(),

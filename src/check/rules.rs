@@ -135,6 +135,30 @@ pub struct Rules {
     pub frozen: Option<FrozenRule>,
     /// Number of scenes (content detector, default settings).
     pub scenes: Option<Range>,
+    pub silence: Option<SilenceRule>,
+    pub loudness: Option<LoudnessRule>,
+}
+
+/// No silent stretch longer than `max_seconds`: 20 ms windows whose sample peak stays below
+/// `db_max` dBFS (FFmpeg silencedetect's default level is -60 dB).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceRule {
+    pub max_seconds: f64,
+    #[serde(default = "default_silence_db")]
+    pub db_max: f64,
+}
+
+fn default_silence_db() -> f64 {
+    -60.0
+}
+
+/// EBU R128: integrated loudness (LUFS) in a range and/or a true-peak ceiling (dBTP).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoudnessRule {
+    pub integrated_lufs: Option<Range>,
+    pub true_peak_dbtp_max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -182,12 +206,14 @@ fn default_max_difference() -> f64 {
 }
 
 impl Rules {
-    /// True when some rule needs decoded pictures (one decode then serves all of them).
-    pub fn needs_pixels(&self) -> bool {
+    /// True when some rule needs decoded pictures or samples (one decode serves all of them).
+    pub fn needs_decode(&self) -> bool {
         self.decodes_cleanly == Some(true)
             || self.black.is_some()
             || self.frozen.is_some()
             || self.scenes.is_some()
+            || self.silence.is_some()
+            || self.loudness.is_some()
     }
 
     fn validate(&self, at: &str) -> std::result::Result<(), String> {
@@ -258,6 +284,30 @@ impl Rules {
                 return Err(format!(
                     "{at}.black.picture_ratio: must be in [0, 1], got {}",
                     b.picture_ratio
+                ));
+            }
+        }
+        if let Some(r) = &self.silence {
+            if !(r.max_seconds.is_finite() && r.max_seconds >= 0.0) {
+                return Err(format!(
+                    "{at}.silence.max_seconds: must be >= 0, got {}",
+                    r.max_seconds
+                ));
+            }
+            if !(r.db_max.is_finite() && r.db_max <= 0.0) {
+                return Err(format!(
+                    "{at}.silence.db_max: must be a level in dBFS (<= 0), got {}",
+                    r.db_max
+                ));
+            }
+        }
+        if let Some(l) = &self.loudness {
+            if let Some(r) = &l.integrated_lufs {
+                r.validate(&format!("{at}.loudness.integrated_lufs"))?;
+            }
+            if l.integrated_lufs.is_none() && l.true_peak_dbtp_max.is_none() {
+                return Err(format!(
+                    "{at}.loudness: give integrated_lufs, true_peak_dbtp_max or both"
                 ));
             }
         }

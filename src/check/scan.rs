@@ -29,6 +29,8 @@ pub struct Scan {
     pub black: Vec<(f64, f64)>,
     pub frozen: Vec<(f64, f64)>,
     pub scenes: Option<usize>,
+    /// Present when an audio rule asked and the file has audio.
+    pub audio: Option<super::audio::AudioScan>,
 }
 
 /// A run of consecutive frames with some property, closed when a frame lacks it.
@@ -136,6 +138,18 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
         }
         Ok(())
     };
+    let audio_index = info
+        .audio_stream_index
+        .filter(|_| rules.silence.is_some() || rules.loudness.is_some());
+    let mut audio = match audio_index {
+        Some(i) => Some(super::audio::AudioAnalyzer::new(
+            path,
+            &input.stream(i).expect("probed audio stream"),
+            rules.silence.map(|s| s.db_max),
+            rules.loudness.is_some(),
+        )?),
+        None => None,
+    };
     let mut packet = ff::Packet::empty();
     let mut read_errors = 0u64;
     loop {
@@ -149,6 +163,12 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
                 }
                 continue;
             }
+        }
+        if Some(packet.stream()) == audio_index {
+            if let Some(a) = audio.as_mut() {
+                a.send_packet(&packet)?;
+            }
+            continue;
         }
         if packet.stream() != index {
             continue;
@@ -190,5 +210,6 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
             .map(|(s, e)| ((s - frame_step).max(0.0), e))
             .collect(),
         scenes: scenes.map(|(_, _, cuts)| cuts + 1),
+        audio: audio.map(|a| a.finish()).transpose()?,
     })
 }
