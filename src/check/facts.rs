@@ -27,9 +27,7 @@ pub struct Facts {
 
 /// Collects the facts; `keyframes` asks for the packet scan.
 pub fn collect(path: &Path, keyframes: bool) -> Result<Facts> {
-    let source = probe::probe(path)?;
-    let mut input = ff::format::input(&path)
-        .map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
+    let (mut input, source) = probe::open(path)?;
     let video = input
         .stream(source.video_stream_index)
         .expect("probed stream");

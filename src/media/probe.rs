@@ -48,13 +48,19 @@ pub struct SourceInfo {
 /// Opens `path` with FFmpeg and reads its stream facts. Errors say what is wrong in words a user
 /// understands (missing, a folder, empty, not media, no video, unknown codec).
 pub fn probe(path: &Path) -> Result<SourceInfo> {
+    open(path).map(|(_, info)| info)
+}
+
+/// Opens `path` and reads its facts, keeping the opened input for callers that go on reading.
+pub fn open(path: &Path) -> Result<(ff::format::context::Input, SourceInfo)> {
     super::init();
     check_readable_file(path)?;
     let input = ff::format::input(&path).map_err(|e| match e {
         ff::Error::InvalidData => Error::input(path, "not a readable media file (FFmpeg: invalid data found when processing input; truncated, or not a video)"),
         other => Error::input(path, format!("cannot open as media: {other}")),
     })?;
-    from_input(path, &input)
+    let info = from_input(path, &input)?;
+    Ok((input, info))
 }
 
 fn check_readable_file(path: &Path) -> Result<()> {
