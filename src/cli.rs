@@ -45,6 +45,45 @@ pub enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// Process many videos: resumable, retried, shardable across machines (`--shard I/N`).
+    Batch {
+        /// Pipeline config (JSON). Default: the built-in pipelines/default.json.
+        #[arg(short, long, value_name = "FILE")]
+        pipeline: Option<PathBuf>,
+        /// Output folder; each input's folder mirrors its relative path.
+        #[arg(short, long, value_name = "OUTDIR")]
+        output: PathBuf,
+        /// Inputs listed in a file: .txt (a path per line), .jsonl ({"path", "id"}), .csv (path[,id]).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Inputs processed at once (they share the cores).
+        #[arg(short, long, default_value_t = 1)]
+        jobs: usize,
+        /// Take the I-th of N deterministic slices (0-based); default from JOB_COMPLETION_INDEX +
+        /// FRAMEPIPE_SHARDS (Kubernetes) or SLURM_ARRAY_TASK_ID/COUNT (Slurm).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Extra attempts for an input that fails for a reason other than the input itself.
+        #[arg(long, default_value_t = 1)]
+        retries: u32,
+        /// Redo inputs whose output was made with another config.
+        #[arg(long)]
+        redo_stale: bool,
+        /// Redo every input, done or not.
+        #[arg(long)]
+        force: bool,
+        /// Compute device: auto, cpu, cuda or cuda:N.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        /// Files or folders (searched recursively for videos).
+        #[arg(value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Merge the per-shard summaries of a batch output folder into summary.json.
+    BatchSummary {
+        #[arg(value_name = "OUTDIR")]
+        output: PathBuf,
+    },
     /// Check media against a rules file (for CI): exit 0 all pass, 1 a rule failed, 2 cannot run.
     Check {
         /// Rules file (JSON); see pipelines/ci-check.json.

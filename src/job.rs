@@ -33,11 +33,20 @@ pub struct Job<'a> {
     pub out_dir: &'a Path,
     pub device: &'a DeviceInfo,
     pub show_progress: bool,
+    /// Codec threads per input when the config leaves them automatic (0 = FFmpeg's choice);
+    /// a batch running several inputs at once splits the cores between them.
+    pub threads_per_input: u32,
 }
 
 impl Job<'_> {
     /// Processes one input; on error nothing is left under `OUT/`.
     pub fn process(&self, input: &Path) -> Result<JobResult> {
+        self.process_into(input, Path::new(&output_stem(input)))
+    }
+
+    /// Processes one input into `OUT/<relative>/` (files named after its last component), with a
+    /// completion marker ([`DONE_MARKER`]) written inside before the folder is renamed into place.
+    pub fn process_into(&self, input: &Path, relative: &Path) -> Result<JobResult> {
         let info = probe::probe(input)?;
         probe::check_limits(&info, &self.config.limits)?;
         tracing::info!(
@@ -48,9 +57,12 @@ impl Job<'_> {
             rotation = info.rotation,
             "processing"
         );
-        let stem = output_stem(input);
-        let final_dir = self.out_dir.join(&stem);
-        let partial = PartialDir::create(self.out_dir.join(format!("{stem}.partial")))?;
+        let stem = relative
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| output_stem(input));
+        let final_dir = self.out_dir.join(relative);
+        let partial = PartialDir::create(partial_path(&final_dir))?;
         let video_name = format!("{stem}.mp4");
         let video_path = self
             .config
@@ -59,7 +71,16 @@ impl Job<'_> {
             .map(|_| partial.path.join(&video_name));
 
         let progress = self.progress_bar(&info, &stem);
-        let result = pipeline::run(input, &info, self.config, video_path.as_deref(), &progress);
+        let mut effective = self.config.clone();
+        if self.threads_per_input > 0 {
+            if effective.runtime.decode_threads == 0 {
+                effective.runtime.decode_threads = self.threads_per_input;
+            }
+            if let Some(encode) = effective.encode.as_mut().filter(|e| e.threads == 0) {
+                encode.threads = self.threads_per_input;
+            }
+        }
+        let result = pipeline::run(input, &info, &effective, video_path.as_deref(), &progress);
         progress.finish_and_clear();
         let output = result?;
         if output.decode.frames == 0 {
@@ -76,6 +97,19 @@ impl Job<'_> {
         let json_path = partial.path.join(format!("{stem}.json"));
         std::fs::write(&json_path, json + "\n")
             .map_err(|e| Error::io(&json_path, "writing the report", e))?;
+        let marker = partial.path.join(DONE_MARKER);
+        let done = Marker {
+            input: input.display().to_string(),
+            config_hash: report.config_hash.clone(),
+            tool_version: report.tool_version.clone(),
+            frames: report.output.frames,
+            wall_seconds: report.stats.wall_seconds,
+        };
+        std::fs::write(
+            &marker,
+            serde_json::to_string(&done).expect("marker serializes"),
+        )
+        .map_err(|e| Error::io(&marker, "writing the completion marker", e))?;
         partial.commit(&final_dir)?;
         tracing::info!(
             input = %input.display(),
@@ -223,6 +257,26 @@ impl Job<'_> {
             warnings,
         }
     }
+}
+
+/// Inside a finished output folder: what made it (config hash, tool version), so reruns can skip
+/// it or see that it is stale.
+pub const DONE_MARKER: &str = ".framepipe-done.json";
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    pub input: String,
+    pub config_hash: String,
+    pub tool_version: String,
+    pub frames: u64,
+    pub wall_seconds: f64,
+}
+
+/// `OUT/a/b.partial` for `OUT/a/b`.
+pub fn partial_path(final_dir: &Path) -> PathBuf {
+    let mut name = final_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    final_dir.with_file_name(name)
 }
 
 /// `OUT/<stem>.partial/`: removed on drop unless committed (renamed to its final name).

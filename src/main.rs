@@ -20,6 +20,48 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe { input } => probe(&input),
         Command::Devices => devices(),
+        Command::Batch {
+            pipeline,
+            output,
+            manifest,
+            jobs,
+            shard,
+            retries,
+            redo_stale,
+            force,
+            device,
+            inputs,
+        } => {
+            let args = BatchArgs {
+                manifest,
+                jobs,
+                shard,
+                retries,
+                redo_stale,
+                force,
+            };
+            batch(
+                pipeline.as_deref(),
+                &output,
+                device.as_deref(),
+                &inputs,
+                &args,
+                cli.quiet,
+            )
+        }
+        Command::BatchSummary { output } => match framepipe::batch::merge_summaries(&output) {
+            Ok(s) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).expect("summary serializes")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                report_error(&e);
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Command::Check {
             rules,
             junit,
@@ -172,6 +214,134 @@ fn prepare_output_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+struct BatchArgs {
+    manifest: Option<PathBuf>,
+    jobs: usize,
+    shard: Option<String>,
+    retries: u32,
+    redo_stale: bool,
+    force: bool,
+}
+
+/// Settles config, device and output folder for `run` and `batch`.
+fn prepare(
+    pipeline: Option<&Path>,
+    out_dir: &Path,
+    device_flag: Option<&str>,
+) -> Result<(PipelineConfig, device::DeviceInfo), Error> {
+    let config = load_config(pipeline)?;
+    let device_text = device_flag.unwrap_or(&config.device).to_string();
+    // No stage of this version computes on a device yet: libtorch is loaded only to validate an
+    // explicit `cuda:N`.
+    let needs_device = false;
+    let device = DeviceRequest::parse(&device_text)
+        .and_then(|r| device::select(r, needs_device))
+        .map_err(|message| Error::Device {
+            requested: device_text,
+            message,
+        })?;
+    prepare_output_dir(out_dir)?;
+    Ok((config, device))
+}
+
+fn batch(
+    pipeline: Option<&Path>,
+    out_dir: &Path,
+    device_flag: Option<&str>,
+    inputs: &[PathBuf],
+    args: &BatchArgs,
+    quiet: bool,
+) -> ExitCode {
+    use framepipe::batch::{self, Options, Shard};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (config, device) = match prepare(pipeline, out_dir, device_flag) {
+        Ok(v) => v,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let shard = match args.shard.as_deref() {
+        Some(text) => Shard::parse(text).map(Some),
+        None => Shard::from_env(),
+    };
+    let shard = match shard {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("error: shard: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let items = match batch::collect_items(inputs, args.manifest.as_deref()) {
+        Ok(items) if !items.is_empty() => items,
+        Ok(_) => {
+            eprintln!("error: no inputs (give files, folders or --manifest)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // First signal: start nothing new, let running inputs finish. Second: leave now (outputs
+        // stay consistent: unfinished inputs are only .partial folders, cleaned on the rerun).
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "stopping: no new inputs; waiting for the running ones (signal again to quit now)"
+            );
+        });
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let jobs = args.jobs.max(1);
+    let threads_per_input = if jobs > 1 {
+        (cores / jobs).max(1) as u32
+    } else {
+        0
+    };
+    let job = Job {
+        config: &config,
+        out_dir,
+        device: &device,
+        show_progress: false,
+        threads_per_input,
+    };
+    let options = Options {
+        jobs,
+        shard,
+        retries: args.retries,
+        force: args.force,
+        redo_stale: args.redo_stale,
+        show_progress: !quiet,
+    };
+    match batch::run(&job, &items, &options, stop.clone()) {
+        Ok(summary) => {
+            println!(
+                "{}",
+                serde_json::to_string(&summary).expect("summary serializes")
+            );
+            if stop.load(Ordering::Relaxed) {
+                ExitCode::from(130)
+            } else if summary.failed > 0 {
+                ExitCode::from(EXIT_INPUT_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
 fn run(
     pipeline: Option<&Path>,
     out_dir: &Path,
@@ -179,37 +349,19 @@ fn run(
     inputs: &[PathBuf],
     quiet: bool,
 ) -> ExitCode {
-    let config = match load_config(pipeline) {
-        Ok(c) => c,
+    let (config, device) = match prepare(pipeline, out_dir, device_flag) {
+        Ok(v) => v,
         Err(e) => {
             report_error(&e);
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let device_text = device_flag.unwrap_or(&config.device).to_string();
-    // No stage of this version computes on a device yet: libtorch is loaded only to validate an
-    // explicit `cuda:N`.
-    let needs_device = false;
-    let device =
-        match DeviceRequest::parse(&device_text).and_then(|r| device::select(r, needs_device)) {
-            Ok(d) => d,
-            Err(message) => {
-                report_error(&Error::Device {
-                    requested: device_text,
-                    message,
-                });
-                return ExitCode::from(EXIT_USAGE);
-            }
-        };
-    if let Err(e) = prepare_output_dir(out_dir) {
-        report_error(&e);
-        return ExitCode::from(EXIT_USAGE);
-    }
     let job = Job {
         config: &config,
         out_dir,
         device: &device,
         show_progress: !quiet,
+        threads_per_input: 0,
     };
     let mut failed = 0usize;
     let mut stems = HashSet::new();
