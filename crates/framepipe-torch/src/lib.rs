@@ -9,6 +9,10 @@
 //! The boundary is deliberately narrow: one JSON request in, one JSON reply out
 //! ([`framepipe_torch_call`]), plus [`framepipe_torch_abi`] so the binary refuses a library of
 //! another build. Panics never cross it.
+pub mod clip;
+pub mod vae;
+pub mod weights;
+
 use std::ffi::{c_char, CStr, CString};
 
 use serde_json::{json, Value};

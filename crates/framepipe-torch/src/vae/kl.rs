@@ -1,0 +1,1001 @@
+//! diffusers' `AutoencoderKL` (the Stable Diffusion / SDXL / FLUX.1 VAE family) in tch.
+//!
+//! Module tree and variable names mirror the diffusers checkpoint (`encoder.down_blocks.0.
+//! resnets.0.conv1.weight`, ...), so a Hugging Face folder loads as is. Checkpoints converted
+//! before diffusers 0.14 name the mid-block attention `query/key/value/proj_attn`; those are
+//! renamed on load (and LDM's 1x1-conv shaped attention weights squeezed) the way diffusers'
+//! own loader does, so both spellings give the same model.
+//!
+//! Latents are what a training pipeline stores: `(z - shift_factor) * scaling_factor`, with `z`
+//! the posterior mean, or a sample drawn from a seeded generator when asked.
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use super::{check_images, var_store, Conv2d, GroupNorm, Linear, Result, VaeError};
+use crate::weights;
+
+/// GroupNorm epsilon of every norm in diffusers' VAE encoder and decoder.
+const NORM_EPS: f64 = 1e-6;
+
+/// diffusers' `AutoencoderKL` config.json. Permissive: unknown keys are ignored and missing ones
+/// take diffusers' defaults, as `from_pretrained` does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct KlConfig {
+    pub in_channels: i64,
+    pub out_channels: i64,
+    pub down_block_types: Vec<String>,
+    pub up_block_types: Vec<String>,
+    pub block_out_channels: Vec<i64>,
+    pub layers_per_block: i64,
+    pub act_fn: String,
+    pub latent_channels: i64,
+    pub norm_num_groups: i64,
+    /// An int, or `[h, w]` in some configs; only tiling uses it.
+    pub sample_size: serde_json::Value,
+    pub scaling_factor: f64,
+    pub shift_factor: Option<f64>,
+    pub force_upcast: bool,
+    pub use_quant_conv: bool,
+    pub use_post_quant_conv: bool,
+    pub mid_block_add_attention: bool,
+}
+
+impl Default for KlConfig {
+    /// diffusers' `AutoencoderKL.__init__` defaults (v0.36.0).
+    fn default() -> Self {
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            down_block_types: vec!["DownEncoderBlock2D".into()],
+            up_block_types: vec!["UpDecoderBlock2D".into()],
+            block_out_channels: vec![64],
+            layers_per_block: 1,
+            act_fn: "silu".into(),
+            latent_channels: 4,
+            norm_num_groups: 32,
+            sample_size: serde_json::json!(32),
+            scaling_factor: 0.18215,
+            shift_factor: None,
+            force_upcast: true,
+            use_quant_conv: true,
+            use_post_quant_conv: true,
+            mid_block_add_attention: true,
+        }
+    }
+}
+
+impl KlConfig {
+    /// The Stable Diffusion 1.x/2.x VAE shape (`stabilityai/sd-vae-ft-mse`).
+    pub fn stable_diffusion() -> Self {
+        let blocks = 4;
+        Self {
+            down_block_types: vec!["DownEncoderBlock2D".into(); blocks],
+            up_block_types: vec!["UpDecoderBlock2D".into(); blocks],
+            block_out_channels: vec![128, 256, 512, 512],
+            layers_per_block: 2,
+            sample_size: serde_json::json!(512),
+            ..Self::default()
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| VaeError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| VaeError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| VaeError::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// What this port supports, with the actual and expected values in the message.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.block_out_channels.is_empty() {
+            return Err("block_out_channels is empty".into());
+        }
+        if self.act_fn != "silu" {
+            return Err(format!(
+                "act_fn is {:?}, only \"silu\" is supported",
+                self.act_fn
+            ));
+        }
+        let n = self.block_out_channels.len();
+        if self.down_block_types.len() != n || self.up_block_types.len() != n {
+            return Err(format!(
+                "{} down and {} up block types for {n} block_out_channels",
+                self.down_block_types.len(),
+                self.up_block_types.len()
+            ));
+        }
+        if let Some(t) = self
+            .down_block_types
+            .iter()
+            .find(|t| *t != "DownEncoderBlock2D")
+        {
+            return Err(format!(
+                "down block type {t:?}, expected \"DownEncoderBlock2D\""
+            ));
+        }
+        if let Some(t) = self
+            .up_block_types
+            .iter()
+            .find(|t| *t != "UpDecoderBlock2D")
+        {
+            return Err(format!(
+                "up block type {t:?}, expected \"UpDecoderBlock2D\""
+            ));
+        }
+        if let Some(c) = self
+            .block_out_channels
+            .iter()
+            .find(|c| **c % self.norm_num_groups != 0)
+        {
+            return Err(format!(
+                "block_out_channels {c} is not a multiple of norm_num_groups {}",
+                self.norm_num_groups
+            ));
+        }
+        if self.layers_per_block < 1 || self.latent_channels < 1 {
+            return Err(format!(
+                "layers_per_block {} and latent_channels {} must be at least 1",
+                self.layers_per_block, self.latent_channels
+            ));
+        }
+        if self.scaling_factor == 0.0 {
+            return Err("scaling_factor is 0".into());
+        }
+        Ok(())
+    }
+
+    /// Spatial downsampling factor of the encoder (8 for SD).
+    pub fn downsampling(&self) -> i64 {
+        1 << (self.block_out_channels.len() - 1)
+    }
+
+    /// diffusers' `tile_sample_min_size`: the config's `sample_size` (its height when a pair).
+    pub fn tile_sample_size(&self) -> i64 {
+        match &self.sample_size {
+            serde_json::Value::Array(a) => a.first().and_then(|v| v.as_i64()).unwrap_or(32),
+            v => v.as_i64().unwrap_or(32),
+        }
+    }
+}
+
+/// Tiled encoding and decoding as diffusers' `_tiled_encode` / `tiled_decode`: encoder tiles
+/// of `tile_sample_size` pixels every `tile_sample_size * (1 - overlap)`, blended linearly over
+/// `tile_latent_size * overlap` latent rows and columns (decoding the other way round). Results
+/// match diffusers with the same sizes; they differ slightly from untiled ones (each tile sees
+/// only its own GroupNorm statistics and attention context).
+#[derive(Debug, Clone, Copy)]
+pub struct Tiling {
+    pub tile_sample_size: i64,
+    pub tile_latent_size: i64,
+    pub overlap: f64,
+}
+
+impl Tiling {
+    /// diffusers' defaults for a config: tiles of `sample_size`, overlap 0.25.
+    pub fn for_config(config: &KlConfig) -> Self {
+        let tile_sample_size = config.tile_sample_size();
+        Self {
+            tile_sample_size,
+            tile_latent_size: tile_sample_size / config.downsampling(),
+            overlap: 0.25,
+        }
+    }
+}
+
+// Reference for the structs below (pinned):
+// https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/resnet.py (ResnetBlock2D,
+// Downsample2D in downsampling.py, Upsample2D in upsampling.py)
+
+/// `ResnetBlock2D` without time embedding, as the VAE uses it.
+#[derive(Debug)]
+struct ResnetBlock2D {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock2D {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, groups: i64) -> Result<Self> {
+        Ok(Self {
+            norm1: GroupNorm::new(&p / "norm1", groups, c_in, NORM_EPS)?,
+            conv1: Conv2d::new(&p / "conv1", c_in, c_out, 3, 1, 1, true)?,
+            norm2: GroupNorm::new(&p / "norm2", groups, c_out, NORM_EPS)?,
+            conv2: Conv2d::new(&p / "conv2", c_out, c_out, 3, 1, 1, true)?,
+            conv_shortcut: if c_in != c_out {
+                Some(Conv2d::new(
+                    &p / "conv_shortcut",
+                    c_in,
+                    c_out,
+                    1,
+                    1,
+                    0,
+                    true,
+                )?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = silu(&self.norm1.forward(x)?)?;
+        let h = self.conv1.forward(&h)?;
+        let h = silu(&self.norm2.forward(&h)?)?;
+        let h = self.conv2.forward(&h)?;
+        let skip = match &self.conv_shortcut {
+            Some(c) => c.forward(x)?,
+            None => x.shallow_clone(),
+        };
+        skip.f_add(&h).map_err(VaeError::torch("resnet residual"))
+    }
+}
+
+/// The mid-block self-attention: one head over all `H*W` positions (`attention_head_dim` is
+/// the channel count in the VAE).
+/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/attention_processor.py
+/// (`Attention` with `AttnProcessor2_0`, residual connection, rescale 1).
+#[derive(Debug)]
+struct Attention {
+    group_norm: GroupNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+}
+
+impl Attention {
+    fn new(p: nn::Path, channels: i64, groups: i64) -> Result<Self> {
+        Ok(Self {
+            group_norm: GroupNorm::new(&p / "group_norm", groups, channels, NORM_EPS)?,
+            to_q: Linear::new(&p / "to_q", channels, channels)?,
+            to_k: Linear::new(&p / "to_k", channels, channels)?,
+            to_v: Linear::new(&p / "to_v", channels, channels)?,
+            to_out: Linear::new(&p / "to_out" / 0, channels, channels)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let err = VaeError::torch;
+        let (n, c, h, w) = x.size4().map_err(err("attention input"))?;
+        let tokens = self
+            .group_norm
+            .forward(x)?
+            .f_view([n, c, h * w])
+            .and_then(|t| t.f_transpose(1, 2))
+            .map_err(err("attention tokens"))?;
+        // [N, 1 head, HW, C]: scaled_dot_product_attention picks a fused kernel (flash /
+        // memory-efficient), so the HW x HW matrix (14,400^2 at 720p) is never materialized.
+        let heads = |t: Tensor| t.f_unsqueeze(1).map_err(err("attention heads"));
+        let q = heads(self.to_q.forward(&tokens)?)?;
+        let k = heads(self.to_k.forward(&tokens)?)?;
+        let v = heads(self.to_v.forward(&tokens)?)?;
+        let out = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        )
+        .and_then(|t| t.f_squeeze_dim(1))
+        .map_err(err("attention scaled_dot_product_attention"))?;
+        self.to_out
+            .forward(&out)?
+            .f_transpose(1, 2)
+            .and_then(|t| t.f_reshape([n, c, h, w]))
+            .and_then(|t| t.f_add(x))
+            .map_err(err("attention output"))
+    }
+}
+
+/// Downsampling by a stride-2 3x3 conv after padding one zero row/column on the bottom/right
+/// only (`Downsample2D(padding=0)`): LDM's asymmetric padding, which the weights were trained
+/// with, so a symmetric `padding=1` conv would shift every latent by half a pixel.
+#[derive(Debug)]
+struct Downsample2D {
+    conv: Conv2d,
+}
+
+impl Downsample2D {
+    fn new(p: nn::Path, channels: i64) -> Result<Self> {
+        Ok(Self {
+            conv: Conv2d::new(&p / "conv", channels, channels, 3, 2, 0, true)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let padded = x
+            .f_constant_pad_nd([0, 1, 0, 1])
+            .map_err(VaeError::torch("downsample pad"))?;
+        self.conv.forward(&padded)
+    }
+}
+
+/// Nearest x2 upsampling then a 3x3 conv (`Upsample2D(use_conv=True)`).
+#[derive(Debug)]
+struct Upsample2D {
+    conv: Conv2d,
+}
+
+impl Upsample2D {
+    fn new(p: nn::Path, channels: i64) -> Result<Self> {
+        Ok(Self {
+            conv: Conv2d::new(&p / "conv", channels, channels, 3, 1, 1, true)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.size4().map_err(VaeError::torch("upsample input"))?;
+        let up = x
+            .f_upsample_nearest2d([h * 2, w * 2], 2.0, 2.0)
+            .map_err(VaeError::torch("upsample nearest"))?;
+        self.conv.forward(&up)
+    }
+}
+
+// Reference for the blocks below (pinned):
+// https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/unets/unet_2d_blocks.py
+// (DownEncoderBlock2D, UpDecoderBlock2D, UNetMidBlock2D)
+
+#[derive(Debug)]
+struct DownEncoderBlock2D {
+    resnets: Vec<ResnetBlock2D>,
+    downsampler: Option<Downsample2D>,
+}
+
+impl DownEncoderBlock2D {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, cfg: &KlConfig, downsample: bool) -> Result<Self> {
+        let resnets = (0..cfg.layers_per_block)
+            .map(|i| {
+                let c = if i == 0 { c_in } else { c_out };
+                ResnetBlock2D::new(&p / "resnets" / i, c, c_out, cfg.norm_num_groups)
+            })
+            .collect::<Result<_>>()?;
+        let downsampler = if downsample {
+            Some(Downsample2D::new(&p / "downsamplers" / 0, c_out)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            resnets,
+            downsampler,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.shallow_clone();
+        for r in &self.resnets {
+            x = r.forward(&x)?;
+        }
+        match &self.downsampler {
+            Some(d) => d.forward(&x),
+            None => Ok(x),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct UpDecoderBlock2D {
+    resnets: Vec<ResnetBlock2D>,
+    upsampler: Option<Upsample2D>,
+}
+
+impl UpDecoderBlock2D {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, cfg: &KlConfig, upsample: bool) -> Result<Self> {
+        // The decoder has one resnet more per block than the encoder (diffusers' Decoder
+        // passes `layers_per_block + 1`).
+        let resnets = (0..cfg.layers_per_block + 1)
+            .map(|i| {
+                let c = if i == 0 { c_in } else { c_out };
+                ResnetBlock2D::new(&p / "resnets" / i, c, c_out, cfg.norm_num_groups)
+            })
+            .collect::<Result<_>>()?;
+        let upsampler = if upsample {
+            Some(Upsample2D::new(&p / "upsamplers" / 0, c_out)?)
+        } else {
+            None
+        };
+        Ok(Self { resnets, upsampler })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.shallow_clone();
+        for r in &self.resnets {
+            x = r.forward(&x)?;
+        }
+        match &self.upsampler {
+            Some(u) => u.forward(&x),
+            None => Ok(x),
+        }
+    }
+}
+
+/// resnet, attention, resnet.
+#[derive(Debug)]
+struct UNetMidBlock2D {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Option<Attention>,
+}
+
+impl UNetMidBlock2D {
+    fn new(p: nn::Path, channels: i64, cfg: &KlConfig) -> Result<Self> {
+        let g = cfg.norm_num_groups;
+        Ok(Self {
+            resnets: vec![
+                ResnetBlock2D::new(&p / "resnets" / 0, channels, channels, g)?,
+                ResnetBlock2D::new(&p / "resnets" / 1, channels, channels, g)?,
+            ],
+            attentions: if cfg.mid_block_add_attention {
+                Some(Attention::new(&p / "attentions" / 0, channels, g)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.resnets[0].forward(x)?;
+        if let Some(a) = &self.attentions {
+            x = a.forward(&x)?;
+        }
+        self.resnets[1].forward(&x)
+    }
+}
+
+/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/vae.py
+/// (`Encoder`, `double_z=True`: the output holds the posterior mean and log-variance).
+#[derive(Debug)]
+struct Encoder {
+    conv_in: Conv2d,
+    down_blocks: Vec<DownEncoderBlock2D>,
+    mid_block: UNetMidBlock2D,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Encoder {
+    fn new(p: nn::Path, cfg: &KlConfig) -> Result<Self> {
+        let ch = &cfg.block_out_channels;
+        let last = *ch.last().expect("validated non-empty");
+        let conv_in = Conv2d::new(&p / "conv_in", cfg.in_channels, ch[0], 3, 1, 1, true)?;
+        let mut down_blocks = Vec::with_capacity(ch.len());
+        let mut c_in = ch[0];
+        for (i, &c_out) in ch.iter().enumerate() {
+            let downsample = i + 1 < ch.len();
+            down_blocks.push(DownEncoderBlock2D::new(
+                &p / "down_blocks" / i,
+                c_in,
+                c_out,
+                cfg,
+                downsample,
+            )?);
+            c_in = c_out;
+        }
+        Ok(Self {
+            conv_in,
+            down_blocks,
+            mid_block: UNetMidBlock2D::new(&p / "mid_block", last, cfg)?,
+            conv_norm_out: GroupNorm::new(
+                &p / "conv_norm_out",
+                cfg.norm_num_groups,
+                last,
+                NORM_EPS,
+            )?,
+            conv_out: Conv2d::new(
+                &p / "conv_out",
+                last,
+                2 * cfg.latent_channels,
+                3,
+                1,
+                1,
+                true,
+            )?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.conv_in.forward(x)?;
+        for b in &self.down_blocks {
+            x = b.forward(&x)?;
+        }
+        let x = self.mid_block.forward(&x)?;
+        let x = silu(&self.conv_norm_out.forward(&x)?)?;
+        self.conv_out.forward(&x)
+    }
+}
+
+/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/vae.py
+/// (`Decoder`).
+#[derive(Debug)]
+struct Decoder {
+    conv_in: Conv2d,
+    mid_block: UNetMidBlock2D,
+    up_blocks: Vec<UpDecoderBlock2D>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    fn new(p: nn::Path, cfg: &KlConfig) -> Result<Self> {
+        let reversed: Vec<i64> = cfg.block_out_channels.iter().rev().copied().collect();
+        let conv_in = Conv2d::new(
+            &p / "conv_in",
+            cfg.latent_channels,
+            reversed[0],
+            3,
+            1,
+            1,
+            true,
+        )?;
+        let mid_block = UNetMidBlock2D::new(&p / "mid_block", reversed[0], cfg)?;
+        let mut up_blocks = Vec::with_capacity(reversed.len());
+        let mut c_in = reversed[0];
+        for (i, &c_out) in reversed.iter().enumerate() {
+            let upsample = i + 1 < reversed.len();
+            up_blocks.push(UpDecoderBlock2D::new(
+                &p / "up_blocks" / i,
+                c_in,
+                c_out,
+                cfg,
+                upsample,
+            )?);
+            c_in = c_out;
+        }
+        let first = cfg.block_out_channels[0];
+        Ok(Self {
+            conv_in,
+            mid_block,
+            up_blocks,
+            conv_norm_out: GroupNorm::new(
+                &p / "conv_norm_out",
+                cfg.norm_num_groups,
+                first,
+                NORM_EPS,
+            )?,
+            conv_out: Conv2d::new(&p / "conv_out", first, cfg.out_channels, 3, 1, 1, true)?,
+        })
+    }
+
+    fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let x = self.conv_in.forward(z)?;
+        let mut x = self.mid_block.forward(&x)?;
+        for b in &self.up_blocks {
+            x = b.forward(&x)?;
+        }
+        let x = silu(&self.conv_norm_out.forward(&x)?)?;
+        self.conv_out.forward(&x)
+    }
+}
+
+/// diffusers' `AutoencoderKL`.
+/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/autoencoder_kl.py
+#[derive(Debug)]
+pub struct AutoencoderKl {
+    config: KlConfig,
+    vs: nn::VarStore,
+    encoder: Encoder,
+    decoder: Decoder,
+    quant_conv: Option<Conv2d>,
+    post_quant_conv: Option<Conv2d>,
+    kind: Kind,
+}
+
+impl AutoencoderKl {
+    /// Loads a diffusers folder: `config.json` and `diffusion_pytorch_model.safetensors` (or its
+    /// sharded index). `kind` is the compute dtype (fp16 on CUDA unless `force_upcast` asks for
+    /// fp32: the caller decides).
+    pub fn load(folder: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let config = KlConfig::from_file(&folder.join("config.json"))?;
+        let files = weights::safetensors_files(folder, "diffusion_pytorch_model")?;
+        let tensors = weights::read_tensors(&files)?;
+        Self::from_tensors(config, tensors, folder, device, kind)
+    }
+
+    /// Builds the model for `config` and fills it from `tensors` (diffusers names, current or
+    /// legacy attention names). A checkpoint tensor the config does not account for is an
+    /// error: it means the config describes another model.
+    pub fn from_tensors(
+        config: KlConfig,
+        mut tensors: HashMap<String, Tensor>,
+        origin: &Path,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
+        rename_legacy_attention(&mut tensors)?;
+        let model = Self::new(config, device, kind)?;
+        let unused = weights::load_into(&model.vs, &tensors, origin)?;
+        if !unused.is_empty() {
+            return Err(VaeError::Config {
+                path: origin.to_path_buf(),
+                message: format!(
+                    "{} checkpoint tensors are not part of the model the config describes, e.g. {:?}",
+                    unused.len(),
+                    &unused[..unused.len().min(3)]
+                ),
+            });
+        }
+        Ok(model)
+    }
+
+    /// The model with placeholder weights (every variable zero): for loading by hand, or for
+    /// shape and speed checks after filling [`Self::var_store`] with random values.
+    pub fn new(config: KlConfig, device: Device, kind: Kind) -> Result<Self> {
+        config.validate().map_err(VaeError::Input)?;
+        let mut vs = var_store(device, kind)?;
+        let root = vs.root();
+        let encoder = Encoder::new(&root / "encoder", &config)?;
+        let decoder = Decoder::new(&root / "decoder", &config)?;
+        let l2 = 2 * config.latent_channels;
+        let l = config.latent_channels;
+        let quant_conv = if config.use_quant_conv {
+            Some(Conv2d::new(&root / "quant_conv", l2, l2, 1, 1, 0, true)?)
+        } else {
+            None
+        };
+        let post_quant_conv = if config.use_post_quant_conv {
+            Some(Conv2d::new(&root / "post_quant_conv", l, l, 1, 1, 0, true)?)
+        } else {
+            None
+        };
+        // Inference only: no autograd bookkeeping on the weights.
+        vs.freeze();
+        Ok(Self {
+            config,
+            vs,
+            encoder,
+            decoder,
+            quant_conv,
+            post_quant_conv,
+            kind,
+        })
+    }
+
+    pub fn config(&self) -> &KlConfig {
+        &self.config
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The posterior's `(mean, logvar)` for images `x` `[N, in_channels, H, W]` in [-1, 1].
+    pub fn encode_moments(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let _guard = tch::no_grad_guard();
+        let x = self.prepare(x, "AutoencoderKL encode")?;
+        split_moments(&self.moments(&x)?)
+    }
+
+    /// Latents as a pipeline stores them, `(z - shift_factor) * scaling_factor`, in the model's
+    /// kind on its device: `z` is the posterior mean, or with `sample_seed` a sample drawn like
+    /// diffusers' `latent_dist.sample(torch.Generator().manual_seed(seed))` (the noise is drawn
+    /// on the CPU, as with a CPU generator, so it does not depend on the device). The seed goes
+    /// through libtorch's global CPU generator: do not sample from several threads at once.
+    /// Noise is drawn for the whole batch, so a seed gives the same latents only for the same
+    /// batch split (a stage should seed per batch deliberately).
+    pub fn encode(&self, x: &Tensor, sample_seed: Option<u64>) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let x = self.prepare(x, "AutoencoderKL encode")?;
+        let moments = self.moments(&x)?;
+        self.latents_from_moments(&moments, sample_seed)
+    }
+
+    /// [`Self::encode`] through overlapping tiles (diffusers' `_tiled_encode`): memory follows
+    /// the tile size, not the frame size. Frames no larger than one tile are encoded whole, as
+    /// diffusers does.
+    pub fn encode_tiled(
+        &self,
+        x: &Tensor,
+        tiling: Tiling,
+        sample_seed: Option<u64>,
+    ) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let x = self.prepare(x, "AutoencoderKL tiled encode")?;
+        let (_, _, h, w) = x.size4().map_err(VaeError::torch("tiled encode input"))?;
+        let moments = if h > tiling.tile_sample_size || w > tiling.tile_sample_size {
+            run_tiled(
+                &x,
+                tiling.tile_sample_size,
+                tiling.tile_latent_size,
+                tiling.overlap,
+                |t| self.moments(t),
+            )?
+        } else {
+            self.moments(&x)?
+        };
+        self.latents_from_moments(&moments, sample_seed)
+    }
+
+    /// Images in [-1, 1] (not clamped, as diffusers) from latents scaled as [`Self::encode`]
+    /// returns them.
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let z = self.unscale(latents)?;
+        self.decode_unscaled(&z)
+    }
+
+    /// [`Self::decode`] through overlapping latent tiles (diffusers' `tiled_decode`). Latents no
+    /// larger than one tile are decoded whole, as diffusers does.
+    pub fn decode_tiled(&self, latents: &Tensor, tiling: Tiling) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let z = self.unscale(latents)?;
+        let (_, _, h, w) = z.size4().map_err(VaeError::torch("tiled decode input"))?;
+        if h > tiling.tile_latent_size || w > tiling.tile_latent_size {
+            run_tiled(
+                &z,
+                tiling.tile_latent_size,
+                tiling.tile_sample_size,
+                tiling.overlap,
+                |t| self.decode_unscaled(t),
+            )
+        } else {
+            self.decode_unscaled(&z)
+        }
+    }
+
+    /// `latents / scaling_factor + shift_factor`, on the model's device and kind.
+    fn unscale(&self, latents: &Tensor) -> Result<Tensor> {
+        check_images(latents, self.config.latent_channels, "AutoencoderKL decode")?;
+        let shift = self.config.shift_factor.unwrap_or(0.0);
+        latents
+            .f_to_device(self.device())
+            .and_then(|t| t.f_to_kind(self.kind))
+            .and_then(|t| t.f_div_scalar(self.config.scaling_factor))
+            .and_then(|t| t.f_add_scalar(shift))
+            .map_err(VaeError::torch("unscale latents"))
+    }
+
+    /// post_quant_conv then the decoder.
+    fn decode_unscaled(&self, z: &Tensor) -> Result<Tensor> {
+        match &self.post_quant_conv {
+            Some(c) => self.decoder.forward(&c.forward(z)?),
+            None => self.decoder.forward(z),
+        }
+    }
+
+    fn prepare(&self, x: &Tensor, what: &str) -> Result<Tensor> {
+        check_images(x, self.config.in_channels, what)?;
+        x.f_to_device(self.device())
+            .and_then(|t| t.f_to_kind(self.kind))
+            .map_err(VaeError::torch(what))
+    }
+
+    /// Encoder then quant_conv: `[N, 2 * latent_channels, h, w]`.
+    fn moments(&self, x: &Tensor) -> Result<Tensor> {
+        let m = self.encoder.forward(x)?;
+        match &self.quant_conv {
+            Some(c) => c.forward(&m),
+            None => Ok(m),
+        }
+    }
+
+    fn latents_from_moments(&self, moments: &Tensor, sample_seed: Option<u64>) -> Result<Tensor> {
+        let err = VaeError::torch;
+        let (mean, logvar) = split_moments(moments)?;
+        let z = match sample_seed {
+            None => mean,
+            Some(seed) => {
+                // DiagonalGaussianDistribution: logvar clamped to [-30, 20].
+                let std = logvar
+                    .f_clamp(-30.0, 20.0)
+                    .and_then(|t| t.f_mul_scalar(0.5))
+                    .and_then(|t| t.f_exp())
+                    .map_err(err("posterior std"))?;
+                tch::manual_seed(seed as i64);
+                let noise = Tensor::f_randn(mean.size(), (self.kind, Device::Cpu))
+                    .and_then(|t| t.f_to_device(self.device()))
+                    .map_err(err("posterior noise"))?;
+                mean.f_add(&std.f_mul(&noise).map_err(err("posterior sample"))?)
+                    .map_err(err("posterior sample"))?
+            }
+        };
+        let shift = self.config.shift_factor.unwrap_or(0.0);
+        z.f_sub_scalar(shift)
+            .and_then(|t| t.f_mul_scalar(self.config.scaling_factor))
+            .map_err(err("scale latents"))
+    }
+}
+
+/// diffusers' tiling loop, shared by `_tiled_encode` and `tiled_decode`: `f` maps tiles of
+/// `tile_in` input pixels, taken every `tile_in * (1 - overlap)`, to tiles of `tile_out`
+/// output pixels, which overlap by `tile_out * overlap` and are blended there.
+fn run_tiled(
+    x: &Tensor,
+    tile_in: i64,
+    tile_out: i64,
+    overlap: f64,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let err = VaeError::torch;
+    let (_, _, h, w) = x.size4().map_err(err("tiled input"))?;
+    let step = (tile_in as f64 * (1.0 - overlap)) as i64;
+    let blend = (tile_out as f64 * overlap) as i64;
+    let row_limit = tile_out - blend;
+    if step < 1 || row_limit < 1 {
+        return Err(VaeError::Input(format!(
+            "tiles of {tile_in} -> {tile_out} with overlap {overlap} leave no tile step"
+        )));
+    }
+    let mut rows: Vec<Vec<Tensor>> = Vec::new();
+    for i in (0..h).step_by(step as usize) {
+        let mut row = Vec::new();
+        for j in (0..w).step_by(step as usize) {
+            let t = x
+                .f_narrow(2, i, tile_in.min(h - i))
+                .and_then(|t| t.f_narrow(3, j, tile_in.min(w - j)))
+                .map_err(err("tile"))?;
+            row.push(f(&t)?);
+        }
+        rows.push(row);
+    }
+    // diffusers blends in place, in this order, so a tile's blended edges feed the blend of
+    // its right and lower neighbours; replacing each tile as we go keeps that.
+    let mut out_rows = Vec::with_capacity(rows.len());
+    for i in 0..rows.len() {
+        let mut out_row = Vec::with_capacity(rows[i].len());
+        for j in 0..rows[i].len() {
+            if i > 0 {
+                rows[i][j] = blend_edge(&rows[i - 1][j], &rows[i][j], blend, 2)?;
+            }
+            if j > 0 {
+                rows[i][j] = blend_edge(&rows[i][j - 1], &rows[i][j], blend, 3)?;
+            }
+            let t = &rows[i][j];
+            let (_, _, th, tw) = t.size4().map_err(err("tile"))?;
+            out_row.push(
+                t.f_narrow(2, 0, row_limit.min(th))
+                    .and_then(|t| t.f_narrow(3, 0, row_limit.min(tw)))
+                    .map_err(err("tile crop"))?,
+            );
+        }
+        out_rows.push(Tensor::f_cat(&out_row, 3).map_err(err("tile row"))?);
+    }
+    Tensor::f_cat(&out_rows, 2).map_err(err("tile rows"))
+}
+
+fn split_moments(moments: &Tensor) -> Result<(Tensor, Tensor)> {
+    let mut parts = moments
+        .f_chunk(2, 1)
+        .map_err(VaeError::torch("posterior moments"))?;
+    let logvar = parts.pop();
+    let mean = parts.pop();
+    match (mean, logvar) {
+        (Some(m), Some(l)) => Ok((m, l)),
+        _ => Err(VaeError::Input(
+            "posterior moments do not split in two".into(),
+        )),
+    }
+}
+
+/// diffusers' `blend_v` (dim 2) / `blend_h` (dim 3): the first `extent` rows (columns) of `b`
+/// fade linearly from `a`'s last ones into `b`'s own.
+fn blend_edge(a: &Tensor, b: &Tensor, extent: i64, dim: i64) -> Result<Tensor> {
+    let err = VaeError::torch;
+    let extent = extent
+        .min(a.size()[dim as usize])
+        .min(b.size()[dim as usize]);
+    if extent <= 0 {
+        return Ok(b.shallow_clone());
+    }
+    // The weights are computed in f64 and rounded once, as diffusers' Python floats are.
+    let mut shape = [1i64, 1, 1, 1];
+    shape[dim as usize] = extent;
+    let wb: Vec<f64> = (0..extent).map(|y| y as f64 / extent as f64).collect();
+    let wa: Vec<f64> = wb.iter().map(|w| 1.0 - w).collect();
+    let to = |v: &[f64]| {
+        Tensor::f_from_slice(v)
+            .and_then(|t| t.f_to_kind(b.kind()))
+            .and_then(|t| t.f_to_device(b.device()))
+            .and_then(|t| t.f_reshape(shape))
+    };
+    let (wa, wb) = (
+        to(&wa).map_err(err("blend"))?,
+        to(&wb).map_err(err("blend"))?,
+    );
+    let a_len = a.size()[dim as usize];
+    let b_len = b.size()[dim as usize];
+    let a_tail = a
+        .f_narrow(dim, a_len - extent, extent)
+        .map_err(err("blend"))?;
+    let b_head = b.f_narrow(dim, 0, extent).map_err(err("blend"))?;
+    let b_rest = b
+        .f_narrow(dim, extent, b_len - extent)
+        .map_err(err("blend"))?;
+    let head = a_tail
+        .f_mul(&wa)
+        .and_then(|x| b_head.f_mul(&wb).and_then(|y| x.f_add(&y)))
+        .map_err(err("blend"))?;
+    Tensor::f_cat(&[head, b_rest], dim).map_err(err("blend"))
+}
+
+/// Renames pre-0.14 attention tensors (`query/key/value/proj_attn`) to the current names, and
+/// squeezes LDM's 1x1-conv shaped projections (`[C, C, 1, 1]`) to linear ones, as diffusers'
+/// `_convert_deprecated_attention_blocks` does. Returns how many tensors were renamed.
+pub fn rename_legacy_attention(tensors: &mut HashMap<String, Tensor>) -> Result<usize> {
+    const RENAMES: [(&str, &str); 4] = [
+        (".query.", ".to_q."),
+        (".key.", ".to_k."),
+        (".value.", ".to_v."),
+        (".proj_attn.", ".to_out.0."),
+    ];
+    let legacy: Vec<String> = tensors
+        .keys()
+        .filter(|k| k.contains(".attentions.") && RENAMES.iter().any(|(old, _)| k.contains(old)))
+        .cloned()
+        .collect();
+    for old_name in &legacy {
+        let (old, new) = RENAMES
+            .iter()
+            .find(|(old, _)| old_name.contains(old))
+            .expect("filtered above");
+        let new_name = old_name.replacen(old, new, 1);
+        let mut t = tensors.remove(old_name).expect("listed above");
+        if t.dim() == 4 && t.size()[2..] == [1, 1] {
+            t = t
+                .f_flatten(1, 3)
+                .map_err(VaeError::torch(format!("squeeze {old_name}")))?;
+        }
+        tensors.insert(new_name, t);
+    }
+    Ok(legacy.len())
+}
+
+fn silu(x: &Tensor) -> Result<Tensor> {
+    x.f_silu().map_err(VaeError::torch("silu"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_permissive_like_from_pretrained() {
+        let c: KlConfig = serde_json::from_str(
+            r#"{"_class_name": "AutoencoderKL", "block_out_channels": [128, 256, 512, 512],
+                "shift_factor": null, "sample_size": [768, 1024], "some_future_key": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(c.shift_factor, None);
+        assert_eq!(c.latent_channels, 4);
+        assert_eq!(c.scaling_factor, 0.18215);
+        assert_eq!(c.tile_sample_size(), 768);
+        assert_eq!(c.downsampling(), 8);
+        // Four channels but the default single block type: refused with both counts.
+        let msg = c.validate().unwrap_err();
+        assert!(msg.contains("1 down and 1 up block types for 4"), "{msg}");
+        assert!(KlConfig::stable_diffusion().validate().is_ok());
+    }
+
+    #[test]
+    fn flux_style_config_keeps_its_shift() {
+        let c: KlConfig =
+            serde_json::from_str(r#"{"scaling_factor": 0.3611, "shift_factor": 0.1159}"#).unwrap();
+        assert_eq!(c.shift_factor, Some(0.1159));
+        let t = Tiling::for_config(&c);
+        assert_eq!((t.tile_sample_size, t.tile_latent_size), (32, 32));
+    }
+}
