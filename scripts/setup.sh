@@ -4,7 +4,8 @@
 #    them as an independent judge), pkg-config and libclang (bindgen for ffmpeg-sys);
 #  - a Python venv at $FRAMEPIPE_VENV (default /opt/framepipe/venv) with torch==2.11.0, whose
 #    libtorch tch 0.24 links (LIBTORCH_USE_PYTORCH=1), plus PySceneDetect (and the OpenCV it
-#    needs, hence libgl1/libglib2.0-0) as the reference our scene cuts are compared with.
+#    needs, hence libgl1/libglib2.0-0) as the reference our scene cuts are compared with, and
+#    transformers + torchvision (CLIPImageProcessor) as the reference for the CLIP tests.
 # Prints the environment to export; scripts/env.sh sources the same values.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +29,7 @@ if [ ! -x "$FRAMEPIPE_VENV/bin/python3" ]; then
   mkdir -p "$(dirname "$FRAMEPIPE_VENV")"
   python3 -m venv "$FRAMEPIPE_VENV" 2>/dev/null || /usr/bin/python3 -m venv "$FRAMEPIPE_VENV"
 fi
-if ! "$FRAMEPIPE_VENV/bin/python3" -c 'import torch, scenedetect, cv2' 2>/dev/null \
+if ! "$FRAMEPIPE_VENV/bin/python3" -c 'import torch, scenedetect, cv2, transformers, torchvision' 2>/dev/null \
    || [ "$("$FRAMEPIPE_VENV/bin/python3" -c 'import torch; print(torch.__version__.split("+")[0])')" != 2.11.0 ]; then
   "$FRAMEPIPE_VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi

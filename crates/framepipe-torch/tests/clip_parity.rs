@@ -28,6 +28,38 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// The real frame the fixture's frame_* references were computed from: carphone_pristine.mp4
+/// at 2.0 s from ../shared/media, decoded with the same ffmpeg command as
+/// tests/fixtures/make_clip_fixture.py (into a temporary folder: nothing derived from
+/// ../shared/media is committed). None, with a SKIP message, when the video is absent.
+fn carphone_frame() -> Option<image::RgbImage> {
+    let video =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media/carphone_pristine.mp4");
+    if !video.is_file() {
+        eprintln!(
+            "SKIP: real-frame check not run: {} is absent (the sample videos live outside the \
+             repository)",
+            video.display()
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("carphone.png");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", "2.0", "-i"])
+        .arg(&video)
+        .args(["-frames:v", "1", "-pix_fmt", "rgb24"])
+        .arg(&png)
+        .status()
+        .expect("the ffmpeg CLI (scripts/setup.sh installs it)");
+    assert!(
+        status.success(),
+        "ffmpeg failed to decode {}",
+        video.display()
+    );
+    Some(image::open(&png).unwrap().to_rgb8())
+}
+
 /// A copy of the fixture folder whose files the test may rewrite.
 fn fixture_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -149,8 +181,7 @@ fn fixture_folder_runs_text_and_a_frame_end_to_end() {
     // And a real frame through the folder's preprocessor_config.json (64x64 input).
     let pre = ClipPreprocessor::from_folder(&folder, model.image_size()).unwrap();
     assert_eq!((pre.shortest_edge, pre.crop_size), (64, (64, 64)));
-    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-frames/carphone.png");
-    let img = image::open(png).unwrap().to_rgb8();
+    let Some(img) = carphone_frame() else { return };
     let (w, h) = (img.width() as i64, img.height() as i64);
     let frame = Tensor::from_slice(img.as_raw())
         .view([1, h, w, 3])
