@@ -102,6 +102,22 @@ pub enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// Embed images and texts with a CLIP model folder (Hugging Face layout) and score them:
+    /// JSON with L2-normalized `image_embeds`/`text_embeds` rows and softmax probabilities.
+    Clip {
+        /// Model folder: config.json, model.safetensors (or sharded), tokenizer.json.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Image files (PNG, JPEG).
+        #[arg(long = "image", value_name = "FILE")]
+        images: Vec<PathBuf>,
+        /// Texts.
+        #[arg(long = "text", value_name = "STR")]
+        texts: Vec<String>,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Print what libtorch sees (CUDA devices, cuDNN, threads) as JSON; loads libtorch.
     Devices,
     /// Print what an input is (container, codec, size, rate, frames, rotation, audio) as JSON.

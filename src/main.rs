@@ -20,6 +20,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe { input } => probe(&input),
         Command::Devices => devices(),
+        Command::Clip {
+            model,
+            images,
+            texts,
+            device,
+        } => clip(&model, &images, &texts, &device),
         Command::Batch {
             pipeline,
             output,
@@ -188,6 +194,41 @@ fn check(
         ExitCode::from(EXIT_INPUT_FAILED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `framepipe clip`: the libtorch side does the work; this resolves the device and prints.
+fn clip(model: &Path, images: &[PathBuf], texts: &[String], device_text: &str) -> ExitCode {
+    if images.is_empty() && texts.is_empty() {
+        eprintln!("error: give at least one --image or --text");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let device = match DeviceRequest::parse(device_text).and_then(|r| device::select(r, true)) {
+        Ok(d) => d,
+        Err(message) => {
+            report_error(&Error::Device {
+                requested: device_text.to_string(),
+                message,
+            });
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let request = serde_json::json!({
+        "op": "clip",
+        "model": model,
+        "device": device.name,
+        "images": images,
+        "texts": texts,
+    });
+    match framepipe::torch::Torch::get().and_then(|t| t.call(&request)) {
+        Ok(reply) => {
+            println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_INPUT_FAILED)
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! ([`framepipe_torch_call`]), plus [`framepipe_torch_abi`] so the binary refuses a library of
 //! another build. Panics never cross it.
 pub mod clip;
+pub mod clip_op;
 pub mod vae;
 pub mod weights;
 
@@ -66,6 +67,7 @@ pub unsafe extern "C" fn framepipe_torch_free(reply: *mut c_char) {
 pub fn handle(request: &Value) -> Result<Value, String> {
     match request["op"].as_str() {
         Some("devices") => Ok(devices()),
+        Some("clip") => clip_op::run(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }

@@ -14,9 +14,18 @@ pub enum WeightsError {
     #[error("{path}: cannot read weights: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: tensor {name} is missing (model expects shape {expected:?})")]
-    Missing { path: PathBuf, name: String, expected: Vec<i64> },
+    Missing {
+        path: PathBuf,
+        name: String,
+        expected: Vec<i64>,
+    },
     #[error("{path}: tensor {name} has shape {found:?}, model expects {expected:?}")]
-    Shape { path: PathBuf, name: String, expected: Vec<i64>, found: Vec<i64> },
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
 }
 
 /// The safetensors files of a model folder: `model.safetensors`-style single file, or the shards
@@ -31,12 +40,21 @@ pub fn safetensors_files(folder: &Path, stem: &str) -> Result<Vec<PathBuf>, Weig
         path: folder.to_path_buf(),
         message: format!("neither {stem}.safetensors nor {stem}.safetensors.index.json ({e})"),
     })?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| WeightsError::Read { path: index.clone(), message: e.to_string() })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| WeightsError::Read {
+        path: index.clone(),
+        message: e.to_string(),
+    })?;
     let map = json["weight_map"]
         .as_object()
-        .ok_or_else(|| WeightsError::Read { path: index.clone(), message: "no weight_map".into() })?;
-    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| folder.join(f)).collect();
+        .ok_or_else(|| WeightsError::Read {
+            path: index.clone(),
+            message: "no weight_map".into(),
+        })?;
+    let mut files: Vec<PathBuf> = map
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(|f| folder.join(f))
+        .collect();
     files.sort();
     files.dedup();
     Ok(files)
@@ -46,8 +64,10 @@ pub fn safetensors_files(folder: &Path, stem: &str) -> Result<Vec<PathBuf>, Weig
 pub fn read_tensors(files: &[PathBuf]) -> Result<HashMap<String, Tensor>, WeightsError> {
     let mut all = HashMap::new();
     for file in files {
-        let tensors = Tensor::read_safetensors(file)
-            .map_err(|e| WeightsError::Read { path: file.clone(), message: e.to_string() })?;
+        let tensors = Tensor::read_safetensors(file).map_err(|e| WeightsError::Read {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
         all.extend(tensors);
     }
     Ok(all)
@@ -56,7 +76,11 @@ pub fn read_tensors(files: &[PathBuf]) -> Result<HashMap<String, Tensor>, Weight
 /// Copies `tensors` into every variable of `vs` (names must match exactly). `origin` names the
 /// weights in error messages. Tensors the model does not use are ignored and returned by name, so
 /// callers can decide whether extras matter.
-pub fn load_into(vs: &VarStore, tensors: &HashMap<String, Tensor>, origin: &Path) -> Result<Vec<String>, WeightsError> {
+pub fn load_into(
+    vs: &VarStore,
+    tensors: &HashMap<String, Tensor>,
+    origin: &Path,
+) -> Result<Vec<String>, WeightsError> {
     let variables = vs.variables();
     for (name, var) in &variables {
         let expected = var.size();
@@ -66,14 +90,23 @@ pub fn load_into(vs: &VarStore, tensors: &HashMap<String, Tensor>, origin: &Path
             expected: expected.clone(),
         })?;
         if src.size() != expected {
-            return Err(WeightsError::Shape { path: origin.to_path_buf(), name: name.clone(), expected, found: src.size() });
+            return Err(WeightsError::Shape {
+                path: origin.to_path_buf(),
+                name: name.clone(),
+                expected,
+                found: src.size(),
+            });
         }
         tch::no_grad(|| {
             let mut var = var.shallow_clone();
             var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
         });
     }
-    let mut unused: Vec<String> = tensors.keys().filter(|k| !variables.contains_key(*k)).cloned().collect();
+    let mut unused: Vec<String> = tensors
+        .keys()
+        .filter(|k| !variables.contains_key(*k))
+        .cloned()
+        .collect();
     unused.sort();
     Ok(unused)
 }

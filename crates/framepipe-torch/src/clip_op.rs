@@ -1,0 +1,122 @@
+//! The `clip` request: embeds images and texts with a CLIP model folder and scores every image
+//! against every text, as `framepipe clip` prints it (transformers' `image_embeds`, `text_embeds`
+//! and `softmax(logit_scale.exp() * cos)` over the texts).
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use crate::clip::preprocess::ClipPreprocessor;
+use crate::clip::tokenizer::ClipTokenizer;
+use crate::clip::ClipModel;
+
+/// `cpu` or `cuda:N` → a tch device.
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("unknown device {other:?} (cpu or cuda:N)")),
+    }
+}
+
+/// An image file as a [1, 3, H, W] uint8 tensor.
+fn load_image(path: &Path) -> Result<Tensor, String> {
+    let img = image::open(path)
+        .map_err(|e| format!("{}: cannot read image: {e}", path.display()))?
+        .to_rgb8();
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    Ok(Tensor::from_slice(img.as_raw())
+        .view([h, w, 3])
+        .permute([2, 0, 1])
+        .unsqueeze(0)
+        .contiguous())
+}
+
+fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>, String> {
+    let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
+    Vec::<Vec<f64>>::try_from(&t).map_err(|e| e.to_string())
+}
+
+/// Handles `{"op": "clip", "model": DIR, "device": "cpu"|"cuda:N", "images": [..], "texts": [..]}`.
+pub fn run(request: &Value) -> Result<Value, String> {
+    let folder = PathBuf::from(
+        request["model"]
+            .as_str()
+            .ok_or("clip: \"model\" (a folder) is required")?,
+    );
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    // fp16 on CUDA, fp32 on the CPU (the CPU has no fast fp16 kernels).
+    let kind = if device.is_cuda() {
+        Kind::Half
+    } else {
+        Kind::Float
+    };
+    let images: Vec<PathBuf> = request["images"].as_array().map_or(Vec::new(), |a| {
+        a.iter()
+            .filter_map(|v| v.as_str())
+            .map(PathBuf::from)
+            .collect()
+    });
+    let texts: Vec<String> = request["texts"].as_array().map_or(Vec::new(), |a| {
+        a.iter()
+            .filter_map(|v| v.as_str())
+            .map(String::from)
+            .collect()
+    });
+    if images.is_empty() && texts.is_empty() {
+        return Err("clip: give at least one image or text".into());
+    }
+    let model = ClipModel::load(&folder, device, kind).map_err(|e| e.to_string())?;
+    let image_embeds = if images.is_empty() {
+        None
+    } else {
+        let pre = ClipPreprocessor::from_folder(&folder, model.image_size())
+            .map_err(|e| e.to_string())?;
+        let mut batch = Vec::with_capacity(images.len());
+        for path in &images {
+            // Sizes differ between files: preprocess one by one, then run one batch.
+            let frame = load_image(path)?.to_device(device);
+            batch.push(pre.preprocess(&frame).map_err(|e| e.to_string())?);
+        }
+        let pixels = Tensor::cat(&batch, 0);
+        Some(model.image_embeds(&pixels).map_err(|e| e.to_string())?)
+    };
+    let text_embeds = if texts.is_empty() {
+        None
+    } else {
+        let tokenizer = ClipTokenizer::from_folder(&folder, model.context_length() as usize)
+            .map_err(|e| e.to_string())?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids = tokenizer
+            .input_ids(&refs, device)
+            .map_err(|e| e.to_string())?;
+        Some(model.text_embeds(&ids).map_err(|e| e.to_string())?)
+    };
+    let probs = match (&image_embeds, &text_embeds) {
+        (Some(i), Some(t)) => {
+            let logits = i.matmul(&t.tr()) * model.logit_scale_exp();
+            rows(&logits.softmax(-1, Kind::Float))?
+        }
+        _ => Vec::new(),
+    };
+    let image_rows = image_embeds
+        .as_ref()
+        .map(rows)
+        .transpose()?
+        .unwrap_or_default();
+    let text_rows = text_embeds
+        .as_ref()
+        .map(rows)
+        .transpose()?
+        .unwrap_or_default();
+    Ok(json!({
+        "model": folder.display().to_string(),
+        "device": request["device"].as_str().unwrap_or("cpu"),
+        "images": images.iter().zip(image_rows).map(|(p, e)| json!({"path": p.display().to_string(), "embedding": e})).collect::<Vec<_>>(),
+        "texts": texts.iter().zip(text_rows).map(|(t, e)| json!({"text": t, "embedding": e})).collect::<Vec<_>>(),
+        "probs": probs,
+    }))
+}
