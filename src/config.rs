@@ -18,6 +18,9 @@ pub struct PipelineConfig {
     /// Scene detection; absent = no scene detection (the whole video is one scene).
     #[serde(default)]
     pub scenes: Option<ScenesConfig>,
+    /// Zero-shot CLIP tagging of sampled frames and scenes; absent = no tagging.
+    #[serde(default)]
+    pub clip: Option<ClipConfig>,
     /// Re-encoding of the normalized video; absent = no video is written (JSON only).
     #[serde(default)]
     pub encode: Option<EncodeConfig>,
@@ -129,6 +132,60 @@ impl Default for ScenesConfig {
             threshold: default_threshold(),
             min_scene_frames: default_min_scene_frames(),
             luma_only: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClipConfig {
+    /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json); relative
+    /// paths resolve against the pipeline file's folder.
+    pub model: std::path::PathBuf,
+    /// The zero-shot labels.
+    pub labels: Vec<String>,
+    /// Prompt templates, each with one `{}` for the label; a label's text embedding is the
+    /// normalized mean over its templates (as CLIP's zero-shot evaluation does).
+    #[serde(default = "default_templates")]
+    pub templates: Vec<String>,
+    #[serde(default)]
+    pub sample: ClipSample,
+    /// Labels kept per sample and per scene.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Labels scoring below this are dropped.
+    #[serde(default)]
+    pub min_score: f64,
+    /// Frames per model call.
+    #[serde(default = "default_clip_batch")]
+    pub batch_size: usize,
+}
+
+fn default_templates() -> Vec<String> {
+    vec!["a photo of {}.".into()]
+}
+fn default_top_k() -> usize {
+    3
+}
+fn default_clip_batch() -> usize {
+    32
+}
+
+/// Which frames are embedded: every n-th output frame (default 15), or `fps` per second.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClipSample {
+    #[serde(default)]
+    pub every_n_frames: Option<u32>,
+    #[serde(default)]
+    pub fps: Option<f64>,
+}
+
+impl Default for ClipSample {
+    fn default() -> Self {
+        ClipSample {
+            every_n_frames: Some(15),
+            fps: None,
         }
     }
 }
@@ -260,7 +317,10 @@ impl PipelineConfig {
     pub fn load(path: &Path) -> Result<PipelineConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(path, format!("cannot read: {e}")))?;
-        let config = PipelineConfig::parse(&text).map_err(|m| Error::config(path, m))?;
+        let mut config = PipelineConfig::parse(&text).map_err(|m| Error::config(path, m))?;
+        if let Some(clip) = config.clip.as_mut() {
+            clip.model = resolve_relative(path, &clip.model);
+        }
         config.validate().map_err(|m| Error::config(path, m))?;
         Ok(config)
     }
@@ -291,6 +351,55 @@ impl PipelineConfig {
             }
             if scenes.min_scene_frames == 0 {
                 return Err("scenes.min_scene_frames = 0: must be at least 1".into());
+            }
+        }
+        if let Some(clip) = &self.clip {
+            if clip.labels.is_empty() || clip.labels.iter().any(|l| l.trim().is_empty()) {
+                return Err("clip.labels: give at least one label, none empty".into());
+            }
+            if clip.templates.is_empty() {
+                return Err(
+                    "clip.templates: give at least one template such as \"a photo of {}.\"".into(),
+                );
+            }
+            if let Some(t) = clip.templates.iter().find(|t| t.matches("{}").count() != 1) {
+                return Err(format!(
+                    "clip.templates: {t:?} must contain exactly one {{}} for the label"
+                ));
+            }
+            match (clip.sample.every_n_frames, clip.sample.fps) {
+                (Some(0), _) => {
+                    return Err("clip.sample.every_n_frames = 0: must be at least 1".into())
+                }
+                (Some(_), Some(_)) => {
+                    return Err("clip.sample: give every_n_frames or fps, not both".into())
+                }
+                (None, None) => return Err("clip.sample: give every_n_frames or fps".into()),
+                (_, Some(f)) if !(f.is_finite() && f > 0.0) => {
+                    return Err(format!("clip.sample.fps = {f}: must be a positive number"))
+                }
+                _ => {}
+            }
+            if clip.top_k == 0 {
+                return Err("clip.top_k = 0: must be at least 1".into());
+            }
+            if !(0.0..=1.0).contains(&clip.min_score) {
+                return Err(format!(
+                    "clip.min_score = {}: must be in [0, 1]",
+                    clip.min_score
+                ));
+            }
+            if !(1..=4096).contains(&clip.batch_size) {
+                return Err(format!(
+                    "clip.batch_size = {}: must be in [1, 4096]",
+                    clip.batch_size
+                ));
+            }
+            if !clip.model.join("config.json").is_file() {
+                return Err(format!(
+                    "clip.model = {:?}: not a CLIP model folder (no config.json there)",
+                    clip.model.display().to_string()
+                ));
             }
         }
         if let Some(encode) = &self.encode {

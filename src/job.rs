@@ -36,6 +36,8 @@ pub struct Job<'a> {
     /// Codec threads per input when the config leaves them automatic (0 = FFmpeg's choice);
     /// a batch running several inputs at once splits the cores between them.
     pub threads_per_input: u32,
+    /// The run's CLIP label embeddings, when the pipeline tags.
+    pub labels: Option<&'a crate::tags::LabelSet>,
 }
 
 impl Job<'_> {
@@ -80,7 +82,14 @@ impl Job<'_> {
                 encode.threads = self.threads_per_input;
             }
         }
-        let result = pipeline::run(input, &info, &effective, video_path.as_deref(), &progress);
+        let result = pipeline::run(
+            input,
+            &info,
+            &effective,
+            video_path.as_deref(),
+            &self.device.name,
+            &progress,
+        );
         progress.finish_and_clear();
         let output = result?;
         if output.decode.frames == 0 {
@@ -93,6 +102,11 @@ impl Job<'_> {
             ));
         }
         let report = self.report(&info, &output, video_path.as_ref().map(|_| video_name));
+        if let Some(clip) = &output.clip {
+            let path = partial.path.join(EMBEDDINGS_FILE);
+            write_embeddings(&path, clip)
+                .map_err(|e| Error::io(&path, "writing CLIP embeddings", e))?;
+        }
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         let json_path = partial.path.join(format!("{stem}.json"));
         std::fs::write(&json_path, json + "\n")
@@ -167,7 +181,44 @@ impl Job<'_> {
             .as_ref()
             .map(|s| s.cuts.as_slice())
             .unwrap_or(&[]);
-        let scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
+        let mut scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
+        let (samples, clip_report) = match (&out.clip, self.labels, &cfg.clip) {
+            (Some(clip), Some(labels), Some(clip_cfg)) => {
+                let samples: Vec<crate::report::SampleReport> = clip
+                    .samples
+                    .iter()
+                    .enumerate()
+                    .map(|(row, s)| crate::report::SampleReport {
+                        frame: s.frame,
+                        time: s.time,
+                        row,
+                        tags: labels.tags(&s.embedding, clip_cfg.top_k, clip_cfg.min_score),
+                    })
+                    .collect();
+                for scene in &mut scenes {
+                    let inside = clip
+                        .samples
+                        .iter()
+                        .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
+                        .map(|s| s.embedding.as_slice());
+                    scene.tags = Some(
+                        crate::tags::mean_embedding(inside)
+                            .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
+                            .unwrap_or_default(),
+                    );
+                }
+                let report = crate::report::ClipReport {
+                    model: clip_cfg.model.display().to_string(),
+                    labels: clip_cfg.labels.clone(),
+                    templates: clip_cfg.templates.clone(),
+                    dim: clip.dim,
+                    samples: clip.samples.len(),
+                    embeddings: EMBEDDINGS_FILE.into(),
+                };
+                (Some(samples), Some(report))
+            }
+            _ => (None, None),
+        };
 
         let mut warnings = Vec::new();
         if out.decode.errors > 0 {
@@ -226,6 +277,9 @@ impl Job<'_> {
         if let Some(e) = &out.encode {
             stages.insert("encode".into(), StageStats { seconds: e.seconds });
         }
+        if let Some(c) = &out.clip {
+            stages.insert("clip".into(), StageStats { seconds: c.seconds });
+        }
         Report {
             schema_version: SCHEMA_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -245,6 +299,8 @@ impl Job<'_> {
                 chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
             },
             scenes,
+            samples,
+            clip: clip_report,
             stats: Stats {
                 frames: out.decode.frames,
                 wall_seconds: out.wall_seconds,
@@ -257,6 +313,42 @@ impl Job<'_> {
             warnings,
         }
     }
+}
+
+/// CLIP image embeddings of the sampled frames, next to the report.
+pub const EMBEDDINGS_FILE: &str = "embeddings.safetensors";
+
+/// `image_embeds` [N, D] f16 and `frame_index` [N] i64 (output frame indices).
+fn write_embeddings(path: &Path, clip: &crate::pipeline::clip::ClipOutput) -> std::io::Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let n = clip.samples.len();
+    let embeds: Vec<u8> = clip
+        .samples
+        .iter()
+        .flat_map(|s| {
+            s.embedding
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+        })
+        .collect();
+    let index: Vec<u8> = clip
+        .samples
+        .iter()
+        .flat_map(|s| (s.frame as i64).to_le_bytes())
+        .collect();
+    let views = vec![
+        (
+            "image_embeds",
+            TensorView::new(Dtype::F16, vec![n, clip.dim], &embeds)
+                .map_err(std::io::Error::other)?,
+        ),
+        (
+            "frame_index",
+            TensorView::new(Dtype::I64, vec![n], &index).map_err(std::io::Error::other)?,
+        ),
+    ];
+    let bytes = safetensors::serialize(views, None).map_err(std::io::Error::other)?;
+    std::fs::write(path, bytes)
 }
 
 /// Inside a finished output folder: what made it (config hash, tool version), so reruns can skip

@@ -21,6 +21,7 @@ pub mod media;
 pub mod pipeline;
 pub mod report;
 pub mod scenes;
+pub mod tags;
 pub mod torch;
 
 /// The built-in pipeline used when `run` gets no `--pipeline` (identical to `pipelines/default.json`).

@@ -269,20 +269,40 @@ fn prepare(
     pipeline: Option<&Path>,
     out_dir: &Path,
     device_flag: Option<&str>,
-) -> Result<(PipelineConfig, device::DeviceInfo), Error> {
+) -> Result<
+    (
+        PipelineConfig,
+        device::DeviceInfo,
+        Option<framepipe::tags::LabelSet>,
+    ),
+    Error,
+> {
     let config = load_config(pipeline)?;
     let device_text = device_flag.unwrap_or(&config.device).to_string();
-    // No stage of this version computes on a device yet: libtorch is loaded only to validate an
-    // explicit `cuda:N`.
-    let needs_device = false;
+    // Only model stages compute on the device; without one, libtorch is loaded only to validate
+    // an explicit `cuda:N`.
+    let needs_device = config.clip.is_some();
     let device = DeviceRequest::parse(&device_text)
         .and_then(|r| device::select(r, needs_device))
         .map_err(|message| Error::Device {
             requested: device_text,
             message,
         })?;
+    // The CLIP model loads and the label embeddings are computed before any input is decoded:
+    // a bad model folder is a configuration error, found at once.
+    let labels = match &config.clip {
+        Some(clip) => Some(
+            framepipe::tags::LabelSet::load(clip, &device.name).map_err(|m| {
+                Error::config(
+                    pipeline.unwrap_or(Path::new("<built-in default pipeline>")),
+                    format!("clip: {m}"),
+                )
+            })?,
+        ),
+        None => None,
+    };
     prepare_output_dir(out_dir)?;
-    Ok((config, device))
+    Ok((config, device, labels))
 }
 
 fn batch(
@@ -295,7 +315,7 @@ fn batch(
 ) -> ExitCode {
     use framepipe::batch::{self, Options, Shard};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let (config, device) = match prepare(pipeline, out_dir, device_flag) {
+    let (config, device, labels) = match prepare(pipeline, out_dir, device_flag) {
         Ok(v) => v,
         Err(e) => {
             report_error(&e);
@@ -353,6 +373,7 @@ fn batch(
         device: &device,
         show_progress: false,
         threads_per_input,
+        labels: labels.as_ref(),
     };
     let options = Options {
         jobs,
@@ -390,7 +411,7 @@ fn run(
     inputs: &[PathBuf],
     quiet: bool,
 ) -> ExitCode {
-    let (config, device) = match prepare(pipeline, out_dir, device_flag) {
+    let (config, device, labels) = match prepare(pipeline, out_dir, device_flag) {
         Ok(v) => v,
         Err(e) => {
             report_error(&e);
@@ -403,6 +424,7 @@ fn run(
         device: &device,
         show_progress: !quiet,
         threads_per_input: 0,
+        labels: labels.as_ref(),
     };
     let mut failed = 0usize;
     let mut stems = HashSet::new();

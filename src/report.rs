@@ -21,6 +21,11 @@ pub struct Report {
     pub source: SourceInfo,
     pub output: OutputInfo,
     pub scenes: Vec<Scene>,
+    /// CLIP-embedded frames with their tags (CLIP runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Vec<SampleReport>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<ClipReport>,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }
@@ -61,4 +66,25 @@ pub struct Stats {
 #[derive(Debug, Serialize)]
 pub struct StageStats {
     pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SampleReport {
+    /// Output frame index.
+    pub frame: u64,
+    pub time: f64,
+    /// Row in `embeddings.safetensors`.
+    pub row: usize,
+    pub tags: Vec<crate::tags::Tag>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClipReport {
+    pub model: String,
+    pub labels: Vec<String>,
+    pub templates: Vec<String>,
+    pub dim: usize,
+    pub samples: usize,
+    /// `image_embeds` [N, dim] f16 (L2-normalized), `frame_index` [N] i64.
+    pub embeddings: String,
 }

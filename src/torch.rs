@@ -13,11 +13,13 @@ use serde_json::Value;
 
 pub const LIBRARY_NAME: &str = "libframepipe_torch.so";
 /// Must equal `framepipe_torch::ABI_VERSION` of the library.
-const ABI_VERSION: u32 = 1;
+const ABI_VERSION: u32 = 2;
 
 type AbiFn = unsafe extern "C" fn() -> u32;
 type CallFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;
 type FreeFn = unsafe extern "C" fn(*mut c_char);
+type EmbedFn =
+    unsafe extern "C" fn(*const c_char, *const u8, usize, *mut f32, usize) -> *mut c_char;
 
 /// The opened library.
 pub struct Torch {
@@ -26,6 +28,7 @@ pub struct Torch {
     _library: libloading::Library,
     call: CallFn,
     free: FreeFn,
+    clip_embed: EmbedFn,
 }
 
 impl Torch {
@@ -65,17 +68,58 @@ impl Torch {
             let free = *library
                 .get::<FreeFn>(b"framepipe_torch_free\0")
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            let clip_embed = *library
+                .get::<EmbedFn>(b"framepipe_torch_clip_embed_frames\0")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(Torch {
                 path,
                 _library: library,
                 call,
                 free,
+                clip_embed,
             })
         }
     }
 
     pub fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// Embeds `rgb` frames with a CLIP model into `out` (see framepipe-torch's
+    /// `framepipe_torch_clip_embed_frames`); returns the reply's `ok` part.
+    pub fn clip_embed_frames(
+        &self,
+        request: &Value,
+        rgb: &[u8],
+        out: &mut [f32],
+    ) -> Result<Value, String> {
+        let text = CString::new(request.to_string()).expect("JSON has no NUL");
+        // SAFETY: valid buffers of the stated lengths; the reply is released by the library.
+        let reply = unsafe {
+            let raw = (self.clip_embed)(
+                text.as_ptr(),
+                rgb.as_ptr(),
+                rgb.len(),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+            let reply = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            (self.free)(raw);
+            reply
+        };
+        Self::unwrap_reply(&reply)
+    }
+
+    fn unwrap_reply(reply: &str) -> Result<Value, String> {
+        let mut value: Value = serde_json::from_str(reply)
+            .map_err(|e| format!("bad reply from libtorch side: {e}"))?;
+        match value.get_mut("ok") {
+            Some(ok) => Ok(ok.take()),
+            None => Err(value["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string()),
+        }
     }
 
     /// Sends one request; returns the `ok` part of the reply or its `error`.
@@ -88,15 +132,7 @@ impl Torch {
             (self.free)(raw);
             reply
         };
-        let mut value: Value = serde_json::from_str(&reply)
-            .map_err(|e| format!("bad reply from libtorch side: {e}"))?;
-        match value.get_mut("ok") {
-            Some(ok) => Ok(ok.take()),
-            None => Err(value["error"]
-                .as_str()
-                .unwrap_or("unknown error")
-                .to_string()),
-        }
+        Self::unwrap_reply(&reply)
     }
 }
 

@@ -9,6 +9,7 @@
 //! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
 //! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
 //! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
+pub mod clip;
 pub mod decode;
 pub mod encode;
 pub mod normalize;
@@ -73,6 +74,7 @@ pub struct PipelineOutput {
     pub normalize: Option<normalize::NormalizeStats>,
     pub scenes: Option<scenes::SceneCuts>,
     pub encode: Option<encode::EncodeStats>,
+    pub clip: Option<clip::ClipOutput>,
     pub wall_seconds: f64,
 }
 
@@ -82,6 +84,7 @@ pub fn run(
     info: &SourceInfo,
     cfg: &PipelineConfig,
     video_out: Option<&Path>,
+    device_name: &str,
     progress: &indicatif::ProgressBar,
 ) -> Result<PipelineOutput> {
     let started = Instant::now();
@@ -90,8 +93,10 @@ pub fn run(
     let encode_cfg = cfg.encode.as_ref().filter(|_| video_out.is_some());
 
     let (scene_tx, scene_rx) = channel_if(cfg.scenes.is_some(), queue);
-    let (norm_in_tx, norm_in_rx) = channel_if(encode_cfg.is_some(), queue);
+    let wants_canvas = encode_cfg.is_some() || cfg.clip.is_some();
+    let (norm_in_tx, norm_in_rx) = channel_if(wants_canvas, queue);
     let (norm_out_tx, norm_out_rx) = channel_if(encode_cfg.is_some(), queue);
+    let (clip_tx, clip_rx) = channel_if(cfg.clip.is_some(), queue);
     let wants_audio =
         encode_cfg.is_some_and(|e| e.audio != crate::config::AudioMode::None) && info.has_audio;
     // Audio packets are small; the encode stage selects over them and frames, so this queue
@@ -120,7 +125,7 @@ pub fn run(
         drop(cuts_tx);
         let normalize = norm_in_rx.map(|rx| {
             let stage = normalize::NormalizeStage::new(&cfg.normalize, info, cancel.clone());
-            let tx = norm_out_tx.expect("normalize output exists with its input");
+            let tx: Vec<_> = norm_out_tx.into_iter().chain(clip_tx).collect();
             spawn(scope, "normalize", &cancel, move || stage.run(rx, tx))
         });
         let encode = norm_out_rx.map(|rx| {
@@ -140,7 +145,18 @@ pub fn run(
             })
         });
 
+        let clip = clip_rx.map(|rx| {
+            let stage = clip::ClipStage {
+                config: cfg.clip.clone().expect("clip config"),
+                device: device_name.to_string(),
+                source_path: info.path.clone(),
+                cancel: cancel.clone(),
+            };
+            spawn(scope, "clip", &cancel, move || stage.run(rx))
+        });
+
         let decode = join("decode", decode);
+        let clip = clip.map(|h| join("clip", h));
         let scenes = scenes.map(|h| join("scenes", h));
         let normalize = normalize.map(|h| join("normalize", h));
         let encode = encode.map(|h| join("encode", h));
@@ -150,6 +166,7 @@ pub fn run(
         let scenes = scenes.and_then(|r| keep_ok(r, &mut errors));
         let normalize = normalize.and_then(|r| keep_ok(r, &mut errors));
         let encode = encode.and_then(|r| keep_ok(r, &mut errors));
+        let clip = clip.and_then(|r| keep_ok(r, &mut errors));
         if let Some(root) = first_root_cause(errors) {
             tracing::debug!(error = %root, "pipeline failed");
             return Err(root);
@@ -159,6 +176,7 @@ pub fn run(
             normalize,
             scenes,
             encode,
+            clip,
             wall_seconds: started.elapsed().as_secs_f64(),
         })
     })

@@ -71,7 +71,7 @@ impl NormalizeStage {
     pub fn run(
         mut self,
         rx: Receiver<Arc<SourceFrame>>,
-        tx: Sender<Arc<NormFrame>>,
+        tx: Vec<Sender<Arc<NormFrame>>>,
     ) -> Result<NormalizeStats> {
         let mut timer = BusyTimer::default();
         let mut out = Emitter {
@@ -164,7 +164,8 @@ impl NormalizeStage {
 }
 
 struct Emitter {
-    tx: Sender<Arc<NormFrame>>,
+    /// Every consumer gets the same `Arc`.
+    tx: Vec<Sender<Arc<NormFrame>>>,
     next_index: u64,
     duplicated: u64,
 }
@@ -187,6 +188,10 @@ impl Emitter {
             content,
         };
         self.next_index += 1;
-        send(&self.tx, Arc::new(norm), "normalize")
+        let norm = Arc::new(norm);
+        for tx in &self.tx {
+            send(tx, Arc::clone(&norm), "normalize")?;
+        }
+        Ok(())
     }
 }

@@ -37,6 +37,9 @@ pub struct Scene {
     pub end_frame: u64,
     pub start_time: f64,
     pub end_time: f64,
+    /// Zero-shot labels of the scene (CLIP runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<crate::tags::Tag>>,
 }
 
 pub struct SceneStage {
@@ -176,6 +179,7 @@ pub fn scenes_on_output(
                 end_frame,
                 start_time,
                 end_time,
+                tags: None,
             }
         })
         .collect()

@@ -120,3 +120,105 @@ pub fn run(request: &Value) -> Result<Value, String> {
         "probs": probs,
     }))
 }
+
+/// Runs `f` with the model of `folder` on `device`, loaded on first use and kept for the process
+/// (a pipeline run loads its CLIP model once). Calls are serialized: one replica per device.
+fn with_model<T>(
+    folder: &Path,
+    device: Device,
+    f: impl FnOnce(&ClipModel) -> Result<T, String>,
+) -> Result<T, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MODELS: OnceLock<Mutex<HashMap<(PathBuf, String), ClipModel>>> = OnceLock::new();
+    let key = (folder.to_path_buf(), format!("{device:?}"));
+    let mut models = MODELS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "model cache poisoned".to_string())?;
+    if !models.contains_key(&key) {
+        let kind = if device.is_cuda() {
+            Kind::Half
+        } else {
+            Kind::Float
+        };
+        let model = ClipModel::load(folder, device, kind).map_err(|e| e.to_string())?;
+        models.insert(key.clone(), model);
+    }
+    f(&models[&key])
+}
+
+/// `{"op": "clip_texts", "model", "device", "texts": [..]}` → the model's facts and one
+/// normalized embedding per text (tagging computes its label embeddings once per run with it).
+pub fn texts(request: &Value) -> Result<Value, String> {
+    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let texts: Vec<&str> = request["texts"].as_array().map_or(Vec::new(), |a| {
+        a.iter().filter_map(|v| v.as_str()).collect()
+    });
+    with_model(&folder, device, |model| {
+        let embeds = if texts.is_empty() {
+            Vec::new()
+        } else {
+            let tokenizer = ClipTokenizer::from_folder(&folder, model.context_length() as usize)
+                .map_err(|e| e.to_string())?;
+            let ids = tokenizer
+                .input_ids(&texts, device)
+                .map_err(|e| e.to_string())?;
+            rows(&model.text_embeds(&ids).map_err(|e| e.to_string())?)?
+        };
+        Ok(json!({
+            "dim": model.config().projection_dim,
+            "logit_scale_exp": model.logit_scale_exp(),
+            "image_size": model.image_size(),
+            "embeddings": embeds,
+        }))
+    })
+}
+
+/// Embeds a batch of RGB frames (`n` x `height` x `width` x 3 bytes) into `out` (`n` x dim f32,
+/// normalized). Preprocessing runs on the model's device, on the whole batch at once.
+pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
+    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let dims = |k: &str| {
+        request[k]
+            .as_i64()
+            .filter(|v| *v > 0)
+            .ok_or(format!("\"{k}\" must be a positive integer"))
+    };
+    let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
+    if rgb.len() as i64 != n * h * w * 3 {
+        return Err(format!(
+            "frame data is {} bytes, {n}x{h}x{w}x3 needs {}",
+            rgb.len(),
+            n * h * w * 3
+        ));
+    }
+    with_model(&folder, device, |model| {
+        let pre = ClipPreprocessor::from_folder(&folder, model.image_size())
+            .map_err(|e| e.to_string())?;
+        let frames = Tensor::from_slice(rgb)
+            .view([n, h, w, 3])
+            .to_device(device)
+            .permute([0, 3, 1, 2]);
+        let pixels = pre.preprocess(&frames).map_err(|e| e.to_string())?;
+        let embeds = model
+            .image_embeds(&pixels)
+            .map_err(|e| e.to_string())?
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .contiguous();
+        let needed = embeds.numel();
+        if out.len() < needed {
+            return Err(format!(
+                "output buffer holds {} floats, {needed} needed",
+                out.len()
+            ));
+        }
+        embeds
+            .f_copy_data(&mut out[..needed], needed)
+            .map_err(|e| e.to_string())?;
+        Ok(json!({ "n": n, "dim": embeds.size()[1] }))
+    })
+}

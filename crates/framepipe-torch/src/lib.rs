@@ -19,7 +19,7 @@ use std::ffi::{c_char, CStr, CString};
 use serde_json::{json, Value};
 
 /// Bumped whenever a request or reply changes shape.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The ABI version this library speaks.
 #[no_mangle]
@@ -51,6 +51,44 @@ pub unsafe extern "C" fn framepipe_torch_call(request: *const c_char) -> *mut c_
         .into_raw()
 }
 
+/// Embeds a batch of RGB frames with a CLIP model: `request` is JSON (`model`, `device`, `n`,
+/// `height`, `width`), `rgb` holds `n*height*width*3` bytes, `out` receives `n*dim` floats.
+/// Returns a JSON reply as [`framepipe_torch_call`] does (release with [`framepipe_torch_free`]).
+///
+/// # Safety
+/// `request` is a valid C string; `rgb` and `out` are valid for `rgb_len` bytes and `out_len`
+/// floats.
+#[no_mangle]
+pub unsafe extern "C" fn framepipe_torch_clip_embed_frames(
+    request: *const c_char,
+    rgb: *const u8,
+    rgb_len: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> *mut c_char {
+    let reply = std::panic::catch_unwind(|| {
+        // SAFETY: guaranteed by the caller (see above).
+        let (text, rgb, out) = unsafe {
+            (
+                CStr::from_ptr(request).to_string_lossy(),
+                std::slice::from_raw_parts(rgb, rgb_len),
+                std::slice::from_raw_parts_mut(out, out_len),
+            )
+        };
+        match serde_json::from_str::<Value>(&text) {
+            Ok(req) => match clip_op::embed_frames(&req, rgb, out) {
+                Ok(v) => json!({ "ok": v }),
+                Err(e) => json!({ "error": e }),
+            },
+            Err(e) => json!({ "error": format!("bad request: {e}") }),
+        }
+    })
+    .unwrap_or_else(|_| json!({ "error": "libtorch side panicked" }));
+    CString::new(reply.to_string())
+        .expect("JSON has no NUL")
+        .into_raw()
+}
+
 /// Releases a reply of [`framepipe_torch_call`].
 ///
 /// # Safety
@@ -68,6 +106,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
     match request["op"].as_str() {
         Some("devices") => Ok(devices()),
         Some("clip") => clip_op::run(request),
+        Some("clip_texts") => clip_op::texts(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }
