@@ -377,3 +377,106 @@ fn loudness_agrees_with_ffmpeg_ebur128() {
         "true peak differs by more than 0.5 dB"
     );
 }
+
+fn tags_rules(dir: &Path, name: &str, expectations: &str) -> PathBuf {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/framepipe-torch/tests/fixtures/clip-tiny");
+    pipeline(
+        dir,
+        name,
+        &format!(
+            r#"{{"rule_sets": [{{"name": "tags", "rules": {{"tags": {{"model": {:?}, "labels": ["a cat", "a street", "color bars"], "every_n_frames": 10, {expectations}}}}}}}]}}"#,
+            model.display().to_string()
+        ),
+    )
+}
+
+fn tag_outcome(rules: &Path, input: &Path) -> (bool, String) {
+    let (_, stdout, err) = check(rules, &["--format", "json"], &[input]);
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{err}"));
+    let o = json["files"][0]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["rule"] == "tags")
+        .unwrap()
+        .clone();
+    (
+        o["passed"].as_bool().unwrap(),
+        o["actual"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn tags_rule_holds_labels_to_their_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = clip(d, "clip.mp4", "null", 25, true, true);
+    // First learn the peak score of "a street" (the tiny test model has random weights).
+    let (passed, actual) = tag_outcome(
+        &tags_rules(
+            d,
+            "probe.json",
+            r#""must": [{"label": "a street", "score": 0.0}]"#,
+        ),
+        &input,
+    );
+    assert!(passed, "{actual}");
+    let peak: f64 = actual
+        .split("a street=")
+        .nth(1)
+        .unwrap()
+        .split([',', ')'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(peak > 0.0 && peak < 1.0, "{actual}");
+    let above = format!("{:.3}", (peak + 0.01).min(1.0));
+    let below = format!("{:.3}", (peak - 0.01).max(0.0));
+    let case = |name: &str, e: String| tag_outcome(&tags_rules(d, name, &e), &input);
+    assert!(
+        !case(
+            "a.json",
+            format!(r#""must": [{{"label": "a street", "score": {above}}}]"#)
+        )
+        .0,
+        "must above the peak fails"
+    );
+    assert!(
+        case(
+            "b.json",
+            format!(r#""must": [{{"label": "a street", "score": {below}}}]"#)
+        )
+        .0,
+        "must below the peak passes"
+    );
+    let (passed, actual) = case(
+        "c.json",
+        format!(r#""must_not": [{{"label": "a street", "score": {below}}}]"#),
+    );
+    assert!(
+        !passed && actual.contains("\"a street\" reached"),
+        "{actual}"
+    );
+    assert!(
+        case(
+            "d.json",
+            format!(r#""must_not": [{{"label": "a street", "score": {above}}}]"#)
+        )
+        .0
+    );
+    // Expectations about labels that are not in the list are a rules error.
+    let bad = tags_rules(
+        d,
+        "bad.json",
+        r#""must": [{"label": "a dog", "score": 0.5}]"#,
+    );
+    let (code, _, err) = check(&bad, &[], &[&input]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("rule_sets[0].rules.tags.must[0].label"),
+        "{err}"
+    );
+}

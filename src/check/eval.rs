@@ -59,6 +59,9 @@ pub fn rule_names(rules: &Rules) -> Vec<&'static str> {
         "black",
         "frozen",
         "scenes",
+        "silence",
+        "loudness",
+        "tags",
     ] {
         if !value[name].is_null() {
             names.push(name);
@@ -318,6 +321,64 @@ pub fn evaluate(
                 o.at = None;
             }
             out.push(o);
+        }
+        if let Some(rule) = &rules.tags {
+            out.push(match &scan.tag_scores {
+                None => Outcome::new("tags", false, "tag expectations", "no frame was sampled"),
+                Some(scores) => {
+                    let score = |label: &str| {
+                        scores
+                            .iter()
+                            .find(|(l, _)| l == label)
+                            .map_or(0.0, |(_, s)| *s)
+                    };
+                    let mut problems = Vec::new();
+                    for e in &rule.must {
+                        if score(&e.label) < e.score {
+                            problems.push(format!(
+                                "{:?} peaked at {:.3} < {}",
+                                e.label,
+                                score(&e.label),
+                                e.score
+                            ));
+                        }
+                    }
+                    for e in &rule.must_not {
+                        if score(&e.label) >= e.score {
+                            problems.push(format!(
+                                "{:?} reached {:.3} >= {}",
+                                e.label,
+                                score(&e.label),
+                                e.score
+                            ));
+                        }
+                    }
+                    let peaks: Vec<String> =
+                        scores.iter().map(|(l, s)| format!("{l}={s:.3}")).collect();
+                    Outcome::new(
+                        "tags",
+                        problems.is_empty(),
+                        format!(
+                            "must: {}; must not: {}",
+                            rule.must
+                                .iter()
+                                .map(|e| format!("{}>={}", e.label, e.score))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            rule.must_not
+                                .iter()
+                                .map(|e| format!("{}<{}", e.label, e.score))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        if problems.is_empty() {
+                            format!("peak scores {}", peaks.join(", "))
+                        } else {
+                            format!("{} (peak scores {})", problems.join("; "), peaks.join(", "))
+                        },
+                    )
+                }
+            });
         }
         if let Some(rule) = &rules.loudness {
             let lufs = scan.audio.as_ref().and_then(|a| a.integrated_lufs);

@@ -101,6 +101,7 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
                             "scenes",
                             "silence",
                             "loudness",
+                            "tags",
                         ] {
                             if eval::rule_names(rules).contains(&rule) {
                                 outcomes.push(Outcome {

@@ -137,6 +137,40 @@ pub struct Rules {
     pub scenes: Option<Range>,
     pub silence: Option<SilenceRule>,
     pub loudness: Option<LoudnessRule>,
+    /// Zero-shot CLIP expectations on sampled frames.
+    pub tags: Option<TagsRule>,
+}
+
+/// CLIP tags of sampled frames: each `must` label reaches its score on some sample, no
+/// `must_not` label reaches its score on any. Scores are the softmax over `labels`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsRule {
+    /// A Hugging Face CLIP folder; relative paths resolve against the rules file's folder.
+    pub model: std::path::PathBuf,
+    pub labels: Vec<String>,
+    #[serde(default = "default_tag_templates")]
+    pub templates: Vec<String>,
+    #[serde(default = "default_tag_every")]
+    pub every_n_frames: u32,
+    #[serde(default)]
+    pub must: Vec<TagExpectation>,
+    #[serde(default)]
+    pub must_not: Vec<TagExpectation>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagExpectation {
+    pub label: String,
+    pub score: f64,
+}
+
+fn default_tag_templates() -> Vec<String> {
+    vec!["a photo of {}.".into()]
+}
+fn default_tag_every() -> u32 {
+    15
 }
 
 /// No silent stretch longer than `max_seconds`: 20 ms windows whose sample peak stays below
@@ -214,6 +248,7 @@ impl Rules {
             || self.scenes.is_some()
             || self.silence.is_some()
             || self.loudness.is_some()
+            || self.tags.is_some()
     }
 
     fn validate(&self, at: &str) -> std::result::Result<(), String> {
@@ -311,6 +346,38 @@ impl Rules {
                 ));
             }
         }
+        if let Some(t) = &self.tags {
+            if t.labels.is_empty() {
+                return Err(format!("{at}.tags.labels: give at least one label"));
+            }
+            if t.every_n_frames == 0 {
+                return Err(format!("{at}.tags.every_n_frames: must be at least 1"));
+            }
+            if let Some(bad) = t.templates.iter().find(|x| x.matches("{}").count() != 1) {
+                return Err(format!(
+                    "{at}.tags.templates: {bad:?} must contain exactly one {{}}"
+                ));
+            }
+            if t.must.is_empty() && t.must_not.is_empty() {
+                return Err(format!("{at}.tags: give must and/or must_not expectations"));
+            }
+            for (key, list) in [("must", &t.must), ("must_not", &t.must_not)] {
+                for (i, e) in list.iter().enumerate() {
+                    if !t.labels.contains(&e.label) {
+                        return Err(format!(
+                            "{at}.tags.{key}[{i}].label: {:?} is not one of tags.labels",
+                            e.label
+                        ));
+                    }
+                    if !(0.0..=1.0).contains(&e.score) {
+                        return Err(format!(
+                            "{at}.tags.{key}[{i}].score: must be in [0, 1], got {}",
+                            e.score
+                        ));
+                    }
+                }
+            }
+        }
         if let Some(f) = &self.frozen {
             if !(f.max_seconds.is_finite() && f.max_seconds >= 0.0) {
                 return Err(format!(
@@ -334,7 +401,21 @@ impl RulesFile {
     pub fn load(path: &Path) -> Result<RulesFile> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(path, format!("cannot read: {e}")))?;
-        let rules = RulesFile::parse(&text).map_err(|m| Error::config(path, m))?;
+        let mut rules = RulesFile::parse(&text).map_err(|m| Error::config(path, m))?;
+        for (i, set) in rules.rule_sets.iter_mut().enumerate() {
+            if let Some(tags) = set.rules.tags.as_mut() {
+                tags.model = crate::config::resolve_relative(path, &tags.model);
+                if !tags.model.join("config.json").is_file() {
+                    return Err(Error::config(
+                        path,
+                        format!(
+                            "rule_sets[{i}].rules.tags.model: {} is not a CLIP model folder (no config.json)",
+                            tags.model.display()
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(rules)
     }
 

@@ -31,6 +31,123 @@ pub struct Scan {
     pub scenes: Option<usize>,
     /// Present when an audio rule asked and the file has audio.
     pub audio: Option<super::audio::AudioScan>,
+    /// Highest score each tag label reached over the sampled frames (tags rule only).
+    pub tag_scores: Option<Vec<(String, f64)>>,
+}
+
+/// Frames for the tags rule, shrunk so their short side is 224 (CLIP's input size; the model's
+/// own preprocessing then resizes exactly as transformers does) and embedded in batches.
+struct TagSampler {
+    rule: super::rules::TagsRule,
+    labels: crate::tags::LabelSet,
+    device: String,
+    scaler: Scaler,
+    out: ff::frame::Video,
+    size: (u32, u32),
+    batch: Vec<u8>,
+    batch_frames: usize,
+    peaks: Vec<f64>,
+    sampled: usize,
+}
+
+impl TagSampler {
+    const BATCH: usize = 16;
+
+    fn new(path: &Path, rule: &super::rules::TagsRule, info: &SourceInfo) -> Result<Self> {
+        let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
+            .map_err(|m| Error::input(path, format!("tags: {m}")))?
+            .name;
+        let clip = crate::config::ClipConfig {
+            model: rule.model.clone(),
+            labels: rule.labels.clone(),
+            templates: rule.templates.clone(),
+            sample: crate::config::ClipSample {
+                every_n_frames: Some(rule.every_n_frames),
+                fps: None,
+            },
+            top_k: rule.labels.len(),
+            min_score: 0.0,
+            batch_size: Self::BATCH,
+        };
+        let labels = crate::tags::LabelSet::load(&clip, &device)
+            .map_err(|m| Error::input(path, format!("tags: {m}")))?;
+        let short = info.width.min(info.height).max(1);
+        let scale = (224.0 / f64::from(short)).min(1.0);
+        let size = (
+            ((f64::from(info.width) * scale).round() as u32).max(1),
+            ((f64::from(info.height) * scale).round() as u32).max(1),
+        );
+        Ok(TagSampler {
+            rule: rule.clone(),
+            peaks: vec![0.0; labels.labels.len()],
+            labels,
+            device,
+            scaler: Scaler::new(Pixel::RGB24, size.0, size.1, scaling::Flags::AREA),
+            out: ff::frame::Video::new(Pixel::RGB24, size.0, size.1),
+            size,
+            batch: Vec::new(),
+            batch_frames: 0,
+            sampled: 0,
+        })
+    }
+
+    fn push(&mut self, path: &Path, index: u64, frame: &ff::frame::Video) -> Result<()> {
+        if index % u64::from(self.rule.every_n_frames) != 0 {
+            return Ok(());
+        }
+        self.scaler
+            .run(frame, &mut self.out)
+            .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+        let (stride, row) = (self.out.stride(0), self.size.0 as usize * 3);
+        for y in 0..self.size.1 as usize {
+            self.batch
+                .extend_from_slice(&self.out.data(0)[y * stride..y * stride + row]);
+        }
+        self.batch_frames += 1;
+        if self.batch_frames == Self::BATCH {
+            self.flush(path)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, path: &Path) -> Result<()> {
+        if self.batch_frames == 0 {
+            return Ok(());
+        }
+        let torch =
+            crate::torch::Torch::get().map_err(|m| Error::input(path, format!("tags: {m}")))?;
+        let request = serde_json::json!({
+            "model": self.rule.model, "device": self.device,
+            "n": self.batch_frames, "width": self.size.0, "height": self.size.1,
+        });
+        let mut out = vec![0f32; self.batch_frames * self.labels.dim.max(1)];
+        torch
+            .clip_embed_frames(&request, &self.batch, &mut out)
+            .map_err(|m| Error::input(path, format!("tags: {m}")))?;
+        for row in out.chunks(self.labels.dim.max(1)) {
+            for tag in self.labels.tags(row, self.peaks.len(), 0.0) {
+                let i = self
+                    .labels
+                    .labels
+                    .iter()
+                    .position(|l| *l == tag.label)
+                    .expect("a known label");
+                self.peaks[i] = self.peaks[i].max(tag.score);
+            }
+        }
+        self.sampled += self.batch_frames;
+        self.batch.clear();
+        self.batch_frames = 0;
+        Ok(())
+    }
+
+    fn finish(mut self, path: &Path) -> Result<Option<Vec<(String, f64)>>> {
+        self.flush(path)?;
+        Ok(
+            (self.sampled > 0)
+                .then(|| self.labels.labels.iter().cloned().zip(self.peaks).collect()),
+        )
+    }
 }
 
 /// A run of consecutive frames with some property, closed when a frame lacks it.
@@ -80,6 +197,10 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
             0usize,
         )
     });
+    let mut tagger = match &rules.tags {
+        Some(rule) => Some(TagSampler::new(path, rule, info)?),
+        None => None,
+    };
     let black_rule = rules.black;
     // What counts as black (also to keep black stretches out of frozen ones).
     let black_test = black_rule.unwrap_or(BlackRule {
@@ -125,6 +246,9 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
                 }
                 std::mem::swap(&mut previous, &mut current);
             }
+        }
+        if let Some(tags) = tagger.as_mut() {
+            tags.push(path, frame.index, &frame.frame)?;
         }
         if let Some((small, detector, cuts)) = scenes.as_mut() {
             let (bgr, stride) = small
@@ -212,5 +336,9 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
             .collect(),
         scenes: scenes.map(|(_, _, cuts)| cuts + 1),
         audio: audio.map(|a| a.finish()).transpose()?,
+        tag_scores: match tagger {
+            Some(t) => t.finish(path)?,
+            None => None,
+        },
     })
 }
