@@ -92,7 +92,7 @@ impl TagSampler {
     }
 
     fn push(&mut self, path: &Path, index: u64, frame: &ff::frame::Video) -> Result<()> {
-        if index % u64::from(self.rule.every_n_frames) != 0 {
+        if !index.is_multiple_of(u64::from(self.rule.every_n_frames)) {
             return Ok(());
         }
         self.scaler

@@ -51,7 +51,7 @@ impl ClipStage {
         for frame in rx {
             self.cancel.check("clip")?;
             let take = match (self.config.sample.every_n_frames, self.config.sample.fps) {
-                (Some(n), _) => frame.index % u64::from(n) == 0,
+                (Some(n), _) => frame.index.is_multiple_of(u64::from(n)),
                 (None, Some(fps)) if frame.time + 1e-9 >= next_sample_time => {
                     next_sample_time = (frame.time * fps).floor() / fps + 1.0 / fps;
                     true
