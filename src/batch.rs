@@ -341,6 +341,12 @@ pub fn run(job: &Job, items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> 
     };
     for item in &mine {
         let final_dir = job.out_dir.join(&item.relative);
+        // A crash mid-input leaves only `<name>.partial/`: never a result, always safe to drop
+        // (inputs still to do recreate it anyway).
+        let partial = crate::job::partial_path(&final_dir);
+        if partial.exists() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
         match state(&final_dir, &config_hash) {
             State::Done if !opts.force => summary.skipped_done += 1,
             State::Stale(m) if !(opts.force || opts.redo_stale) => {

@@ -197,6 +197,14 @@ fn killed_batch_resumes_without_redoing_work() {
         before.len()
     );
 
+    // A leftover partial folder next to a finished one (as a crash during a --force redo
+    // leaves it): the rerun drops it.
+    let done_dir = before[0].0.parent().unwrap().to_path_buf();
+    let name = format!(
+        "{}.partial",
+        done_dir.file_name().unwrap().to_str().unwrap()
+    );
+    std::fs::create_dir_all(done_dir.with_file_name(name)).unwrap();
     let o = batch(&out, &cfg, &[], &[&d.join("videos")]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
