@@ -171,7 +171,8 @@ fn default_clip_batch() -> usize {
     32
 }
 
-/// Which frames are embedded: every n-th output frame (default 15), or `fps` per second.
+/// Which frames are embedded: every n-th output frame (default 15), `fps` per second, or
+/// `per_scene` evenly spaced frames of every scene (needs the `scenes` section).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClipSample {
@@ -179,6 +180,8 @@ pub struct ClipSample {
     pub every_n_frames: Option<u32>,
     #[serde(default)]
     pub fps: Option<f64>,
+    #[serde(default)]
+    pub per_scene: Option<u32>,
 }
 
 impl Default for ClipSample {
@@ -186,6 +189,7 @@ impl Default for ClipSample {
         ClipSample {
             every_n_frames: Some(15),
             fps: None,
+            per_scene: None,
         }
     }
 }
@@ -367,18 +371,30 @@ impl PipelineConfig {
                     "clip.templates: {t:?} must contain exactly one {{}} for the label"
                 ));
             }
-            match (clip.sample.every_n_frames, clip.sample.fps) {
-                (Some(0), _) => {
-                    return Err("clip.sample.every_n_frames = 0: must be at least 1".into())
-                }
-                (Some(_), Some(_)) => {
-                    return Err("clip.sample: give every_n_frames or fps, not both".into())
-                }
-                (None, None) => return Err("clip.sample: give every_n_frames or fps".into()),
-                (_, Some(f)) if !(f.is_finite() && f > 0.0) => {
-                    return Err(format!("clip.sample.fps = {f}: must be a positive number"))
-                }
-                _ => {}
+            let sample = &clip.sample;
+            let given = [
+                sample.every_n_frames.is_some(),
+                sample.fps.is_some(),
+                sample.per_scene.is_some(),
+            ];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(
+                    "clip.sample: give exactly one of every_n_frames, fps, per_scene".into(),
+                );
+            }
+            if sample.every_n_frames == Some(0) {
+                return Err("clip.sample.every_n_frames = 0: must be at least 1".into());
+            }
+            if let Some(f) = sample.fps.filter(|f| !(f.is_finite() && *f > 0.0)) {
+                return Err(format!("clip.sample.fps = {f}: must be a positive number"));
+            }
+            if sample.per_scene == Some(0) {
+                return Err("clip.sample.per_scene = 0: must be at least 1".into());
+            }
+            if sample.per_scene.is_some() && self.scenes.is_none() {
+                return Err(
+                    "clip.sample.per_scene needs the scenes section (scene detection)".into(),
+                );
             }
             if clip.top_k == 0 {
                 return Err("clip.top_k = 0: must be at least 1".into());

@@ -155,7 +155,7 @@ fn clip_config_errors_come_before_decoding() {
             format!(
                 r#"{{"model": {model}, "labels": ["a"], "sample": {{"every_n_frames": 5, "fps": 1}}}}"#
             ),
-            "not both",
+            "exactly one of every_n_frames, fps, per_scene",
         ),
     ] {
         let cfg = tag_pipeline(d, &clip);
@@ -197,4 +197,78 @@ fn clip_config_errors_come_before_decoding() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("fake-model"), "{}", stderr(&o));
+}
+
+#[test]
+fn per_scene_sampling_takes_k_frames_inside_every_scene() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("cuts.mp4");
+    make_cut_clip(
+        &input,
+        "320x240",
+        &[("testsrc2", 40), ("smptebars", 60), ("testsrc2", 20)],
+        false,
+        &[],
+    );
+    let clip = format!(
+        r#"{{"model": {:?}, "labels": ["a cat", "a street"], "sample": {{"per_scene": 2}}, "batch_size": 3}}"#,
+        fixture().display().to_string()
+    );
+    let cfg = tag_pipeline(d, &clip);
+    let out = d.join("out");
+    let o = framepipe()
+        .args(["-q", "run", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(&out, "cuts");
+    let scenes = r["scenes"].as_array().unwrap();
+    assert_eq!(scenes.len(), 3);
+    let frames: Vec<u64> = r["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["frame"].as_u64().unwrap())
+        .collect();
+    for scene in scenes {
+        let (a, b) = (
+            scene["start_frame"].as_u64().unwrap(),
+            scene["end_frame"].as_u64().unwrap(),
+        );
+        let inside: Vec<u64> = frames
+            .iter()
+            .copied()
+            .filter(|f| (a..b).contains(f))
+            .collect();
+        assert_eq!(inside.len(), 2, "scene {a}..{b}: samples {frames:?}");
+        // Spread over the scene, not bunched at its start.
+        assert!(
+            inside[1] - inside[0] >= (b - a) / 4,
+            "scene {a}..{b}: {inside:?}"
+        );
+        assert_eq!(scene["tags"].as_array().unwrap().len(), 2);
+    }
+    let err = framepipe()
+        .args(["run", "--pipeline"])
+        .arg(pipeline(
+            d,
+            "noscenes.json",
+            &format!(r#"{{"clip": {clip}}}"#),
+        ))
+        .arg("-o")
+        .arg(d.join("o2"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(err.status.code(), Some(2));
+    assert!(
+        stderr(&err).contains("per_scene needs the scenes section"),
+        "{}",
+        stderr(&err)
+    );
 }

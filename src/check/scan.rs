@@ -64,6 +64,7 @@ impl TagSampler {
             sample: crate::config::ClipSample {
                 every_n_frames: Some(rule.every_n_frames),
                 fps: None,
+                per_scene: None,
             },
             top_k: rule.labels.len(),
             min_score: 0.0,

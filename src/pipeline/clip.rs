@@ -38,8 +38,116 @@ pub struct ClipStage {
     pub cancel: Cancel,
 }
 
+/// A frame kept as a candidate for per-scene sampling: its picture area in RGB.
+struct Candidate {
+    source: u64,
+    frame: u64,
+    time: f64,
+    rgb: Vec<u8>,
+    size: (u32, u32),
+}
+
+/// `per_scene: K`: K evenly spaced frames of every scene. Scenes are known only as the scene
+/// stage finds their cuts, so frames are kept as candidates until their scene closes; memory stays
+/// bounded by halving the candidates (and doubling the keep stride) when a scene runs long.
+struct PerScene {
+    k: usize,
+    cap: usize,
+    stride: u64,
+    counter: u64,
+    candidates: Vec<Candidate>,
+    cuts: std::collections::VecDeque<u64>,
+    newest_source: Option<u64>,
+}
+
+impl PerScene {
+    fn new(k: usize) -> Self {
+        PerScene {
+            k,
+            cap: (8 * k).max(16),
+            stride: 1,
+            counter: 0,
+            candidates: Vec::new(),
+            cuts: Default::default(),
+            newest_source: None,
+        }
+    }
+
+    /// Whether the next frame of the open scene is kept as a candidate.
+    fn wants_next(&mut self) -> bool {
+        let keep = self.counter.is_multiple_of(self.stride);
+        self.counter += 1;
+        keep
+    }
+
+    fn add(&mut self, c: Candidate) {
+        self.newest_source = Some(c.source);
+        self.candidates.push(c);
+        let open = self.cuts.back().copied().unwrap_or(0);
+        let in_open = self.candidates.iter().filter(|c| c.source >= open).count();
+        if in_open > self.cap {
+            // Halve the open scene's candidates: every other one goes.
+            let mut i = 0;
+            self.candidates.retain(|c| {
+                let keep = c.source < open || i % 2 == 0;
+                if c.source >= open {
+                    i += 1;
+                }
+                keep
+            });
+            self.stride *= 2;
+        }
+    }
+
+    /// The scenes that are complete (a cut at or before the newest frame, or `all` at the end),
+    /// reduced to their K evenly spaced frames, in order.
+    fn close_ready(&mut self, all: bool) -> Vec<Candidate> {
+        let mut chosen = Vec::new();
+        loop {
+            let boundary = match self.cuts.front() {
+                Some(&cut) if all || self.newest_source.is_some_and(|n| n >= cut) => cut,
+                _ if all => u64::MAX,
+                _ => break,
+            };
+            let split = self.candidates.partition_point(|c| c.source < boundary);
+            let scene: Vec<Candidate> = self.candidates.drain(..split).collect();
+            chosen.extend(evenly_spaced(scene, self.k));
+            if boundary == u64::MAX {
+                break;
+            }
+            self.cuts.pop_front();
+            self.stride = 1;
+            self.counter = 0;
+        }
+        chosen
+    }
+}
+
+/// `k` of `items`, evenly spaced (the middle of k equal parts).
+fn evenly_spaced<T>(items: Vec<T>, k: usize) -> Vec<T> {
+    let n = items.len();
+    if n <= k {
+        return items;
+    }
+    let picks: Vec<usize> = (0..k)
+        .map(|i| ((i as f64 + 0.5) * n as f64 / k as f64) as usize)
+        .collect();
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| picks.contains(i))
+        .map(|(_, x)| x)
+        .collect()
+}
+
 impl ClipStage {
-    pub fn run(self, rx: Receiver<Arc<NormFrame>>) -> Result<ClipOutput> {
+    /// `cuts`: scene cuts (source frame indices) as the scene stage finds them; required by
+    /// `per_scene` sampling, unused otherwise.
+    pub fn run(
+        self,
+        rx: Receiver<Arc<NormFrame>>,
+        cuts: Option<Receiver<u64>>,
+    ) -> Result<ClipOutput> {
         let torch = Torch::get()
             .map_err(|m| Error::input(&self.source_path, format!("CLIP needs libtorch: {m}")))?;
         let mut timer = BusyTimer::default();
@@ -48,49 +156,69 @@ impl ClipStage {
         let mut dim = 0;
         let mut rgb: Option<(Scaler, ff::frame::Video)> = None;
         let mut next_sample_time = 0.0;
-        for frame in rx {
+        let mut per_scene = self
+            .config
+            .sample
+            .per_scene
+            .map(|k| PerScene::new(k as usize));
+        let mut frames = Some(rx);
+        let mut cuts = cuts;
+        while frames.is_some() || cuts.is_some() {
             self.cancel.check("clip")?;
-            let take = match (self.config.sample.every_n_frames, self.config.sample.fps) {
-                (Some(n), _) => frame.index.is_multiple_of(u64::from(n)),
-                (None, Some(fps)) if frame.time + 1e-9 >= next_sample_time => {
-                    next_sample_time = (frame.time * fps).floor() / fps + 1.0 / fps;
-                    true
-                }
-                _ => false,
+            let never_f = crossbeam_channel::never();
+            let never_c = crossbeam_channel::never();
+            let frame_rx = frames.as_ref().unwrap_or(&never_f);
+            let cut_rx = cuts.as_ref().unwrap_or(&never_c);
+            let frame = crossbeam_channel::select! {
+                recv(frame_rx) -> msg => match msg {
+                    Ok(f) => Some(f),
+                    Err(_) => { frames = None; None }
+                },
+                recv(cut_rx) -> msg => {
+                    match (msg, per_scene.as_mut()) {
+                        (Ok(c), Some(ps)) => ps.cuts.push_back(c),
+                        (Ok(_), None) => {}
+                        (Err(_), _) => cuts = None,
+                    }
+                    None
+                },
             };
-            if !take {
-                continue;
-            }
-            timer.time(|| -> Result<()> {
-                let c = frame.content;
-                let (scaler, out) = rgb.get_or_insert_with(|| {
-                    let (w, h) = (frame.frame.width(), frame.frame.height());
-                    (
-                        Scaler::new(
-                            ff::format::Pixel::RGB24,
-                            w,
-                            h,
-                            ff::software::scaling::Flags::POINT,
-                        ),
-                        ff::frame::Video::new(ff::format::Pixel::RGB24, w, h),
-                    )
-                });
-                scaler.run(&frame.frame, out).map_err(|e| {
-                    Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
-                })?;
-                let stride = out.stride(0);
-                let data = out.data(0);
-                // Only the picture: black bars would pull every embedding towards "black".
-                for y in c.y..c.y + c.height {
-                    let row = y as usize * stride + c.x as usize * 3;
-                    batch
-                        .rgb
-                        .extend_from_slice(&data[row..row + c.width as usize * 3]);
+            let mut ready: Vec<Candidate> = Vec::new();
+            if let Some(frame) = frame {
+                let take = match (
+                    &mut per_scene,
+                    self.config.sample.every_n_frames,
+                    self.config.sample.fps,
+                ) {
+                    (Some(ps), _, _) => ps.wants_next(),
+                    (None, Some(n), _) => frame.index.is_multiple_of(u64::from(n)),
+                    (None, None, Some(fps)) if frame.time + 1e-9 >= next_sample_time => {
+                        next_sample_time = (frame.time * fps).floor() / fps + 1.0 / fps;
+                        true
+                    }
+                    _ => false,
+                };
+                if take {
+                    let candidate = timer.time(|| self.picture(&mut rgb, &frame))?;
+                    match per_scene.as_mut() {
+                        Some(ps) => ps.add(candidate),
+                        None => ready.push(candidate),
+                    }
                 }
-                batch.size = (c.width, c.height);
-                batch.frames.push((frame.index, frame.time));
-                Ok(())
-            })?;
+            }
+            if let Some(ps) = per_scene.as_mut() {
+                ready.extend(ps.close_ready(frames.is_none() && cuts.is_none()));
+            }
+            for c in ready {
+                if batch.frames.len() >= self.config.batch_size
+                    || (!batch.frames.is_empty() && batch.size != c.size)
+                {
+                    timer.time(|| self.flush(torch, &mut batch, &mut samples, &mut dim))?;
+                }
+                batch.rgb.extend_from_slice(&c.rgb);
+                batch.size = c.size;
+                batch.frames.push((c.frame, c.time));
+            }
             if batch.frames.len() >= self.config.batch_size {
                 timer.time(|| self.flush(torch, &mut batch, &mut samples, &mut dim))?;
             }
@@ -100,6 +228,45 @@ impl ClipStage {
             samples,
             dim,
             seconds: timer.seconds(),
+        })
+    }
+
+    /// The frame's picture area (black bars excluded: they would pull every embedding towards
+    /// "black") as packed RGB.
+    fn picture(
+        &self,
+        rgb: &mut Option<(Scaler, ff::frame::Video)>,
+        frame: &NormFrame,
+    ) -> Result<Candidate> {
+        let c = frame.content;
+        let (scaler, out) = rgb.get_or_insert_with(|| {
+            let (w, h) = (frame.frame.width(), frame.frame.height());
+            (
+                Scaler::new(
+                    ff::format::Pixel::RGB24,
+                    w,
+                    h,
+                    ff::software::scaling::Flags::POINT,
+                ),
+                ff::frame::Video::new(ff::format::Pixel::RGB24, w, h),
+            )
+        });
+        scaler
+            .run(&frame.frame, out)
+            .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))?;
+        let stride = out.stride(0);
+        let data = out.data(0);
+        let mut bytes = Vec::with_capacity(c.width as usize * c.height as usize * 3);
+        for y in c.y..c.y + c.height {
+            let row = y as usize * stride + c.x as usize * 3;
+            bytes.extend_from_slice(&data[row..row + c.width as usize * 3]);
+        }
+        Ok(Candidate {
+            source: frame.source_index,
+            frame: frame.index,
+            time: frame.time,
+            rgb: bytes,
+            size: (c.width, c.height),
         })
     }
 
@@ -146,4 +313,58 @@ struct Batch {
     frames: Vec<(u64, f64)>,
     rgb: Vec<u8>,
     size: (u32, u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(source: u64) -> Candidate {
+        Candidate {
+            source,
+            frame: source,
+            time: 0.0,
+            rgb: Vec::new(),
+            size: (1, 1),
+        }
+    }
+
+    #[test]
+    fn evenly_spaced_takes_the_middles() {
+        assert_eq!(evenly_spaced((0..10).collect(), 2), [2, 7]);
+        assert_eq!(evenly_spaced((0..3).collect(), 5), [0, 1, 2]);
+        assert_eq!(evenly_spaced((0..9).collect(), 3), [1, 4, 7]);
+    }
+
+    #[test]
+    fn per_scene_closes_scenes_at_cuts_even_when_cuts_come_late() {
+        let mut ps = PerScene::new(1);
+        for s in 0..30 {
+            if ps.wants_next() {
+                ps.add(cand(s));
+            }
+        }
+        // The cut at 10 arrives after frames of the next scene: still split there.
+        ps.cuts.push_back(10);
+        let first: Vec<u64> = ps.close_ready(false).iter().map(|c| c.source).collect();
+        // The middle of the scene's (decimated) candidates 0, 2, .., 8.
+        assert_eq!(first, [4]);
+        let rest: Vec<u64> = ps.close_ready(true).iter().map(|c| c.source).collect();
+        assert_eq!(rest.len(), 1);
+        assert!((10..30).contains(&rest[0]), "{rest:?}");
+    }
+
+    #[test]
+    fn long_scenes_keep_bounded_candidates() {
+        let mut ps = PerScene::new(2);
+        for s in 0..100_000 {
+            if ps.wants_next() {
+                ps.add(cand(s));
+            }
+            assert!(ps.candidates.len() <= ps.cap + 1);
+        }
+        let chosen: Vec<u64> = ps.close_ready(true).iter().map(|c| c.source).collect();
+        assert_eq!(chosen.len(), 2);
+        assert!(chosen[0] < 50_000 && chosen[1] > 50_000, "{chosen:?}");
+    }
 }

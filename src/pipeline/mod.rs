@@ -97,6 +97,18 @@ pub fn run(
     let (norm_in_tx, norm_in_rx) = channel_if(wants_canvas, queue);
     let (norm_out_tx, norm_out_rx) = channel_if(encode_cfg.is_some(), queue);
     let (clip_tx, clip_rx) = channel_if(cfg.clip.is_some(), queue);
+    // Cuts as they are found, for per-scene CLIP sampling. Unbounded: a handful of integers,
+    // and the scene stage must never wait on the clip stage.
+    let per_scene = cfg
+        .clip
+        .as_ref()
+        .is_some_and(|c| c.sample.per_scene.is_some());
+    let (live_cuts_tx, live_cuts_rx) = if per_scene {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let wants_audio =
         encode_cfg.is_some_and(|e| e.audio != crate::config::AudioMode::None) && info.has_audio;
     // Audio packets are small; the encode stage selects over them and frames, so this queue
@@ -120,9 +132,13 @@ pub fn run(
         });
         let scenes = scene_rx.zip(scene_stage).map(|(rx, stage)| {
             let cuts_tx = cuts_tx.clone();
-            spawn(scope, "scenes", &cancel, move || stage.run(rx, cuts_tx))
+            let live = live_cuts_tx.clone();
+            spawn(scope, "scenes", &cancel, move || {
+                stage.run(rx, cuts_tx, live)
+            })
         });
         drop(cuts_tx);
+        drop(live_cuts_tx);
         let normalize = norm_in_rx.map(|rx| {
             let stage = normalize::NormalizeStage::new(&cfg.normalize, info, cancel.clone());
             let tx: Vec<_> = norm_out_tx.into_iter().chain(clip_tx).collect();
@@ -152,7 +168,7 @@ pub fn run(
                 source_path: info.path.clone(),
                 cancel: cancel.clone(),
             };
-            spawn(scope, "clip", &cancel, move || stage.run(rx))
+            spawn(scope, "clip", &cancel, move || stage.run(rx, live_cuts_rx))
         });
 
         let decode = join("decode", decode);

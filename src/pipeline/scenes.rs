@@ -71,6 +71,7 @@ impl SceneStage {
         mut self,
         rx: Receiver<Arc<SourceFrame>>,
         cuts_tx: Option<Sender<Vec<SceneCut>>>,
+        live_tx: Option<Sender<u64>>,
     ) -> Result<SceneCuts> {
         let mut timer = BusyTimer::default();
         let mut cuts = Vec::new();
@@ -96,6 +97,10 @@ impl SceneStage {
                     source_index: index,
                     time: times.time_of(index).unwrap_or(src.time),
                 });
+                if let Some(tx) = &live_tx {
+                    // The clip stage may have stopped (its error is reported).
+                    let _ = tx.send(index);
+                }
             }
         }
         if let Some(index) = self.detector.finish() {
