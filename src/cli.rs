@@ -4,6 +4,30 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+#[derive(Debug, Subcommand)]
+pub enum VaeAction {
+    /// Images (same size, sides multiples of 8) → FILE.safetensors with `latents` [N, C, h, w].
+    Encode {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Stored precision.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+        dtype: String,
+        /// Also decode and report PSNR / SSIM of the round trip per image.
+        #[arg(long)]
+        check: bool,
+    },
+    /// FILE.safetensors (`latents`) → DIR/000000.png, ...
+    Decode {
+        #[arg(value_name = "FILE")]
+        latents: PathBuf,
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
     Text,
@@ -117,6 +141,17 @@ pub enum Command {
         /// auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: String,
+    },
+    /// Encode images to VAE latents (as the pipeline stores them) or decode latents to PNGs.
+    Vae {
+        /// diffusers AutoencoderKL/AutoencoderTiny folder, or a TAESD encoder+decoder pair folder.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[command(subcommand)]
+        action: VaeAction,
     },
     /// Print what libtorch sees (CUDA devices, cuDNN, threads) as JSON; loads libtorch.
     Devices,

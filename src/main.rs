@@ -20,6 +20,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe { input } => probe(&input),
         Command::Devices => devices(),
+        Command::Vae {
+            model,
+            device,
+            action,
+        } => vae(&model, &device, action),
         Command::Clip {
             model,
             images,
@@ -194,6 +199,45 @@ fn check(
         ExitCode::from(EXIT_INPUT_FAILED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `framepipe vae`: encode or decode through the libtorch side.
+fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> ExitCode {
+    use framepipe::cli::VaeAction;
+    let device = match DeviceRequest::parse(device_text).and_then(|r| device::select(r, true)) {
+        Ok(d) => d,
+        Err(message) => {
+            report_error(&Error::Device {
+                requested: device_text.to_string(),
+                message,
+            });
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let request = match action {
+        VaeAction::Encode {
+            images,
+            output,
+            dtype,
+            check,
+        } => serde_json::json!({
+            "op": "vae_encode", "model": model, "device": device.name, "images": images,
+            "out": output, "dtype": dtype, "check": check,
+        }),
+        VaeAction::Decode { latents, output } => serde_json::json!({
+            "op": "vae_decode", "model": model, "device": device.name, "latents": latents, "out_dir": output,
+        }),
+    };
+    match framepipe::torch::Torch::get().and_then(|t| t.call(&request)) {
+        Ok(reply) => {
+            println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_INPUT_FAILED)
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod clip;
 pub mod clip_op;
 pub mod vae;
+pub mod vae_op;
 pub mod weights;
 
 use std::ffi::{c_char, CStr, CString};
@@ -107,6 +108,8 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("devices") => Ok(devices()),
         Some("clip") => clip_op::run(request),
         Some("clip_texts") => clip_op::texts(request),
+        Some("vae_encode") => vae_op::encode(request),
+        Some("vae_decode") => vae_op::decode(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }

@@ -1,0 +1,269 @@
+//! The `vae_*` requests behind `framepipe vae`: encode images to latents exactly as the pipeline
+//! stores them, decode latents to PNG frames, and measure a round trip (PSNR, SSIM).
+//!
+//! Model folders: diffusers `AutoencoderKL` or `AutoencoderTiny` (`config.json` with its
+//! `_class_name`), or TAESD's native pair (`*encoder*.safetensors` + `*decoder*.safetensors`,
+//! e.g. taef2). Image sides must be multiples of 8 (the latent grid); other sizes are refused
+//! with the size named, never silently padded or cropped.
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use crate::clip_op::parse_device;
+use crate::vae::kl::AutoencoderKl;
+use crate::vae::tiny::TinyAutoencoder;
+
+/// Boxed: the models are large and live once per request.
+enum Vae {
+    Kl(Box<AutoencoderKl>),
+    Tiny(Box<TinyAutoencoder>),
+}
+
+fn find_native(folder: &Path, part: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.contains(part) && name.ends_with(".safetensors")
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+impl Vae {
+    fn load(folder: &Path, device: Device) -> Result<Vae, String> {
+        // fp16 on CUDA; fp32 on the CPU (and where force_upcast asks, see the KL config).
+        let kind = if device.is_cuda() {
+            Kind::Half
+        } else {
+            Kind::Float
+        };
+        let config = folder.join("config.json");
+        if config.is_file() {
+            let text = std::fs::read_to_string(&config)
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            let class: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config.display()))?;
+            return match class["_class_name"].as_str() {
+                Some("AutoencoderTiny") => TinyAutoencoder::load_diffusers(folder, device, kind)
+                    .map(|m| Vae::Tiny(Box::new(m)))
+                    .map_err(|e| e.to_string()),
+                _ => {
+                    let force_upcast = class["force_upcast"].as_bool().unwrap_or(true);
+                    let kind = if force_upcast { Kind::Float } else { kind };
+                    AutoencoderKl::load(folder, device, kind)
+                        .map(|m| Vae::Kl(Box::new(m)))
+                        .map_err(|e| e.to_string())
+                }
+            };
+        }
+        match (
+            find_native(folder, "encoder"),
+            find_native(folder, "decoder"),
+        ) {
+            (Some(enc), Some(dec)) => TinyAutoencoder::load_native(&enc, &dec, device, kind)
+                .map(|m| Vae::Tiny(Box::new(m)))
+                .map_err(|e| e.to_string()),
+            _ => Err(format!(
+                "{}: not a VAE folder (no config.json, no *encoder*/*decoder* .safetensors pair)",
+                folder.display()
+            )),
+        }
+    }
+
+    /// Images in [0, 1], [N, 3, H, W] → latents as the pipeline stores them.
+    fn encode(&self, x01: &Tensor) -> Result<Tensor, String> {
+        match self {
+            Vae::Kl(m) => m
+                .encode(&(x01 * 2.0 - 1.0), None)
+                .map_err(|e| e.to_string()),
+            Vae::Tiny(m) => m.encode(x01).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Latents → images in [0, 1].
+    fn decode(&self, latents: &Tensor) -> Result<Tensor, String> {
+        let x = match self {
+            Vae::Kl(m) => (m.decode(latents).map_err(|e| e.to_string())? + 1.0) / 2.0,
+            Vae::Tiny(m) => m.decode(latents).map_err(|e| e.to_string())?,
+        };
+        Ok(x.clamp(0.0, 1.0))
+    }
+}
+
+fn load_images(paths: &[PathBuf], device: Device) -> Result<Tensor, String> {
+    let mut frames = Vec::new();
+    let mut size = None;
+    for path in paths {
+        let img = image::open(path)
+            .map_err(|e| format!("{}: cannot read image: {e}", path.display()))?
+            .to_rgb8();
+        let (w, h) = (img.width(), img.height());
+        if w % 8 != 0 || h % 8 != 0 {
+            return Err(format!(
+                "{}: {w}x{h}: both sides must be multiples of 8 (the latent grid)",
+                path.display()
+            ));
+        }
+        if *size.get_or_insert((w, h)) != (w, h) {
+            return Err(format!(
+                "{}: {w}x{h}: all images of one call must have the same size",
+                path.display()
+            ));
+        }
+        frames.push(
+            Tensor::from_slice(img.as_raw())
+                .view([i64::from(h), i64::from(w), 3])
+                .permute([2, 0, 1]),
+        );
+    }
+    Ok(Tensor::stack(&frames, 0)
+        .to_device(device)
+        .to_kind(Kind::Float)
+        / 255.0)
+}
+
+fn paths(v: &Value) -> Vec<PathBuf> {
+    v.as_array().map_or(Vec::new(), |a| {
+        a.iter()
+            .filter_map(|p| p.as_str())
+            .map(PathBuf::from)
+            .collect()
+    })
+}
+
+/// PSNR (dB) and SSIM (Gaussian 11x11, sigma 1.5, on luma) of `b` against `a`, both [3, H, W] in [0, 1].
+fn psnr_ssim(a: &Tensor, b: &Tensor) -> (f64, f64) {
+    let mse = (a - b).square().mean(Kind::Double).double_value(&[]);
+    let psnr = if mse > 0.0 {
+        10.0 * (1.0 / mse).log10()
+    } else {
+        f64::INFINITY
+    };
+    let luma = |x: &Tensor| {
+        let w = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+            .to_device(x.device())
+            .view([3, 1, 1]);
+        (x.to_kind(Kind::Float) * w)
+            .sum_dim_intlist([0i64].as_slice(), true, Kind::Float)
+            .unsqueeze(0)
+    };
+    let g: Vec<f32> = (0..11)
+        .map(|i| (-((i as f32 - 5.0).powi(2)) / (2.0 * 1.5 * 1.5)).exp())
+        .collect();
+    let g = Tensor::from_slice(&g);
+    let g = &g / g.sum(Kind::Float);
+    let window = g
+        .view([11, 1])
+        .matmul(&g.view([1, 11]))
+        .view([1, 1, 11, 11])
+        .to_device(a.device());
+    let blur = |x: &Tensor| x.conv2d(&window, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+    let (x, y) = (luma(a), luma(b));
+    let (mx, my) = (blur(&x), blur(&y));
+    let sxx = blur(&(&x * &x)) - &mx * &mx;
+    let syy = blur(&(&y * &y)) - &my * &my;
+    let sxy = blur(&(&x * &y)) - &mx * &my;
+    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
+    let ssim = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
+        / ((mx.square() + my.square() + c1) * (sxx + syy + c2));
+    (psnr, ssim.mean(Kind::Double).double_value(&[]))
+}
+
+/// `{"op": "vae_encode", "model", "device", "images": [..], "out": FILE, "dtype": "f32"|"f16", "check": bool}`
+pub fn encode(request: &Value) -> Result<Value, String> {
+    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let out = PathBuf::from(request["out"].as_str().ok_or("\"out\" is required")?);
+    let kind = match request["dtype"].as_str().unwrap_or("f32") {
+        "f32" => Kind::Float,
+        "f16" => Kind::Half,
+        other => return Err(format!("dtype {other:?}: f32 or f16")),
+    };
+    let images = paths(&request["images"]);
+    if images.is_empty() {
+        return Err("give at least one image".into());
+    }
+    let vae = Vae::load(&folder, device)?;
+    let x = load_images(&images, device)?;
+    let latents = tch::no_grad(|| vae.encode(&x.to_kind(model_kind(&vae))))?;
+    let stored = latents.to_kind(kind).to_device(Device::Cpu).contiguous();
+    Tensor::write_safetensors(&[("latents", &stored)], &out)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut reply = json!({ "out": out.display().to_string(), "shape": stored.size(), "dtype": request["dtype"].as_str().unwrap_or("f32") });
+    if request["check"].as_bool().unwrap_or(false) {
+        let decoded = tch::no_grad(|| vae.decode(&latents))?.to_kind(Kind::Float);
+        let checks: Vec<Value> = images
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (psnr, ssim) = psnr_ssim(&x.get(i as i64), &decoded.get(i as i64));
+                json!({ "image": p.display().to_string(), "psnr_db": psnr, "ssim": ssim })
+            })
+            .collect();
+        reply["check"] = json!(checks);
+    }
+    Ok(reply)
+}
+
+fn model_kind(vae: &Vae) -> Kind {
+    match vae {
+        Vae::Kl(m) => m.kind(),
+        Vae::Tiny(m) => m.kind(),
+    }
+}
+
+/// `{"op": "vae_decode", "model", "device", "latents": FILE, "out_dir": DIR}` → PNG per frame.
+pub fn decode(request: &Value) -> Result<Value, String> {
+    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let file = PathBuf::from(
+        request["latents"]
+            .as_str()
+            .ok_or("\"latents\" is required")?,
+    );
+    let out_dir = PathBuf::from(
+        request["out_dir"]
+            .as_str()
+            .ok_or("\"out_dir\" is required")?,
+    );
+    let vae = Vae::load(&folder, device)?;
+    let tensors =
+        Tensor::read_safetensors(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let latents = tensors
+        .into_iter()
+        .find(|(name, _)| name == "latents")
+        .map(|(_, t)| t)
+        .ok_or_else(|| format!("{}: no tensor named latents", file.display()))?;
+    if latents.dim() != 4 {
+        return Err(format!(
+            "{}: latents have shape {:?}, expected [N, C, h, w]",
+            file.display(),
+            latents.size()
+        ));
+    }
+    let images = tch::no_grad(|| vae.decode(&latents.to_device(device).to_kind(model_kind(&vae))))?;
+    let images = (images.to_kind(Kind::Float) * 255.0)
+        .round()
+        .clamp(0.0, 255.0)
+        .to_kind(Kind::Uint8)
+        .to_device(Device::Cpu);
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let (n, h, w) = (images.size()[0], images.size()[2], images.size()[3]);
+    let mut files = Vec::new();
+    for i in 0..n {
+        let hwc = images.get(i).permute([1, 2, 0]).contiguous();
+        let bytes = Vec::<u8>::try_from(hwc.view([-1])).map_err(|e| e.to_string())?;
+        let path = out_dir.join(format!("{i:06}.png"));
+        image::RgbImage::from_raw(w as u32, h as u32, bytes)
+            .ok_or("decoded image has the wrong size")?
+            .save(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        files.push(path.display().to_string());
+    }
+    Ok(json!({ "files": files, "width": w, "height": h }))
+}
