@@ -11,10 +11,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds: usize = std::env::var("FRAMEPIPE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let rounds = rounds(3);
     let bin = framepipe_bin();
     let dir = media_dir().join("batch-inputs");
     if !dir.join("group9/clip19.mp4").exists() {

@@ -13,10 +13,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds: usize = std::env::var("FRAMEPIPE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let rounds = rounds(5);
     let bin = framepipe_bin();
     let metadata = pipeline(
         "check-metadata.json",

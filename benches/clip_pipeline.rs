@@ -43,10 +43,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds: usize = std::env::var("FRAMEPIPE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let rounds = rounds(3);
     let model = vit_b32_folder();
     let input = clip_1080p30_testsrc2(20);
     let bin = framepipe_bin();

@@ -13,10 +13,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds: usize = std::env::var("FRAMEPIPE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let rounds = rounds(3);
     let input = clip_1080p30(20, 4);
     let frames = frame_count(&input) as f64;
     let bin = framepipe_bin();

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::VIDEO_EXTENSIONS;
 use crate::error::{Error, Result};
 use crate::job::{Job, Marker, DONE_MARKER};
 
@@ -39,10 +38,7 @@ pub fn collect_items(args: &[PathBuf], manifest: Option<&Path>) -> Result<Vec<It
     let mut items = Vec::new();
     for arg in args {
         if arg.is_dir() {
-            let mut files = Vec::new();
-            walk(arg, &mut files);
-            files.sort();
-            for f in files {
+            for f in crate::check::find_videos(arg) {
                 let rel = f.strip_prefix(arg).unwrap_or(&f).to_path_buf();
                 items.push(Item {
                     id: f.display().to_string(),
@@ -63,24 +59,6 @@ pub fn collect_items(args: &[PathBuf], manifest: Option<&Path>) -> Result<Vec<It
     }
     disambiguate(&mut items);
     Ok(items)
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, found);
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            found.push(path);
-        }
-    }
 }
 
 fn without_extension(rel: &Path) -> PathBuf {

@@ -202,18 +202,39 @@ fn check(
     }
 }
 
+/// The device a model command computes on (loads libtorch); a usage error when it is not there.
+fn model_device(text: &str) -> Result<device::DeviceInfo, ExitCode> {
+    DeviceRequest::parse(text)
+        .and_then(|r| device::select(r, true))
+        .map_err(|message| {
+            report_error(&Error::Device {
+                requested: text.to_string(),
+                message,
+            });
+            ExitCode::from(EXIT_USAGE)
+        })
+}
+
+/// Sends a request to the libtorch side and prints its JSON reply (exit 1 with its error).
+fn call_and_print(request: &serde_json::Value) -> ExitCode {
+    match framepipe::torch::Torch::get().and_then(|t| t.call(request)) {
+        Ok(reply) => {
+            println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_INPUT_FAILED)
+        }
+    }
+}
+
 /// `framepipe vae`: encode or decode through the libtorch side.
 fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> ExitCode {
     use framepipe::cli::VaeAction;
-    let device = match DeviceRequest::parse(device_text).and_then(|r| device::select(r, true)) {
+    let device = match model_device(device_text) {
         Ok(d) => d,
-        Err(message) => {
-            report_error(&Error::Device {
-                requested: device_text.to_string(),
-                message,
-            });
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let request = match action {
         VaeAction::Encode {
@@ -229,16 +250,7 @@ fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> Ex
             "op": "vae_decode", "model": model, "device": device.name, "latents": latents, "out_dir": output,
         }),
     };
-    match framepipe::torch::Torch::get().and_then(|t| t.call(&request)) {
-        Ok(reply) => {
-            println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_INPUT_FAILED)
-        }
-    }
+    call_and_print(&request)
 }
 
 /// `framepipe clip`: the libtorch side does the work; this resolves the device and prints.
@@ -247,15 +259,9 @@ fn clip(model: &Path, images: &[PathBuf], texts: &[String], device_text: &str) -
         eprintln!("error: give at least one --image or --text");
         return ExitCode::from(EXIT_USAGE);
     }
-    let device = match DeviceRequest::parse(device_text).and_then(|r| device::select(r, true)) {
+    let device = match model_device(device_text) {
         Ok(d) => d,
-        Err(message) => {
-            report_error(&Error::Device {
-                requested: device_text.to_string(),
-                message,
-            });
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let request = serde_json::json!({
         "op": "clip",
@@ -264,16 +270,7 @@ fn clip(model: &Path, images: &[PathBuf], texts: &[String], device_text: &str) -
         "images": images,
         "texts": texts,
     });
-    match framepipe::torch::Torch::get().and_then(|t| t.call(&request)) {
-        Ok(reply) => {
-            println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_INPUT_FAILED)
-        }
-    }
+    call_and_print(&request)
 }
 
 fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {

@@ -206,3 +206,11 @@ pub fn machine() -> String {
             .unwrap_or(0)
     )
 }
+
+/// Rounds per contender: `FRAMEPIPE_BENCH_ROUNDS`, else `default`.
+pub fn rounds(default: usize) -> usize {
+    std::env::var("FRAMEPIPE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

@@ -27,15 +27,20 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            let mut found = Vec::new();
-            walk(input, &mut found);
-            found.sort();
-            out.extend(found);
+            out.extend(find_videos(input));
         } else {
             out.push(input.clone());
         }
     }
     out
+}
+
+/// Every file under `dir` (recursively) with a video extension, sorted.
+pub fn find_videos(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    walk(dir, &mut found);
+    found.sort();
+    found
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
