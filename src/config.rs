@@ -21,6 +21,9 @@ pub struct PipelineConfig {
     /// Zero-shot CLIP tagging of sampled frames and scenes; absent = no tagging.
     #[serde(default)]
     pub clip: Option<ClipConfig>,
+    /// VAE latents of sampled normalized frames, streamed to shards; absent = no latents.
+    #[serde(default)]
+    pub vae: Option<VaeConfig>,
     /// Re-encoding of the normalized video; absent = no video is written (JSON only).
     #[serde(default)]
     pub encode: Option<EncodeConfig>,
@@ -169,6 +172,44 @@ fn default_top_k() -> usize {
 }
 fn default_clip_batch() -> usize {
     32
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LatentDtype {
+    #[default]
+    F16,
+    F32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VaeConfig {
+    /// diffusers AutoencoderKL/AutoencoderTiny folder or a TAESD encoder+decoder pair; relative
+    /// paths resolve against the pipeline file's folder.
+    pub model: std::path::PathBuf,
+    /// Every n-th output frame (default: every frame).
+    #[serde(default = "default_vae_every")]
+    pub every_n_frames: u32,
+    /// Stored precision of the latents.
+    #[serde(default)]
+    pub dtype: LatentDtype,
+    /// Frames per `latents/NNNNNN.safetensors` shard (memory stays flat however long the video).
+    #[serde(default = "default_frames_per_shard")]
+    pub frames_per_shard: usize,
+    /// Frames per model call.
+    #[serde(default = "default_vae_batch")]
+    pub batch_size: usize,
+}
+
+fn default_vae_every() -> u32 {
+    1
+}
+fn default_frames_per_shard() -> usize {
+    256
+}
+fn default_vae_batch() -> usize {
+    4
 }
 
 /// Which frames are embedded: every n-th output frame (default 15), `fps` per second, or
@@ -325,6 +366,9 @@ impl PipelineConfig {
         if let Some(clip) = config.clip.as_mut() {
             clip.model = resolve_relative(path, &clip.model);
         }
+        if let Some(vae) = config.vae.as_mut() {
+            vae.model = resolve_relative(path, &vae.model);
+        }
         config.validate().map_err(|m| Error::config(path, m))?;
         Ok(config)
     }
@@ -415,6 +459,29 @@ impl PipelineConfig {
                 return Err(format!(
                     "clip.model = {:?}: not a CLIP model folder (no config.json there)",
                     clip.model.display().to_string()
+                ));
+            }
+        }
+        if let Some(vae) = &self.vae {
+            if vae.every_n_frames == 0 {
+                return Err("vae.every_n_frames = 0: must be at least 1".into());
+            }
+            if !(1..=100_000).contains(&vae.frames_per_shard) {
+                return Err(format!(
+                    "vae.frames_per_shard = {}: must be in [1, 100000]",
+                    vae.frames_per_shard
+                ));
+            }
+            if !(1..=1024).contains(&vae.batch_size) {
+                return Err(format!(
+                    "vae.batch_size = {}: must be in [1, 1024]",
+                    vae.batch_size
+                ));
+            }
+            if !vae.model.is_dir() {
+                return Err(format!(
+                    "vae.model = {:?}: no such folder",
+                    vae.model.display().to_string()
                 ));
             }
         }

@@ -38,6 +38,18 @@ pub struct Job<'a> {
     pub threads_per_input: u32,
     /// The run's CLIP label embeddings, when the pipeline tags.
     pub labels: Option<&'a crate::tags::LabelSet>,
+    /// How the run's VAE scales its latents, when the pipeline makes them.
+    pub vae: Option<&'a VaeInfo>,
+}
+
+/// What the VAE model says about its latents (asked once per run, before decoding).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VaeInfo {
+    pub scaling_factor: f64,
+    pub shift_factor: Option<f64>,
+    pub input_range: String,
+    pub latent_channels: i64,
+    pub downsampling: i64,
 }
 
 impl Job<'_> {
@@ -82,12 +94,38 @@ impl Job<'_> {
                 encode.threads = self.threads_per_input;
             }
         }
+        let latents = match (&self.config.vae, self.vae) {
+            (Some(cfg), Some(vae)) => {
+                let (w, h) = self.config.normalize.resolution.size();
+                let metadata = [
+                    ("model", cfg.model.display().to_string()),
+                    ("scaling_factor", vae.scaling_factor.to_string()),
+                    (
+                        "shift_factor",
+                        vae.shift_factor.map_or("none".into(), |v| v.to_string()),
+                    ),
+                    ("input_range", vae.input_range.clone()),
+                    ("resolution", format!("{w}x{h}")),
+                    ("source", input.display().to_string()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                Some(crate::pipeline::LatentsTarget {
+                    dir: partial.path.join("latents"),
+                    metadata,
+                    floats_per_pixel_block: (vae.latent_channels, vae.downsampling),
+                })
+            }
+            _ => None,
+        };
         let result = pipeline::run(
             input,
             &info,
             &effective,
             video_path.as_deref(),
             &self.device.name,
+            latents,
             &progress,
         );
         progress.finish_and_clear();
@@ -280,6 +318,9 @@ impl Job<'_> {
         if let Some(c) = &out.clip {
             stages.insert("clip".into(), StageStats { seconds: c.seconds });
         }
+        if let Some(l) = &out.latents {
+            stages.insert("vae".into(), StageStats { seconds: l.seconds });
+        }
         Report {
             schema_version: SCHEMA_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -301,6 +342,21 @@ impl Job<'_> {
             scenes,
             samples,
             clip: clip_report,
+            latents: match (&out.latents, &cfg.vae, self.vae) {
+                (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
+                    files: l.files.clone(),
+                    shape_per_frame: l.shape_per_frame.clone(),
+                    dtype: match c.dtype {
+                        crate::config::LatentDtype::F16 => "f16".into(),
+                        crate::config::LatentDtype::F32 => "f32".into(),
+                    },
+                    scaling_factor: v.scaling_factor,
+                    shift_factor: v.shift_factor,
+                    input_range: v.input_range.clone(),
+                    frames: l.frames,
+                }),
+                _ => None,
+            },
             stats: Stats {
                 frames: out.decode.frames,
                 wall_seconds: out.wall_seconds,

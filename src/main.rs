@@ -305,24 +305,25 @@ struct BatchArgs {
     force: bool,
 }
 
+/// What `run` and `batch` settle before any input: config, device, the models' facts.
+type Prepared = (
+    PipelineConfig,
+    device::DeviceInfo,
+    Option<framepipe::tags::LabelSet>,
+    Option<framepipe::job::VaeInfo>,
+);
+
 /// Settles config, device and output folder for `run` and `batch`.
 fn prepare(
     pipeline: Option<&Path>,
     out_dir: &Path,
     device_flag: Option<&str>,
-) -> Result<
-    (
-        PipelineConfig,
-        device::DeviceInfo,
-        Option<framepipe::tags::LabelSet>,
-    ),
-    Error,
-> {
+) -> Result<Prepared, Error> {
     let config = load_config(pipeline)?;
     let device_text = device_flag.unwrap_or(&config.device).to_string();
     // Only model stages compute on the device; without one, libtorch is loaded only to validate
     // an explicit `cuda:N`.
-    let needs_device = config.clip.is_some();
+    let needs_device = config.clip.is_some() || config.vae.is_some();
     let device = DeviceRequest::parse(&device_text)
         .and_then(|r| device::select(r, needs_device))
         .map_err(|message| Error::Device {
@@ -342,8 +343,21 @@ fn prepare(
         ),
         None => None,
     };
+    // Likewise the VAE: loaded (and its latent scaling read) before decoding.
+    let vae = match &config.vae {
+        Some(vae) => {
+            let reply = framepipe::torch::Torch::get()
+                .and_then(|t| t.call(&serde_json::json!({"op": "vae_info", "model": vae.model, "device": device.name})))
+                .map_err(|m| Error::config(pipeline.unwrap_or(Path::new("<built-in default pipeline>")), format!("vae: {m}")))?;
+            let info: framepipe::job::VaeInfo = serde_json::from_value(reply).map_err(|e| {
+                Error::config(pipeline.unwrap_or(Path::new("-")), format!("vae: {e}"))
+            })?;
+            Some(info)
+        }
+        None => None,
+    };
     prepare_output_dir(out_dir)?;
-    Ok((config, device, labels))
+    Ok((config, device, labels, vae))
 }
 
 fn batch(
@@ -356,7 +370,7 @@ fn batch(
 ) -> ExitCode {
     use framepipe::batch::{self, Options, Shard};
     use std::sync::atomic::{AtomicBool, Ordering};
-    let (config, device, labels) = match prepare(pipeline, out_dir, device_flag) {
+    let (config, device, labels, vae) = match prepare(pipeline, out_dir, device_flag) {
         Ok(v) => v,
         Err(e) => {
             report_error(&e);
@@ -415,6 +429,7 @@ fn batch(
         show_progress: false,
         threads_per_input,
         labels: labels.as_ref(),
+        vae: vae.as_ref(),
     };
     let options = Options {
         jobs,
@@ -452,7 +467,7 @@ fn run(
     inputs: &[PathBuf],
     quiet: bool,
 ) -> ExitCode {
-    let (config, device, labels) = match prepare(pipeline, out_dir, device_flag) {
+    let (config, device, labels, vae) = match prepare(pipeline, out_dir, device_flag) {
         Ok(v) => v,
         Err(e) => {
             report_error(&e);
@@ -466,6 +481,7 @@ fn run(
         show_progress: !quiet,
         threads_per_input: 0,
         labels: labels.as_ref(),
+        vae: vae.as_ref(),
     };
     let mut failed = 0usize;
     let mut stems = HashSet::new();

@@ -26,6 +26,8 @@ pub struct Report {
     pub samples: Option<Vec<SampleReport>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latents: Option<LatentsReport>,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }
@@ -87,4 +89,16 @@ pub struct ClipReport {
     pub samples: usize,
     /// `image_embeds` [N, dim] f16 (L2-normalized), `frame_index` [N] i64.
     pub embeddings: String,
+}
+
+/// `latents/NNNNNN.safetensors` shards: `latents` [N, C, h, w] in `dtype`, `frame_index` [N].
+#[derive(Debug, Serialize)]
+pub struct LatentsReport {
+    pub files: Vec<String>,
+    pub shape_per_frame: Vec<i64>,
+    pub dtype: String,
+    pub scaling_factor: f64,
+    pub shift_factor: Option<f64>,
+    pub input_range: String,
+    pub frames: u64,
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub const LIBRARY_NAME: &str = "libframepipe_torch.so";
 /// Must equal `framepipe_torch::ABI_VERSION` of the library.
-const ABI_VERSION: u32 = 2;
+const ABI_VERSION: u32 = 3;
 
 type AbiFn = unsafe extern "C" fn() -> u32;
 type CallFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;
@@ -29,6 +29,7 @@ pub struct Torch {
     call: CallFn,
     free: FreeFn,
     clip_embed: EmbedFn,
+    vae_encode: EmbedFn,
 }
 
 impl Torch {
@@ -71,12 +72,16 @@ impl Torch {
             let clip_embed = *library
                 .get::<EmbedFn>(b"framepipe_torch_clip_embed_frames\0")
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            let vae_encode = *library
+                .get::<EmbedFn>(b"framepipe_torch_vae_encode_frames\0")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(Torch {
                 path,
                 _library: library,
                 call,
                 free,
                 clip_embed,
+                vae_encode,
             })
         }
     }
@@ -93,10 +98,31 @@ impl Torch {
         rgb: &[u8],
         out: &mut [f32],
     ) -> Result<Value, String> {
+        self.frames_call(self.clip_embed, request, rgb, out)
+    }
+
+    /// Encodes `rgb` frames with a VAE into `out` (f32 latents [n, C, h, w]); see framepipe-torch's
+    /// `framepipe_torch_vae_encode_frames`.
+    pub fn vae_encode_frames(
+        &self,
+        request: &Value,
+        rgb: &[u8],
+        out: &mut [f32],
+    ) -> Result<Value, String> {
+        self.frames_call(self.vae_encode, request, rgb, out)
+    }
+
+    fn frames_call(
+        &self,
+        entry: EmbedFn,
+        request: &Value,
+        rgb: &[u8],
+        out: &mut [f32],
+    ) -> Result<Value, String> {
         let text = CString::new(request.to_string()).expect("JSON has no NUL");
         // SAFETY: valid buffers of the stated lengths; the reply is released by the library.
         let reply = unsafe {
-            let raw = (self.clip_embed)(
+            let raw = entry(
                 text.as_ptr(),
                 rgb.as_ptr(),
                 rgb.len(),

@@ -14,6 +14,7 @@ pub mod decode;
 pub mod encode;
 pub mod normalize;
 pub mod scenes;
+pub mod vae;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,17 @@ impl BusyTimer {
     }
 }
 
+/// Where and how the vae stage writes latents.
+#[derive(Debug, Clone)]
+pub struct LatentsTarget {
+    /// `OUT/<stem>.partial/latents`.
+    pub dir: std::path::PathBuf,
+    /// Written into every shard.
+    pub metadata: std::collections::HashMap<String, String>,
+    /// (latent channels, downsampling factor) of the model: sizes the output buffers.
+    pub floats_per_pixel_block: (i64, i64),
+}
+
 /// What one input's pipeline produced, for the report.
 pub struct PipelineOutput {
     pub decode: decode::DecodeStats,
@@ -75,6 +87,7 @@ pub struct PipelineOutput {
     pub scenes: Option<scenes::SceneCuts>,
     pub encode: Option<encode::EncodeStats>,
     pub clip: Option<clip::ClipOutput>,
+    pub latents: Option<vae::LatentsOutput>,
     pub wall_seconds: f64,
 }
 
@@ -85,6 +98,7 @@ pub fn run(
     cfg: &PipelineConfig,
     video_out: Option<&Path>,
     device_name: &str,
+    latents: Option<LatentsTarget>,
     progress: &indicatif::ProgressBar,
 ) -> Result<PipelineOutput> {
     let started = Instant::now();
@@ -93,10 +107,12 @@ pub fn run(
     let encode_cfg = cfg.encode.as_ref().filter(|_| video_out.is_some());
 
     let (scene_tx, scene_rx) = channel_if(cfg.scenes.is_some(), queue);
-    let wants_canvas = encode_cfg.is_some() || cfg.clip.is_some();
+    let wants_canvas =
+        encode_cfg.is_some() || cfg.clip.is_some() || (cfg.vae.is_some() && latents.is_some());
     let (norm_in_tx, norm_in_rx) = channel_if(wants_canvas, queue);
     let (norm_out_tx, norm_out_rx) = channel_if(encode_cfg.is_some(), queue);
     let (clip_tx, clip_rx) = channel_if(cfg.clip.is_some(), queue);
+    let (vae_tx, vae_rx) = channel_if(cfg.vae.is_some() && latents.is_some(), queue);
     // Cuts as they are found, for per-scene CLIP sampling. Unbounded: a handful of integers,
     // and the scene stage must never wait on the clip stage.
     let per_scene = cfg
@@ -141,7 +157,11 @@ pub fn run(
         drop(live_cuts_tx);
         let normalize = norm_in_rx.map(|rx| {
             let stage = normalize::NormalizeStage::new(&cfg.normalize, info, cancel.clone());
-            let tx: Vec<_> = norm_out_tx.into_iter().chain(clip_tx).collect();
+            let tx: Vec<_> = norm_out_tx
+                .into_iter()
+                .chain(clip_tx)
+                .chain(vae_tx)
+                .collect();
             spawn(scope, "normalize", &cancel, move || stage.run(rx, tx))
         });
         let encode = norm_out_rx.map(|rx| {
@@ -171,7 +191,22 @@ pub fn run(
             spawn(scope, "clip", &cancel, move || stage.run(rx, live_cuts_rx))
         });
 
+        let vae = vae_rx.map(|rx| {
+            let target = latents.clone().expect("latents output with the vae stage");
+            let stage = vae::VaeStage {
+                config: cfg.vae.clone().expect("vae config"),
+                device: device_name.to_string(),
+                dir: target.dir,
+                metadata: target.metadata,
+                latent_layout: target.floats_per_pixel_block,
+                source_path: info.path.clone(),
+                cancel: cancel.clone(),
+            };
+            spawn(scope, "vae", &cancel, move || stage.run(rx))
+        });
+
         let decode = join("decode", decode);
+        let vae = vae.map(|h| join("vae", h));
         let clip = clip.map(|h| join("clip", h));
         let scenes = scenes.map(|h| join("scenes", h));
         let normalize = normalize.map(|h| join("normalize", h));
@@ -183,6 +218,7 @@ pub fn run(
         let normalize = normalize.and_then(|r| keep_ok(r, &mut errors));
         let encode = encode.and_then(|r| keep_ok(r, &mut errors));
         let clip = clip.and_then(|r| keep_ok(r, &mut errors));
+        let vae = vae.and_then(|r| keep_ok(r, &mut errors));
         if let Some(root) = first_root_cause(errors) {
             tracing::debug!(error = %root, "pipeline failed");
             return Err(root);
@@ -193,6 +229,7 @@ pub fn run(
             scenes,
             encode,
             clip,
+            latents: vae,
             wall_seconds: started.elapsed().as_secs_f64(),
         })
     })

@@ -20,7 +20,7 @@ use std::ffi::{c_char, CStr, CString};
 use serde_json::{json, Value};
 
 /// Bumped whenever a request or reply changes shape.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The ABI version this library speaks.
 #[no_mangle]
@@ -67,8 +67,45 @@ pub unsafe extern "C" fn framepipe_torch_clip_embed_frames(
     out: *mut f32,
     out_len: usize,
 ) -> *mut c_char {
+    // SAFETY: forwarded unchanged; same contract.
+    unsafe { frames_call(request, rgb, rgb_len, out, out_len, clip_op::embed_frames) }
+}
+
+/// Encodes a batch of RGB frames with a VAE into latents: `request` is JSON (`model`, `device`,
+/// `n`, `height`, `width`), `rgb` holds `n*height*width*3` bytes, `out` receives the latents as
+/// f32 [n, C, h, w]. Reply and safety as [`framepipe_torch_clip_embed_frames`].
+///
+/// # Safety
+/// As [`framepipe_torch_clip_embed_frames`].
+#[no_mangle]
+pub unsafe extern "C" fn framepipe_torch_vae_encode_frames(
+    request: *const c_char,
+    rgb: *const u8,
+    rgb_len: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> *mut c_char {
+    // SAFETY: forwarded unchanged; same contract.
+    unsafe { frames_call(request, rgb, rgb_len, out, out_len, vae_op::encode_frames) }
+}
+
+/// A frame-batch operation: request, frames in, floats out.
+type FramesOp = fn(&Value, &[u8], &mut [f32]) -> Result<Value, String>;
+
+/// The body shared by the frame-batch entry points: parse, run, catch panics, reply as JSON.
+///
+/// # Safety
+/// As [`framepipe_torch_clip_embed_frames`].
+unsafe fn frames_call(
+    request: *const c_char,
+    rgb: *const u8,
+    rgb_len: usize,
+    out: *mut f32,
+    out_len: usize,
+    op: FramesOp,
+) -> *mut c_char {
     let reply = std::panic::catch_unwind(|| {
-        // SAFETY: guaranteed by the caller (see above).
+        // SAFETY: guaranteed by the caller.
         let (text, rgb, out) = unsafe {
             (
                 CStr::from_ptr(request).to_string_lossy(),
@@ -77,7 +114,7 @@ pub unsafe extern "C" fn framepipe_torch_clip_embed_frames(
             )
         };
         match serde_json::from_str::<Value>(&text) {
-            Ok(req) => match clip_op::embed_frames(&req, rgb, out) {
+            Ok(req) => match op(&req, rgb, out) {
                 Ok(v) => json!({ "ok": v }),
                 Err(e) => json!({ "error": e }),
             },
@@ -110,6 +147,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("clip_texts") => clip_op::texts(request),
         Some("vae_encode") => vae_op::encode(request),
         Some("vae_decode") => vae_op::decode(request),
+        Some("vae_info") => vae_op::info(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }

@@ -267,3 +267,107 @@ pub fn decode(request: &Value) -> Result<Value, String> {
     }
     Ok(json!({ "files": files, "width": w, "height": h }))
 }
+
+impl Vae {
+    /// `(scaling_factor, shift_factor)` applied to the stored latents (1, none for TAESD).
+    fn scaling(&self) -> (f64, Option<f64>) {
+        match self {
+            Vae::Kl(m) => (m.config().scaling_factor, m.config().shift_factor),
+            Vae::Tiny(_) => (1.0, None),
+        }
+    }
+}
+
+/// Runs `f` with the VAE of `folder` on `device`, loaded once per process (one replica, calls
+/// serialized) so a pipeline run pays the load once.
+fn with_vae<T>(
+    folder: &Path,
+    device: Device,
+    f: impl FnOnce(&Vae) -> Result<T, String>,
+) -> Result<T, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MODELS: OnceLock<Mutex<HashMap<(PathBuf, String), Vae>>> = OnceLock::new();
+    let key = (folder.to_path_buf(), format!("{device:?}"));
+    let mut models = MODELS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "model cache poisoned".to_string())?;
+    if !models.contains_key(&key) {
+        let vae = Vae::load(folder, device)?;
+        models.insert(key.clone(), vae);
+    }
+    f(&models[&key])
+}
+
+/// `{"op": "vae_info", "model", "device"}`: loads the model (a bad folder fails here, before
+/// decoding) and says how it scales latents.
+pub fn info(request: &Value) -> Result<Value, String> {
+    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    with_vae(&folder, device, |vae| {
+        let (scale, shift) = vae.scaling();
+        let (channels, downsampling, range) = match vae {
+            Vae::Kl(m) => (m.config().latent_channels, m.config().downsampling(), "[-1, 1]"),
+            // The TAESD family always shrinks by 8 (three stride-2 convolutions).
+            Vae::Tiny(m) => (m.latent_channels(), 8, "[0, 1]"),
+        };
+        Ok(json!({
+            "scaling_factor": scale,
+            "shift_factor": shift,
+            "input_range": range,
+            "latent_channels": channels,
+            "downsampling": downsampling,
+        }))
+    })
+}
+
+/// Encodes `n` RGB frames (`height` x `width` x 3 bytes each) into `out` (f32 latents, row-major
+/// [n, C, h, w]); returns the latent shape per frame.
+pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
+    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let dims = |k: &str| {
+        request[k]
+            .as_i64()
+            .filter(|v| *v > 0)
+            .ok_or(format!("\"{k}\" must be a positive integer"))
+    };
+    let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
+    if rgb.len() as i64 != n * h * w * 3 {
+        return Err(format!(
+            "frame data is {} bytes, {n}x{h}x{w}x3 needs {}",
+            rgb.len(),
+            n * h * w * 3
+        ));
+    }
+    if h % 8 != 0 || w % 8 != 0 {
+        return Err(format!(
+            "{w}x{h}: both sides must be multiples of 8 (the latent grid)"
+        ));
+    }
+    with_vae(&folder, device, |vae| {
+        let x = Tensor::from_slice(rgb)
+            .view([n, h, w, 3])
+            .to_device(device)
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float)
+            / 255.0;
+        let latents = tch::no_grad(|| vae.encode(&x.to_kind(model_kind(vae))))?
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .contiguous();
+        let needed = latents.numel();
+        if out.len() < needed {
+            return Err(format!(
+                "output buffer holds {} floats, {needed} needed",
+                out.len()
+            ));
+        }
+        latents
+            .f_copy_data(&mut out[..needed], needed)
+            .map_err(|e| e.to_string())?;
+        let size = latents.size();
+        Ok(json!({ "n": n, "shape_per_frame": &size[1..] }))
+    })
+}
