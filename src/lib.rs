@@ -1,12 +1,14 @@
 //! framepipe: videos in, normalized and scene-annotated training data out, in one pass.
 //!
 //! ```text
-//! INPUT ──► probe ──► decode ──┬──► scenes (small HSV frames, content detector) ──┐ cuts
-//!                              ├──► normalize (720p/1080p canvas, fit/fill/stretch,│
-//!                              │    rotation, SAR, pts kept or fps-resampled)      │
-//!                              │        └──► encode (libx264) + mux ◄──────────────┘ chapters
-//!                              └──► audio packets ──┘ (copied, or AAC)      ──► <stem>.mp4
-//!                                                           annotate ──► <stem>.json
+//! INPUT ──► probe ──► decode ──┬──► scenes (small HSV frames, content detector) ─────┐ cuts
+//!                              ├──► normalize (720p/1080p canvas, fit/fill/stretch,   │
+//!                              │    rotation, SAR, pts kept or fps-resampled)         │
+//!                              │     ├──► encode (libx264) + mux ◄────────────────────┤ chapters
+//!                              │     ├──► clip (sampled picture areas → libtorch) ◄───┘ per_scene
+//!                              │     └──► vae (sampled canvases → libtorch) ──► latents/*.safetensors
+//!                              └──► audio packets ──► mux (copied, or AAC) ──► <stem>.mp4
+//!                                          annotate ──► <stem>.json, embeddings.safetensors
 //! ```
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
 //! decoded frames are shared by `Arc`. See `../shared/docs/design.md` for the full design.

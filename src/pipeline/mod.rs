@@ -1,9 +1,11 @@
 //! Wiring of one input's stages: threads joined by bounded crossbeam channels.
 //!
 //! ```text
-//! decode ──┬──► scenes (small HSV frames) ───────────────┐ cuts
-//!          ├──► normalize (canvas) ──► encode + mux ◄────┘ (chapters)
-//!          └──► audio packets ─────────────┘
+//! decode ──┬──► scenes (small HSV frames) ──────────────────┐ cuts (chapters; live for per_scene)
+//!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤
+//!          │                         ├──► clip ◄────────────┘
+//!          │                         └──► vae ──► latent shards
+//!          └──► audio packets ──► encode + mux
 //! ```
 //! A decoded frame is shared by `Arc`, never copied per consumer. End of stream is the sender
 //! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
