@@ -6,9 +6,10 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
 pub enum VaeAction {
-    /// Images (same size, sides multiples of 8) → FILE.safetensors with `latents` [N, C, h, w].
+    /// Images (same size, sides multiples of 8), or one video (every frame at its own size) →
+    /// FILE.safetensors with `latents` [N, C, h, w] (and `frame_index` for a video).
     Encode {
-        #[arg(required = true, value_name = "IMAGE")]
+        #[arg(required = true, value_name = "IMAGE|VIDEO")]
         images: Vec<PathBuf>,
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,

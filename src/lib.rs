@@ -25,6 +25,7 @@ pub mod report;
 pub mod scenes;
 pub mod tags;
 pub mod torch;
+pub mod vae_video;
 
 /// The built-in pipeline used when `run` gets no `--pipeline` (identical to `pipelines/default.json`).
 pub const DEFAULT_PIPELINE: &str = include_str!("../pipelines/default.json");

@@ -236,6 +236,44 @@ fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> Ex
         Ok(d) => d,
         Err(code) => return code,
     };
+    let is_image = |p: &PathBuf| {
+        p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "png" | "jpg" | "jpeg" | "bmp" | "webp"
+            )
+        })
+    };
+    if let VaeAction::Encode {
+        images,
+        output,
+        dtype,
+        check,
+    } = &action
+    {
+        if images.iter().any(|p| !is_image(p)) {
+            if images.len() != 1 || *check {
+                eprintln!("error: give one video (without --check), or images only");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            return match framepipe::vae_video::encode_video(
+                &images[0],
+                model,
+                &device.name,
+                output,
+                dtype == "f16",
+            ) {
+                Ok(reply) => {
+                    println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    report_error(&e);
+                    ExitCode::from(EXIT_INPUT_FAILED)
+                }
+            };
+        }
+    }
     let request = match action {
         VaeAction::Encode {
             images,

@@ -179,3 +179,112 @@ fn kl_fixture_encodes_f16_and_refuses_bad_sizes() {
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/vae"), "{err}");
 }
+
+#[test]
+fn video_encode_takes_every_frame_at_its_own_size() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/framepipe-torch/tests/fixtures/vae-tiny-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let video = d.join("v.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        video.to_str().unwrap(),
+    ]);
+    let lat = d.join("v.safetensors");
+    let (code, json, err) = vae(
+        &model,
+        &[
+            "encode",
+            video.to_str().unwrap(),
+            "-o",
+            lat.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["frames"], 10);
+    let bytes = std::fs::read(&lat).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("latents").unwrap();
+    assert_eq!(t.shape(), [10, 4, 6, 8]);
+    let index: Vec<i64> = st
+        .tensor("frame_index")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(index, (0..10).collect::<Vec<_>>());
+    let rows: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    // Frame 3 as an image through the same command agrees with row 3.
+    let png = d.join("f3.png");
+    ffmpeg(&[
+        "-i",
+        video.to_str().unwrap(),
+        "-vf",
+        "select=eq(n\\,3)",
+        "-frames:v",
+        "1",
+        "-pix_fmt",
+        "rgb24",
+        png.to_str().unwrap(),
+    ]);
+    let one = d.join("f3.safetensors");
+    let (code, _, err) = vae(
+        &model,
+        &["encode", png.to_str().unwrap(), "-o", one.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&one).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let single: Vec<f32> = st
+        .tensor("latents")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let row = &rows[3 * single.len()..4 * single.len()];
+    let dot: f32 = row.iter().zip(&single).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cos = dot / (norm(row) * norm(&single));
+    assert!(cos > 0.99, "cosine {cos}");
+    // A video whose sides are not multiples of 8 is refused by name.
+    let odd = d.join("odd.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=60x48:rate=10:duration=0.3",
+        "-c:v",
+        "ffv1",
+        odd.to_str().unwrap(),
+    ]);
+    let (code, _, err) = vae(
+        &model,
+        &[
+            "encode",
+            odd.to_str().unwrap(),
+            "-o",
+            d.join("o.safetensors").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("odd.mkv") && err.contains("60x48: both sides must be multiples of 8"),
+        "{err}"
+    );
+}

@@ -1,0 +1,158 @@
+//! `framepipe vae encode VIDEO`: every frame of a video, at its own size (no normalization), into
+//! one latents file (`latents` [N, C, h, w], `frame_index` [N]), encoded in batches through the
+//! libtorch library exactly as the pipeline's vae stage does.
+use std::path::Path;
+
+use ffmpeg_next as ff;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::media::decode::{SourceFrame, VideoDecoder};
+use crate::media::{probe, Scaler};
+use crate::torch::Torch;
+
+const BATCH: usize = 4;
+
+/// Encodes `video` with the VAE in `model` on `device` into `out`; `f16` picks the stored dtype.
+pub fn encode_video(
+    video: &Path,
+    model: &Path,
+    device: &str,
+    out: &Path,
+    f16: bool,
+) -> Result<Value> {
+    let torch =
+        Torch::get().map_err(|m| Error::input(video, format!("VAE needs libtorch: {m}")))?;
+    let layout = torch
+        .call(&json!({"op": "vae_info", "model": model, "device": device}))
+        .map_err(|m| Error::input(model, m))?;
+    let (channels, down) = (
+        layout["latent_channels"].as_u64().unwrap_or(4) as usize,
+        layout["downsampling"].as_u64().unwrap_or(8) as usize,
+    );
+    let (mut input, info) = probe::open(video)?;
+    if info.width % 8 != 0 || info.height % 8 != 0 {
+        return Err(Error::input(
+            video,
+            format!("{}x{}: both sides must be multiples of 8 (the latent grid); `framepipe run` normalizes to 720p/1080p", info.width, info.height),
+        ));
+    }
+    let mut decoder = VideoDecoder::open(video, &input, info.video_stream_index, 0, 0)?;
+    let (w, h) = (info.width, info.height);
+    let mut scaler = Scaler::new(
+        ff::format::Pixel::RGB24,
+        w,
+        h,
+        ff::software::scaling::Flags::POINT,
+    );
+    let mut rgb = ff::frame::Video::new(ff::format::Pixel::RGB24, w, h);
+    let per_frame = channels * (w as usize).div_ceil(down) * (h as usize).div_ceil(down);
+    let mut batch: Vec<u8> = Vec::new();
+    let mut batch_n = 0usize;
+    let mut latents: Vec<f32> = Vec::new();
+    let mut index: Vec<i64> = Vec::new();
+    let mut shape_per_frame: Vec<i64> = Vec::new();
+    let flush = |batch: &mut Vec<u8>,
+                 n: &mut usize,
+                 latents: &mut Vec<f32>,
+                 shape: &mut Vec<i64>|
+     -> Result<()> {
+        if *n == 0 {
+            return Ok(());
+        }
+        let mut values = vec![0f32; *n * per_frame];
+        let request = json!({"model": model, "device": device, "n": *n, "width": w, "height": h});
+        let reply = torch
+            .vae_encode_frames(&request, batch, &mut values)
+            .map_err(|m| Error::input(video, format!("VAE: {m}")))?;
+        *shape = serde_json::from_value(reply["shape_per_frame"].clone()).unwrap_or_default();
+        let used: usize = shape.iter().product::<i64>() as usize * *n;
+        latents.extend_from_slice(&values[..used]);
+        batch.clear();
+        *n = 0;
+        Ok(())
+    };
+    let mut sink = |frame: SourceFrame| -> Result<()> {
+        scaler
+            .run(&frame.frame, &mut rgb)
+            .map_err(|e| Error::ffmpeg(video, "converting a frame to RGB", e))?;
+        let stride = rgb.stride(0);
+        for y in 0..h as usize {
+            batch.extend_from_slice(&rgb.data(0)[y * stride..y * stride + w as usize * 3]);
+        }
+        index.push(frame.index as i64);
+        batch_n += 1;
+        if batch_n == BATCH {
+            flush(&mut batch, &mut batch_n, &mut latents, &mut shape_per_frame)?;
+        }
+        Ok(())
+    };
+    let mut packet = ff::Packet::empty();
+    loop {
+        match packet.read(&mut input) {
+            Ok(()) if packet.stream() == info.video_stream_index => {
+                decoder.send_packet(&packet, &mut sink)?
+            }
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(_) => continue,
+        }
+    }
+    decoder.send_eof(&mut sink)?;
+    flush(&mut batch, &mut batch_n, &mut latents, &mut shape_per_frame)?;
+    if index.is_empty() {
+        return Err(Error::input(video, "no frame could be decoded"));
+    }
+    write(out, &latents, &index, &shape_per_frame, f16)
+        .map_err(|e| Error::io(out, "writing latents", e))?;
+    Ok(json!({
+        "out": out.display().to_string(),
+        "frames": index.len(),
+        "shape_per_frame": shape_per_frame,
+        "dtype": if f16 { "f16" } else { "f32" },
+        "scaling_factor": layout["scaling_factor"],
+        "shift_factor": layout["shift_factor"],
+    }))
+}
+
+fn write(
+    out: &Path,
+    latents: &[f32],
+    index: &[i64],
+    shape: &[i64],
+    f16: bool,
+) -> std::io::Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut full = vec![index.len()];
+    full.extend(shape.iter().map(|&d| d as usize));
+    let (dtype, bytes): (Dtype, Vec<u8>) = if f16 {
+        (
+            Dtype::F16,
+            latents
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+        )
+    } else {
+        (
+            Dtype::F32,
+            latents.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+    };
+    let index_bytes: Vec<u8> = index.iter().flat_map(|i| i.to_le_bytes()).collect();
+    let views = vec![
+        (
+            "latents",
+            TensorView::new(dtype, full, &bytes).map_err(std::io::Error::other)?,
+        ),
+        (
+            "frame_index",
+            TensorView::new(Dtype::I64, vec![index.len()], &index_bytes)
+                .map_err(std::io::Error::other)?,
+        ),
+    ];
+    std::fs::write(
+        out,
+        safetensors::serialize(views, None).map_err(std::io::Error::other)?,
+    )
+}
