@@ -9,18 +9,8 @@ use tch::{Device, Kind, Tensor};
 use crate::clip::preprocess::ClipPreprocessor;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::ClipModel;
-
-/// `cpu` or `cuda:N` → a tch device.
-pub fn parse_device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("unknown device {other:?} (cpu or cuda:N)")),
-    }
-}
+pub use crate::request::parse_device;
+use crate::request::{frame_batch, inference_kind, model_and_device, ModelCache};
 
 /// An image file as a [1, 3, H, W] uint8 tensor.
 fn load_image(path: &Path) -> Result<Tensor, String> {
@@ -42,18 +32,7 @@ fn rows(t: &Tensor) -> Result<Vec<Vec<f64>>, String> {
 
 /// Handles `{"op": "clip", "model": DIR, "device": "cpu"|"cuda:N", "images": [..], "texts": [..]}`.
 pub fn run(request: &Value) -> Result<Value, String> {
-    let folder = PathBuf::from(
-        request["model"]
-            .as_str()
-            .ok_or("clip: \"model\" (a folder) is required")?,
-    );
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
-    // fp16 on CUDA, fp32 on the CPU (the CPU has no fast fp16 kernels).
-    let kind = if device.is_cuda() {
-        Kind::Half
-    } else {
-        Kind::Float
-    };
+    let (folder, device) = model_and_device(request)?;
     let images: Vec<PathBuf> = request["images"].as_array().map_or(Vec::new(), |a| {
         a.iter()
             .filter_map(|v| v.as_str())
@@ -69,7 +48,8 @@ pub fn run(request: &Value) -> Result<Value, String> {
     if images.is_empty() && texts.is_empty() {
         return Err("clip: give at least one image or text".into());
     }
-    let model = ClipModel::load(&folder, device, kind).map_err(|e| e.to_string())?;
+    let model =
+        ClipModel::load(&folder, device, inference_kind(device)).map_err(|e| e.to_string())?;
     let image_embeds = if images.is_empty() {
         None
     } else {
@@ -121,38 +101,25 @@ pub fn run(request: &Value) -> Result<Value, String> {
     }))
 }
 
-/// Runs `f` with the model of `folder` on `device`, loaded on first use and kept for the process
-/// (a pipeline run loads its CLIP model once). Calls are serialized: one replica per device.
+/// Runs `f` with the model of `folder` on `device`, loaded once for the process.
 fn with_model<T>(
     folder: &Path,
     device: Device,
     f: impl FnOnce(&ClipModel) -> Result<T, String>,
 ) -> Result<T, String> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static MODELS: OnceLock<Mutex<HashMap<(PathBuf, String), ClipModel>>> = OnceLock::new();
-    let key = (folder.to_path_buf(), format!("{device:?}"));
-    let mut models = MODELS
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| "model cache poisoned".to_string())?;
-    if !models.contains_key(&key) {
-        let kind = if device.is_cuda() {
-            Kind::Half
-        } else {
-            Kind::Float
-        };
-        let model = ClipModel::load(folder, device, kind).map_err(|e| e.to_string())?;
-        models.insert(key.clone(), model);
-    }
-    f(&models[&key])
+    static MODELS: ModelCache<ClipModel> = ModelCache::new();
+    MODELS.with(
+        folder,
+        device,
+        || ClipModel::load(folder, device, inference_kind(device)).map_err(|e| e.to_string()),
+        f,
+    )
 }
 
 /// `{"op": "clip_texts", "model", "device", "texts": [..]}` → the model's facts and one
 /// normalized embedding per text (tagging computes its label embeddings once per run with it).
 pub fn texts(request: &Value) -> Result<Value, String> {
-    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let (folder, device) = model_and_device(request)?;
     let texts: Vec<&str> = request["texts"].as_array().map_or(Vec::new(), |a| {
         a.iter().filter_map(|v| v.as_str()).collect()
     });
@@ -179,22 +146,8 @@ pub fn texts(request: &Value) -> Result<Value, String> {
 /// Embeds a batch of RGB frames (`n` x `height` x `width` x 3 bytes) into `out` (`n` x dim f32,
 /// normalized). Preprocessing runs on the model's device, on the whole batch at once.
 pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
-    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
-    let dims = |k: &str| {
-        request[k]
-            .as_i64()
-            .filter(|v| *v > 0)
-            .ok_or(format!("\"{k}\" must be a positive integer"))
-    };
-    let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
-    if rgb.len() as i64 != n * h * w * 3 {
-        return Err(format!(
-            "frame data is {} bytes, {n}x{h}x{w}x3 needs {}",
-            rgb.len(),
-            n * h * w * 3
-        ));
-    }
+    let (folder, device) = model_and_device(request)?;
+    let (n, h, w) = frame_batch(request, rgb)?;
     with_model(&folder, device, |model| {
         let pre = ClipPreprocessor::from_folder(&folder, model.image_size())
             .map_err(|e| e.to_string())?;

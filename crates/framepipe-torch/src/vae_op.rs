@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-use crate::clip_op::parse_device;
+use crate::request::{frame_batch, inference_kind, model_and_device, ModelCache};
 use crate::vae::kl::AutoencoderKl;
 use crate::vae::tiny::TinyAutoencoder;
 
@@ -36,12 +36,8 @@ fn find_native(folder: &Path, part: &str) -> Option<PathBuf> {
 
 impl Vae {
     fn load(folder: &Path, device: Device) -> Result<Vae, String> {
-        // fp16 on CUDA; fp32 on the CPU (and where force_upcast asks, see the KL config).
-        let kind = if device.is_cuda() {
-            Kind::Half
-        } else {
-            Kind::Float
-        };
+        // fp32 also where a KL config's force_upcast asks (below).
+        let kind = inference_kind(device);
         let config = folder.join("config.json");
         if config.is_file() {
             let text = std::fs::read_to_string(&config)
@@ -176,8 +172,7 @@ fn psnr_ssim(a: &Tensor, b: &Tensor) -> (f64, f64) {
 
 /// `{"op": "vae_encode", "model", "device", "images": [..], "out": FILE, "dtype": "f32"|"f16", "check": bool}`
 pub fn encode(request: &Value) -> Result<Value, String> {
-    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let (folder, device) = model_and_device(request)?;
     let out = PathBuf::from(request["out"].as_str().ok_or("\"out\" is required")?);
     let kind = match request["dtype"].as_str().unwrap_or("f32") {
         "f32" => Kind::Float,
@@ -219,8 +214,7 @@ fn model_kind(vae: &Vae) -> Kind {
 
 /// `{"op": "vae_decode", "model", "device", "latents": FILE, "out_dir": DIR}` → PNG per frame.
 pub fn decode(request: &Value) -> Result<Value, String> {
-    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let (folder, device) = model_and_device(request)?;
     let file = PathBuf::from(
         request["latents"]
             .as_str()
@@ -278,37 +272,28 @@ impl Vae {
     }
 }
 
-/// Runs `f` with the VAE of `folder` on `device`, loaded once per process (one replica, calls
-/// serialized) so a pipeline run pays the load once.
+/// Runs `f` with the VAE of `folder` on `device`, loaded once for the process.
 fn with_vae<T>(
     folder: &Path,
     device: Device,
     f: impl FnOnce(&Vae) -> Result<T, String>,
 ) -> Result<T, String> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static MODELS: OnceLock<Mutex<HashMap<(PathBuf, String), Vae>>> = OnceLock::new();
-    let key = (folder.to_path_buf(), format!("{device:?}"));
-    let mut models = MODELS
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| "model cache poisoned".to_string())?;
-    if !models.contains_key(&key) {
-        let vae = Vae::load(folder, device)?;
-        models.insert(key.clone(), vae);
-    }
-    f(&models[&key])
+    static MODELS: ModelCache<Vae> = ModelCache::new();
+    MODELS.with(folder, device, || Vae::load(folder, device), f)
 }
 
 /// `{"op": "vae_info", "model", "device"}`: loads the model (a bad folder fails here, before
 /// decoding) and says how it scales latents.
 pub fn info(request: &Value) -> Result<Value, String> {
-    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let (folder, device) = model_and_device(request)?;
     with_vae(&folder, device, |vae| {
         let (scale, shift) = vae.scaling();
         let (channels, downsampling, range) = match vae {
-            Vae::Kl(m) => (m.config().latent_channels, m.config().downsampling(), "[-1, 1]"),
+            Vae::Kl(m) => (
+                m.config().latent_channels,
+                m.config().downsampling(),
+                "[-1, 1]",
+            ),
             // The TAESD family always shrinks by 8 (three stride-2 convolutions).
             Vae::Tiny(m) => (m.latent_channels(), 8, "[0, 1]"),
         };
@@ -325,22 +310,8 @@ pub fn info(request: &Value) -> Result<Value, String> {
 /// Encodes `n` RGB frames (`height` x `width` x 3 bytes each) into `out` (f32 latents, row-major
 /// [n, C, h, w]); returns the latent shape per frame.
 pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
-    let folder = PathBuf::from(request["model"].as_str().ok_or("\"model\" is required")?);
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
-    let dims = |k: &str| {
-        request[k]
-            .as_i64()
-            .filter(|v| *v > 0)
-            .ok_or(format!("\"{k}\" must be a positive integer"))
-    };
-    let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
-    if rgb.len() as i64 != n * h * w * 3 {
-        return Err(format!(
-            "frame data is {} bytes, {n}x{h}x{w}x3 needs {}",
-            rgb.len(),
-            n * h * w * 3
-        ));
-    }
+    let (folder, device) = model_and_device(request)?;
+    let (n, h, w) = frame_batch(request, rgb)?;
     if h % 8 != 0 || w % 8 != 0 {
         return Err(format!(
             "{w}x{h}: both sides must be multiples of 8 (the latent grid)"
