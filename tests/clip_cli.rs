@@ -13,16 +13,9 @@ fn fixture() -> PathBuf {
 
 /// A [N, D] f32 tensor of the fixture's reference file, as rows.
 fn reference_rows(name: &str) -> Vec<Vec<f32>> {
-    let bytes = std::fs::read(fixture().join("reference.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = tensors.tensor(name).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::F32);
-    let values: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    values.chunks(t.shape()[1]).map(|r| r.to_vec()).collect()
+    let t = read_tensor(&fixture().join("reference.safetensors"), name).unwrap();
+    assert_eq!(t.dtype, safetensors::Dtype::F32);
+    t.values.chunks(t.shape[1]).map(|r| r.to_vec()).collect()
 }
 
 fn clip(args: &[&str]) -> (i32, serde_json::Value, String) {

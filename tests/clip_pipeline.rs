@@ -21,13 +21,6 @@ fn tag_pipeline(dir: &Path, clip: &str) -> PathBuf {
     )
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
-
 #[test]
 fn run_tags_scenes_and_writes_embeddings_matching_the_clip_command() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,26 +64,12 @@ fn run_tags_scenes_and_writes_embeddings_matching_the_clip_command() {
     assert!(r["stats"]["stages"]["clip"]["seconds"].as_f64().is_some());
 
     // embeddings.safetensors: f16 rows in sample order, frame indices.
-    let bytes = std::fs::read(out.join("cuts/embeddings.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let embeds = st.tensor("image_embeds").unwrap();
-    assert_eq!(embeds.dtype(), safetensors::Dtype::F16);
-    assert_eq!(embeds.shape(), [6, 16]);
-    let index = st.tensor("frame_index").unwrap();
-    let index: Vec<i64> = index
-        .data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    assert_eq!(index, [0, 10, 20, 30, 40, 50]);
-    let rows: Vec<Vec<f32>> = embeds
-        .data()
-        .chunks_exact(2)
-        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect::<Vec<_>>()
-        .chunks(16)
-        .map(|r| r.to_vec())
-        .collect();
+    let embeddings = out.join("cuts/embeddings.safetensors");
+    let embeds = read_tensor(&embeddings, "image_embeds").unwrap();
+    assert_eq!(embeds.dtype, safetensors::Dtype::F16);
+    assert_eq!(embeds.shape, [6, 16]);
+    assert_eq!(frame_index(&embeddings), [0, 10, 20, 30, 40, 50]);
+    let rows: Vec<Vec<f32>> = embeds.values.chunks(16).map(|r| r.to_vec()).collect();
 
     // The same frames, decoded and scaled to the picture area by ffmpeg, through `framepipe clip`.
     let content = &r["output"]["content"];

@@ -30,10 +30,8 @@ fn vae(model: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
 }
 
 fn latents_header(file: &Path) -> (safetensors::Dtype, Vec<usize>) {
-    let bytes = std::fs::read(file).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("latents").unwrap();
-    (t.dtype(), t.shape().to_vec())
+    let t = read_tensor(file, "latents").unwrap();
+    (t.dtype, t.shape)
 }
 
 #[test]
@@ -212,23 +210,10 @@ fn video_encode_takes_every_frame_at_its_own_size() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(json["frames"], 10);
-    let bytes = std::fs::read(&lat).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("latents").unwrap();
-    assert_eq!(t.shape(), [10, 4, 6, 8]);
-    let index: Vec<i64> = st
-        .tensor("frame_index")
-        .unwrap()
-        .data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    assert_eq!(index, (0..10).collect::<Vec<_>>());
-    let rows: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let t = read_tensor(&lat, "latents").unwrap();
+    assert_eq!(t.shape, [10, 4, 6, 8]);
+    assert_eq!(frame_index(&lat), (0..10).collect::<Vec<_>>());
+    let rows = t.values;
     // Frame 3 as an image through the same command agrees with row 3.
     let png = d.join("f3.png");
     ffmpeg(&[
@@ -248,19 +233,9 @@ fn video_encode_takes_every_frame_at_its_own_size() {
         &["encode", png.to_str().unwrap(), "-o", one.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{err}");
-    let bytes = std::fs::read(&one).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let single: Vec<f32> = st
-        .tensor("latents")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let single = read_tensor(&one, "latents").unwrap().values;
     let row = &rows[3 * single.len()..4 * single.len()];
-    let dot: f32 = row.iter().zip(&single).map(|(a, b)| a * b).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let cos = dot / (norm(row) * norm(&single));
+    let cos = cosine(row, &single);
     assert!(cos > 0.99, "cosine {cos}");
     // A video whose sides are not multiples of 8 is refused by name.
     let odd = d.join("odd.mkv");

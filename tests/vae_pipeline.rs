@@ -14,6 +14,7 @@ fn tiny_fixture() -> PathBuf {
         .join("crates/framepipe-torch/tests/fixtures/vae-tiny-tiny")
 }
 
+/// A shard: shape, values, frame indices, metadata.
 fn shard(
     path: &Path,
 ) -> (
@@ -24,33 +25,13 @@ fn shard(
 ) {
     let bytes = std::fs::read(path).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let lat = st.tensor("latents").unwrap();
-    let values: Vec<f32> = match lat.dtype() {
-        safetensors::Dtype::F32 => lat
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        safetensors::Dtype::F16 => lat
-            .data()
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => panic!("unexpected dtype {other:?}"),
-    };
-    let index = st
-        .tensor("frame_index")
-        .map(|t| {
-            t.data()
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                .collect()
-        })
+    let t = read_tensor(path, "latents").unwrap();
+    let index = read_tensor(path, "frame_index")
+        .map(|t| t.values.iter().map(|&v| v as i64).collect())
         .unwrap_or_default();
     (
-        lat.shape().to_vec(),
-        values,
+        t.shape,
+        t.values,
         index,
         meta.metadata().clone().unwrap_or_default(),
     )
@@ -146,9 +127,7 @@ fn latents_stream_to_shards_in_frame_order() {
         .unwrap();
     assert!(c.status.success(), "{}", stderr(&c));
     let (_, values, _, _) = shard(&lat);
-    let dot: f32 = values.iter().zip(&first_row).map(|(a, b)| a * b).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let cos = dot / (norm(&values) * norm(&first_row));
+    let cos = cosine(&values, &first_row);
     eprintln!("cosine(pipeline latents, framepipe vae encode) = {cos:.5}");
     assert!(cos > 0.99, "{cos}");
 }

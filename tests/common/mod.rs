@@ -263,3 +263,59 @@ pub fn shared_media(name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// One tensor of a safetensors file: its dtype, shape, and values as f32 (from f32, f16 or i64).
+pub struct StoredTensor {
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Reads tensor `name` of `path`; `None` when the file has no such tensor.
+pub fn read_tensor(path: &Path, name: &str) -> Option<StoredTensor> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).ok()?;
+    let values = match t.dtype() {
+        safetensors::Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        safetensors::Dtype::F16 => t
+            .data()
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        other => panic!("{path:?}: {name} has unexpected dtype {other:?}"),
+    };
+    Some(StoredTensor {
+        dtype: t.dtype(),
+        shape: t.shape().to_vec(),
+        values,
+    })
+}
+
+/// The `frame_index` tensor of a latents or embeddings file.
+pub fn frame_index(path: &Path) -> Vec<i64> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("frame_index").unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::I64);
+    t.data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
