@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
-use crate::media::{probe, Scaler};
+use crate::media::{probe, RgbFrames};
 use crate::torch::Torch;
 
 const BATCH: usize = 4;
@@ -39,13 +39,7 @@ pub fn encode_video(
     }
     let mut decoder = VideoDecoder::open(video, &input, info.video_stream_index, 0, 0)?;
     let (w, h) = (info.width, info.height);
-    let mut scaler = Scaler::new(
-        ff::format::Pixel::RGB24,
-        w,
-        h,
-        ff::software::scaling::Flags::POINT,
-    );
-    let mut rgb = ff::frame::Video::new(ff::format::Pixel::RGB24, w, h);
+    let mut rgb = RgbFrames::new(w, h, ff::software::scaling::Flags::POINT);
     let per_frame = channels * (w as usize).div_ceil(down) * (h as usize).div_ceil(down);
     let mut batch: Vec<u8> = Vec::new();
     let mut batch_n = 0usize;
@@ -73,13 +67,8 @@ pub fn encode_video(
         Ok(())
     };
     let mut sink = |frame: SourceFrame| -> Result<()> {
-        scaler
-            .run(&frame.frame, &mut rgb)
+        rgb.append(&frame.frame, None, &mut batch)
             .map_err(|e| Error::ffmpeg(video, "converting a frame to RGB", e))?;
-        let stride = rgb.stride(0);
-        for y in 0..h as usize {
-            batch.extend_from_slice(&rgb.data(0)[y * stride..y * stride + w as usize * 3]);
-        }
         index.push(frame.index as i64);
         batch_n += 1;
         if batch_n == BATCH {

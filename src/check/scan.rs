@@ -41,8 +41,7 @@ struct TagSampler {
     rule: super::rules::TagsRule,
     labels: crate::tags::LabelSet,
     device: String,
-    scaler: Scaler,
-    out: ff::frame::Video,
+    rgb: crate::media::RgbFrames,
     size: (u32, u32),
     batch: Vec<u8>,
     batch_frames: usize,
@@ -83,8 +82,7 @@ impl TagSampler {
             peaks: vec![0.0; labels.labels.len()],
             labels,
             device,
-            scaler: Scaler::new(Pixel::RGB24, size.0, size.1, scaling::Flags::AREA),
-            out: ff::frame::Video::new(Pixel::RGB24, size.0, size.1),
+            rgb: crate::media::RgbFrames::new(size.0, size.1, scaling::Flags::AREA),
             size,
             batch: Vec::new(),
             batch_frames: 0,
@@ -96,14 +94,9 @@ impl TagSampler {
         if !index.is_multiple_of(u64::from(self.rule.every_n_frames)) {
             return Ok(());
         }
-        self.scaler
-            .run(frame, &mut self.out)
+        self.rgb
+            .append(frame, None, &mut self.batch)
             .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
-        let (stride, row) = (self.out.stride(0), self.size.0 as usize * 3);
-        for y in 0..self.size.1 as usize {
-            self.batch
-                .extend_from_slice(&self.out.data(0)[y * stride..y * stride + row]);
-        }
         self.batch_frames += 1;
         if self.batch_frames == Self::BATCH {
             self.flush(path)?;

@@ -85,3 +85,42 @@ impl Scaler {
         context.run(src, dst)
     }
 }
+
+/// Packed RGB24 copies of frames at a fixed size, for the model stages (they take RGB bytes).
+pub struct RgbFrames {
+    scaler: Scaler,
+    out: ff::frame::Video,
+}
+
+impl RgbFrames {
+    pub fn new(width: u32, height: u32, flags: ff::software::scaling::Flags) -> Self {
+        RgbFrames {
+            scaler: Scaler::new(ff::format::Pixel::RGB24, width, height, flags),
+            out: ff::frame::Video::new(ff::format::Pixel::RGB24, width, height),
+        }
+    }
+
+    /// Converts `src` and appends the `rect` part (the whole picture when `None`) to `bytes`,
+    /// row by row without padding; returns the appended width and height.
+    pub fn append(
+        &mut self,
+        src: &ff::frame::Video,
+        rect: Option<normalize::Rect>,
+        bytes: &mut Vec<u8>,
+    ) -> Result<(u32, u32), ff::Error> {
+        self.scaler.run(src, &mut self.out)?;
+        let r = rect.unwrap_or(normalize::Rect {
+            x: 0,
+            y: 0,
+            width: self.out.width(),
+            height: self.out.height(),
+        });
+        let stride = self.out.stride(0);
+        let data = self.out.data(0);
+        for y in r.y..r.y + r.height {
+            let start = y as usize * stride + r.x as usize * 3;
+            bytes.extend_from_slice(&data[start..start + r.width as usize * 3]);
+        }
+        Ok((r.width, r.height))
+    }
+}

@@ -11,7 +11,7 @@ use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
-use crate::media::Scaler;
+use crate::media::RgbFrames;
 use crate::torch::Torch;
 
 /// One embedded frame.
@@ -154,7 +154,7 @@ impl ClipStage {
         let mut batch = Batch::default();
         let mut samples = Vec::new();
         let mut dim = 0;
-        let mut rgb: Option<(Scaler, ff::frame::Video)> = None;
+        let mut rgb: Option<RgbFrames> = None;
         let mut next_sample_time = 0.0;
         let mut per_scene = self
             .config
@@ -233,40 +233,24 @@ impl ClipStage {
 
     /// The frame's picture area (black bars excluded: they would pull every embedding towards
     /// "black") as packed RGB.
-    fn picture(
-        &self,
-        rgb: &mut Option<(Scaler, ff::frame::Video)>,
-        frame: &NormFrame,
-    ) -> Result<Candidate> {
-        let c = frame.content;
-        let (scaler, out) = rgb.get_or_insert_with(|| {
-            let (w, h) = (frame.frame.width(), frame.frame.height());
-            (
-                Scaler::new(
-                    ff::format::Pixel::RGB24,
-                    w,
-                    h,
-                    ff::software::scaling::Flags::POINT,
-                ),
-                ff::frame::Video::new(ff::format::Pixel::RGB24, w, h),
+    fn picture(&self, rgb: &mut Option<RgbFrames>, frame: &NormFrame) -> Result<Candidate> {
+        let converter = rgb.get_or_insert_with(|| {
+            RgbFrames::new(
+                frame.frame.width(),
+                frame.frame.height(),
+                ff::software::scaling::Flags::POINT,
             )
         });
-        scaler
-            .run(&frame.frame, out)
+        let mut bytes = Vec::new();
+        let size = converter
+            .append(&frame.frame, Some(frame.content), &mut bytes)
             .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))?;
-        let stride = out.stride(0);
-        let data = out.data(0);
-        let mut bytes = Vec::with_capacity(c.width as usize * c.height as usize * 3);
-        for y in c.y..c.y + c.height {
-            let row = y as usize * stride + c.x as usize * 3;
-            bytes.extend_from_slice(&data[row..row + c.width as usize * 3]);
-        }
         Ok(Candidate {
             source: frame.source_index,
             frame: frame.index,
             time: frame.time,
             rgb: bytes,
-            size: (c.width, c.height),
+            size,
         })
     }
 

@@ -13,7 +13,7 @@ use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
 use crate::config::{LatentDtype, VaeConfig};
 use crate::error::{Error, Result};
-use crate::media::Scaler;
+use crate::media::RgbFrames;
 use crate::torch::Torch;
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +53,7 @@ impl VaeStage {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io(&self.dir, "creating the latents folder", e))?;
         let mut timer = BusyTimer::default();
-        let mut rgb: Option<(Scaler, ff::frame::Video)> = None;
+        let mut rgb: Option<RgbFrames> = None;
         let (mut batch, mut batch_frames, mut size) = (Vec::new(), Vec::new(), (0u32, 0u32));
         let mut shard = Shard::default();
         let mut out = LatentsOutput {
@@ -71,28 +71,18 @@ impl VaeStage {
                 continue;
             }
             timer.time(|| -> Result<()> {
-                let (w, h) = (frame.frame.width(), frame.frame.height());
-                let (scaler, picture) = rgb.get_or_insert_with(|| {
-                    (
-                        Scaler::new(
-                            ff::format::Pixel::RGB24,
-                            w,
-                            h,
-                            ff::software::scaling::Flags::POINT,
-                        ),
-                        ff::frame::Video::new(ff::format::Pixel::RGB24, w, h),
+                let converter = rgb.get_or_insert_with(|| {
+                    RgbFrames::new(
+                        frame.frame.width(),
+                        frame.frame.height(),
+                        ff::software::scaling::Flags::POINT,
                     )
                 });
-                scaler.run(&frame.frame, picture).map_err(|e| {
-                    Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
-                })?;
-                let stride = picture.stride(0);
-                for y in 0..h as usize {
-                    batch.extend_from_slice(
-                        &picture.data(0)[y * stride..y * stride + w as usize * 3],
-                    );
-                }
-                size = (w, h);
+                size = converter
+                    .append(&frame.frame, None, &mut batch)
+                    .map_err(|e| {
+                        Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
+                    })?;
                 batch_frames.push(frame.index as i64);
                 Ok(())
             })?;
