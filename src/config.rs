@@ -197,9 +197,72 @@ pub struct VaeConfig {
     /// Frames per `latents/NNNNNN.safetensors` shard (memory stays flat however long the video).
     #[serde(default = "default_frames_per_shard")]
     pub frames_per_shard: usize,
-    /// Frames per model call.
-    #[serde(default = "default_vae_batch")]
-    pub batch_size: usize,
+    /// Frames per model call: a number, or `"auto"` (start large and halve whenever the device
+    /// runs out of memory, keeping the size that fits for the rest of the run).
+    #[serde(default)]
+    pub batch_size: BatchSize,
+    /// Encode through overlapping tiles (diffusers' tiled encode; AutoencoderKL only): memory
+    /// follows the model's tile size instead of the frame size, at a small cost in fidelity.
+    #[serde(default)]
+    pub tiling: bool,
+    /// Store a posterior sample instead of its mean (AutoencoderKL only): frame `i` is sampled
+    /// with seed `sample_seed + i`, so its latent does not depend on batching.
+    #[serde(default)]
+    pub sample_seed: Option<u64>,
+}
+
+/// `vae.batch_size`: a fixed number of frames per model call, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Fixed(usize),
+    Auto,
+}
+
+impl Default for BatchSize {
+    fn default() -> Self {
+        BatchSize::Fixed(4)
+    }
+}
+
+impl BatchSize {
+    /// Frames per model call to start with on `device` (`auto`: 16 on CUDA, where batches pay,
+    /// 4 on the CPU, where they barely do and cost memory).
+    pub fn initial(self, device: &str) -> usize {
+        match self {
+            BatchSize::Fixed(n) => n,
+            BatchSize::Auto if device.starts_with("cuda") => 16,
+            BatchSize::Auto => 4,
+        }
+    }
+}
+
+impl Serialize for BatchSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            BatchSize::Fixed(n) => s.serialize_u64(*n as u64),
+            BatchSize::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a number of frames or \"auto\""))?
+        {
+            Raw::Number(n) => Ok(BatchSize::Fixed(n)),
+            Raw::Text(t) if t == "auto" => Ok(BatchSize::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "{t:?}: expected a number of frames or \"auto\""
+            ))),
+        }
+    }
 }
 
 fn default_vae_every() -> u32 {
@@ -207,9 +270,6 @@ fn default_vae_every() -> u32 {
 }
 fn default_frames_per_shard() -> usize {
     256
-}
-fn default_vae_batch() -> usize {
-    4
 }
 
 /// Which frames are embedded: every n-th output frame (default 15), `fps` per second, or
@@ -472,11 +532,12 @@ impl PipelineConfig {
                     vae.frames_per_shard
                 ));
             }
-            if !(1..=1024).contains(&vae.batch_size) {
-                return Err(format!(
-                    "vae.batch_size = {}: must be in [1, 1024]",
-                    vae.batch_size
-                ));
+            if let BatchSize::Fixed(n) = vae.batch_size {
+                if !(1..=1024).contains(&n) {
+                    return Err(format!(
+                        "vae.batch_size = {n}: must be in [1, 1024] or \"auto\""
+                    ));
+                }
             }
             if !vae.model.is_dir() {
                 return Err(format!(

@@ -45,6 +45,8 @@ pub struct Job<'a> {
 /// What the VAE model says about its latents (asked once per run, before decoding).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VaeInfo {
+    /// `AutoencoderKL` or `TAESD`.
+    pub class: String,
     pub scaling_factor: f64,
     pub shift_factor: Option<f64>,
     pub input_range: String,
@@ -105,6 +107,8 @@ impl Job<'_> {
                         vae.shift_factor.map_or("none".into(), |v| v.to_string()),
                     ),
                     ("input_range", vae.input_range.clone()),
+                    ("posterior", posterior(cfg)),
+                    ("tiling", cfg.tiling.to_string()),
                     ("resolution", format!("{w}x{h}")),
                     ("source", input.display().to_string()),
                 ]
@@ -353,6 +357,9 @@ impl Job<'_> {
                     scaling_factor: v.scaling_factor,
                     shift_factor: v.shift_factor,
                     input_range: v.input_range.clone(),
+                    posterior: posterior(c),
+                    tiling: c.tiling,
+                    batch_size: l.batch_size,
                     frames: l.frames,
                 }),
                 _ => None,
@@ -474,5 +481,13 @@ impl Drop for PartialDir {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.path);
         }
+    }
+}
+
+/// How latents were drawn from the posterior, as the report and shard metadata say it.
+fn posterior(config: &crate::config::VaeConfig) -> String {
+    match config.sample_seed {
+        None => "mean".into(),
+        Some(seed) => format!("sample, seed {seed} + frame index"),
     }
 }

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod cpu_memory;
 pub mod device;
 pub mod error;
 pub mod job;

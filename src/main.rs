@@ -206,6 +206,11 @@ fn check(
 fn model_device(text: &str) -> Result<device::DeviceInfo, ExitCode> {
     DeviceRequest::parse(text)
         .and_then(|r| device::select(r, true))
+        .inspect(|d| {
+            if d.name == "cpu" {
+                framepipe::cpu_memory::tune_for_cpu_inference();
+            }
+        })
         .map_err(|message| {
             report_error(&Error::Device {
                 requested: text.to_string(),
@@ -368,6 +373,9 @@ fn prepare(
             requested: device_text,
             message,
         })?;
+    if needs_device && device.name == "cpu" {
+        framepipe::cpu_memory::tune_for_cpu_inference();
+    }
     // The CLIP model loads and the label embeddings are computed before any input is decoded:
     // a bad model folder is a configuration error, found at once.
     let labels = match &config.clip {
@@ -390,6 +398,24 @@ fn prepare(
             let info: framepipe::job::VaeInfo = serde_json::from_value(reply).map_err(|e| {
                 Error::config(pipeline.unwrap_or(Path::new("-")), format!("vae: {e}"))
             })?;
+            // Tiling and sampling exist only for AutoencoderKL: refused now, not mid-video.
+            let kl_only = [
+                ("vae.tiling", vae.tiling),
+                ("vae.sample_seed", vae.sample_seed.is_some()),
+            ];
+            if let Some((key, _)) = kl_only
+                .iter()
+                .find(|(_, set)| *set && info.class != "AutoencoderKL")
+            {
+                return Err(Error::config(
+                    pipeline.unwrap_or(Path::new("<built-in default pipeline>")),
+                    format!(
+                        "{key} applies to AutoencoderKL models; {} is a {} model",
+                        vae.model.display(),
+                        info.class
+                    ),
+                ));
+            }
             Some(info)
         }
         None => None,

@@ -100,5 +100,10 @@ pub struct LatentsReport {
     pub scaling_factor: f64,
     pub shift_factor: Option<f64>,
     pub input_range: String,
+    /// `mean`, or `sample, seed S + frame index`.
+    pub posterior: String,
+    pub tiling: bool,
+    /// Frames per model call at the end (an `auto` size after any out-of-memory retries).
+    pub batch_size: usize,
     pub frames: u64,
 }

@@ -156,6 +156,34 @@ fn vae_config_errors_come_before_decoding() {
             format!(r#"{{"model": {:?}}}"#, d.display().to_string()),
             "not a VAE folder",
         ),
+        (
+            format!(
+                r#"{{"model": {:?}, "batch_size": "big"}}"#,
+                tiny_fixture().display().to_string()
+            ),
+            "\"big\": expected a number of frames or \"auto\"",
+        ),
+        (
+            format!(
+                r#"{{"model": {:?}, "batch_size": 0}}"#,
+                tiny_fixture().display().to_string()
+            ),
+            "vae.batch_size = 0",
+        ),
+        (
+            format!(
+                r#"{{"model": {:?}, "tiling": true}}"#,
+                tiny_fixture().display().to_string()
+            ),
+            "vae.tiling applies to AutoencoderKL models",
+        ),
+        (
+            format!(
+                r#"{{"model": {:?}, "sample_seed": 3}}"#,
+                tiny_fixture().display().to_string()
+            ),
+            "vae.sample_seed applies to AutoencoderKL models",
+        ),
     ] {
         let cfg = pipeline(
             d,
@@ -174,4 +202,195 @@ fn vae_config_errors_come_before_decoding() {
         assert!(stderr(&o).contains(expected), "{vae}: {}", stderr(&o));
         assert!(!stderr(&o).contains("never-opened"), "{}", stderr(&o));
     }
+}
+
+/// Runs `framepipe -q run` with `config_json` on `input` into `out`, measured.
+fn run_vae(
+    dir: &Path,
+    input: &Path,
+    out: &Path,
+    config_json: &str,
+    limit: Option<u64>,
+) -> Measured {
+    let cfg = pipeline(dir, "vae-run.json", config_json);
+    let mut cmd = framepipe();
+    cmd.args(["-q", "run", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(out)
+        .arg(input);
+    run_measured(cmd, limit)
+}
+
+/// The shards of a finished output in report order: (rows, frame indices).
+fn shard_rows(out: &Path, stem: &str) -> (Vec<usize>, Vec<i64>) {
+    let r = report(out, stem);
+    let mut rows = Vec::new();
+    let mut index = Vec::new();
+    for f in r["latents"]["files"].as_array().unwrap() {
+        let path = out.join(stem).join(f.as_str().unwrap());
+        let i = frame_index(&path);
+        rows.push(read_tensor(&path, "latents").unwrap().shape[0]);
+        index.extend(i);
+    }
+    (rows, index)
+}
+
+#[test]
+fn two_thousand_frames_stream_to_eight_shards_in_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = format!(
+        r#"{{"vae": {{"model": {:?}, "frames_per_shard": 256, "batch_size": 4}}, "device": "cpu"}}"#,
+        tiny_fixture().display().to_string()
+    );
+    let mut peaks = Vec::new();
+    for frames in [300u32, 2000] {
+        let input = d.join(format!("f{frames}.mp4"));
+        make_cut_clip(&input, "320x180", &[("testsrc2", frames)], false, &[]);
+        let out = d.join(format!("out{frames}"));
+        let m = run_vae(d, &input, &out, &config, None);
+        assert!(m.success, "{frames} frames: {}", m.stderr);
+        let stem = format!("f{frames}");
+        let (rows, index) = shard_rows(&out, &stem);
+        let shards = (frames as usize).div_ceil(256);
+        assert_eq!(rows.len(), shards, "{frames} frames in shards of 256");
+        assert!(rows[..shards - 1].iter().all(|&r| r == 256), "{rows:?}");
+        assert_eq!(rows.iter().sum::<usize>(), frames as usize);
+        assert_eq!(
+            index,
+            (0..i64::from(frames)).collect::<Vec<_>>(),
+            "every frame once, in frame order"
+        );
+        assert_eq!(report(&out, &stem)["latents"]["frames"], frames);
+        peaks.push(m.peak_rss_mib);
+    }
+    let ratio = peaks[1] / peaks[0];
+    eprintln!(
+        "peak RSS: 300 frames {:.1} MiB, 2000 frames {:.1} MiB, ratio {ratio:.3} (limit 1.2)",
+        peaks[0], peaks[1]
+    );
+    assert!(ratio <= 1.2, "memory grows with the video: {ratio:.3}");
+}
+
+#[test]
+fn out_of_memory_names_the_fix_and_auto_batch_size_retries_smaller() {
+    // A real allocation failure on the CPU: an address-space limit that one 1080p frame per
+    // call fits under with room for a second, and four do not.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("clip.mp4");
+    make_cut_clip(&input, "320x180", &[("testsrc2", 8)], false, &[]);
+    let config = |batch: &str| {
+        format!(
+            r#"{{"normalize": {{"resolution": "1080p"}}, "vae": {{"model": {:?}, "batch_size": {batch}, "dtype": "f32"}}, "device": "cpu"}}"#,
+            tiny_fixture().display().to_string()
+        )
+    };
+    let one = run_vae(d, &input, &d.join("out1"), &config("1"), None);
+    assert!(one.success, "{}", one.stderr);
+    let (_, want_index) = shard_rows(&d.join("out1"), "clip");
+    // One 1080p frame of this model needs about 370 MB of activations on top of the rest.
+    let limit = one.vm_peak_bytes + 600 * 1024 * 1024;
+    eprintln!(
+        "batch 1 VmPeak {} MiB; limit {} MiB",
+        one.vm_peak_bytes >> 20,
+        limit >> 20
+    );
+
+    let fixed = run_vae(d, &input, &d.join("out8"), &config("8"), Some(limit));
+    assert!(!fixed.success, "batch 8 must not fit under the limit");
+    for needle in [
+        "clip.mp4",
+        "ran out of memory on cpu encoding 8 frame(s) of 1920x1080",
+        "vae.batch_size (now 8)",
+        "\"auto\"",
+        "vae.tiling",
+    ] {
+        assert!(
+            fixed.stderr.contains(needle),
+            "{needle:?} in {}",
+            fixed.stderr
+        );
+    }
+    assert!(
+        !fixed.stderr.contains("frame #"),
+        "no C++ backtrace: {}",
+        fixed.stderr
+    );
+    assert_no_output(&d.join("out8"), "clip");
+
+    let out = d.join("outauto");
+    let auto = run_vae(d, &input, &out, &config("\"auto\""), Some(limit));
+    assert!(auto.success, "{}", auto.stderr);
+    let r = report(&out, "clip");
+    let size = r["latents"]["batch_size"].as_u64().unwrap();
+    eprintln!("auto batch size under the limit: {size}");
+    assert!(
+        (1..4).contains(&size),
+        "auto starts at 4 on the CPU and halves: {size}"
+    );
+    let (_, index) = shard_rows(&out, "clip");
+    assert_eq!(
+        index, want_index,
+        "the retried frames are all there, in order"
+    );
+}
+
+/// The KL fixture: its attention needs tiles at 720p on a CPU.
+fn kl_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/framepipe-torch/tests/fixtures/vae-kl-tiny")
+}
+
+#[test]
+fn kl_tiled_sampled_latents_do_not_depend_on_batching() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("clip.mp4");
+    make_cut_clip(&input, "320x180", &[("testsrc2", 3)], false, &[]);
+    let mut runs = Vec::new();
+    for (name, extra) in [
+        ("b1", r#""batch_size": 1, "sample_seed": 11"#),
+        ("b3", r#""batch_size": 3, "sample_seed": 11"#),
+        ("mean", r#""batch_size": 3"#),
+    ] {
+        let config = format!(
+            r#"{{"vae": {{"model": {:?}, "tiling": true, "dtype": "f32", {extra}}}, "device": "cpu"}}"#,
+            kl_fixture().display().to_string()
+        );
+        let out = d.join(name);
+        let m = run_vae(d, &input, &out, &config, None);
+        assert!(m.success, "{name}: {}", m.stderr);
+        let r = report(&out, "clip");
+        assert_eq!(r["latents"]["tiling"], true);
+        let path = out
+            .join("clip")
+            .join(r["latents"]["files"][0].as_str().unwrap());
+        let (_, values, _, meta) = shard(&path);
+        assert_eq!(meta["tiling"], "true");
+        assert_eq!(
+            meta["posterior"],
+            r["latents"]["posterior"].as_str().unwrap()
+        );
+        runs.push((
+            r["latents"]["posterior"].as_str().unwrap().to_string(),
+            values,
+        ));
+    }
+    assert_eq!(runs[0].0, "sample, seed 11 + frame index");
+    assert_eq!(runs[2].0, "mean");
+    let max_diff = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    // Same seed, same latents whatever the batch (up to the float rounding of batched kernels).
+    let batching = max_diff(&runs[0].1, &runs[1].1);
+    eprintln!("sampled latents, batch 1 vs batch 3: max abs diff {batching:e}");
+    assert!(batching <= 1e-3, "{batching}");
+    let diff = max_diff(&runs[0].1, &runs[2].1);
+    eprintln!("sample vs mean: max abs diff {diff}");
+    assert!(diff > 0.1, "a sample is not the mean: {diff}");
 }

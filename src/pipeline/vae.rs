@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
-use crate::config::{LatentDtype, VaeConfig};
+use crate::config::{BatchSize, LatentDtype, VaeConfig};
 use crate::error::{Error, Result};
 use crate::media::RgbFrames;
 use crate::torch::Torch;
@@ -22,6 +22,9 @@ pub struct LatentsOutput {
     pub files: Vec<String>,
     pub shape_per_frame: Vec<i64>,
     pub frames: u64,
+    /// Frames per model call at the end of the run (smaller than the start when `auto` met
+    /// out-of-memory errors).
+    pub batch_size: usize,
     #[serde(skip)]
     pub seconds: f64,
 }
@@ -55,11 +58,13 @@ impl VaeStage {
         let mut timer = BusyTimer::default();
         let mut rgb: Option<RgbFrames> = None;
         let (mut batch, mut batch_frames, mut size) = (Vec::new(), Vec::new(), (0u32, 0u32));
+        let mut batch_size = self.config.batch_size.initial(&self.device);
         let mut shard = Shard::default();
         let mut out = LatentsOutput {
             files: Vec::new(),
             shape_per_frame: Vec::new(),
             frames: 0,
+            batch_size,
             seconds: 0.0,
         };
         for frame in rx {
@@ -86,50 +91,111 @@ impl VaeStage {
                 batch_frames.push(frame.index as i64);
                 Ok(())
             })?;
-            if batch_frames.len() >= self.config.batch_size {
+            if batch_frames.len() >= batch_size {
                 timer.time(|| {
                     self.encode(
                         torch,
-                        &mut batch,
-                        &mut batch_frames,
+                        &batch,
+                        &batch_frames,
                         size,
+                        &mut batch_size,
                         &mut shard,
                         &mut out,
                     )
                 })?;
+                batch.clear();
+                batch_frames.clear();
             }
         }
         timer.time(|| -> Result<()> {
             self.encode(
                 torch,
-                &mut batch,
-                &mut batch_frames,
+                &batch,
+                &batch_frames,
                 size,
+                &mut batch_size,
                 &mut shard,
                 &mut out,
             )?;
             self.write_shard(&mut shard, &mut out)
         })?;
+        out.batch_size = batch_size;
         out.seconds = timer.seconds();
         Ok(out)
     }
 
+    /// Encodes `frames` (RGB, `size` each) in calls of at most `batch_size` frames and queues
+    /// their latents for the shards. Out of memory with `batch_size: "auto"` halves the size
+    /// and retries the same frames; the smaller size then holds for the rest of the run.
+    #[allow(clippy::too_many_arguments)]
     fn encode(
         &self,
         torch: &Torch,
-        batch: &mut Vec<u8>,
-        frames: &mut Vec<i64>,
+        rgb: &[u8],
+        frames: &[i64],
         size: (u32, u32),
+        batch_size: &mut usize,
         shard: &mut Shard,
         out: &mut LatentsOutput,
     ) -> Result<()> {
-        if frames.is_empty() {
-            return Ok(());
+        let frame_bytes = size.0 as usize * size.1 as usize * 3;
+        let mut done = 0;
+        while done < frames.len() {
+            let n = (*batch_size).min(frames.len() - done);
+            let chunk = &frames[done..done + n];
+            match self.encode_call(
+                torch,
+                &rgb[done * frame_bytes..(done + n) * frame_bytes],
+                chunk,
+                size,
+            ) {
+                Ok((shape, values)) => {
+                    self.queue(&shape, &values, chunk, shard, out)?;
+                    done += n;
+                }
+                Err(message) if is_out_of_memory(&message) => {
+                    if self.config.batch_size == BatchSize::Auto && n > 1 {
+                        *batch_size = n / 2;
+                        tracing::warn!(
+                            input = %self.source_path,
+                            device = %self.device,
+                            "VAE out of memory at {n} frames of {}x{} per call; retrying with {}",
+                            size.0,
+                            size.1,
+                            *batch_size
+                        );
+                        continue;
+                    }
+                    return Err(Error::input(
+                        &self.source_path,
+                        out_of_memory_advice(&message, n, size, &self.device, &self.config),
+                    ));
+                }
+                Err(message) => {
+                    return Err(Error::input(&self.source_path, format!("VAE: {message}")))
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// One model call: latents of `frames` as (shape per frame, f32 values).
+    fn encode_call(
+        &self,
+        torch: &Torch,
+        rgb: &[u8],
+        frames: &[i64],
+        size: (u32, u32),
+    ) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
         let n = frames.len();
-        let request = serde_json::json!({
+        let mut request = serde_json::json!({
             "model": self.config.model, "device": self.device, "n": n, "width": size.0, "height": size.1,
+            "tiling": self.config.tiling,
         });
+        if let Some(seed) = self.config.sample_seed {
+            request["sample_seed"] = seed.into();
+            request["frame_index"] = frames.into();
+        }
         let (channels, down) = (
             self.latent_layout.0.max(1) as usize,
             self.latent_layout.1.max(1) as usize,
@@ -139,13 +205,25 @@ impl VaeStage {
                 0f32;
                 n * channels * (size.0 as usize).div_ceil(down) * (size.1 as usize).div_ceil(down)
             ];
-        let reply = torch
-            .vae_encode_frames(&request, batch, &mut values)
-            .map_err(|m| Error::input(&self.source_path, format!("VAE: {m}")))?;
+        let reply = torch.vae_encode_frames(&request, rgb, &mut values)?;
         let shape: Vec<i64> =
             serde_json::from_value(reply["shape_per_frame"].clone()).unwrap_or_default();
-        let per_frame: usize = shape.iter().product::<i64>() as usize;
-        out.shape_per_frame = shape;
+        let per_frame = shape.iter().product::<i64>() as usize;
+        values.truncate(n * per_frame);
+        Ok((shape, values))
+    }
+
+    /// Appends latent rows to the open shard, writing it out whenever it is full.
+    fn queue(
+        &self,
+        shape: &[i64],
+        values: &[f32],
+        frames: &[i64],
+        shard: &mut Shard,
+        out: &mut LatentsOutput,
+    ) -> Result<()> {
+        let per_frame = shape.iter().product::<i64>() as usize;
+        out.shape_per_frame = shape.to_vec();
         for (i, &f) in frames.iter().enumerate() {
             shard.frames.push(f);
             shard
@@ -155,8 +233,6 @@ impl VaeStage {
                 self.write_shard(shard, out)?;
             }
         }
-        batch.clear();
-        frames.clear();
         Ok(())
     }
 
@@ -208,5 +284,61 @@ impl VaeStage {
         shard.frames.clear();
         shard.values.clear();
         Ok(())
+    }
+}
+
+/// Whether a libtorch error is an allocation failure (CUDA's caching allocator, or the CPU
+/// allocator), which a smaller batch or tiling can avoid.
+pub fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("out of memory")
+        || m.contains("outofmemoryerror")
+        || m.contains("can't allocate memory")
+        || m.contains("not enough memory")
+}
+
+/// The error for an allocation failure the stage cannot work around itself: what ran out, and
+/// which settings make it fit.
+fn out_of_memory_advice(
+    message: &str,
+    n: usize,
+    size: (u32, u32),
+    device: &str,
+    config: &VaeConfig,
+) -> String {
+    let first_line = message.lines().next().unwrap_or(message);
+    let mut advice = Vec::new();
+    if n > 1 {
+        advice.push(format!(
+            "lower vae.batch_size (now {n}) or set it to \"auto\" to find a size that fits"
+        ));
+    }
+    if !config.tiling {
+        advice.push("set vae.tiling to true (AutoencoderKL models)".to_string());
+    }
+    advice.push("or use a smaller normalize.resolution".to_string());
+    format!(
+        "VAE ran out of memory on {device} encoding {n} frame(s) of {}x{}: {}; {first_line}",
+        size.0,
+        size.1,
+        advice.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_failures_are_recognised() {
+        for m in [
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB",
+            "torch.OutOfMemoryError: CUDA out of memory.",
+            "activation: Internal torch error: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 235929600 bytes.",
+            "DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.",
+        ] {
+            assert!(is_out_of_memory(m), "{m}");
+        }
+        assert!(!is_out_of_memory("weight of size [8, 3, 3, 3] expected"));
     }
 }

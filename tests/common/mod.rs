@@ -319,3 +319,70 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+/// How a child process ended, with its own peak resident and virtual memory.
+#[derive(Debug)]
+pub struct Measured {
+    pub success: bool,
+    pub stderr: String,
+    /// Peak RSS (the kernel's ru_maxrss for exactly this child), MiB.
+    pub peak_rss_mib: f64,
+    /// VmPeak (peak address-space size) as last read from /proc while it ran, bytes.
+    pub vm_peak_bytes: u64,
+}
+
+/// Runs `cmd` (stdout discarded, stderr kept), optionally under an address-space limit
+/// (RLIMIT_AS, bytes): allocations beyond it fail as they do when memory runs out.
+pub fn run_measured(mut cmd: Command, address_space_limit: Option<u64>) -> Measured {
+    use std::os::unix::process::CommandExt;
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(err_file.reopen().unwrap());
+    if let Some(limit) = address_space_limit {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().expect("child starts");
+    let pid = child.id() as libc::pid_t;
+    let status_path = format!("/proc/{pid}/status");
+    let mut vm_peak_bytes = 0;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid out-parameter.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmPeak:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                vm_peak_bytes = vm_peak_bytes.max(kb * 1024);
+            }
+        }
+        // SAFETY: pid is our child; status and usage are valid out-parameters.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert!(r >= 0, "wait4 failed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::mem::forget(child); // reaped by wait4 above
+    Measured {
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stderr: std::fs::read_to_string(err_file.path()).unwrap_or_default(),
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        vm_peak_bytes,
+    }
+}

@@ -36,18 +36,19 @@ pub extern "C" fn framepipe_torch_abi() -> u32 {
 /// `request` must be a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn framepipe_torch_call(request: *const c_char) -> *mut c_char {
+    quiet_panics();
     let reply = std::panic::catch_unwind(|| {
         // SAFETY: the caller passes a valid C string.
         let text = unsafe { CStr::from_ptr(request) }.to_string_lossy();
         match serde_json::from_str::<Value>(&text) {
             Ok(req) => match handle(&req) {
                 Ok(v) => json!({ "ok": v }),
-                Err(e) => json!({ "error": e }),
+                Err(e) => json!({ "error": without_backtrace(&e) }),
             },
             Err(e) => json!({ "error": format!("bad request: {e}") }),
         }
     })
-    .unwrap_or_else(|_| json!({ "error": "libtorch side panicked" }));
+    .unwrap_or_else(|payload| json!({ "error": panic_message(payload.as_ref()) }));
     CString::new(reply.to_string())
         .expect("JSON has no NUL")
         .into_raw()
@@ -105,6 +106,7 @@ unsafe fn frames_call(
     out_len: usize,
     op: FramesOp,
 ) -> *mut c_char {
+    quiet_panics();
     let reply = std::panic::catch_unwind(|| {
         // SAFETY: guaranteed by the caller.
         let (text, rgb, out) = unsafe {
@@ -117,15 +119,44 @@ unsafe fn frames_call(
         match serde_json::from_str::<Value>(&text) {
             Ok(req) => match op(&req, rgb, out) {
                 Ok(v) => json!({ "ok": v }),
-                Err(e) => json!({ "error": e }),
+                Err(e) => json!({ "error": without_backtrace(&e) }),
             },
             Err(e) => json!({ "error": format!("bad request: {e}") }),
         }
     })
-    .unwrap_or_else(|_| json!({ "error": "libtorch side panicked" }));
+    .unwrap_or_else(|payload| json!({ "error": panic_message(payload.as_ref()) }));
     CString::new(reply.to_string())
         .expect("JSON has no NUL")
         .into_raw()
+}
+
+/// libtorch's error text ends in a C++ backtrace (`Exception raised from ...` and dozens of
+/// `frame #N:` lines) that means nothing to a user; the message before it is kept.
+pub fn without_backtrace(message: &str) -> String {
+    let cut = message
+        .find("\nException raised from")
+        .or_else(|| message.find("Exception raised from"))
+        .or_else(|| message.find("\nframe #"))
+        .unwrap_or(message.len());
+    message[..cut].trim_end().to_string()
+}
+
+/// This library's panics become error replies that carry their message; the default hook
+/// would also print them (with libtorch's backtrace) to the user's terminal.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
+/// A panic inside the library (tch's non-`f_` methods panic on libtorch errors, e.g. out of
+/// memory) as an error reply that keeps its message, so the caller can tell what failed.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    format!("libtorch side panicked: {}", without_backtrace(text))
 }
 
 /// Releases a reply of [`framepipe_torch_call`].
@@ -186,6 +217,18 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert!(v["ok"]["cuda_devices"].as_i64().unwrap() >= 0, "{text}");
         assert!(v["ok"]["threads"].as_i64().unwrap() >= 1, "{text}");
+    }
+
+    #[test]
+    fn torch_backtraces_are_cut_from_messages() {
+        let raw = "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 235929600 bytes.\nException raised from alloc_cpu at /pytorch/c10/core/impl/alloc_cpu.cpp:127 (most recent call first):\nframe #0: c10::ThrowEnforceNotMet(..)\nframe #1: <unknown function>";
+        let clean = without_backtrace(raw);
+        assert!(clean.ends_with("235929600 bytes."), "{clean}");
+        assert_eq!(without_backtrace("plain"), "plain");
+        let payload: Box<dyn std::any::Any + Send> = Box::new(raw.to_string());
+        let m = panic_message(payload.as_ref());
+        assert!(m.starts_with("libtorch side panicked: [enforce"), "{m}");
+        assert!(!m.contains("frame #"), "{m}");
     }
 
     #[test]

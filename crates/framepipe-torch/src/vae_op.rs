@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
 use crate::request::{frame_batch, inference_kind, model_and_device, ModelCache};
-use crate::vae::kl::AutoencoderKl;
+use crate::vae::kl::{AutoencoderKl, Tiling};
 use crate::vae::tiny::TinyAutoencoder;
 
 /// Boxed: the models are large and live once per request.
@@ -298,6 +298,7 @@ pub fn info(request: &Value) -> Result<Value, String> {
             Vae::Tiny(m) => (m.latent_channels(), 8, "[0, 1]"),
         };
         Ok(json!({
+            "class": match vae { Vae::Kl(_) => "AutoencoderKL", Vae::Tiny(_) => "TAESD" },
             "scaling_factor": scale,
             "shift_factor": shift,
             "input_range": range,
@@ -308,7 +309,9 @@ pub fn info(request: &Value) -> Result<Value, String> {
 }
 
 /// Encodes `n` RGB frames (`height` x `width` x 3 bytes each) into `out` (f32 latents, row-major
-/// [n, C, h, w]); returns the latent shape per frame.
+/// [n, C, h, w]); returns the latent shape per frame. Optional request fields: `tiling` (bool,
+/// AutoencoderKL only), `sample_seed` with `frame_index` (one per frame: frame `i` is sampled
+/// with seed `sample_seed + frame_index[i]`; AutoencoderKL only).
 pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
     let (folder, device) = model_and_device(request)?;
     let (n, h, w) = frame_batch(request, rgb)?;
@@ -317,17 +320,21 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
             "{w}x{h}: both sides must be multiples of 8 (the latent grid)"
         ));
     }
+    let options = EncodeOptions::from_request(request, n)?;
     with_vae(&folder, device, |vae| {
-        let x = Tensor::from_slice(rgb)
-            .view([n, h, w, 3])
-            .to_device(device)
-            .permute([0, 3, 1, 2])
-            .to_kind(Kind::Float)
-            / 255.0;
-        let latents = tch::no_grad(|| vae.encode(&x.to_kind(model_kind(vae))))?
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu)
-            .contiguous();
+        let x = Tensor::f_from_slice(rgb)
+            .and_then(|t| t.f_view([n, h, w, 3]))
+            .and_then(|t| t.f_to_device(device))
+            // NHWC memory seen as NCHW: channels-last, the layout oneDNN/cuDNN convolve fastest.
+            .and_then(|t| t.f_permute([0, 3, 1, 2]))
+            .and_then(|t| t.f_to_kind(model_kind(vae)))
+            .and_then(|t| t.f_div_scalar(255.0))
+            .map_err(|e| e.to_string())?;
+        let latents = tch::no_grad(|| vae.encode_with(&x, &options))?
+            .f_to_kind(Kind::Float)
+            .and_then(|t| t.f_to_device(Device::Cpu))
+            .and_then(|t| t.f_contiguous())
+            .map_err(|e| e.to_string())?;
         let needed = latents.numel();
         if out.len() < needed {
             return Err(format!(
@@ -341,4 +348,62 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
         let size = latents.size();
         Ok(json!({ "n": n, "shape_per_frame": &size[1..] }))
     })
+}
+
+/// How a frame batch is encoded beyond the default (whole frames, posterior mean).
+#[derive(Debug, Default)]
+struct EncodeOptions {
+    tiling: bool,
+    /// One seed per frame when sampling.
+    seeds: Option<Vec<u64>>,
+}
+
+impl EncodeOptions {
+    fn from_request(request: &Value, n: i64) -> Result<Self, String> {
+        let seeds = match request["sample_seed"].as_u64() {
+            None => None,
+            Some(seed) => {
+                let index: Vec<u64> = request["frame_index"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                if index.len() as i64 != n {
+                    return Err(format!(
+                        "sample_seed needs one frame_index per frame ({} for {n} frames)",
+                        index.len()
+                    ));
+                }
+                Some(index.iter().map(|i| seed.wrapping_add(*i)).collect())
+            }
+        };
+        Ok(Self {
+            tiling: request["tiling"].as_bool().unwrap_or(false),
+            seeds,
+        })
+    }
+}
+
+impl Vae {
+    /// [`Vae::encode`] with tiling and per-frame sampling, which only AutoencoderKL has.
+    fn encode_with(&self, x01: &Tensor, options: &EncodeOptions) -> Result<Tensor, String> {
+        match self {
+            Vae::Kl(m) if options.tiling || options.seeds.is_some() => {
+                let x = x01 * 2.0 - 1.0;
+                let tiling = options.tiling.then(|| Tiling::for_config(m.config()));
+                match (&options.seeds, tiling) {
+                    (Some(seeds), tiling) => m.encode_sampled_per_frame(&x, tiling, seeds),
+                    (None, Some(tiling)) => m.encode_tiled(&x, tiling, None),
+                    (None, None) => m.encode(&x, None),
+                }
+                .map_err(|e| e.to_string())
+            }
+            Vae::Tiny(_) if options.tiling => {
+                Err("tiling is for AutoencoderKL models; TAESD models encode whole frames".into())
+            }
+            Vae::Tiny(_) if options.seeds.is_some() => Err(
+                "sample_seed is for AutoencoderKL models; TAESD latents are deterministic".into(),
+            ),
+            _ => self.encode(x01),
+        }
+    }
 }

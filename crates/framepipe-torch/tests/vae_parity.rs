@@ -70,6 +70,33 @@ fn kl_encode_seeded_sample_matches_diffusers() {
 }
 
 #[test]
+fn kl_per_frame_seeds_sample_each_frame_as_if_alone() {
+    // Row i must equal the frame encoded alone with seed s_i, which is diffusers'
+    // `latent_dist.sample(torch.Generator().manual_seed(s_i))` (proven above for a whole batch):
+    // a frame's sampled latent then does not depend on how the pipeline batched it.
+    let r = reference("vae-kl-tiny");
+    let vae = kl();
+    let x = &r["input"];
+    let n = x.size()[0];
+    let seeds: Vec<u64> = (0..n as u64).map(|i| 7 + 3 * i).collect();
+    let batch = vae.encode_sampled_per_frame(x, None, &seeds).unwrap();
+    for (i, &seed) in seeds.iter().enumerate() {
+        let alone = vae.encode(&x.narrow(0, i as i64, 1), Some(seed)).unwrap();
+        assert_close(
+            &format!("frame {i} sampled with seed {seed}"),
+            &batch.narrow(0, i as i64, 1),
+            &alone,
+        );
+    }
+    if n > 1 {
+        // Different seeds really draw different noise.
+        let mean = vae.encode(x, None).unwrap();
+        assert!(max_abs_diff("sample vs mean", &batch, &mean) > 1e-3);
+    }
+    assert!(vae.encode_sampled_per_frame(x, None, &[1]).is_err() || n == 1);
+}
+
+#[test]
 fn kl_decode_matches_diffusers() {
     let r = reference("vae-kl-tiny");
     let images = kl().decode(&r["latents_mean"]).unwrap();

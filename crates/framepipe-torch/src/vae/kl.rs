@@ -715,19 +715,24 @@ impl AutoencoderKl {
     ) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         let x = self.prepare(x, "AutoencoderKL tiled encode")?;
+        let moments = self.moments_tiled(&x, tiling)?;
+        self.latents_from_moments(&moments, sample_seed)
+    }
+
+    /// The encoder's moments through overlapping tiles; frames no larger than one tile whole.
+    fn moments_tiled(&self, x: &Tensor, tiling: Tiling) -> Result<Tensor> {
         let (_, _, h, w) = x.size4().map_err(VaeError::torch("tiled encode input"))?;
-        let moments = if h > tiling.tile_sample_size || w > tiling.tile_sample_size {
+        if h > tiling.tile_sample_size || w > tiling.tile_sample_size {
             run_tiled(
-                &x,
+                x,
                 tiling.tile_sample_size,
                 tiling.tile_latent_size,
                 tiling.overlap,
                 |t| self.moments(t),
-            )?
+            )
         } else {
-            self.moments(&x)?
-        };
-        self.latents_from_moments(&moments, sample_seed)
+            self.moments(x)
+        }
     }
 
     /// Images in [-1, 1] (not clamped, as diffusers) from latents scaled as [`Self::encode`]
@@ -794,29 +799,79 @@ impl AutoencoderKl {
     }
 
     fn latents_from_moments(&self, moments: &Tensor, sample_seed: Option<u64>) -> Result<Tensor> {
-        let err = VaeError::torch;
         let (mean, logvar) = split_moments(moments)?;
         let z = match sample_seed {
             None => mean,
             Some(seed) => {
-                // DiagonalGaussianDistribution: logvar clamped to [-30, 20].
-                let std = logvar
-                    .f_clamp(-30.0, 20.0)
-                    .and_then(|t| t.f_mul_scalar(0.5))
-                    .and_then(|t| t.f_exp())
-                    .map_err(err("posterior std"))?;
                 tch::manual_seed(seed as i64);
                 let noise = Tensor::f_randn(mean.size(), (self.kind, Device::Cpu))
-                    .and_then(|t| t.f_to_device(self.device()))
-                    .map_err(err("posterior noise"))?;
-                mean.f_add(&std.f_mul(&noise).map_err(err("posterior sample"))?)
-                    .map_err(err("posterior sample"))?
+                    .map_err(VaeError::torch("posterior noise"))?;
+                self.sample(&mean, &logvar, &noise)?
             }
         };
+        self.scale(&z)
+    }
+
+    /// Latents as [`Self::encode`] or [`Self::encode_tiled`] stores them, each frame sampled
+    /// with its own seed: row `i` equals diffusers' `latent_dist.sample(generator)` for that
+    /// frame encoded alone with `torch.Generator().manual_seed(seeds[i])`, so a frame's latent
+    /// does not depend on how frames were batched.
+    pub fn encode_sampled_per_frame(
+        &self,
+        x: &Tensor,
+        tiling: Option<Tiling>,
+        seeds: &[u64],
+    ) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let x = self.prepare(x, "AutoencoderKL encode")?;
+        let moments = match tiling {
+            Some(t) => self.moments_tiled(&x, t)?,
+            None => self.moments(&x)?,
+        };
+        let (mean, logvar) = split_moments(&moments)?;
+        let size = mean.size();
+        if size.first().copied() != Some(seeds.len() as i64) {
+            return Err(VaeError::Input(format!(
+                "{} seeds for a batch of {:?}",
+                seeds.len(),
+                size.first()
+            )));
+        }
+        let noise = seeds
+            .iter()
+            .map(|&seed| {
+                tch::manual_seed(seed as i64);
+                Tensor::f_randn(&size[1..], (self.kind, Device::Cpu))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .and_then(|rows| Tensor::f_stack(&rows, 0))
+            .map_err(VaeError::torch("posterior noise"))?;
+        let z = self.sample(&mean, &logvar, &noise)?;
+        self.scale(&z)
+    }
+
+    /// `mean + std * noise` (DiagonalGaussianDistribution: logvar clamped to [-30, 20]);
+    /// `noise` is drawn on the CPU and moved here.
+    fn sample(&self, mean: &Tensor, logvar: &Tensor, noise: &Tensor) -> Result<Tensor> {
+        let err = VaeError::torch;
+        let std = logvar
+            .f_clamp(-30.0, 20.0)
+            .and_then(|t| t.f_mul_scalar(0.5))
+            .and_then(|t| t.f_exp())
+            .map_err(err("posterior std"))?;
+        let noise = noise
+            .f_to_device(self.device())
+            .map_err(err("posterior noise"))?;
+        mean.f_add(&std.f_mul(&noise).map_err(err("posterior sample"))?)
+            .map_err(err("posterior sample"))
+    }
+
+    /// `(z - shift_factor) * scaling_factor`.
+    fn scale(&self, z: &Tensor) -> Result<Tensor> {
         let shift = self.config.shift_factor.unwrap_or(0.0);
         z.f_sub_scalar(shift)
             .and_then(|t| t.f_mul_scalar(self.config.scaling_factor))
-            .map_err(err("scale latents"))
+            .map_err(VaeError::torch("scale latents"))
     }
 }
 
