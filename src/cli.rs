@@ -36,6 +36,12 @@ pub enum CheckFormat {
     Github,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "framepipe",
@@ -161,4 +167,70 @@ pub enum Command {
         #[arg(value_name = "INPUT")]
         input: PathBuf,
     },
+    /// Find scenes (or sampled frames) across processed outputs by text, by picture, or by a
+    /// moment of a video: cosine similarity of CLIP embeddings, no decoding of the corpus.
+    Search(SearchArgs),
+    /// Rank any labels for each scene of a processed output, from its stored CLIP embeddings.
+    Describe {
+        /// A finished output folder (OUT/<stem>) or its report JSON.
+        #[arg(value_name = "OUTPUT")]
+        output: PathBuf,
+        /// The CLIP model folder that made the embeddings.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Labels, or files with one label per line.
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE|STR")]
+        labels: Vec<String>,
+        /// Prompt templates with one `{}` (default: the templates the run used).
+        #[arg(long = "template", value_name = "STR")]
+        templates: Vec<String>,
+        /// Labels listed per scene (default: all).
+        #[arg(long)]
+        top: Option<usize>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("query").required(true).multiple(true)))]
+pub struct SearchArgs {
+    /// Output folders (searched recursively for finished outputs).
+    #[arg(required = true, value_name = "OUTDIR")]
+    pub dirs: Vec<PathBuf>,
+    /// The CLIP model folder that made the embeddings.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Text queries.
+    #[arg(long = "text", value_name = "STR", group = "query")]
+    pub texts: Vec<String>,
+    /// Image queries (PNG, JPEG).
+    #[arg(long = "image", value_name = "FILE", group = "query")]
+    pub images: Vec<PathBuf>,
+    /// A moment of a video as the query: VIDEO@SECONDS or VIDEO@HH:MM:SS(.mmm).
+    #[arg(long = "like", value_name = "VIDEO@TIME", group = "query")]
+    pub like: Vec<String>,
+    /// A file of text queries, one per line (# comments and blank lines skipped).
+    #[arg(long, value_name = "FILE", group = "query")]
+    pub queries: Option<PathBuf>,
+    /// Results per query.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Only results scoring at least this cosine similarity.
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub min_score: Option<f32>,
+    /// Rank sampled frames instead of scenes.
+    #[arg(long)]
+    pub frames: bool,
+    /// Cut each hit out of its output video into DIR (stream copy where a keyframe allows).
+    #[arg(long, value_name = "DIR")]
+    pub export_clips: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ListFormat,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }

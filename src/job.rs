@@ -146,7 +146,21 @@ impl Job<'_> {
         let report = self.report(&info, &output, video_path.as_ref().map(|_| video_name));
         if let Some(clip) = &output.clip {
             let path = partial.path.join(EMBEDDINGS_FILE);
-            write_embeddings(&path, clip)
+            let metadata = report
+                .clip
+                .as_ref()
+                .map(|c| {
+                    [
+                        ("model", c.model.clone()),
+                        ("model_hash", c.model_hash.clone()),
+                        ("dim", c.dim.to_string()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect()
+                })
+                .unwrap_or_default();
+            write_embeddings(&path, clip, metadata)
                 .map_err(|e| Error::io(&path, "writing CLIP embeddings", e))?;
         }
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -253,6 +267,7 @@ impl Job<'_> {
                     model: clip_cfg.model.display().to_string(),
                     labels: clip_cfg.labels.clone(),
                     templates: clip_cfg.templates.clone(),
+                    model_hash: labels.model_hash.clone(),
                     dim: clip.dim,
                     samples: clip.samples.len(),
                     embeddings: EMBEDDINGS_FILE.into(),
@@ -382,7 +397,11 @@ impl Job<'_> {
 pub const EMBEDDINGS_FILE: &str = "embeddings.safetensors";
 
 /// `image_embeds` [N, D] f16 and `frame_index` [N] i64 (output frame indices).
-fn write_embeddings(path: &Path, clip: &crate::pipeline::clip::ClipOutput) -> std::io::Result<()> {
+fn write_embeddings(
+    path: &Path,
+    clip: &crate::pipeline::clip::ClipOutput,
+    metadata: std::collections::HashMap<String, String>,
+) -> std::io::Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
     let n = clip.samples.len();
     let embeds: Vec<u8> = clip
@@ -410,7 +429,7 @@ fn write_embeddings(path: &Path, clip: &crate::pipeline::clip::ClipOutput) -> st
             TensorView::new(Dtype::I64, vec![n], &index).map_err(std::io::Error::other)?,
         ),
     ];
-    let bytes = safetensors::serialize(views, None).map_err(std::io::Error::other)?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?;
     std::fs::write(path, bytes)
 }
 

@@ -80,6 +80,16 @@ fn main() -> ExitCode {
             jobs,
             inputs,
         } => check(&rules, junit.as_deref(), format, jobs, &inputs),
+        Command::Search(args) => search(args),
+        Command::Describe {
+            output,
+            model,
+            labels,
+            templates,
+            top,
+            format,
+            device,
+        } => describe(&output, &model, &labels, &templates, top, format, &device),
         Command::Run {
             pipeline,
             output,
@@ -92,6 +102,97 @@ fn main() -> ExitCode {
             &inputs,
             cli.quiet,
         ),
+    }
+}
+
+fn search_exit(e: &framepipe::search::SearchError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(match e {
+        framepipe::search::SearchError::Usage(_) => EXIT_USAGE,
+        framepipe::search::SearchError::Failed(_) => EXIT_INPUT_FAILED,
+    })
+}
+
+fn search(args: framepipe::cli::SearchArgs) -> ExitCode {
+    use framepipe::search::{self, corpus::Rows, SearchError};
+    let device = match model_device(&args.device) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let mut texts = args.texts.clone();
+    if let Some(file) = &args.queries {
+        match std::fs::read_to_string(file) {
+            Ok(text) => texts.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            ),
+            Err(e) => return search_exit(&SearchError::Usage(format!("{}: {e}", file.display()))),
+        }
+    }
+    let request = search::SearchRequest {
+        dirs: &args.dirs,
+        model: &args.model,
+        device: &device.name,
+        texts,
+        images: &args.images,
+        moments: &args.like,
+        top: args.top,
+        min_score: args.min_score,
+        rows: if args.frames {
+            Rows::Frames
+        } else {
+            Rows::Scenes
+        },
+        export_clips: args.export_clips.as_deref(),
+    };
+    match search::search(&request) {
+        Ok(report) => {
+            match args.format {
+                framepipe::cli::ListFormat::Text => {
+                    print!("{}", search::present::search_text(&report))
+                }
+                framepipe::cli::ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => search_exit(&e),
+    }
+}
+
+fn describe(
+    output: &Path,
+    model: &Path,
+    labels: &[String],
+    templates: &[String],
+    top: Option<usize>,
+    format: framepipe::cli::ListFormat,
+    device: &str,
+) -> ExitCode {
+    use framepipe::search::{describe, present};
+    let device = match model_device(device) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let result = describe::read_labels(labels).and_then(|labels| {
+        describe::describe(output, model, &device.name, &labels, templates, top)
+    });
+    match result {
+        Ok(d) => {
+            match format {
+                framepipe::cli::ListFormat::Text => print!("{}", present::describe_text(&d)),
+                framepipe::cli::ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&d).expect("description serializes")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => search_exit(&e),
     }
 }
 

@@ -83,6 +83,9 @@ pub struct SampleReport {
 #[derive(Debug, Serialize)]
 pub struct ClipReport {
     pub model: String,
+    /// The model's fingerprint (`sha256:…`, see `model_id`): `search` refuses to mix rows of
+    /// different models.
+    pub model_hash: String,
     pub labels: Vec<String>,
     pub templates: Vec<String>,
     pub dim: usize,

@@ -20,6 +20,8 @@ pub struct LabelSet {
     embeddings: Vec<Vec<f32>>,
     scale: f64,
     pub dim: usize,
+    /// The model's fingerprint ([`crate::model_id::fingerprint`]), recorded with the embeddings.
+    pub model_hash: String,
 }
 
 fn normalize(v: &mut [f32]) {
@@ -33,20 +35,32 @@ impl LabelSet {
     /// Embeds every label x template on `device` (loads the model, so a bad model folder fails
     /// here, before any input is decoded).
     pub fn load(cfg: &ClipConfig, device: &str) -> Result<LabelSet, String> {
-        let texts: Vec<String> = cfg
-            .labels
+        Self::with_templates(&cfg.model, &cfg.labels, &cfg.templates, device)
+    }
+
+    /// Embeds `labels` x `templates` with the CLIP model in `model` (`describe` ranks labels
+    /// other than the run's with it).
+    pub fn with_templates(
+        model: &std::path::Path,
+        labels: &[String],
+        templates: &[String],
+        device: &str,
+    ) -> Result<LabelSet, String> {
+        let model_hash =
+            crate::model_id::fingerprint(model).map_err(|e| format!("{}: {e}", model.display()))?;
+        let texts: Vec<String> = labels
             .iter()
-            .flat_map(|l| cfg.templates.iter().map(move |t| t.replacen("{}", l, 1)))
+            .flat_map(|l| templates.iter().map(move |t| t.replacen("{}", l, 1)))
             .collect();
         let reply = Torch::get()?.call(&serde_json::json!({
             "op": "clip_texts",
-            "model": cfg.model,
+            "model": model,
             "device": device,
             "texts": texts,
         }))?;
         let rows: Vec<Vec<f32>> =
             serde_json::from_value(reply["embeddings"].clone()).map_err(|e| e.to_string())?;
-        let per_label = cfg.templates.len();
+        let per_label = templates.len().max(1);
         let embeddings = rows
             .chunks(per_label)
             .map(|group| {
@@ -59,10 +73,11 @@ impl LabelSet {
             })
             .collect();
         Ok(LabelSet {
-            labels: cfg.labels.clone(),
+            labels: labels.to_vec(),
             embeddings,
             scale: reply["logit_scale_exp"].as_f64().unwrap_or(100.0),
             dim: reply["dim"].as_u64().unwrap_or(0) as usize,
+            model_hash,
         })
     }
 
@@ -124,6 +139,7 @@ mod tests {
             embeddings: vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, 0.0]],
             scale: 10.0,
             dim: 2,
+            model_hash: String::new(),
         };
         let tags = set.tags(&[1.0, 0.0], 2, 0.0);
         assert_eq!(

@@ -13,13 +13,22 @@ use serde_json::Value;
 
 pub const LIBRARY_NAME: &str = "libframepipe_torch.so";
 /// Must equal `framepipe_torch::ABI_VERSION` of the library.
-const ABI_VERSION: u32 = 3;
+const ABI_VERSION: u32 = 4;
 
 type AbiFn = unsafe extern "C" fn() -> u32;
 type CallFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;
 type FreeFn = unsafe extern "C" fn(*mut c_char);
 type EmbedFn =
     unsafe extern "C" fn(*const c_char, *const u8, usize, *mut f32, usize) -> *mut c_char;
+type SearchLoadFn = unsafe extern "C" fn(*const c_char, *const u16, usize) -> *mut c_char;
+type SearchQueryFn = unsafe extern "C" fn(
+    *const c_char,
+    *const f32,
+    usize,
+    *mut i64,
+    *mut f32,
+    usize,
+) -> *mut c_char;
 
 /// The opened library.
 pub struct Torch {
@@ -30,6 +39,8 @@ pub struct Torch {
     free: FreeFn,
     clip_embed: EmbedFn,
     vae_encode: EmbedFn,
+    search_load: SearchLoadFn,
+    search_query: SearchQueryFn,
 }
 
 impl Torch {
@@ -75,6 +86,12 @@ impl Torch {
             let vae_encode = *library
                 .get::<EmbedFn>(b"framepipe_torch_vae_encode_frames\0")
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            let search_load = *library
+                .get::<SearchLoadFn>(b"framepipe_torch_search_load\0")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let search_query = *library
+                .get::<SearchQueryFn>(b"framepipe_torch_search_query\0")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(Torch {
                 path,
                 _library: library,
@@ -82,6 +99,8 @@ impl Torch {
                 free,
                 clip_embed,
                 vae_encode,
+                search_load,
+                search_query,
             })
         }
     }
@@ -110,6 +129,77 @@ impl Torch {
         out: &mut [f32],
     ) -> Result<Value, String> {
         self.frames_call(self.vae_encode, request, rgb, out)
+    }
+
+    /// Loads fp16 rows (bit patterns, `rows` x `dim`) as a search matrix on `device`; see
+    /// framepipe-torch's `search_op`. Returns the reply (`handle`, `coarse`).
+    pub fn search_load(
+        &self,
+        device: &str,
+        rows: usize,
+        dim: usize,
+        values: &[u16],
+    ) -> Result<Value, String> {
+        let request = serde_json::json!({"device": device, "rows": rows, "dim": dim});
+        let text = CString::new(request.to_string()).expect("JSON has no NUL");
+        // SAFETY: a valid buffer of the stated length; the reply is released by the library.
+        let reply = unsafe {
+            let raw = (self.search_load)(text.as_ptr(), values.as_ptr(), values.len());
+            self.take_reply(raw)
+        };
+        Self::unwrap_reply(&reply)
+    }
+
+    /// The top `k` rows of search matrix `handle` for each query (`queries` = Q x dim f32):
+    /// (row index, cosine) per query, best first.
+    pub fn search_query(
+        &self,
+        handle: u64,
+        queries: &[f32],
+        count: usize,
+        k: usize,
+    ) -> Result<Vec<Vec<(usize, f32)>>, String> {
+        let request = serde_json::json!({"handle": handle, "queries": count, "k": k});
+        let text = CString::new(request.to_string()).expect("JSON has no NUL");
+        let mut index = vec![-1i64; count * k];
+        let mut score = vec![0f32; count * k];
+        // SAFETY: valid buffers of the stated lengths; the reply is released by the library.
+        let reply = unsafe {
+            let raw = (self.search_query)(
+                text.as_ptr(),
+                queries.as_ptr(),
+                queries.len(),
+                index.as_mut_ptr(),
+                score.as_mut_ptr(),
+                index.len(),
+            );
+            self.take_reply(raw)
+        };
+        Self::unwrap_reply(&reply)?;
+        Ok(index
+            .chunks(k)
+            .zip(score.chunks(k))
+            .map(|(i, s)| {
+                i.iter()
+                    .zip(s)
+                    .filter(|(i, _)| **i >= 0)
+                    .map(|(&i, &s)| (i as usize, s))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Copies a reply string and releases it with the library's own free.
+    ///
+    /// # Safety
+    /// `raw` is a reply of this library, not yet released.
+    unsafe fn take_reply(&self, raw: *mut c_char) -> String {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let reply = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            (self.free)(raw);
+            reply
+        }
     }
 
     fn frames_call(

@@ -12,6 +12,7 @@
 pub mod clip;
 pub mod clip_op;
 pub mod request;
+pub mod search_op;
 pub mod vae;
 pub mod vae_op;
 pub mod weights;
@@ -21,7 +22,7 @@ use std::ffi::{c_char, CStr, CString};
 use serde_json::{json, Value};
 
 /// Bumped whenever a request or reply changes shape.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The ABI version this library speaks.
 #[no_mangle]
@@ -36,22 +37,8 @@ pub extern "C" fn framepipe_torch_abi() -> u32 {
 /// `request` must be a valid NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn framepipe_torch_call(request: *const c_char) -> *mut c_char {
-    quiet_panics();
-    let reply = std::panic::catch_unwind(|| {
-        // SAFETY: the caller passes a valid C string.
-        let text = unsafe { CStr::from_ptr(request) }.to_string_lossy();
-        match serde_json::from_str::<Value>(&text) {
-            Ok(req) => match handle(&req) {
-                Ok(v) => json!({ "ok": v }),
-                Err(e) => json!({ "error": without_backtrace(&e) }),
-            },
-            Err(e) => json!({ "error": format!("bad request: {e}") }),
-        }
-    })
-    .unwrap_or_else(|payload| json!({ "error": panic_message(payload.as_ref()) }));
-    CString::new(reply.to_string())
-        .expect("JSON has no NUL")
-        .into_raw()
+    // SAFETY: the caller passes a valid C string.
+    unsafe { reply_to(request, handle) }
 }
 
 /// Embeds a batch of RGB frames with a CLIP model: `request` is JSON (`model`, `device`, `n`,
@@ -106,18 +93,78 @@ unsafe fn frames_call(
     out_len: usize,
     op: FramesOp,
 ) -> *mut c_char {
-    quiet_panics();
-    let reply = std::panic::catch_unwind(|| {
-        // SAFETY: guaranteed by the caller.
-        let (text, rgb, out) = unsafe {
-            (
-                CStr::from_ptr(request).to_string_lossy(),
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        reply_to(request, |req| {
+            op(
+                req,
                 std::slice::from_raw_parts(rgb, rgb_len),
                 std::slice::from_raw_parts_mut(out, out_len),
             )
-        };
+        })
+    }
+}
+
+/// Loads fp16 embedding rows (`rows_len` values, bit patterns) as a search matrix on the
+/// request's device: `{"device", "rows", "dim"}` → `{"handle", ...}`.
+///
+/// # Safety
+/// `request` is a valid C string; `rows` is valid for `rows_len` values.
+#[no_mangle]
+pub unsafe extern "C" fn framepipe_torch_search_load(
+    request: *const c_char,
+    rows: *const u16,
+    rows_len: usize,
+) -> *mut c_char {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        reply_to(request, |req| {
+            search_op::load(req, std::slice::from_raw_parts(rows, rows_len))
+        })
+    }
+}
+
+/// Top-k rows of a loaded search matrix for `queries` (f32, `queries_len` values):
+/// `{"handle", "queries", "k"}`; results in `out_index`/`out_score` (`out_len` each).
+///
+/// # Safety
+/// `request` is a valid C string; the buffers are valid for their stated lengths.
+#[no_mangle]
+pub unsafe extern "C" fn framepipe_torch_search_query(
+    request: *const c_char,
+    queries: *const f32,
+    queries_len: usize,
+    out_index: *mut i64,
+    out_score: *mut f32,
+    out_len: usize,
+) -> *mut c_char {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        reply_to(request, |req| {
+            search_op::query(
+                req,
+                std::slice::from_raw_parts(queries, queries_len),
+                std::slice::from_raw_parts_mut(out_index, out_len),
+                std::slice::from_raw_parts_mut(out_score, out_len),
+            )
+        })
+    }
+}
+
+/// Parses `request`, runs `op` on it with panics caught, and replies as JSON.
+///
+/// # Safety
+/// `request` must be a valid NUL-terminated string.
+unsafe fn reply_to(
+    request: *const c_char,
+    op: impl FnOnce(&Value) -> Result<Value, String> + std::panic::UnwindSafe,
+) -> *mut c_char {
+    quiet_panics();
+    let reply = std::panic::catch_unwind(|| {
+        // SAFETY: guaranteed by the caller.
+        let text = unsafe { CStr::from_ptr(request) }.to_string_lossy();
         match serde_json::from_str::<Value>(&text) {
-            Ok(req) => match op(&req, rgb, out) {
+            Ok(req) => match op(&req) {
                 Ok(v) => json!({ "ok": v }),
                 Err(e) => json!({ "error": without_backtrace(&e) }),
             },
@@ -180,6 +227,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("vae_encode") => vae_op::encode(request),
         Some("vae_decode") => vae_op::decode(request),
         Some("vae_info") => vae_op::info(request),
+        Some("search_free") => search_op::free(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }

@@ -1,0 +1,369 @@
+//! The search corpus: every finished output under some folders, its report's scenes and
+//! samples, and its stored CLIP rows (`embeddings.safetensors`, memory-mapped), gathered into
+//! one fp16 matrix whose rows are scenes (the normalized mean of their samples, as tagging
+//! computes it) or sampled frames.
+//!
+//! Outputs that cannot take part are skipped with the reason (another schema, no CLIP stage,
+//! missing or corrupt embeddings); outputs made by different CLIP models cannot be compared and
+//! make the whole corpus an error.
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use serde::Deserialize;
+
+use crate::job::DONE_MARKER;
+
+/// The report schema this reader understands.
+const SCHEMA_VERSION: u32 = 1;
+
+/// The parts of a report that search needs (the rest is skipped unparsed).
+#[derive(Debug, Deserialize)]
+struct ReportView {
+    schema_version: u32,
+    source: SourceView,
+    output: OutputView,
+    scenes: Vec<SceneSpan>,
+    samples: Option<Vec<SampleView>>,
+    clip: Option<ClipView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceView {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct OutputView {
+    video: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SceneSpan {
+    pub index: usize,
+    pub start_frame: u64,
+    pub end_frame: u64,
+    pub start_time: f64,
+    pub end_time: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct SampleView {
+    frame: u64,
+    time: f64,
+    row: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClipView {
+    model: String,
+    #[serde(default)]
+    model_hash: Option<String>,
+    dim: usize,
+    samples: usize,
+    embeddings: String,
+    #[serde(default)]
+    templates: Vec<String>,
+}
+
+/// One finished output that takes part.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub dir: PathBuf,
+    /// The input it was made from.
+    pub source: String,
+    /// Its normalized video, when the pipeline wrote one.
+    pub video: Option<PathBuf>,
+    pub scenes: Vec<SceneSpan>,
+    /// The prompt templates its tags used.
+    pub templates: Vec<String>,
+}
+
+/// What one row of the matrix stands for.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub output: usize,
+    /// Index into the output's scenes.
+    pub scene: usize,
+    /// The sampled frame (frame rows only) and its time.
+    pub frame: Option<(u64, f64)>,
+}
+
+/// An output that was left out, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    Scenes,
+    Frames,
+}
+
+/// The matrix and what its rows mean.
+#[derive(Debug, Default)]
+pub struct Corpus {
+    pub outputs: Vec<Output>,
+    pub units: Vec<Unit>,
+    /// fp16 bit patterns, `units.len()` x `dim`, each row L2-normalized.
+    pub rows: Vec<u16>,
+    pub dim: usize,
+    /// The CLIP model (path as recorded, fingerprint) of every row.
+    pub model: Option<(String, String)>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Finished output folders under `root` (a folder holding [`DONE_MARKER`]), sorted.
+pub fn find_outputs(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join(DONE_MARKER).is_file() {
+            found.push(dir);
+            continue;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let partial = path.extension().is_some_and(|e| e == "partial");
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && !partial {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The report of an output folder: `<dir>/<dir name>.json`.
+pub fn report_path(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    dir.join(format!("{name}.json"))
+}
+
+/// One output's stored rows and the model that made them.
+pub struct Stored {
+    output: Output,
+    samples: Vec<SampleView>,
+    model: (String, String),
+    dim: usize,
+    /// fp16 bit patterns, `samples.len()` x `dim`.
+    rows: Vec<u16>,
+}
+
+impl Stored {
+    pub fn output(&self) -> &Output {
+        &self.output
+    }
+
+    /// The model that made the rows: (path as recorded, fingerprint).
+    pub fn model(&self) -> &(String, String) {
+        &self.model
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Each scene's embedding (index into the scenes, unit vector): the normalized mean of
+    /// its samples' rows, as the run's scene tags were computed. Scenes without a sample
+    /// have none.
+    pub fn scene_embeddings(&self) -> Vec<(usize, Vec<f32>)> {
+        let dim = self.dim;
+        let mut row = vec![0f32; dim];
+        let mut values = vec![f16::ZERO; dim];
+        let mut out = Vec::new();
+        for (i, scene) in self.output.scenes.iter().enumerate() {
+            let mut sum = vec![0f32; dim];
+            let mut count = 0;
+            for s in self
+                .samples
+                .iter()
+                .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
+            {
+                let bits = &self.rows[s.row * dim..(s.row + 1) * dim];
+                values
+                    .iter_mut()
+                    .zip(bits)
+                    .for_each(|(v, &b)| *v = f16::from_bits(b));
+                values.convert_to_f32_slice(&mut row);
+                sum.iter_mut().zip(&row).for_each(|(a, b)| *a += b);
+                count += 1;
+            }
+            if count > 0 {
+                normalize(&mut sum);
+                out.push((i, sum));
+            }
+        }
+        out
+    }
+}
+
+/// Reads one output folder; `Err` is the reason to skip it.
+pub fn read_output(dir: &Path) -> Result<Stored, String> {
+    let report_file = report_path(dir);
+    let text = std::fs::read(&report_file)
+        .map_err(|e| format!("cannot read {}: {e}", report_file.display()))?;
+    let report: ReportView = serde_json::from_slice(&text).map_err(|e| {
+        format!(
+            "{}: not a framepipe report this version reads ({e})",
+            report_file.display()
+        )
+    })?;
+    if report.schema_version != SCHEMA_VERSION {
+        return Err(format!(
+            "report schema {} (this framepipe reads {SCHEMA_VERSION}): made by another version",
+            report.schema_version
+        ));
+    }
+    let clip = report
+        .clip
+        .ok_or("no CLIP embeddings (the pipeline had no clip stage)")?;
+    let hash = clip.model_hash.ok_or(
+        "no model fingerprint in the report (made before framepipe recorded one): run it again",
+    )?;
+    let samples = report.samples.unwrap_or_default();
+    let file = dir.join(&clip.embeddings);
+    let rows = read_rows(&file, clip.samples, clip.dim)?;
+    if samples.iter().any(|s| s.row >= clip.samples) {
+        return Err(format!(
+            "{}: the report's samples point past its {} rows",
+            report_file.display(),
+            clip.samples
+        ));
+    }
+    Ok(Stored {
+        output: Output {
+            dir: dir.to_path_buf(),
+            source: report.source.path,
+            video: report.output.video.map(|v| dir.join(v)),
+            scenes: report.scenes,
+            templates: clip.templates,
+        },
+        samples,
+        model: (clip.model, hash),
+        dim: clip.dim,
+        rows,
+    })
+}
+
+/// `image_embeds` of an embeddings file, checked against the report's row count and size.
+fn read_rows(file: &Path, count: usize, dim: usize) -> Result<Vec<u16>, String> {
+    let handle =
+        std::fs::File::open(file).map_err(|e| format!("embeddings {}: {e}", file.display()))?;
+    // SAFETY: the file is only read; a concurrent writer would at worst give wrong values,
+    // which the shape checks below do not catch but cannot turn into memory errors.
+    let map = unsafe { memmap2::Mmap::map(&handle) }
+        .map_err(|e| format!("embeddings {}: {e}", file.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&map)
+        .map_err(|e| format!("embeddings {}: corrupt ({e})", file.display()))?;
+    let embeds = tensors
+        .tensor("image_embeds")
+        .map_err(|_| format!("embeddings {}: no image_embeds tensor", file.display()))?;
+    if embeds.dtype() != safetensors::Dtype::F16 || embeds.shape() != [count, dim] {
+        return Err(format!(
+            "embeddings {}: image_embeds is {:?} {:?}, the report says F16 [{count}, {dim}]",
+            file.display(),
+            embeds.dtype(),
+            embeds.shape()
+        ));
+    }
+    Ok(embeds
+        .data()
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect())
+}
+
+/// The scene of `frame` (the last one when past the end).
+fn scene_of(scenes: &[SceneSpan], frame: u64) -> usize {
+    scenes
+        .iter()
+        .position(|s| frame >= s.start_frame && frame < s.end_frame)
+        .unwrap_or(scenes.len().saturating_sub(1))
+}
+
+impl Corpus {
+    /// Gathers every finished output under `roots` with `rows` as the matrix's rows.
+    pub fn load(roots: &[PathBuf], rows: Rows) -> Result<Corpus, String> {
+        let mut corpus = Corpus::default();
+        for root in roots {
+            if !root.is_dir() {
+                return Err(format!("{}: no such folder", root.display()));
+            }
+            for dir in find_outputs(root) {
+                match read_output(&dir) {
+                    Ok(stored) => corpus.add(stored, rows)?,
+                    Err(reason) => {
+                        tracing::warn!(output = %dir.display(), "skipped: {reason}");
+                        corpus.skipped.push(Skipped {
+                            path: dir.display().to_string(),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(corpus)
+    }
+
+    fn add(&mut self, stored: Stored, rows: Rows) -> Result<(), String> {
+        match &self.model {
+            None => {
+                self.model = Some(stored.model.clone());
+                self.dim = stored.dim;
+            }
+            Some((model, hash)) if *hash != stored.model.1 => {
+                let first = self.outputs.first().map(|o| o.dir.display().to_string());
+                return Err(format!(
+                    "embeddings of different CLIP models cannot be searched together: {} ({hash}) in {}, {} ({}) in {}",
+                    model,
+                    first.unwrap_or_default(),
+                    stored.model.0,
+                    stored.model.1,
+                    stored.output.dir.display()
+                ));
+            }
+            Some(_) => {}
+        }
+        let output = self.outputs.len();
+        let dim = stored.dim;
+        match rows {
+            Rows::Frames => {
+                for s in &stored.samples {
+                    self.units.push(Unit {
+                        output,
+                        scene: scene_of(&stored.output.scenes, s.frame),
+                        frame: Some((s.frame, s.time)),
+                    });
+                    self.rows
+                        .extend_from_slice(&stored.rows[s.row * dim..(s.row + 1) * dim]);
+                }
+            }
+            Rows::Scenes => {
+                for (scene, embedding) in stored.scene_embeddings() {
+                    self.units.push(Unit {
+                        output,
+                        scene,
+                        frame: None,
+                    });
+                    self.rows
+                        .extend(embedding.iter().map(|&v| f16::from_f32(v).to_bits()));
+                }
+            }
+        }
+        self.outputs.push(stored.output);
+        Ok(())
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}

@@ -1,0 +1,297 @@
+//! `framepipe search` and `framepipe describe`: CLIP's other half over processed outputs.
+//! Search ranks scenes (or sampled frames) of a whole collection by cosine similarity with a
+//! text, an image or a moment of a video; describe ranks any labels for each scene of one
+//! output. Both read the stored embeddings only: no video is decoded again.
+//!
+//! The corpus ([`corpus`]) becomes one fp16 matrix on the device; every batch of queries is one
+//! matrix product there (framepipe-torch's `search_op`, exact top-k).
+pub mod corpus;
+pub mod describe;
+pub mod present;
+pub mod query;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::torch::Torch;
+use corpus::{Corpus, Rows};
+use query::{Query, QueryModel};
+
+/// Why a search could not run: the exit code tells a usage problem from an empty result.
+#[derive(Debug)]
+pub enum SearchError {
+    /// Bad arguments, or a model/corpus that cannot be compared (exit 2).
+    Usage(String),
+    /// The search ran into a failure of its inputs (exit 1).
+    Failed(String),
+}
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchError::Usage(m) | SearchError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What to search for and how to report it.
+pub struct SearchRequest<'a> {
+    pub dirs: &'a [PathBuf],
+    pub model: &'a Path,
+    pub device: &'a str,
+    pub texts: Vec<String>,
+    pub images: &'a [PathBuf],
+    pub moments: &'a [String],
+    pub top: usize,
+    pub min_score: Option<f32>,
+    pub rows: Rows,
+    pub export_clips: Option<&'a Path>,
+}
+
+/// One ranked scene or frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub rank: usize,
+    pub score: f32,
+    /// The input video the output was made from.
+    pub video: String,
+    /// The output folder.
+    pub output: String,
+    /// The normalized video the times refer to, when the pipeline wrote one.
+    pub output_video: Option<String>,
+    pub scene: usize,
+    pub start_time: f64,
+    pub end_time: f64,
+    /// The sampled frame and its time (frame rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+    /// The exported clip (with `--export-clips`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_method: Option<crate::media::cut::CutMethod>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResult {
+    pub query: String,
+    pub hits: Vec<Hit>,
+}
+
+/// The whole answer: results per query and what the corpus held.
+#[derive(Debug, Serialize)]
+pub struct SearchReport {
+    pub model: String,
+    pub model_hash: String,
+    pub rows: usize,
+    pub row_kind: &'static str,
+    pub outputs: usize,
+    pub skipped: Vec<corpus::Skipped>,
+    pub coarse: String,
+    pub results: Vec<QueryResult>,
+}
+
+/// A search matrix held by the libtorch side, released on drop.
+pub struct SearchIndex<'a> {
+    torch: &'a Torch,
+    handle: u64,
+    /// The precision candidates are picked in (`f16`, `bf16` or `f32`).
+    pub coarse: String,
+}
+
+impl<'a> SearchIndex<'a> {
+    pub fn load(
+        torch: &'a Torch,
+        device: &str,
+        rows: usize,
+        dim: usize,
+        values: &[u16],
+    ) -> Result<Self, String> {
+        let reply = torch.search_load(device, rows, dim, values)?;
+        Ok(SearchIndex {
+            torch,
+            handle: reply["handle"].as_u64().ok_or("no search handle")?,
+            coarse: reply["coarse"].as_str().unwrap_or("?").to_string(),
+        })
+    }
+
+    /// Top `k` (row, cosine) per query, best first.
+    pub fn query(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<(usize, f32)>>, String> {
+        let flat: Vec<f32> = queries.iter().flatten().copied().collect();
+        self.torch
+            .search_query(self.handle, &flat, queries.len(), k)
+    }
+}
+
+impl Drop for SearchIndex<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .torch
+            .call(&serde_json::json!({"op": "search_free", "handle": self.handle}));
+    }
+}
+
+/// Checks that `model` made the corpus's rows: same projection size, same fingerprint.
+pub fn check_model(
+    model: &Path,
+    dim: usize,
+    corpus_model: &(String, String),
+    corpus_dim: usize,
+) -> Result<(), SearchError> {
+    if dim != corpus_dim {
+        return Err(SearchError::Usage(format!(
+            "{}: its projection size is {dim}, the stored rows have {corpus_dim} (they were made by {})",
+            model.display(),
+            corpus_model.0
+        )));
+    }
+    let hash = crate::model_id::fingerprint(model)
+        .map_err(|e| SearchError::Usage(format!("{}: {e}", model.display())))?;
+    if hash != corpus_model.1 {
+        return Err(SearchError::Usage(format!(
+            "{} ({hash}) is not the model that made the embeddings: {} ({}); query with that one",
+            model.display(),
+            corpus_model.0,
+            corpus_model.1
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a search end to end.
+pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
+    let torch = Torch::get().map_err(SearchError::Usage)?;
+    let corpus = Corpus::load(req.dirs, req.rows).map_err(SearchError::Usage)?;
+    let Some(corpus_model) = corpus.model.clone() else {
+        let dirs: Vec<String> = req.dirs.iter().map(|d| d.display().to_string()).collect();
+        let why = if corpus.skipped.is_empty() {
+            "no finished outputs with CLIP embeddings".to_string()
+        } else {
+            format!(
+                "no usable outputs ({} skipped: {})",
+                corpus.skipped.len(),
+                corpus.skipped[0].reason
+            )
+        };
+        return Err(SearchError::Failed(format!(
+            "empty corpus under {}: {why}",
+            dirs.join(", ")
+        )));
+    };
+    if corpus.units.is_empty() {
+        return Err(SearchError::Failed(
+            "the outputs hold no embedding rows (no sampled frames)".into(),
+        ));
+    }
+    let qm = QueryModel {
+        torch,
+        model: req.model,
+        device: req.device,
+    };
+    let info = torch
+        .call(&serde_json::json!({"op": "clip_texts", "model": req.model, "device": req.device, "texts": []}))
+        .map_err(|m| SearchError::Usage(format!("{}: {m}", req.model.display())))?;
+    let dim = info["dim"].as_u64().unwrap_or(0) as usize;
+    check_model(req.model, dim, &corpus_model, corpus.dim)?;
+    let usage = |e: crate::error::Error| SearchError::Usage(e.to_string());
+    let mut queries: Vec<Query> = qm.texts(&req.texts).map_err(usage)?;
+    queries.extend(qm.images(req.images).map_err(usage)?);
+    queries.extend(qm.moments(req.moments).map_err(usage)?);
+    let index = SearchIndex::load(
+        torch,
+        req.device,
+        corpus.units.len(),
+        corpus.dim,
+        &corpus.rows,
+    )
+    .map_err(SearchError::Failed)?;
+    let embeddings: Vec<Vec<f32>> = queries.iter().map(|q| q.embedding.clone()).collect();
+    let ranked = index
+        .query(&embeddings, req.top.max(1))
+        .map_err(SearchError::Failed)?;
+    let mut results = Vec::new();
+    for (qi, (query, rows)) in queries.iter().zip(ranked).enumerate() {
+        let mut hits = Vec::new();
+        for (row, score) in rows {
+            if req.min_score.is_some_and(|m| score < m) {
+                continue;
+            }
+            hits.push(hit(&corpus, row, score, hits.len() + 1));
+        }
+        if let Some(dir) = req.export_clips {
+            export(dir, qi, &mut hits).map_err(SearchError::Failed)?;
+        }
+        results.push(QueryResult {
+            query: query.label.clone(),
+            hits,
+        });
+    }
+    Ok(SearchReport {
+        model: corpus_model.0,
+        model_hash: corpus_model.1,
+        rows: corpus.units.len(),
+        row_kind: match req.rows {
+            Rows::Scenes => "scenes",
+            Rows::Frames => "frames",
+        },
+        outputs: corpus.outputs.len(),
+        skipped: corpus.skipped,
+        coarse: index.coarse.clone(),
+        results,
+    })
+}
+
+fn hit(corpus: &Corpus, row: usize, score: f32, rank: usize) -> Hit {
+    let unit = &corpus.units[row];
+    let output = &corpus.outputs[unit.output];
+    let scene = &output.scenes[unit.scene];
+    Hit {
+        rank,
+        score,
+        video: output.source.clone(),
+        output: output.dir.display().to_string(),
+        output_video: output.video.as_ref().map(|v| v.display().to_string()),
+        scene: scene.index,
+        start_time: scene.start_time,
+        end_time: scene.end_time,
+        frame: unit.frame.map(|f| f.0),
+        time: unit.frame.map(|f| f.1),
+        clip: None,
+        clip_method: None,
+    }
+}
+
+/// Cuts each hit's scene out of its output video into `dir` (`q<N>_<rank>_<output>_scene<S>.mp4`).
+fn export(dir: &Path, query: usize, hits: &mut [Hit]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for hit in hits.iter_mut() {
+        let Some(video) = &hit.output_video else {
+            tracing::warn!(output = %hit.output, "no output video to cut a clip from");
+            continue;
+        };
+        let stem = Path::new(&hit.output)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let path = dir.join(format!(
+            "q{}_{:02}_{stem}_scene{}.mp4",
+            query + 1,
+            hit.rank,
+            hit.scene
+        ));
+        let cut = crate::media::cut::export_segment(
+            Path::new(video),
+            hit.start_time,
+            hit.end_time,
+            &path,
+        )
+        .map_err(|e| e.to_string())?;
+        hit.clip = Some(path.display().to_string());
+        hit.clip_method = Some(cut.method);
+    }
+    Ok(())
+}

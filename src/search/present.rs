@@ -1,0 +1,67 @@
+//! How `search` and `describe` answers are printed: aligned text for people, JSON for tools.
+use std::fmt::Write;
+
+use super::describe::Description;
+use super::SearchReport;
+
+fn span(start: f64, end: f64) -> String {
+    format!("{start:8.2}-{end:<8.2}s")
+}
+
+/// One block per query: rank, score, video, scene and its time span, the output video.
+pub fn search_text(report: &SearchReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} rows from {} output(s), model {}",
+        report.rows, report.row_kind, report.outputs, report.model
+    );
+    for s in &report.skipped {
+        let _ = writeln!(out, "skipped {}: {}", s.path, s.reason);
+    }
+    for result in &report.results {
+        let _ = writeln!(out, "\nquery: {}", result.query);
+        if result.hits.is_empty() {
+            let _ = writeln!(out, "  (no results)");
+        }
+        for hit in &result.hits {
+            let frame = hit.frame.map(|f| format!(" frame {f}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:>3}. {:.4}  {}  scene {}{}  {}  {}",
+                hit.rank,
+                hit.score,
+                hit.video,
+                hit.scene,
+                frame,
+                span(hit.start_time, hit.end_time),
+                hit.clip
+                    .as_deref()
+                    .or(hit.output_video.as_deref())
+                    .unwrap_or(&hit.output)
+            );
+        }
+    }
+    out
+}
+
+/// One block per scene: its time span and the labels with their scores.
+pub fn describe_text(d: &Description) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({}), model {}", d.output, d.video, d.model);
+    for scene in &d.scenes {
+        let tags: Vec<String> = scene
+            .tags
+            .iter()
+            .map(|t| format!("{} {:.3}", t.label, t.score))
+            .collect();
+        let _ = writeln!(
+            out,
+            "scene {:>3}  {}  {}",
+            scene.scene,
+            span(scene.start_time, scene.end_time),
+            tags.join(", ")
+        );
+    }
+    out
+}
