@@ -81,7 +81,6 @@ fn cut(video: &Path, start: f64, end: f64, out: &Path) -> Result<CutResult> {
     let copy = plan.copyable
         && source.fits_mp4(Some(info.video_stream_index))
         && source.fits_mp4(info.audio_stream_index);
-    eprintln!("DEBUG {video:?} {start}-{end} target={target} first={} end={} frames={} copyable={}", plan.span.start, plan.span.end, plan.frames, plan.copyable);
     let (method, frames) = if copy {
         (CutMethod::StreamCopy, source.copy(target, &plan, out)?)
     } else {
@@ -251,9 +250,9 @@ impl<'a> Source<'a> {
     }
 
     /// A seek target after which the first video packet is a keyframe shown no later than the
-    /// start. MP4 seeks by decode time, and with B-frames a keyframe is decoded before it is
-    /// shown, so the keyframe found can be shown after the start: then the target moves before
-    /// that keyframe's decode time and the seek is tried again.
+    /// start. An MP4 without an edit list is sought by decode time, and with B-frames a keyframe
+    /// is decoded before it is shown, so the keyframe found can be shown after the start: then
+    /// the target moves before that keyframe's decode time and the seek is tried again.
     fn keyframe_before_start(&mut self) -> Result<i64> {
         let range = self.range;
         let mut target = range.start;
@@ -290,7 +289,7 @@ impl<'a> Source<'a> {
             match range.video(&packet) {
                 Place::Done => break,
                 Place::Before => {}
-                Place::After => after_seen = frames > 0,
+                Place::After => after_seen |= frames > 0,
                 Place::Inside => {
                     let pts = packet.pts().unwrap_or_default() - range.origin;
                     copyable &= if frames == 0 {
@@ -347,6 +346,7 @@ impl<'a> Source<'a> {
                 .map_err(ctx("adding a stream"))?;
             stream.set_parameters(source.parameters());
             // The source's codec tag may not be valid in MP4; let the muxer pick (as Muxer does).
+            // SAFETY: a plain field of the parameters this new stream owns.
             unsafe { (*stream.parameters().as_mut_ptr()).codec_tag = 0 };
             stream.set_time_base(source.time_base());
             stream.set_avg_frame_rate(source.avg_frame_rate());

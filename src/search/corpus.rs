@@ -176,14 +176,15 @@ impl Stored {
         let mut row = vec![0f32; dim];
         let mut values = vec![f16::ZERO; dim];
         let mut out = Vec::new();
+        // Samples by frame, so each scene's are one contiguous run.
+        let mut by_frame: Vec<&SampleView> = self.samples.iter().collect();
+        by_frame.sort_by_key(|s| s.frame);
         for (i, scene) in self.output.scenes.iter().enumerate() {
             let mut sum = vec![0f32; dim];
             let mut count = 0;
-            for s in self
-                .samples
-                .iter()
-                .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
-            {
+            let first = by_frame.partition_point(|s| s.frame < scene.start_frame);
+            let end = by_frame.partition_point(|s| s.frame < scene.end_frame);
+            for s in &by_frame[first..end.max(first)] {
                 let bits = &self.rows[s.row * dim..(s.row + 1) * dim];
                 values
                     .iter_mut()
@@ -271,19 +272,28 @@ fn read_rows(file: &Path, count: usize, dim: usize) -> Result<Vec<u16>, String> 
             embeds.shape()
         ));
     }
-    Ok(embeds
-        .data()
-        .chunks_exact(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect())
+    let data = embeds.data();
+    let mut rows = vec![0u16; data.len() / 2];
+    if cfg!(target_endian = "little") {
+        // SAFETY: `rows` holds exactly `data.len()` bytes; u16 accepts any bit pattern; the
+        // mapped data may be unaligned, so it is copied bytewise.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), rows.as_mut_ptr().cast::<u8>(), data.len())
+        };
+    } else {
+        rows.iter_mut()
+            .zip(data.chunks_exact(2))
+            .for_each(|(r, b)| *r = u16::from_le_bytes([b[0], b[1]]));
+    }
+    Ok(rows)
 }
 
 /// The scene of `frame` (the last one when past the end).
 fn scene_of(scenes: &[SceneSpan], frame: u64) -> usize {
+    // Scenes are in order and contiguous: the first one ending after the frame.
     scenes
-        .iter()
-        .position(|s| frame >= s.start_frame && frame < s.end_frame)
-        .unwrap_or(scenes.len().saturating_sub(1))
+        .partition_point(|s| s.end_frame <= frame)
+        .min(scenes.len().saturating_sub(1))
 }
 
 impl Corpus {
@@ -332,6 +342,20 @@ impl Corpus {
         let output = self.outputs.len();
         let dim = stored.dim;
         match rows {
+            Rows::Frames
+                if stored.samples.iter().enumerate().all(|(i, s)| s.row == i)
+                    && stored.samples.len() * dim == stored.rows.len() =>
+            {
+                // The usual layout (one row per sample, in order): the rows as they are.
+                for s in &stored.samples {
+                    self.units.push(Unit {
+                        output,
+                        scene: scene_of(&stored.output.scenes, s.frame),
+                        frame: Some((s.frame, s.time)),
+                    });
+                }
+                self.rows.extend_from_slice(&stored.rows);
+            }
             Rows::Frames => {
                 for s in &stored.samples {
                     self.units.push(Unit {
