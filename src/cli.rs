@@ -55,6 +55,10 @@ pub struct Cli {
     /// Only errors on stderr, no progress bar.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Model precision (overrides the pipeline's runtime.precision): auto = fp16 on CUDA, fp32
+    /// on the CPU.
+    #[arg(long, global = true, value_enum)]
+    pub precision: Option<crate::config::Precision>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -388,6 +388,31 @@ pub struct RuntimeConfig {
     /// Decoder threads; 0 = FFmpeg's choice.
     #[serde(default)]
     pub decode_threads: u32,
+    /// Model precision: `auto` (fp16 on CUDA, fp32 on the CPU), `fp32`, `fp16` or `bf16`
+    /// (several times faster on CPUs with AMX, at about 3 significant digits).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Auto,
+    Fp32,
+    Fp16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
+        }
+    }
 }
 
 fn default_queue_frames() -> usize {
@@ -399,6 +424,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             queue_frames: default_queue_frames(),
             decode_threads: 0,
+            precision: Precision::Auto,
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct DeviceInfo {
     pub cuda_devices: Option<usize>,
     /// Whether any stage of this run computes on the device (false: decode/scale/encode only).
     pub used: bool,
+    /// The models' precision (`fp32`, `fp16`, `bf16`) when a model runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// Resolves `request`. `needed` says whether a stage will compute on the device; without one,
@@ -62,6 +65,7 @@ pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String
             name: "cpu".into(),
             cuda_devices: None,
             used: needed,
+            precision: None,
         });
     }
     let count = cuda_device_count()?;
@@ -86,6 +90,7 @@ pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String
         name,
         cuda_devices: Some(count),
         used: needed,
+        precision: None,
     })
 }
 
@@ -115,4 +120,26 @@ mod tests {
         let auto = select(DeviceRequest::Auto, false).unwrap();
         assert_eq!((auto.name.as_str(), auto.used), ("cpu", false));
     }
+}
+
+/// Settles the models' precision (and cuDNN autotuning on CUDA) in the libtorch library before
+/// any model loads; records the precision in `device`. `auto` on the CPU loads nothing here.
+pub fn configure_models(
+    device: &mut DeviceInfo,
+    precision: crate::config::Precision,
+) -> Result<(), String> {
+    use crate::config::Precision;
+    let cuda = device.name.starts_with("cuda");
+    let effective = match (precision, cuda) {
+        (Precision::Auto, true) => "fp16",
+        (Precision::Auto, false) => "fp32",
+        (p, _) => p.name(),
+    };
+    device.precision = Some(effective.into());
+    if precision == Precision::Auto && !cuda {
+        return Ok(());
+    }
+    Torch::get()?
+        .call(&serde_json::json!({"op": "configure", "precision": precision.name(), "cudnn_benchmark": cuda}))
+        .map(|_| ())
 }

@@ -14,9 +14,14 @@ use framepipe::job::{output_stem, Job};
 const EXIT_INPUT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
+/// `--precision` from the command line (it wins over a pipeline's `runtime.precision`).
+static PRECISION_FLAG: std::sync::OnceLock<Option<framepipe::config::Precision>> =
+    std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
+    PRECISION_FLAG.get_or_init(|| cli.precision);
     match cli.command {
         Command::Probe { input } => probe(&input),
         Command::Devices => devices(),
@@ -305,12 +310,14 @@ fn check(
 
 /// The device a model command computes on (loads libtorch); a usage error when it is not there.
 fn model_device(text: &str) -> Result<device::DeviceInfo, ExitCode> {
+    let precision = PRECISION_FLAG.get().copied().flatten().unwrap_or_default();
     DeviceRequest::parse(text)
         .and_then(|r| device::select(r, true))
-        .inspect(|d| {
+        .and_then(|mut d| {
             if d.name == "cpu" {
                 framepipe::cpu_memory::tune_for_cpu_inference();
             }
+            device::configure_models(&mut d, precision).map(|_| d)
         })
         .map_err(|message| {
             report_error(&Error::Device {
@@ -468,8 +475,19 @@ fn prepare(
     // Only model stages compute on the device; without one, libtorch is loaded only to validate
     // an explicit `cuda:N`.
     let needs_device = config.clip.is_some() || config.vae.is_some();
+    let precision = PRECISION_FLAG
+        .get()
+        .copied()
+        .flatten()
+        .unwrap_or(config.runtime.precision);
     let device = DeviceRequest::parse(&device_text)
         .and_then(|r| device::select(r, needs_device))
+        .and_then(|mut d| {
+            if needs_device {
+                device::configure_models(&mut d, precision)?;
+            }
+            Ok(d)
+        })
         .map_err(|message| Error::Device {
             requested: device_text,
             message,

@@ -228,6 +228,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("vae_decode") => vae_op::decode(request),
         Some("vae_info") => vae_op::info(request),
         Some("search_free") => search_op::free(request),
+        Some("configure") => request::configure(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }

@@ -3,6 +3,7 @@
 //! run loads each model once; calls on one model are serialized: one replica per device).
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
@@ -20,12 +21,41 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
     }
 }
 
-/// The precision models run in: fp16 on CUDA, fp32 on the CPU (no fast fp16 kernels there).
+/// The precision asked for with the `configure` op: 0 auto, 1 fp32, 2 fp16, 3 bf16.
+static PRECISION: AtomicU8 = AtomicU8::new(0);
+
+/// `{"op": "configure", "precision": "auto"|"fp32"|"fp16"|"bf16", "cudnn_benchmark": bool}`:
+/// process-wide settings, sent before any model loads.
+pub fn configure(request: &Value) -> Result<Value, String> {
+    if let Some(p) = request["precision"].as_str() {
+        let code = match p {
+            "auto" => 0,
+            "fp32" => 1,
+            "fp16" => 2,
+            "bf16" => 3,
+            other => return Err(format!("precision {other:?}: auto, fp32, fp16 or bf16")),
+        };
+        PRECISION.store(code, Ordering::Relaxed);
+    }
+    if let Some(on) = request["cudnn_benchmark"].as_bool() {
+        // cuDNN times the candidate kernels per convolution shape once and keeps the fastest:
+        // pipeline shapes repeat for every batch, so the first batch pays for all the others.
+        tch::Cuda::cudnn_set_benchmark(on);
+    }
+    Ok(serde_json::json!({
+        "precision": match PRECISION.load(Ordering::Relaxed) { 1 => "fp32", 2 => "fp16", 3 => "bf16", _ => "auto" },
+    }))
+}
+
+/// The precision models run in: as configured, else (`auto`) fp16 on CUDA and fp32 on the CPU
+/// (exact parity with the references; `bf16` is several times faster on CPUs with AMX).
 pub fn inference_kind(device: Device) -> tch::Kind {
-    if device.is_cuda() {
-        tch::Kind::Half
-    } else {
-        tch::Kind::Float
+    match PRECISION.load(Ordering::Relaxed) {
+        1 => tch::Kind::Float,
+        2 => tch::Kind::Half,
+        3 => tch::Kind::BFloat16,
+        _ if device.is_cuda() => tch::Kind::Half,
+        _ => tch::Kind::Float,
     }
 }
 
@@ -81,7 +111,10 @@ impl<M> ModelCache<M> {
         load: impl FnOnce() -> Result<M, String>,
         f: impl FnOnce(&M) -> Result<T, String>,
     ) -> Result<T, String> {
-        let key = (folder.to_path_buf(), format!("{device:?}"));
+        let key = (
+            folder.to_path_buf(),
+            format!("{device:?}/{:?}", inference_kind(device)),
+        );
         let mut models = self
             .0
             .get_or_init(Default::default)
