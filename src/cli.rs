@@ -171,6 +171,23 @@ pub enum Command {
         #[arg(value_name = "INPUT")]
         input: PathBuf,
     },
+    /// Run a pipeline on one input and print each stage's frames/s, the slowest stage and (on
+    /// CUDA) GPU utilization, to size jobs. Output goes to a scratch folder, removed after.
+    Bench {
+        /// Pipeline config (JSON). Default: the built-in pipelines/default.json.
+        #[arg(short, long, value_name = "FILE")]
+        pipeline: Option<PathBuf>,
+        /// auto, cpu or cuda:N (overrides the pipeline's `device`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Also time decode + normalize + x264 alone on the same input.
+        #[arg(long)]
+        encode_baseline: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+        #[arg(value_name = "INPUT")]
+        input: PathBuf,
+    },
     /// Find scenes (or sampled frames) across processed outputs by text, by picture, or by a
     /// moment of a video: cosine similarity of CLIP embeddings, no decoding of the corpus.
     Search(SearchArgs),

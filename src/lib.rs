@@ -13,6 +13,7 @@
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
 //! decoded frames are shared by `Arc`. See `../shared/docs/design.md` for the full design.
 pub mod batch;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -86,6 +86,19 @@ fn main() -> ExitCode {
             inputs,
         } => check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Search(args) => search(args),
+        Command::Bench {
+            pipeline,
+            device,
+            encode_baseline,
+            format,
+            input,
+        } => bench(
+            pipeline.as_deref(),
+            device.as_deref(),
+            encode_baseline,
+            format,
+            &input,
+        ),
         Command::Describe {
             output,
             model,
@@ -108,6 +121,83 @@ fn main() -> ExitCode {
             cli.quiet,
         ),
     }
+}
+
+fn bench(
+    pipeline: Option<&Path>,
+    device_flag: Option<&str>,
+    encode_baseline: bool,
+    format: framepipe::cli::ListFormat,
+    input: &Path,
+) -> ExitCode {
+    let scratch = std::env::temp_dir().join(format!("framepipe-bench-{}", std::process::id()));
+    let (config, device, labels, vae) = match prepare(pipeline, &scratch, device_flag) {
+        Ok(v) => v,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let job = Job {
+        config: &config,
+        out_dir: &scratch,
+        device: &device,
+        show_progress: false,
+        threads_per_input: 0,
+        labels: labels.as_ref(),
+        vae: vae.as_ref(),
+    };
+    let gpu_index = device
+        .name
+        .strip_prefix("cuda:")
+        .and_then(|n| n.parse().ok());
+    let sampler = gpu_index.and_then(framepipe::bench::GpuSampler::start);
+    let result = job.process_into(input, Path::new("bench"));
+    let gpu = sampler.and_then(|s| s.finish());
+    let baseline = match (&result, encode_baseline) {
+        (Ok(_), true) => {
+            let mut plain = config.clone();
+            plain.clip = None;
+            plain.vae = None;
+            plain.scenes = None;
+            if plain.encode.is_none() {
+                plain.encode = Some(Default::default());
+            }
+            let job = Job {
+                config: &plain,
+                labels: None,
+                vae: None,
+                ..job
+            };
+            Some(job.process_into(input, Path::new("baseline")))
+        }
+        _ => None,
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_INPUT_FAILED);
+        }
+    };
+    let baseline = match baseline.transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_INPUT_FAILED);
+        }
+    };
+    let summary =
+        framepipe::bench::summarize(&done.report, gpu, baseline.as_ref().map(|b| &b.report));
+    match format {
+        framepipe::cli::ListFormat::Text => print!("{}", framepipe::bench::text(&summary)),
+        framepipe::cli::ListFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("bench serializes")
+        ),
+    }
+    ExitCode::SUCCESS
 }
 
 fn search_exit(e: &framepipe::search::SearchError) -> ExitCode {
