@@ -100,28 +100,6 @@ pub fn cuda_device_count() -> Result<usize, String> {
     Ok(reply["cuda_devices"].as_u64().unwrap_or(0) as usize)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_requests() {
-        assert_eq!(DeviceRequest::parse("auto"), Ok(DeviceRequest::Auto));
-        assert_eq!(DeviceRequest::parse("cpu"), Ok(DeviceRequest::Cpu));
-        assert_eq!(DeviceRequest::parse("cuda:1"), Ok(DeviceRequest::Cuda(1)));
-        assert!(DeviceRequest::parse("cuda:x").is_err());
-        assert!(DeviceRequest::parse("gpu").is_err());
-    }
-
-    #[test]
-    fn cpu_and_unneeded_auto_settle_without_libtorch() {
-        let cpu = select(DeviceRequest::Cpu, true).unwrap();
-        assert_eq!((cpu.name.as_str(), cpu.cuda_devices), ("cpu", None));
-        let auto = select(DeviceRequest::Auto, false).unwrap();
-        assert_eq!((auto.name.as_str(), auto.used), ("cpu", false));
-    }
-}
-
 /// Settles the models' precision (and cuDNN autotuning on CUDA) in the libtorch library before
 /// any model loads; records the precision in `device`. `auto` on the CPU loads nothing here.
 pub fn configure_models(
@@ -142,4 +120,26 @@ pub fn configure_models(
     Torch::get()?
         .call(&serde_json::json!({"op": "configure", "precision": precision.name(), "cudnn_benchmark": cuda}))
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(DeviceRequest::parse("auto"), Ok(DeviceRequest::Auto));
+        assert_eq!(DeviceRequest::parse("cpu"), Ok(DeviceRequest::Cpu));
+        assert_eq!(DeviceRequest::parse("cuda:1"), Ok(DeviceRequest::Cuda(1)));
+        assert!(DeviceRequest::parse("cuda:x").is_err());
+        assert!(DeviceRequest::parse("gpu").is_err());
+    }
+
+    #[test]
+    fn cpu_and_unneeded_auto_settle_without_libtorch() {
+        let cpu = select(DeviceRequest::Cpu, true).unwrap();
+        assert_eq!((cpu.name.as_str(), cpu.cuda_devices), ("cpu", None));
+        let auto = select(DeviceRequest::Auto, false).unwrap();
+        assert_eq!((auto.name.as_str(), auto.used), ("cpu", false));
+    }
 }
