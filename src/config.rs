@@ -27,6 +27,9 @@ pub struct PipelineConfig {
     /// Re-encoding of the normalized video; absent = no video is written (JSON only).
     #[serde(default)]
     pub encode: Option<EncodeConfig>,
+    /// How video is decoded.
+    #[serde(default)]
+    pub decode: DecodeConfig,
     /// Which inputs are accepted at all.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -69,6 +72,23 @@ pub enum FitMode {
     Fill,
     /// Scale each axis independently, ignoring the aspect ratio.
     Stretch,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// `none` (CPU) or `cuda` (NVDEC through FFmpeg's CUDA hwaccel; falls back to the CPU with
+    /// a warning when the machine or the stream's codec/profile does not allow it).
+    #[serde(default)]
+    pub hwaccel: HwAccelConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HwAccelConfig {
+    #[default]
+    None,
+    Cuda,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

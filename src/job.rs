@@ -284,6 +284,9 @@ impl Job<'_> {
                 out.decode.errors, out.decode.frames
             ));
         }
+        if let Some(reason) = &out.decode.hw_fallback {
+            warnings.push(format!("decode.hwaccel cuda: {reason}; decoded on the CPU"));
+        }
         if out.decode.damaged_frames > 0 {
             warnings.push(format!(
                 "{} frame(s) decoded from damaged data (concealed by the decoder)",
@@ -384,6 +387,7 @@ impl Job<'_> {
                 wall_seconds: out.wall_seconds,
                 fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
                 stages,
+                decoder: out.decode.decoder.to_string(),
                 device: self.device.clone(),
                 decode_errors: out.decode.errors,
                 damaged_frames: out.decode.damaged_frames,

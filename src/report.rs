@@ -58,6 +58,8 @@ pub struct Stats {
     pub fps: f64,
     /// Busy seconds per stage (time spent working, not waiting on neighbours).
     pub stages: BTreeMap<String, StageStats>,
+    /// `cpu` or `nvdec` (`decode.hwaccel`).
+    pub decoder: String,
     pub device: DeviceInfo,
     /// Packets the demuxer could not read plus packets the decoder rejected.
     pub decode_errors: u64,

@@ -19,9 +19,33 @@ pub struct SourceFrame {
 }
 
 /// An opened input: the demuxer and the video decoder, driven packet by packet.
+/// Where video is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HwAccel {
+    #[default]
+    None,
+    /// NVDEC through FFmpeg's CUDA hwaccel; frames are copied back to system memory.
+    Cuda,
+}
+
+/// What became of a hardware decoding request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HwStatus {
+    /// Not asked for.
+    Software,
+    /// Frames come from the hardware decoder.
+    Hardware,
+    /// Asked for, but decoding runs on the CPU; the reason.
+    FellBack(String),
+}
+
 pub struct VideoDecoder {
     path: PathBuf,
     decoder: ff::decoder::Video,
+    /// Set by the `get_format` callback when the hardware decoder refuses the stream (declared
+    /// after `decoder`, so it outlives the codec context that points at it).
+    hw_refused: Option<Box<std::sync::atomic::AtomicBool>>,
+    hw_status: HwStatus,
     stream_index: usize,
     time_base: ff::Rational,
     start_pts: i64,
@@ -48,6 +72,20 @@ impl VideoDecoder {
         threads: u32,
         start: i64,
     ) -> Result<Self> {
+        Self::open_with(path, input, stream_index, threads, start, HwAccel::None)
+    }
+
+    /// [`Self::open`] with hardware decoding when `hwaccel` asks and the machine can: when it
+    /// cannot (no CUDA device or driver, or NVDEC refuses the codec/profile), decoding runs on
+    /// the CPU and [`Self::hw_status`] says why.
+    pub fn open_with(
+        path: &Path,
+        input: &ff::format::context::Input,
+        stream_index: usize,
+        threads: u32,
+        start: i64,
+        hwaccel: HwAccel,
+    ) -> Result<Self> {
         let stream = input
             .stream(stream_index)
             .ok_or_else(|| Error::input(path, format!("stream {stream_index} vanished")))?;
@@ -58,6 +96,13 @@ impl VideoDecoder {
             count: threads as usize,
             ..Default::default()
         });
+        let (hw_refused, hw_status) = match hwaccel {
+            HwAccel::None => (None, HwStatus::Software),
+            HwAccel::Cuda => match attach_cuda(&mut context) {
+                Ok(flag) => (Some(flag), HwStatus::Hardware),
+                Err(reason) => (None, HwStatus::FellBack(reason)),
+            },
+        };
         let mut decoder = context.decoder();
         decoder.set_packet_time_base(stream.time_base());
         let decoder = decoder
@@ -72,9 +117,14 @@ impl VideoDecoder {
         } else {
             1
         };
+        if let HwStatus::FellBack(reason) = &hw_status {
+            tracing::warn!(input = %path.display(), "hardware decoding unavailable ({reason}); decoding on the CPU");
+        }
         Ok(VideoDecoder {
             path: path.to_path_buf(),
             decoder,
+            hw_refused,
+            hw_status,
             stream_index,
             time_base,
             start_pts: start,
@@ -85,6 +135,16 @@ impl VideoDecoder {
             damaged_frames: 0,
             repaired_timestamps: 0,
         })
+    }
+
+    /// Whether hardware decoding is in use (after the first frames, a refusal by NVDEC shows).
+    pub fn hw_status(&self) -> HwStatus {
+        match (&self.hw_status, &self.hw_refused) {
+            (HwStatus::Hardware, Some(flag)) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
+                HwStatus::FellBack("NVDEC does not decode this codec, profile or size".into())
+            }
+            (status, _) => status.clone(),
+        }
     }
 
     pub fn stream_index(&self) -> usize {
@@ -127,6 +187,7 @@ impl VideoDecoder {
             let mut frame = ff::frame::Video::empty();
             match self.decoder.receive_frame(&mut frame) {
                 Ok(()) => {
+                    let frame = self.download(frame)?;
                     // SAFETY: reading plain fields of a frame the decoder just filled.
                     let damaged = unsafe {
                         let raw = &*frame.as_ptr();
@@ -160,6 +221,31 @@ impl VideoDecoder {
         }
     }
 
+    /// A frame in GPU memory copied to system memory (NV12 or P010), with its timestamps.
+    fn download(&self, frame: ff::frame::Video) -> Result<ff::frame::Video> {
+        if frame.format() != ff::format::Pixel::CUDA {
+            return Ok(frame);
+        }
+        let mut sw = ff::frame::Video::empty();
+        // SAFETY: both frames are valid; FFmpeg allocates the destination buffers.
+        let ret = unsafe {
+            let r = ff::ffi::av_hwframe_transfer_data(sw.as_mut_ptr(), frame.as_ptr(), 0);
+            if r >= 0 {
+                ff::ffi::av_frame_copy_props(sw.as_mut_ptr(), frame.as_ptr())
+            } else {
+                r
+            }
+        };
+        if ret < 0 {
+            return Err(Error::ffmpeg(
+                &self.path,
+                "copying a hardware-decoded frame to memory",
+                ff::Error::from(ret),
+            ));
+        }
+        Ok(sw)
+    }
+
     /// Strictly increasing timestamps, whatever the stream says: a missing one is the previous
     /// plus one frame, one that goes backwards or repeats is bumped past the previous.
     fn repair_timestamp(&mut self, pts: Option<i64>) -> i64 {
@@ -180,5 +266,67 @@ impl VideoDecoder {
         };
         self.last_pts = Some(pts);
         pts
+    }
+}
+
+/// Gives the codec context a CUDA device and a `get_format` that picks NVDEC's surface format
+/// when offered. Returns the flag the callback sets when NVDEC is not offered (the stream then
+/// decodes in software), or why no CUDA device could be opened.
+fn attach_cuda(
+    context: &mut ff::codec::context::Context,
+) -> std::result::Result<Box<std::sync::atomic::AtomicBool>, String> {
+    use std::ptr::{null, null_mut};
+    let mut device: *mut ff::ffi::AVBufferRef = null_mut();
+    // SAFETY: FFmpeg allocates the device context; failure leaves `device` null.
+    let ret = unsafe {
+        ff::ffi::av_hwdevice_ctx_create(
+            &mut device,
+            ff::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
+            null(),
+            null_mut(),
+            0,
+        )
+    };
+    if ret < 0 || device.is_null() {
+        return Err(format!(
+            "no CUDA device for NVDEC: {}",
+            ff::Error::from(ret)
+        ));
+    }
+    let refused = Box::new(std::sync::atomic::AtomicBool::new(false));
+    // SAFETY: the context is not opened yet; it takes its own reference to the device, ours is
+    // released; `opaque` points at the flag, which the decoder keeps alive longer than the context.
+    unsafe {
+        let ctx = context.as_mut_ptr();
+        (*ctx).hw_device_ctx = ff::ffi::av_buffer_ref(device);
+        ff::ffi::av_buffer_unref(&mut device);
+        (*ctx).opaque = (&*refused as *const std::sync::atomic::AtomicBool)
+            .cast_mut()
+            .cast();
+        (*ctx).get_format = Some(prefer_cuda);
+    }
+    Ok(refused)
+}
+
+/// FFmpeg's `get_format` callback: NVDEC's CUDA surfaces when the list offers them, else the
+/// software format FFmpeg would pick, noting the refusal.
+unsafe extern "C" fn prefer_cuda(
+    ctx: *mut ff::ffi::AVCodecContext,
+    formats: *const ff::ffi::AVPixelFormat,
+) -> ff::ffi::AVPixelFormat {
+    // SAFETY: FFmpeg passes a list ended by AV_PIX_FMT_NONE and the context we configured.
+    unsafe {
+        let mut p = formats;
+        while *p != ff::ffi::AVPixelFormat::AV_PIX_FMT_NONE {
+            if *p == ff::ffi::AVPixelFormat::AV_PIX_FMT_CUDA {
+                return *p;
+            }
+            p = p.add(1);
+        }
+        let flag = (*ctx).opaque as *const std::sync::atomic::AtomicBool;
+        if !flag.is_null() {
+            (*flag).store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        ff::ffi::avcodec_default_get_format(ctx, formats)
     }
 }

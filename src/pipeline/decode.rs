@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{send, BusyTimer, Cancel};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::media::decode::{SourceFrame, VideoDecoder};
+use crate::media::decode::{HwAccel, HwStatus, SourceFrame, VideoDecoder};
 use crate::media::encode::{AudioSource, VideoSettings};
 use crate::media::probe::SourceInfo;
 
@@ -30,6 +30,10 @@ pub struct DecodeStats {
     /// Time of the last frame plus one frame duration: the decoded video's length.
     pub duration: f64,
     pub seconds: f64,
+    /// `cpu` or `nvdec`.
+    pub decoder: &'static str,
+    /// Why hardware decoding that was asked for did not happen.
+    pub hw_fallback: Option<String>,
 }
 
 pub struct DecodeStage {
@@ -69,12 +73,17 @@ impl DecodeStage {
         };
         let video_offset = offset_in(info.video_stream_index);
         let audio_offset = info.audio_stream_index.map(offset_in).unwrap_or(0);
-        let decoder = VideoDecoder::open(
+        let hwaccel = match cfg.decode.hwaccel {
+            crate::config::HwAccelConfig::None => HwAccel::None,
+            crate::config::HwAccelConfig::Cuda => HwAccel::Cuda,
+        };
+        let decoder = VideoDecoder::open_with(
             path,
             &input,
             info.video_stream_index,
             cfg.runtime.decode_threads,
             video_offset,
+            hwaccel,
         )?;
         Ok(DecodeStage {
             path: path.to_path_buf(),
@@ -186,6 +195,11 @@ impl DecodeStage {
             }
         }
         self.decoder.send_eof(&mut sink)?;
+        let (decoder, hw_fallback) = match self.decoder.hw_status() {
+            HwStatus::Hardware => ("nvdec", None),
+            HwStatus::Software => ("cpu", None),
+            HwStatus::FellBack(reason) => ("cpu", Some(reason)),
+        };
         let frame_duration = if self.fps > 0.0 { 1.0 / self.fps } else { 0.0 };
         Ok(DecodeStats {
             frames,
@@ -199,6 +213,8 @@ impl DecodeStage {
                 0.0
             },
             seconds: (timer.seconds() - blocked.as_secs_f64()).max(0.0),
+            decoder,
+            hw_fallback,
         })
     }
 }
