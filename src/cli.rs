@@ -188,6 +188,15 @@ pub enum Command {
         #[arg(value_name = "INPUT")]
         input: PathBuf,
     },
+    /// Write random weights for the model FOLDER/config.json describes (CLIP or AutoencoderKL),
+    /// for benchmarks of real shapes without downloading weights.
+    #[command(hide = true)]
+    MakeRandomModel {
+        #[arg(value_name = "FOLDER")]
+        folder: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: i64,
+    },
     /// Find scenes (or sampled frames) across processed outputs by text, by picture, or by a
     /// moment of a video: cosine similarity of CLIP embeddings, no decoding of the corpus.
     Search(SearchArgs),

@@ -86,6 +86,9 @@ fn main() -> ExitCode {
             inputs,
         } => check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Search(args) => search(args),
+        Command::MakeRandomModel { folder, seed } => call_and_print(
+            &serde_json::json!({"op": "init_random", "folder": folder, "seed": seed}),
+        ),
         Command::Bench {
             pipeline,
             device,

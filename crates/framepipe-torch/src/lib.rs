@@ -11,6 +11,7 @@
 //! another build. Panics never cross it.
 pub mod clip;
 pub mod clip_op;
+pub mod random_op;
 pub mod request;
 pub mod search_op;
 pub mod vae;
@@ -229,6 +230,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("vae_info") => vae_op::info(request),
         Some("search_free") => search_op::free(request),
         Some("configure") => request::configure(request),
+        Some("init_random") => random_op::init_random(request),
         Some(other) => Err(format!("unknown op {other:?}")),
         None => Err("request has no \"op\"".into()),
     }

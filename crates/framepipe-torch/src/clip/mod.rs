@@ -88,6 +88,11 @@ impl ClipModel {
         Ok(model)
     }
 
+    /// The model's variables (named as in transformers' checkpoints).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
     /// A model of `config` with random weights: for tests and benchmarks of real shapes
     /// without weight files.
     pub fn random(config: ClipConfig, device: Device, kind: Kind) -> Result<Self, ClipError> {
