@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The device check for issues 3, 4, 7 and 8, run ONCE on the GPU machine from the repository root
+# with .gpu-bundle carried (made by scripts/gpu/prepare.sh); results go to $OUT (summary.txt plus
+# one .out/.err per step). DEVICE=cpu runs the same steps on a CPU machine (a dry run of this
+# script). Budget: about 6 minutes on an H100 (steps have their own timeouts).
+#
+# 1. devices; random-weight ViT-B/32 and SD VAE folders made on the device (make-random-model)
+# 2. CUDA vs CPU with the fixtures: CLIP embeddings (cosine >= 0.999, fp16), VAE latents (max
+#    abs diff <= 2e-2 on latents of magnitude ~1, fp16), search results (same rows, |score
+#    diff| <= 2e-3)
+# 3. framepipe bench, 10 s 1080p30 H.264 -> 720p: CLIP B/32 + SD VAE on every frame + x264;
+#    the same with taef2; SD VAE at 1080p batch 4 (GPU memory); NVDEC decode (decode.hwaccel)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=.gpu-bundle/run.sh
+D=.gpu-bundle/data
+DEV=${DEVICE:-cuda:0}
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+W=$(mktemp -d)
+FIX=crates/framepipe-torch/tests/fixtures
+for f in .gpu-bundle/framepipe.xz .gpu-bundle/data/libframepipe_torch.so.xz; do
+  [ -f "$f" ] && xz -d -k -f "$f" && rm -f "$f"
+done
+: > "$OUT/summary.txt"
+note() { echo "$*" | tee -a "$OUT/summary.txt"; }
+step() { # step NAME TIMEOUT CMD...
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s.%N)
+  timeout "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
+  local rc=$?
+  note "== $name rc=$rc $(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || true)s"
+  tail -n 40 "$OUT/$name.out" >> "$OUT/summary.txt"
+  [ $rc -eq 0 ] || tail -n 5 "$OUT/$name.err" >> "$OUT/summary.txt"
+  return 0
+}
+
+step devices 60 $B devices
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/summary.txt" 2>&1 || true
+
+mkdir -p "$W/b32" "$W/sdvae"
+# The fixture's tokenizer (small vocabulary, valid ids) stands in for CLIP's 3.6 MB one.
+cp scripts/gpu/models/clip-vit-b32/* "$FIX/clip-tiny/tokenizer.json" "$FIX/clip-tiny/tokenizer_config.json" "$W/b32/"
+cp scripts/gpu/models/sd-vae/config.json "$W/sdvae/"
+step random-b32 120 $B make-random-model "$W/b32"
+step random-sdvae 120 $B make-random-model "$W/sdvae"
+
+# --- 2. CUDA vs CPU on the fixtures -------------------------------------------------------
+cat > "$W/parity.json" <<JSON
+{"scenes": {}, "clip": {"model": "$PWD/$FIX/clip-tiny", "labels": ["a cat", "a street", "color bars"], "sample": {"every_n_frames": 10}},
+ "vae": {"model": "$PWD/$FIX/vae-tiny-tiny", "dtype": "f32", "every_n_frames": 10}, "encode": {"preset": "veryfast"}}
+JSON
+step parity-cpu 180 $B -q run --device cpu --pipeline "$W/parity.json" -o "$W/p-cpu" "$D/media/in-1080p30.mp4"
+step parity-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity.json" -o "$W/p-dev" "$D/media/in-1080p30.mp4"
+step search-cpu 120 $B -q search "$W/p-cpu" --device cpu --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
+step search-dev 120 $B -q search "$W/p-cpu" --device "$DEV" --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
+cat > "$W/compare.py" <<'PY'
+import json, struct, sys, torch
+def st(path):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8+n]); out = {}
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        dt = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}[v["dtype"]]
+        s, e = v["data_offsets"]; out[k] = torch.frombuffer(bytearray(b[8+n+s:8+n+e]), dtype=dt).reshape(v["shape"])
+    return out
+w = sys.argv[1]; ok = True
+a = st(f"{w}/p-cpu/in-1080p30/embeddings.safetensors")["image_embeds"].float()
+b = st(f"{w}/p-dev/in-1080p30/embeddings.safetensors")["image_embeds"].float()
+cos = torch.nn.functional.cosine_similarity(a, b).min().item()
+print(f"clip embeddings cuda vs cpu: {a.shape[0]} rows, min cosine {cos:.5f} (limit 0.999)"); ok &= cos >= 0.999
+la = st(f"{w}/p-cpu/in-1080p30/latents/000000.safetensors")["latents"]
+lb = st(f"{w}/p-dev/in-1080p30/latents/000000.safetensors")["latents"]
+d = (la - lb).abs().max().item(); m = la.abs().max().item()
+print(f"vae latents cuda vs cpu: max abs diff {d:.4g} (latents up to {m:.3g}; limit 2e-2)"); ok &= d <= 2e-2
+sa = json.load(open(f"{w}/search-cpu.json")); sb = json.load(open(f"{w}/search-dev.json"))
+for qa, qb in zip(sa["results"], sb["results"]):
+    diffs = [abs(x["score"] - y["score"]) for x, y in zip(qa["hits"], qb["hits"])]
+    same = sum(x["frame"] == y["frame"] for x, y in zip(qa["hits"], qb["hits"]))
+    print(f"search '{qa['query']}': {same}/{len(qa['hits'])} same rows, max |score diff| {max(diffs):.2e} (limit 2e-3)")
+    ok &= max(diffs) <= 2e-3
+print("PARITY", "OK" if ok else "FAILED")
+PY
+cp "$OUT/search-cpu.out" "$W/search-cpu.json"; cp "$OUT/search-dev.out" "$W/search-dev.json"
+step parity-compare 60 python3 "$W/compare.py" "$W"
+
+# --- 3. Throughput ------------------------------------------------------------------------
+cat > "$W/b32-sdvae.json" <<JSON
+{"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
+JSON
+cat > "$W/b32-taef2.json" <<JSON
+{"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$PWD/$D/taef2", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
+JSON
+cat > "$W/sdvae-1080p.json" <<JSON
+{"normalize": {"resolution": "1080p"}, "vae": {"model": "$W/sdvae", "batch_size": 4, "every_n_frames": 1}}
+JSON
+cat > "$W/b32-sdvae-nvdec.json" <<JSON
+{"decode": {"hwaccel": "cuda"}, "clip": {"model": "$W/b32", "labels": ["a test pattern", "a street"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
+JSON
+if [ "$DEV" = cpu ]; then
+  note "CPU dry run: the benches (every frame through B/32 and a VAE at 720p) are skipped"
+  exit 0
+fi
+step bench-b32-taef2 180 $B bench --device "$DEV" --pipeline "$W/b32-taef2.json" "$D/media/in-1080p30.mp4"
+step bench-b32-sdvae 240 $B bench --device "$DEV" --encode-baseline --pipeline "$W/b32-sdvae.json" "$D/media/in-1080p30.mp4"
+step bench-sdvae-1080p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-1080p.json" "$D/media/in-1080p30.mp4"
+step bench-nvdec 180 $B bench --device "$DEV" --pipeline "$W/b32-sdvae-nvdec.json" --format json "$D/media/in-1080p30.mp4"
+note "done; work folder $W"
