@@ -305,7 +305,10 @@ fn error_chain(e: &Error) -> Vec<String> {
 }
 
 /// Runs the batch; returns its summary (also written to OUT). `stop` is raised by Ctrl-C/SIGTERM.
-pub fn run(job: &Job, items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> Result<Summary> {
+/// Runs the batch; worker `w` processes its inputs with `jobs[w % jobs.len()]` (one job per
+/// device when several are given).
+pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> Result<Summary> {
+    let job = &jobs[0];
     let started = Instant::now();
     let config_hash = job.config.hash();
     let mine: Vec<&Item> = items
@@ -349,8 +352,13 @@ pub fn run(job: &Job, items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> 
     let last_log = Mutex::new(Instant::now());
     let shard_name = opts.shard.map(|s| format!("{}/{}", s.index, s.count));
     std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1).min(todo.len().max(1)) {
-            scope.spawn(|| loop {
+        for worker in 0..opts.jobs.max(1).min(todo.len().max(1)) {
+            let job = &jobs[worker % jobs.len()];
+            let (next, done, failed, frames, failures, bar, last_log, todo, stop) = (
+                &next, &done, &failed, &frames, &failures, &bar, &last_log, &todo, &stop,
+            );
+            let (failures_path, shard_name) = (&failures_path, &shard_name);
+            scope.spawn(move || loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -397,7 +405,7 @@ pub fn run(job: &Job, items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> 
                         let write = std::fs::OpenOptions::new()
                             .create(true)
                             .append(true)
-                            .open(&failures_path)
+                            .open(failures_path)
                             .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
                         if let Err(e) = write {
                             eprintln!(

@@ -108,8 +108,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Compute device: auto, cpu, cuda or cuda:N.
-        #[arg(long, value_name = "DEVICE")]
+        #[arg(long, value_name = "DEVICE", conflicts_with = "devices")]
         device: Option<String>,
+        /// Several devices (`0,1,2` for cuda:0..2, or names): one model replica per device,
+        /// inputs spread across them (at least one input at a time per device).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        devices: Vec<String>,
         /// Files or folders (searched recursively for videos).
         #[arg(value_name = "INPUT")]
         inputs: Vec<PathBuf>,

@@ -46,8 +46,18 @@ fn main() -> ExitCode {
             redo_stale,
             force,
             device,
+            devices,
             inputs,
         } => {
+            // `0,1` means cuda:0, cuda:1; names pass through.
+            let devices: Vec<String> = devices
+                .iter()
+                .map(|d| match d.trim().parse::<u32>() {
+                    Ok(n) => format!("cuda:{n}"),
+                    Err(_) => d.trim().to_string(),
+                })
+                .collect();
+            let first = devices.first().cloned().or(device);
             let args = BatchArgs {
                 manifest,
                 jobs,
@@ -55,11 +65,12 @@ fn main() -> ExitCode {
                 retries,
                 redo_stale,
                 force,
+                more_devices: devices.into_iter().skip(1).collect(),
             };
             batch(
                 pipeline.as_deref(),
                 &output,
-                device.as_deref(),
+                first.as_deref(),
                 &inputs,
                 &args,
                 cli.quiet,
@@ -547,6 +558,8 @@ struct BatchArgs {
     retries: u32,
     redo_stale: bool,
     force: bool,
+    /// Devices beyond the first of `--devices` (the first goes through the usual `--device`).
+    more_devices: Vec<String>,
 }
 
 /// What `run` and `batch` settle before any input: config, device, the models' facts.
@@ -692,21 +705,46 @@ fn batch(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let jobs = args.jobs.max(1);
+    // One replica per extra device: each is checked (a missing GPU is an error, not a silent
+    // CPU run) and gets the same precision as the first.
+    let mut all_devices = vec![device.clone()];
+    for name in &args.more_devices {
+        let precision = device.precision.as_deref().unwrap_or("auto");
+        let checked = DeviceRequest::parse(name)
+            .and_then(|r| device::select(r, true))
+            .and_then(|mut d| {
+                d.precision = Some(precision.to_string());
+                Ok(d)
+            });
+        match checked {
+            Ok(d) => all_devices.push(d),
+            Err(message) => {
+                report_error(&Error::Device {
+                    requested: name.clone(),
+                    message,
+                });
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let jobs = args.jobs.max(all_devices.len());
     let threads_per_input = if jobs > 1 {
         (cores / jobs).max(1) as u32
     } else {
         0
     };
-    let job = Job {
-        config: &config,
-        out_dir,
-        device: &device,
-        show_progress: false,
-        threads_per_input,
-        labels: labels.as_ref(),
-        vae: vae.as_ref(),
-    };
+    let job_list: Vec<Job> = all_devices
+        .iter()
+        .map(|d| Job {
+            config: &config,
+            out_dir,
+            device: d,
+            show_progress: false,
+            threads_per_input,
+            labels: labels.as_ref(),
+            vae: vae.as_ref(),
+        })
+        .collect();
     let options = Options {
         jobs,
         shard,
@@ -715,7 +753,7 @@ fn batch(
         redo_stale: args.redo_stale,
         show_progress: !quiet,
     };
-    match batch::run(&job, &items, &options, stop.clone()) {
+    match batch::run(&job_list, &items, &options, stop.clone()) {
         Ok(summary) => {
             println!(
                 "{}",
