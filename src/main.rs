@@ -712,9 +712,9 @@ fn batch(
         let precision = device.precision.as_deref().unwrap_or("auto");
         let checked = DeviceRequest::parse(name)
             .and_then(|r| device::select(r, true))
-            .and_then(|mut d| {
+            .map(|mut d| {
                 d.precision = Some(precision.to_string());
-                Ok(d)
+                d
             });
         match checked {
             Ok(d) => all_devices.push(d),
