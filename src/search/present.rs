@@ -5,7 +5,7 @@ use super::describe::Description;
 use super::SearchReport;
 
 fn span(start: f64, end: f64) -> String {
-    format!("{start:8.2}-{end:<8.2}s")
+    format!("{:>17}", format!("{start:.2}-{end:.2} s"))
 }
 
 /// One block per query: rank, score, video, scene and its time span, the output video.
@@ -28,7 +28,7 @@ pub fn search_text(report: &SearchReport) -> String {
             let frame = hit.frame.map(|f| format!(" frame {f}")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {:>3}. {:.4}  {}  scene {}{}  {}  {}",
+                "  {:>3}. {:>7.4}  {}  scene {}{}  {}  {}",
                 hit.rank,
                 hit.score,
                 hit.video,
