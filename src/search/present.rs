@@ -25,7 +25,10 @@ pub fn search_text(report: &SearchReport) -> String {
             let _ = writeln!(out, "  (no results)");
         }
         for hit in &result.hits {
-            let frame = hit.frame.map(|f| format!(" frame {f}")).unwrap_or_default();
+            let frame = match (hit.frame, hit.time) {
+                (Some(f), Some(t)) => format!(" frame {f} at {t:.2} s"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "  {:>3}. {:>7.4}  {}  scene {}{}  {}  {}",
