@@ -35,6 +35,9 @@ pub struct Scaler {
     )>,
     output: (ff::format::Pixel, u32, u32),
     flags: ff::software::scaling::Flags,
+    /// YUV→RGB with the matrix and range the frame is tagged with (see [`RgbFrames`]); the
+    /// (colorspace, range) the context was last set up for.
+    tagged_matrix: Option<Option<(i32, i32)>>,
 }
 
 // SAFETY: swscale contexts have no thread affinity; they must only not be used from two threads
@@ -52,7 +55,15 @@ impl Scaler {
             context: None,
             output: (format, width, height),
             flags,
+            tagged_matrix: None,
         }
+    }
+
+    /// Converts YUV to RGB with the matrix and range each frame is tagged with (BT.709 for HD
+    /// video, as `ffmpeg`'s scale filter does), instead of swscale's fixed BT.601 default.
+    pub fn honoring_color_tags(mut self) -> Self {
+        self.tagged_matrix = Some(None);
+        self
     }
 
     /// The input (format, width, height) the context was last built for.
@@ -81,13 +92,53 @@ impl Scaler {
                 input.0, input.1, input.2, format, width, height, self.flags,
             )?;
             self.context = Some((context, input));
+            if self.tagged_matrix.is_some() {
+                self.tagged_matrix = Some(None); // a new context starts at swscale's default
+            }
         }
         let (context, _) = self.context.as_mut().expect("context just built");
+        if let Some(last) = self.tagged_matrix {
+            let wanted = (
+                swscale_matrix(src.color_space()),
+                i32::from(src.color_range() == ff::color::Range::JPEG),
+            );
+            if last != Some(wanted) {
+                // SAFETY: a live context; the coefficient tables are static in libswscale.
+                unsafe {
+                    let table = ff::ffi::sws_getCoefficients(wanted.0);
+                    ff::ffi::sws_setColorspaceDetails(
+                        context.as_mut_ptr(),
+                        table,
+                        wanted.1,
+                        table,
+                        1,
+                        0,
+                        1 << 16,
+                        1 << 16,
+                    );
+                }
+                self.tagged_matrix = Some(Some(wanted));
+            }
+        }
         context.run(src, dst)
     }
 }
 
-/// Packed RGB24 copies of frames at a fixed size, for the model stages (they take RGB bytes).
+/// swscale's name for a frame's YUV matrix; untagged video gets BT.601, as in `ffmpeg`.
+fn swscale_matrix(space: ff::color::Space) -> i32 {
+    use ff::color::Space;
+    match space {
+        Space::BT709 => ff::ffi::SWS_CS_ITU709,
+        Space::FCC => ff::ffi::SWS_CS_FCC,
+        Space::SMPTE240M => ff::ffi::SWS_CS_SMPTE240M,
+        Space::BT2020NCL | Space::BT2020CL => ff::ffi::SWS_CS_BT2020,
+        _ => ff::ffi::SWS_CS_DEFAULT,
+    }
+}
+
+/// Packed RGB24 copies of frames at a fixed size, for the model stages (they take RGB bytes),
+/// converted with the matrix and range each frame is tagged with: the colors a player (and
+/// `ffmpeg -pix_fmt rgb24`) shows, not swscale's BT.601 default applied to BT.709 video.
 pub struct RgbFrames {
     scaler: Scaler,
     out: ff::frame::Video,
@@ -96,7 +147,8 @@ pub struct RgbFrames {
 impl RgbFrames {
     pub fn new(width: u32, height: u32, flags: ff::software::scaling::Flags) -> Self {
         RgbFrames {
-            scaler: Scaler::new(ff::format::Pixel::RGB24, width, height, flags),
+            scaler: Scaler::new(ff::format::Pixel::RGB24, width, height, flags)
+                .honoring_color_tags(),
             out: ff::frame::Video::new(ff::format::Pixel::RGB24, width, height),
         }
     }
