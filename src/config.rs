@@ -412,6 +412,19 @@ pub struct RuntimeConfig {
     /// (several times faster on CPUs with AMX, at about 3 significant digits).
     #[serde(default)]
     pub precision: Precision,
+    /// Where the model stages turn YUV into RGB: `auto` (on the device when it is CUDA: half
+    /// the upload, no CPU time), `device` or `cpu` (swscale).
+    #[serde(default)]
+    pub color_conversion: ColorConversion,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorConversion {
+    #[default]
+    Auto,
+    Device,
+    Cpu,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -445,6 +458,7 @@ impl Default for RuntimeConfig {
             queue_frames: default_queue_frames(),
             decode_threads: 0,
             precision: Precision::Auto,
+            color_conversion: ColorConversion::Auto,
         }
     }
 }

@@ -177,3 +177,123 @@ impl RgbFrames {
         Ok((r.width, r.height))
     }
 }
+
+/// How a frame's pixels travel to the libtorch side, and what the request must say about them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pixels {
+    /// Packed RGB24 of `width` x `height` (converted here by swscale).
+    Rgb24 { width: u32, height: u32 },
+    /// The frame's YUV 4:2:0 planes, converted to RGB on the device (then cropped to `crop`).
+    Yuv420p {
+        width: u32,
+        height: u32,
+        matrix: &'static str,
+        full_range: bool,
+        crop: Option<normalize::Rect>,
+    },
+}
+
+impl Pixels {
+    pub fn bytes_per_frame(&self) -> usize {
+        match *self {
+            Pixels::Rgb24 { width, height } => width as usize * height as usize * 3,
+            Pixels::Yuv420p { width, height, .. } => width as usize * height as usize * 3 / 2,
+        }
+    }
+
+    /// The size of the RGB picture the model sees.
+    pub fn picture_size(&self) -> (u32, u32) {
+        match *self {
+            Pixels::Rgb24 { width, height } => (width, height),
+            Pixels::Yuv420p { crop: Some(r), .. } => (r.width, r.height),
+            Pixels::Yuv420p { width, height, .. } => (width, height),
+        }
+    }
+
+    /// Adds `width`, `height` and the layout fields to a frames request.
+    pub fn describe(&self, request: &mut serde_json::Value) {
+        match *self {
+            Pixels::Rgb24 { width, height } => {
+                request["width"] = width.into();
+                request["height"] = height.into();
+            }
+            Pixels::Yuv420p {
+                width,
+                height,
+                matrix,
+                full_range,
+                crop,
+            } => {
+                request["width"] = width.into();
+                request["height"] = height.into();
+                request["format"] = "yuv420p".into();
+                request["matrix"] = matrix.into();
+                request["full_range"] = full_range.into();
+                if let Some(r) = crop {
+                    request["crop"] = serde_json::json!([r.x, r.y, r.width, r.height]);
+                }
+            }
+        }
+    }
+}
+
+/// The model stages' frame packer: RGB made here by swscale, or (`on_device`) the YUV planes
+/// as they are, for the device to convert (a GPU then uploads half the bytes and spares the
+/// CPU cores the conversion, which x264 wants).
+pub struct ModelFrames {
+    rgb: Option<RgbFrames>,
+    on_device: bool,
+    flags: ff::software::scaling::Flags,
+}
+
+impl ModelFrames {
+    pub fn new(on_device: bool, flags: ff::software::scaling::Flags) -> Self {
+        ModelFrames {
+            rgb: None,
+            on_device,
+            flags,
+        }
+    }
+
+    /// Appends `src` (its `rect` part for the model) to `bytes`; returns how it is laid out.
+    pub fn append(
+        &mut self,
+        src: &ff::frame::Video,
+        rect: Option<normalize::Rect>,
+        bytes: &mut Vec<u8>,
+    ) -> Result<Pixels, ff::Error> {
+        let (w, h) = (src.width(), src.height());
+        if self.on_device && src.format() == ff::format::Pixel::YUV420P && w % 2 == 0 && h % 2 == 0
+        {
+            for (plane, (pw, ph)) in [(0, (w, h)), (1, (w / 2, h / 2)), (2, (w / 2, h / 2))] {
+                let stride = src.stride(plane);
+                let data = src.data(plane);
+                for y in 0..ph as usize {
+                    bytes.extend_from_slice(&data[y * stride..y * stride + pw as usize]);
+                }
+            }
+            return Ok(Pixels::Yuv420p {
+                width: w,
+                height: h,
+                matrix: matrix_name(src.color_space()),
+                full_range: src.color_range() == ff::color::Range::JPEG,
+                crop: rect.filter(|r| (r.x, r.y, r.width, r.height) != (0, 0, w, h)),
+            });
+        }
+        let flags = self.flags;
+        let rgb = self.rgb.get_or_insert_with(|| RgbFrames::new(w, h, flags));
+        let (width, height) = rgb.append(src, rect, bytes)?;
+        Ok(Pixels::Rgb24 { width, height })
+    }
+}
+
+/// The matrix name the libtorch side's YUV conversion takes (as [`swscale_matrix`] picks it).
+pub fn matrix_name(space: ff::color::Space) -> &'static str {
+    match swscale_matrix(space) {
+        ff::ffi::SWS_CS_ITU709 => "bt709",
+        ff::ffi::SWS_CS_FCC => "fcc",
+        ff::ffi::SWS_CS_SMPTE240M => "smpte240m",
+        ff::ffi::SWS_CS_BT2020 => "bt2020",
+        _ => "bt601",
+    }
+}

@@ -11,7 +11,7 @@ use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
-use crate::media::RgbFrames;
+use crate::media::{ModelFrames, Pixels};
 use crate::torch::Torch;
 
 /// One embedded frame.
@@ -34,6 +34,8 @@ pub struct ClipOutput {
 pub struct ClipStage {
     pub config: ClipConfig,
     pub device: String,
+    /// Send YUV planes for the device to convert instead of RGB made here.
+    pub color_on_device: bool,
     pub source_path: String,
     pub cancel: Cancel,
 }
@@ -44,7 +46,7 @@ struct Candidate {
     frame: u64,
     time: f64,
     rgb: Vec<u8>,
-    size: (u32, u32),
+    pixels: Pixels,
 }
 
 /// `per_scene: K`: K evenly spaced frames of every scene. Scenes are known only as the scene
@@ -154,7 +156,7 @@ impl ClipStage {
         let mut batch = Batch::default();
         let mut samples = Vec::new();
         let mut dim = 0;
-        let mut rgb: Option<RgbFrames> = None;
+        let mut rgb = ModelFrames::new(self.color_on_device, ff::software::scaling::Flags::POINT);
         let mut next_sample_time = 0.0;
         let mut per_scene = self
             .config
@@ -211,12 +213,12 @@ impl ClipStage {
             }
             for c in ready {
                 if batch.frames.len() >= self.config.batch_size
-                    || (!batch.frames.is_empty() && batch.size != c.size)
+                    || (!batch.frames.is_empty() && batch.pixels != Some(c.pixels))
                 {
                     timer.time(|| self.flush(torch, &mut batch, &mut samples, &mut dim))?;
                 }
                 batch.rgb.extend_from_slice(&c.rgb);
-                batch.size = c.size;
+                batch.pixels = Some(c.pixels);
                 batch.frames.push((c.frame, c.time));
             }
             if batch.frames.len() >= self.config.batch_size {
@@ -233,16 +235,9 @@ impl ClipStage {
 
     /// The frame's picture area (black bars excluded: they would pull every embedding towards
     /// "black") as packed RGB.
-    fn picture(&self, rgb: &mut Option<RgbFrames>, frame: &NormFrame) -> Result<Candidate> {
-        let converter = rgb.get_or_insert_with(|| {
-            RgbFrames::new(
-                frame.frame.width(),
-                frame.frame.height(),
-                ff::software::scaling::Flags::POINT,
-            )
-        });
+    fn picture(&self, rgb: &mut ModelFrames, frame: &NormFrame) -> Result<Candidate> {
         let mut bytes = Vec::new();
-        let size = converter
+        let pixels = rgb
             .append(&frame.frame, Some(frame.content), &mut bytes)
             .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))?;
         Ok(Candidate {
@@ -250,7 +245,7 @@ impl ClipStage {
             frame: frame.index,
             time: frame.time,
             rgb: bytes,
-            size,
+            pixels,
         })
     }
 
@@ -265,13 +260,14 @@ impl ClipStage {
             return Ok(());
         }
         let n = batch.frames.len();
-        let request = serde_json::json!({
+        let mut request = serde_json::json!({
             "model": self.config.model,
             "device": self.device,
             "n": n,
-            "width": batch.size.0,
-            "height": batch.size.1,
         });
+        if let Some(p) = &batch.pixels {
+            p.describe(&mut request);
+        }
         // Room for the largest projection any CLIP has (1024); the reply says the real size.
         let mut out = vec![0f32; n * 1024];
         let reply = torch
@@ -296,7 +292,7 @@ impl ClipStage {
 struct Batch {
     frames: Vec<(u64, f64)>,
     rgb: Vec<u8>,
-    size: (u32, u32),
+    pixels: Option<Pixels>,
 }
 
 #[cfg(test)]
@@ -309,7 +305,10 @@ mod tests {
             frame: source,
             time: 0.0,
             rgb: Vec::new(),
-            size: (1, 1),
+            pixels: Pixels::Rgb24 {
+                width: 1,
+                height: 1,
+            },
         }
     }
 

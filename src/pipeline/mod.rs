@@ -183,8 +183,14 @@ pub fn run(
             })
         });
 
+        let color_on_device = match cfg.runtime.color_conversion {
+            crate::config::ColorConversion::Auto => device_name.starts_with("cuda"),
+            crate::config::ColorConversion::Device => true,
+            crate::config::ColorConversion::Cpu => false,
+        };
         let clip = clip_rx.map(|rx| {
             let stage = clip::ClipStage {
+                color_on_device,
                 config: cfg.clip.clone().expect("clip config"),
                 device: device_name.to_string(),
                 source_path: info.path.clone(),
@@ -196,6 +202,7 @@ pub fn run(
         let vae = vae_rx.map(|rx| {
             let target = latents.clone().expect("latents output with the vae stage");
             let stage = vae::VaeStage {
+                color_on_device,
                 config: cfg.vae.clone().expect("vae config"),
                 device: device_name.to_string(),
                 dir: target.dir,

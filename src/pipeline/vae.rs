@@ -13,7 +13,7 @@ use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
 use crate::config::{BatchSize, LatentDtype, VaeConfig};
 use crate::error::{Error, Result};
-use crate::media::RgbFrames;
+use crate::media::{ModelFrames, Pixels};
 use crate::torch::Torch;
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +32,8 @@ pub struct LatentsOutput {
 pub struct VaeStage {
     pub config: VaeConfig,
     pub device: String,
+    /// Send YUV planes for the device to convert instead of RGB made here.
+    pub color_on_device: bool,
     /// `OUT/<stem>.partial/latents`.
     pub dir: PathBuf,
     /// Written into each shard's metadata.
@@ -56,8 +58,12 @@ impl VaeStage {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io(&self.dir, "creating the latents folder", e))?;
         let mut timer = BusyTimer::default();
-        let mut rgb: Option<RgbFrames> = None;
-        let (mut batch, mut batch_frames, mut size) = (Vec::new(), Vec::new(), (0u32, 0u32));
+        let mut rgb = ModelFrames::new(self.color_on_device, ff::software::scaling::Flags::POINT);
+        let (mut batch, mut batch_frames) = (Vec::new(), Vec::new());
+        let mut pixels = Pixels::Rgb24 {
+            width: 0,
+            height: 0,
+        };
         let mut batch_size = self.config.batch_size.initial(&self.device);
         let mut shard = Shard::default();
         let mut out = LatentsOutput {
@@ -76,18 +82,9 @@ impl VaeStage {
                 continue;
             }
             timer.time(|| -> Result<()> {
-                let converter = rgb.get_or_insert_with(|| {
-                    RgbFrames::new(
-                        frame.frame.width(),
-                        frame.frame.height(),
-                        ff::software::scaling::Flags::POINT,
-                    )
-                });
-                size = converter
-                    .append(&frame.frame, None, &mut batch)
-                    .map_err(|e| {
-                        Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
-                    })?;
+                pixels = rgb.append(&frame.frame, None, &mut batch).map_err(|e| {
+                    Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
+                })?;
                 batch_frames.push(frame.index as i64);
                 Ok(())
             })?;
@@ -97,7 +94,7 @@ impl VaeStage {
                         torch,
                         &batch,
                         &batch_frames,
-                        size,
+                        pixels,
                         &mut batch_size,
                         &mut shard,
                         &mut out,
@@ -112,7 +109,7 @@ impl VaeStage {
                 torch,
                 &batch,
                 &batch_frames,
-                size,
+                pixels,
                 &mut batch_size,
                 &mut shard,
                 &mut out,
@@ -133,12 +130,13 @@ impl VaeStage {
         torch: &Torch,
         rgb: &[u8],
         frames: &[i64],
-        size: (u32, u32),
+        pixels: Pixels,
         batch_size: &mut usize,
         shard: &mut Shard,
         out: &mut LatentsOutput,
     ) -> Result<()> {
-        let frame_bytes = size.0 as usize * size.1 as usize * 3;
+        let frame_bytes = pixels.bytes_per_frame();
+        let size = pixels.picture_size();
         let mut done = 0;
         while done < frames.len() {
             let n = (*batch_size).min(frames.len() - done);
@@ -147,7 +145,7 @@ impl VaeStage {
                 torch,
                 &rgb[done * frame_bytes..(done + n) * frame_bytes],
                 chunk,
-                size,
+                pixels,
             ) {
                 Ok((shape, values)) => {
                     self.queue(&shape, &values, chunk, shard, out)?;
@@ -185,13 +183,15 @@ impl VaeStage {
         torch: &Torch,
         rgb: &[u8],
         frames: &[i64],
-        size: (u32, u32),
+        pixels: Pixels,
     ) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
         let n = frames.len();
+        let size = pixels.picture_size();
         let mut request = serde_json::json!({
-            "model": self.config.model, "device": self.device, "n": n, "width": size.0, "height": size.1,
+            "model": self.config.model, "device": self.device, "n": n,
             "tiling": self.config.tiling,
         });
+        pixels.describe(&mut request);
         if let Some(seed) = self.config.sample_seed {
             request["sample_seed"] = seed.into();
             request["frame_index"] = frames.into();

@@ -10,7 +10,7 @@ use crate::clip::preprocess::ClipPreprocessor;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::ClipModel;
 pub use crate::request::parse_device;
-use crate::request::{frame_batch, inference_kind, model_and_device, ModelCache};
+use crate::request::{inference_kind, model_and_device, ModelCache};
 
 /// An image file as a [1, 3, H, W] uint8 tensor.
 fn load_image(path: &Path) -> Result<Tensor, String> {
@@ -147,14 +147,11 @@ pub fn texts(request: &Value) -> Result<Value, String> {
 /// normalized). Preprocessing runs on the model's device, on the whole batch at once.
 pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
     let (folder, device) = model_and_device(request)?;
-    let (n, h, w) = frame_batch(request, rgb)?;
+    let n = request["n"].as_i64().unwrap_or(0);
     with_model(&folder, device, |model| {
         let pre = ClipPreprocessor::from_folder(&folder, model.image_size())
             .map_err(|e| e.to_string())?;
-        let frames = Tensor::from_slice(rgb)
-            .view([n, h, w, 3])
-            .to_device(device)
-            .permute([0, 3, 1, 2]);
+        let frames = crate::frames::rgb_on_device(request, rgb, device)?;
         let pixels = pre.preprocess(&frames).map_err(|e| e.to_string())?;
         let embeds = model
             .image_embeds(&pixels)

@@ -11,6 +11,7 @@
 //! another build. Panics never cross it.
 pub mod clip;
 pub mod clip_op;
+pub mod frames;
 pub mod random_op;
 pub mod request;
 pub mod search_op;

@@ -1,5 +1,5 @@
-//! What every model request shares: reading the model folder and device from the JSON, checking
-//! a frame batch's size against its bytes, and keeping loaded models for the process (a pipeline
+//! What every model request shares: reading the model folder and device from the JSON, the
+//! precision settings, and keeping loaded models for the process (a pipeline
 //! run loads each model once; calls on one model are serialized: one replica per device).
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -68,25 +68,6 @@ pub fn model_and_device(request: &Value) -> Result<(PathBuf, Device), String> {
     );
     let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
     Ok((folder, device))
-}
-
-/// The batch size `n`, `height` and `width` of a frame request, checked against the RGB bytes.
-pub fn frame_batch(request: &Value, rgb: &[u8]) -> Result<(i64, i64, i64), String> {
-    let dims = |k: &str| {
-        request[k]
-            .as_i64()
-            .filter(|v| *v > 0)
-            .ok_or(format!("\"{k}\" must be a positive integer"))
-    };
-    let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
-    if rgb.len() as i64 != n * h * w * 3 {
-        return Err(format!(
-            "frame data is {} bytes, {n}x{h}x{w}x3 needs {}",
-            rgb.len(),
-            n * h * w * 3
-        ));
-    }
-    Ok((n, h, w))
 }
 
 /// Models kept for the process, by (folder, device).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-use crate::request::{frame_batch, inference_kind, model_and_device, ModelCache};
+use crate::request::{inference_kind, model_and_device, ModelCache};
 use crate::vae::kl::{AutoencoderKl, Tiling};
 use crate::vae::tiny::TinyAutoencoder;
 
@@ -314,7 +314,11 @@ pub fn info(request: &Value) -> Result<Value, String> {
 /// with seed `sample_seed + frame_index[i]`; AutoencoderKL only).
 pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
     let (folder, device) = model_and_device(request)?;
-    let (n, h, w) = frame_batch(request, rgb)?;
+    let (h, w) = (
+        request["height"].as_i64().unwrap_or(0),
+        request["width"].as_i64().unwrap_or(0),
+    );
+    let n = request["n"].as_i64().unwrap_or(0);
     if h % 8 != 0 || w % 8 != 0 {
         return Err(format!(
             "{w}x{h}: both sides must be multiples of 8 (the latent grid)"
@@ -322,12 +326,8 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
     }
     let options = EncodeOptions::from_request(request, n)?;
     with_vae(&folder, device, |vae| {
-        let x = Tensor::f_from_slice(rgb)
-            .and_then(|t| t.f_view([n, h, w, 3]))
-            .and_then(|t| t.f_to_device(device))
-            // NHWC memory seen as NCHW: channels-last, the layout oneDNN/cuDNN convolve fastest.
-            .and_then(|t| t.f_permute([0, 3, 1, 2]))
-            .and_then(|t| t.f_to_kind(model_kind(vae)))
+        let x = crate::frames::rgb_on_device(request, rgb, device)?
+            .f_to_kind(model_kind(vae))
             .and_then(|t| t.f_div_scalar(255.0))
             .map_err(|e| e.to_string())?;
         let latents = tch::no_grad(|| vae.encode_with(&x, &options))?
