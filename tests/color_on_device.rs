@@ -52,14 +52,7 @@ fn device_conversion_matches_swscale() {
             ),
         );
         let out = d.join(mode);
-        let o = framepipe()
-            .args(["-q", "run", "--pipeline"])
-            .arg(&cfg)
-            .arg("-o")
-            .arg(&out)
-            .arg(&input)
-            .output()
-            .unwrap();
+        let o = run_pipeline(&cfg, &out, &input);
         assert!(o.status.success(), "{mode}: {}", stderr(&o));
         let r = report(&out, "wide");
         assert!(

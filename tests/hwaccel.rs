@@ -39,14 +39,7 @@ fn cuda_hwaccel_decodes_the_same_frames_or_falls_back_with_a_warning() {
             ),
         );
         let out = d.join(name);
-        let o = framepipe()
-            .args(["run", "--pipeline"])
-            .arg(&cfg)
-            .arg("-o")
-            .arg(&out)
-            .arg(&input)
-            .output()
-            .unwrap();
+        let o = run_pipeline(&cfg, &out, &input);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let r = report(&out, "clip");
         let warnings: Vec<String> = r["warnings"]
@@ -90,14 +83,7 @@ fn cuda_hwaccel_decodes_the_same_frames_or_falls_back_with_a_warning() {
     }
 
     let bad = pipeline(d, "bad.json", r#"{"decode": {"hwaccel": "vdpau"}}"#);
-    let o = framepipe()
-        .args(["run", "--pipeline"])
-        .arg(&bad)
-        .arg("-o")
-        .arg(d.join("x"))
-        .arg(&input)
-        .output()
-        .unwrap();
+    let o = run_pipeline(&bad, &d.join("x"), &input);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("vdpau"), "{}", stderr(&o));
 }

@@ -79,14 +79,7 @@ fn bf16_runs_close_to_fp32_and_the_flag_wins() {
     );
 
     let bad = pipeline(d, "bad.json", r#"{"runtime": {"precision": "fp8"}}"#);
-    let o = framepipe()
-        .args(["run", "--pipeline"])
-        .arg(&bad)
-        .arg("-o")
-        .arg(d.join("x"))
-        .arg(&input)
-        .output()
-        .unwrap();
+    let o = run_pipeline(&bad, &d.join("x"), &input);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("fp8"), "{}", stderr(&o));
 }

@@ -386,3 +386,16 @@ pub fn run_measured(mut cmd: Command, address_space_limit: Option<u64>) -> Measu
         vm_peak_bytes,
     }
 }
+
+/// `framepipe run --pipeline CFG -o OUT INPUT` (stderr kept: warnings are part of what tests
+/// check); its output.
+pub fn run_pipeline(cfg: &Path, out: &Path, input: &Path) -> Output {
+    framepipe()
+        .args(["run", "--pipeline"])
+        .arg(cfg)
+        .arg("-o")
+        .arg(out)
+        .arg(input)
+        .output()
+        .expect("framepipe runs")
+}
