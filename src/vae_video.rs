@@ -76,18 +76,7 @@ pub fn encode_video(
         }
         Ok(())
     };
-    let mut packet = ff::Packet::empty();
-    loop {
-        match packet.read(&mut input) {
-            Ok(()) if packet.stream() == info.video_stream_index => {
-                decoder.send_packet(&packet, &mut sink)?
-            }
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(_) => continue,
-        }
-    }
-    decoder.send_eof(&mut sink)?;
+    decoder.decode_all(&mut input, &mut sink, &|| false)?;
     flush(&mut batch, &mut batch_n, &mut latents, &mut shape_per_frame)?;
     if index.is_empty() {
         return Err(Error::input(video, "no frame could be decoded"));

@@ -22,13 +22,9 @@ fn ours(path: &Path) -> Vec<u8> {
         }
         Ok(())
     };
-    let mut packet = ff::Packet::empty();
-    while packet.read(&mut input).is_ok() {
-        if packet.stream() == info.video_stream_index {
-            decoder.send_packet(&packet, &mut sink).unwrap();
-        }
-    }
-    decoder.send_eof(&mut sink).unwrap();
+    decoder
+        .decode_all(&mut input, &mut sink, &|| false)
+        .unwrap();
     out
 }
 

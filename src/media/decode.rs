@@ -18,7 +18,10 @@ pub struct SourceFrame {
     pub frame: ff::frame::Video,
 }
 
-/// An opened input: the demuxer and the video decoder, driven packet by packet.
+/// After this many read errors in a row the rest of a file is taken as unreadable (without a
+/// bound, a file that fails the same read forever would never end).
+pub const MAX_CONSECUTIVE_READ_ERRORS: u32 = 64;
+
 /// Where video is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HwAccel {
@@ -39,6 +42,7 @@ pub enum HwStatus {
     FellBack(String),
 }
 
+/// An opened input: the demuxer and the video decoder, driven packet by packet.
 pub struct VideoDecoder {
     path: PathBuf,
     decoder: ff::decoder::Video,
@@ -173,6 +177,42 @@ impl VideoDecoder {
             Err(_) => self.errors += 1,
         }
         self.receive_frames(sink)
+    }
+
+    /// Reads `input` through to its end, or until `stop` says so, feeding this decoder's
+    /// stream and skipping the others; at the end the decoder is drained. Unreadable packets
+    /// are counted in [`Self::errors`] and skipped, up to [`MAX_CONSECUTIVE_READ_ERRORS`] in a
+    /// row (the rest of the file is then taken as unreadable).
+    pub fn decode_all(
+        &mut self,
+        input: &mut ff::format::context::Input,
+        sink: &mut dyn FnMut(SourceFrame) -> Result<()>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let mut packet = ff::Packet::empty();
+        let mut errors_in_a_row = 0;
+        while !stop() {
+            match packet.read(input) {
+                Ok(()) => {
+                    errors_in_a_row = 0;
+                    if packet.stream() == self.stream_index {
+                        self.send_packet(&packet, sink)?;
+                    }
+                }
+                Err(ff::Error::Eof) => break,
+                Err(_) => {
+                    self.errors += 1;
+                    errors_in_a_row += 1;
+                    if errors_in_a_row >= MAX_CONSECUTIVE_READ_ERRORS {
+                        break;
+                    }
+                }
+            }
+        }
+        if stop() {
+            return Ok(());
+        }
+        self.send_eof(sink)
     }
 
     /// Signals the end of the stream and drains the frames the decoder still holds.

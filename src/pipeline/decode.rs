@@ -10,12 +10,11 @@ use serde::Serialize;
 use super::{send, BusyTimer, Cancel};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::media::decode::{HwAccel, HwStatus, SourceFrame, VideoDecoder};
+use crate::media::decode::{
+    HwAccel, HwStatus, SourceFrame, VideoDecoder, MAX_CONSECUTIVE_READ_ERRORS,
+};
 use crate::media::encode::{AudioSource, VideoSettings};
 use crate::media::probe::SourceInfo;
-
-/// After this many read errors in a row the rest of the file is taken as unreadable.
-const MAX_CONSECUTIVE_READ_ERRORS: u32 = 64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DecodeStats {

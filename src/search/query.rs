@@ -159,20 +159,7 @@ pub fn frame_at(video: &Path, time: f64) -> Result<(Vec<u8>, u32, u32)> {
         }
         Ok(())
     };
-    let mut packet = ff::Packet::empty();
-    while !done.get() {
-        match packet.read(&mut input) {
-            Ok(()) if packet.stream() == info.video_stream_index => {
-                decoder.send_packet(&packet, &mut sink)?
-            }
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(_) => continue,
-        }
-    }
-    if !done.get() {
-        decoder.send_eof(&mut sink)?;
-    }
+    decoder.decode_all(&mut input, &mut sink, &|| done.get())?;
     let frame = best.ok_or_else(|| Error::input(video, "no frame could be decoded"))?;
     let (w, h) = (frame.width(), frame.height());
     let mut rgb = Vec::new();
