@@ -35,9 +35,11 @@ pub struct Scaler {
     )>,
     output: (ff::format::Pixel, u32, u32),
     flags: ff::software::scaling::Flags,
-    /// YUV→RGB with the matrix and range the frame is tagged with (see [`RgbFrames`]); the
-    /// (colorspace, range) the context was last set up for.
-    tagged_matrix: Option<Option<(i32, i32)>>,
+    /// YUV→RGB with the matrix and range each frame is tagged with (see [`RgbFrames`]).
+    honor_color_tags: bool,
+    /// The (swscale colorspace, full range) the current context was set up for; `None` until
+    /// set (a new context starts at swscale's BT.601 default).
+    applied_matrix: Option<(i32, i32)>,
 }
 
 // SAFETY: swscale contexts have no thread affinity; they must only not be used from two threads
@@ -55,14 +57,15 @@ impl Scaler {
             context: None,
             output: (format, width, height),
             flags,
-            tagged_matrix: None,
+            honor_color_tags: false,
+            applied_matrix: None,
         }
     }
 
     /// Converts YUV to RGB with the matrix and range each frame is tagged with (BT.709 for HD
     /// video, as `ffmpeg`'s scale filter does), instead of swscale's fixed BT.601 default.
     pub fn honoring_color_tags(mut self) -> Self {
-        self.tagged_matrix = Some(None);
+        self.honor_color_tags = true;
         self
     }
 
@@ -92,17 +95,15 @@ impl Scaler {
                 input.0, input.1, input.2, format, width, height, self.flags,
             )?;
             self.context = Some((context, input));
-            if self.tagged_matrix.is_some() {
-                self.tagged_matrix = Some(None); // a new context starts at swscale's default
-            }
+            self.applied_matrix = None;
         }
         let (context, _) = self.context.as_mut().expect("context just built");
-        if let Some(last) = self.tagged_matrix {
+        if self.honor_color_tags {
             let wanted = (
                 swscale_matrix(src.color_space()),
                 i32::from(src.color_range() == ff::color::Range::JPEG),
             );
-            if last != Some(wanted) {
+            if self.applied_matrix != Some(wanted) {
                 // SAFETY: a live context; the coefficient tables are static in libswscale.
                 unsafe {
                     let table = ff::ffi::sws_getCoefficients(wanted.0);
@@ -117,7 +118,7 @@ impl Scaler {
                         1 << 16,
                     );
                 }
-                self.tagged_matrix = Some(Some(wanted));
+                self.applied_matrix = Some(wanted);
             }
         }
         context.run(src, dst)
