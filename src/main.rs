@@ -223,21 +223,16 @@ fn search_exit(e: &framepipe::search::SearchError) -> ExitCode {
 }
 
 fn search(args: framepipe::cli::SearchArgs) -> ExitCode {
-    use framepipe::search::{self, corpus::Rows, SearchError};
+    use framepipe::search::{self, corpus::Rows};
     let device = match model_device(&args.device) {
         Ok(d) => d,
         Err(code) => return code,
     };
     let mut texts = args.texts.clone();
     if let Some(file) = &args.queries {
-        match std::fs::read_to_string(file) {
-            Ok(text) => texts.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
-            ),
-            Err(e) => return search_exit(&SearchError::Usage(format!("{}: {e}", file.display()))),
+        match search::read_lines(file) {
+            Ok(lines) => texts.extend(lines),
+            Err(e) => return search_exit(&e),
         }
     }
     let request = search::SearchRequest {

@@ -172,33 +172,32 @@ impl Stored {
     /// its samples' rows, as the run's scene tags were computed. Scenes without a sample
     /// have none.
     pub fn scene_embeddings(&self) -> Vec<(usize, Vec<f32>)> {
-        let dim = self.dim;
-        let mut row = vec![0f32; dim];
-        let mut values = vec![f16::ZERO; dim];
-        let mut out = Vec::new();
         // Samples by frame, so each scene's are one contiguous run.
         let mut by_frame: Vec<&SampleView> = self.samples.iter().collect();
         by_frame.sort_by_key(|s| s.frame);
+        let mut out = Vec::new();
         for (i, scene) in self.output.scenes.iter().enumerate() {
-            let mut sum = vec![0f32; dim];
-            let mut count = 0;
             let first = by_frame.partition_point(|s| s.frame < scene.start_frame);
             let end = by_frame.partition_point(|s| s.frame < scene.end_frame);
-            for s in &by_frame[first..end.max(first)] {
-                let bits = &self.rows[s.row * dim..(s.row + 1) * dim];
-                values
-                    .iter_mut()
-                    .zip(bits)
-                    .for_each(|(v, &b)| *v = f16::from_bits(b));
-                values.convert_to_f32_slice(&mut row);
-                sum.iter_mut().zip(&row).for_each(|(a, b)| *a += b);
-                count += 1;
-            }
-            if count > 0 {
-                normalize(&mut sum);
-                out.push((i, sum));
+            let rows: Vec<Vec<f32>> = by_frame[first..end.max(first)]
+                .iter()
+                .map(|s| self.row_f32(s.row))
+                .collect();
+            if let Some(mean) = crate::tags::mean_embedding(rows.iter().map(Vec::as_slice)) {
+                out.push((i, mean));
             }
         }
+        out
+    }
+
+    /// Stored row `row` as f32.
+    fn row_f32(&self, row: usize) -> Vec<f32> {
+        let values: Vec<f16> = self.rows[row * self.dim..(row + 1) * self.dim]
+            .iter()
+            .map(|&b| f16::from_bits(b))
+            .collect();
+        let mut out = vec![0f32; self.dim];
+        values.convert_to_f32_slice(&mut out);
         out
     }
 }
@@ -342,20 +341,6 @@ impl Corpus {
         let output = self.outputs.len();
         let dim = stored.dim;
         match rows {
-            Rows::Frames
-                if stored.samples.iter().enumerate().all(|(i, s)| s.row == i)
-                    && stored.samples.len() * dim == stored.rows.len() =>
-            {
-                // The usual layout (one row per sample, in order): the rows as they are.
-                for s in &stored.samples {
-                    self.units.push(Unit {
-                        output,
-                        scene: scene_of(&stored.output.scenes, s.frame),
-                        frame: Some((s.frame, s.time)),
-                    });
-                }
-                self.rows.extend_from_slice(&stored.rows);
-            }
             Rows::Frames => {
                 for s in &stored.samples {
                     self.units.push(Unit {
@@ -381,13 +366,5 @@ impl Corpus {
         }
         self.outputs.push(stored.output);
         Ok(())
-    }
-}
-
-/// Scales `v` to unit length (a zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
     }
 }

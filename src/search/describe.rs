@@ -34,14 +34,7 @@ pub fn read_labels(args: &[String]) -> Result<Vec<String>, SearchError> {
     for arg in args {
         let path = Path::new(arg);
         if path.is_file() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SearchError::Usage(format!("{arg}: {e}")))?;
-            labels.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
-            );
+            labels.extend(super::read_lines(path)?);
         } else {
             labels.push(arg.clone());
         }

@@ -35,6 +35,19 @@ impl std::fmt::Display for SearchError {
     }
 }
 
+/// The entries of a list file (queries, labels): one per line, blank lines and `#` comments
+/// skipped.
+pub fn read_lines(path: &Path) -> Result<Vec<String>, SearchError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SearchError::Usage(format!("{}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
 /// What to search for and how to report it.
 pub struct SearchRequest<'a> {
     pub dirs: &'a [PathBuf],
