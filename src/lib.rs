@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! INPUT ──► probe ──► decode ──┬──► scenes (small HSV frames, content detector) ─────┐ cuts
-//!                              ├──► normalize (720p/1080p canvas, fit/fill/stretch,   │
+//!          (CPU, or NVDEC)     ├──► normalize (720p/1080p canvas, fit/fill/stretch,   │
 //!                              │    rotation, SAR, pts kept or fps-resampled)         │
 //!                              │     ├──► encode (libx264) + mux ◄────────────────────┤ chapters
 //!                              │     ├──► clip (sampled picture areas → libtorch) ◄───┘ per_scene
@@ -11,7 +11,9 @@
 //!                                          annotate ──► <stem>.json, embeddings.safetensors
 //! ```
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
-//! decoded frames are shared by `Arc`. See `../shared/docs/design.md` for the full design.
+//! decoded frames are shared by `Arc`. The model stages hand libtorch RGB made by swscale, or on
+//! CUDA the YUV planes to convert there. Afterwards `search`/`describe` read the stored
+//! embeddings of finished outputs (no decoding). See `../shared/docs/design.md` for the design.
 pub mod batch;
 pub mod bench;
 pub mod check;
