@@ -59,6 +59,27 @@ fn random_models_have_the_checkpoints_names_and_shapes() {
         want.retain(|(n, _)| !n.ends_with("position_ids"));
         assert_eq!(shapes(&folder.join(weights)), want, "{name}");
     }
+    // A config of neither kind, and a folder without one: refused by name, nothing written.
+    let odd = dir.path().join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::write(odd.join("config.json"), r#"{"_class_name": "UNet2DModel"}"#).unwrap();
+    for (folder, expected) in [
+        (odd.clone(), "neither a CLIP config"),
+        (dir.path().join("missing"), "config.json"),
+    ] {
+        let o = framepipe()
+            .arg("make-random-model")
+            .arg(&folder)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+    }
+    assert_eq!(
+        std::fs::read_dir(&odd).unwrap().count(),
+        1,
+        "only the config is there"
+    );
     let png = dir.path().join("f.png");
     ffmpeg(&[
         "-f",

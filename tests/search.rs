@@ -315,6 +315,37 @@ fn describe_ranks_new_labels_and_reproduces_the_run_tags() {
         }
     }
 
+    // A missing output and a template without a slot for the label: usage errors, named.
+    let o = framepipe()
+        .args(["describe", "--device", "cpu", "--model"])
+        .arg(fixture())
+        .arg(d.join("nope"))
+        .args(["--labels", "a cat"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no such output folder"),
+        "{}",
+        stderr(&o)
+    );
+    let o = framepipe()
+        .args([
+            "describe",
+            "--device",
+            "cpu",
+            "--template",
+            "a photo",
+            "--model",
+        ])
+        .arg(fixture())
+        .arg(out.join("alpha"))
+        .args(["--labels", "a cat"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("each needs one {}"), "{}", stderr(&o));
+
     // Labels the run never saw, from a file, with other templates.
     let file = d.join("labels.txt");
     std::fs::write(&file, "a dog\n# comment\na beach\n\nsnow\n").unwrap();
