@@ -45,6 +45,8 @@ pub struct BenchReport {
     pub gpu: Option<GpuUsage>,
     /// The same input through decode → normalize → x264 only (`--encode-baseline`), frames/s.
     pub encode_alone_fps: Option<f64>,
+    /// Frames per VAE call the run ended with (`auto`: measured against free GPU memory).
+    pub vae_batch_size: Option<usize>,
 }
 
 /// Frames each stage handled, from a finished report.
@@ -98,6 +100,7 @@ pub fn summarize(
         slowest,
         gpu,
         encode_alone_fps: encode_alone.map(|r| r.stats.fps),
+        vae_batch_size: report.latents.as_ref().map(|l| l.batch_size),
     }
 }
 
@@ -209,6 +212,9 @@ pub fn text(b: &BenchReport) -> String {
         None => {
             let _ = writeln!(out, "GPU: not sampled (CPU run or no nvidia-smi)");
         }
+    }
+    if let Some(n) = b.vae_batch_size {
+        let _ = writeln!(out, "VAE batch size: {n} frames per call");
     }
     if let Some(fps) = b.encode_alone_fps {
         let _ = writeln!(

@@ -245,8 +245,9 @@ impl Default for BatchSize {
 }
 
 impl BatchSize {
-    /// Frames per model call to start with on `device` (`auto`: 16 on CUDA, where batches pay,
-    /// 4 on the CPU, where they barely do and cost memory).
+    /// Frames per model call to start with on `device` (`auto`: 4 on the CPU, where batches
+    /// barely pay and cost memory; on CUDA the vae stage replaces the 16 here with a size
+    /// measured against free device memory once it knows the frame size).
     pub fn initial(self, device: &str) -> usize {
         match self {
             BatchSize::Fixed(n) => n,

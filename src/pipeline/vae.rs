@@ -65,6 +65,8 @@ impl VaeStage {
             height: 0,
         };
         let mut batch_size = self.config.batch_size.initial(&self.device);
+        // `auto` on CUDA: sized from free device memory once the frame size is known.
+        let mut planned = false;
         let mut shard = Shard::default();
         let mut out = LatentsOutput {
             files: Vec::new(),
@@ -86,6 +88,12 @@ impl VaeStage {
                     Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
                 })?;
                 batch_frames.push(frame.index as i64);
+                if !planned {
+                    planned = true;
+                    if let Some(planned_size) = self.plan_batch_size(torch, pixels) {
+                        batch_size = planned_size;
+                    }
+                }
                 Ok(())
             })?;
             if batch_frames.len() >= batch_size {
@@ -175,6 +183,45 @@ impl VaeStage {
             }
         }
         Ok(())
+    }
+
+    /// With `batch_size: "auto"` on a CUDA device, the batch that fits 80% of the memory free
+    /// now, measured by the library for this model, frame size and tiling. `None` keeps the
+    /// starting size (a fixed size, the CPU, or a failed measurement: then out-of-memory
+    /// halving still finds a size).
+    fn plan_batch_size(&self, torch: &Torch, pixels: Pixels) -> Option<usize> {
+        if self.config.batch_size != BatchSize::Auto || !self.device.starts_with("cuda") {
+            return None;
+        }
+        let (width, height) = pixels.picture_size();
+        let request = serde_json::json!({
+            "op": "vae_plan_batch", "model": self.config.model, "device": self.device,
+            "width": width, "height": height, "tiling": self.config.tiling,
+        });
+        match torch.call(&request) {
+            Ok(plan) => {
+                let size = plan["batch_size"].as_u64().filter(|n| *n >= 1)? as usize;
+                let mib = |k: &str| plan[k].as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64;
+                tracing::info!(
+                    input = %self.source_path,
+                    device = %self.device,
+                    "VAE batch size {size}: {:.0} MiB per {width}x{height} frame, {:.0} MiB fixed, {:.0} MiB usable",
+                    mib("per_frame_bytes"),
+                    mib("fixed_bytes"),
+                    mib("usable_bytes"),
+                );
+                Some(size)
+            }
+            Err(message) => {
+                tracing::warn!(
+                    input = %self.source_path,
+                    device = %self.device,
+                    "could not size the VAE batch from free memory ({message}); starting at {} frames",
+                    self.config.batch_size.initial(&self.device)
+                );
+                None
+            }
+        }
     }
 
     /// One model call: latents of `frames` as (shape per frame, f32 values).

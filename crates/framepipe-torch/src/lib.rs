@@ -11,6 +11,7 @@
 //! another build. Panics never cross it.
 pub mod clip;
 pub mod clip_op;
+pub mod cuda;
 pub mod frames;
 pub mod random_op;
 pub mod request;
@@ -24,7 +25,7 @@ use std::ffi::{c_char, CStr, CString};
 use serde_json::{json, Value};
 
 /// Bumped whenever a request or reply changes shape.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The ABI version this library speaks.
 #[no_mangle]
@@ -229,6 +230,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("vae_encode") => vae_op::encode(request),
         Some("vae_decode") => vae_op::decode(request),
         Some("vae_info") => vae_op::info(request),
+        Some("vae_plan_batch") => vae_op::plan_batch(request),
         Some("search_free") => search_op::free(request),
         Some("configure") => request::configure(request),
         Some("init_random") => random_op::init_random(request),

@@ -101,8 +101,13 @@ impl<M> ModelCache<M> {
             .get_or_init(Default::default)
             .lock()
             .map_err(|_| "model cache poisoned".to_string())?;
+        // Each stage thread queues its work on a stream of its own (see crate::cuda).
+        crate::cuda::use_thread_stream(device)?;
         if !models.contains_key(&key) {
             let model = load()?;
+            // The weights were copied to the device on this thread's stream; a stage on another
+            // thread (another stream) may use them next, so the copies finish first.
+            crate::cuda::sync_thread_stream(device)?;
             models.insert(key.clone(), model);
         }
         f(&models[&key])

@@ -407,3 +407,65 @@ impl Vae {
         }
     }
 }
+
+/// Most frames per call a plan chooses: beyond this a batch no longer speeds an encoder up,
+/// and the frames a stage holds while collecting a batch cost host memory.
+const PLAN_MAX_BATCH: i64 = 64;
+/// The share of usable device memory a plan fills: the other stages (CLIP, the colour
+/// conversion of the next batch) and allocator fragmentation need the rest.
+const PLAN_MEMORY_SHARE: f64 = 0.8;
+
+/// `{"op": "vae_plan_batch", "model", "device", "height", "width", "tiling"}` (CUDA only): the
+/// batch size that fits the device's free memory. Encodes one and then two blank frames of that
+/// size with the request's options and measures the allocator's peak for each: the difference
+/// is what one more frame costs, the rest is fixed (cuDNN workspace and the like). Replies
+/// `{"batch_size", "per_frame_bytes", "fixed_bytes", "usable_bytes"}`.
+pub fn plan_batch(request: &Value) -> Result<Value, String> {
+    let (folder, device) = model_and_device(request)?;
+    if !device.is_cuda() {
+        return Err(
+            "vae_plan_batch measures CUDA memory; the CPU has no device memory to plan for".into(),
+        );
+    }
+    let (h, w) = (
+        request["height"].as_i64().filter(|v| *v > 0 && v % 8 == 0),
+        request["width"].as_i64().filter(|v| *v > 0 && v % 8 == 0),
+    );
+    let (Some(h), Some(w)) = (h, w) else {
+        return Err("\"height\" and \"width\" must be positive multiples of 8".into());
+    };
+    let options = EncodeOptions {
+        tiling: request["tiling"].as_bool().unwrap_or(false),
+        seeds: None,
+    };
+    with_vae(&folder, device, |vae| {
+        let kind = model_kind(vae);
+        let peak_for = |n: i64| -> Result<u64, String> {
+            crate::cuda::sync_thread_stream(device)?;
+            let before = crate::cuda::memory(device)?.allocated;
+            crate::cuda::reset_peak(device)?;
+            {
+                let x = Tensor::f_zeros([n, 3, h, w], (kind, device)).map_err(|e| e.to_string())?;
+                let latents = tch::no_grad(|| vae.encode_with(&x, &options))?;
+                drop(latents);
+            }
+            crate::cuda::sync_thread_stream(device)?;
+            Ok(crate::cuda::memory(device)?
+                .peak_allocated
+                .saturating_sub(before))
+        };
+        let one = peak_for(1)?;
+        let two = peak_for(2)?;
+        let per_frame = two.saturating_sub(one).max(1);
+        let fixed = one.saturating_sub(per_frame);
+        let usable = crate::cuda::memory(device)?.usable();
+        let budget = (usable as f64 * PLAN_MEMORY_SHARE) as u64;
+        let batch = (budget.saturating_sub(fixed) / per_frame).clamp(1, PLAN_MAX_BATCH as u64);
+        Ok(json!({
+            "batch_size": batch,
+            "per_frame_bytes": per_frame,
+            "fixed_bytes": fixed,
+            "usable_bytes": usable,
+        }))
+    })
+}

@@ -1,0 +1,143 @@
+// framepipe's few calls into libtorch's CUDA runtime that tch does not bind: a CUDA stream per
+// stage thread, and the device's memory as the caching allocator sees it (free, reserved, peak).
+//
+// Built by build.rs with the `cc` crate against the headers of the libtorch it links. Without
+// CUDA headers or libc10_cuda (a CPU-only libtorch) FRAMEPIPE_WITH_CUDA is undefined and every
+// call answers "not built with CUDA". C++ exceptions never cross into Rust: each entry point
+// catches them and writes the message into the caller's buffer.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#ifdef FRAMEPIPE_WITH_CUDA
+#include <c10/core/CachingDeviceAllocator.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace {
+
+void write_error(char* error, size_t error_len, const char* message) {
+  if (error != nullptr && error_len > 0) {
+    std::snprintf(error, error_len, "%s", message);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// 1 when this library was built with CUDA support, else 0.
+int framepipe_cuda_built() {
+#ifdef FRAMEPIPE_WITH_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// Makes a stream from libtorch's pool the calling thread's current stream on `device`, so the
+// thread's kernels and copies no longer queue behind other threads' work (each stage thread
+// calls this once: CLIP and VAE then overlap). The pool streams do not synchronize with the
+// legacy default stream. Returns 0, or -1 with a message in `error`.
+int framepipe_cuda_use_pool_stream(int device, char* error, size_t error_len) {
+#ifdef FRAMEPIPE_WITH_CUDA
+  try {
+    auto index = static_cast<c10::DeviceIndex>(device);
+    c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, index));
+    return 0;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+#else
+  (void)device;
+  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
+  return -1;
+#endif
+}
+
+// The id of the calling thread's current stream on `device` (0 is the default stream), so
+// tests and the bench can tell that stage threads run on different streams. -1 on error.
+int64_t framepipe_cuda_current_stream(int device, char* error, size_t error_len) {
+#ifdef FRAMEPIPE_WITH_CUDA
+  try {
+    return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).id();
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+#else
+  (void)device;
+  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
+  return -1;
+#endif
+}
+
+// Memory of `device` in bytes, into out[0..5]: free on the device (cudaMemGetInfo), total,
+// reserved by the caching allocator, allocated in tensors now, and the peak allocated since the
+// last reset. Free + reserved - allocated is what new tensors can use. Returns 0 or -1.
+int framepipe_cuda_memory(int device, uint64_t* out, char* error, size_t error_len) {
+#ifdef FRAMEPIPE_WITH_CUDA
+  try {
+    auto index = static_cast<c10::DeviceIndex>(device);
+    auto* allocator = c10::cuda::CUDACachingAllocator::get();
+    auto [free, total] = allocator->getMemoryInfo(index);
+    auto stats = allocator->getDeviceStats(index);
+    constexpr auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    out[0] = free;
+    out[1] = total;
+    out[2] = static_cast<uint64_t>(stats.reserved_bytes[all].current);
+    out[3] = static_cast<uint64_t>(stats.allocated_bytes[all].current);
+    out[4] = static_cast<uint64_t>(stats.allocated_bytes[all].peak);
+    return 0;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+#else
+  (void)device;
+  (void)out;
+  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
+  return -1;
+#endif
+}
+
+// Starts a new peak for framepipe_cuda_memory's out[4]. Returns 0 or -1.
+int framepipe_cuda_reset_peak(int device, char* error, size_t error_len) {
+#ifdef FRAMEPIPE_WITH_CUDA
+  try {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+    return 0;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+#else
+  (void)device;
+  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
+  return -1;
+#endif
+}
+
+// Waits for the calling thread's current stream on `device` only (not the whole device, as
+// torch::cuda::synchronize would, which would also wait for the other stages). Returns 0 or -1.
+int framepipe_cuda_sync_stream(int device, char* error, size_t error_len) {
+#ifdef FRAMEPIPE_WITH_CUDA
+  try {
+    c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).synchronize();
+    return 0;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+#else
+  (void)device;
+  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
+  return -1;
+#endif
+}
+
+}  // extern "C"
