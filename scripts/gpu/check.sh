@@ -2,14 +2,17 @@
 # The device check for issues 3, 4, 7 and 8, run ONCE on the GPU machine from the repository root
 # with .gpu-bundle carried (made by scripts/gpu/prepare.sh); results go to $OUT (summary.txt plus
 # one .out/.err per step). DEVICE=cpu runs the same steps on a CPU machine (a dry run of this
-# script). Budget: about 6 minutes on an H100 (steps have their own timeouts).
+# script). Budget: about 8 minutes on an H100 (steps have their own timeouts).
 #
 # 1. devices; random-weight ViT-B/32 and SD VAE folders made on the device (make-random-model)
 # 2. CUDA vs CPU with the fixtures: CLIP embeddings (cosine >= 0.999, fp16), VAE latents (max
 #    abs diff <= 2e-2 on latents of magnitude ~1, fp16), search results (same rows, |score
 #    diff| <= 2e-3)
+#    SD-shaped KL latents (fp16, split GroupNorm+SiLU; and libtorch's GroupNorm on CUDA) vs CPU
 # 3. framepipe bench, 10 s 1080p30 H.264 -> 720p: CLIP B/32 + SD VAE on every frame + x264;
-#    the same with taef2; SD VAE at 1080p batch 4 (GPU memory); NVDEC decode (decode.hwaccel)
+#    the same with taef2; SD VAE alone at 720p with the split and with libtorch's GroupNorm;
+#    B/32 + SD VAE with all stages on one stream; SD VAE at 1080p batch 4 (GPU memory); NVDEC
+#    decode (decode.hwaccel)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=.gpu-bundle/run.sh
@@ -38,12 +41,14 @@ step() { # step NAME TIMEOUT CMD...
 step devices 60 $B devices
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/summary.txt" 2>&1 || true
 
-mkdir -p "$W/b32" "$W/sdvae"
+mkdir -p "$W/b32" "$W/sdvae" "$W/kl-small"
 # The fixture's tokenizer (small vocabulary, valid ids) stands in for CLIP's 3.6 MB one.
 cp scripts/gpu/models/clip-vit-b32/* "$FIX/clip-tiny/tokenizer.json" "$FIX/clip-tiny/tokenizer_config.json" "$W/b32/"
 cp scripts/gpu/models/sd-vae/config.json "$W/sdvae/"
 step random-b32 120 $B make-random-model "$W/b32"
 step random-sdvae 120 $B make-random-model "$W/sdvae"
+cp scripts/gpu/models/kl-small/config.json "$W/kl-small/"
+step random-kl-small 60 $B make-random-model "$W/kl-small"
 
 # --- 2. CUDA vs CPU on the fixtures -------------------------------------------------------
 cat > "$W/parity.json" <<JSON
@@ -52,6 +57,14 @@ cat > "$W/parity.json" <<JSON
 JSON
 step parity-cpu 180 $B -q run --device cpu --pipeline "$W/parity.json" -o "$W/p-cpu" "$D/media/in-1080p30.mp4"
 step parity-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity.json" -o "$W/p-dev" "$D/media/in-1080p30.mp4"
+# An SD-shaped KL VAE (fp16 on CUDA through the split GroupNorm+SiLU, fp32 libtorch GroupNorm on
+# the CPU), and on CUDA once more with libtorch's GroupNorm: the two CUDA paths must agree too.
+cat > "$W/parity-kl.json" <<JSON
+{"vae": {"model": "$W/kl-small", "dtype": "f32", "every_n_frames": 30}}
+JSON
+step parity-kl-cpu 180 $B -q run --device cpu --pipeline "$W/parity-kl.json" -o "$W/k-cpu" "$D/media/in-1080p30.mp4"
+step parity-kl-dev 120 $B -q run --device "$DEV" --pipeline "$W/parity-kl.json" -o "$W/k-dev" "$D/media/in-1080p30.mp4"
+step parity-kl-native 120 env FRAMEPIPE_GROUP_NORM=native $B -q run --device "$DEV" --pipeline "$W/parity-kl.json" -o "$W/k-native" "$D/media/in-1080p30.mp4"
 step search-cpu 120 $B -q search "$W/p-cpu" --device cpu --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
 step search-dev 120 $B -q search "$W/p-cpu" --device "$DEV" --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
 cat > "$W/compare.py" <<'PY'
@@ -72,6 +85,11 @@ la = st(f"{w}/p-cpu/in-1080p30/latents/000000.safetensors")["latents"]
 lb = st(f"{w}/p-dev/in-1080p30/latents/000000.safetensors")["latents"]
 d = (la - lb).abs().max().item(); m = la.abs().max().item()
 print(f"vae latents cuda vs cpu: max abs diff {d:.4g} (latents up to {m:.3g}; limit 2e-2)"); ok &= d <= 2e-2
+ka = st(f"{w}/k-cpu/in-1080p30/latents/000000.safetensors")["latents"]
+for name in ("k-dev", "k-native"):
+    kb = st(f"{w}/{name}/in-1080p30/latents/000000.safetensors")["latents"]
+    d = (ka - kb).abs().max().item(); m = ka.abs().max().item()
+    print(f"SD-shaped KL latents {name} vs cpu fp32: max abs diff {d:.4g} (latents up to {m:.3g}; limit 2e-2)"); ok &= d <= 2e-2
 sa = json.load(open(f"{w}/search-cpu.json")); sb = json.load(open(f"{w}/search-dev.json"))
 for qa, qb in zip(sa["results"], sb["results"]):
     diffs = [abs(x["score"] - y["score"]) for x, y in zip(qa["hits"], qb["hits"])]
@@ -92,6 +110,9 @@ cat > "$W/b32-taef2.json" <<JSON
 {"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
  "vae": {"model": "$PWD/$D/taef2", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
 JSON
+cat > "$W/sdvae-720p.json" <<JSON
+{"vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "runtime": {"queue_frames": 64}}
+JSON
 cat > "$W/sdvae-1080p.json" <<JSON
 {"normalize": {"resolution": "1080p"}, "vae": {"model": "$W/sdvae", "batch_size": 4, "every_n_frames": 1}}
 JSON
@@ -105,6 +126,10 @@ if [ "$DEV" = cpu ]; then
 fi
 step bench-b32-taef2 180 $B bench --device "$DEV" --pipeline "$W/b32-taef2.json" "$D/media/in-1080p30.mp4"
 step bench-b32-sdvae 240 $B bench --device "$DEV" --encode-baseline --pipeline "$W/b32-sdvae.json" "$D/media/in-1080p30.mp4"
+# What the split GroupNorm+SiLU and the per-stage streams are worth, each against itself off.
+step bench-sdvae-720p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-720p.json" "$D/media/in-1080p30.mp4"
+step bench-sdvae-720p-native-norm 180 env FRAMEPIPE_GROUP_NORM=native $B bench --device "$DEV" --pipeline "$W/sdvae-720p.json" "$D/media/in-1080p30.mp4"
+step bench-b32-sdvae-one-stream 240 env FRAMEPIPE_STAGE_STREAMS=off $B bench --device "$DEV" --pipeline "$W/b32-sdvae.json" "$D/media/in-1080p30.mp4"
 step bench-sdvae-1080p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-1080p.json" "$D/media/in-1080p30.mp4"
 step bench-nvdec 180 $B bench --device "$DEV" --pipeline "$W/b32-sdvae-nvdec.json" --format json "$D/media/in-1080p30.mp4"
 note "done; work folder $W"

@@ -233,15 +233,17 @@ impl ResnetBlock2D {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = silu(&self.norm1.forward(x)?)?;
+        let h = self.norm1.forward_silu(x)?;
         let h = self.conv1.forward(&h)?;
-        let h = silu(&self.norm2.forward(&h)?)?;
-        let h = self.conv2.forward(&h)?;
-        let skip = match &self.conv_shortcut {
-            Some(c) => c.forward(x)?,
-            None => x.shallow_clone(),
-        };
-        skip.f_add(&h).map_err(VaeError::torch("resnet residual"))
+        let h = self.norm2.forward_silu(&h)?;
+        let mut h = self.conv2.forward(&h)?;
+        // In place: `h` is this block's own tensor, and at full resolution one more activation
+        // of the batch is what decides whether a 1080p batch fits on the GPU.
+        match &self.conv_shortcut {
+            Some(c) => h.f_add_(&c.forward(x)?),
+            None => h.f_add_(x),
+        }
+        .map_err(VaeError::torch("resnet residual"))
     }
 }
 
@@ -516,7 +518,7 @@ impl Encoder {
             x = b.forward(&x)?;
         }
         let x = self.mid_block.forward(&x)?;
-        let x = silu(&self.conv_norm_out.forward(&x)?)?;
+        let x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }
@@ -579,7 +581,7 @@ impl Decoder {
         for b in &self.up_blocks {
             x = b.forward(&x)?;
         }
-        let x = silu(&self.conv_norm_out.forward(&x)?)?;
+        let x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }
@@ -1017,10 +1019,6 @@ pub fn rename_legacy_attention(tensors: &mut HashMap<String, Tensor>) -> Result<
         tensors.insert(new_name, t);
     }
     Ok(legacy.len())
-}
-
-fn silu(x: &Tensor) -> Result<Tensor> {
-    x.f_silu().map_err(VaeError::torch("silu"))
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl Conv2d {
 
 /// `torch.nn.GroupNorm` with affine parameters.
 #[derive(Debug)]
-pub(crate) struct GroupNorm {
+pub struct GroupNorm {
     name: String,
     groups: i64,
     eps: f64,
@@ -124,6 +124,24 @@ pub(crate) struct GroupNorm {
 }
 
 impl GroupNorm {
+    /// A GroupNorm outside any model (benches): `weight` and `bias` hold one value per channel.
+    pub fn from_parts(groups: i64, weight: Tensor, bias: Tensor, eps: f64) -> Result<Self> {
+        let channels = weight.size().first().copied().unwrap_or(0);
+        if groups <= 0 || channels % groups != 0 || bias.size() != weight.size() {
+            return Err(VaeError::Input(format!(
+                "GroupNorm: {channels} channels ({:?} bias) cannot form {groups} groups",
+                bias.size()
+            )));
+        }
+        Ok(Self {
+            name: "group_norm".into(),
+            groups,
+            eps,
+            weight,
+            bias,
+        })
+    }
+
     pub(crate) fn new(p: nn::Path, groups: i64, channels: i64, eps: f64) -> Result<Self> {
         if groups <= 0 || channels % groups != 0 {
             return Err(VaeError::Input(format!(
@@ -149,6 +167,120 @@ impl GroupNorm {
             true,
         )
         .map_err(VaeError::torch(&self.name))
+    }
+
+    /// `silu(group_norm(x))`, what every ResNet block and both `conv_norm_out`s compute, by
+    /// the faster of two equal computations on `x`'s device (see [`GroupNormPath`]).
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        match GroupNormPath::for_device(x.device()) {
+            GroupNormPath::Native => self
+                .forward(x)?
+                .f_silu_()
+                .map_err(VaeError::torch(format!("{} silu", self.name))),
+            GroupNormPath::Split => self.split_forward_silu(x),
+        }
+    }
+
+    /// GroupNorm as statistics per (frame, group) plus one fused multiply-add per element, then
+    /// SiLU in place. libtorch's CUDA GroupNorm kernel computes the statistics with one thread
+    /// block per (frame, group), 32 blocks for a 720p frame, so it reads 128x720x1280 values
+    /// at a fraction of the card's bandwidth (3.3 ms on the H100, ../shared/docs/gpu.md); the
+    /// reductions here are spread over the whole GPU. Statistics and the per-channel scale and
+    /// shift are fp32 whatever `x`'s dtype (as libtorch's kernel keeps them); only the output is
+    /// stored in `x`'s dtype.
+    fn split_forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        // `out=` kernels refuse autograd; these models only ever run inference.
+        tch::no_grad(|| self.split_forward_silu_no_grad(x))
+    }
+
+    fn split_forward_silu_no_grad(&self, x: &Tensor) -> Result<Tensor> {
+        let err = || VaeError::torch(format!("{} (split)", self.name));
+        let size = x.size();
+        let (n, c) = (size[0], size[1]);
+        let g = self.groups;
+        let grouped = x.f_reshape([n, g, -1]).map_err(err())?;
+        let count = grouped.size()[2] as f64;
+        let last = [-1i64];
+        let (mean, var) = if x.kind() == Kind::Float {
+            // Welford in one pass, exact for fp32.
+            let (var, mean) = grouped
+                .f_var_mean_correction(last.as_slice(), 0, false)
+                .map_err(err())?;
+            (mean, var)
+        } else {
+            // Half or bf16 input, statistics accumulated and returned in fp32 (on CUDA without
+            // an fp32 copy of `x`): E[x] and E[x^2] - E[x]^2.
+            let mean = grouped
+                .f_sum_dim_intlist(last.as_slice(), false, Kind::Float)
+                .map_err(err())?
+                / count;
+            let mean_square = grouped
+                .f_norm_scalaropt_dim_dtype(2, last.as_slice(), false, Kind::Float)
+                .map_err(err())?
+                .square()
+                / count;
+            let var = (mean_square - mean.square()).clamp_min(0.0);
+            (mean, var)
+        };
+        let rstd = (var + self.eps).rsqrt().view([n, g, 1]);
+        let weight = self.weight.to_kind(Kind::Float).view([1, g, c / g]);
+        let bias = self.bias.to_kind(Kind::Float).view([1, g, c / g]);
+        let scale = &rstd * weight;
+        let shift = bias - mean.view([n, g, 1]) * &scale;
+        let (scale, shift) = (scale.view([n, c, 1, 1]), shift.view([n, c, 1, 1]));
+        // One pass over `x`: out = shift + x * scale, computed in fp32 and stored in x's dtype.
+        let out = x.f_empty_like().map_err(err())?;
+        let mut out = shift.f_addcmul_out(&out, x, &scale).map_err(err())?;
+        out.f_silu_().map_err(err())
+    }
+}
+
+/// How [`GroupNorm::forward_silu`] computes: libtorch's `group_norm` or the split form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupNormPath {
+    Native,
+    Split,
+}
+
+/// 0: not forced yet decided by the environment, 1: native, 2: split, 3: neither forced.
+static FORCED_PATH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+impl GroupNormPath {
+    /// Split on CUDA, where libtorch's kernel is memory-starved; native on the CPU, where it is
+    /// one vectorized pass and the split form measured slower (`benches/group_norm.rs`). The
+    /// environment variable `FRAMEPIPE_GROUP_NORM=native|split` overrides both, so the GPU
+    /// check can time one against the other in the same build; [`GroupNormPath::force`] does
+    /// the same for benches and tests.
+    pub fn for_device(device: tch::Device) -> Self {
+        use std::sync::atomic::Ordering;
+        let mut forced = FORCED_PATH.load(Ordering::Relaxed);
+        if forced == 0 {
+            forced = match std::env::var("FRAMEPIPE_GROUP_NORM").ok().as_deref() {
+                Some("native") => 1,
+                Some("split") => 2,
+                _ => 3,
+            };
+            // A `force` that ran meanwhile wins.
+            let _ = FORCED_PATH.compare_exchange(0, forced, Ordering::Relaxed, Ordering::Relaxed);
+            forced = FORCED_PATH.load(Ordering::Relaxed);
+        }
+        match forced {
+            1 => GroupNormPath::Native,
+            2 => GroupNormPath::Split,
+            _ if device.is_cuda() => GroupNormPath::Split,
+            _ => GroupNormPath::Native,
+        }
+    }
+
+    /// Makes every later [`GroupNorm::forward_silu`] in the process take `path` (`None`: the
+    /// per-device default again, ignoring the environment).
+    pub fn force(path: Option<GroupNormPath>) {
+        let code = match path {
+            Some(GroupNormPath::Native) => 1,
+            Some(GroupNormPath::Split) => 2,
+            None => 3,
+        };
+        FORCED_PATH.store(code, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -189,4 +321,86 @@ pub(crate) fn var_store(device: tch::Device, kind: Kind) -> Result<nn::VarStore>
     let mut vs = nn::VarStore::new(device);
     vs.set_kind(kind);
     Ok(vs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// A GroupNorm with non-trivial affine parameters, and activations whose groups have
+    /// different means and spreads (mean up to 8x the spread, where E[x^2] - E[x]^2 loses the
+    /// most).
+    fn norm_and_input(kind: Kind) -> (GroupNorm, Tensor) {
+        tch::manual_seed(7);
+        let (n, c, h, w, groups) = (2, 64, 24, 40, 32);
+        let vs = var_store(Device::Cpu, kind).unwrap();
+        let mut norm = GroupNorm::new(vs.root() / "norm", groups, c, 1e-6).unwrap();
+        tch::no_grad(|| {
+            norm.weight
+                .copy_(&(Tensor::randn([c], (Kind::Float, Device::Cpu)) * 0.5 + 1.0));
+            norm.bias
+                .copy_(&(Tensor::randn([c], (Kind::Float, Device::Cpu)) * 0.3));
+        });
+        let spread = Tensor::rand([n, c, 1, 1], (Kind::Float, Device::Cpu)) * 2.0 + 0.1;
+        let offset = (Tensor::rand([n, c, 1, 1], (Kind::Float, Device::Cpu)) - 0.5) * 8.0 * &spread;
+        let x = Tensor::randn([n, c, h, w], (Kind::Float, Device::Cpu)) * spread + offset;
+        (norm, x.to_kind(kind))
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a.to_kind(Kind::Float) - b.to_kind(Kind::Float))
+            .abs()
+            .max()
+            .double_value(&[])
+    }
+
+    #[test]
+    fn split_group_norm_silu_equals_libtorch_in_fp32() {
+        let (norm, x) = norm_and_input(Kind::Float);
+        let native = norm.forward(&x).unwrap().silu();
+        let split = norm.split_forward_silu(&x).unwrap();
+        assert_eq!(split.kind(), Kind::Float);
+        assert_eq!(split.size(), x.size());
+        let d = max_diff(&native, &split);
+        assert!(d < 2e-5, "max abs diff {d}");
+    }
+
+    /// With bf16 activations (the CUDA path runs fp16 the same way), the split form is as close
+    /// to an fp32 computation on the same inputs as libtorch's own bf16 GroupNorm is.
+    #[test]
+    fn split_group_norm_silu_in_bf16_is_as_accurate_as_libtorchs() {
+        let (norm, x) = norm_and_input(Kind::BFloat16);
+        let vs = var_store(Device::Cpu, Kind::Float).unwrap();
+        let mut exact_norm = GroupNorm::new(vs.root() / "norm", norm.groups, 64, norm.eps).unwrap();
+        tch::no_grad(|| {
+            exact_norm.weight.copy_(&norm.weight);
+            exact_norm.bias.copy_(&norm.bias);
+        });
+        let exact = exact_norm.forward(&x.to_kind(Kind::Float)).unwrap().silu();
+        let native = norm.forward(&x).unwrap().silu();
+        let split = norm.split_forward_silu(&x).unwrap();
+        assert_eq!(split.kind(), Kind::BFloat16);
+        let (d_native, d_split) = (max_diff(&exact, &native), max_diff(&exact, &split));
+        // bf16 keeps 8 bits: outputs of magnitude ~4 round by up to 1.6e-2.
+        assert!(
+            d_split <= d_native.max(2e-2) * 1.5,
+            "split {d_split} vs libtorch {d_native}"
+        );
+    }
+
+    #[test]
+    fn forward_silu_picks_split_on_cuda_and_native_on_the_cpu() {
+        if std::env::var_os("FRAMEPIPE_GROUP_NORM").is_some() {
+            return; // forced for a measurement
+        }
+        assert_eq!(
+            GroupNormPath::for_device(Device::Cpu),
+            GroupNormPath::Native
+        );
+        assert_eq!(
+            GroupNormPath::for_device(Device::Cuda(0)),
+            GroupNormPath::Split
+        );
+    }
 }
