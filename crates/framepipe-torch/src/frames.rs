@@ -44,7 +44,8 @@ pub fn rgb_on_device(request: &Value, bytes: &[u8], device: Device) -> Result<Te
     let err = |e: tch::TchError| e.to_string();
     let host = Tensor::f_from_slice(bytes).map_err(err)?;
     if format == "rgb24" {
-        // NHWC memory seen as NCHW: channels-last, the layout oneDNN/cuDNN convolve fastest.
+        // NHWC memory seen as NCHW (channels-last), the layout oneDNN convolves fastest on the
+        // CPU; the VAE makes it NCHW on CUDA (vae_op::encode_frames).
         return upload(host)
             .and_then(|t| t.f_view([n, h, w, 3]))
             .and_then(|t| t.f_permute([0, 3, 1, 2]))

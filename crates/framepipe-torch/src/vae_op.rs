@@ -326,10 +326,16 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
     }
     let options = EncodeOptions::from_request(request, n)?;
     with_vae(&folder, device, |vae| {
-        let x = crate::frames::rgb_on_device(request, rgb, device)?
+        let mut x = crate::frames::rgb_on_device(request, rgb, device)?
             .f_to_kind(model_kind(vae))
             .and_then(|t| t.f_div_scalar(255.0))
             .map_err(|e| e.to_string())?;
+        if device.is_cuda() {
+            // RGB24 frames arrive channels-last, and a convolution keeps its input's layout, so
+            // the whole encoder would run NHWC: on the H100 that made PyTorch's SD VAE encoder
+            // 65 ms a frame instead of 44 (../shared/docs/gpu.md; GroupNorm wants NCHW).
+            x = x.f_contiguous().map_err(|e| e.to_string())?;
+        }
         let latents = tch::no_grad(|| vae.encode_with(&x, &options))?
             .f_to_kind(Kind::Float)
             .and_then(|t| t.f_to_device(Device::Cpu))

@@ -233,10 +233,12 @@ impl ResnetBlock2D {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.norm1.forward_silu(x)?;
-        let h = self.conv1.forward(&h)?;
-        let h = self.norm2.forward_silu(&h)?;
-        let mut h = self.conv2.forward(&h)?;
+        // Reassigned, not shadowed: a shadowed tensor stays alive to the end of the scope, which
+        // would hold four full-size activations of the batch where PyTorch holds two.
+        let mut h = self.norm1.forward_silu(x)?;
+        h = self.conv1.forward(&h)?;
+        h = self.norm2.forward_silu(&h)?;
+        h = self.conv2.forward(&h)?;
         // In place: `h` is this block's own tensor, and at full resolution one more activation
         // of the batch is what decides whether a 1080p batch fits on the GPU.
         match &self.conv_shortcut {
@@ -517,8 +519,8 @@ impl Encoder {
         for b in &self.down_blocks {
             x = b.forward(&x)?;
         }
-        let x = self.mid_block.forward(&x)?;
-        let x = self.conv_norm_out.forward_silu(&x)?;
+        x = self.mid_block.forward(&x)?;
+        x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }
@@ -576,12 +578,12 @@ impl Decoder {
     }
 
     fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let x = self.conv_in.forward(z)?;
-        let mut x = self.mid_block.forward(&x)?;
+        let mut x = self.conv_in.forward(z)?;
+        x = self.mid_block.forward(&x)?;
         for b in &self.up_blocks {
             x = b.forward(&x)?;
         }
-        let x = self.conv_norm_out.forward_silu(&x)?;
+        x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }

@@ -122,6 +122,18 @@ impl Activation {
         }
         .map_err(VaeError::torch("activation"))
     }
+
+    /// In place on a tensor the caller owns: no second full-size activation alive at once.
+    fn forward_owned(self, mut x: Tensor) -> Result<Tensor> {
+        // The in-place calls also return `x` (a second handle to it).
+        let _same = match self {
+            Self::Relu => x.f_relu_(),
+            Self::Silu => x.f_silu_(),
+            Self::Gelu => x.f_gelu_("none"),
+        }
+        .map_err(VaeError::torch("activation"))?;
+        Ok(x)
+    }
 }
 
 /// taef2's pool branch: `x + conv1x1(relu(GroupNorm(4)(conv1x1(x, n -> 4n))), 4n -> n)`, a
@@ -145,10 +157,11 @@ impl Pool {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv_in.forward(x)?;
-        let h = Activation::Relu.forward(&self.norm.forward(&h)?)?;
-        let h = self.conv_out.forward(&h)?;
-        x.f_add(&h).map_err(VaeError::torch("pool residual"))
+        // Reassigned, not shadowed: a shadowed tensor would stay alive to the end of the scope.
+        let mut h = self.conv_in.forward(x)?;
+        h = Activation::Relu.forward_owned(self.norm.forward(&h)?)?;
+        h = self.conv_out.forward(&h)?;
+        h.f_add_(x).map_err(VaeError::torch("pool residual"))
     }
 }
 
@@ -192,14 +205,17 @@ impl Block {
             Some(pool) => pool.forward(x)?,
             None => x.shallow_clone(),
         };
-        let h = self.act.forward(&self.conv[0].forward(&x)?)?;
-        let h = self.act.forward(&self.conv[1].forward(&h)?)?;
-        let h = self.conv[2].forward(&h)?;
-        let skip = match &self.skip {
-            Some(s) => s.forward(&x)?,
-            None => x,
-        };
-        Activation::Relu.forward(&h.f_add(&skip).map_err(VaeError::torch("block residual"))?)
+        // Reassigned, not shadowed, and activations in place: at most two full-size
+        // activations of the batch are alive at once, as in PyTorch's eager reference.
+        let mut h = self.act.forward_owned(self.conv[0].forward(&x)?)?;
+        h = self.act.forward_owned(self.conv[1].forward(&h)?)?;
+        h = self.conv[2].forward(&h)?;
+        let _same = match &self.skip {
+            Some(s) => h.f_add_(&s.forward(&x)?),
+            None => h.f_add_(&x),
+        }
+        .map_err(VaeError::torch("block residual"))?;
+        Activation::Relu.forward_owned(h)
     }
 }
 
