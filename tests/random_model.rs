@@ -109,4 +109,22 @@ fn random_models_have_the_checkpoints_names_and_shapes() {
         .output()
         .unwrap();
     assert!(vae.status.success(), "{}", stderr(&vae));
+    // Random means random: a model of zeros would give zero latents (and pass any CUDA-vs-CPU
+    // comparison of the device check).
+    let bytes = std::fs::read(dir.path().join("l.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let latents: Vec<f32> = st
+        .tensor("latents")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    // (A zero model still gives the constant -shift*scale, so the spread is what tells.)
+    assert!(latents.iter().all(|v| v.is_finite()));
+    let (lo, hi) = latents
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    assert!(hi - lo > 1e-2, "latents span {lo}..{hi}");
+    assert!(hi.abs().max(lo.abs()) < 1e3, "latents span {lo}..{hi}");
 }

@@ -23,10 +23,16 @@ pub fn init_random(request: &Value) -> Result<Value, String> {
     let (vs, file) = if config["_class_name"] == "AutoencoderKL" {
         let cfg = KlConfig::from_file(&config_path).map_err(|e| e.to_string())?;
         let model = AutoencoderKl::new(cfg, Device::Cpu, Kind::Float).map_err(|e| e.to_string())?;
-        (
-            model.var_store().variables(),
-            "diffusion_pytorch_model.safetensors",
-        )
+        // The model is built to receive checkpoint weights (every variable zero): give each a
+        // random value of a trained model's scale, so the activations and latents are not all
+        // zero (a zero model would pass any CUDA-vs-CPU comparison).
+        let mut variables = model.var_store().variables();
+        tch::no_grad(|| {
+            for (name, t) in variables.iter_mut() {
+                randomize(name, t);
+            }
+        });
+        (variables, "diffusion_pytorch_model.safetensors")
     } else if config["vision_config"].is_object() {
         let cfg = ClipConfig::from_folder(&folder).map_err(|e| e.to_string())?;
         let model = ClipModel::random(cfg, Device::Cpu, Kind::Float).map_err(|e| e.to_string())?;
@@ -42,4 +48,20 @@ pub fn init_random(request: &Value) -> Result<Value, String> {
     let out = folder.join(file);
     Tensor::write_safetensors(&named, &out).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(json!({ "out": out.display().to_string(), "tensors": named.len() }))
+}
+
+/// Random values for one AutoencoderKL variable: convolution and linear weights ~ N(0, 1/fan_in)
+/// (unit-variance activations, as PyTorch's default init aims for), norm scales 1 + N(0, 0.1^2),
+/// norm shifts and biases N(0, 0.1^2).
+fn randomize(name: &str, t: &mut Tensor) {
+    let size = t.size();
+    let values = if size.len() >= 2 {
+        let fan_in: i64 = size[1..].iter().product();
+        Tensor::randn(&size, (Kind::Float, Device::Cpu)) / (fan_in.max(1) as f64).sqrt()
+    } else if name.contains("norm") && name.ends_with(".weight") {
+        Tensor::randn(&size, (Kind::Float, Device::Cpu)) * 0.1 + 1.0
+    } else {
+        Tensor::randn(&size, (Kind::Float, Device::Cpu)) * 0.1
+    };
+    t.copy_(&values.to_kind(t.kind()));
 }
