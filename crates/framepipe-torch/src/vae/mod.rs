@@ -158,7 +158,27 @@ impl GroupNorm {
         })
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `group_norm(x)`, by the path [`GroupNormPath::for_input`] picks for `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match GroupNormPath::for_input(x) {
+            GroupNormPath::Native => self.native(x),
+            GroupNormPath::Split => self.split(x, false),
+        }
+    }
+
+    /// `silu(group_norm(x))`, what every ResNet block and both `conv_norm_out`s compute, the
+    /// SiLU in place.
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        match GroupNormPath::for_input(x) {
+            GroupNormPath::Native => self
+                .native(x)?
+                .f_silu_()
+                .map_err(VaeError::torch(format!("{} silu", self.name))),
+            GroupNormPath::Split => self.split(x, true),
+        }
+    }
+
+    fn native(&self, x: &Tensor) -> Result<Tensor> {
         x.f_group_norm(
             self.groups,
             Some(&self.weight),
@@ -169,59 +189,52 @@ impl GroupNorm {
         .map_err(VaeError::torch(&self.name))
     }
 
-    /// `silu(group_norm(x))`, what every ResNet block and both `conv_norm_out`s compute, by
-    /// the faster of two equal computations on `x`'s device (see [`GroupNormPath`]).
-    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
-        match GroupNormPath::for_device(x.device()) {
-            GroupNormPath::Native => self
-                .forward(x)?
-                .f_silu_()
-                .map_err(VaeError::torch(format!("{} silu", self.name))),
-            GroupNormPath::Split => self.split_forward_silu(x),
-        }
-    }
-
-    /// GroupNorm as statistics per (frame, group) plus one fused multiply-add per element, then
-    /// SiLU in place. libtorch's CUDA GroupNorm kernel computes the statistics with one thread
-    /// block per (frame, group), 32 blocks for a 720p frame, so it reads 128x720x1280 values
-    /// at a fraction of the card's bandwidth (3.3 ms on the H100, ../shared/docs/gpu.md); the
-    /// reductions here are spread over the whole GPU. Statistics and the per-channel scale and
-    /// shift are fp32 whatever `x`'s dtype (as libtorch's kernel keeps them); only the output is
-    /// stored in `x`'s dtype.
-    fn split_forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+    /// GroupNorm as statistics per (frame, group) plus one fused multiply-add per element (and
+    /// SiLU in place when `silu`). Statistics and the per-channel scale and shift are fp32
+    /// whatever `x`'s dtype (as libtorch's kernels keep them); only the output is stored in
+    /// `x`'s dtype. Why it exists: see [`GroupNormPath::for_input`].
+    fn split(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
         // `out=` kernels refuse autograd; these models only ever run inference.
-        tch::no_grad(|| self.split_forward_silu_no_grad(x))
+        tch::no_grad(|| self.split_no_grad(x, silu))
     }
 
-    fn split_forward_silu_no_grad(&self, x: &Tensor) -> Result<Tensor> {
+    fn split_no_grad(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
         let err = || VaeError::torch(format!("{} (split)", self.name));
         let size = x.size();
         let (n, c) = (size[0], size[1]);
         let g = self.groups;
-        let grouped = x.f_reshape([n, g, -1]).map_err(err())?;
-        let count = grouped.size()[2] as f64;
-        let last = [-1i64];
-        let (mean, var) = if x.kind() == Kind::Float {
-            // Welford in one pass, exact for fp32.
-            let (var, mean) = grouped
-                .f_var_mean_correction(last.as_slice(), 0, false)
-                .map_err(err())?;
-            (mean, var)
-        } else {
-            // Half or bf16 input, statistics accumulated and returned in fp32 (on CUDA without
-            // an fp32 copy of `x`): E[x] and E[x^2] - E[x]^2.
-            let mean = grouped
-                .f_sum_dim_intlist(last.as_slice(), false, Kind::Float)
-                .map_err(err())?
-                / count;
-            let mean_square = grouped
-                .f_norm_scalaropt_dim_dtype(2, last.as_slice(), false, Kind::Float)
+        let out = x.f_empty_like().map_err(err())?;
+        // Per-channel sums of x and x^2 over H and W, accumulated in fp32 whatever x's dtype.
+        // Reductions that keep the channel axis are the fast ones in both layouts (on the CPU a
+        // channels-last reduction over [C/G, H, W], or Welford's var_mean in any layout, ran
+        // 4x slower than libtorch's whole GroupNorm); the groups are combined afterwards.
+        let hw = [2i64, 3];
+        let sum = x
+            .f_sum_dim_intlist(hw.as_slice(), false, Kind::Float)
+            .map_err(err())?;
+        let sum_squares = if x.device().is_cuda() {
+            // No fp32 copy of x on the GPU: the norm reads x once.
+            x.f_norm_scalaropt_dim_dtype(2, hw.as_slice(), false, Kind::Float)
                 .map_err(err())?
                 .square()
-                / count;
-            let var = (mean_square - mean.square()).clamp_min(0.0);
-            (mean, var)
+        } else {
+            // The CPU's channels-last norm is slow; x^2 goes through `out` (overwritten below).
+            x.f_square_out(&out)
+                .and_then(|sq| sq.f_sum_dim_intlist(hw.as_slice(), false, Kind::Float))
+                .map_err(err())?
         };
+        // Group moments in fp64 from the [N, C] sums: E[x] and E[x^2] - E[x]^2 over each group.
+        let count = (x.numel() as i64 / (n * g)) as f64;
+        let moment = |t: Tensor| {
+            t.to_kind(Kind::Double).view([n, g, c / g]).sum_dim_intlist(
+                [2i64].as_slice(),
+                false,
+                Kind::Double,
+            ) / count
+        };
+        let mean = moment(sum);
+        let var = (moment(sum_squares) - mean.square()).clamp_min(0.0);
+        let (mean, var) = (mean.to_kind(Kind::Float), var.to_kind(Kind::Float));
         let rstd = (var + self.eps).rsqrt().view([n, g, 1]);
         let weight = self.weight.to_kind(Kind::Float).view([1, g, c / g]);
         let bias = self.bias.to_kind(Kind::Float).view([1, g, c / g]);
@@ -229,13 +242,16 @@ impl GroupNorm {
         let shift = bias - mean.view([n, g, 1]) * &scale;
         let (scale, shift) = (scale.view([n, c, 1, 1]), shift.view([n, c, 1, 1]));
         // One pass over `x`: out = shift + x * scale, computed in fp32 and stored in x's dtype.
-        let out = x.f_empty_like().map_err(err())?;
         let mut out = shift.f_addcmul_out(&out, x, &scale).map_err(err())?;
-        out.f_silu_().map_err(err())
+        if silu {
+            out.f_silu_().map_err(err())
+        } else {
+            Ok(out)
+        }
     }
 }
 
-/// How [`GroupNorm::forward_silu`] computes: libtorch's `group_norm` or the split form.
+/// How [`GroupNorm`] computes: libtorch's `group_norm` or the split form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupNormPath {
     Native,
@@ -246,12 +262,43 @@ pub enum GroupNormPath {
 static FORCED_PATH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 impl GroupNormPath {
-    /// Split on CUDA, where libtorch's kernel is memory-starved; native on the CPU, where it is
-    /// one vectorized pass and the split form measured slower (`benches/group_norm.rs`). The
-    /// environment variable `FRAMEPIPE_GROUP_NORM=native|split` overrides both, so the GPU
-    /// check can time one against the other in the same build; [`GroupNormPath::force`] does
-    /// the same for benches and tests.
+    /// The path for an input `x`:
+    /// - CUDA: split. libtorch's CUDA kernel reduces each (frame, group) in one thread block,
+    ///   32 blocks for a 720p frame, so it reads 128x720x1280 values at a fraction of the
+    ///   card's bandwidth (3.3 ms on the H100, ../shared/docs/gpu.md); the split form's
+    ///   reductions are spread over the whole GPU.
+    /// - CPU, fp32 channels-last `x` (what RGB24 frames give, and convolutions keep): split.
+    ///   libtorch's channels-last CPU kernel loses precision over large groups: 1.2e-3 max abs
+    ///   error on a unit-scale GroupNorm output against fp64 where the split form stays at
+    ///   1.4e-6 (tests below), 2e-3 to 3.4e-3 on 720p latents of magnitude 0.7. The SD VAE
+    ///   encoder costs the same either way (`benches/group_norm.rs`: 1.001).
+    /// - CPU otherwise: native. NCHW fp32 is accurate there and one pass (the split form costs
+    ///   1.35x on a GroupNorm alone); in bf16 the output's own rounding (4e-3) hides the
+    ///   channels-last error, and the split form's bf16 reductions are 5-6x slower.
+    ///
+    /// The environment variable `FRAMEPIPE_GROUP_NORM=native|split` overrides all of it, so the
+    /// GPU check can time one against the other in the same build; [`GroupNormPath::force`]
+    /// does the same for benches and tests.
+    pub fn for_input(x: &Tensor) -> Self {
+        match Self::forced() {
+            Some(path) => path,
+            None if x.device().is_cuda() => GroupNormPath::Split,
+            None if x.kind() == Kind::Float && !x.is_contiguous() => GroupNormPath::Split,
+            None => GroupNormPath::Native,
+        }
+    }
+
+    /// The path for an NCHW-contiguous tensor on `device`.
     pub fn for_device(device: tch::Device) -> Self {
+        match Self::forced() {
+            Some(path) => path,
+            None if device.is_cuda() => GroupNormPath::Split,
+            None => GroupNormPath::Native,
+        }
+    }
+
+    /// The path set by [`GroupNormPath::force`] or the environment, if any.
+    fn forced() -> Option<Self> {
         use std::sync::atomic::Ordering;
         let mut forced = FORCED_PATH.load(Ordering::Relaxed);
         if forced == 0 {
@@ -265,10 +312,9 @@ impl GroupNormPath {
             forced = FORCED_PATH.load(Ordering::Relaxed);
         }
         match forced {
-            1 => GroupNormPath::Native,
-            2 => GroupNormPath::Split,
-            _ if device.is_cuda() => GroupNormPath::Split,
-            _ => GroupNormPath::Native,
+            1 => Some(GroupNormPath::Native),
+            2 => Some(GroupNormPath::Split),
+            _ => None,
         }
     }
 
@@ -359,7 +405,7 @@ mod tests {
     fn split_group_norm_silu_equals_libtorch_in_fp32() {
         let (norm, x) = norm_and_input(Kind::Float);
         let native = norm.forward(&x).unwrap().silu();
-        let split = norm.split_forward_silu(&x).unwrap();
+        let split = norm.split(&x, true).unwrap();
         assert_eq!(split.kind(), Kind::Float);
         assert_eq!(split.size(), x.size());
         let d = max_diff(&native, &split);
@@ -379,7 +425,7 @@ mod tests {
         });
         let exact = exact_norm.forward(&x.to_kind(Kind::Float)).unwrap().silu();
         let native = norm.forward(&x).unwrap().silu();
-        let split = norm.split_forward_silu(&x).unwrap();
+        let split = norm.split(&x, true).unwrap();
         assert_eq!(split.kind(), Kind::BFloat16);
         let (d_native, d_split) = (max_diff(&exact, &native), max_diff(&exact, &split));
         // bf16 keeps 8 bits: outputs of magnitude ~4 round by up to 1.6e-2.
@@ -390,17 +436,58 @@ mod tests {
     }
 
     #[test]
-    fn forward_silu_picks_split_on_cuda_and_native_on_the_cpu() {
+    fn the_path_follows_device_and_layout() {
         if std::env::var_os("FRAMEPIPE_GROUP_NORM").is_some() {
             return; // forced for a measurement
         }
+        let nchw = Tensor::zeros([1, 8, 4, 4], (Kind::Float, Device::Cpu));
+        assert_eq!(GroupNormPath::for_input(&nchw), GroupNormPath::Native);
+        let channels_last =
+            Tensor::zeros([1, 4, 4, 8], (Kind::Float, Device::Cpu)).permute([0, 3, 1, 2]);
         assert_eq!(
-            GroupNormPath::for_device(Device::Cpu),
+            GroupNormPath::for_input(&channels_last),
+            GroupNormPath::Split
+        );
+        assert_eq!(
+            GroupNormPath::for_input(&channels_last.to_kind(Kind::BFloat16)),
             GroupNormPath::Native
         );
         assert_eq!(
             GroupNormPath::for_device(Device::Cuda(0)),
             GroupNormPath::Split
         );
+    }
+
+    /// Channels-last activations (RGB24 frames through the convolutions) with large groups:
+    /// both `forward` and `forward_silu` stay within fp32 rounding of an fp64 computation.
+    /// libtorch's own channels-last CPU kernel printed for comparison (it is what the split form
+    /// replaces there).
+    #[test]
+    fn channels_last_group_norm_is_accurate() {
+        if std::env::var_os("FRAMEPIPE_GROUP_NORM").is_some() {
+            return;
+        }
+        let (norm, x) = norm_and_input(Kind::Float);
+        let (n, c) = (2, 64);
+        let big = x.repeat([1, 1, 8, 8]); // 64 channels of 192x320, 2 channels per group
+        let channels_last = big.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        assert!(!channels_last.is_contiguous());
+        let vs = var_store(Device::Cpu, Kind::Double).unwrap();
+        let mut exact = GroupNorm::new(vs.root() / "norm", norm.groups, c, norm.eps).unwrap();
+        tch::no_grad(|| {
+            exact.weight.copy_(&norm.weight);
+            exact.bias.copy_(&norm.bias);
+        });
+        let want = exact.native(&big.to_kind(Kind::Double)).unwrap();
+        let got = norm.forward(&channels_last).unwrap();
+        let got_silu = norm.forward_silu(&channels_last).unwrap();
+        let libtorch = norm.native(&channels_last).unwrap();
+        let (d, d_silu, d_libtorch) = (
+            max_diff(&want, &got),
+            max_diff(&want.silu(), &got_silu),
+            max_diff(&want, &libtorch),
+        );
+        eprintln!("channels-last GroupNorm vs fp64: ours {d:.2e} (with SiLU {d_silu:.2e}), libtorch's kernel {d_libtorch:.2e}; {n}x{c} frames");
+        assert!(d < 2e-5 && d_silu < 2e-5, "{d} {d_silu}");
     }
 }
