@@ -27,6 +27,22 @@ void write_error(char* error, size_t error_len, const char* message) {
 
 }  // namespace
 
+// The body of an entry point that returns 0 (or a value >= 0) on success and -1 with the
+// message in (error, error_len) on failure; without CUDA, the failure that says so.
+#ifdef FRAMEPIPE_WITH_CUDA
+#define FRAMEPIPE_CUDA_BODY(...)                 \
+  try {                                          \
+    __VA_ARGS__                                  \
+  } catch (const std::exception& e) {            \
+    write_error(error, error_len, e.what());     \
+    return -1;                                   \
+  }
+#else
+#define FRAMEPIPE_CUDA_BODY(...)                                                       \
+  write_error(error, error_len, "libframepipe_torch was built without CUDA headers"); \
+  return -1;
+#endif
+
 extern "C" {
 
 // 1 when this library was built with CUDA support, else 0.
@@ -43,45 +59,26 @@ int framepipe_cuda_built() {
 // calls this once: CLIP and VAE then overlap). The pool streams do not synchronize with the
 // legacy default stream. Returns 0, or -1 with a message in `error`.
 int framepipe_cuda_use_pool_stream(int device, char* error, size_t error_len) {
-#ifdef FRAMEPIPE_WITH_CUDA
-  try {
+  FRAMEPIPE_CUDA_BODY(
     auto index = static_cast<c10::DeviceIndex>(device);
     c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, index));
     return 0;
-  } catch (const std::exception& e) {
-    write_error(error, error_len, e.what());
-    return -1;
-  }
-#else
-  (void)device;
-  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
-  return -1;
-#endif
+  )
 }
 
 // The id of the calling thread's current stream on `device` (0 is the default stream), so
 // tests and the bench can tell that stage threads run on different streams. -1 on error.
 int64_t framepipe_cuda_current_stream(int device, char* error, size_t error_len) {
-#ifdef FRAMEPIPE_WITH_CUDA
-  try {
+  FRAMEPIPE_CUDA_BODY(
     return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).id();
-  } catch (const std::exception& e) {
-    write_error(error, error_len, e.what());
-    return -1;
-  }
-#else
-  (void)device;
-  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
-  return -1;
-#endif
+  )
 }
 
 // Memory of `device` in bytes, into out[0..5]: free on the device (cudaMemGetInfo), total,
 // reserved by the caching allocator, allocated in tensors now, and the peak allocated since the
 // last reset. Free + reserved - allocated is what new tensors can use. Returns 0 or -1.
 int framepipe_cuda_memory(int device, uint64_t* out, char* error, size_t error_len) {
-#ifdef FRAMEPIPE_WITH_CUDA
-  try {
+  FRAMEPIPE_CUDA_BODY(
     auto index = static_cast<c10::DeviceIndex>(device);
     auto* allocator = c10::cuda::CUDACachingAllocator::get();
     auto [free, total] = allocator->getMemoryInfo(index);
@@ -93,51 +90,24 @@ int framepipe_cuda_memory(int device, uint64_t* out, char* error, size_t error_l
     out[3] = static_cast<uint64_t>(stats.allocated_bytes[all].current);
     out[4] = static_cast<uint64_t>(stats.allocated_bytes[all].peak);
     return 0;
-  } catch (const std::exception& e) {
-    write_error(error, error_len, e.what());
-    return -1;
-  }
-#else
-  (void)device;
-  (void)out;
-  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
-  return -1;
-#endif
+  )
 }
 
 // Starts a new peak for framepipe_cuda_memory's out[4]. Returns 0 or -1.
 int framepipe_cuda_reset_peak(int device, char* error, size_t error_len) {
-#ifdef FRAMEPIPE_WITH_CUDA
-  try {
+  FRAMEPIPE_CUDA_BODY(
     c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
     return 0;
-  } catch (const std::exception& e) {
-    write_error(error, error_len, e.what());
-    return -1;
-  }
-#else
-  (void)device;
-  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
-  return -1;
-#endif
+  )
 }
 
 // Waits for the calling thread's current stream on `device` only (not the whole device, as
 // torch::cuda::synchronize would, which would also wait for the other stages). Returns 0 or -1.
 int framepipe_cuda_sync_stream(int device, char* error, size_t error_len) {
-#ifdef FRAMEPIPE_WITH_CUDA
-  try {
+  FRAMEPIPE_CUDA_BODY(
     c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).synchronize();
     return 0;
-  } catch (const std::exception& e) {
-    write_error(error, error_len, e.what());
-    return -1;
-  }
-#else
-  (void)device;
-  write_error(error, error_len, "libframepipe_torch was built without CUDA headers");
-  return -1;
-#endif
+  )
 }
 
 }  // extern "C"
