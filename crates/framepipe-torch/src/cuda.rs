@@ -78,12 +78,30 @@ pub fn use_thread_stream(device: Device) -> Result<(), String> {
     if STREAM_SET.with(|s| s.borrow().contains(&index)) {
         return Ok(());
     }
+    // Tried once per thread and device, whatever the outcome.
+    STREAM_SET.with(|s| s.borrow_mut().push(index));
     // SAFETY: the buffer outlives the call and its length is passed.
     call("stream", |e, n| unsafe {
         framepipe_cuda_use_pool_stream(index, e, n)
-    })?;
-    STREAM_SET.with(|s| s.borrow_mut().push(index));
-    Ok(())
+    })
+    .map(drop)
+}
+
+/// Why a stage thread could not get a stream of its own, if one could not (see
+/// [`use_thread_stream_or_default`]); `framepipe devices` shows it.
+static STREAM_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// [`use_thread_stream`] for the model requests: a failure leaves the thread on the default
+/// stream (slower, not wrong) and is kept for `devices` instead of failing the run.
+pub fn use_thread_stream_or_default(device: Device) {
+    if let Err(message) = use_thread_stream(device) {
+        let _ = STREAM_FAILURE.set(message);
+    }
+}
+
+/// The first failure of [`use_thread_stream_or_default`] in this process.
+pub fn stream_failure() -> Option<&'static str> {
+    STREAM_FAILURE.get().map(String::as_str)
 }
 
 /// The id of the calling thread's current stream on `device` (0: the default stream).
@@ -174,6 +192,20 @@ mod tests {
             let e = memory(Device::Cuda(0)).unwrap_err();
             assert!(e.starts_with("CUDA memory: "), "{e}");
         }
+    }
+
+    /// A thread that cannot get a stream (here: no GPU at all) stays on the default stream and
+    /// the reason is kept; nothing fails.
+    #[test]
+    fn a_stream_failure_is_kept_not_raised() {
+        if tch::Cuda::is_available() {
+            return;
+        }
+        std::thread::spawn(|| use_thread_stream_or_default(Device::Cuda(0)))
+            .join()
+            .unwrap();
+        let why = stream_failure().expect("the failure is kept");
+        assert!(why.starts_with("CUDA stream: "), "{why}");
     }
 
     #[test]

@@ -252,6 +252,15 @@ pub fn devices() -> Value {
         "cuda_devices": count,
         "cudnn_available": cuda && tch::Cuda::cudnn_is_available(),
         "threads": tch::get_num_threads(),
+        // Model stages on CUDA streams of their own (crate::cuda): null where they are, else
+        // why not.
+        "stage_streams_off": if !cuda::built_with_cuda() {
+            Some("built without CUDA headers")
+        } else if !cuda::stage_streams_enabled() {
+            Some("FRAMEPIPE_STAGE_STREAMS=off")
+        } else {
+            cuda::stream_failure()
+        },
     })
 }
 
@@ -271,6 +280,7 @@ mod tests {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert!(v["ok"]["cuda_devices"].as_i64().unwrap() >= 0, "{text}");
         assert!(v["ok"]["threads"].as_i64().unwrap() >= 1, "{text}");
+        assert!(v["ok"].get("stage_streams_off").is_some(), "{text}");
     }
 
     #[test]

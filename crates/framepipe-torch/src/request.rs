@@ -102,7 +102,7 @@ impl<M> ModelCache<M> {
             .lock()
             .map_err(|_| "model cache poisoned".to_string())?;
         // Each stage thread queues its work on a stream of its own (see crate::cuda).
-        crate::cuda::use_thread_stream(device)?;
+        crate::cuda::use_thread_stream_or_default(device);
         if !models.contains_key(&key) {
             let model = load()?;
             // The weights were copied to the device on this thread's stream; a stage on another
