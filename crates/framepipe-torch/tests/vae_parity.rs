@@ -2,41 +2,19 @@
 //! diffusers 0.36.0, small random-weight models) must be reproduced within 1e-4 in fp32 on the
 //! CPU; loading errors must name the tensor and both shapes; the full-size SD VAE shape must run
 //! on a 720p frame.
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
+use common::{fixture, max_abs_diff, reference};
 use framepipe_torch::vae::kl::{rename_legacy_attention, Tiling};
 use framepipe_torch::vae::{AutoencoderKl, KlConfig, TinyAutoencoder, VaeError};
 use framepipe_torch::weights;
 use tch::{Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn reference(folder: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture(folder).join("reference.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect()
-}
-
-/// Max |a - b|, after checking the shapes agree.
-fn max_abs_diff(what: &str, got: &Tensor, want: &Tensor) -> f64 {
-    assert_eq!(got.size(), want.size(), "{what}: shape");
-    let d = (got.to_kind(Kind::Float) - want)
-        .abs()
-        .max()
-        .double_value(&[]);
-    let scale = want.abs().max().double_value(&[]);
-    eprintln!("{what}: max abs diff {d:.3e} (reference max |x| {scale:.3})");
-    d
-}
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     let d = max_abs_diff(what, got, want);

@@ -126,13 +126,18 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// A GroupNorm outside any model (benches): `weight` and `bias` hold one value per channel.
     pub fn from_parts(groups: i64, weight: Tensor, bias: Tensor, eps: f64) -> Result<Self> {
-        let channels = weight.size().first().copied().unwrap_or(0);
-        if groups <= 0 || channels % groups != 0 || bias.size() != weight.size() {
+        if bias.size() != weight.size() {
             return Err(VaeError::Input(format!(
-                "GroupNorm: {channels} channels ({:?} bias) cannot form {groups} groups",
-                bias.size()
+                "group_norm: bias {:?} for weight {:?}",
+                bias.size(),
+                weight.size()
             )));
         }
+        check_groups(
+            "group_norm",
+            groups,
+            weight.size().first().copied().unwrap_or(0),
+        )?;
         Ok(Self {
             name: "group_norm".into(),
             groups,
@@ -143,12 +148,7 @@ impl GroupNorm {
     }
 
     pub(crate) fn new(p: nn::Path, groups: i64, channels: i64, eps: f64) -> Result<Self> {
-        if groups <= 0 || channels % groups != 0 {
-            return Err(VaeError::Input(format!(
-                "{}: {channels} channels cannot form {groups} groups",
-                p.path("weight")
-            )));
-        }
+        check_groups(&p.path("weight"), groups, channels)?;
         Ok(Self {
             name: p.path("weight").trim_end_matches(".weight").to_string(),
             groups,
@@ -251,6 +251,16 @@ impl GroupNorm {
     }
 }
 
+/// `channels` must split into `groups` equal groups.
+fn check_groups(name: &str, groups: i64, channels: i64) -> Result<()> {
+    if groups <= 0 || channels % groups != 0 {
+        return Err(VaeError::Input(format!(
+            "{name}: {channels} channels cannot form {groups} groups"
+        )));
+    }
+    Ok(())
+}
+
 /// How [`GroupNorm`] computes: libtorch's `group_norm` or the split form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupNormPath {
@@ -280,19 +290,16 @@ impl GroupNormPath {
     /// GPU check can time one against the other in the same build; [`GroupNormPath::force`]
     /// does the same for benches and tests.
     pub fn for_input(x: &Tensor) -> Self {
-        match Self::forced() {
-            Some(path) => path,
-            None if x.device().is_cuda() => GroupNormPath::Split,
-            None if x.kind() == Kind::Float && !x.is_contiguous() => GroupNormPath::Split,
-            None => GroupNormPath::Native,
-        }
+        Self::choose(x.device(), x.kind(), x.is_contiguous())
     }
 
-    /// The path for an NCHW-contiguous tensor on `device`.
-    pub fn for_device(device: tch::Device) -> Self {
+    /// [`GroupNormPath::for_input`] from an input's device, dtype and whether it is
+    /// NCHW-contiguous.
+    pub fn choose(device: tch::Device, kind: Kind, contiguous: bool) -> Self {
         match Self::forced() {
             Some(path) => path,
             None if device.is_cuda() => GroupNormPath::Split,
+            None if kind == Kind::Float && !contiguous => GroupNormPath::Split,
             None => GroupNormPath::Native,
         }
     }
@@ -318,8 +325,8 @@ impl GroupNormPath {
         }
     }
 
-    /// Makes every later [`GroupNorm::forward_silu`] in the process take `path` (`None`: the
-    /// per-device default again, ignoring the environment).
+    /// Makes every later [`GroupNorm`] forward in the process take `path` (`None`: the defaults
+    /// of [`GroupNormPath::for_input`] again, ignoring the environment).
     pub fn force(path: Option<GroupNormPath>) {
         let code = match path {
             Some(GroupNormPath::Native) => 1,
@@ -453,7 +460,7 @@ mod tests {
             GroupNormPath::Native
         );
         assert_eq!(
-            GroupNormPath::for_device(Device::Cuda(0)),
+            GroupNormPath::choose(Device::Cuda(0), Kind::Half, true),
             GroupNormPath::Split
         );
     }
