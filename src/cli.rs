@@ -185,12 +185,21 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
         /// Also time decode + normalize + x264 alone on the same input.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "models")]
         encode_baseline: bool,
+        /// Measure only the model stages (clip, vae), on synthetic frames of INPUT's size (or
+        /// 1080p) on the pipeline's canvas: their device work alone and each whole stage, so
+        /// neither decoding nor the encoder bounds them.
+        #[arg(long)]
+        models: bool,
+        /// Seconds per device measurement with --models.
+        #[arg(long, default_value_t = 3.0, requires = "models")]
+        seconds: f64,
         #[arg(long, value_enum, default_value = "text")]
         format: ListFormat,
-        #[arg(value_name = "INPUT")]
-        input: PathBuf,
+        /// The input video (optional with --models).
+        #[arg(value_name = "INPUT", required_unless_present = "models")]
+        input: Option<PathBuf>,
     },
     /// Write random weights for the model FOLDER/config.json describes (CLIP or AutoencoderKL),
     /// for benchmarks of real shapes without downloading weights.

@@ -103,15 +103,33 @@ fn main() -> ExitCode {
         Command::Bench {
             pipeline,
             device,
+            models: true,
+            seconds,
+            format,
+            input,
+            ..
+        } => bench_models(
+            pipeline.as_deref(),
+            device.as_deref(),
+            seconds,
+            format,
+            input.as_deref(),
+        ),
+        Command::Bench {
+            pipeline,
+            device,
             encode_baseline,
             format,
             input,
+            ..
         } => bench(
             pipeline.as_deref(),
             device.as_deref(),
             encode_baseline,
             format,
-            &input,
+            input
+                .as_deref()
+                .expect("clap requires INPUT without --models"),
         ),
         Command::Describe {
             output,
@@ -212,6 +230,71 @@ fn bench(
         ),
     }
     ExitCode::SUCCESS
+}
+
+/// `bench --models`: the pipeline's model stages on synthetic frames (see bench::models).
+fn bench_models(
+    pipeline: Option<&Path>,
+    device_flag: Option<&str>,
+    seconds: f64,
+    format: framepipe::cli::ListFormat,
+    input: Option<&Path>,
+) -> ExitCode {
+    use framepipe::bench::models::{ModelsBench, SourceShape};
+    if !(0.0..=600.0).contains(&seconds) {
+        eprintln!("error: --seconds {seconds}: give 0 to 600");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let scratch = std::env::temp_dir().join(format!("framepipe-bench-{}", std::process::id()));
+    let (config, device, _labels, vae) = match prepare(pipeline, &scratch, device_flag) {
+        Ok(v) => v,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let source = match input.map(framepipe::media::probe::probe).transpose() {
+        Ok(Some(info)) => SourceShape {
+            width: info.width,
+            height: info.height,
+            sar: (info.sample_aspect_ratio[0], info.sample_aspect_ratio[1]),
+            rotation: info.rotation,
+        },
+        Ok(None) => SourceShape::default(),
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_INPUT_FAILED);
+        }
+    };
+    let result = ModelsBench {
+        config: &config,
+        device: &device.name,
+        precision: device.precision.clone(),
+        vae: vae.as_ref(),
+        source,
+        seconds,
+        scratch: &scratch,
+    }
+    .run();
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(report) => {
+            match format {
+                framepipe::cli::ListFormat::Text => {
+                    print!("{}", framepipe::bench::models::text(&report))
+                }
+                framepipe::cli::ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(EXIT_INPUT_FAILED)
+        }
+    }
 }
 
 fn search_exit(e: &framepipe::search::SearchError) -> ExitCode {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub const LIBRARY_NAME: &str = "libframepipe_torch.so";
 /// Must equal `framepipe_torch::ABI_VERSION` of the library.
-const ABI_VERSION: u32 = 5;
+const ABI_VERSION: u32 = 6;
 
 type AbiFn = unsafe extern "C" fn() -> u32;
 type CallFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;

@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# The device check for issues 3, 4, 7 and 8, run ONCE on the GPU machine from the repository root
+# The device check for issues 3, 4, 7 and 8, run on the GPU machine from the repository root
 # with .gpu-bundle carried (made by scripts/gpu/prepare.sh); results go to $OUT (summary.txt plus
 # one .out/.err per step). DEVICE=cpu runs the same steps on a CPU machine (a dry run of this
-# script). Budget: about 8 minutes on an H100 (steps have their own timeouts).
+# script). Steps have their own timeouts.
+#
+#   bash scripts/gpu/check.sh core    parity, model stages vs PyTorch eager, the end-to-end
+#                                     benches and 1080p memory (about 6 minutes: one device call)
+#   bash scripts/gpu/check.sh extra   A/B switches (GroupNorm, streams), NVDEC, torch.compile
+#                                     baselines (about 5 minutes: a second call, if time is left)
+#   bash scripts/gpu/check.sh         both
+# Random models live in $WORK (default /tmp/framepipe-gpu-check) and are made only once, so a
+# second call on the still-warm machine starts at once.
 #
 # 1. devices; random-weight ViT-B/32 and SD VAE folders made on the device (make-random-model)
 # 2. CUDA vs CPU with the fixtures: CLIP embeddings (cosine >= 0.999, fp16), VAE latents (max
 #    abs diff <= 2e-2 on latents of magnitude ~1, fp16), search results (same rows, |score
 #    diff| <= 2e-3)
 #    SD-shaped KL latents (fp16, split GroupNorm+SiLU; and libtorch's GroupNorm on CUDA) vs CPU
-# 3. framepipe bench, 10 s 1080p30 H.264 -> 720p: CLIP B/32 + SD VAE on every frame + x264;
-#    the same with taef2; SD VAE alone at 720p with the split and with libtorch's GroupNorm;
-#    B/32 + SD VAE with all stages on one stream; SD VAE at 1080p batch 4 (GPU memory); NVDEC
-#    decode (decode.hwaccel)
+# 3. framepipe bench --models (B/32 batch 256, SD VAE 720p auto batch: model alone, device work,
+#    whole stage) beside PyTorch eager of the same models (eager_reference.py); SD VAE with
+#    libtorch's GroupNorm; framepipe bench, 8 s 1080p30 H.264 -> 720p: CLIP B/32 + SD VAE on
+#    every frame + x264; the same with taef2; B/32 + SD VAE with all stages on one stream;
+#    SD VAE at 1080p batch 4 (GPU memory); NVDEC decode (decode.hwaccel); torch.compile
+#    baselines last
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=.gpu-bundle/run.sh
@@ -20,7 +30,10 @@ D=.gpu-bundle/data
 DEV=${DEVICE:-cuda:0}
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-W=$(mktemp -d)
+PART=${1:-all}
+case "$PART" in core|extra|all) ;; *) echo "usage: check.sh [core|extra|all]" >&2; exit 2;; esac
+W=${WORK:-/tmp/framepipe-gpu-check}
+mkdir -p "$W"
 FIX=crates/framepipe-torch/tests/fixtures
 for f in .gpu-bundle/framepipe.xz .gpu-bundle/data/libframepipe_torch.so.xz; do
   [ -f "$f" ] && xz -d -k -f "$f" && rm -f "$f"
@@ -45,30 +58,63 @@ mkdir -p "$W/b32" "$W/sdvae" "$W/kl-small"
 # The fixture's tokenizer (small vocabulary, valid ids) stands in for CLIP's 3.6 MB one.
 cp scripts/gpu/models/clip-vit-b32/* "$FIX/clip-tiny/tokenizer.json" "$FIX/clip-tiny/tokenizer_config.json" "$W/b32/"
 cp scripts/gpu/models/sd-vae/config.json "$W/sdvae/"
-step random-b32 120 $B make-random-model "$W/b32"
-step random-sdvae 120 $B make-random-model "$W/sdvae"
 cp scripts/gpu/models/kl-small/config.json "$W/kl-small/"
-step random-kl-small 60 $B make-random-model "$W/kl-small"
+for m in b32 sdvae kl-small; do
+  ls "$W/$m"/*.safetensors > /dev/null 2>&1 || step "random-$m" 120 $B make-random-model "$W/$m"
+done
 
-# --- 2. CUDA vs CPU on the fixtures -------------------------------------------------------
 cat > "$W/parity.json" <<JSON
 {"scenes": {}, "clip": {"model": "$PWD/$FIX/clip-tiny", "labels": ["a cat", "a street", "color bars"], "sample": {"every_n_frames": 10}},
  "vae": {"model": "$PWD/$FIX/vae-tiny-tiny", "dtype": "f32", "every_n_frames": 10}, "encode": {"preset": "veryfast"}}
 JSON
-step parity-cpu 180 $B -q run --device cpu --pipeline "$W/parity.json" -o "$W/p-cpu" "$D/media/in-1080p30.mp4"
-step parity-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity.json" -o "$W/p-dev" "$D/media/in-1080p30.mp4"
-# An SD-shaped KL VAE (fp16 on CUDA through the split GroupNorm+SiLU, fp32 libtorch GroupNorm on
-# the CPU), and on CUDA once more with libtorch's GroupNorm: the two CUDA paths must agree too.
-# (The split form is the CUDA default; forcing it makes the CPU dry run compare it as well.)
-cat > "$W/parity-kl.json" <<JSON
+
+# --- 3. Throughput ------------------------------------------------------------------------
+cat > "$W/b32-sdvae.json" <<JSON
+{"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
+JSON
+cat > "$W/b32-taef2.json" <<JSON
+{"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$PWD/$D/taef2", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
+JSON
+cat > "$W/sdvae-720p.json" <<JSON
+{"vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "runtime": {"queue_frames": 64}}
+JSON
+cat > "$W/sdvae-1080p.json" <<JSON
+{"normalize": {"resolution": "1080p"}, "vae": {"model": "$W/sdvae", "batch_size": 4, "every_n_frames": 1}}
+JSON
+cat > "$W/b32-sdvae-nvdec.json" <<JSON
+{"decode": {"hwaccel": "cuda"}, "clip": {"model": "$W/b32", "labels": ["a test pattern", "a street"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
+JSON
+# The model stages alone (bench --models: model / device work / whole stage, on 720p canvases of
+# a 1080p source), against PyTorch eager on the same card in the same script
+# (eager_reference.py: plain-torch CLIP vision tower and SD VAE encoder, checked against
+# transformers/diffusers by tests/eager_reference.rs). CLIP at gpu.md's batch 256.
+cat > "$W/models.json" <<JSON
+{"clip": {"model": "$W/b32", "labels": ["a test pattern"], "batch_size": 256},
+ "vae": {"model": "$W/sdvae", "batch_size": "auto"}, "runtime": {"queue_frames": 256}}
+JSON
+ER=scripts/gpu/eager_reference.py
+V=( "$D/media/in-1080p30.mp4" )
+
+core() {
+  # --- 2. CUDA vs CPU on the fixtures -----------------------------------------------------
+  rm -rf "$W"/p-cpu "$W"/p-dev "$W"/k-cpu "$W"/k-dev "$W"/k-native
+  step parity-cpu 180 $B -q run --device cpu --pipeline "$W/parity.json" -o "$W/p-cpu" "$D/media/in-1080p30.mp4"
+  step parity-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity.json" -o "$W/p-dev" "$D/media/in-1080p30.mp4"
+  # An SD-shaped KL VAE (fp16 on CUDA through the split GroupNorm+SiLU, fp32 libtorch GroupNorm on
+  # the CPU), and on CUDA once more with libtorch's GroupNorm: the two CUDA paths must agree too.
+  # (The split form is the CUDA default; forcing it makes the CPU dry run compare it as well.)
+  cat > "$W/parity-kl.json" <<JSON
 {"vae": {"model": "$W/kl-small", "dtype": "f32", "every_n_frames": 30}}
 JSON
-step parity-kl-cpu 180 $B -q run --device cpu --pipeline "$W/parity-kl.json" -o "$W/k-cpu" "$D/media/in-1080p30.mp4"
-step parity-kl-dev 120 env FRAMEPIPE_GROUP_NORM=split $B -q run --device "$DEV" --pipeline "$W/parity-kl.json" -o "$W/k-dev" "$D/media/in-1080p30.mp4"
-step parity-kl-native 120 env FRAMEPIPE_GROUP_NORM=native $B -q run --device "$DEV" --pipeline "$W/parity-kl.json" -o "$W/k-native" "$D/media/in-1080p30.mp4"
-step search-cpu 120 $B -q search "$W/p-cpu" --device cpu --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
-step search-dev 120 $B -q search "$W/p-cpu" --device "$DEV" --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
-cat > "$W/compare.py" <<'PY'
+  step parity-kl-cpu 180 $B -q run --device cpu --pipeline "$W/parity-kl.json" -o "$W/k-cpu" "$D/media/in-1080p30.mp4"
+  step parity-kl-dev 120 env FRAMEPIPE_GROUP_NORM=split $B -q run --device "$DEV" --pipeline "$W/parity-kl.json" -o "$W/k-dev" "$D/media/in-1080p30.mp4"
+  step parity-kl-native 120 env FRAMEPIPE_GROUP_NORM=native $B -q run --device "$DEV" --pipeline "$W/parity-kl.json" -o "$W/k-native" "$D/media/in-1080p30.mp4"
+  step search-cpu 120 $B -q search "$W/p-cpu" --device cpu --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
+  step search-dev 120 $B -q search "$W/p-cpu" --device "$DEV" --model "$FIX/clip-tiny" --text "a cat" --text "color bars" --frames --top 30 --format json
+  cat > "$W/compare.py" <<'PY'
 import json, struct, sys, torch
 def st(path):
     b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8+n]); out = {}
@@ -99,38 +145,39 @@ for qa, qb in zip(sa["results"], sb["results"]):
     ok &= max(diffs) <= 2e-3
 print("PARITY", "OK" if ok else "FAILED")
 PY
-cp "$OUT/search-cpu.out" "$W/search-cpu.json"; cp "$OUT/search-dev.out" "$W/search-dev.json"
-step parity-compare 60 python3 "$W/compare.py" "$W"
+  cp "$OUT/search-cpu.out" "$W/search-cpu.json"; cp "$OUT/search-dev.out" "$W/search-dev.json"
+  step parity-compare 60 python3 "$W/compare.py" "$W"
+  # --- 3. Throughput ----------------------------------------------------------------------
+  if [ "$DEV" = cpu ]; then
+    # The same commands on the fixtures' tiny models, so the dry run proves the wiring.
+    step models-dry 300 $B bench --models --device cpu --seconds 1 --pipeline "$W/parity.json"
+    step eager-dry 120 python3 $ER bench clip "$FIX/clip-tiny" --device cpu --dtype fp32 --batch 8 --seconds 1
+    note "CPU dry run: the benches (every frame through B/32 and a VAE at 720p) are skipped"
+    return
+  fi
+  step models-b32-sdvae 240 $B bench --models --device "$DEV" --seconds 4 --pipeline "$W/models.json"
+  step eager-b32 120 python3 $ER bench clip "$W/b32" --device "$DEV" --batch 256 --seconds 4
+  step eager-sdvae-720p-b4 120 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 4 --size 1280x720 --seconds 4
+  step bench-b32-sdvae 240 $B bench --device "$DEV" --encode-baseline --pipeline "$W/b32-sdvae.json" "${V[@]}"
+  step bench-b32-taef2 180 $B bench --device "$DEV" --pipeline "$W/b32-taef2.json" "${V[@]}"
+  step bench-sdvae-1080p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-1080p.json" "${V[@]}"
+}
 
-# --- 3. Throughput ------------------------------------------------------------------------
-cat > "$W/b32-sdvae.json" <<JSON
-{"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
- "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
-JSON
-cat > "$W/b32-taef2.json" <<JSON
-{"clip": {"model": "$W/b32", "labels": ["a test pattern", "a street", "a cat", "a beach"], "sample": {"every_n_frames": 1}, "batch_size": 64},
- "vae": {"model": "$PWD/$D/taef2", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
-JSON
-cat > "$W/sdvae-720p.json" <<JSON
-{"vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "runtime": {"queue_frames": 64}}
-JSON
-cat > "$W/sdvae-1080p.json" <<JSON
-{"normalize": {"resolution": "1080p"}, "vae": {"model": "$W/sdvae", "batch_size": 4, "every_n_frames": 1}}
-JSON
-cat > "$W/b32-sdvae-nvdec.json" <<JSON
-{"decode": {"hwaccel": "cuda"}, "clip": {"model": "$W/b32", "labels": ["a test pattern", "a street"], "sample": {"every_n_frames": 1}, "batch_size": 64},
- "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
-JSON
-if [ "$DEV" = cpu ]; then
-  note "CPU dry run: the benches (every frame through B/32 and a VAE at 720p) are skipped"
-  exit 0
-fi
-step bench-b32-taef2 180 $B bench --device "$DEV" --pipeline "$W/b32-taef2.json" "$D/media/in-1080p30.mp4"
-step bench-b32-sdvae 240 $B bench --device "$DEV" --encode-baseline --pipeline "$W/b32-sdvae.json" "$D/media/in-1080p30.mp4"
-# What the split GroupNorm+SiLU and the per-stage streams are worth, each against itself off.
-step bench-sdvae-720p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-720p.json" "$D/media/in-1080p30.mp4"
-step bench-sdvae-720p-native-norm 180 env FRAMEPIPE_GROUP_NORM=native $B bench --device "$DEV" --pipeline "$W/sdvae-720p.json" "$D/media/in-1080p30.mp4"
-step bench-b32-sdvae-one-stream 240 env FRAMEPIPE_STAGE_STREAMS=off $B bench --device "$DEV" --pipeline "$W/b32-sdvae.json" "$D/media/in-1080p30.mp4"
-step bench-sdvae-1080p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-1080p.json" "$D/media/in-1080p30.mp4"
-step bench-nvdec 180 $B bench --device "$DEV" --pipeline "$W/b32-sdvae-nvdec.json" --format json "$D/media/in-1080p30.mp4"
-note "done; work folder $W"
+extra() {
+  [ "$DEV" = cpu ] && { note "CPU dry run: the extra part is device-only"; return; }
+  step eager-sdvae-720p-b16 120 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 16 --size 1280x720 --seconds 4
+  # What the split GroupNorm+SiLU and the per-stage streams are worth, each against itself off.
+  step models-sdvae-native-norm 180 env FRAMEPIPE_GROUP_NORM=native $B bench --models --device "$DEV" --seconds 4 --pipeline "$W/sdvae-720p.json"
+  step bench-b32-sdvae-one-stream 240 env FRAMEPIPE_STAGE_STREAMS=off $B bench --device "$DEV" --pipeline "$W/b32-sdvae.json" "${V[@]}"
+  step bench-nvdec 180 $B bench --device "$DEV" --pipeline "$W/b32-sdvae-nvdec.json" --format json "${V[@]}"
+  # Last, the first to give up if time runs short: torch.compile (gpu.md: ~34 s to compile).
+  step compile-b32 150 python3 $ER bench clip "$W/b32" --device "$DEV" --batch 256 --seconds 4 --compile
+  step compile-sdvae-720p-b4 150 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 4 --size 1280x720 --seconds 4 --compile
+}
+
+case "$PART" in
+  core) core ;;
+  extra) extra ;;
+  all) core; extra ;;
+esac
+note "done ($PART); work folder $W"

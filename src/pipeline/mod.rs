@@ -183,11 +183,7 @@ pub fn run(
             })
         });
 
-        let color_on_device = match cfg.runtime.color_conversion {
-            crate::config::ColorConversion::Auto => device_name.starts_with("cuda"),
-            crate::config::ColorConversion::Device => true,
-            crate::config::ColorConversion::Cpu => false,
-        };
+        let color_on_device = color_on_device(cfg, device_name);
         let clip = clip_rx.map(|rx| {
             let stage = clip::ClipStage {
                 color_on_device,
@@ -242,6 +238,15 @@ pub fn run(
             wall_seconds: started.elapsed().as_secs_f64(),
         })
     })
+}
+
+/// Whether the model stages send YUV planes for the device to convert (`auto`: on CUDA).
+pub fn color_on_device(cfg: &PipelineConfig, device_name: &str) -> bool {
+    match cfg.runtime.color_conversion {
+        crate::config::ColorConversion::Auto => device_name.starts_with("cuda"),
+        crate::config::ColorConversion::Device => true,
+        crate::config::ColorConversion::Cpu => false,
+    }
 }
 
 fn channel_if<T>(enabled: bool, capacity: usize) -> (Option<Sender<T>>, Option<Receiver<T>>) {

@@ -189,7 +189,7 @@ impl VaeStage {
     /// now, measured by the library for this model, frame size and tiling. `None` keeps the
     /// starting size (a fixed size, the CPU, or a failed measurement: then out-of-memory
     /// halving still finds a size).
-    fn plan_batch_size(&self, torch: &Torch, pixels: Pixels) -> Option<usize> {
+    pub(crate) fn plan_batch_size(&self, torch: &Torch, pixels: Pixels) -> Option<usize> {
         if self.config.batch_size != BatchSize::Auto || !self.device.starts_with("cuda") {
             return None;
         }

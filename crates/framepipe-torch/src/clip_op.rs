@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::clip::preprocess::ClipPreprocessor;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::ClipModel;
+use crate::frames::FrameLayout;
 pub use crate::request::parse_device;
 use crate::request::{inference_kind, model_and_device, ModelCache};
 
@@ -147,18 +148,10 @@ pub fn texts(request: &Value) -> Result<Value, String> {
 /// normalized). Preprocessing runs on the model's device, on the whole batch at once.
 pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
     let (folder, device) = model_and_device(request)?;
-    let n = request["n"].as_i64().unwrap_or(0);
+    let layout = FrameLayout::from_request(request)?;
     with_model(&folder, device, |model| {
-        let pre = ClipPreprocessor::from_folder(&folder, model.image_size())
-            .map_err(|e| e.to_string())?;
-        let frames = crate::frames::rgb_on_device(request, rgb, device)?;
-        let pixels = pre.preprocess(&frames).map_err(|e| e.to_string())?;
-        let embeds = model
-            .image_embeds(&pixels)
-            .map_err(|e| e.to_string())?
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu)
-            .contiguous();
+        let raw = layout.upload(rgb, device)?;
+        let embeds = embed_uploaded(&folder, model, &layout, &raw)?;
         let needed = embeds.numel();
         if out.len() < needed {
             return Err(format!(
@@ -169,6 +162,54 @@ pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Valu
         embeds
             .f_copy_data(&mut out[..needed], needed)
             .map_err(|e| e.to_string())?;
-        Ok(json!({ "n": n, "dim": embeds.size()[1] }))
+        Ok(json!({ "n": layout.n, "dim": embeds.size()[1] }))
+    })
+}
+
+/// The clip stage's work on frames already on the device: colour conversion, preprocessing,
+/// the image tower, and the one copy back of the batch's embeddings (f32 on the CPU).
+fn embed_uploaded(
+    folder: &Path,
+    model: &ClipModel,
+    layout: &FrameLayout,
+    raw: &Tensor,
+) -> Result<Tensor, String> {
+    let pre =
+        ClipPreprocessor::from_folder(folder, model.image_size()).map_err(|e| e.to_string())?;
+    let frames = layout.to_rgb(raw)?;
+    let pixels = pre.preprocess(&frames).map_err(|e| e.to_string())?;
+    model
+        .image_embeds(&pixels)
+        .map_err(|e| e.to_string())?
+        .f_to_kind(Kind::Float)
+        .and_then(|t| t.f_to_device(Device::Cpu))
+        .and_then(|t| t.f_contiguous())
+        .map_err(|e| e.to_string())
+}
+
+/// `bench_model` for the clip stage: [`embed_uploaded`] on random frames already on the device,
+/// call after call, or with `model_only` the image tower alone on random `pixel_values` (what
+/// transformers' benchmarks time). See [`crate::bench_op`].
+pub fn bench(request: &Value) -> Result<Value, String> {
+    let (folder, device) = model_and_device(request)?;
+    let layout = FrameLayout::from_request(request)?;
+    with_model(&folder, device, |model| {
+        if crate::bench_op::model_only(request) {
+            let side = model.image_size();
+            let pixels = Tensor::f_randn([layout.n, 3, side, side], (Kind::Float, device))
+                .map_err(|e| e.to_string())?;
+            return crate::bench_op::time_calls(request, device, layout.n, || {
+                model
+                    .image_embeds(&pixels)
+                    .map_err(|e| e.to_string())?
+                    .f_to_device(Device::Cpu)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        }
+        let raw = crate::bench_op::random_frames(&layout, device)?;
+        crate::bench_op::time_calls(request, device, layout.n, || {
+            embed_uploaded(&folder, model, &layout, &raw).map(drop)
+        })
     })
 }

@@ -11,72 +11,142 @@ use tch::{Device, Kind, Tensor};
 /// `rgb24` (default; `n*h*w*3` bytes) or `yuv420p` (`n*(h*w*3/2)` bytes: Y, then U, then V,
 /// with `matrix` bt709|bt601|bt2020|fcc|smpte240m and `full_range`).
 pub fn rgb_on_device(request: &Value, bytes: &[u8], device: Device) -> Result<Tensor, String> {
-    let dims = |k: &str| {
-        request[k]
-            .as_i64()
-            .filter(|v| *v > 0)
-            .ok_or(format!("\"{k}\" must be a positive integer"))
-    };
-    let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
-    let format = request["format"].as_str().unwrap_or("rgb24");
-    let per_frame = match format {
-        "rgb24" => h * w * 3,
-        "yuv420p" if h % 2 == 0 && w % 2 == 0 => h * w * 3 / 2,
-        "yuv420p" => return Err(format!("yuv420p frames need even sides, got {w}x{h}")),
-        other => return Err(format!("frame format {other:?}: rgb24 or yuv420p")),
-    };
-    if bytes.len() as i64 != n * per_frame {
-        return Err(format!(
-            "frame data is {} bytes, {n} {format} frames of {w}x{h} need {}",
-            bytes.len(),
-            n * per_frame
-        ));
+    let layout = FrameLayout::from_request(request)?;
+    let raw = layout.upload(bytes, device)?;
+    layout.to_rgb(&raw)
+}
+
+/// How a request's frame bytes are laid out, checked before any byte is touched.
+#[derive(Debug, Clone)]
+pub struct FrameLayout {
+    pub n: i64,
+    pub height: i64,
+    pub width: i64,
+    yuv: Option<YuvLayout>,
+}
+
+#[derive(Debug, Clone)]
+struct YuvLayout {
+    matrix: (f64, f64),
+    full_range: bool,
+    /// `[x, y, w, h]` of the picture the model sees.
+    crop: Option<[i64; 4]>,
+}
+
+impl FrameLayout {
+    /// Reads `n`, `height`, `width`, `format` and (for yuv420p) `matrix`, `full_range`, `crop`.
+    pub fn from_request(request: &Value) -> Result<Self, String> {
+        let dims = |k: &str| {
+            request[k]
+                .as_i64()
+                .filter(|v| *v > 0)
+                .ok_or(format!("\"{k}\" must be a positive integer"))
+        };
+        let (n, h, w) = (dims("n")?, dims("height")?, dims("width")?);
+        let yuv = match request["format"].as_str().unwrap_or("rgb24") {
+            "rgb24" => None,
+            "yuv420p" if h % 2 == 0 && w % 2 == 0 => Some(YuvLayout {
+                matrix: matrix(request)?,
+                full_range: request["full_range"].as_bool().unwrap_or(false),
+                crop: crop(request, w, h)?,
+            }),
+            "yuv420p" => return Err(format!("yuv420p frames need even sides, got {w}x{h}")),
+            other => return Err(format!("frame format {other:?}: rgb24 or yuv420p")),
+        };
+        Ok(FrameLayout {
+            n,
+            height: h,
+            width: w,
+            yuv,
+        })
     }
-    let upload = |t: Tensor| -> Result<Tensor, tch::TchError> {
-        if device.is_cuda() {
-            // Pinned memory and an asynchronous copy: the upload overlaps the host's work.
-            t.f_pin_memory(device)?
-                .f_to_device_(device, Kind::Uint8, true, false)
+
+    /// The size (width, height) of the RGB picture the model sees: the crop, or the frame.
+    pub fn picture_size(&self) -> (i64, i64) {
+        match &self.yuv {
+            Some(YuvLayout {
+                crop: Some([_, _, w, h]),
+                ..
+            }) => (*w, *h),
+            _ => (self.width, self.height),
+        }
+    }
+
+    pub fn bytes_per_frame(&self) -> i64 {
+        match self.yuv {
+            None => self.height * self.width * 3,
+            Some(_) => self.height * self.width * 3 / 2,
+        }
+    }
+
+    /// The frames' bytes as a uint8 `[n, bytes_per_frame]` tensor on `device`: on CUDA through
+    /// pinned memory and an asynchronous copy, so the upload overlaps the host's work.
+    pub fn upload(&self, bytes: &[u8], device: Device) -> Result<Tensor, String> {
+        let per_frame = self.bytes_per_frame();
+        if bytes.len() as i64 != self.n * per_frame {
+            return Err(format!(
+                "frame data is {} bytes, {} {} frames of {}x{} need {}",
+                bytes.len(),
+                self.n,
+                if self.yuv.is_some() {
+                    "yuv420p"
+                } else {
+                    "rgb24"
+                },
+                self.width,
+                self.height,
+                self.n * per_frame
+            ));
+        }
+        let host = Tensor::f_from_slice(bytes).map_err(|e| e.to_string())?;
+        let on_device = if device.is_cuda() {
+            host.f_pin_memory(device)
+                .and_then(|t| t.f_to_device_(device, Kind::Uint8, true, false))
         } else {
-            Ok(t)
-        }
-    };
-    let err = |e: tch::TchError| e.to_string();
-    let host = Tensor::f_from_slice(bytes).map_err(err)?;
-    if format == "rgb24" {
-        // NHWC memory seen as NCHW (channels-last), the layout oneDNN convolves fastest on the
-        // CPU; the VAE makes it NCHW on CUDA (vae_op::encode_frames).
-        return upload(host)
-            .and_then(|t| t.f_view([n, h, w, 3]))
-            .and_then(|t| t.f_permute([0, 3, 1, 2]))
-            .map_err(err);
+            Ok(host)
+        };
+        on_device
+            .and_then(|t| t.f_view([self.n, per_frame]))
+            .map_err(|e| e.to_string())
     }
-    let frames = upload(host)
-        .and_then(|t| t.f_view([n, per_frame]))
-        .map_err(err)?;
-    let rgb = yuv420p_to_rgb(
-        &frames,
-        h,
-        w,
-        matrix(request)?,
-        request["full_range"].as_bool().unwrap_or(false),
-    )
-    .map_err(err)?;
-    match request["crop"].as_array() {
-        None => Ok(rgb),
-        Some(c) => {
-            let v: Vec<i64> = c.iter().filter_map(Value::as_i64).collect();
-            let [x, y, cw, ch] = v[..] else {
-                return Err("\"crop\" must be [x, y, w, h]".into());
-            };
-            if x < 0 || y < 0 || cw < 1 || ch < 1 || x + cw > w || y + ch > h {
-                return Err(format!("crop {v:?} is outside the {w}x{h} frame"));
-            }
-            rgb.f_narrow(2, y, ch)
+
+    /// Uploaded frames (`[n, bytes_per_frame]` uint8, as [`FrameLayout::upload`] gives them)
+    /// as uint8 RGB `[n, 3, h, w]` on the same device, cropped to the picture for YUV input.
+    pub fn to_rgb(&self, raw: &Tensor) -> Result<Tensor, String> {
+        let err = |e: tch::TchError| e.to_string();
+        let (n, h, w) = (self.n, self.height, self.width);
+        let Some(yuv) = &self.yuv else {
+            // NHWC memory seen as NCHW (channels-last), the layout oneDNN convolves fastest on
+            // the CPU; the VAE makes it NCHW on CUDA (vae_op::encode_frames).
+            return raw
+                .f_view([n, h, w, 3])
+                .and_then(|t| t.f_permute([0, 3, 1, 2]))
+                .map_err(err);
+        };
+        let rgb = yuv420p_to_rgb(raw, h, w, yuv.matrix, yuv.full_range).map_err(err)?;
+        match yuv.crop {
+            None => Ok(rgb),
+            Some([x, y, cw, ch]) => rgb
+                .f_narrow(2, y, ch)
                 .and_then(|t| t.f_narrow(3, x, cw))
-                .map_err(err)
+                .map_err(err),
         }
     }
+}
+
+/// The request's `crop` `[x, y, w, h]`, checked against the `w`x`h` frame.
+fn crop(request: &Value, w: i64, h: i64) -> Result<Option<[i64; 4]>, String> {
+    let Some(c) = request["crop"].as_array() else {
+        return Ok(None);
+    };
+    let v: Vec<i64> = c.iter().filter_map(Value::as_i64).collect();
+    let [x, y, cw, ch] = v[..] else {
+        return Err("\"crop\" must be [x, y, w, h]".into());
+    };
+    if x < 0 || y < 0 || cw < 1 || ch < 1 || x + cw > w || y + ch > h {
+        return Err(format!("crop {v:?} is outside the {w}x{h} frame"));
+    }
+    Ok(Some([x, y, cw, ch]))
 }
 
 /// (Kr, Kb) of a YUV matrix; untagged video is BT.601, as in swscale and `ffmpeg`.

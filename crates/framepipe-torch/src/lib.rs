@@ -9,6 +9,7 @@
 //! The boundary is deliberately narrow: one JSON request in, one JSON reply out
 //! ([`framepipe_torch_call`]), plus [`framepipe_torch_abi`] so the binary refuses a library of
 //! another build. Panics never cross it.
+pub mod bench_op;
 pub mod clip;
 pub mod clip_op;
 pub mod cuda;
@@ -25,7 +26,7 @@ use std::ffi::{c_char, CStr, CString};
 use serde_json::{json, Value};
 
 /// Bumped whenever a request or reply changes shape.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// The ABI version this library speaks.
 #[no_mangle]
@@ -231,6 +232,7 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("vae_decode") => vae_op::decode(request),
         Some("vae_info") => vae_op::info(request),
         Some("vae_plan_batch") => vae_op::plan_batch(request),
+        Some("bench_model") => bench_op::bench_model(request),
         Some("search_free") => search_op::free(request),
         Some("configure") => request::configure(request),
         Some("init_random") => random_op::init_random(request),

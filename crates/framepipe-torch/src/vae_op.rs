@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
+use crate::frames::FrameLayout;
 use crate::request::{inference_kind, model_and_device, ModelCache};
 use crate::vae::kl::{AutoencoderKl, Tiling};
 use crate::vae::tiny::TinyAutoencoder;
@@ -314,33 +315,11 @@ pub fn info(request: &Value) -> Result<Value, String> {
 /// with seed `sample_seed + frame_index[i]`; AutoencoderKL only).
 pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Value, String> {
     let (folder, device) = model_and_device(request)?;
-    let (h, w) = (
-        request["height"].as_i64().unwrap_or(0),
-        request["width"].as_i64().unwrap_or(0),
-    );
-    let n = request["n"].as_i64().unwrap_or(0);
-    if h % 8 != 0 || w % 8 != 0 {
-        return Err(format!(
-            "{w}x{h}: both sides must be multiples of 8 (the latent grid)"
-        ));
-    }
-    let options = EncodeOptions::from_request(request, n)?;
+    let layout = frame_layout(request)?;
+    let options = EncodeOptions::from_request(request, layout.n)?;
     with_vae(&folder, device, |vae| {
-        let mut x = crate::frames::rgb_on_device(request, rgb, device)?
-            .f_to_kind(model_kind(vae))
-            .and_then(|t| t.f_div_scalar(255.0))
-            .map_err(|e| e.to_string())?;
-        if device.is_cuda() {
-            // RGB24 frames arrive channels-last, and a convolution keeps its input's layout, so
-            // the whole encoder would run NHWC: on the H100 that made PyTorch's SD VAE encoder
-            // 65 ms a frame instead of 44 (../shared/docs/gpu.md; GroupNorm wants NCHW).
-            x = x.f_contiguous().map_err(|e| e.to_string())?;
-        }
-        let latents = tch::no_grad(|| vae.encode_with(&x, &options))?
-            .f_to_kind(Kind::Float)
-            .and_then(|t| t.f_to_device(Device::Cpu))
-            .and_then(|t| t.f_contiguous())
-            .map_err(|e| e.to_string())?;
+        let raw = layout.upload(rgb, device)?;
+        let latents = encode_uploaded(vae, &layout, &raw, &options)?;
         let needed = latents.numel();
         if out.len() < needed {
             return Err(format!(
@@ -352,7 +331,72 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
             .f_copy_data(&mut out[..needed], needed)
             .map_err(|e| e.to_string())?;
         let size = latents.size();
-        Ok(json!({ "n": n, "shape_per_frame": &size[1..] }))
+        Ok(json!({ "n": layout.n, "shape_per_frame": &size[1..] }))
+    })
+}
+
+/// The request's frame layout, whose picture must fall on the latent grid.
+fn frame_layout(request: &Value) -> Result<FrameLayout, String> {
+    let layout = FrameLayout::from_request(request)?;
+    let (w, h) = layout.picture_size();
+    if h % 8 != 0 || w % 8 != 0 {
+        return Err(format!(
+            "{w}x{h}: both sides must be multiples of 8 (the latent grid)"
+        ));
+    }
+    Ok(layout)
+}
+
+/// The vae stage's work on frames already on the device: colour conversion, scaling to the
+/// model's input, the encoder, and the one copy back of the batch's latents (f32 on the CPU).
+fn encode_uploaded(
+    vae: &Vae,
+    layout: &FrameLayout,
+    raw: &Tensor,
+    options: &EncodeOptions,
+) -> Result<Tensor, String> {
+    let device = raw.device();
+    let mut x = layout
+        .to_rgb(raw)?
+        .f_to_kind(model_kind(vae))
+        .and_then(|t| t.f_div_scalar(255.0))
+        .map_err(|e| e.to_string())?;
+    if device.is_cuda() {
+        // RGB24 frames arrive channels-last, and a convolution keeps its input's layout, so
+        // the whole encoder would run NHWC: on the H100 that made PyTorch's SD VAE encoder
+        // 65 ms a frame instead of 44 (../shared/docs/gpu.md; GroupNorm wants NCHW).
+        x = x.f_contiguous().map_err(|e| e.to_string())?;
+    }
+    tch::no_grad(|| vae.encode_with(&x, options))?
+        .f_to_kind(Kind::Float)
+        .and_then(|t| t.f_to_device(Device::Cpu))
+        .and_then(|t| t.f_contiguous())
+        .map_err(|e| e.to_string())
+}
+
+/// `bench_model` for the vae stage: [`encode_uploaded`] on random frames already on the device,
+/// call after call, or with `model_only` the encoder alone on a random NCHW batch in the
+/// model's precision (what diffusers' benchmarks time). See [`crate::bench_op`].
+pub fn bench(request: &Value) -> Result<Value, String> {
+    let (folder, device) = model_and_device(request)?;
+    let layout = frame_layout(request)?;
+    let options = EncodeOptions::from_request(request, layout.n)?;
+    with_vae(&folder, device, |vae| {
+        if crate::bench_op::model_only(request) {
+            let (w, h) = layout.picture_size();
+            let x01 = Tensor::f_rand([layout.n, 3, h, w], (model_kind(vae), device))
+                .map_err(|e| e.to_string())?;
+            return crate::bench_op::time_calls(request, device, layout.n, || {
+                tch::no_grad(|| vae.encode_with(&x01, &options))?
+                    .f_to_device(Device::Cpu)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        }
+        let raw = crate::bench_op::random_frames(&layout, device)?;
+        crate::bench_op::time_calls(request, device, layout.n, || {
+            encode_uploaded(vae, &layout, &raw, &options).map(drop)
+        })
     })
 }
 

@@ -2,6 +2,8 @@
 //! can size their jobs. The pipeline runs for real (the same code path as `run`, output in a
 //! scratch folder); each stage's busy time gives its own frames/s, the busiest stage is the
 //! bottleneck, and on CUDA `nvidia-smi` is sampled for GPU utilization and memory meanwhile.
+pub mod models;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
