@@ -34,7 +34,7 @@ pub fn model_only(request: &Value) -> bool {
     request["model_only"].as_bool().unwrap_or(false)
 }
 
-/// Random uint8 frames in `layout` on `device`, as [`FrameLayout::upload`] would leave them.
+/// Random uint8 frames in `layout` on `device`, as [`FrameLayout::with_uploaded`] hands them on.
 pub fn random_frames(layout: &FrameLayout, device: Device) -> Result<Tensor, String> {
     Tensor::f_randint_low(
         0,

@@ -150,8 +150,9 @@ pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Valu
     let (folder, device) = model_and_device(request)?;
     let layout = FrameLayout::from_request(request)?;
     with_model(&folder, device, |model| {
-        let raw = layout.upload(rgb, device)?;
-        let embeds = embed_uploaded(&folder, model, &layout, &raw)?;
+        let embeds = layout.with_uploaded(rgb, device, |raw| {
+            embed_uploaded(&folder, model, &layout, raw)
+        })?;
         let needed = embeds.numel();
         if out.len() < needed {
             return Err(format!(

@@ -9,11 +9,11 @@ use tch::{Device, Kind, Tensor};
 /// `n` frames as uint8 RGB `[n, 3, h, w]` on `device` (cropped to the request's `crop`
 /// `[x, y, w, h]` for YUV input), from `bytes` laid out as the request's `format` says:
 /// `rgb24` (default; `n*h*w*3` bytes) or `yuv420p` (`n*(h*w*3/2)` bytes: Y, then U, then V,
-/// with `matrix` bt709|bt601|bt2020|fcc|smpte240m and `full_range`).
+/// with `matrix` bt709|bt601|bt2020|fcc|smpte240m and `full_range`). A tensor of its own (the
+/// stages convert inside [`FrameLayout::with_uploaded`] instead, without this copy).
 pub fn rgb_on_device(request: &Value, bytes: &[u8], device: Device) -> Result<Tensor, String> {
     let layout = FrameLayout::from_request(request)?;
-    let raw = layout.upload(bytes, device)?;
-    layout.to_rgb(&raw)
+    layout.with_uploaded(bytes, device, |raw| Ok(layout.to_rgb(raw)?.copy()))
 }
 
 /// How a request's frame bytes are laid out, checked before any byte is touched.
@@ -79,9 +79,20 @@ impl FrameLayout {
         }
     }
 
-    /// The frames' bytes as a uint8 `[n, bytes_per_frame]` tensor on `device`: on CUDA through
-    /// pinned memory and an asynchronous copy, so the upload overlaps the host's work.
-    pub fn upload(&self, bytes: &[u8], device: Device) -> Result<Tensor, String> {
+    /// Runs `f` on the frames' bytes as a uint8 `[n, bytes_per_frame]` tensor on `device`.
+    ///
+    /// On the CPU that tensor *borrows* `bytes` (a frame batch is megabytes, and copying it
+    /// cost as much as converting it): `f` must not keep it, or any view of it, past its
+    /// return (tensors computed from it are new and may stay), and must not write to it. On
+    /// CUDA the bytes take one copy into pinned memory, then an asynchronous upload that the
+    /// host does not wait for (libtorch's pinned-memory cache keeps that buffer until the copy
+    /// has run).
+    pub fn with_uploaded<T>(
+        &self,
+        bytes: &[u8],
+        device: Device,
+        f: impl FnOnce(&Tensor) -> Result<T, String>,
+    ) -> Result<T, String> {
         let per_frame = self.bytes_per_frame();
         if bytes.len() as i64 != self.n * per_frame {
             return Err(format!(
@@ -98,19 +109,31 @@ impl FrameLayout {
                 self.n * per_frame
             ));
         }
-        let host = Tensor::f_from_slice(bytes).map_err(|e| e.to_string())?;
-        let on_device = if device.is_cuda() {
-            host.f_pin_memory(device)
-                .and_then(|t| t.f_to_device_(device, Kind::Uint8, true, false))
-        } else {
-            Ok(host)
-        };
-        on_device
-            .and_then(|t| t.f_view([self.n, per_frame]))
-            .map_err(|e| e.to_string())
+        let err = |e: tch::TchError| e.to_string();
+        // SAFETY: `bytes` outlives `borrowed`, which is dropped before this returns; on the CPU
+        // `f` gets it under the contract above, on CUDA only `pin_memory` reads it.
+        let borrowed = unsafe {
+            Tensor::f_from_blob(
+                bytes.as_ptr(),
+                &[self.n, per_frame],
+                &[],
+                Kind::Uint8,
+                Device::Cpu,
+            )
+        }
+        .map_err(err)?;
+        if !device.is_cuda() {
+            return f(&borrowed);
+        }
+        let uploaded = borrowed
+            .f_pin_memory(device)
+            .and_then(|t| t.f_to_device_(device, Kind::Uint8, true, false))
+            .map_err(err)?;
+        drop(borrowed);
+        f(&uploaded)
     }
 
-    /// Uploaded frames (`[n, bytes_per_frame]` uint8, as [`FrameLayout::upload`] gives them)
+    /// Uploaded frames (`[n, bytes_per_frame]` uint8, as [`FrameLayout::with_uploaded`] hands them on)
     /// as uint8 RGB `[n, 3, h, w]` on the same device, cropped to the picture for YUV input.
     pub fn to_rgb(&self, raw: &Tensor) -> Result<Tensor, String> {
         let err = |e: tch::TchError| e.to_string();

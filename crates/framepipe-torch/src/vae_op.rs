@@ -318,8 +318,9 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
     let layout = frame_layout(request)?;
     let options = EncodeOptions::from_request(request, layout.n)?;
     with_vae(&folder, device, |vae| {
-        let raw = layout.upload(rgb, device)?;
-        let latents = encode_uploaded(vae, &layout, &raw, &options)?;
+        let latents = layout.with_uploaded(rgb, device, |raw| {
+            encode_uploaded(vae, &layout, raw, &options)
+        })?;
         let needed = latents.numel();
         if out.len() < needed {
             return Err(format!(
