@@ -4,17 +4,19 @@
 # one .out/.err per step). DEVICE=cpu runs the same steps on a CPU machine (a dry run of this
 # script). Steps have their own timeouts.
 #
-#   bash scripts/gpu/check.sh core    parity, model stages vs PyTorch eager, the end-to-end
-#                                     benches and 1080p memory (about 6 minutes: one device call)
+#   bash scripts/gpu/check.sh core    parity, model stages vs PyTorch eager, 1080p memory, the
+#                                     end-to-end benches (about 5 minutes: one device call)
 #   bash scripts/gpu/check.sh extra   A/B switches (GroupNorm, streams), NVDEC, torch.compile
 #                                     baselines (about 5 minutes: a second call, if time is left)
 #   bash scripts/gpu/check.sh         both
+# The last step (summarize.py) prints issue 7's numbers beside their targets and baselines.
 # Random models live in $WORK (default /tmp/framepipe-gpu-check) and are made only once, so a
 # second call on the still-warm machine starts at once.
 #
 # 1. devices; random-weight ViT-B/32 and SD VAE folders made on the device (make-random-model)
-# 2. CUDA vs CPU with the fixtures: CLIP embeddings (cosine >= 0.999, fp16), VAE latents (max
-#    abs diff <= 2e-2 on latents of magnitude ~1, fp16), search results (same rows, |score
+# 2. the `cuda` test set (crates/framepipe-torch/tests/cuda.rs, bundled); CUDA vs CPU with the
+#    fixtures through the CLI: CLIP embeddings (cosine >= 0.999, fp16), VAE latents (max abs
+#    diff <= 2e-2 on latents of magnitude ~1, fp16), search results (same rows, |score
 #    diff| <= 2e-3)
 #    SD-shaped KL latents (fp16, split GroupNorm+SiLU; and libtorch's GroupNorm on CUDA) vs CPU
 # 3. framepipe bench --models (B/32 batch 256, SD VAE 720p auto batch: model alone, device work,
@@ -35,7 +37,7 @@ case "$PART" in core|extra|all) ;; *) echo "usage: check.sh [core|extra|all]" >&
 W=${WORK:-/tmp/framepipe-gpu-check}
 mkdir -p "$W"
 FIX=crates/framepipe-torch/tests/fixtures
-for f in .gpu-bundle/framepipe.xz .gpu-bundle/data/libframepipe_torch.so.xz; do
+for f in .gpu-bundle/framepipe.xz .gpu-bundle/data/libframepipe_torch.so.xz .gpu-bundle/data/cuda-tests.xz; do
   [ -f "$f" ] && xz -d -k -f "$f" && rm -f "$f"
 done
 : > "$OUT/summary.txt"
@@ -90,7 +92,7 @@ JSON
 # The model stages alone (bench --models: model / device work / whole stage, on 720p canvases of
 # a 1080p source), against PyTorch eager on the same card in the same script
 # (eager_reference.py: plain-torch CLIP vision tower and SD VAE encoder, checked against
-# transformers/diffusers by tests/eager_reference.rs). CLIP at gpu.md's batch 256.
+# transformers/diffusers by tests/gpu_kit.rs). CLIP at gpu.md's batch 256.
 cat > "$W/models.json" <<JSON
 {"clip": {"model": "$W/b32", "labels": ["a test pattern"], "batch_size": 256},
  "vae": {"model": "$W/sdvae", "batch_size": "auto"}, "runtime": {"queue_frames": 256}}
@@ -100,6 +102,14 @@ V=( "$D/media/in-1080p30.mp4" )
 
 core() {
   # --- 2. CUDA vs CPU on the fixtures -----------------------------------------------------
+  # The `cuda` test set (crates/framepipe-torch/tests/cuda.rs: fp16 CUDA against fp32 CPU,
+  # streams, out-of-memory, batch planning); FRAMEPIPE_REQUIRE_CUDA fails it rather than skip.
+  chmod +x .gpu-bundle/data/cuda-tests
+  # (The CPU dry run runs the comparisons with the CPU standing in for the GPU.)
+  local require=1 on=cuda; [ "$DEV" = cpu ] && require=0 on=cpu
+  step cuda-tests 180 env FRAMEPIPE_REQUIRE_CUDA=$require FRAMEPIPE_CUDA_TESTS_ON=$on FRAMEPIPE_FIXTURES="$PWD/$FIX" \
+    LD_LIBRARY_PATH="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" \
+    .gpu-bundle/data/cuda-tests --test-threads=1
   rm -rf "$W"/p-cpu "$W"/p-dev "$W"/k-cpu "$W"/k-dev "$W"/k-native
   step parity-cpu 180 $B -q run --device cpu --pipeline "$W/parity.json" -o "$W/p-cpu" "$D/media/in-1080p30.mp4"
   step parity-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity.json" -o "$W/p-dev" "$D/media/in-1080p30.mp4"
@@ -155,20 +165,22 @@ PY
     note "CPU dry run: the benches (every frame through B/32 and a VAE at 720p) are skipped"
     return
   fi
-  step models-b32-sdvae 240 $B bench --models --device "$DEV" --seconds 4 --pipeline "$W/models.json"
+  step models-b32-sdvae 240 $B bench --models --format json --device "$DEV" --seconds 4 --pipeline "$W/models.json"
   step eager-b32 120 python3 $ER bench clip "$W/b32" --device "$DEV" --batch 256 --seconds 4
   step eager-sdvae-720p-b4 120 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 4 --size 1280x720 --seconds 4
-  step bench-b32-sdvae 240 $B bench --device "$DEV" --encode-baseline --pipeline "$W/b32-sdvae.json" "${V[@]}"
-  step bench-b32-taef2 180 $B bench --device "$DEV" --pipeline "$W/b32-taef2.json" "${V[@]}"
-  step bench-sdvae-1080p 180 $B bench --device "$DEV" --pipeline "$W/sdvae-1080p.json" "${V[@]}"
+  # GPU memory at 1080p batch 4: the allocator's peak for our encoder and for PyTorch's.
+  step models-sdvae-1080p-b4 180 $B bench --models --format json --device "$DEV" --seconds 2 --pipeline "$W/sdvae-1080p.json"
+  step eager-sdvae-1080p-b4 120 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 4 --size 1920x1080 --seconds 2
+  step bench-b32-sdvae 240 $B bench --format json --device "$DEV" --encode-baseline --pipeline "$W/b32-sdvae.json" "${V[@]}"
+  step bench-b32-taef2 180 $B bench --format json --device "$DEV" --pipeline "$W/b32-taef2.json" "${V[@]}"
 }
 
 extra() {
   [ "$DEV" = cpu ] && { note "CPU dry run: the extra part is device-only"; return; }
   step eager-sdvae-720p-b16 120 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 16 --size 1280x720 --seconds 4
   # What the split GroupNorm+SiLU and the per-stage streams are worth, each against itself off.
-  step models-sdvae-native-norm 180 env FRAMEPIPE_GROUP_NORM=native $B bench --models --device "$DEV" --seconds 4 --pipeline "$W/sdvae-720p.json"
-  step bench-b32-sdvae-one-stream 240 env FRAMEPIPE_STAGE_STREAMS=off $B bench --device "$DEV" --pipeline "$W/b32-sdvae.json" "${V[@]}"
+  step models-sdvae-native-norm 180 env FRAMEPIPE_GROUP_NORM=native $B bench --models --format json --device "$DEV" --seconds 4 --pipeline "$W/sdvae-720p.json"
+  step bench-b32-sdvae-one-stream 240 env FRAMEPIPE_STAGE_STREAMS=off $B bench --format json --device "$DEV" --pipeline "$W/b32-sdvae.json" "${V[@]}"
   step bench-nvdec 180 $B bench --device "$DEV" --pipeline "$W/b32-sdvae-nvdec.json" --format json "${V[@]}"
   # Last, the first to give up if time runs short: torch.compile (gpu.md: ~34 s to compile).
   step compile-b32 150 python3 $ER bench clip "$W/b32" --device "$DEV" --batch 256 --seconds 4 --compile
@@ -180,4 +192,5 @@ case "$PART" in
   extra) extra ;;
   all) core; extra ;;
 esac
+[ "$DEV" = cpu ] || step summary 30 python3 scripts/gpu/summarize.py "$OUT"
 note "done ($PART); work folder $W"

@@ -208,6 +208,9 @@ mod tests {
         assert!(why.starts_with("CUDA stream: "), "{why}");
     }
 
+    // On a GPU: tests/cuda.rs (stage threads get streams of their own, and the rest of the
+    // device check's `cuda` test set).
+
     #[test]
     fn usable_memory_counts_the_allocators_cache() {
         let m = Memory {
@@ -218,26 +221,5 @@ mod tests {
             peak_allocated: 40,
         };
         assert_eq!(m.usable(), 30);
-    }
-
-    /// Two threads that each take a stream get different streams, neither the default one.
-    #[test]
-    fn stage_threads_get_streams_of_their_own() {
-        if !tch::Cuda::is_available() {
-            eprintln!("no CUDA device: skipped");
-            return;
-        }
-        let device = Device::Cuda(0);
-        let ids: Vec<i64> = (0..2)
-            .map(|_| {
-                std::thread::spawn(move || {
-                    use_thread_stream(device).unwrap();
-                    current_stream(device).unwrap()
-                })
-            })
-            .map(|t| t.join().unwrap())
-            .collect();
-        assert_ne!(ids[0], ids[1]);
-        assert!(ids.iter().all(|id| *id != 0), "{ids:?}");
     }
 }
