@@ -155,6 +155,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// What both bench modes settle first: a scratch folder for outputs (removed afterwards) and
+/// the run's config, device and models.
+fn prepare_bench(
+    pipeline: Option<&Path>,
+    device_flag: Option<&str>,
+) -> Result<(PathBuf, Prepared), ExitCode> {
+    let scratch = std::env::temp_dir().join(format!("framepipe-bench-{}", std::process::id()));
+    match prepare(pipeline, &scratch, device_flag) {
+        Ok(prepared) => Ok((scratch, prepared)),
+        Err(e) => {
+            report_error(&e);
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
+
 fn bench(
     pipeline: Option<&Path>,
     device_flag: Option<&str>,
@@ -162,13 +178,9 @@ fn bench(
     format: framepipe::cli::ListFormat,
     input: &Path,
 ) -> ExitCode {
-    let scratch = std::env::temp_dir().join(format!("framepipe-bench-{}", std::process::id()));
-    let (config, device, labels, vae) = match prepare(pipeline, &scratch, device_flag) {
+    let (scratch, (config, device, labels, vae)) = match prepare_bench(pipeline, device_flag) {
         Ok(v) => v,
-        Err(e) => {
-            report_error(&e);
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let job = Job {
         config: &config,
@@ -245,13 +257,9 @@ fn bench_models(
         eprintln!("error: --seconds {seconds}: give 0 to 600");
         return ExitCode::from(EXIT_USAGE);
     }
-    let scratch = std::env::temp_dir().join(format!("framepipe-bench-{}", std::process::id()));
-    let (config, device, _labels, vae) = match prepare(pipeline, &scratch, device_flag) {
+    let (scratch, (config, device, _labels, vae)) = match prepare_bench(pipeline, device_flag) {
         Ok(v) => v,
-        Err(e) => {
-            report_error(&e);
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let source = match input.map(framepipe::media::probe::probe).transpose() {
         Ok(Some(info)) => SourceShape {

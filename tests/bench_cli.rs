@@ -98,6 +98,19 @@ fn bench_reports_every_stage_and_the_bottleneck() {
     );
 }
 
+/// A CLIP-only CPU pipeline with the fixture model (`batch` frames per call, or the default).
+fn clip_pipeline(dir: &Path, batch: Option<u32>) -> std::path::PathBuf {
+    let batch = batch.map_or(String::new(), |b| format!(r#", "batch_size": {b}"#));
+    pipeline(
+        dir,
+        "clip.json",
+        &format!(
+            r#"{{"clip": {{"model": {:?}, "labels": ["a"]{batch}}}, "device": "cpu"}}"#,
+            fixture("clip-tiny")
+        ),
+    )
+}
+
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("crates/framepipe-torch/tests/fixtures")
@@ -163,14 +176,7 @@ fn models_bench_measures_each_model_stage_on_the_canvas() {
         );
     }
     // Without an input: a 1080p source fills the canvas; the CPU default sends RGB.
-    let cfg = pipeline(
-        d,
-        "clip.json",
-        &format!(
-            r#"{{"clip": {{"model": {:?}, "labels": ["a"], "batch_size": 2}}, "device": "cpu"}}"#,
-            fixture("clip-tiny")
-        ),
-    );
+    let cfg = clip_pipeline(d, Some(2));
     let o = framepipe()
         .args(["bench", "--models", "--seconds", "0", "--pipeline"])
         .arg(&cfg)
@@ -213,14 +219,7 @@ fn models_bench_refuses_what_it_cannot_measure() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--models"), "{}", stderr(&o));
     // Absurd durations and unreadable inputs name the cause.
-    let clip = pipeline(
-        d,
-        "clip.json",
-        &format!(
-            r#"{{"clip": {{"model": {:?}, "labels": ["a"]}}, "device": "cpu"}}"#,
-            fixture("clip-tiny")
-        ),
-    );
+    let clip = clip_pipeline(d, None);
     let o = framepipe()
         .args(["bench", "--models", "--seconds", "1e9", "--pipeline"])
         .arg(&clip)

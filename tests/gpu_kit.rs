@@ -7,8 +7,12 @@
 //!   eager_reference.py print (a renamed field would otherwise show up only on the device).
 //!
 //! Needs torch in the project venv (scripts/setup.sh); without it the tests say so and skip.
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+use common::{framepipe, make_cut_clip};
 
 fn venv_python() -> Option<PathBuf> {
     let venv = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
@@ -33,6 +37,27 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/framepipe-torch/tests/fixtures")
 }
 
+/// `eager_reference.py bench MODEL FIXTURE` on the CPU in fp32, batch `batch`, no timed seconds.
+fn eager_bench(python: &Path, model: &str, folder: &str, batch: &str, extra: &[&str]) -> Output {
+    Command::new(python)
+        .arg(script())
+        .args(["bench", model])
+        .arg(fixtures().join(folder))
+        .args([
+            "--device",
+            "cpu",
+            "--dtype",
+            "fp32",
+            "--seconds",
+            "0",
+            "--batch",
+            batch,
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn eager_reference_matches_transformers_and_diffusers() {
     let Some(python) = venv_python() else { return };
@@ -55,23 +80,7 @@ fn eager_reference_bench_reports_a_rate_per_model() {
         ("clip", "clip-tiny", vec![]),
         ("vae", "vae-kl-tiny", vec!["--size", "64x48"]),
     ] {
-        let out = Command::new(&python)
-            .arg(script())
-            .args(["bench", model])
-            .arg(fixtures().join(folder))
-            .args([
-                "--device",
-                "cpu",
-                "--dtype",
-                "fp32",
-                "--batch",
-                "2",
-                "--seconds",
-                "0",
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = eager_bench(&python, model, folder, "2", &extra);
         assert!(
             out.status.success(),
             "{}",
@@ -103,8 +112,7 @@ fn summarize_reads_what_the_check_steps_print() {
         ),
     )
     .unwrap();
-    let framepipe = env!("CARGO_BIN_EXE_framepipe");
-    let models = Command::new(framepipe)
+    let models = framepipe()
         .args(["bench", "--models", "--format", "json", "--seconds", "0"])
         .arg("--pipeline")
         .arg(&cfg)
@@ -112,40 +120,12 @@ fn summarize_reads_what_the_check_steps_print() {
         .unwrap();
     assert!(models.status.success());
     std::fs::write(o.join("models-b32-sdvae.out"), &models.stdout).unwrap();
-    let eager = Command::new(&python)
-        .arg(script())
-        .args(["bench", "clip"])
-        .arg(fixtures().join("clip-tiny"))
-        .args([
-            "--device",
-            "cpu",
-            "--dtype",
-            "fp32",
-            "--batch",
-            "4",
-            "--seconds",
-            "0",
-        ])
-        .output()
-        .unwrap();
+    let eager = eager_bench(&python, "clip", "clip-tiny", "4", &[]);
     assert!(eager.status.success());
     std::fs::write(o.join("eager-b32.out"), &eager.stdout).unwrap();
     let input = o.join("in.mp4");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=10:duration=1",
-        ])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let bench = Command::new(framepipe)
+    make_cut_clip(&input, "320x180", &[("testsrc2", 10)], false, &[]);
+    let bench = framepipe()
         .args([
             "bench",
             "--format",

@@ -179,13 +179,7 @@ fn embed_uploaded(
         ClipPreprocessor::from_folder(folder, model.image_size()).map_err(|e| e.to_string())?;
     let frames = layout.to_rgb(raw)?;
     let pixels = pre.preprocess(&frames).map_err(|e| e.to_string())?;
-    model
-        .image_embeds(&pixels)
-        .map_err(|e| e.to_string())?
-        .f_to_kind(Kind::Float)
-        .and_then(|t| t.f_to_device(Device::Cpu))
-        .and_then(|t| t.f_contiguous())
-        .map_err(|e| e.to_string())
+    crate::frames::to_host_f32(&model.image_embeds(&pixels).map_err(|e| e.to_string())?)
 }
 
 /// `bench_model` for the clip stage: [`embed_uploaded`] on random frames already on the device,
@@ -200,12 +194,8 @@ pub fn bench(request: &Value) -> Result<Value, String> {
             let pixels = Tensor::f_randn([layout.n, 3, side, side], (Kind::Float, device))
                 .map_err(|e| e.to_string())?;
             return crate::bench_op::time_calls(request, device, layout.n, || {
-                model
-                    .image_embeds(&pixels)
-                    .map_err(|e| e.to_string())?
-                    .f_to_device(Device::Cpu)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let embeds = model.image_embeds(&pixels).map_err(|e| e.to_string())?;
+                crate::frames::to_host_f32(&embeds).map(drop)
             });
         }
         let raw = crate::bench_op::random_frames(&layout, device)?;

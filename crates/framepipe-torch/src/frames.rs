@@ -16,6 +16,16 @@ pub fn rgb_on_device(request: &Value, bytes: &[u8], device: Device) -> Result<Te
     layout.with_uploaded(bytes, device, |raw| Ok(layout.to_rgb(raw)?.copy()))
 }
 
+/// A batch's results as one contiguous f32 tensor on the CPU: the stages' one copy back per
+/// batch (and the wait for the device that it implies).
+pub fn to_host_f32(results: &Tensor) -> Result<Tensor, String> {
+    results
+        .f_to_kind(Kind::Float)
+        .and_then(|t| t.f_to_device(Device::Cpu))
+        .and_then(|t| t.f_contiguous())
+        .map_err(|e| e.to_string())
+}
+
 /// How a request's frame bytes are laid out, checked before any byte is touched.
 #[derive(Debug, Clone)]
 pub struct FrameLayout {

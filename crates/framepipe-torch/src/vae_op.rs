@@ -368,11 +368,7 @@ fn encode_uploaded(
         // 65 ms a frame instead of 44 (../shared/docs/gpu.md; GroupNorm wants NCHW).
         x = x.f_contiguous().map_err(|e| e.to_string())?;
     }
-    tch::no_grad(|| vae.encode_with(&x, options))?
-        .f_to_kind(Kind::Float)
-        .and_then(|t| t.f_to_device(Device::Cpu))
-        .and_then(|t| t.f_contiguous())
-        .map_err(|e| e.to_string())
+    crate::frames::to_host_f32(&tch::no_grad(|| vae.encode_with(&x, options))?)
 }
 
 /// `bench_model` for the vae stage: [`encode_uploaded`] on random frames already on the device,
@@ -388,10 +384,8 @@ pub fn bench(request: &Value) -> Result<Value, String> {
             let x01 = Tensor::f_rand([layout.n, 3, h, w], (model_kind(vae), device))
                 .map_err(|e| e.to_string())?;
             return crate::bench_op::time_calls(request, device, layout.n, || {
-                tch::no_grad(|| vae.encode_with(&x01, &options))?
-                    .f_to_device(Device::Cpu)
+                crate::frames::to_host_f32(&tch::no_grad(|| vae.encode_with(&x01, &options))?)
                     .map(drop)
-                    .map_err(|e| e.to_string())
             });
         }
         let raw = crate::bench_op::random_frames(&layout, device)?;
