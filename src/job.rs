@@ -119,6 +119,7 @@ impl Job<'_> {
                     dir: partial.path.join("latents"),
                     metadata,
                     floats_per_pixel_block: (vae.latent_channels, vae.downsampling),
+                    can_tile: vae.class == "AutoencoderKL",
                 })
             }
             _ => None,
@@ -287,6 +288,14 @@ impl Job<'_> {
         if let Some(reason) = &out.decode.hw_fallback {
             warnings.push(format!("decode.hwaccel cuda: {reason}; decoded on the CPU"));
         }
+        let asked_tiling = self.config.vae.as_ref().is_some_and(|v| v.tiling);
+        if out.latents.as_ref().is_some_and(|l| l.tiling) && !asked_tiling {
+            warnings.push(
+                "vae: not even one whole frame fit in memory, so batch_size \"auto\" encoded the \
+                 whole video in tiles (as vae.tiling does)"
+                    .to_string(),
+            );
+        }
         if out.decode.damaged_frames > 0 {
             warnings.push(format!(
                 "{} frame(s) decoded from damaged data (concealed by the decoder)",
@@ -376,7 +385,7 @@ impl Job<'_> {
                     shift_factor: v.shift_factor,
                     input_range: v.input_range.clone(),
                     posterior: posterior(c),
-                    tiling: c.tiling,
+                    tiling: l.tiling,
                     batch_size: l.batch_size,
                     frames: l.frames,
                 }),

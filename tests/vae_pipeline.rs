@@ -394,3 +394,97 @@ fn kl_tiled_sampled_latents_do_not_depend_on_batching() {
     eprintln!("sample vs mean: max abs diff {diff}");
     assert!(diff > 0.1, "a sample is not the mean: {diff}");
 }
+
+/// An AutoencoderKL with random weights and no mid-block attention (whose cost at 1080p would be
+/// quadratic on a CPU), tiles of 256 pixels: cheap enough to encode 1080p frames whole.
+fn kl_without_attention(dir: &Path) -> PathBuf {
+    let folder = dir.join("kl-no-attention");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("config.json"),
+        r#"{"_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [8, 16, 16],
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+            "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
+            "norm_num_groups": 4, "sample_size": 256, "mid_block_add_attention": false,
+            "scaling_factor": 0.5}"#,
+    )
+    .unwrap();
+    let made = framepipe()
+        .arg("make-random-model")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    folder
+}
+
+#[test]
+fn auto_batch_size_tiles_a_video_whose_single_frames_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("clip.mp4");
+    make_cut_clip(&input, "320x180", &[("testsrc2", 3)], false, &[]);
+    let model = kl_without_attention(d);
+    let config = |batch: &str, tiling: bool| {
+        format!(
+            r#"{{"normalize": {{"resolution": "1080p"}}, "vae": {{"model": {:?}, "batch_size": {batch}, "tiling": {tiling}, "dtype": "f32"}}, "device": "cpu"}}"#,
+            model.display().to_string()
+        )
+    };
+    let tiled = run_vae(d, &input, &d.join("tiled"), &config("1", true), None);
+    assert!(tiled.success, "{}", tiled.stderr);
+    let whole = run_vae(d, &input, &d.join("whole"), &config("1", false), None);
+    assert!(whole.success, "{}", whole.stderr);
+    let (t, w) = (tiled.vm_peak_bytes >> 20, whole.vm_peak_bytes >> 20);
+    eprintln!("VmPeak: tiled {t} MiB, whole frames {w} MiB");
+    assert!(
+        w > t + 150,
+        "whole 1080p frames must need clearly more memory than tiles"
+    );
+    // Room for tiles, not for a whole frame.
+    let limit = (tiled.vm_peak_bytes + whole.vm_peak_bytes) / 2;
+
+    // A fixed size may not change the method: it fails and says what would fit.
+    let fixed = run_vae(
+        d,
+        &input,
+        &d.join("fixed"),
+        &config("1", false),
+        Some(limit),
+    );
+    assert!(!fixed.success, "a whole frame must not fit under the limit");
+    assert!(fixed.stderr.contains("vae.tiling"), "{}", fixed.stderr);
+    assert_no_output(&d.join("fixed"), "clip");
+
+    // `auto` halves to one frame, then tiles the whole video, and says so everywhere.
+    let out = d.join("auto");
+    let auto = run_vae(d, &input, &out, &config("\"auto\"", false), Some(limit));
+    assert!(auto.success, "{}", auto.stderr);
+    let r = report(&out, "clip");
+    assert!(
+        r["warnings"][0].as_str().unwrap().contains("in tiles"),
+        "{}",
+        r["warnings"]
+    );
+    assert_eq!(r["latents"]["tiling"], true);
+    assert_eq!(r["latents"]["batch_size"], 1);
+    let files: Vec<&str> = r["latents"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let want = report(&d.join("tiled"), "clip");
+    assert_eq!(
+        want["latents"]["files"].as_array().unwrap().len(),
+        files.len()
+    );
+    for f in files {
+        let (shape, values, index, meta) = shard(&out.join("clip").join(f));
+        let (want_shape, want_values, want_index, _) = shard(&d.join("tiled/clip").join(f));
+        assert_eq!(meta["tiling"], "true", "{meta:?}");
+        assert_eq!((shape, index), (want_shape, want_index));
+        assert_eq!(values, want_values, "the same latents as vae.tiling gives");
+    }
+}

@@ -159,6 +159,7 @@ impl ModelsBench<'_> {
                 dir: dir.clone(),
                 metadata: Default::default(),
                 latent_layout: (info.latent_channels, info.downsampling),
+                can_tile: info.class == "AutoencoderKL",
                 source_path: LABEL.into(),
                 cancel: Cancel::default(),
             };

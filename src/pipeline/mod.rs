@@ -80,6 +80,9 @@ pub struct LatentsTarget {
     pub metadata: std::collections::HashMap<String, String>,
     /// (latent channels, downsampling factor) of the model: sizes the output buffers.
     pub floats_per_pixel_block: (i64, i64),
+    /// Whether the model can encode in tiles (AutoencoderKL), the `auto` batch size's last
+    /// resort when one frame does not fit.
+    pub can_tile: bool,
 }
 
 /// What one input's pipeline produced, for the report.
@@ -204,6 +207,7 @@ pub fn run(
                 dir: target.dir,
                 metadata: target.metadata,
                 latent_layout: target.floats_per_pixel_block,
+                can_tile: target.can_tile,
                 source_path: info.path.clone(),
                 cancel: cancel.clone(),
             };

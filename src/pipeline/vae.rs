@@ -25,6 +25,9 @@ pub struct LatentsOutput {
     /// Frames per model call at the end of the run (smaller than the start when `auto` met
     /// out-of-memory errors).
     pub batch_size: usize,
+    /// Whether frames were encoded in tiles: `vae.tiling`, or `auto` finding that not even one
+    /// whole frame fits (then the whole video is tiled).
+    pub tiling: bool,
     #[serde(skip)]
     pub seconds: f64,
 }
@@ -40,6 +43,8 @@ pub struct VaeStage {
     pub metadata: std::collections::HashMap<String, String>,
     /// (latent channels, downsampling factor).
     pub latent_layout: (i64, i64),
+    /// Whether the model can encode in tiles (AutoencoderKL).
+    pub can_tile: bool,
     pub source_path: String,
     pub cancel: Cancel,
 }
@@ -73,6 +78,7 @@ impl VaeStage {
             shape_per_frame: Vec::new(),
             frames: 0,
             batch_size,
+            tiling: self.config.tiling,
             seconds: 0.0,
         };
         for frame in rx {
@@ -131,7 +137,10 @@ impl VaeStage {
 
     /// Encodes `frames` (RGB, `size` each) in calls of at most `batch_size` frames and queues
     /// their latents for the shards. Out of memory with `batch_size: "auto"` halves the size
-    /// and retries the same frames; the smaller size then holds for the rest of the run.
+    /// and retries the same frames; the smaller size then holds for the rest of the run. When
+    /// not even one whole frame fits and no latents exist yet, an AutoencoderKL switches to
+    /// tiles for the whole video (never mid-video: tiled latents differ slightly from whole-
+    /// frame ones, and one video's latents must come from one method).
     #[allow(clippy::too_many_arguments)]
     fn encode(
         &self,
@@ -154,13 +163,32 @@ impl VaeStage {
                 &rgb[done * frame_bytes..(done + n) * frame_bytes],
                 chunk,
                 pixels,
+                out.tiling,
             ) {
                 Ok((shape, values)) => {
                     self.queue(&shape, &values, chunk, shard, out)?;
                     done += n;
                 }
                 Err(message) if is_out_of_memory(&message) => {
-                    if self.config.batch_size == BatchSize::Auto && n > 1 {
+                    let auto = self.config.batch_size == BatchSize::Auto;
+                    if auto
+                        && n == 1
+                        && self.can_tile
+                        && !out.tiling
+                        && out.frames == 0
+                        && shard.frames.is_empty()
+                    {
+                        out.tiling = true;
+                        tracing::warn!(
+                            input = %self.source_path,
+                            device = %self.device,
+                            "VAE out of memory at one {}x{} frame per call; encoding the whole video in tiles (as vae.tiling does)",
+                            size.0,
+                            size.1
+                        );
+                        continue;
+                    }
+                    if auto && n > 1 {
                         *batch_size = n / 2;
                         tracing::warn!(
                             input = %self.source_path,
@@ -174,7 +202,7 @@ impl VaeStage {
                     }
                     return Err(Error::input(
                         &self.source_path,
-                        out_of_memory_advice(&message, n, size, &self.device, &self.config),
+                        out_of_memory_advice(&message, n, size, &self.device, out.tiling),
                     ));
                 }
                 Err(message) => {
@@ -231,12 +259,12 @@ impl VaeStage {
         rgb: &[u8],
         frames: &[i64],
         pixels: Pixels,
+        tiling: bool,
     ) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
         let n = frames.len();
         let size = pixels.picture_size();
         let mut request = serde_json::json!({
-            "model": self.config.model, "device": self.device, "n": n,
-            "tiling": self.config.tiling,
+            "model": self.config.model, "device": self.device, "n": n, "tiling": tiling,
         });
         pixels.describe(&mut request);
         if let Some(seed) = self.config.sample_seed {
@@ -308,6 +336,8 @@ impl VaeStage {
             ),
         };
         let index: Vec<u8> = shard.frames.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let mut metadata = self.metadata.clone();
+        metadata.insert("tiling".into(), out.tiling.to_string());
         let write = || -> std::result::Result<(), Box<dyn std::error::Error>> {
             let views = vec![
                 ("latents", TensorView::new(dtype, shape.clone(), &bytes)?),
@@ -315,7 +345,7 @@ impl VaeStage {
             ];
             std::fs::write(
                 &path,
-                safetensors::serialize(views, Some(self.metadata.clone()))?,
+                safetensors::serialize(views, Some(metadata.clone()))?,
             )?;
             Ok(())
         };
@@ -351,7 +381,7 @@ fn out_of_memory_advice(
     n: usize,
     size: (u32, u32),
     device: &str,
-    config: &VaeConfig,
+    tiling: bool,
 ) -> String {
     let first_line = message.lines().next().unwrap_or(message);
     let mut advice = Vec::new();
@@ -360,7 +390,7 @@ fn out_of_memory_advice(
             "lower vae.batch_size (now {n}) or set it to \"auto\" to find a size that fits"
         ));
     }
-    if !config.tiling {
+    if !tiling {
         advice.push("set vae.tiling to true (AutoencoderKL models)".to_string());
     }
     advice.push("or use a smaller normalize.resolution".to_string());

@@ -96,11 +96,14 @@ impl<M> ModelCache<M> {
             folder.to_path_buf(),
             format!("{device:?}/{:?}", inference_kind(device)),
         );
+        // A panic inside a model call (tch's operators panic on libtorch errors such as out of
+        // memory) poisons the lock but leaves the models as they were (their weights are only
+        // read), so the next call uses them as usual.
         let mut models = self
             .0
             .get_or_init(Default::default)
             .lock()
-            .map_err(|_| "model cache poisoned".to_string())?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Each stage thread queues its work on a stream of its own (see crate::cuda).
         crate::cuda::use_thread_stream_or_default(device);
         if !models.contains_key(&key) {
@@ -111,5 +114,39 @@ impl<M> ModelCache<M> {
             models.insert(key.clone(), model);
         }
         f(&models[&key])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call that panics (as tch's operators do on libtorch errors) leaves the cached model
+    /// usable: the next call gets it, not a "poisoned" error.
+    #[test]
+    fn a_panicking_call_does_not_lose_the_model() {
+        let cache: ModelCache<u32> = ModelCache::new();
+        let folder = std::path::Path::new("model");
+        let panicked = std::panic::catch_unwind(|| {
+            cache.with(
+                folder,
+                Device::Cpu,
+                || Ok(7),
+                |_| -> Result<(), String> { panic!("out of memory") },
+            )
+        });
+        assert!(panicked.is_err());
+        let loads = std::cell::Cell::new(0);
+        let got = cache.with(
+            folder,
+            Device::Cpu,
+            || {
+                loads.set(loads.get() + 1);
+                Ok(8)
+            },
+            |m| Ok(*m),
+        );
+        assert_eq!(got, Ok(7), "the model loaded before the panic");
+        assert_eq!(loads.get(), 0);
     }
 }

@@ -76,7 +76,7 @@ impl Vae {
     fn encode(&self, x01: &Tensor) -> Result<Tensor, String> {
         match self {
             Vae::Kl(m) => m
-                .encode(&(x01 * 2.0 - 1.0), None)
+                .encode(&to_kl_range(x01)?, None)
                 .map_err(|e| e.to_string()),
             Vae::Tiny(m) => m.encode(x01).map_err(|e| e.to_string()),
         }
@@ -85,10 +85,15 @@ impl Vae {
     /// Latents → images in [0, 1].
     fn decode(&self, latents: &Tensor) -> Result<Tensor, String> {
         let x = match self {
-            Vae::Kl(m) => (m.decode(latents).map_err(|e| e.to_string())? + 1.0) / 2.0,
+            Vae::Kl(m) => m
+                .decode(latents)
+                .map_err(|e| e.to_string())?
+                .f_add_scalar(1.0)
+                .and_then(|t| t.f_div_scalar(2.0))
+                .map_err(|e| e.to_string())?,
             Vae::Tiny(m) => m.decode(latents).map_err(|e| e.to_string())?,
         };
-        Ok(x.clamp(0.0, 1.0))
+        x.f_clamp(0.0, 1.0).map_err(|e| e.to_string())
     }
 }
 
@@ -395,6 +400,14 @@ pub fn bench(request: &Value) -> Result<Value, String> {
     })
 }
 
+/// Images in [0, 1] → AutoencoderKL's [-1, 1], failing with libtorch's error (out of memory
+/// included) instead of panicking as tch's operators do.
+fn to_kl_range(x01: &Tensor) -> Result<Tensor, String> {
+    x01.f_mul_scalar(2.0)
+        .and_then(|t| t.f_sub_scalar(1.0))
+        .map_err(|e| e.to_string())
+}
+
 /// How a frame batch is encoded beyond the default (whole frames, posterior mean).
 #[derive(Debug, Default)]
 struct EncodeOptions {
@@ -433,7 +446,7 @@ impl Vae {
     fn encode_with(&self, x01: &Tensor, options: &EncodeOptions) -> Result<Tensor, String> {
         match self {
             Vae::Kl(m) if options.tiling || options.seeds.is_some() => {
-                let x = x01 * 2.0 - 1.0;
+                let x = to_kl_range(x01)?;
                 let tiling = options.tiling.then(|| Tiling::for_config(m.config()));
                 match (&options.seeds, tiling) {
                     (Some(seeds), tiling) => m.encode_sampled_per_frame(&x, tiling, seeds),
