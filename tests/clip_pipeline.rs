@@ -251,3 +251,58 @@ fn per_scene_sampling_takes_k_frames_inside_every_scene() {
         stderr(&err)
     );
 }
+
+/// A source whose size changes mid-stream changes the picture area CLIP sees (pillarboxed 4:3,
+/// then full 16:9): a batch never mixes the two layouts, and every frame's embedding is the one
+/// it gets when its part runs alone.
+#[test]
+fn a_picture_size_change_mid_stream_splits_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let parts = [(d.join("a.ts"), "320x240"), (d.join("b.ts"), "640x360")];
+    for (path, size) in &parts {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25:duration=0.8"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+    }
+    // MPEG-TS concatenates byte-wise: the decoder meets the new size at frame 20.
+    let mixed = d.join("mixed.ts");
+    let bytes = [
+        std::fs::read(&parts[0].0).unwrap(),
+        std::fs::read(&parts[1].0).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&mixed, bytes).unwrap();
+    // Batches of 8 samples every 5 frames: the first batch would span the change.
+    let cfg = pipeline(
+        d,
+        "clip.json",
+        &format!(
+            r#"{{"clip": {{"model": {:?}, "labels": ["a", "b"], "sample": {{"every_n_frames": 5}}, "batch_size": 8}}, "device": "cpu"}}"#,
+            fixture().display().to_string()
+        ),
+    );
+    let rows = |input: &Path, stem: &str| {
+        let out = d.join(format!("out-{stem}"));
+        let o = run_pipeline(&cfg, &out, input);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let embeddings = out.join(stem).join("embeddings.safetensors");
+        let t = read_tensor(&embeddings, "image_embeds").unwrap();
+        (frame_index(&embeddings), t.values)
+    };
+    let (index, mixed_rows) = rows(&mixed, "mixed");
+    assert_eq!(index, [0, 5, 10, 15, 20, 25, 30, 35]);
+    let (_, a_rows) = rows(&parts[0].0, "a");
+    let (_, b_rows) = rows(&parts[1].0, "b");
+    assert_eq!(mixed_rows, [a_rows, b_rows].concat());
+}

@@ -201,10 +201,18 @@ impl ClipStage {
                     _ => false,
                 };
                 if take {
-                    let candidate = timer.time(|| self.picture(&mut rgb, &frame))?;
                     match per_scene.as_mut() {
-                        Some(ps) => ps.add(candidate),
-                        None => ready.push(candidate),
+                        Some(ps) => ps.add(timer.time(|| self.picture(&mut rgb, &frame))?),
+                        None => timer.time(|| {
+                            self.append_to_batch(
+                                torch,
+                                &mut rgb,
+                                &frame,
+                                &mut batch,
+                                &mut samples,
+                                &mut dim,
+                            )
+                        })?,
                     }
                 }
             }
@@ -233,8 +241,38 @@ impl ClipStage {
         })
     }
 
+    /// Converts `frame`'s picture area straight into the batch (no buffer of its own: at 720p
+    /// that is a megabyte or two less to copy per frame), flushing first when the batch is full,
+    /// or after the conversion when the picture's layout changed (a new size mid-stream), so a
+    /// call never mixes layouts.
+    fn append_to_batch(
+        &self,
+        torch: &Torch,
+        rgb: &mut ModelFrames,
+        frame: &NormFrame,
+        batch: &mut Batch,
+        samples: &mut Vec<Sample>,
+        dim: &mut usize,
+    ) -> Result<()> {
+        if batch.frames.len() >= self.config.batch_size {
+            self.flush(torch, batch, samples, dim)?;
+        }
+        let start = batch.rgb.len();
+        let pixels = rgb
+            .append(&frame.frame, Some(frame.content), &mut batch.rgb)
+            .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))?;
+        if batch.pixels.is_some_and(|p| p != pixels) {
+            let this_frame = batch.rgb.split_off(start);
+            self.flush(torch, batch, samples, dim)?;
+            batch.rgb = this_frame;
+        }
+        batch.pixels = Some(pixels);
+        batch.frames.push((frame.index, frame.time));
+        Ok(())
+    }
+
     /// The frame's picture area (black bars excluded: they would pull every embedding towards
-    /// "black") as packed RGB.
+    /// "black") as packed RGB, kept as a per-scene candidate.
     fn picture(&self, rgb: &mut ModelFrames, frame: &NormFrame) -> Result<Candidate> {
         let mut bytes = Vec::new();
         let pixels = rgb
