@@ -259,30 +259,7 @@ fn per_scene_sampling_takes_k_frames_inside_every_scene() {
 fn a_picture_size_change_mid_stream_splits_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let parts = [(d.join("a.ts"), "320x240"), (d.join("b.ts"), "640x360")];
-    for (path, size) in &parts {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25:duration=0.8"),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            path.to_str().unwrap(),
-        ]);
-    }
-    // MPEG-TS concatenates byte-wise: the decoder meets the new size at frame 20.
-    let mixed = d.join("mixed.ts");
-    let bytes = [
-        std::fs::read(&parts[0].0).unwrap(),
-        std::fs::read(&parts[1].0).unwrap(),
-    ]
-    .concat();
-    std::fs::write(&mixed, bytes).unwrap();
+    let [a, b, mixed] = size_change_ts(d);
     // Batches of 8 samples every 5 frames: the first batch would span the change.
     let cfg = pipeline(
         d,
@@ -302,7 +279,7 @@ fn a_picture_size_change_mid_stream_splits_the_batch() {
     };
     let (index, mixed_rows) = rows(&mixed, "mixed");
     assert_eq!(index, [0, 5, 10, 15, 20, 25, 30, 35]);
-    let (_, a_rows) = rows(&parts[0].0, "a");
-    let (_, b_rows) = rows(&parts[1].0, "b");
+    let (_, a_rows) = rows(&a, "a");
+    let (_, b_rows) = rows(&b, "b");
     assert_eq!(mixed_rows, [a_rows, b_rows].concat());
 }

@@ -525,30 +525,8 @@ fn real_videos_from_shared_media() {
 #[test]
 fn size_change_mid_stream_is_replanned() {
     let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("a.ts");
-    let b = dir.path().join("b.ts");
-    for (path, size) in [(&a, "320x240"), (&b, "640x360")] {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25:duration=0.8"),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            path.to_str().unwrap(),
-        ]);
-    }
-    // MPEG-TS concatenates byte-wise: the decoder meets a new size at frame 20.
-    let mixed = dir.path().join("mixed.ts");
-    std::fs::write(
-        &mixed,
-        [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat(),
-    )
-    .unwrap();
+    // The decoder meets a new size at frame 20.
+    let [_, _, mixed] = size_change_ts(dir.path());
     let out = dir.path().join("out");
     run_ok(&out, None, &[&mixed]);
     let video = out.join("mixed/mixed.mp4");

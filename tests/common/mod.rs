@@ -145,6 +145,36 @@ pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
         / a.len() as f64
 }
 
+/// Two 0.8 s H.264 MPEG-TS parts at 25 fps, 320x240 then 640x360, and their byte-wise
+/// concatenation, whose decoder meets the new size at frame 20: `[first, second, mixed]`.
+pub fn size_change_ts(dir: &Path) -> [PathBuf; 3] {
+    let parts = [(dir.join("a.ts"), "320x240"), (dir.join("b.ts"), "640x360")];
+    for (path, size) in &parts {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25:duration=0.8"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+    }
+    let mixed = dir.join("mixed.ts");
+    let bytes = [
+        std::fs::read(&parts[0].0).unwrap(),
+        std::fs::read(&parts[1].0).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&mixed, bytes).unwrap();
+    let [(a, _), (b, _)] = parts;
+    [a, b, mixed]
+}
+
 /// A clip of lavfi sources concatenated with hard cuts at known frames (25 fps).
 /// `scenes` are (lavfi source, frames). Returns the cut frame numbers.
 pub fn make_cut_clip(
