@@ -395,18 +395,19 @@ fn kl_tiled_sampled_latents_do_not_depend_on_batching() {
     assert!(diff > 0.1, "a sample is not the mean: {diff}");
 }
 
-/// An AutoencoderKL with random weights and no mid-block attention (whose cost at 1080p would be
-/// quadratic on a CPU), tiles of 256 pixels: cheap enough to encode 1080p frames whole.
+/// An AutoencoderKL with random weights, no mid-block attention (whose cost at 1080p would be
+/// quadratic on a CPU) and 32 channels at full resolution (a 1080p activation is 265 MB, far more
+/// than a 256-pixel tile's 8 MB), tiles of 256 pixels.
 fn kl_without_attention(dir: &Path) -> PathBuf {
     let folder = dir.join("kl-no-attention");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(
         folder.join("config.json"),
-        r#"{"_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [8, 16, 16],
-            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
-            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+        r#"{"_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [32, 32],
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
             "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
-            "norm_num_groups": 4, "sample_size": 256, "mid_block_add_attention": false,
+            "norm_num_groups": 8, "sample_size": 256, "mid_block_add_attention": false,
             "scaling_factor": 0.5}"#,
     )
     .unwrap();
@@ -424,7 +425,7 @@ fn auto_batch_size_tiles_a_video_whose_single_frames_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let input = d.join("clip.mp4");
-    make_cut_clip(&input, "320x180", &[("testsrc2", 3)], false, &[]);
+    make_cut_clip(&input, "320x180", &[("testsrc2", 2)], false, &[]);
     let model = kl_without_attention(d);
     let config = |batch: &str, tiling: bool| {
         format!(
@@ -434,16 +435,17 @@ fn auto_batch_size_tiles_a_video_whose_single_frames_do_not_fit() {
     };
     let tiled = run_vae(d, &input, &d.join("tiled"), &config("1", true), None);
     assert!(tiled.success, "{}", tiled.stderr);
-    let whole = run_vae(d, &input, &d.join("whole"), &config("1", false), None);
-    assert!(whole.success, "{}", whole.stderr);
-    let (t, w) = (tiled.vm_peak_bytes >> 20, whole.vm_peak_bytes >> 20);
-    eprintln!("VmPeak: tiled {t} MiB, whole frames {w} MiB");
-    assert!(
-        w > t + 150,
-        "whole 1080p frames must need clearly more memory than tiles"
+    // Room for tiles, with 150 MB to spare, and not for a whole frame: its first full-size
+    // activation alone (265 MB) fails in libtorch's allocator, which reports it. (Limits that
+    // leave a whole frame almost enough room make allocations fail inside oneDNN instead, whose
+    // unchecked scratch buffers then crash the process: a libtorch bug this test steers clear
+    // of.)
+    let limit = tiled.vm_peak_bytes + 150 * 1024 * 1024;
+    eprintln!(
+        "tiled VmPeak {} MiB; limit {} MiB",
+        tiled.vm_peak_bytes >> 20,
+        limit >> 20
     );
-    // Room for tiles, not for a whole frame.
-    let limit = (tiled.vm_peak_bytes + whole.vm_peak_bytes) / 2;
 
     // A fixed size may not change the method: it fails and says what would fit.
     let fixed = run_vae(
