@@ -140,6 +140,17 @@ fn summarize_reads_what_the_check_steps_print() {
     assert!(bench.status.success());
     std::fs::write(o.join("bench-b32-sdvae.out"), &bench.stdout).unwrap();
 
+    // The text steps: libtest's summary and the parity script's verdict.
+    std::fs::write(
+        o.join("cuda-tests.out"),
+        "running 2 tests\ntest a ... ok\ntest b ... FAILED\n\ntest result: FAILED. 1 passed; 1 failed\n",
+    )
+    .unwrap();
+    std::fs::write(
+        o.join("parity-compare.out"),
+        "clip embeddings cuda vs cpu: min cosine 0.99990\nPARITY OK\n",
+    )
+    .unwrap();
     let summary = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu/summarize.py"))
         .arg(o)
@@ -168,6 +179,13 @@ fn summarize_reads_what_the_check_steps_print() {
         e2e.contains("frames/s end to end") && e2e.contains("x264 alone"),
         "{e2e}"
     );
+    let tests = line("cuda test set:");
+    assert!(
+        tests.contains("test b ... FAILED") && tests.contains("1 failed"),
+        "{tests}"
+    );
+    assert_eq!(line("CUDA vs CPU parity:"), "CUDA vs CPU parity: PARITY OK");
+    assert!(line("clip embeddings cuda vs cpu").contains("0.99990"));
     // Steps that did not run show as "-", not as an error.
     assert!(line("B/32 + taef2 + x264").ends_with(": -"));
 }

@@ -43,9 +43,23 @@ def ratio(a, b):
     return "-" if not a or not b else f"{a / b:.2f}x"
 
 
+def text_lines(out, name, keep):
+    """The lines of a step's text output that `keep` accepts ([] when it did not run)."""
+    try:
+        return [l.strip() for l in open(os.path.join(out, name + ".out")) if keep(l)]
+    except OSError:
+        return []
+
+
 def main(out):
     lines = []
     say = lines.append
+    tests = text_lines(out, "cuda-tests", lambda l: l.startswith("test result:") or " FAILED" in l)
+    say("cuda test set: " + ("; ".join(tests) if tests else "-"))
+    parity = text_lines(out, "parity-compare", lambda l: l.strip() != "")
+    say("CUDA vs CPU parity: " + (parity[-1] if parity else "-"))
+    for line in parity[:-1]:
+        say("  " + line)
     models = load(out, "models-b32-sdvae")
     eager_clip = load(out, "eager-b32") or {}
     compile_clip = load(out, "compile-b32") or {}
