@@ -52,7 +52,7 @@ impl Default for SourceShape {
     }
 }
 
-/// One model stage's two rates.
+/// One model stage's three rates (model, device work, whole stage).
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelStageRate {
     pub stage: String,
@@ -136,7 +136,6 @@ impl ModelsBench<'_> {
                 "stage": "clip", "model": stage.config.model, "n": batch,
             });
             let mut rate = self.device_rate(torch, request, pixels, batch)?;
-            rate.stage = "clip".into();
             let frames = self.stage_frames(rate.device_fps, batch);
             let out = feed(&canvas, content, frames, self.queue(), |rx| {
                 stage.run(rx, None)
@@ -172,7 +171,6 @@ impl ModelsBench<'_> {
                 "tiling": stage.config.tiling,
             });
             let mut rate = self.device_rate(torch, request, pixels, batch)?;
-            rate.stage = "vae".into();
             let frames = self.stage_frames(rate.device_fps, batch);
             let out = feed(&canvas, content, frames, self.queue(), |rx| stage.run(rx))?;
             let _ = std::fs::remove_dir_all(&dir);

@@ -185,7 +185,6 @@ impl ClipStage {
                     None
                 },
             };
-            let mut ready: Vec<Candidate> = Vec::new();
             if let Some(frame) = frame {
                 let take = match (
                     &mut per_scene,
@@ -203,31 +202,37 @@ impl ClipStage {
                 if take {
                     match per_scene.as_mut() {
                         Some(ps) => ps.add(timer.time(|| self.picture(&mut rgb, &frame))?),
+                        // Straight into the batch: no buffer of its own (at 720p a megabyte or
+                        // two less to copy per frame).
                         None => timer.time(|| {
-                            self.append_to_batch(
+                            self.add_to_batch(
                                 torch,
-                                &mut rgb,
-                                &frame,
                                 &mut batch,
                                 &mut samples,
                                 &mut dim,
+                                (frame.index, frame.time),
+                                |bytes| self.convert_picture(&mut rgb, &frame, bytes),
                             )
                         })?,
                     }
                 }
             }
             if let Some(ps) = per_scene.as_mut() {
-                ready.extend(ps.close_ready(frames.is_none() && cuts.is_none()));
-            }
-            for c in ready {
-                if batch.frames.len() >= self.config.batch_size
-                    || (!batch.frames.is_empty() && batch.pixels != Some(c.pixels))
-                {
-                    timer.time(|| self.flush(torch, &mut batch, &mut samples, &mut dim))?;
+                for c in ps.close_ready(frames.is_none() && cuts.is_none()) {
+                    timer.time(|| {
+                        self.add_to_batch(
+                            torch,
+                            &mut batch,
+                            &mut samples,
+                            &mut dim,
+                            (c.frame, c.time),
+                            |bytes| {
+                                bytes.extend_from_slice(&c.rgb);
+                                Ok(c.pixels)
+                            },
+                        )
+                    })?;
                 }
-                batch.rgb.extend_from_slice(&c.rgb);
-                batch.pixels = Some(c.pixels);
-                batch.frames.push((c.frame, c.time));
             }
             if batch.frames.len() >= self.config.batch_size {
                 timer.time(|| self.flush(torch, &mut batch, &mut samples, &mut dim))?;
@@ -241,43 +246,50 @@ impl ClipStage {
         })
     }
 
-    /// Converts `frame`'s picture area straight into the batch (no buffer of its own: at 720p
-    /// that is a megabyte or two less to copy per frame), flushing first when the batch is full,
-    /// or after the conversion when the picture's layout changed (a new size mid-stream), so a
-    /// call never mixes layouts.
-    fn append_to_batch(
+    /// Adds one frame (`at`: its output index and time) to the batch. A full batch is flushed
+    /// first; `write` then appends the frame's bytes and says how they are laid out, and when
+    /// that differs from the batch's (a new picture size mid-stream) the batch so far is
+    /// flushed on its own, so a call never mixes layouts.
+    fn add_to_batch(
         &self,
         torch: &Torch,
-        rgb: &mut ModelFrames,
-        frame: &NormFrame,
         batch: &mut Batch,
         samples: &mut Vec<Sample>,
         dim: &mut usize,
+        at: (u64, f64),
+        write: impl FnOnce(&mut Vec<u8>) -> Result<Pixels>,
     ) -> Result<()> {
         if batch.frames.len() >= self.config.batch_size {
             self.flush(torch, batch, samples, dim)?;
         }
         let start = batch.rgb.len();
-        let pixels = rgb
-            .append(&frame.frame, Some(frame.content), &mut batch.rgb)
-            .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))?;
+        let pixels = write(&mut batch.rgb)?;
         if batch.pixels.is_some_and(|p| p != pixels) {
             let this_frame = batch.rgb.split_off(start);
             self.flush(torch, batch, samples, dim)?;
             batch.rgb = this_frame;
         }
         batch.pixels = Some(pixels);
-        batch.frames.push((frame.index, frame.time));
+        batch.frames.push(at);
         Ok(())
     }
 
-    /// The frame's picture area (black bars excluded: they would pull every embedding towards
-    /// "black") as packed RGB, kept as a per-scene candidate.
+    /// Appends the frame's picture area (black bars excluded: they would pull every embedding
+    /// towards "black") to `bytes`, as packed RGB or YUV planes; returns their layout.
+    fn convert_picture(
+        &self,
+        rgb: &mut ModelFrames,
+        frame: &NormFrame,
+        bytes: &mut Vec<u8>,
+    ) -> Result<Pixels> {
+        rgb.append(&frame.frame, Some(frame.content), bytes)
+            .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))
+    }
+
+    /// The frame's picture area, kept as a per-scene candidate.
     fn picture(&self, rgb: &mut ModelFrames, frame: &NormFrame) -> Result<Candidate> {
         let mut bytes = Vec::new();
-        let pixels = rgb
-            .append(&frame.frame, Some(frame.content), &mut bytes)
-            .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))?;
+        let pixels = self.convert_picture(rgb, frame, &mut bytes)?;
         Ok(Candidate {
             source: frame.source_index,
             frame: frame.index,

@@ -150,19 +150,7 @@ pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
 pub fn size_change_ts(dir: &Path) -> [PathBuf; 3] {
     let parts = [(dir.join("a.ts"), "320x240"), (dir.join("b.ts"), "640x360")];
     for (path, size) in &parts {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=25:duration=0.8"),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            path.to_str().unwrap(),
-        ]);
+        make_cut_clip(path, size, &[("testsrc2", 20)], false, &[]);
     }
     let mixed = dir.join("mixed.ts");
     let bytes = [

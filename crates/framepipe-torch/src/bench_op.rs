@@ -5,9 +5,10 @@
 //! request (`model`, `device`, `n`, `width`, `height`, `format`, ...) plus `seconds` (how long
 //! to keep calling, default 3), `warmup` (untimed calls first, default 2: cuDNN's benchmark
 //! mode picks its kernels during the first) and `model_only` (time the model alone on random
-//! input of its own shape and precision, as the Python libraries' benchmarks do). Replies `{"frames_per_second", "calls",
-//! "median_call_seconds", "min_call_seconds", "max_call_seconds", "peak_memory_bytes"}`
-//! (the peak is the CUDA allocator's over the timed calls; `null` on the CPU).
+//! input of its own shape and precision, as the Python libraries' benchmarks do). Replies
+//! `{"frames_per_second", "calls", "median_call_seconds", "min_call_seconds",
+//! "max_call_seconds", "peak_memory_bytes"}` (the peak is the CUDA allocator's over the timed
+//! calls; `null` on the CPU).
 use std::time::Instant;
 
 use serde_json::{json, Value};

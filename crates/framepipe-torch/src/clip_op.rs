@@ -153,16 +153,7 @@ pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Valu
         let embeds = layout.with_uploaded(rgb, device, |raw| {
             embed_uploaded(&folder, model, &layout, raw)
         })?;
-        let needed = embeds.numel();
-        if out.len() < needed {
-            return Err(format!(
-                "output buffer holds {} floats, {needed} needed",
-                out.len()
-            ));
-        }
-        embeds
-            .f_copy_data(&mut out[..needed], needed)
-            .map_err(|e| e.to_string())?;
+        crate::frames::copy_into(&embeds, out)?;
         Ok(json!({ "n": layout.n, "dim": embeds.size()[1] }))
     })
 }

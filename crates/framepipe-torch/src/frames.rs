@@ -26,6 +26,21 @@ pub fn to_host_f32(results: &Tensor) -> Result<Tensor, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Copies results made by [`to_host_f32`] into the caller's `out` buffer, refusing one that is
+/// too small.
+pub fn copy_into(results: &Tensor, out: &mut [f32]) -> Result<(), String> {
+    let needed = results.numel();
+    if out.len() < needed {
+        return Err(format!(
+            "output buffer holds {} floats, {needed} needed",
+            out.len()
+        ));
+    }
+    results
+        .f_copy_data(&mut out[..needed], needed)
+        .map_err(|e| e.to_string())
+}
+
 /// How a request's frame bytes are laid out, checked before any byte is touched.
 #[derive(Debug, Clone)]
 pub struct FrameLayout {
@@ -150,7 +165,7 @@ impl FrameLayout {
         let (n, h, w) = (self.n, self.height, self.width);
         let Some(yuv) = &self.yuv else {
             // NHWC memory seen as NCHW (channels-last), the layout oneDNN convolves fastest on
-            // the CPU; the VAE makes it NCHW on CUDA (vae_op::encode_frames).
+            // the CPU; the VAE makes it NCHW on CUDA (vae_op::encode_uploaded).
             return raw
                 .f_view([n, h, w, 3])
                 .and_then(|t| t.f_permute([0, 3, 1, 2]))

@@ -326,16 +326,7 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
         let latents = layout.with_uploaded(rgb, device, |raw| {
             encode_uploaded(vae, &layout, raw, &options)
         })?;
-        let needed = latents.numel();
-        if out.len() < needed {
-            return Err(format!(
-                "output buffer holds {} floats, {needed} needed",
-                out.len()
-            ));
-        }
-        latents
-            .f_copy_data(&mut out[..needed], needed)
-            .map_err(|e| e.to_string())?;
+        crate::frames::copy_into(&latents, out)?;
         let size = latents.size();
         Ok(json!({ "n": layout.n, "shape_per_frame": &size[1..] }))
     })
