@@ -417,6 +417,21 @@ pub struct RuntimeConfig {
     /// the upload, no CPU time), `device` or `cpu` (swscale).
     #[serde(default)]
     pub color_conversion: ColorConversion,
+    /// Where frames are normalized when the model stages are their only consumers (no
+    /// `scenes`, no video output): `auto` (on the GPU when NVDEC decodes for a CUDA device, so
+    /// decoded frames never leave GPU memory), `on` (on the model device, also the CPU) or
+    /// `off` (always the CPU normalizer).
+    #[serde(default)]
+    pub device_frames: DeviceFrames,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceFrames {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -460,6 +475,7 @@ impl Default for RuntimeConfig {
             decode_threads: 0,
             precision: Precision::Auto,
             color_conversion: ColorConversion::Auto,
+            device_frames: DeviceFrames::Auto,
         }
     }
 }
@@ -501,6 +517,24 @@ impl PipelineConfig {
 
     /// Checks every value; the message names the key, the value and what is allowed.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.runtime.device_frames == DeviceFrames::On {
+            let host_consumer = if self.scenes.is_some() {
+                Some("the scenes section")
+            } else if self.encode.is_some() {
+                Some("the encode section")
+            } else if self.runtime.color_conversion == ColorConversion::Cpu {
+                Some("runtime.color_conversion = \"cpu\"")
+            } else if self.clip.is_none() && self.vae.is_none() {
+                Some("no model stage")
+            } else {
+                None
+            };
+            if let Some(why) = host_consumer {
+                return Err(format!(
+                    "runtime.device_frames = \"on\": frames stay on the model device only when the model stages are their only consumers, and this pipeline has {why} (use \"auto\" or \"off\")"
+                ));
+            }
+        }
         if let Some(fps) = self.normalize.fps {
             if !(fps.is_finite() && fps > 0.0 && fps <= 240.0) {
                 return Err(format!(

@@ -397,6 +397,7 @@ impl Job<'_> {
                 fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
                 stages,
                 decoder: out.decode.decoder.to_string(),
+                canvases_on: out.normalize.as_ref().and_then(|n| n.device.clone()),
                 device: self.device.clone(),
                 decode_errors: out.decode.errors,
                 damaged_frames: out.decode.damaged_frames,

@@ -60,6 +60,9 @@ pub struct Stats {
     pub stages: BTreeMap<String, StageStats>,
     /// `cpu` or `nvdec` (`decode.hwaccel`).
     pub decoder: String,
+    /// The model device the canvases were made and kept on (`runtime.device_frames`); `null`:
+    /// made by swscale in host memory.
+    pub canvases_on: Option<String>,
     pub device: DeviceInfo,
     /// Packets the demuxer could not read plus packets the decoder rejected.
     pub decode_errors: u64,

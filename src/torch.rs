@@ -13,13 +13,16 @@ use serde_json::Value;
 
 pub const LIBRARY_NAME: &str = "libframepipe_torch.so";
 /// Must equal `framepipe_torch::ABI_VERSION` of the library.
-const ABI_VERSION: u32 = 6;
+const ABI_VERSION: u32 = 7;
 
 type AbiFn = unsafe extern "C" fn() -> u32;
 type CallFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;
 type FreeFn = unsafe extern "C" fn(*mut c_char);
 type EmbedFn =
     unsafe extern "C" fn(*const c_char, *const u8, usize, *mut f32, usize) -> *mut c_char;
+type CanvasMakeFn =
+    unsafe extern "C" fn(*const c_char, *const *const u8, *const i64) -> *mut c_char;
+type CanvasReadFn = unsafe extern "C" fn(*const c_char, *mut u8, usize) -> *mut c_char;
 type SearchLoadFn = unsafe extern "C" fn(*const c_char, *const u16, usize) -> *mut c_char;
 type SearchQueryFn = unsafe extern "C" fn(
     *const c_char,
@@ -41,6 +44,8 @@ pub struct Torch {
     vae_encode: EmbedFn,
     search_load: SearchLoadFn,
     search_query: SearchQueryFn,
+    canvas_make: CanvasMakeFn,
+    canvas_read: CanvasReadFn,
 }
 
 impl Torch {
@@ -92,8 +97,16 @@ impl Torch {
             let search_query = *library
                 .get::<SearchQueryFn>(b"framepipe_torch_search_query\0")
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            let canvas_make = *library
+                .get::<CanvasMakeFn>(b"framepipe_torch_canvas_make\0")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let canvas_read = *library
+                .get::<CanvasReadFn>(b"framepipe_torch_canvas_read\0")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(Torch {
                 path,
+                canvas_make,
+                canvas_read,
                 _library: library,
                 call,
                 free,
@@ -187,6 +200,39 @@ impl Torch {
                     .collect()
             })
             .collect())
+    }
+
+    /// Makes a device canvas from one picture's planes (see framepipe-torch's `canvas::make`);
+    /// returns the reply (`handle`, `width`, `height`).
+    ///
+    /// # Safety
+    /// Each plane pointer is valid for reads of its pitch times its rows, in the memory the
+    /// request's `location` names (host, or the request's device).
+    pub unsafe fn canvas_make(
+        &self,
+        request: &Value,
+        planes: [*const u8; 3],
+        pitches: [i64; 3],
+    ) -> Result<Value, String> {
+        let text = CString::new(request.to_string()).expect("JSON has no NUL");
+        // SAFETY: three pointers and three pitches, valid as the caller vouches.
+        let reply = unsafe {
+            let raw = (self.canvas_make)(text.as_ptr(), planes.as_ptr(), pitches.as_ptr());
+            self.take_reply(raw)
+        };
+        Self::unwrap_reply(&reply)
+    }
+
+    /// Copies canvas `handle`'s planes (Y, U, V) into `out`.
+    pub fn canvas_read(&self, handle: u64, out: &mut [u8]) -> Result<Value, String> {
+        let request = serde_json::json!({ "handle": handle });
+        let text = CString::new(request.to_string()).expect("JSON has no NUL");
+        // SAFETY: a valid buffer of the stated length; the reply is released by the library.
+        let reply = unsafe {
+            let raw = (self.canvas_read)(text.as_ptr(), out.as_mut_ptr(), out.len());
+            self.take_reply(raw)
+        };
+        Self::unwrap_reply(&reply)
     }
 
     /// Copies a reply string and releases it with the library's own free.

@@ -295,7 +295,7 @@ fn feed<T>(
                     pts: i as i64,
                     time: i as f64 / 30.0,
                     source_index: i,
-                    frame: Arc::clone(canvas),
+                    frame: crate::pipeline::normalize::Canvas::Host(Arc::clone(canvas)),
                     content,
                 };
                 if tx.send(Arc::new(frame)).is_err() {

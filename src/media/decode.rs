@@ -27,8 +27,9 @@ pub const MAX_CONSECUTIVE_READ_ERRORS: u32 = 64;
 pub enum HwAccel {
     #[default]
     None,
-    /// NVDEC through FFmpeg's CUDA hwaccel; frames are copied back to system memory.
-    Cuda,
+    /// NVDEC through FFmpeg's CUDA hwaccel on GPU `device`: frames are copied back to system
+    /// memory, or with `keep` left in GPU memory (FFmpeg CUDA frames, for device canvases).
+    Cuda { device: u32, keep: bool },
 }
 
 /// What became of a hardware decoding request.
@@ -50,6 +51,8 @@ pub struct VideoDecoder {
     /// after `decoder`, so it outlives the codec context that points at it).
     hw_refused: Option<Box<std::sync::atomic::AtomicBool>>,
     hw_status: HwStatus,
+    /// Hand on NVDEC's frames as they are, in GPU memory.
+    keep_on_gpu: bool,
     stream_index: usize,
     time_base: ff::Rational,
     start_pts: i64,
@@ -102,7 +105,7 @@ impl VideoDecoder {
         });
         let (hw_refused, hw_status) = match hwaccel {
             HwAccel::None => (None, HwStatus::Software),
-            HwAccel::Cuda => match attach_cuda(&mut context) {
+            HwAccel::Cuda { device, .. } => match attach_cuda(&mut context, device) {
                 Ok(flag) => (Some(flag), HwStatus::Hardware),
                 Err(reason) => (None, HwStatus::FellBack(reason)),
             },
@@ -126,6 +129,7 @@ impl VideoDecoder {
         }
         Ok(VideoDecoder {
             path: path.to_path_buf(),
+            keep_on_gpu: matches!(hwaccel, HwAccel::Cuda { keep: true, .. }),
             decoder,
             hw_refused,
             hw_status,
@@ -261,29 +265,14 @@ impl VideoDecoder {
         }
     }
 
-    /// A frame in GPU memory copied to system memory (NV12 or P010), with its timestamps.
+    /// A frame in GPU memory copied to system memory (NV12 or P010) unless frames stay on
+    /// the GPU.
     fn download(&self, frame: ff::frame::Video) -> Result<ff::frame::Video> {
-        if frame.format() != ff::format::Pixel::CUDA {
+        if frame.format() != ff::format::Pixel::CUDA || self.keep_on_gpu {
             return Ok(frame);
         }
-        let mut sw = ff::frame::Video::empty();
-        // SAFETY: both frames are valid; FFmpeg allocates the destination buffers.
-        let ret = unsafe {
-            let r = ff::ffi::av_hwframe_transfer_data(sw.as_mut_ptr(), frame.as_ptr(), 0);
-            if r >= 0 {
-                ff::ffi::av_frame_copy_props(sw.as_mut_ptr(), frame.as_ptr())
-            } else {
-                r
-            }
-        };
-        if ret < 0 {
-            return Err(Error::ffmpeg(
-                &self.path,
-                "copying a hardware-decoded frame to memory",
-                ff::Error::from(ret),
-            ));
-        }
-        Ok(sw)
+        download_hw_frame(&frame)
+            .map_err(|e| Error::ffmpeg(&self.path, "copying a hardware-decoded frame to memory", e))
     }
 
     /// Strictly increasing timestamps, whatever the stream says: a missing one is the previous
@@ -309,23 +298,53 @@ impl VideoDecoder {
     }
 }
 
+/// A frame in GPU memory copied to system memory, with its timestamps and colour tags.
+pub fn download_hw_frame(
+    frame: &ff::frame::Video,
+) -> std::result::Result<ff::frame::Video, ff::Error> {
+    let mut sw = ff::frame::Video::empty();
+    // SAFETY: both frames are valid; FFmpeg allocates the destination buffers.
+    let ret = unsafe {
+        let r = ff::ffi::av_hwframe_transfer_data(sw.as_mut_ptr(), frame.as_ptr(), 0);
+        if r >= 0 {
+            ff::ffi::av_frame_copy_props(sw.as_mut_ptr(), frame.as_ptr())
+        } else {
+            r
+        }
+    };
+    if ret < 0 {
+        return Err(ff::Error::from(ret));
+    }
+    Ok(sw)
+}
+
 /// Gives the codec context a CUDA device and a `get_format` that picks NVDEC's surface format
 /// when offered. Returns the flag the callback sets when NVDEC is not offered (the stream then
 /// decodes in software), or why no CUDA device could be opened.
+///
+/// The device context uses the GPU's primary CUDA context, the one libtorch uses, so the
+/// decoded pictures' GPU memory is directly readable by the model side.
 fn attach_cuda(
     context: &mut ff::codec::context::Context,
+    gpu: u32,
 ) -> std::result::Result<Box<std::sync::atomic::AtomicBool>, String> {
-    use std::ptr::{null, null_mut};
+    use std::ptr::null_mut;
     let mut device: *mut ff::ffi::AVBufferRef = null_mut();
-    // SAFETY: FFmpeg allocates the device context; failure leaves `device` null.
+    let name = std::ffi::CString::new(gpu.to_string()).expect("digits");
+    // SAFETY: FFmpeg allocates the device context (failure leaves `device` null) and copies
+    // the options, which are freed here.
     let ret = unsafe {
-        ff::ffi::av_hwdevice_ctx_create(
+        let mut options: *mut ff::ffi::AVDictionary = null_mut();
+        ff::ffi::av_dict_set(&mut options, c"primary_ctx".as_ptr(), c"1".as_ptr(), 0);
+        let ret = ff::ffi::av_hwdevice_ctx_create(
             &mut device,
             ff::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
-            null(),
-            null_mut(),
+            name.as_ptr(),
+            options,
             0,
-        )
+        );
+        ff::ffi::av_dict_free(&mut options);
+        ret
     };
     if ret < 0 || device.is_null() {
         return Err(format!(

@@ -2,6 +2,7 @@
 //! normalizing frames to the target geometry, and encoding + muxing the result.
 pub mod cut;
 pub mod decode;
+pub mod device_canvas;
 pub mod encode;
 pub mod normalize;
 pub mod probe;

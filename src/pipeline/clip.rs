@@ -7,7 +7,8 @@ use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use super::normalize::NormFrame;
+use super::frame_batch::FrameBatch;
+use super::normalize::{Canvas, NormFrame};
 use super::{BusyTimer, Cancel};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
@@ -211,7 +212,7 @@ impl ClipStage {
                                 &mut samples,
                                 &mut dim,
                                 (frame.index, frame.time),
-                                |bytes| self.convert_picture(&mut rgb, &frame, bytes),
+                                |batch| self.convert_picture(&mut rgb, &frame, batch),
                             )
                         })?,
                     }
@@ -226,8 +227,8 @@ impl ClipStage {
                             &mut samples,
                             &mut dim,
                             (c.frame, c.time),
-                            |bytes| {
-                                bytes.extend_from_slice(&c.rgb);
+                            |batch| {
+                                batch.bytes.extend_from_slice(&c.rgb);
                                 Ok(c.pixels)
                             },
                         )
@@ -257,12 +258,12 @@ impl ClipStage {
         samples: &mut Vec<Sample>,
         dim: &mut usize,
         at: (u64, f64),
-        write: impl FnOnce(&mut Vec<u8>) -> Result<Pixels>,
+        write: impl FnOnce(&mut FrameBatch) -> Result<Pixels>,
     ) -> Result<()> {
         if batch.frames.len() >= self.config.batch_size {
             self.flush(torch, batch, samples, dim)?;
         }
-        let start = batch.rgb.len();
+        let start = batch.rgb.mark();
         let pixels = write(&mut batch.rgb)?;
         if batch.pixels.is_some_and(|p| p != pixels) {
             let this_frame = batch.rgb.split_off(start);
@@ -274,27 +275,36 @@ impl ClipStage {
         Ok(())
     }
 
-    /// Appends the frame's picture area (black bars excluded: they would pull every embedding
-    /// towards "black") to `bytes`, as packed RGB or YUV planes; returns their layout.
+    /// Adds the frame's picture area (black bars excluded: they would pull every embedding
+    /// towards "black") to `batch`, as packed RGB, YUV planes or a device canvas; returns
+    /// their layout.
     fn convert_picture(
         &self,
         rgb: &mut ModelFrames,
         frame: &NormFrame,
-        bytes: &mut Vec<u8>,
+        batch: &mut FrameBatch,
     ) -> Result<Pixels> {
-        rgb.append(&frame.frame, Some(frame.content), bytes)
+        batch
+            .add(rgb, &frame.frame, Some(frame.content))
             .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))
     }
 
-    /// The frame's picture area, kept as a per-scene candidate.
+    /// The frame's picture area, kept as a per-scene candidate (host frames only: per-scene
+    /// sampling needs the scene stage, which keeps frames in host memory).
     fn picture(&self, rgb: &mut ModelFrames, frame: &NormFrame) -> Result<Candidate> {
-        let mut bytes = Vec::new();
-        let pixels = self.convert_picture(rgb, frame, &mut bytes)?;
+        if matches!(frame.frame, Canvas::Device(_)) {
+            return Err(Error::input(
+                &self.source_path,
+                "per-scene CLIP sampling needs frames in host memory (runtime.device_frames)",
+            ));
+        }
+        let mut batch = FrameBatch::default();
+        let pixels = self.convert_picture(rgb, frame, &mut batch)?;
         Ok(Candidate {
             source: frame.source_index,
             frame: frame.index,
             time: frame.time,
-            rgb: bytes,
+            rgb: batch.bytes,
             pixels,
         })
     }
@@ -315,13 +325,16 @@ impl ClipStage {
             "device": self.device,
             "n": n,
         });
+        let mut frame_bytes = 0;
         if let Some(p) = &batch.pixels {
             p.describe(&mut request);
+            frame_bytes = p.bytes_per_frame();
         }
+        let bytes = batch.rgb.part(0..n, frame_bytes, &mut request);
         // Room for the largest projection any CLIP has (1024); the reply says the real size.
         let mut out = vec![0f32; n * 1024];
         let reply = torch
-            .clip_embed_frames(&request, &batch.rgb, &mut out)
+            .clip_embed_frames(&request, bytes, &mut out)
             .map_err(|m| Error::input(&self.source_path, format!("CLIP: {m}")))?;
         let d = reply["dim"].as_u64().unwrap_or(0) as usize;
         *dim = d;
@@ -341,7 +354,7 @@ impl ClipStage {
 #[derive(Default)]
 struct Batch {
     frames: Vec<(u64, f64)>,
-    rgb: Vec<u8>,
+    rgb: FrameBatch,
     pixels: Option<Pixels>,
 }
 

@@ -35,6 +35,15 @@ pub struct DecodeStats {
     pub hw_fallback: Option<String>,
 }
 
+/// The GPU that NVDEC decodes on (`decode.hwaccel: cuda`): the model device's, so frames kept
+/// in GPU memory are where the model stages read them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gpu {
+    pub index: u32,
+    /// Hand on NVDEC's frames in GPU memory (device canvases), not copied to host memory.
+    pub keep_frames: bool,
+}
+
 pub struct DecodeStage {
     path: PathBuf,
     input: ff::format::context::Input,
@@ -53,6 +62,7 @@ impl DecodeStage {
         path: &Path,
         info: &SourceInfo,
         cfg: &PipelineConfig,
+        gpu: Gpu,
         cancel: Cancel,
         progress: indicatif::ProgressBar,
     ) -> Result<Self> {
@@ -74,7 +84,10 @@ impl DecodeStage {
         let audio_offset = info.audio_stream_index.map(offset_in).unwrap_or(0);
         let hwaccel = match cfg.decode.hwaccel {
             crate::config::HwAccelConfig::None => HwAccel::None,
-            crate::config::HwAccelConfig::Cuda => HwAccel::Cuda,
+            crate::config::HwAccelConfig::Cuda => HwAccel::Cuda {
+                device: gpu.index,
+                keep: gpu.keep_frames,
+            },
         };
         let decoder = VideoDecoder::open_with(
             path,

@@ -62,7 +62,13 @@ impl EncodeStage {
             select! {
                 recv(frame_rx) -> msg => match msg {
                     Ok(norm) => {
-                        timer.time(|| muxer.send_video_frame(&norm.frame, norm.pts))?;
+                        let super::normalize::Canvas::Host(frame) = &norm.frame else {
+                            return Err(Error::input(
+                                &self.path,
+                                "the encoder needs frames in host memory, got a device canvas",
+                            ));
+                        };
+                        timer.time(|| muxer.send_video_frame(frame, norm.pts))?;
                         last_time = Some(norm.time);
                     }
                     Err(_) => frames = None,

@@ -14,6 +14,7 @@
 pub mod clip;
 pub mod decode;
 pub mod encode;
+pub mod frame_batch;
 pub mod normalize;
 pub mod scenes;
 pub mod vae;
@@ -137,8 +138,32 @@ pub fn run(
     let (audio_tx, audio_rx) = channel_if(wants_audio, 256);
     let (cuts_tx, cuts_rx) = channel_if(encode_cfg.is_some() && cfg.scenes.is_some(), 1);
 
-    let decode_stage =
-        decode::DecodeStage::open(input, info, cfg, cancel.clone(), progress.clone())?;
+    let on_device = device_frames(cfg, device_name, encode_cfg.is_some(), latents.is_some());
+    // The normalize stage makes canvases through libtorch: load it now, so a missing library
+    // is one clear error before any thread starts.
+    let canvas_maker = match on_device {
+        true => Some((
+            crate::torch::Torch::get().map_err(|m| {
+                Error::input(
+                    &info.path,
+                    format!("runtime.device_frames needs libtorch: {m}"),
+                )
+            })?,
+            device_name,
+        )),
+        false => None,
+    };
+    let decode_stage = decode::DecodeStage::open(
+        input,
+        info,
+        cfg,
+        decode::Gpu {
+            index: cuda_index(device_name),
+            keep_frames: on_device,
+        },
+        cancel.clone(),
+        progress.clone(),
+    )?;
     let audio_source = decode_stage.audio_source();
     let audio_offset = decode_stage.audio_offset();
     let video_settings = decode_stage.video_settings(cfg);
@@ -161,7 +186,8 @@ pub fn run(
         drop(cuts_tx);
         drop(live_cuts_tx);
         let normalize = norm_in_rx.map(|rx| {
-            let stage = normalize::NormalizeStage::new(&cfg.normalize, info, cancel.clone());
+            let stage =
+                normalize::NormalizeStage::new(&cfg.normalize, info, canvas_maker, cancel.clone());
             let tx: Vec<_> = norm_out_tx
                 .into_iter()
                 .chain(clip_tx)
@@ -251,6 +277,40 @@ pub fn color_on_device(cfg: &PipelineConfig, device_name: &str) -> bool {
         crate::config::ColorConversion::Device => true,
         crate::config::ColorConversion::Cpu => false,
     }
+}
+
+/// Whether canvases are made and kept on the model device (`runtime.device_frames`): only when
+/// the model stages are the frames' only consumers (no scenes, no video output) and they take
+/// YUV planes; `auto` also needs NVDEC decoding for a CUDA device (then decoded frames never
+/// leave GPU memory), `on` takes any decoder and device.
+pub fn device_frames(
+    cfg: &PipelineConfig,
+    device_name: &str,
+    encodes: bool,
+    writes_latents: bool,
+) -> bool {
+    use crate::config::{ColorConversion, DeviceFrames, HwAccelConfig};
+    let only_models = cfg.scenes.is_none()
+        && !encodes
+        && (cfg.clip.is_some() || (cfg.vae.is_some() && writes_latents))
+        && cfg.runtime.color_conversion != ColorConversion::Cpu;
+    match cfg.runtime.device_frames {
+        DeviceFrames::Off => false,
+        DeviceFrames::On => only_models,
+        DeviceFrames::Auto => {
+            only_models
+                && device_name.starts_with("cuda")
+                && cfg.decode.hwaccel == HwAccelConfig::Cuda
+        }
+    }
+}
+
+/// N of `cuda:N` (0 for anything else: NVDEC then decodes on the first GPU).
+fn cuda_index(device_name: &str) -> u32 {
+    device_name
+        .strip_prefix("cuda:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn channel_if<T>(enabled: bool, capacity: usize) -> (Option<Sender<T>>, Option<Receiver<T>>) {

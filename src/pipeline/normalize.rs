@@ -1,6 +1,8 @@
 //! The normalize stage: source frames → target-size canvases ([`NormFrame`]), with timestamps
 //! kept as they are (VFR stays VFR) or resampled to a constant `fps` by dropping/duplicating
 //! frames the way FFmpeg's `fps` filter does (each output tick shows the frame on screen then).
+//! Canvases are made by swscale in host memory, or (`runtime.device_frames`) on the model
+//! device, where they stay for the model stages.
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -11,8 +13,17 @@ use super::{send, BusyTimer, Cancel};
 use crate::config::NormalizeConfig;
 use crate::error::{Error, Result};
 use crate::media::decode::SourceFrame;
+use crate::media::device_canvas::{DeviceCanvas, DeviceNormalizer};
 use crate::media::normalize::{Geometry, Normalizer, Rect};
 use crate::media::probe::SourceInfo;
+use crate::torch::Torch;
+
+/// A canvas: yuv420p at the target size, in host memory or on the model device.
+#[derive(Clone)]
+pub enum Canvas {
+    Host(Arc<ff::frame::Video>),
+    Device(Arc<DeviceCanvas>),
+}
 
 /// One frame of the output video.
 pub struct NormFrame {
@@ -25,7 +36,7 @@ pub struct NormFrame {
     /// The source frame shown.
     pub source_index: u64,
     /// yuv420p at the target size.
-    pub frame: Arc<ff::frame::Video>,
+    pub frame: Canvas,
     /// Where the picture is on the canvas (the rest is padding).
     pub content: Rect,
 }
@@ -38,10 +49,28 @@ pub struct NormalizeStats {
     pub duplicated: u64,
     pub content: Rect,
     pub seconds: f64,
+    /// The model device the canvases were made and kept on; `None`: host memory (swscale).
+    pub device: Option<String>,
+}
+
+/// What makes the canvases.
+enum Maker {
+    Host(Normalizer),
+    Device(DeviceNormalizer),
+}
+
+impl Maker {
+    fn geometry(&self) -> Geometry {
+        match self {
+            Maker::Host(n) => n.geometry(),
+            Maker::Device(n) => n.geometry(),
+        }
+    }
 }
 
 pub struct NormalizeStage {
-    normalizer: Normalizer,
+    normalizer: Maker,
+    device: Option<String>,
     fps: Option<f64>,
     source_frame_duration: f64,
     source_path: String,
@@ -49,7 +78,13 @@ pub struct NormalizeStage {
 }
 
 impl NormalizeStage {
-    pub fn new(cfg: &NormalizeConfig, info: &SourceInfo, cancel: Cancel) -> Self {
+    /// `on_device`: make the canvases on this model device (libtorch) instead of by swscale.
+    pub fn new(
+        cfg: &NormalizeConfig,
+        info: &SourceInfo,
+        on_device: Option<(&'static Torch, &str)>,
+        cancel: Cancel,
+    ) -> Self {
         let sar = (info.sample_aspect_ratio[0], info.sample_aspect_ratio[1]);
         let geometry = Geometry::plan(
             info.width,
@@ -59,8 +94,15 @@ impl NormalizeStage {
             cfg.resolution.size(),
             cfg.mode,
         );
+        let normalizer = match on_device {
+            Some((torch, device)) => Maker::Device(DeviceNormalizer::new(
+                torch, device, geometry, cfg.mode, sar,
+            )),
+            None => Maker::Host(Normalizer::new(geometry, cfg.mode, sar)),
+        };
         NormalizeStage {
-            normalizer: Normalizer::new(geometry, cfg.mode, sar),
+            normalizer,
+            device: on_device.map(|(_, d)| d.to_string()),
             fps: cfg.fps,
             source_frame_duration: if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 },
             source_path: info.path.clone(),
@@ -128,6 +170,7 @@ impl NormalizeStage {
             duplicated: out.duplicated,
             content: self.normalizer.geometry().placed,
             seconds: timer.seconds(),
+            device: self.device,
         })
     }
 
@@ -148,18 +191,29 @@ impl NormalizeStage {
                 out.duplicated += 1;
             }
             let n = out.next_index;
-            out.emit(src, Arc::clone(&canvas), n as i64, n as f64 / fps, content)?;
+            out.emit(src, canvas.clone(), n as i64, n as f64 / fps, content)?;
         }
         Ok(())
     }
 
-    fn canvas(&mut self, src: &SourceFrame) -> Result<Arc<ff::frame::Video>> {
-        self.normalizer
-            .normalize(&src.frame)
-            .map(Arc::new)
-            .map_err(|e| {
-                Error::ffmpeg(&self.source_path, format!("scaling frame {}", src.index), e)
-            })
+    fn canvas(&mut self, src: &SourceFrame) -> Result<Canvas> {
+        match &mut self.normalizer {
+            Maker::Host(n) => n
+                .normalize(&src.frame)
+                .map(|f| Canvas::Host(Arc::new(f)))
+                .map_err(|e| {
+                    Error::ffmpeg(&self.source_path, format!("scaling frame {}", src.index), e)
+                }),
+            Maker::Device(n) => n
+                .normalize(&src.frame)
+                .map(|c| Canvas::Device(Arc::new(c)))
+                .map_err(|e| {
+                    Error::input(
+                        &self.source_path,
+                        format!("normalizing frame {} on the device: {e}", src.index),
+                    )
+                }),
+        }
     }
 }
 
@@ -174,7 +228,7 @@ impl Emitter {
     fn emit(
         &mut self,
         src: &SourceFrame,
-        frame: Arc<ff::frame::Video>,
+        frame: Canvas,
         pts: i64,
         time: f64,
         content: Rect,

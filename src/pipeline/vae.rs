@@ -9,6 +9,7 @@ use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 use serde::Serialize;
 
+use super::frame_batch::FrameBatch;
 use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
 use crate::config::{BatchSize, LatentDtype, VaeConfig};
@@ -64,7 +65,7 @@ impl VaeStage {
             .map_err(|e| Error::io(&self.dir, "creating the latents folder", e))?;
         let mut timer = BusyTimer::default();
         let mut rgb = ModelFrames::new(self.color_on_device, ff::software::scaling::Flags::POINT);
-        let (mut batch, mut batch_frames) = (Vec::new(), Vec::new());
+        let (mut batch, mut batch_frames) = (FrameBatch::default(), Vec::new());
         let mut pixels = Pixels::Rgb24 {
             width: 0,
             height: 0,
@@ -90,7 +91,7 @@ impl VaeStage {
                 continue;
             }
             timer.time(|| -> Result<()> {
-                pixels = rgb.append(&frame.frame, None, &mut batch).map_err(|e| {
+                pixels = batch.add(&mut rgb, &frame.frame, None).map_err(|e| {
                     Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
                 })?;
                 batch_frames.push(frame.index as i64);
@@ -145,26 +146,19 @@ impl VaeStage {
     fn encode(
         &self,
         torch: &Torch,
-        rgb: &[u8],
+        rgb: &FrameBatch,
         frames: &[i64],
         pixels: Pixels,
         batch_size: &mut usize,
         shard: &mut Shard,
         out: &mut LatentsOutput,
     ) -> Result<()> {
-        let frame_bytes = pixels.bytes_per_frame();
         let size = pixels.picture_size();
         let mut done = 0;
         while done < frames.len() {
             let n = (*batch_size).min(frames.len() - done);
             let chunk = &frames[done..done + n];
-            match self.encode_call(
-                torch,
-                &rgb[done * frame_bytes..(done + n) * frame_bytes],
-                chunk,
-                pixels,
-                out.tiling,
-            ) {
+            match self.encode_call(torch, rgb, done..done + n, chunk, pixels, out.tiling) {
                 Ok((shape, values)) => {
                     self.queue(&shape, &values, chunk, shard, out)?;
                     done += n;
@@ -252,11 +246,13 @@ impl VaeStage {
         }
     }
 
-    /// One model call: latents of `frames` as (shape per frame, f32 values).
+    /// One model call: latents of `frames` (the `part` of the batch) as (shape per frame, f32
+    /// values).
     fn encode_call(
         &self,
         torch: &Torch,
-        rgb: &[u8],
+        batch: &FrameBatch,
+        part: std::ops::Range<usize>,
         frames: &[i64],
         pixels: Pixels,
         tiling: bool,
@@ -267,6 +263,7 @@ impl VaeStage {
             "model": self.config.model, "device": self.device, "n": n, "tiling": tiling,
         });
         pixels.describe(&mut request);
+        let rgb = batch.part(part, pixels.bytes_per_frame(), &mut request);
         if let Some(seed) = self.config.sample_seed {
             request["sample_seed"] = seed.into();
             request["frame_index"] = frames.into();

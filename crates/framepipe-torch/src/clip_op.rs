@@ -150,7 +150,7 @@ pub fn embed_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Valu
     let (folder, device) = model_and_device(request)?;
     let layout = FrameLayout::from_request(request)?;
     with_model(&folder, device, |model| {
-        let embeds = layout.with_uploaded(rgb, device, |raw| {
+        let embeds = crate::canvas::with_frames(request, &layout, rgb, device, |raw| {
             embed_uploaded(&folder, model, &layout, raw)
         })?;
         crate::frames::copy_into(&embeds, out)?;

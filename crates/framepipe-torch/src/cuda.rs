@@ -1,7 +1,8 @@
 //! The CUDA runtime calls tch does not bind, through `src/cuda_shim.cpp`: a stream per stage
 //! thread (so the CLIP and VAE stages overlap on one GPU instead of queueing on the default
-//! stream), waiting for one stream only, and device memory as the caching allocator sees it
-//! (for choosing a batch size from free memory).
+//! stream), waiting for one stream only, ordering one stream after another with events (device
+//! frames made on the normalize thread's stream and read on the model stages'), and device
+//! memory as the caching allocator sees it (for choosing a batch size from free memory).
 use std::cell::RefCell;
 use std::ffi::c_char;
 
@@ -19,6 +20,24 @@ extern "C" {
     ) -> i32;
     fn framepipe_cuda_reset_peak(device: i32, error: *mut c_char, error_len: usize) -> i32;
     fn framepipe_cuda_sync_stream(device: i32, error: *mut c_char, error_len: usize) -> i32;
+    fn framepipe_cuda_current_waits_for_default(
+        device: i32,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> i32;
+    fn framepipe_cuda_default_waits_for_current(
+        device: i32,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> i32;
+    fn framepipe_cuda_event_record(device: i32, error: *mut c_char, error_len: usize) -> i64;
+    fn framepipe_cuda_event_block(
+        event: i64,
+        device: i32,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> i32;
+    fn framepipe_cuda_event_free(event: i64);
 }
 
 /// Whether the shim was compiled with CUDA (false with a CPU-only libtorch).
@@ -126,6 +145,73 @@ pub fn sync_thread_stream(device: Device) -> Result<(), String> {
     .map(drop)
 }
 
+/// Orders the calling thread's stream on `device` after the work queued so far on the legacy
+/// default stream, where FFmpeg's NVDEC copies decoded pictures (a device-side wait).
+pub fn current_waits_for_default(device: Device) -> Result<(), String> {
+    let Some(index) = cuda_index(device) else {
+        return Ok(());
+    };
+    // SAFETY: as in use_thread_stream.
+    call("stream wait", |e, n| unsafe {
+        framepipe_cuda_current_waits_for_default(index, e, n)
+    })
+    .map(drop)
+}
+
+/// Orders the legacy default stream after the work queued so far on the calling thread's
+/// stream: FFmpeg reuses a decoded picture's memory only after the kernels reading it ran.
+pub fn default_waits_for_current(device: Device) -> Result<(), String> {
+    let Some(index) = cuda_index(device) else {
+        return Ok(());
+    };
+    // SAFETY: as in use_thread_stream.
+    call("stream wait", |e, n| unsafe {
+        framepipe_cuda_default_waits_for_current(index, e, n)
+    })
+    .map(drop)
+}
+
+/// A point in one thread's stream that another thread's stream can wait for.
+#[derive(Debug)]
+pub struct Event {
+    handle: i64,
+    device: i32,
+}
+
+impl Event {
+    /// Records an event on the calling thread's current stream on `device` (`None` on the CPU,
+    /// where work is done when the call returns).
+    pub fn record(device: Device) -> Result<Option<Event>, String> {
+        let Some(index) = cuda_index(device) else {
+            return Ok(None);
+        };
+        // SAFETY: as in use_thread_stream.
+        let handle = call("event", |e, n| unsafe {
+            framepipe_cuda_event_record(index, e, n)
+        })?;
+        Ok(Some(Event {
+            handle,
+            device: index,
+        }))
+    }
+
+    /// Makes the calling thread's current stream wait for this event (on the device).
+    pub fn block_current(&self) -> Result<(), String> {
+        // SAFETY: `handle` came from framepipe_cuda_event_record and is not freed yet.
+        call("event", |e, n| unsafe {
+            framepipe_cuda_event_block(self.handle, self.device, e, n)
+        })
+        .map(drop)
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        // SAFETY: released once, here.
+        unsafe { framepipe_cuda_event_free(self.handle) }
+    }
+}
+
 /// Memory of one CUDA device, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
@@ -186,11 +272,16 @@ mod tests {
         assert!(built_with_cuda(), "the CUDA shim was built without CUDA");
         use_thread_stream(Device::Cpu).unwrap();
         sync_thread_stream(Device::Cpu).unwrap();
+        current_waits_for_default(Device::Cpu).unwrap();
+        default_waits_for_current(Device::Cpu).unwrap();
+        assert!(Event::record(Device::Cpu).unwrap().is_none());
         assert!(memory(Device::Cpu).is_err());
         if !tch::Cuda::is_available() {
             // The shim itself answers on a machine without a GPU: an error, never a crash.
             let e = memory(Device::Cuda(0)).unwrap_err();
             assert!(e.starts_with("CUDA memory: "), "{e}");
+            let e = Event::record(Device::Cuda(0)).unwrap_err();
+            assert!(e.starts_with("CUDA event: "), "{e}");
         }
     }
 

@@ -1,5 +1,6 @@
 // framepipe's few calls into libtorch's CUDA runtime that tch does not bind: a CUDA stream per
-// stage thread, and the device's memory as the caching allocator sees it (free, reserved, peak).
+// stage thread, ordering between streams through events (device-side waits, never the host's),
+// and the device's memory as the caching allocator sees it (free, reserved, peak).
 //
 // Built by build.rs with the `cc` crate against the headers of the libtorch it links. Without
 // CUDA headers or libc10_cuda (a CPU-only libtorch) FRAMEPIPE_WITH_CUDA is undefined and every
@@ -12,6 +13,7 @@
 
 #ifdef FRAMEPIPE_WITH_CUDA
 #include <c10/core/CachingDeviceAllocator.h>
+#include <c10/core/Event.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
@@ -108,6 +110,71 @@ int framepipe_cuda_sync_stream(int device, char* error, size_t error_len) {
     c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).synchronize();
     return 0;
   )
+}
+
+// Makes the calling thread's current stream on `device` wait, on the device, for everything
+// queued so far on the legacy default stream. FFmpeg's NVDEC hwaccel copies each decoded
+// picture into its frame pool on that stream; the pool streams the stages use do not
+// synchronize with it by themselves. Returns 0 or -1.
+int framepipe_cuda_current_waits_for_default(int device, char* error, size_t error_len) {
+  FRAMEPIPE_CUDA_BODY(
+    auto index = static_cast<c10::DeviceIndex>(device);
+    c10::Event done(c10::DeviceType::CUDA);
+    done.record(c10::cuda::getDefaultCUDAStream(index));
+    done.block(c10::cuda::getCurrentCUDAStream(index));
+    return 0;
+  )
+}
+
+// The reverse: the legacy default stream waits for the work queued so far on the calling
+// thread's current stream, so a picture of FFmpeg's pool is not overwritten by the next decode
+// while kernels still read it. Returns 0 or -1.
+int framepipe_cuda_default_waits_for_current(int device, char* error, size_t error_len) {
+  FRAMEPIPE_CUDA_BODY(
+    auto index = static_cast<c10::DeviceIndex>(device);
+    c10::Event done(c10::DeviceType::CUDA);
+    done.record(c10::cuda::getCurrentCUDAStream(index));
+    done.block(c10::cuda::getDefaultCUDAStream(index));
+    return 0;
+  )
+}
+
+// An event recorded now on the calling thread's current stream on `device`, as an opaque
+// handle (> 0) for framepipe_cuda_event_block and framepipe_cuda_event_free; -1 on error.
+int64_t framepipe_cuda_event_record(int device, char* error, size_t error_len) {
+  FRAMEPIPE_CUDA_BODY(
+    auto index = static_cast<c10::DeviceIndex>(device);
+    auto* event = new c10::Event(c10::DeviceType::CUDA);
+    try {
+      event->record(c10::cuda::getCurrentCUDAStream(index));
+    } catch (...) {
+      delete event;
+      throw;
+    }
+    return static_cast<int64_t>(reinterpret_cast<intptr_t>(event));
+  )
+}
+
+// Makes the calling thread's current stream on `device` wait for `event` (on the device).
+// Returns 0 or -1.
+int framepipe_cuda_event_block(int64_t event, int device, char* error, size_t error_len) {
+  FRAMEPIPE_CUDA_BODY(
+    auto* e = reinterpret_cast<c10::Event*>(static_cast<intptr_t>(event));
+    e->block(c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)));
+    return 0;
+  )
+}
+
+// Releases an event of framepipe_cuda_event_record (CUDA frees it once it has completed).
+void framepipe_cuda_event_free(int64_t event) {
+#ifdef FRAMEPIPE_WITH_CUDA
+  try {
+    delete reinterpret_cast<c10::Event*>(static_cast<intptr_t>(event));
+  } catch (...) {
+  }
+#else
+  (void)event;
+#endif
 }
 
 }  // extern "C"

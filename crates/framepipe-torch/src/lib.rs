@@ -10,6 +10,7 @@
 //! ([`framepipe_torch_call`]), plus [`framepipe_torch_abi`] so the binary refuses a library of
 //! another build. Panics never cross it.
 pub mod bench_op;
+pub mod canvas;
 pub mod clip;
 pub mod clip_op;
 pub mod cuda;
@@ -26,7 +27,7 @@ use std::ffi::{c_char, CStr, CString};
 use serde_json::{json, Value};
 
 /// Bumped whenever a request or reply changes shape.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// The ABI version this library speaks.
 #[no_mangle]
@@ -105,6 +106,46 @@ unsafe fn frames_call(
                 std::slice::from_raw_parts(rgb, rgb_len),
                 std::slice::from_raw_parts_mut(out, out_len),
             )
+        })
+    }
+}
+
+/// Makes a device canvas from one decoded picture (see [`canvas::make`]): `request` is JSON,
+/// `planes` points at three plane pointers and `pitches` at three pitches in bytes (the third
+/// of each unused for two-plane formats). Reply `{"handle", "width", "height"}`, released with
+/// [`framepipe_torch_free`]; the canvas itself with the `canvas_free` op.
+///
+/// # Safety
+/// `request` is a valid C string; `planes` and `pitches` point at three values each, and the
+/// planes satisfy [`canvas::make`]'s contract.
+#[no_mangle]
+pub unsafe extern "C" fn framepipe_torch_canvas_make(
+    request: *const c_char,
+    planes: *const *const u8,
+    pitches: *const i64,
+) -> *mut c_char {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let planes = [*planes, *planes.add(1), *planes.add(2)];
+        let pitches = [*pitches, *pitches.add(1), *pitches.add(2)];
+        reply_to(request, move |req| canvas::make(req, planes, pitches))
+    }
+}
+
+/// Copies a canvas's planes into `out` (`out_len` bytes): `{"handle"}` → `{"bytes"}`.
+///
+/// # Safety
+/// `request` is a valid C string; `out` is valid for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn framepipe_torch_canvas_read(
+    request: *const c_char,
+    out: *mut u8,
+    out_len: usize,
+) -> *mut c_char {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        reply_to(request, |req| {
+            canvas::read(req, std::slice::from_raw_parts_mut(out, out_len))
         })
     }
 }
@@ -234,6 +275,8 @@ pub fn handle(request: &Value) -> Result<Value, String> {
         Some("vae_plan_batch") => vae_op::plan_batch(request),
         Some("bench_model") => bench_op::bench_model(request),
         Some("search_free") => search_op::free(request),
+        Some("canvas_free") => canvas::free(request),
+        Some("canvas_live") => Ok(json!({ "live": canvas::live() })),
         Some("configure") => request::configure(request),
         Some("init_random") => random_op::init_random(request),
         Some(other) => Err(format!("unknown op {other:?}")),

@@ -323,7 +323,7 @@ pub fn encode_frames(request: &Value, rgb: &[u8], out: &mut [f32]) -> Result<Val
     let layout = frame_layout(request)?;
     let options = EncodeOptions::from_request(request, layout.n)?;
     with_vae(&folder, device, |vae| {
-        let latents = layout.with_uploaded(rgb, device, |raw| {
+        let latents = crate::canvas::with_frames(request, &layout, rgb, device, |raw| {
             encode_uploaded(vae, &layout, raw, &options)
         })?;
         crate::frames::copy_into(&latents, out)?;

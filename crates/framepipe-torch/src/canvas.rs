@@ -1,0 +1,535 @@
+//! Device canvases: the normalize step done on the model device, for pipelines whose only frame
+//! consumers are model stages. A decoded picture (NVDEC's NV12/P010 surface in GPU memory, or
+//! planes in host memory) becomes the same limited-range yuv420p canvas the CPU normalizer
+//! makes with swscale (scale, rotate, crop, pad), kept on the device under a handle; the clip
+//! and vae ops then take handles instead of frame bytes ([`with_frames`]), so a frame that was
+//! decoded on the GPU never crosses PCIe.
+//!
+//! Streams: the canvas is made on the calling (normalize) thread's stream. When the picture
+//! is FFmpeg's, that stream first waits for the legacy default stream (where NVDEC's copies
+//! run), and the default stream then waits for the canvas kernels, so the decoder reuses the
+//! picture's memory only after they read it. The canvas keeps an event that the model stages'
+//! streams wait for before reading it. None of this waits on the host.
+//!
+//! Lifetime: a canvas lives until [`free`]. The ops that read canvases copy their results to
+//! the host before returning (which waits for their stream), so freeing a canvas after the
+//! calls that read it have returned never hands its memory to new work while it is read.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use crate::frames::FrameLayout;
+use crate::request::parse_device;
+
+/// The largest source side accepted (FFmpeg's own limit for most decoders is 16384).
+const MAX_SIDE: i64 = 16384;
+
+struct Canvas {
+    /// The canvas's Y, U and V planes, flattened one after the other: `[w*h*3/2]` uint8.
+    planes: Tensor,
+    /// Recorded on the making thread's stream after the last kernel that writes the canvas
+    /// (CUDA only).
+    ready: Option<crate::cuda::Event>,
+}
+
+static CANVASES: Mutex<Option<HashMap<u64, Canvas>>> = Mutex::new(None);
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Canvas>>> {
+    // The map holds plain tensors; a panic elsewhere while it was locked left it consistent.
+    CANVASES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How the source picture's planes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Three 8-bit planes.
+    Yuv420p,
+    /// 8-bit Y, then interleaved U/V (NVDEC's 8-bit output).
+    Nv12,
+    /// 16-bit little-endian samples with the value in the top 10 bits, Y then interleaved U/V
+    /// (NVDEC's 10-bit output).
+    P010,
+    /// Three 16-bit planes with the value in the low 10 bits.
+    Yuv420p10,
+}
+
+impl Format {
+    fn parse(name: &str) -> Result<Format, String> {
+        Ok(match name {
+            "yuv420p" => Format::Yuv420p,
+            "nv12" => Format::Nv12,
+            "p010" => Format::P010,
+            "yuv420p10" => Format::Yuv420p10,
+            other => {
+                return Err(format!(
+                    "source format {other:?}: yuv420p, nv12, p010 or yuv420p10"
+                ))
+            }
+        })
+    }
+
+    fn sample(self) -> Kind {
+        match self {
+            Format::Yuv420p | Format::Nv12 => Kind::Uint8,
+            Format::P010 | Format::Yuv420p10 => Kind::Int16,
+        }
+    }
+
+    fn interleaved(self) -> bool {
+        matches!(self, Format::Nv12 | Format::P010)
+    }
+}
+
+/// Where the canvas takes the picture from and how it lands, as the CPU normalizer plans it.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    format: Format,
+    width: i64,
+    height: i64,
+    full_range: bool,
+    canvas: [i64; 2],
+    scaled: [i64; 2],
+    /// Clockwise, a multiple of 90.
+    rotation: i64,
+    crop: [i64; 4],
+    placed: [i64; 4],
+}
+
+impl Plan {
+    fn from_request(request: &Value) -> Result<Plan, String> {
+        let int = |v: &Value, what: &str| {
+            v.as_i64()
+                .ok_or_else(|| format!("\"{what}\" must be an integer"))
+        };
+        let ints = |key: &str, len: usize| -> Result<Vec<i64>, String> {
+            let list = request[key]
+                .as_array()
+                .filter(|a| a.len() == len)
+                .ok_or_else(|| format!("\"{key}\" must be a list of {len} integers"))?;
+            list.iter().map(|v| int(v, key)).collect()
+        };
+        let pair = |key: &str| ints(key, 2).map(|v| [v[0], v[1]]);
+        let rect = |key: &str| ints(key, 4).map(|v| [v[0], v[1], v[2], v[3]]);
+        let plan = Plan {
+            format: Format::parse(request["format"].as_str().unwrap_or(""))?,
+            width: int(&request["width"], "width")?,
+            height: int(&request["height"], "height")?,
+            full_range: request["full_range"].as_bool().unwrap_or(false),
+            canvas: pair("canvas")?,
+            scaled: pair("scaled")?,
+            rotation: int(&request["rotation"], "rotation")?,
+            crop: rect("crop")?,
+            placed: rect("placed")?,
+        };
+        plan.check()?;
+        Ok(plan)
+    }
+
+    /// Refuses sizes no picture has and placements outside the canvas, before any pointer is
+    /// read.
+    fn check(&self) -> Result<(), String> {
+        let side = |v: i64| (1..=MAX_SIDE).contains(&v);
+        if !side(self.width) || !side(self.height) {
+            return Err(format!(
+                "source size {}x{} is outside 1..{MAX_SIDE}",
+                self.width, self.height
+            ));
+        }
+        let even_side = |v: i64| side(v) && v % 2 == 0;
+        let [cw, ch] = self.canvas;
+        let [sw, sh] = self.scaled;
+        if !(even_side(cw) && even_side(ch) && even_side(sw) && even_side(sh)) {
+            return Err(format!(
+                "canvas {cw}x{ch} and scaled size {sw}x{sh} must be even and at most {MAX_SIDE}"
+            ));
+        }
+        if self.rotation.rem_euclid(90) != 0 {
+            return Err(format!(
+                "rotation {} is not a multiple of 90",
+                self.rotation
+            ));
+        }
+        let (rw, rh) = if self.rotation.rem_euclid(180) == 90 {
+            (sh, sw)
+        } else {
+            (sw, sh)
+        };
+        let [x, y, w, h] = self.crop;
+        let [px, py, pw, ph] = self.placed;
+        let inside = |x: i64, y: i64, w: i64, h: i64, bw: i64, bh: i64| {
+            x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= bw && y + h <= bh
+        };
+        let all_even = [x, y, w, h, px, py].iter().all(|v| v % 2 == 0);
+        if !inside(x, y, w, h, rw, rh)
+            || !inside(px, py, pw, ph, cw, ch)
+            || (w, h) != (pw, ph)
+            || !all_even
+        {
+            return Err(format!(
+                "crop {:?} of the {rw}x{rh} picture placed at {:?} on the {cw}x{ch} canvas does not fit (even offsets and sizes)",
+                self.crop, self.placed
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the scaled picture is the canvas itself.
+    fn is_direct(&self) -> bool {
+        self.rotation.rem_euclid(360) == 0 && self.scaled == self.canvas
+    }
+}
+
+/// Makes a canvas from one picture: `request` is `{"device", "location": "host"|"device",
+/// "format", "width", "height", "full_range", "canvas": [w, h], "scaled": [w, h], "rotation",
+/// "crop": [x, y, w, h], "placed": [x, y, w, h]}` (the CPU normalizer's plan), `planes` and
+/// `pitches` (bytes) the picture's planes (two for nv12/p010) in host memory or on the
+/// request's device → `{"handle", "width", "height"}`.
+///
+/// # Safety
+/// Each plane pointer must be valid for reads of its pitch times its rows (the source height
+/// for Y, half of it rounded up for chroma) in the memory `location` says.
+pub unsafe fn make(
+    request: &Value,
+    planes: [*const u8; 3],
+    pitches: [i64; 3],
+) -> Result<Value, String> {
+    let plan = Plan::from_request(request)?;
+    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
+    let on_device = match request["location"].as_str().unwrap_or("host") {
+        "host" => false,
+        "device" => true,
+        other => return Err(format!("location {other:?}: host or device")),
+    };
+    let plane_count = if plan.format.interleaved() { 2 } else { 3 };
+    let sample_bytes = if plan.format.sample() == Kind::Uint8 {
+        1
+    } else {
+        2
+    };
+    let (chroma_w, chroma_h) = ((plan.width + 1) / 2, (plan.height + 1) / 2);
+    for i in 0..plane_count {
+        let row_bytes = match i {
+            0 => plan.width,
+            _ if plan.format.interleaved() => chroma_w * 2,
+            _ => chroma_w,
+        } * sample_bytes;
+        if planes[i].is_null() || pitches[i] < row_bytes || pitches[i] % sample_bytes != 0 {
+            return Err(format!(
+                "plane {i}: pitch {} for rows of {row_bytes} bytes (or no data)",
+                pitches[i]
+            ));
+        }
+    }
+    let _guard = tch::no_grad_guard();
+    crate::cuda::use_thread_stream_or_default(device);
+    let picture_on_gpu = on_device && device.is_cuda();
+    if picture_on_gpu {
+        crate::cuda::current_waits_for_default(device)?;
+    }
+    let blob_device = if on_device { device } else { Device::Cpu };
+    let err = |e: tch::TchError| e.to_string();
+    // SAFETY: the caller vouches for the planes; each view is copied (to_device or the float
+    // conversion) before this returns.
+    let view = |i: usize, size: &[i64], strides: &[i64]| unsafe {
+        Tensor::f_from_blob(planes[i], size, strides, plan.format.sample(), blob_device)
+    };
+    let pitch = |i: usize| pitches[i] / sample_bytes;
+    let (y, u, v) = {
+        let y = view(0, &[plan.height, plan.width], &[pitch(0), 1]).map_err(err)?;
+        let (u, v) = if plan.format.interleaved() {
+            let uv = view(1, &[chroma_h, chroma_w, 2], &[pitch(1), 2, 1]).map_err(err)?;
+            (
+                uv.f_select(2, 0).map_err(err)?,
+                uv.f_select(2, 1).map_err(err)?,
+            )
+        } else {
+            (
+                view(1, &[chroma_h, chroma_w], &[pitch(1), 1]).map_err(err)?,
+                view(2, &[chroma_h, chroma_w], &[pitch(2), 1]).map_err(err)?,
+            )
+        };
+        // Host pictures travel as they are (8 or 16 bits a sample), not as floats.
+        let up = |t: Tensor| t.f_to_device(device);
+        (
+            up(y).map_err(err)?,
+            up(u).map_err(err)?,
+            up(v).map_err(err)?,
+        )
+    };
+    let made = canvas_planes(&plan, y, u, v).map_err(err)?;
+    let ready = crate::cuda::Event::record(device)?;
+    if picture_on_gpu {
+        crate::cuda::default_waits_for_current(device)?;
+    }
+    let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+    registry().get_or_insert_with(HashMap::new).insert(
+        handle,
+        Canvas {
+            planes: made,
+            ready,
+        },
+    );
+    Ok(json!({"handle": handle, "width": plan.canvas[0], "height": plan.canvas[1]}))
+}
+
+/// The canvas's flattened planes from the source planes (2-D, on the target device).
+fn canvas_planes(plan: &Plan, y: Tensor, u: Tensor, v: Tensor) -> Result<Tensor, tch::TchError> {
+    let [cw, ch] = plan.canvas;
+    let [sw, sh] = plan.scaled;
+    let mut out = Vec::with_capacity(3);
+    for (index, plane) in [y, u, v].into_iter().enumerate() {
+        let chroma = index > 0;
+        let shift = i64::from(chroma);
+        let level = levels_8bit(plan, plane, chroma)?;
+        let scaled = resize(&level, sh >> shift, sw >> shift)?
+            .f_round()?
+            .f_clamp(0.0, 255.0)?
+            .f_to_kind(Kind::Uint8)?;
+        if plan.is_direct() {
+            out.push(scaled.f_flatten(0, -1)?);
+            continue;
+        }
+        // Clockwise turns: torch's rot90 turns counter-clockwise for positive k.
+        let turns = plan.rotation.rem_euclid(360) / 90;
+        let rotated = if turns == 0 {
+            scaled
+        } else {
+            scaled.f_rot90(-turns, [0, 1])?
+        };
+        let [x, yy, w, h] = plan.crop.map(|v| v >> shift);
+        let [px, py, _, _] = plan.placed.map(|v| v >> shift);
+        let black = if chroma { 128 } else { 16 };
+        let canvas = Tensor::f_full(
+            [ch >> shift, cw >> shift],
+            black,
+            (Kind::Uint8, rotated.device()),
+        )?;
+        canvas
+            .f_narrow(0, py, h)?
+            .f_narrow(1, px, w)?
+            .f_copy_(&rotated.f_narrow(0, yy, h)?.f_narrow(1, x, w)?)?;
+        out.push(canvas.f_flatten(0, -1)?);
+    }
+    Tensor::f_cat(&out, 0)
+}
+
+/// One plane as f32 in limited-range 8-bit levels (what swscale makes of 10-bit and full-range
+/// sources for the yuv420p canvas).
+fn levels_8bit(plan: &Plan, plane: Tensor, chroma: bool) -> Result<Tensor, tch::TchError> {
+    let values = match plan.format {
+        Format::Yuv420p | Format::Nv12 => plane.f_to_kind(Kind::Float)?,
+        // Unsigned 16-bit samples read as int16: undo the sign, keep the top 10 bits, scale
+        // to 8 bits (/64 then /4).
+        Format::P010 => plane
+            .f_to_kind(Kind::Int)?
+            .f_bitwise_and(0xFFFF)?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(256.0)?,
+        Format::Yuv420p10 => plane.f_to_kind(Kind::Float)?.f_div_scalar(4.0)?,
+    };
+    if !plan.full_range {
+        return Ok(values);
+    }
+    if chroma {
+        values
+            .f_sub_scalar(128.0)?
+            .f_mul_scalar(224.0 / 255.0)?
+            .f_add_scalar(128.0)
+    } else {
+        values.f_mul_scalar(219.0 / 255.0)?.f_add_scalar(16.0)
+    }
+}
+
+/// Bicubic resampling of a 2-D plane, antialiased when shrinking (as swscale's bicubic filter
+/// widens with the scale factor); none when the size is already right.
+fn resize(plane: &Tensor, height: i64, width: i64) -> Result<Tensor, tch::TchError> {
+    let size = plane.size();
+    if size == [height, width] {
+        return Ok(plane.shallow_clone());
+    }
+    plane
+        .f_view([1, 1, size[0], size[1]])?
+        .f_internal_upsample_bicubic2d_aa([height, width], false, None, None)?
+        .f_view([height, width])
+}
+
+/// `{"handles": [..]}`: releases canvases (unknown handles are ignored: releasing is
+/// idempotent).
+pub fn free(request: &Value) -> Result<Value, String> {
+    let handles = request["handles"]
+        .as_array()
+        .ok_or("\"handles\" must be a list")?;
+    let mut map = registry();
+    let mut freed = 0;
+    if let Some(map) = map.as_mut() {
+        for h in handles.iter().filter_map(Value::as_u64) {
+            freed += usize::from(map.remove(&h).is_some());
+        }
+    }
+    Ok(json!({ "freed": freed }))
+}
+
+/// How many canvases are alive (for tests: a run must not leak them).
+pub fn live() -> usize {
+    registry().as_ref().map_or(0, HashMap::len)
+}
+
+/// `{"handle"}`: copies a canvas's planes (Y, U, V; `w*h*3/2` bytes) into `out`.
+pub fn read(request: &Value, out: &mut [u8]) -> Result<Value, String> {
+    let handle = request["handle"].as_u64().ok_or("\"handle\" is required")?;
+    let planes = {
+        let map = registry();
+        let canvas = map
+            .as_ref()
+            .and_then(|m| m.get(&handle))
+            .ok_or(format!("no canvas {handle}"))?;
+        if let Some(ready) = &canvas.ready {
+            crate::cuda::use_thread_stream_or_default(canvas.planes.device());
+            ready.block_current()?;
+        }
+        canvas.planes.shallow_clone()
+    };
+    let host = planes.f_to_device(Device::Cpu).map_err(|e| e.to_string())?;
+    let n = host.numel();
+    if out.len() < n {
+        return Err(format!(
+            "output buffer holds {} bytes, {n} needed",
+            out.len()
+        ));
+    }
+    host.f_copy_data_u8(&mut out[..n], n)
+        .map_err(|e| e.to_string())?;
+    Ok(json!({ "bytes": n }))
+}
+
+/// Runs `f` on a frame request's frames as a uint8 `[n, bytes_per_frame]` tensor on `device`:
+/// the canvases the request names (`"canvases": [handles]`, stacked on the device, after their
+/// making streams' work) or `bytes` (as [`FrameLayout::with_uploaded`] does).
+pub fn with_frames<T>(
+    request: &Value,
+    layout: &FrameLayout,
+    bytes: &[u8],
+    device: Device,
+    f: impl FnOnce(&Tensor) -> Result<T, String>,
+) -> Result<T, String> {
+    let Some(handles) = request["canvases"].as_array() else {
+        return layout.with_uploaded(bytes, device, f);
+    };
+    if !bytes.is_empty() {
+        return Err("frames come as canvases or as bytes, not both".into());
+    }
+    if handles.len() as i64 != layout.n {
+        return Err(format!(
+            "{} canvases for a request of {} frames",
+            handles.len(),
+            layout.n
+        ));
+    }
+    let per_frame = layout.bytes_per_frame();
+    let mut planes = Vec::with_capacity(handles.len());
+    {
+        let map = registry();
+        for h in handles {
+            let id = h.as_u64().ok_or("canvas handles are integers")?;
+            let canvas = map
+                .as_ref()
+                .and_then(|m| m.get(&id))
+                .ok_or(format!("no canvas {id} (freed, or never made)"))?;
+            if canvas.planes.device() != device {
+                return Err(format!(
+                    "canvas {id} is on {:?}, the model on {device:?}",
+                    canvas.planes.device()
+                ));
+            }
+            if canvas.planes.numel() as i64 != per_frame {
+                return Err(format!(
+                    "canvas {id} holds {} bytes, frames of {}x{} need {per_frame}",
+                    canvas.planes.numel(),
+                    layout.width,
+                    layout.height
+                ));
+            }
+            if let Some(ready) = &canvas.ready {
+                ready.block_current()?;
+            }
+            planes.push(canvas.planes.shallow_clone());
+        }
+    }
+    let stacked = Tensor::f_stack(&planes, 0).map_err(|e| e.to_string())?;
+    f(&stacked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(
+        rotation: i64,
+        canvas: [i64; 2],
+        scaled: [i64; 2],
+        crop: [i64; 4],
+        placed: [i64; 4],
+    ) -> Value {
+        json!({"format": "yuv420p", "width": 4, "height": 2, "canvas": canvas, "scaled": scaled,
+               "rotation": rotation, "crop": crop, "placed": placed})
+    }
+
+    /// Makes a canvas from a 4x2 yuv420p picture with a bright top-left pixel and reads it back.
+    fn canvas_of(request: &Value) -> Result<Vec<u8>, String> {
+        let y = [235u8, 16, 16, 16, 16, 16, 16, 16];
+        let (u, v) = ([128u8, 128], [128u8, 128]);
+        // SAFETY: the planes are valid for their pitch times their rows.
+        let made = unsafe { make(request, [y.as_ptr(), u.as_ptr(), v.as_ptr()], [4, 2, 2]) }?;
+        let handle = made["handle"].as_u64().unwrap();
+        let (w, h) = (
+            made["width"].as_u64().unwrap(),
+            made["height"].as_u64().unwrap(),
+        );
+        let mut out = vec![0u8; (w * h * 3 / 2) as usize];
+        read(&json!({ "handle": handle }), &mut out)?;
+        free(&json!({ "handles": [handle] }))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn rotation_turns_clockwise_and_padding_is_black() {
+        // Rotated 90 clockwise onto a 2x4 canvas (stretch), the bright corner is top-right.
+        let out = canvas_of(&plan(90, [2, 4], [4, 2], [0, 0, 2, 4], [0, 0, 2, 4])).unwrap();
+        assert!(out[1] > 128 && out[0] < 128, "{:?}", &out[..8]);
+        // Placed 2 rows down on a 4x6 canvas: rows 0-1 and chroma row 0 are padding.
+        let out = canvas_of(&plan(0, [4, 6], [4, 2], [0, 0, 4, 2], [0, 2, 4, 2])).unwrap();
+        assert_eq!(&out[..8], &[16; 8]);
+        assert!(out[8] > 128);
+        assert_eq!(&out[24..26], &[128, 128]);
+    }
+
+    #[test]
+    fn bad_plans_and_handles_are_errors() {
+        let e = canvas_of(&plan(45, [4, 2], [4, 2], [0, 0, 4, 2], [0, 0, 4, 2])).unwrap_err();
+        assert!(e.contains("rotation"), "{e}");
+        let e = canvas_of(&plan(0, [4, 2], [4, 2], [0, 0, 4, 2], [2, 0, 4, 2])).unwrap_err();
+        assert!(e.contains("does not fit"), "{e}");
+        let mut big = plan(0, [4, 2], [4, 2], [0, 0, 4, 2], [0, 0, 4, 2]);
+        big["width"] = 100_000.into();
+        assert!(canvas_of(&big).unwrap_err().contains("outside"));
+        let layout = FrameLayout::from_request(
+            &json!({"n": 1, "width": 4, "height": 2, "format": "yuv420p"}),
+        )
+        .unwrap();
+        let e = with_frames(
+            &json!({"canvases": [u64::MAX]}),
+            &layout,
+            &[],
+            Device::Cpu,
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(e.contains("no canvas"), "{e}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The frames of one model call as the model stages collect them: host canvases packed into
+//! bytes (RGB or YUV planes, by [`ModelFrames`]), or device canvases by handle, kept alive
+//! until the call that reads them has returned.
+use std::sync::Arc;
+
+use ffmpeg_next as ff;
+
+use super::normalize::Canvas;
+use crate::media::device_canvas::DeviceCanvas;
+use crate::media::normalize::Rect;
+use crate::media::{ModelFrames, Pixels};
+
+#[derive(Default)]
+pub struct FrameBatch {
+    pub bytes: Vec<u8>,
+    pub canvases: Vec<Arc<DeviceCanvas>>,
+}
+
+/// Where a frame starts in a [`FrameBatch`] (for splitting it off again).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    bytes: usize,
+    canvases: usize,
+}
+
+impl FrameBatch {
+    pub fn mark(&self) -> Mark {
+        Mark {
+            bytes: self.bytes.len(),
+            canvases: self.canvases.len(),
+        }
+    }
+
+    /// Everything added since `mark`, taken out into a batch of its own.
+    pub fn split_off(&mut self, mark: Mark) -> FrameBatch {
+        FrameBatch {
+            bytes: self.bytes.split_off(mark.bytes),
+            canvases: self.canvases.split_off(mark.canvases),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.canvases.clear();
+    }
+
+    /// Adds `canvas` (its `rect` part for the model; the whole canvas when `None`) and returns
+    /// how it is laid out: host frames as `frames` packs them, device canvases as YUV 4:2:0
+    /// planes (limited range, the source's matrix) cropped to `rect` on the device.
+    pub fn add(
+        &mut self,
+        frames: &mut ModelFrames,
+        canvas: &Canvas,
+        rect: Option<Rect>,
+    ) -> Result<Pixels, ff::Error> {
+        match canvas {
+            Canvas::Host(frame) => frames.append(frame, rect, &mut self.bytes),
+            Canvas::Device(c) => {
+                self.canvases.push(Arc::clone(c));
+                let (width, height) = (c.width, c.height);
+                Ok(Pixels::Yuv420p {
+                    width,
+                    height,
+                    matrix: c.matrix,
+                    full_range: false,
+                    crop: rect.filter(|r| (r.x, r.y, r.width, r.height) != (0, 0, width, height)),
+                })
+            }
+        }
+    }
+
+    /// The frames `range` of a batch of frames of `frame_bytes` each: the bytes to send, and
+    /// the request's `canvases` field set when the frames are device canvases.
+    pub fn part(
+        &self,
+        range: std::ops::Range<usize>,
+        frame_bytes: usize,
+        request: &mut serde_json::Value,
+    ) -> &[u8] {
+        if self.canvases.is_empty() {
+            return &self.bytes[range.start * frame_bytes..range.end * frame_bytes];
+        }
+        let handles: Vec<u64> = self.canvases[range].iter().map(|c| c.handle()).collect();
+        request["canvases"] = handles.into();
+        &[]
+    }
+}
