@@ -18,13 +18,14 @@
 #    fixtures through the CLI: CLIP embeddings (cosine >= 0.999, fp16), VAE latents (max abs
 #    diff <= 2e-2 on latents of magnitude ~1, fp16), search results (same rows, |score
 #    diff| <= 2e-3)
-#    SD-shaped KL latents (fp16, split GroupNorm+SiLU; and libtorch's GroupNorm on CUDA) vs CPU
+#    SD-shaped KL latents (fp16, split GroupNorm+SiLU; and libtorch's GroupNorm on CUDA) vs CPU;
+#    NVDEC frames kept on the GPU (runtime.device_frames) vs swscale canvases on the same device
 # 3. framepipe bench --models (B/32 batch 256, SD VAE 720p auto batch: model alone, device work,
 #    whole stage) beside PyTorch eager of the same models (eager_reference.py); SD VAE with
 #    libtorch's GroupNorm; framepipe bench, 8 s 1080p30 H.264 -> 720p: CLIP B/32 + SD VAE on
 #    every frame + x264; the same with taef2; B/32 + SD VAE with all stages on one stream;
-#    SD VAE at 1080p batch 4 (GPU memory); NVDEC decode (decode.hwaccel); torch.compile
-#    baselines last
+#    SD VAE at 1080p batch 4 (GPU memory); NVDEC decode (decode.hwaccel); B/32 + taef2 without
+#    encode, NVDEC frames kept on the GPU against copied to memory; torch.compile baselines last
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=.gpu-bundle/run.sh
@@ -85,6 +86,14 @@ JSON
 cat > "$W/sdvae-1080p.json" <<JSON
 {"normalize": {"resolution": "1080p"}, "vae": {"model": "$W/sdvae", "batch_size": 4, "every_n_frames": 1}}
 JSON
+# Model stages only (no encode, no scenes): NVDEC's frames stay on the GPU (device_frames
+# auto), against the same pipeline copying them to memory for swscale.
+for frames in auto off; do
+cat > "$W/b32-taef2-nvdec-$frames.json" <<JSON
+{"decode": {"hwaccel": "cuda"}, "clip": {"model": "$W/b32", "labels": ["a test pattern", "a street"], "sample": {"every_n_frames": 1}, "batch_size": 64},
+ "vae": {"model": "$PWD/$D/taef2", "batch_size": "auto", "every_n_frames": 1}, "runtime": {"queue_frames": 64, "device_frames": "$frames"}}
+JSON
+done
 cat > "$W/b32-sdvae-nvdec.json" <<JSON
 {"decode": {"hwaccel": "cuda"}, "clip": {"model": "$W/b32", "labels": ["a test pattern", "a street"], "sample": {"every_n_frames": 1}, "batch_size": 64},
  "vae": {"model": "$W/sdvae", "batch_size": "auto", "every_n_frames": 1}, "encode": {}, "runtime": {"queue_frames": 64}}
@@ -110,9 +119,18 @@ core() {
   step cuda-tests 180 env FRAMEPIPE_REQUIRE_CUDA=$require FRAMEPIPE_CUDA_TESTS_ON=$on FRAMEPIPE_FIXTURES="$PWD/$FIX" \
     LD_LIBRARY_PATH="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" \
     .gpu-bundle/data/cuda-tests --test-threads=1
-  rm -rf "$W"/p-cpu "$W"/p-dev "$W"/k-cpu "$W"/k-dev "$W"/k-native
+  rm -rf "$W"/p-cpu "$W"/p-dev "$W"/n-dev "$W"/k-cpu "$W"/k-dev "$W"/k-native
   step parity-cpu 180 $B -q run --device cpu --pipeline "$W/parity.json" -o "$W/p-cpu" "$D/media/in-1080p30.mp4"
   step parity-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity.json" -o "$W/p-dev" "$D/media/in-1080p30.mp4"
+  # The same models on canvases that libtorch made from NVDEC's surfaces in GPU memory (no
+  # scenes, no encode: device_frames auto keeps the frames there); the dry run forces the
+  # device canvases on the CPU instead.
+  local frames=auto; [ "$DEV" = cpu ] && frames=on
+  cat > "$W/parity-nvdec.json" <<JSON
+{"decode": {"hwaccel": "cuda"}, "clip": {"model": "$PWD/$FIX/clip-tiny", "labels": ["a cat", "a street", "color bars"], "sample": {"every_n_frames": 10}},
+ "vae": {"model": "$PWD/$FIX/vae-tiny-tiny", "dtype": "f32", "every_n_frames": 10}, "runtime": {"device_frames": "$frames"}}
+JSON
+  step parity-nvdec-dev 180 $B -q run --device "$DEV" --pipeline "$W/parity-nvdec.json" -o "$W/n-dev" "$D/media/in-1080p30.mp4"
   # An SD-shaped KL VAE (fp16 on CUDA through the split GroupNorm+SiLU, fp32 libtorch GroupNorm on
   # the CPU), and on CUDA once more with libtorch's GroupNorm: the two CUDA paths must agree too.
   # (The split form is the CUDA default; forcing it makes the CPU dry run compare it as well.)
@@ -147,6 +165,17 @@ for name in ("k-dev", "k-native"):
     kb = st(f"{w}/{name}/in-1080p30/latents/000000.safetensors")["latents"]
     d = (ka - kb).abs().max().item(); m = ka.abs().max().item()
     print(f"SD-shaped KL latents {name} vs cpu fp32: max abs diff {d:.4g} (latents up to {m:.3g}; limit 2e-2)"); ok &= d <= 2e-2
+# NVDEC frames kept on the GPU: canvases by libtorch (bicubic) instead of swscale (bicubic with
+# its own taps), so near, not equal: embeddings cosine >= 0.999, latents cosine >= 0.995 per frame.
+r = json.load(open(f"{w}/n-dev/in-1080p30/in-1080p30.json"))
+print(f"device frames: decoder {r['stats']['decoder']}, canvases on {r['stats']['canvases_on']}")
+ok &= r["stats"]["canvases_on"] is not None
+na = st(f"{w}/n-dev/in-1080p30/embeddings.safetensors")["image_embeds"].float()
+cos = torch.nn.functional.cosine_similarity(na, b).min().item()
+print(f"clip embeddings, device frames vs swscale canvases: {na.shape[0]} rows, min cosine {cos:.5f} (limit 0.999)"); ok &= cos >= 0.999 and na.shape == b.shape
+ln = st(f"{w}/n-dev/in-1080p30/latents/000000.safetensors")["latents"]
+cos = torch.nn.functional.cosine_similarity(ln.flatten(1), lb.flatten(1)).min().item()
+print(f"vae latents, device frames vs swscale canvases: min cosine {cos:.5f} (limit 0.995)"); ok &= cos >= 0.995
 sa = json.load(open(f"{w}/search-cpu.json")); sb = json.load(open(f"{w}/search-dev.json"))
 for qa, qb in zip(sa["results"], sb["results"]):
     diffs = [abs(x["score"] - y["score"]) for x, y in zip(qa["hits"], qb["hits"])]
@@ -182,6 +211,8 @@ extra() {
   step models-sdvae-native-norm 180 env FRAMEPIPE_GROUP_NORM=native $B bench --models --format json --device "$DEV" --seconds 4 --pipeline "$W/sdvae-720p.json"
   step bench-b32-sdvae-one-stream 240 env FRAMEPIPE_STAGE_STREAMS=off $B bench --format json --device "$DEV" --pipeline "$W/b32-sdvae.json" "${V[@]}"
   step bench-nvdec 180 $B bench --device "$DEV" --pipeline "$W/b32-sdvae-nvdec.json" --format json "${V[@]}"
+  step bench-nvdec-device-frames 150 $B bench --device "$DEV" --pipeline "$W/b32-taef2-nvdec-auto.json" --format json "${V[@]}"
+  step bench-nvdec-host-frames 150 $B bench --device "$DEV" --pipeline "$W/b32-taef2-nvdec-off.json" --format json "${V[@]}"
   # Last, the first to give up if time runs short: torch.compile (gpu.md: ~34 s to compile).
   step compile-b32 150 python3 $ER bench clip "$W/b32" --device "$DEV" --batch 256 --seconds 4 --compile
   step compile-sdvae-720p-b4 150 python3 $ER bench vae "$W/sdvae" --device "$DEV" --batch 4 --size 1280x720 --seconds 4 --compile

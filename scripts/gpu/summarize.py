@@ -97,6 +97,8 @@ def main(out):
         ("bench-b32-taef2", "B/32 + taef2 + x264"),
         ("bench-b32-sdvae-one-stream", "B/32 + SD VAE + x264, one CUDA stream"),
         ("bench-nvdec", "B/32 + SD VAE + x264, NVDEC decode"),
+        ("bench-nvdec-device-frames", "B/32 + taef2, no encode, NVDEC frames kept on the GPU"),
+        ("bench-nvdec-host-frames", "B/32 + taef2, no encode, NVDEC frames copied to memory"),
     ):
         b = load(out, name)
         if not b:
@@ -107,7 +109,11 @@ def main(out):
         say(f"{label}: {fmt(b.get('fps'))} frames/s end to end (target for SD VAE: >= 50), slowest {b.get('slowest')}; "
             f"stages/s: {rates}; GPU {fmt(gpu.get('mean_utilization_pct'), '%', 0)} mean, "
             f"{fmt(gpu.get('max_memory_mib'), ' MiB', 0)} max"
-            + (f"; x264 alone {fmt(b['encode_alone_fps'])}" if b.get("encode_alone_fps") else ""))
+            + (f"; x264 alone {fmt(b['encode_alone_fps'])}" if b.get("encode_alone_fps") else "")
+            + (f"; canvases on {b['canvases_on']}" if b.get("canvases_on") else ""))
+    kept, copied = load(out, "bench-nvdec-device-frames"), load(out, "bench-nvdec-host-frames")
+    if kept and copied:
+        say(f"NVDEC frames kept on the GPU vs copied to memory: {ratio(kept.get('fps'), copied.get('fps'))} end to end")
     print("\n".join(lines))
 
 

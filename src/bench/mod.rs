@@ -49,6 +49,11 @@ pub struct BenchReport {
     pub encode_alone_fps: Option<f64>,
     /// Frames per VAE call the run ended with (`auto`: measured against free GPU memory).
     pub vae_batch_size: Option<usize>,
+    /// `cpu` or `nvdec`.
+    pub decoder: String,
+    /// The device the canvases were made and kept on (`runtime.device_frames`); `null`: swscale
+    /// in host memory.
+    pub canvases_on: Option<String>,
 }
 
 /// Frames each stage handled, from a finished report.
@@ -103,6 +108,8 @@ pub fn summarize(
         gpu,
         encode_alone_fps: encode_alone.map(|r| r.stats.fps),
         vae_batch_size: report.latents.as_ref().map(|l| l.batch_size),
+        decoder: report.stats.decoder.clone(),
+        canvases_on: report.stats.canvases_on.clone(),
     }
 }
 
@@ -215,6 +222,15 @@ pub fn text(b: &BenchReport) -> String {
             let _ = writeln!(out, "GPU: not sampled (CPU run or no nvidia-smi)");
         }
     }
+    let _ = writeln!(
+        out,
+        "decoder: {}; canvases: {}",
+        b.decoder,
+        b.canvases_on
+            .as_ref()
+            .map(|d| format!("made and kept on {d}"))
+            .unwrap_or_else(|| "swscale, host memory".into())
+    );
     if let Some(n) = b.vae_batch_size {
         let _ = writeln!(out, "VAE batch size: {n} frames per call");
     }

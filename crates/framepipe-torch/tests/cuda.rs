@@ -4,7 +4,8 @@
 //!
 //! Tolerances, fp16 against fp32: CLIP embeddings cosine >= 0.999 per row (unit vectors; fp16
 //! keeps about 3 decimal digits through 2 layers); VAE latents and decoded images max abs
-//! difference <= 2e-2 on values of magnitude ~1; YUV->RGB conversion within 1 level of 255.
+//! difference <= 2e-2 on values of magnitude ~1; YUV->RGB conversion and device canvases within
+//! 1 level of 255.
 //!
 //! Without a GPU every test says "skipped" and passes, unless FRAMEPIPE_REQUIRE_CUDA=1 (set by
 //! the device check, so a machine that silently lost its GPU fails instead of skipping).
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 
 use framepipe_torch::clip::ClipModel;
 use framepipe_torch::vae::{AutoencoderKl, GroupNormPath};
-use framepipe_torch::{clip_op, handle, vae_op};
+use framepipe_torch::{canvas, clip_op, handle, vae_op};
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
@@ -184,6 +185,72 @@ fn frame_calls_on_cuda_match_the_cpu() {
     let on_gpu = framepipe_torch::frames::rgb_on_device(&req, &bytes, gpu).unwrap();
     let on_cpu = framepipe_torch::frames::rgb_on_device(&req, &bytes, Device::Cpu).unwrap();
     assert!(max_abs_diff("yuv420p -> rgb", &on_gpu, &on_cpu) <= 1.0);
+}
+
+/// A 1080p NV12 picture whose rows are `pitch` bytes apart (as NVDEC leaves them) made into
+/// a 720p canvas on `device` from planes at `base` in `location` memory; returns the handle.
+fn nv12_canvas(device: &str, location: &str, base: usize, pitch: i64) -> u64 {
+    let request = json!({"device": device, "location": location, "format": "nv12",
+        "width": 1920, "height": 1080, "canvas": [1280, 720], "scaled": [1280, 720],
+        "rotation": 0, "crop": [0, 0, 1280, 720], "placed": [0, 0, 1280, 720]});
+    let base = base as *const u8;
+    // SAFETY: `base` holds pitch*1080 bytes of Y, then pitch*540 of interleaved U/V.
+    let planes = [
+        base,
+        unsafe { base.add(pitch as usize * 1080) },
+        std::ptr::null(),
+    ];
+    let reply = unsafe { canvas::make(&request, planes, [pitch, pitch, 0]) }.unwrap();
+    reply["handle"].as_u64().unwrap()
+}
+
+/// Device canvases on CUDA: made from an NV12 picture in GPU memory (as NVDEC leaves it, rows
+/// wider than the picture) on one thread's stream and read by a CLIP call on another thread's
+/// stream (the events order them), against the same canvas made on the CPU from host memory:
+/// within one level, and CLIP embeds it as it embeds the CPU canvas's bytes.
+#[test]
+fn canvases_from_gpu_memory_match_the_cpu_and_feed_the_models() {
+    if !gpu() {
+        return;
+    }
+    let (gpu, name, _) = gpu_device();
+    let pitch = 2048i64;
+    let nv12: Vec<u8> = (0..pitch * 1620)
+        .map(|i| (16 + (i * 7 + i / pitch * 3) % 220) as u8)
+        .collect();
+    let on_cpu = nv12_canvas("cpu", "host", nv12.as_ptr() as usize, pitch);
+    let uploaded = Tensor::from_slice(&nv12).to_device(gpu);
+    let base = uploaded.data_ptr() as usize;
+    let on_gpu = std::thread::spawn(move || nv12_canvas(name, "device", base, pitch))
+        .join()
+        .unwrap();
+    let read = |handle: u64| {
+        let mut out = vec![0u8; 1280 * 720 * 3 / 2];
+        canvas::read(&json!({ "handle": handle }), &mut out).unwrap();
+        Tensor::from_slice(&out)
+    };
+    let cpu_bytes = read(on_cpu);
+    assert!(max_abs_diff("nv12 canvas", &read(on_gpu), &cpu_bytes) <= 1.0);
+
+    let request = json!({"model": fixture("clip-tiny"), "device": name, "n": 1, "width": 1280,
+        "height": 720, "format": "yuv420p", "matrix": "bt709"});
+    let mut by_handle = request.clone();
+    by_handle["canvases"] = json!([on_gpu]);
+    let embed = move |request: Value, bytes: Vec<u8>| {
+        std::thread::spawn(move || {
+            let mut out = vec![0f32; 1024];
+            let reply = clip_op::embed_frames(&request, &bytes, &mut out).unwrap();
+            let dim = reply["dim"].as_i64().unwrap();
+            Tensor::from_slice(&out[..dim as usize]).view([1, dim])
+        })
+        .join()
+        .unwrap()
+    };
+    let from_canvas = embed(by_handle, Vec::new());
+    let from_bytes = embed(request, Vec::<u8>::try_from(&cpu_bytes).unwrap());
+    assert!(min_cosine("clip from a canvas", &from_canvas, &from_bytes) >= 0.999);
+    let freed = handle(&json!({"op": "canvas_free", "handles": [on_cpu, on_gpu]})).unwrap();
+    assert_eq!(freed["freed"], 2);
 }
 
 #[test]
