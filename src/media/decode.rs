@@ -103,13 +103,17 @@ impl VideoDecoder {
             count: threads as usize,
             ..Default::default()
         });
-        let (hw_refused, hw_status) = match hwaccel {
-            HwAccel::None => (None, HwStatus::Software),
+        let (hw_refused, hw_status, shared_context) = match hwaccel {
+            HwAccel::None => (None, HwStatus::Software, false),
             HwAccel::Cuda { device, .. } => match attach_cuda(&mut context, device) {
-                Ok(flag) => (Some(flag), HwStatus::Hardware),
-                Err(reason) => (None, HwStatus::FellBack(reason)),
+                Ok((flag, shared)) => (Some(flag), HwStatus::Hardware, shared),
+                Err(reason) => (None, HwStatus::FellBack(reason), false),
             },
         };
+        let keep_wanted = matches!(hwaccel, HwAccel::Cuda { keep: true, .. });
+        if keep_wanted && hw_status == HwStatus::Hardware && !shared_context {
+            tracing::warn!(input = %path.display(), "NVDEC runs in a CUDA context of its own (FFmpeg could not share libtorch's): decoded frames go through host memory");
+        }
         let mut decoder = context.decoder();
         decoder.set_packet_time_base(stream.time_base());
         let decoder = decoder
@@ -129,7 +133,7 @@ impl VideoDecoder {
         }
         Ok(VideoDecoder {
             path: path.to_path_buf(),
-            keep_on_gpu: matches!(hwaccel, HwAccel::Cuda { keep: true, .. }),
+            keep_on_gpu: keep_wanted && shared_context,
             decoder,
             hw_refused,
             hw_status,
@@ -318,40 +322,64 @@ pub fn download_hw_frame(
     Ok(sw)
 }
 
-/// Gives the codec context a CUDA device and a `get_format` that picks NVDEC's surface format
-/// when offered. Returns the flag the callback sets when NVDEC is not offered (the stream then
-/// decodes in software), or why no CUDA device could be opened.
-///
-/// The device context uses the GPU's primary CUDA context, the one libtorch uses, so the
-/// decoded pictures' GPU memory is directly readable by the model side.
+/// A CUDA device context for NVDEC on GPU `gpu`, and whether it is the GPU's primary context
+/// (the one libtorch uses, so decoded pictures can be read where they are). The primary
+/// context is tried first (it also saves the few hundred MB of GPU memory a context of its own
+/// costs); a private one when FFmpeg cannot have it.
+fn cuda_device(gpu: u32) -> std::result::Result<(*mut ff::ffi::AVBufferRef, bool), String> {
+    use std::ptr::null_mut;
+    let name = std::ffi::CString::new(gpu.to_string()).expect("digits");
+    let create = |primary: bool| {
+        let mut device: *mut ff::ffi::AVBufferRef = null_mut();
+        // SAFETY: FFmpeg allocates the device context (failure leaves `device` null) and copies
+        // the options, which are freed here.
+        let ret = unsafe {
+            let mut options: *mut ff::ffi::AVDictionary = null_mut();
+            if primary {
+                ff::ffi::av_dict_set(&mut options, c"primary_ctx".as_ptr(), c"1".as_ptr(), 0);
+            }
+            let ret = ff::ffi::av_hwdevice_ctx_create(
+                &mut device,
+                ff::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
+                name.as_ptr(),
+                options,
+                0,
+            );
+            ff::ffi::av_dict_free(&mut options);
+            ret
+        };
+        if ret < 0 || device.is_null() {
+            Err(ff::Error::from(ret).to_string())
+        } else {
+            Ok(device)
+        }
+    };
+    // FFmpeg wants the primary context with its own flags, which libtorch's may not have yet.
+    let prepared = super::cuda_context::prepare_primary_context(gpu);
+    match create(true) {
+        Ok(device) => Ok((device, true)),
+        Err(primary_error) => match create(false) {
+            Ok(device) => {
+                tracing::debug!(
+                    gpu,
+                    "NVDEC in a CUDA context of its own: the primary context was refused ({primary_error}; flags: {prepared:?})"
+                );
+                Ok((device, false))
+            }
+            Err(e) => Err(format!("no CUDA device for NVDEC: {e}")),
+        },
+    }
+}
+
+/// Gives the codec context a CUDA device on GPU `gpu` and a `get_format` that picks NVDEC's
+/// surface format when offered. Returns the flag the callback sets when NVDEC is not offered
+/// (the stream then decodes in software) and whether the device shares libtorch's context, or
+/// why no CUDA device could be opened.
 fn attach_cuda(
     context: &mut ff::codec::context::Context,
     gpu: u32,
-) -> std::result::Result<Box<std::sync::atomic::AtomicBool>, String> {
-    use std::ptr::null_mut;
-    let mut device: *mut ff::ffi::AVBufferRef = null_mut();
-    let name = std::ffi::CString::new(gpu.to_string()).expect("digits");
-    // SAFETY: FFmpeg allocates the device context (failure leaves `device` null) and copies
-    // the options, which are freed here.
-    let ret = unsafe {
-        let mut options: *mut ff::ffi::AVDictionary = null_mut();
-        ff::ffi::av_dict_set(&mut options, c"primary_ctx".as_ptr(), c"1".as_ptr(), 0);
-        let ret = ff::ffi::av_hwdevice_ctx_create(
-            &mut device,
-            ff::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
-            name.as_ptr(),
-            options,
-            0,
-        );
-        ff::ffi::av_dict_free(&mut options);
-        ret
-    };
-    if ret < 0 || device.is_null() {
-        return Err(format!(
-            "no CUDA device for NVDEC: {}",
-            ff::Error::from(ret)
-        ));
-    }
+) -> std::result::Result<(Box<std::sync::atomic::AtomicBool>, bool), String> {
+    let (mut device, shared) = cuda_device(gpu)?;
     let refused = Box::new(std::sync::atomic::AtomicBool::new(false));
     // SAFETY: the context is not opened yet; it takes its own reference to the device, ours is
     // released; `opaque` points at the flag, which the decoder keeps alive longer than the context.
@@ -364,7 +392,7 @@ fn attach_cuda(
             .cast();
         (*ctx).get_format = Some(prefer_cuda);
     }
-    Ok(refused)
+    Ok((refused, shared))
 }
 
 /// FFmpeg's `get_format` callback: NVDEC's CUDA surfaces when the list offers them, else the
