@@ -29,6 +29,36 @@ fn vae_fixture() -> String {
         .to_string()
 }
 
+/// `dir/name`: `frames` frames of FFmpeg's testsrc2 at `size` (WxH), 25 fps, H.264 in
+/// `pix_fmt` (`-qp 0`: lossless, so the decoded picture is the pattern).
+fn test_video(
+    dir: &Path,
+    name: &str,
+    size: &str,
+    frames: u32,
+    pix_fmt: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let source = format!("testsrc2=size={size}:rate=25");
+    let frames = frames.to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &source,
+        "-frames:v",
+        &frames,
+        "-pix_fmt",
+        pix_fmt,
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
 /// The first frame of `path`, decoded by framepipe.
 fn first_frame(path: &Path) -> ff::frame::Video {
     let (mut input, info) = probe::open(path).unwrap();
@@ -122,22 +152,7 @@ fn diff_stats(a: &[u8], b: &[u8]) -> (f64, u8) {
 #[test]
 fn device_canvases_match_swscale_canvases() {
     let dir = tempfile::tempdir().unwrap();
-    let video = dir.path().join("src.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=1920x1080:rate=25",
-        "-frames:v",
-        "1",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-qp",
-        "0",
-        video.to_str().unwrap(),
-    ]);
+    let video = test_video(dir.path(), "src.mp4", "1920x1080", 1, "yuv420p");
     let decoded = first_frame(&video);
     let limited = ff::color::Range::MPEG;
     let cases = [
@@ -231,20 +246,7 @@ fn device_canvases_match_swscale_canvases() {
 #[test]
 fn other_formats_go_through_swscale_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let video = dir.path().join("src.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=25",
-        "-frames:v",
-        "1",
-        "-pix_fmt",
-        "yuv444p",
-        "-c:v",
-        "libx264",
-        video.to_str().unwrap(),
-    ]);
+    let video = test_video(dir.path(), "src.mp4", "640x360", 1, "yuv444p");
     let src = first_frame(&video);
     assert_eq!(src.format(), Pixel::YUV444P);
     let (host, device, _) = both_ways(&src, 0, FitMode::Fit);
@@ -265,20 +267,7 @@ fn canvases_are_released() {
     let src = converted(
         &{
             let dir = tempfile::tempdir().unwrap();
-            let video = dir.path().join("src.mp4");
-            ffmpeg(&[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=25",
-                "-frames:v",
-                "1",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:v",
-                "libx264",
-                video.to_str().unwrap(),
-            ]);
+            let video = test_video(dir.path(), "src.mp4", "320x240", 1, "yuv420p");
             first_frame(&video)
         },
         Pixel::YUV420P,
@@ -294,19 +283,14 @@ fn canvases_are_released() {
     assert_eq!(live(), before);
 }
 
-fn run_mode(
-    dir: &Path,
-    input: &Path,
-    mode: &str,
-    extra: &str,
-) -> (std::path::PathBuf, serde_json::Value) {
+fn run_mode(dir: &Path, input: &Path, mode: &str) -> (std::path::PathBuf, serde_json::Value) {
     let cfg = pipeline(
         dir,
         &format!("{mode}.json"),
         &format!(
             r#"{{"clip": {{"model": {:?}, "labels": ["a", "b"], "sample": {{"every_n_frames": 3}}, "batch_size": 4}},
                 "vae": {{"model": {:?}, "every_n_frames": 4, "batch_size": 3}},
-                "runtime": {{"device_frames": "{mode}", "color_conversion": "device"}}{extra}, "device": "cpu"}}"#,
+                "runtime": {{"device_frames": "{mode}", "color_conversion": "device"}}, "device": "cpu"}}"#,
             clip_fixture(),
             vae_fixture()
         ),
@@ -325,22 +309,9 @@ fn run_mode(
 fn a_pipeline_with_device_frames_matches_the_host_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let input = d.join("in.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=960x540:rate=25",
-        "-t",
-        "1",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        input.to_str().unwrap(),
-    ]);
-    let (on, report_on) = run_mode(d, &input, "on", "");
-    let (off, report_off) = run_mode(d, &input, "off", "");
+    let input = test_video(d, "in.mp4", "960x540", 25, "yuv420p");
+    let (on, report_on) = run_mode(d, &input, "on");
+    let (off, report_off) = run_mode(d, &input, "off");
     assert_eq!(report_on["stats"]["canvases_on"], "cpu");
     assert!(report_off["stats"]["canvases_on"].is_null());
     let embeds = |dir: &Path| {
@@ -374,20 +345,7 @@ fn a_pipeline_with_device_frames_matches_the_host_pipeline() {
 fn device_frames_on_needs_model_stages_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let input = d.join("in.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-t",
-        "0.4",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        input.to_str().unwrap(),
-    ]);
+    let input = test_video(d, "in.mp4", "320x240", 10, "yuv420p");
     let cfg = pipeline(
         d,
         "scenes.json",
@@ -406,7 +364,7 @@ fn device_frames_on_needs_model_stages_only() {
         "{e}"
     );
     assert_no_output(&out, "in");
-    let (_, r) = run_mode(d, &input, "auto", "");
+    let (_, r) = run_mode(d, &input, "auto");
     assert!(
         r["stats"]["canvases_on"].is_null(),
         "auto without NVDEC: host canvases"
