@@ -401,6 +401,7 @@ impl Job<'_> {
                 device: self.device.clone(),
                 decode_errors: out.decode.errors,
                 damaged_frames: out.decode.damaged_frames,
+                frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
             },
             warnings,
         }

@@ -68,6 +68,9 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Frames the decoder had to conceal.
     pub damaged_frames: u64,
+    /// Decoded frames that stayed in GPU memory (NVDEC with `runtime.device_frames`): equal to
+    /// `frames` when no frame crossed to the host.
+    pub frames_in_gpu_memory: u64,
 }
 
 #[derive(Debug, Serialize)]

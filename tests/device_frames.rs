@@ -313,6 +313,8 @@ fn a_pipeline_with_device_frames_matches_the_host_pipeline() {
     let (on, report_on) = run_mode(d, &input, "on");
     let (off, report_off) = run_mode(d, &input, "off");
     assert_eq!(report_on["stats"]["canvases_on"], "cpu");
+    // Decoded on the CPU: every frame came through host memory.
+    assert_eq!(report_on["stats"]["frames_in_gpu_memory"], 0);
     assert!(report_off["stats"]["canvases_on"].is_null());
     let embeds = |dir: &Path| {
         let path = dir.join("embeddings.safetensors");

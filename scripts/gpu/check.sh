@@ -168,8 +168,11 @@ for name in ("k-dev", "k-native"):
 # NVDEC frames kept on the GPU: canvases by libtorch (bicubic) instead of swscale (bicubic with
 # its own taps), so near, not equal: embeddings cosine >= 0.999, latents cosine >= 0.995 per frame.
 r = json.load(open(f"{w}/n-dev/in-1080p30/in-1080p30.json"))
-print(f"device frames: decoder {r['stats']['decoder']}, canvases on {r['stats']['canvases_on']}")
+print(f"device frames: decoder {r['stats']['decoder']}, canvases on {r['stats']['canvases_on']}, "
+      f"{r['stats']['frames_in_gpu_memory']} of {r['stats']['frames']} frames never left GPU memory")
 ok &= r["stats"]["canvases_on"] is not None
+if sys.argv[2:] != ["cpu"]:
+    ok &= r["stats"]["decoder"] == "nvdec" and r["stats"]["frames_in_gpu_memory"] == r["stats"]["frames"]
 na = st(f"{w}/n-dev/in-1080p30/embeddings.safetensors")["image_embeds"].float()
 cos = torch.nn.functional.cosine_similarity(na, b).min().item()
 print(f"clip embeddings, device frames vs swscale canvases: {na.shape[0]} rows, min cosine {cos:.5f} (limit 0.999)"); ok &= cos >= 0.999 and na.shape == b.shape
@@ -185,7 +188,7 @@ for qa, qb in zip(sa["results"], sb["results"]):
 print("PARITY", "OK" if ok else "FAILED")
 PY
   cp "$OUT/search-cpu.out" "$W/search-cpu.json"; cp "$OUT/search-dev.out" "$W/search-dev.json"
-  step parity-compare 60 python3 "$W/compare.py" "$W"
+  step parity-compare 60 python3 "$W/compare.py" "$W" "$DEV"
   # --- 3. Throughput ----------------------------------------------------------------------
   if [ "$DEV" = cpu ]; then
     # The same commands on the fixtures' tiny models, so the dry run proves the wiring.

@@ -64,6 +64,8 @@ pub struct VideoDecoder {
     pub errors: u64,
     /// Frames the decoder flagged as concealed or corrupt (they are still passed on).
     pub damaged_frames: u64,
+    /// Frames handed on in GPU memory (NVDEC pictures kept there for device canvases).
+    pub frames_in_gpu_memory: u64,
     /// Frames whose timestamp was missing or went backwards and had to be repaired.
     pub repaired_timestamps: u64,
 }
@@ -145,6 +147,7 @@ impl VideoDecoder {
             next_index: 0,
             errors: 0,
             damaged_frames: 0,
+            frames_in_gpu_memory: 0,
             repaired_timestamps: 0,
         })
     }
@@ -255,6 +258,9 @@ impl VideoDecoder {
                         frame,
                     };
                     self.next_index += 1;
+                    if source.frame.format() == ff::format::Pixel::CUDA {
+                        self.frames_in_gpu_memory += 1;
+                    }
                     sink(source)?;
                 }
                 Err(ff::Error::Eof) => return Ok(()),

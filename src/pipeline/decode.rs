@@ -24,6 +24,8 @@ pub struct DecodeStats {
     pub repaired_timestamps: u64,
     /// Frames the decoder concealed (damaged data, picture patched up).
     pub damaged_frames: u64,
+    /// Frames handed on in GPU memory, never copied to the host (`runtime.device_frames`).
+    pub frames_in_gpu_memory: u64,
     /// Video packets the container's edit list hides (decoded as references, never shown).
     pub edit_list_discarded: u64,
     /// Time of the last frame plus one frame duration: the decoded video's length.
@@ -218,6 +220,7 @@ impl DecodeStage {
             errors: read_errors + self.decoder.errors,
             repaired_timestamps: self.decoder.repaired_timestamps,
             damaged_frames: self.decoder.damaged_frames,
+            frames_in_gpu_memory: self.decoder.frames_in_gpu_memory,
             edit_list_discarded: discarded,
             duration: if frames > 0 {
                 last_time + frame_duration
