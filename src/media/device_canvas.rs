@@ -112,7 +112,8 @@ impl DeviceNormalizer {
         self.planned_for = Some(size);
         let matrix = super::matrix_name(src.color_space());
         if src.format() == Pixel::CUDA {
-            if let Some(planes) = gpu_planes(src) {
+            // Read in place only by a canvas on a GPU (the same one: NVDEC decodes on the model's).
+            if let Some(planes) = gpu_planes(src).filter(|_| self.device.starts_with("cuda")) {
                 return self.make(src, &planes, self.geometry, matrix);
             }
             // A surface format the device path does not read (4:4:4, 12-bit): through memory.

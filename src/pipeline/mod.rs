@@ -159,7 +159,8 @@ pub fn run(
         cfg,
         decode::Gpu {
             index: cuda_index(device_name),
-            keep_frames: on_device,
+            // NVDEC's pictures stay in GPU memory only for canvases made on that GPU.
+            keep_frames: on_device && device_name.starts_with("cuda"),
         },
         cancel.clone(),
         progress.clone(),
