@@ -212,13 +212,26 @@ fn run_vae(
     config_json: &str,
     limit: Option<u64>,
 ) -> Measured {
+    run_vae_env(dir, input, out, config_json, limit, &[])
+}
+
+/// [`run_vae`] with extra environment variables for the child.
+fn run_vae_env(
+    dir: &Path,
+    input: &Path,
+    out: &Path,
+    config_json: &str,
+    limit: Option<u64>,
+    env: &[(&str, &str)],
+) -> Measured {
     let cfg = pipeline(dir, "vae-run.json", config_json);
     let mut cmd = framepipe();
     cmd.args(["-q", "run", "--pipeline"])
         .arg(&cfg)
         .arg("-o")
         .arg(out)
-        .arg(input);
+        .arg(input)
+        .envs(env.iter().copied());
     run_measured(cmd, limit)
 }
 
@@ -236,8 +249,19 @@ fn shard_rows(out: &Path, stem: &str) -> (Vec<usize>, Vec<i64>) {
     (rows, index)
 }
 
+/// A long video streams its latents to shards and holds no more memory than a short one.
+///
+/// Peak RSS is measured with glibc's mmap threshold fixed at 1 MiB (`MALLOC_MMAP_THRESHOLD_`),
+/// so freed buffers go back to the kernel and the peak is what the process holds. With glibc's
+/// default (a threshold that rises to 32 MiB, after which freed memory stays cached in the
+/// heap), the peak of the same 2000-frame run varied from 1,372 to 1,702 MiB between runs
+/// against 1,364-1,392 MiB for 300 frames (one CI run failed a 1.2 limit at 1.248), while with
+/// the fixed threshold 300 and 1000 frames peaked at 882,076 and 882,720 KB. Keeping a frame's
+/// data for the whole video shows far above the 5% allowed here: 700 more latent rows (230 KB
+/// each as f32) are 18%, 700 more 720p canvases (1.4 MB each) 110%; a build that kept the
+/// latent rows measured 1.178 here (it passed the old 1.2 limit of the default allocator).
 #[test]
-fn two_thousand_frames_stream_to_eight_shards_in_flat_memory() {
+fn a_thousand_frames_stream_to_shards_in_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let config = format!(
@@ -245,11 +269,18 @@ fn two_thousand_frames_stream_to_eight_shards_in_flat_memory() {
         tiny_fixture().display().to_string()
     );
     let mut peaks = Vec::new();
-    for frames in [300u32, 2000] {
+    for frames in [300u32, 1000] {
         let input = d.join(format!("f{frames}.mp4"));
         make_cut_clip(&input, "320x180", &[("testsrc2", frames)], false, &[]);
         let out = d.join(format!("out{frames}"));
-        let m = run_vae(d, &input, &out, &config, None);
+        let m = run_vae_env(
+            d,
+            &input,
+            &out,
+            &config,
+            None,
+            &[("MALLOC_MMAP_THRESHOLD_", "1048576")],
+        );
         assert!(m.success, "{frames} frames: {}", m.stderr);
         let stem = format!("f{frames}");
         let (rows, index) = shard_rows(&out, &stem);
@@ -267,10 +298,10 @@ fn two_thousand_frames_stream_to_eight_shards_in_flat_memory() {
     }
     let ratio = peaks[1] / peaks[0];
     eprintln!(
-        "peak RSS: 300 frames {:.1} MiB, 2000 frames {:.1} MiB, ratio {ratio:.3} (limit 1.2)",
+        "peak RSS: 300 frames {:.1} MiB, 1000 frames {:.1} MiB, ratio {ratio:.3} (limit 1.05)",
         peaks[0], peaks[1]
     );
-    assert!(ratio <= 1.2, "memory grows with the video: {ratio:.3}");
+    assert!(ratio <= 1.05, "memory grows with the video: {ratio:.3}");
 }
 
 #[test]
