@@ -38,6 +38,11 @@ impl DeviceRequest {
     }
 }
 
+/// N of a resolved device name `cuda:N`; `None` for the CPU.
+pub fn cuda_index(name: &str) -> Option<u32> {
+    name.strip_prefix("cuda:").and_then(|n| n.parse().ok())
+}
+
 /// The device decision, as written in the JSON report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeviceInfo {

@@ -191,11 +191,8 @@ fn bench(
         labels: labels.as_ref(),
         vae: vae.as_ref(),
     };
-    let gpu_index = device
-        .name
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse().ok());
-    let sampler = gpu_index.and_then(framepipe::bench::GpuSampler::start);
+    let sampler =
+        framepipe::device::cuda_index(&device.name).and_then(framepipe::bench::GpuSampler::start);
     let result = job.process_into(input, Path::new("bench"));
     let gpu = sampler.and_then(|s| s.finish());
     let baseline = match (&result, encode_baseline) {

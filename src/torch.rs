@@ -69,9 +69,7 @@ impl Torch {
             .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         // SAFETY: the symbols have these signatures in framepipe-torch (checked by the ABI number).
         unsafe {
-            let abi: libloading::Symbol<AbiFn> = library
-                .get(b"framepipe_torch_abi\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let abi = symbol::<AbiFn>(&library, &path, b"framepipe_torch_abi\0")?;
             let found = abi();
             if found != ABI_VERSION {
                 return Err(format!(
@@ -79,30 +77,20 @@ impl Torch {
                     path.display()
                 ));
             }
-            let call = *library
-                .get::<CallFn>(b"framepipe_torch_call\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let free = *library
-                .get::<FreeFn>(b"framepipe_torch_free\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let clip_embed = *library
-                .get::<EmbedFn>(b"framepipe_torch_clip_embed_frames\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let vae_encode = *library
-                .get::<EmbedFn>(b"framepipe_torch_vae_encode_frames\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let search_load = *library
-                .get::<SearchLoadFn>(b"framepipe_torch_search_load\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let search_query = *library
-                .get::<SearchQueryFn>(b"framepipe_torch_search_query\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let canvas_make = *library
-                .get::<CanvasMakeFn>(b"framepipe_torch_canvas_make\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let canvas_read = *library
-                .get::<CanvasReadFn>(b"framepipe_torch_canvas_read\0")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let call = symbol::<CallFn>(&library, &path, b"framepipe_torch_call\0")?;
+            let free = symbol::<FreeFn>(&library, &path, b"framepipe_torch_free\0")?;
+            let clip_embed =
+                symbol::<EmbedFn>(&library, &path, b"framepipe_torch_clip_embed_frames\0")?;
+            let vae_encode =
+                symbol::<EmbedFn>(&library, &path, b"framepipe_torch_vae_encode_frames\0")?;
+            let search_load =
+                symbol::<SearchLoadFn>(&library, &path, b"framepipe_torch_search_load\0")?;
+            let search_query =
+                symbol::<SearchQueryFn>(&library, &path, b"framepipe_torch_search_query\0")?;
+            let canvas_make =
+                symbol::<CanvasMakeFn>(&library, &path, b"framepipe_torch_canvas_make\0")?;
+            let canvas_read =
+                symbol::<CanvasReadFn>(&library, &path, b"framepipe_torch_canvas_read\0")?;
             Ok(Torch {
                 path,
                 canvas_make,
@@ -296,6 +284,21 @@ impl Torch {
         };
         Self::unwrap_reply(&reply)
     }
+}
+
+/// The function `name` (NUL-terminated) of the opened library at `path`.
+///
+/// # Safety
+/// `T` must be the function's real signature.
+unsafe fn symbol<T: Copy>(
+    library: &libloading::Library,
+    path: &std::path::Path,
+    name: &[u8],
+) -> Result<T, String> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { library.get::<T>(name) }
+        .map(|s| *s)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn candidates() -> Vec<PathBuf> {

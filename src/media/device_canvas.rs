@@ -94,20 +94,19 @@ impl DeviceNormalizer {
         self.geometry
     }
 
+    /// The model device the canvases are made on.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
     /// The canvas of one decoded picture. A mid-stream change of the source size replans the
     /// picture, as the CPU normalizer does.
     pub fn normalize(&mut self, src: &ff::frame::Video) -> Result<DeviceCanvas, String> {
         let size = (src.width(), src.height());
         if self.planned_for.is_some_and(|s| s != size) {
-            let g = self.geometry;
-            self.geometry = Geometry::plan(
-                size.0,
-                size.1,
-                self.sar,
-                g.rotation,
-                (g.canvas_width, g.canvas_height),
-                self.mode,
-            );
+            self.geometry = self
+                .geometry
+                .for_source_size(size.0, size.1, self.sar, self.mode);
         }
         self.planned_for = Some(size);
         let matrix = super::matrix_name(src.color_space());
@@ -141,21 +140,7 @@ impl DeviceNormalizer {
             .map_err(|e| format!("scaling a frame: {e}"))?;
         let planes = host_planes(&canvas).expect("the normalizer makes yuv420p");
         // The canvas is finished: the device only copies it.
-        let whole = super::normalize::Rect {
-            x: 0,
-            y: 0,
-            width: canvas.width(),
-            height: canvas.height(),
-        };
-        let identity = Geometry {
-            canvas_width: canvas.width(),
-            canvas_height: canvas.height(),
-            scaled_width: canvas.width(),
-            scaled_height: canvas.height(),
-            rotation: 0,
-            crop: whole,
-            placed: whole,
-        };
+        let identity = Geometry::identity(canvas.width(), canvas.height());
         self.make(&canvas, &planes, identity, matrix)
     }
 

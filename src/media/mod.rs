@@ -197,6 +197,23 @@ pub enum Pixels {
 }
 
 impl Pixels {
+    /// YUV 4:2:0 planes of a `size` (width, height) frame whose `rect` part the model sees (no
+    /// crop when that is the whole frame).
+    pub fn yuv420p(
+        (width, height): (u32, u32),
+        matrix: &'static str,
+        full_range: bool,
+        rect: Option<normalize::Rect>,
+    ) -> Pixels {
+        Pixels::Yuv420p {
+            width,
+            height,
+            matrix,
+            full_range,
+            crop: rect.filter(|r| (r.x, r.y, r.width, r.height) != (0, 0, width, height)),
+        }
+    }
+
     pub fn bytes_per_frame(&self) -> usize {
         match *self {
             Pixels::Rgb24 { width, height } => width as usize * height as usize * 3,
@@ -275,13 +292,12 @@ impl ModelFrames {
                     bytes.extend_from_slice(&data[y * stride..y * stride + pw as usize]);
                 }
             }
-            return Ok(Pixels::Yuv420p {
-                width: w,
-                height: h,
-                matrix: matrix_name(src.color_space()),
-                full_range: src.color_range() == ff::color::Range::JPEG,
-                crop: rect.filter(|r| (r.x, r.y, r.width, r.height) != (0, 0, w, h)),
-            });
+            return Ok(Pixels::yuv420p(
+                (w, h),
+                matrix_name(src.color_space()),
+                src.color_range() == ff::color::Range::JPEG,
+                rect,
+            ));
         }
         let flags = self.flags;
         let rgb = self.rgb.get_or_insert_with(|| RgbFrames::new(w, h, flags));

@@ -104,6 +104,31 @@ impl Geometry {
         }
     }
 
+    /// The same plan (canvas, rotation, `mode`, `sar`) for a source that is now
+    /// `width`x`height` (a mid-stream size change).
+    pub fn for_source_size(
+        &self,
+        width: u32,
+        height: u32,
+        sar: (i32, i32),
+        mode: FitMode,
+    ) -> Geometry {
+        Geometry::plan(
+            width,
+            height,
+            sar,
+            self.rotation,
+            (self.canvas_width, self.canvas_height),
+            mode,
+        )
+    }
+
+    /// The plan of a finished `width`x`height` canvas onto itself: nothing scaled, turned,
+    /// cropped or padded.
+    pub fn identity(width: u32, height: u32) -> Geometry {
+        Geometry::plan(width, height, (1, 1), 0, (width, height), FitMode::Stretch)
+    }
+
     /// True when swscale's output is the canvas itself (no rotation, crop or pad).
     fn is_direct(&self) -> bool {
         self.rotation == 0
@@ -147,15 +172,9 @@ impl Normalizer {
     pub fn normalize(&mut self, src: &ff::frame::Video) -> Result<ff::frame::Video, ff::Error> {
         if let Some((_, width, height)) = self.scaler.last_input() {
             if (width, height) != (src.width(), src.height()) {
-                let g = self.geometry;
-                self.geometry = Geometry::plan(
-                    src.width(),
-                    src.height(),
-                    self.sar,
-                    g.rotation,
-                    (g.canvas_width, g.canvas_height),
-                    self.mode,
-                );
+                self.geometry =
+                    self.geometry
+                        .for_source_size(src.width(), src.height(), self.sar, self.mode);
                 self.scaler
                     .set_output_size(self.geometry.scaled_width, self.geometry.scaled_height);
                 self.scratch = None;

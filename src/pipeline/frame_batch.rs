@@ -57,14 +57,7 @@ impl FrameBatch {
             Canvas::Host(frame) => frames.append(frame, rect, &mut self.bytes),
             Canvas::Device(c) => {
                 self.canvases.push(Arc::clone(c));
-                let (width, height) = (c.width, c.height);
-                Ok(Pixels::Yuv420p {
-                    width,
-                    height,
-                    matrix: c.matrix,
-                    full_range: false,
-                    crop: rect.filter(|r| (r.x, r.y, r.width, r.height) != (0, 0, width, height)),
-                })
+                Ok(Pixels::yuv420p((c.width, c.height), c.matrix, false, rect))
             }
         }
     }

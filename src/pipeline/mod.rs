@@ -153,14 +153,16 @@ pub fn run(
         )),
         false => None,
     };
+    let model_gpu = crate::device::cuda_index(device_name);
     let decode_stage = decode::DecodeStage::open(
         input,
         info,
         cfg,
         decode::Gpu {
-            index: cuda_index(device_name),
+            // NVDEC decodes on the model's GPU (the first one when the models run on the CPU).
+            index: model_gpu.unwrap_or(0),
             // NVDEC's pictures stay in GPU memory only for canvases made on that GPU.
-            keep_frames: on_device && device_name.starts_with("cuda"),
+            keep_frames: on_device && model_gpu.is_some(),
         },
         cancel.clone(),
         progress.clone(),
@@ -304,14 +306,6 @@ pub fn device_frames(
                 && cfg.decode.hwaccel == HwAccelConfig::Cuda
         }
     }
-}
-
-/// N of `cuda:N` (0 for anything else: NVDEC then decodes on the first GPU).
-fn cuda_index(device_name: &str) -> u32 {
-    device_name
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 fn channel_if<T>(enabled: bool, capacity: usize) -> (Option<Sender<T>>, Option<Receiver<T>>) {

@@ -66,11 +66,18 @@ impl Maker {
             Maker::Device(n) => n.geometry(),
         }
     }
+
+    /// The model device the canvases are made on; `None` for swscale's.
+    fn device(&self) -> Option<String> {
+        match self {
+            Maker::Host(_) => None,
+            Maker::Device(n) => Some(n.device().to_string()),
+        }
+    }
 }
 
 pub struct NormalizeStage {
     normalizer: Maker,
-    device: Option<String>,
     fps: Option<f64>,
     source_frame_duration: f64,
     source_path: String,
@@ -102,7 +109,6 @@ impl NormalizeStage {
         };
         NormalizeStage {
             normalizer,
-            device: on_device.map(|(_, d)| d.to_string()),
             fps: cfg.fps,
             source_frame_duration: if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 },
             source_path: info.path.clone(),
@@ -170,7 +176,7 @@ impl NormalizeStage {
             duplicated: out.duplicated,
             content: self.normalizer.geometry().placed,
             seconds: timer.seconds(),
-            device: self.device,
+            device: self.normalizer.device(),
         })
     }
 

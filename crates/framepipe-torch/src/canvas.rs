@@ -45,6 +45,24 @@ fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Canvas>>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Canvas `id` of the locked registry.
+fn lookup(map: &Option<HashMap<u64, Canvas>>, id: u64) -> Result<&Canvas, String> {
+    map.as_ref()
+        .and_then(|m| m.get(&id))
+        .ok_or(format!("no canvas {id} (freed, or never made)"))
+}
+
+impl Canvas {
+    /// The planes, with the calling thread's current stream waiting (on the device) for the
+    /// kernels that made them.
+    fn ready_planes(&self) -> Result<Tensor, String> {
+        if let Some(ready) = &self.ready {
+            ready.block_current()?;
+        }
+        Ok(self.planes.shallow_clone())
+    }
+}
+
 /// How the source picture's planes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -385,15 +403,9 @@ pub fn read(request: &Value, out: &mut [u8]) -> Result<Value, String> {
     let handle = request["handle"].as_u64().ok_or("\"handle\" is required")?;
     let planes = {
         let map = registry();
-        let canvas = map
-            .as_ref()
-            .and_then(|m| m.get(&handle))
-            .ok_or(format!("no canvas {handle}"))?;
-        if let Some(ready) = &canvas.ready {
-            crate::cuda::use_thread_stream_or_default(canvas.planes.device());
-            ready.block_current()?;
-        }
-        canvas.planes.shallow_clone()
+        let canvas = lookup(&map, handle)?;
+        crate::cuda::use_thread_stream_or_default(canvas.planes.device());
+        canvas.ready_planes()?
     };
     let host = planes.f_to_device(Device::Cpu).map_err(|e| e.to_string())?;
     let n = host.numel();
@@ -437,10 +449,7 @@ pub fn with_frames<T>(
         let map = registry();
         for h in handles {
             let id = h.as_u64().ok_or("canvas handles are integers")?;
-            let canvas = map
-                .as_ref()
-                .and_then(|m| m.get(&id))
-                .ok_or(format!("no canvas {id} (freed, or never made)"))?;
+            let canvas = lookup(&map, id)?;
             if canvas.planes.device() != device {
                 return Err(format!(
                     "canvas {id} is on {:?}, the model on {device:?}",
@@ -455,10 +464,7 @@ pub fn with_frames<T>(
                     layout.height
                 ));
             }
-            if let Some(ready) = &canvas.ready {
-                ready.block_current()?;
-            }
-            planes.push(canvas.planes.shallow_clone());
+            planes.push(canvas.ready_planes()?);
         }
     }
     let stacked = Tensor::f_stack(&planes, 0).map_err(|e| e.to_string())?;

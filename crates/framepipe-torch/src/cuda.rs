@@ -123,6 +123,19 @@ pub fn stream_failure() -> Option<&'static str> {
     STREAM_FAILURE.get().map(String::as_str)
 }
 
+/// A shim entry point that takes a device index and an error buffer.
+type DeviceCall = unsafe extern "C" fn(i32, *mut c_char, usize) -> i32;
+
+/// Calls `entry` for `device`; nothing on the CPU.
+fn on_cuda_device(device: Device, what: &str, entry: DeviceCall) -> Result<(), String> {
+    let Some(index) = cuda_index(device) else {
+        return Ok(());
+    };
+    // SAFETY: the shim's entry points take any index (errors come back in the buffer) and write
+    // at most the buffer's stated length.
+    call(what, |e, n| unsafe { entry(index, e, n) }).map(drop)
+}
+
 /// The id of the calling thread's current stream on `device` (0: the default stream).
 pub fn current_stream(device: Device) -> Result<i64, String> {
     let index = cuda_index(device).ok_or("not a CUDA device")?;
@@ -135,40 +148,27 @@ pub fn current_stream(device: Device) -> Result<i64, String> {
 /// Waits until the calling thread's stream on `device` has finished its queued work (the other
 /// stages' streams keep running). Nothing on the CPU.
 pub fn sync_thread_stream(device: Device) -> Result<(), String> {
-    let Some(index) = cuda_index(device) else {
-        return Ok(());
-    };
-    // SAFETY: as in use_thread_stream.
-    call("synchronize", |e, n| unsafe {
-        framepipe_cuda_sync_stream(index, e, n)
-    })
-    .map(drop)
+    on_cuda_device(device, "synchronize", framepipe_cuda_sync_stream)
 }
 
 /// Orders the calling thread's stream on `device` after the work queued so far on the legacy
 /// default stream, where FFmpeg's NVDEC copies decoded pictures (a device-side wait).
 pub fn current_waits_for_default(device: Device) -> Result<(), String> {
-    let Some(index) = cuda_index(device) else {
-        return Ok(());
-    };
-    // SAFETY: as in use_thread_stream.
-    call("stream wait", |e, n| unsafe {
-        framepipe_cuda_current_waits_for_default(index, e, n)
-    })
-    .map(drop)
+    on_cuda_device(
+        device,
+        "stream wait",
+        framepipe_cuda_current_waits_for_default,
+    )
 }
 
 /// Orders the legacy default stream after the work queued so far on the calling thread's
 /// stream: FFmpeg reuses a decoded picture's memory only after the kernels reading it ran.
 pub fn default_waits_for_current(device: Device) -> Result<(), String> {
-    let Some(index) = cuda_index(device) else {
-        return Ok(());
-    };
-    // SAFETY: as in use_thread_stream.
-    call("stream wait", |e, n| unsafe {
-        framepipe_cuda_default_waits_for_current(index, e, n)
-    })
-    .map(drop)
+    on_cuda_device(
+        device,
+        "stream wait",
+        framepipe_cuda_default_waits_for_current,
+    )
 }
 
 /// A point in one thread's stream that another thread's stream can wait for.

@@ -27,6 +27,15 @@ void write_error(char* error, size_t error_len, const char* message) {
   }
 }
 
+#ifdef FRAMEPIPE_WITH_CUDA
+// Makes `waiter` wait, on the device, for the work queued so far on `waited`.
+void wait_for(const c10::cuda::CUDAStream& waiter, const c10::cuda::CUDAStream& waited) {
+  c10::Event done(c10::DeviceType::CUDA);
+  done.record(waited);
+  done.block(waiter);
+}
+#endif
+
 }  // namespace
 
 // The body of an entry point that returns 0 (or a value >= 0) on success and -1 with the
@@ -119,9 +128,7 @@ int framepipe_cuda_sync_stream(int device, char* error, size_t error_len) {
 int framepipe_cuda_current_waits_for_default(int device, char* error, size_t error_len) {
   FRAMEPIPE_CUDA_BODY(
     auto index = static_cast<c10::DeviceIndex>(device);
-    c10::Event done(c10::DeviceType::CUDA);
-    done.record(c10::cuda::getDefaultCUDAStream(index));
-    done.block(c10::cuda::getCurrentCUDAStream(index));
+    wait_for(c10::cuda::getCurrentCUDAStream(index), c10::cuda::getDefaultCUDAStream(index));
     return 0;
   )
 }
@@ -132,9 +139,7 @@ int framepipe_cuda_current_waits_for_default(int device, char* error, size_t err
 int framepipe_cuda_default_waits_for_current(int device, char* error, size_t error_len) {
   FRAMEPIPE_CUDA_BODY(
     auto index = static_cast<c10::DeviceIndex>(device);
-    c10::Event done(c10::DeviceType::CUDA);
-    done.record(c10::cuda::getCurrentCUDAStream(index));
-    done.block(c10::cuda::getDefaultCUDAStream(index));
+    wait_for(c10::cuda::getDefaultCUDAStream(index), c10::cuda::getCurrentCUDAStream(index));
     return 0;
   )
 }
