@@ -731,6 +731,28 @@ mod tests {
         assert!(cfg.scenes.is_none() && cfg.encode.is_none());
     }
 
+    /// `device_frames: "on"` names what keeps frames in host memory.
+    #[test]
+    fn device_frames_on_names_the_host_consumer() {
+        for (json, why) in [
+            (r#"{"scenes": {}}"#, "the scenes section"),
+            (r#"{"encode": {}}"#, "the encode section"),
+            (
+                r#"{"runtime": {"color_conversion": "cpu"}}"#,
+                "runtime.color_conversion = \"cpu\"",
+            ),
+            ("{}", "no model stage"),
+        ] {
+            let mut cfg = PipelineConfig::parse(json).unwrap();
+            cfg.runtime.device_frames = DeviceFrames::On;
+            let err = cfg.validate().unwrap_err();
+            assert!(
+                err.starts_with("runtime.device_frames = \"on\"") && err.contains(why),
+                "{json}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn unknown_key_names_key_and_allowed() {
         let err = PipelineConfig::parse(r#"{"normalise": {}}"#).unwrap_err();

@@ -12,7 +12,9 @@
 //! ```
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
 //! decoded frames are shared by `Arc`. The model stages hand libtorch RGB made by swscale, or on
-//! CUDA the YUV planes to convert there. Afterwards `search`/`describe` read the stored
+//! CUDA the YUV planes to convert there; when they are the frames' only consumers and NVDEC
+//! decodes for a CUDA device, normalize itself runs on the GPU and the canvases stay there
+//! (`runtime.device_frames`). Afterwards `search`/`describe` read the stored
 //! embeddings of finished outputs (no decoding). See `../shared/docs/design.md` for the design.
 pub mod batch;
 pub mod bench;

@@ -372,3 +372,40 @@ fn device_frames_on_needs_model_stages_only() {
         "auto without NVDEC: host canvases"
     );
 }
+
+/// Device frames without a loadable libtorch library: a non-zero exit before any frame is
+/// decoded, naming the library and why, and no output left behind.
+#[test]
+fn device_frames_without_libtorch_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = test_video(d, "in.mp4", "320x240", 10, "yuv420p");
+    let fake = d.join("libframepipe_torch.so");
+    std::fs::write(&fake, b"not a library").unwrap();
+    let cfg = pipeline(
+        d,
+        "on.json",
+        &format!(
+            r#"{{"clip": {{"model": {:?}, "labels": ["a"], "sample": {{"every_n_frames": 3}}}},
+                "runtime": {{"device_frames": "on"}}, "device": "cpu"}}"#,
+            clip_fixture()
+        ),
+    );
+    let out = d.join("out");
+    let o = framepipe()
+        .args(["run", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .arg(&input)
+        .env("FRAMEPIPE_TORCH_LIB", &fake)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot load") && e.contains(fake.to_str().unwrap()),
+        "{e}"
+    );
+    assert_no_output(&out, "in");
+}

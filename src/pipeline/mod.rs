@@ -7,6 +7,8 @@
 //!          │                         └──► vae ──► latent shards
 //!          └──► audio packets ──► encode + mux
 //! ```
+//! Without scenes and encode, normalize can make its canvases on the model device
+//! (`runtime.device_frames`); clip and vae then take them by handle.
 //! A decoded frame is shared by `Arc`, never copied per consumer. End of stream is the sender
 //! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
 //! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
