@@ -9,6 +9,7 @@
 //! demand: a CPU-only machine has none and simply gets an error back). The flag only changes
 //! how a host thread waits for the GPU (sleeping instead of spinning).
 use std::ffi::c_int;
+use std::sync::OnceLock;
 
 /// `CU_CTX_SCHED_BLOCKING_SYNC`, what FFmpeg's CUDA device context wants.
 const SCHED_BLOCKING_SYNC: u32 = 0x04;
@@ -25,8 +26,7 @@ pub fn prepare_primary_context(index: u32) -> Result<(), String> {
     // SAFETY: libcuda's own initializers; the functions below have these C signatures in
     // cuda.h (CUDA 11 and later).
     unsafe {
-        let lib = libloading::Library::new("libcuda.so.1")
-            .map_err(|e| format!("no CUDA driver (libcuda.so.1: {e})"))?;
+        let lib = libcuda()?;
         let symbol = |names: &[&[u8]]| {
             names
                 .iter()
@@ -70,6 +70,20 @@ pub fn prepare_primary_context(index: u32) -> Result<(), String> {
             set_flags(device, SCHED_BLOCKING_SYNC),
         )
     }
+}
+
+/// libcuda, opened once and kept for the life of the process: unloading the driver after
+/// `cuInit` would unmap code its threads may still run (and FFmpeg and libtorch open it too).
+fn libcuda() -> Result<&'static libloading::Library, String> {
+    static LIBCUDA: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
+    LIBCUDA
+        .get_or_init(|| {
+            // SAFETY: loading the driver library runs only its own initializers.
+            unsafe { libloading::Library::new("libcuda.so.1") }
+                .map_err(|e| format!("no CUDA driver (libcuda.so.1: {e})"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 #[cfg(test)]
