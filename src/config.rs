@@ -515,21 +515,33 @@ impl PipelineConfig {
         serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// What keeps frames in host memory although `runtime.device_frames` could keep them on the
+    /// model device (it does only when the model stages are their only consumers): the scene
+    /// detector, video output, swscale RGB for the models, or no model stage taking frames.
+    /// `encodes` and `writes_latents` say whether this run writes video and latents (a config
+    /// alone: whether it has the sections). `None`: nothing does.
+    pub fn frames_host_consumer(
+        &self,
+        encodes: bool,
+        writes_latents: bool,
+    ) -> Option<&'static str> {
+        if self.scenes.is_some() {
+            Some("the scenes section")
+        } else if encodes {
+            Some("the encode section")
+        } else if self.runtime.color_conversion == ColorConversion::Cpu {
+            Some("runtime.color_conversion = \"cpu\"")
+        } else if self.clip.is_none() && !(self.vae.is_some() && writes_latents) {
+            Some("no model stage")
+        } else {
+            None
+        }
+    }
+
     /// Checks every value; the message names the key, the value and what is allowed.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.runtime.device_frames == DeviceFrames::On {
-            let host_consumer = if self.scenes.is_some() {
-                Some("the scenes section")
-            } else if self.encode.is_some() {
-                Some("the encode section")
-            } else if self.runtime.color_conversion == ColorConversion::Cpu {
-                Some("runtime.color_conversion = \"cpu\"")
-            } else if self.clip.is_none() && self.vae.is_none() {
-                Some("no model stage")
-            } else {
-                None
-            };
-            if let Some(why) = host_consumer {
+            if let Some(why) = self.frames_host_consumer(self.encode.is_some(), true) {
                 return Err(format!(
                     "runtime.device_frames = \"on\": frames stay on the model device only when the model stages are their only consumers, and this pipeline has {why} (use \"auto\" or \"off\")"
                 ));

@@ -294,11 +294,8 @@ pub fn device_frames(
     encodes: bool,
     writes_latents: bool,
 ) -> bool {
-    use crate::config::{ColorConversion, DeviceFrames, HwAccelConfig};
-    let only_models = cfg.scenes.is_none()
-        && !encodes
-        && (cfg.clip.is_some() || (cfg.vae.is_some() && writes_latents))
-        && cfg.runtime.color_conversion != ColorConversion::Cpu;
+    use crate::config::{DeviceFrames, HwAccelConfig};
+    let only_models = cfg.frames_host_consumer(encodes, writes_latents).is_none();
     match cfg.runtime.device_frames {
         DeviceFrames::Off => false,
         DeviceFrames::On => only_models,
