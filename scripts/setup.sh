@@ -13,7 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 need_apt=0
 for pkg in pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev \
-           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0; do
+           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 \
+           slurm-wlm munge; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
@@ -21,7 +22,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends pkg-config clang libclang-dev ffmpeg \
     libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
-    libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 >/dev/null
+    libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 slurm-wlm munge >/dev/null
 fi
 
 # The venv: a Python that has venv (pyenv's or Debian's), then pinned packages.
