@@ -3,8 +3,9 @@
 //! silence, loudness) against decode-only `ffmpeg -v error -i IN -f null -` on a 1080p30 clip
 //! with audio (target >= 0.9x its frames/s). Run: `cargo bench --bench check`.
 mod common;
+#[path = "../tests/common/shared.rs"]
+mod shared;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -19,9 +20,9 @@ fn main() {
         "check-metadata.json",
         r#"{"rule_sets": [{"name": "meta", "rules": {"container": ["mp4"], "video_codec": ["h264"], "width": {"min": 100}, "fps": {"value": 25, "tolerance": 5}, "duration": {"max": 600}, "faststart": false, "rotation": [0]}}]}"#,
     );
-    let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media");
+    let media = shared::shared_path("media");
     println!("machine: {}", machine());
-    if media.exists() {
+    if let Some(media) = media {
         let files: Vec<_> = std::fs::read_dir(&media)
             .unwrap()
             .flatten()
@@ -41,7 +42,7 @@ fn main() {
         }
         println!("metadata-only check: median {:.1} ms per file, process start included (target <= 50 ms)", median(per_file) * 1000.0);
     } else {
-        println!("metadata-only check: skipped, {} absent", media.display());
+        println!("metadata-only check: skipped, the shared media folder is absent");
     }
 
     let input = clip_1080p30(20, 4);

@@ -481,19 +481,29 @@ fn shipped_pipelines_are_valid_and_default_is_built_in() {
     assert_eq!(file, builtin);
 }
 
+/// The real videos of the shared folder when it is there, and always two generated ones of the
+/// same kinds (a 2.35:1 clip with audio and scenes, a QCIF one without audio).
 #[test]
-fn real_videos_from_shared_media() {
+fn real_and_generated_videos_from_the_default_pipeline() {
     let names = [
         "bears.mp4",
         "orangutan.mp4",
         "bikes.mp4",
         "carphone_pristine.mp4",
     ];
-    let inputs: Vec<_> = names.iter().filter_map(|n| shared_media(n)).collect();
-    if inputs.is_empty() {
-        return;
-    }
+    let mut inputs: Vec<_> = names.iter().filter_map(|n| shared_media(n)).collect();
     let dir = tempfile::tempdir().unwrap();
+    let wide = dir.path().join("wide_audio.mp4");
+    make_cut_clip(
+        &wide,
+        "640x272",
+        &[("testsrc2", 30), ("smptebars", 25), ("mandelbrot", 30)],
+        true,
+        &[],
+    );
+    let qcif = dir.path().join("qcif.mp4");
+    make_cut_clip(&qcif, "176x144", &[("life", 45)], false, &[]);
+    inputs.extend([wide, qcif]);
     let out = dir.path().join("out");
     let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
     run_ok(&out, None, &refs);

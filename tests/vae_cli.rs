@@ -7,13 +7,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 fn taef2() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/taef2");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {} is absent", p.display());
-        None
-    }
+    shared_model("taef2")
 }
 
 fn vae(model: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {

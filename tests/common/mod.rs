@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod shared;
+#[allow(unused_imports)]
+pub use shared::*;
+
 /// The binary under test.
 pub fn framepipe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_framepipe"))
@@ -264,22 +268,6 @@ pub fn assert_no_output(out: &Path, stem: &str) {
         !out.join(format!("{stem}.partial")).exists(),
         "{stem}.partial/ must be cleaned up"
     );
-}
-
-/// `../shared/media/NAME` when the shared folder is there (it is in CI); `None` otherwise.
-pub fn shared_media(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/media")
-        .join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIP: {} is absent (../shared/media is only on project machines)",
-            path.display()
-        );
-        None
-    }
 }
 
 /// One tensor of a safetensors file: its dtype, shape, and values as f32 (from f32, f16 or i64).

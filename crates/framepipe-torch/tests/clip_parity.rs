@@ -2,6 +2,8 @@
 //! on fixed inputs, frozen by tests/fixtures/make_clip_fixture.py (transformers 5.17.0, eager
 //! attention); weight-loading errors; and full-size OpenAI shapes run end to end with random
 //! weights (no files).
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -33,16 +35,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// tests/fixtures/make_clip_fixture.py (into a temporary folder: nothing derived from
 /// ../shared/media is committed). None, with a SKIP message, when the video is absent.
 fn carphone_frame() -> Option<image::RgbImage> {
-    let video =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media/carphone_pristine.mp4");
-    if !video.is_file() {
-        eprintln!(
-            "SKIP: real-frame check not run: {} is absent (the sample videos live outside the \
-             repository)",
-            video.display()
-        );
-        return None;
-    }
+    let video = shared::shared_media("carphone_pristine.mp4")?;
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("carphone.png");
     let status = std::process::Command::new("ffmpeg")

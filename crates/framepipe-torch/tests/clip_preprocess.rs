@@ -6,6 +6,8 @@
 //! stores the processor's output next to them as the integer image it normalizes (the script
 //! proves that this reproduces `pixel_values` bit for bit). Without ../shared/media or without
 //! transformers/torchvision in the venv, the comparisons skip with a message.
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +38,9 @@ enum Fixture {
 
 /// `../shared/media` from the workspace root, if there.
 fn shared_media() -> Result<PathBuf, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/media");
+    let dir = shared::shared_dir()
+        .ok_or("the shared folder is hidden or absent")?
+        .join("media");
     let missing: Vec<_> = ["carphone_pristine.mp4", "bikes.mp4"]
         .into_iter()
         .filter(|f| !dir.join(f).is_file())

@@ -1,6 +1,8 @@
 //! The CLIP tokenizer against transformers' `CLIPTokenizer` (padding="max_length",
 //! max_length=77, truncation=True) on the real vocabulary in ../shared/models/clip-tokenizer;
 //! expected ids frozen by tests/fixtures/make_clip_fixture.py --tokenizer.
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
 use std::path::{Path, PathBuf};
 
 use framepipe_torch::clip::ClipTokenizer;
@@ -21,14 +23,11 @@ struct Case {
 /// The real tokenizer, `../shared/models/clip-tokenizer` from the workspace root; None (with a
 /// message) in a fresh clone without ../shared.
 fn real_tokenizer_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/clip-tokenizer");
+    let dir = shared::shared_model("clip-tokenizer")?;
     if dir.join("tokenizer.json").exists() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: {} is absent (the real CLIP tokenizer lives outside the repository)",
-            dir.display()
-        );
+        eprintln!("SKIPPED: {} has no tokenizer.json", dir.display());
         None
     }
 }

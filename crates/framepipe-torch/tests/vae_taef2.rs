@@ -10,6 +10,8 @@
 //! --taesd-py), which pins the pool branch and the layer order layer by layer.
 //!
 //! Skips with a message when `../shared` is absent (a fresh clone).
+#[path = "../../../tests/common/shared.rs"]
+mod shared;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -21,11 +23,6 @@ const WIDTH: i64 = 1280;
 const HEIGHT: i64 = 720;
 /// Frame numbers taken from each video (all four videos have more than 41 frames).
 const FRAMES: [u32; 2] = [0, 40];
-
-fn shared() -> PathBuf {
-    // The crate is crates/framepipe-torch; ../shared is relative to the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
 
 /// `FRAMES` of `video`, scaled to fit 1280x720 and padded (black) to it: `[F, 3, 720, 1280]`
 /// in [0, 1].
@@ -85,16 +82,13 @@ fn down_up(x: &Tensor, bicubic: bool) -> Tensor {
 }
 
 fn taef2_paths() -> Option<(PathBuf, PathBuf)> {
-    let models = shared().join("models/taef2");
+    let models = shared::shared_model("taef2")?;
     let enc = models.join("taef2_encoder.safetensors");
     let dec = models.join("taef2_decoder.safetensors");
     if enc.exists() && dec.exists() {
         Some((enc, dec))
     } else {
-        eprintln!(
-            "SKIPPED: taef2 weights not found in {}; they live in ../shared on CI",
-            models.display()
-        );
+        eprintln!("SKIPPED: taef2 weights not found in {}", models.display());
         None
     }
 }
@@ -130,14 +124,9 @@ fn taef2_round_trip_beats_8x_down_up_scaling_on_real_footage() {
     let Some((enc, dec)) = taef2_paths() else {
         return;
     };
-    let media = shared().join("media");
-    if !media.is_dir() {
-        eprintln!(
-            "SKIPPED: no media in {}; it lives in ../shared on CI",
-            media.display()
-        );
+    let Some(media) = shared::shared_path("media") else {
         return;
-    }
+    };
     let vae = TinyAutoencoder::load_native(&enc, &dec, Device::Cpu, Kind::Float).unwrap();
     assert_eq!(
         vae.latent_channels(),
