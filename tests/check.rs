@@ -168,6 +168,14 @@ fn each_defect_is_caught_by_its_rule_only() {
         (start - 1.0).abs() <= 0.05 && (end - 2.0).abs() <= 0.1,
         "black at {start}-{end}"
     );
+    // The text output says each failing stretch's range once.
+    let (_, text, _) = check(&rules, &[], &[&black, &frozen, &hush]);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in lines {
+        assert_eq!(line.matches(" at ").count(), 1, "{line}");
+        assert!(!line.contains(" s ("), "the range is said twice: {line}");
+    }
 }
 
 #[test]
@@ -288,6 +296,48 @@ fn shared_media_passes_the_shipped_rule_set() {
     let (code, stdout, err) = check(&rules, &[], &[&dir]);
     assert_eq!(code, 0, "{stdout}{err}");
     assert!(stdout.contains("4 file(s)"), "{stdout}");
+}
+
+/// The shipped rule set on generated media (in a user's clone too): a conforming upload and
+/// framepipe's own output of it, which the `framepipe-output` rule set also checks.
+#[test]
+fn generated_media_and_its_output_pass_the_shipped_rule_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let upload = media.join("upload.mp4");
+    make_cut_clip(
+        &upload,
+        "320x240",
+        &[("testsrc2", 40), ("mandelbrot", 35)],
+        true,
+        &["-profile:v", "high", "-movflags", "+faststart"],
+    );
+    let out = media.join("out");
+    let run = framepipe()
+        .args(["-q", "run", "--device", "cpu", "-o"])
+        .arg(&out)
+        .arg(&upload)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/ci-check.json");
+    let (code, stdout, err) = check(&rules, &[], &[&media]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    // The output matches both rule sets: its outcomes include the 1280x720 width check.
+    let (_, json, _) = check(&rules, &["--format", "json"], &[&media]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let sets: Vec<&str> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule_set"].as_str().unwrap())
+        .collect();
+    assert!(
+        sets.contains(&"framepipe-output") && sets.contains(&"web-mp4"),
+        "{sets:?}"
+    );
 }
 
 /// Integrated loudness and true peak as `ffmpeg -af ebur128=peak=true` prints them.

@@ -16,6 +16,16 @@ pub struct Outcome {
     pub at: Option<(f64, f64)>,
 }
 
+/// The stretch's range for the `actual` text of a passing outcome; a failing one carries it in
+/// `at` instead, which every output format prints once.
+fn span_unless_located(passed: bool, (a, b): (f64, f64)) -> String {
+    if passed {
+        format!(" ({a:.2}-{b:.2} s)")
+    } else {
+        String::new()
+    }
+}
+
 impl Outcome {
     fn new(
         rule: &str,
@@ -264,18 +274,20 @@ pub fn evaluate(
                 .copied()
                 .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)));
             let length = longest.map_or(0.0, |(a, b)| b - a);
+            let passed = length <= max + 1e-6;
             let mut o = Outcome::new(
                 rule,
-                length <= max + 1e-6,
+                passed,
                 format!("no {rule} stretch longer than {max} s"),
                 match longest {
-                    Some((a, b)) => {
-                        format!("longest {rule} stretch {length:.2} s ({a:.2}-{b:.2} s)")
+                    Some(span) => {
+                        format!("longest {rule} stretch {length:.2} s")
+                            + &span_unless_located(passed, span)
                     }
                     None => format!("no {rule} frames"),
                 },
             );
-            if !o.passed {
+            if !passed {
                 o.at = longest;
             }
             out.push(o);
@@ -299,16 +311,18 @@ pub fn evaluate(
                         .copied()
                         .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)));
                     let length = longest.map_or(0.0, |(x, y)| y - x);
+                    let passed = length <= rule.max_seconds + 1e-6;
                     let mut o = Outcome::new(
                         "silence",
-                        length <= rule.max_seconds + 1e-6,
+                        passed,
                         format!(
                             "no stretch below {} dBFS longer than {} s",
                             rule.db_max, rule.max_seconds
                         ),
                         match longest {
-                            Some((x, y)) => {
-                                format!("longest silence {length:.2} s ({x:.2}-{y:.2} s)")
+                            Some(span) => {
+                                format!("longest silence {length:.2} s")
+                                    + &span_unless_located(passed, span)
                             }
                             None => "no silence".into(),
                         },

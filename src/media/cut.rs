@@ -357,7 +357,9 @@ impl<'a> Source<'a> {
             streams.push((window, add(window.index)?));
         }
         let mut options = ff::Dictionary::new();
-        options.set("movflags", "+faststart");
+        // write_colr: the `colr` box says limited range (and the colours) even when the
+        // source has no colour description, which x264's bitstream then leaves unsignalled.
+        options.set("movflags", "+faststart+write_colr");
         output
             .write_header_with(options)
             .map_err(ctx("writing the MP4 header"))?;
