@@ -55,6 +55,10 @@ pub struct Cli {
     /// Only errors on stderr, no progress bar.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// stderr's format: `text` (colours only on a terminal without NO_COLOR) or `json` (one
+    /// object per line: timestamp, level, target, input, message, fields; for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
     /// Model precision (overrides the pipeline's runtime.precision): auto = fp16 on CUDA, fp32
     /// on the CPU.
     #[arg(long, global = true, value_enum)]

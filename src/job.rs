@@ -63,6 +63,8 @@ impl Job<'_> {
     /// Processes one input into `OUT/<relative>/` (files named after its last component), with a
     /// completion marker ([`DONE_MARKER`]) written inside before the folder is renamed into place.
     pub fn process_into(&self, input: &Path, relative: &Path) -> Result<JobResult> {
+        // Every log line of this input, its stage threads' included, names it.
+        let _span = tracing::info_span!("input", input = %input.display()).entered();
         let info = probe::probe(input)?;
         probe::check_limits(&info, &self.config.limits)?;
         tracing::info!(

@@ -25,6 +25,7 @@ pub mod cpu_memory;
 pub mod device;
 pub mod error;
 pub mod job;
+pub mod logging;
 pub mod media;
 pub mod model_id;
 pub mod pipeline;

@@ -10,6 +10,7 @@ use framepipe::config::PipelineConfig;
 use framepipe::device::{self, DeviceRequest};
 use framepipe::error::Error;
 use framepipe::job::{output_stem, Job};
+use framepipe::logging::Severity;
 
 const EXIT_INPUT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -20,7 +21,7 @@ static PRECISION_FLAG: std::sync::OnceLock<Option<framepipe::config::Precision>>
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
+    framepipe::logging::init(cli.verbose, cli.quiet, cli.log_format);
     PRECISION_FLAG.get_or_init(|| cli.precision);
     match cli.command {
         Command::Probe { input } => probe(&input),
@@ -251,7 +252,7 @@ fn bench_models(
 ) -> ExitCode {
     use framepipe::bench::models::{ModelsBench, SourceShape};
     if !(0.0..=600.0).contains(&seconds) {
-        eprintln!("error: --seconds {seconds}: give 0 to 600");
+        say_error(&format!("--seconds {seconds}: give 0 to 600"));
         return ExitCode::from(EXIT_USAGE);
     }
     let (scratch, (config, device, _labels, vae)) = match prepare_bench(pipeline, device_flag) {
@@ -303,7 +304,7 @@ fn bench_models(
 }
 
 fn search_exit(e: &framepipe::search::SearchError) -> ExitCode {
-    eprintln!("error: {e}");
+    say_error(&e.to_string());
     ExitCode::from(match e {
         framepipe::search::SearchError::Usage(_) => EXIT_USAGE,
         framepipe::search::SearchError::Failed(_) => EXIT_INPUT_FAILED,
@@ -388,29 +389,14 @@ fn describe(
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// `error: <message>` and then each cause on its own line (one JSON line with `--log-format json`).
+fn report_error(error: &dyn std::error::Error) {
+    framepipe::logging::error(None, error);
 }
 
-/// `error: <message>` and then each cause on its own line.
-fn report_error(error: &dyn std::error::Error) {
-    eprintln!("error: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
-        source = cause.source();
-    }
+/// An error without a cause chain.
+fn say_error(message: &str) {
+    framepipe::logging::say(Severity::Error, None, message, &[]);
 }
 
 fn probe(input: &Path) -> ExitCode {
@@ -434,7 +420,7 @@ fn devices() -> ExitCode {
     let torch = match framepipe::torch::Torch::get() {
         Ok(t) => t,
         Err(message) => {
-            eprintln!("error: libtorch: {message}");
+            say_error(&format!("libtorch: {message}"));
             return ExitCode::from(EXIT_INPUT_FAILED);
         }
     };
@@ -445,7 +431,7 @@ fn devices() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!("error: libtorch: {message}");
+            say_error(&format!("libtorch: {message}"));
             ExitCode::from(EXIT_INPUT_FAILED)
         }
     }
@@ -474,7 +460,12 @@ fn check(
     });
     let (results, unmatched) = check::check_all(&rules, &files, jobs);
     for path in &unmatched {
-        eprintln!("warning: {}: no rule set applies", path.display());
+        framepipe::logging::say(
+            Severity::Warning,
+            Some(&path.display().to_string()),
+            &format!("warning: {}: no rule set applies", path.display()),
+            &[],
+        );
     }
     let stdout = match format {
         framepipe::cli::CheckFormat::Text => check::output::text(&results),
@@ -523,7 +514,7 @@ fn call_and_print(request: &serde_json::Value) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!("error: {message}");
+            say_error(&message);
             ExitCode::from(EXIT_INPUT_FAILED)
         }
     }
@@ -553,7 +544,7 @@ fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> Ex
     {
         if images.iter().any(|p| !is_image(p)) {
             if images.len() != 1 || *check {
-                eprintln!("error: give one video (without --check), or images only");
+                say_error("give one video (without --check), or images only");
                 return ExitCode::from(EXIT_USAGE);
             }
             return match framepipe::vae_video::encode_video(
@@ -594,7 +585,7 @@ fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> Ex
 /// `framepipe clip`: the libtorch side does the work; this resolves the device and prints.
 fn clip(model: &Path, images: &[PathBuf], texts: &[String], device_text: &str) -> ExitCode {
     if images.is_empty() && texts.is_empty() {
-        eprintln!("error: give at least one --image or --text");
+        say_error("give at least one --image or --text");
         return ExitCode::from(EXIT_USAGE);
     }
     let device = match model_device(device_text) {
@@ -756,14 +747,14 @@ fn batch(
     let shard = match shard {
         Ok(s) => s,
         Err(message) => {
-            eprintln!("error: shard: {message}");
+            say_error(&format!("shard: {message}"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let items = match batch::collect_items(inputs, args.manifest.as_deref()) {
         Ok(items) if !items.is_empty() => items,
         Ok(_) => {
-            eprintln!("error: no inputs (give files, folders or --manifest)");
+            say_error("no inputs (give files, folders or --manifest)");
             return ExitCode::from(EXIT_USAGE);
         }
         Err(e) => {
@@ -780,8 +771,11 @@ fn batch(
             if stop.swap(true, Ordering::Relaxed) {
                 std::process::exit(130);
             }
-            eprintln!(
-                "stopping: no new inputs; waiting for the running ones (signal again to quit now)"
+            framepipe::logging::say(
+                Severity::Warning,
+                None,
+                "stopping: no new inputs; waiting for the running ones (signal again to quit now)",
+                &[],
             );
         });
     }
@@ -908,14 +902,19 @@ fn run(
                 println!("{line}");
             }
             Err(e) => {
-                report_error(&e);
+                framepipe::logging::error(Some(&input.display().to_string()), &e);
                 failed += 1;
             }
         }
     }
     if failed > 0 {
         if inputs.len() > 1 {
-            eprintln!("{failed} of {} inputs failed", inputs.len());
+            framepipe::logging::say(
+                Severity::Error,
+                None,
+                &format!("{failed} of {} inputs failed", inputs.len()),
+                &[],
+            );
         }
         ExitCode::from(EXIT_INPUT_FAILED)
     } else {

@@ -423,3 +423,135 @@ fn sigterm_stops_taking_inputs_and_stays_resumable() {
     assert!(o.status.success());
     assert_eq!(markers(&out).len(), 80);
 }
+
+/// `OUT/<name>` as parsed JSON lines (every line whole), or nothing when the file is absent.
+fn jsonl(out: &Path, name: &str) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(out.join(name)) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {l:?}: {e}")))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// (id, attempts) of each line, sorted by id.
+fn failed_ids(lines: &[serde_json::Value]) -> Vec<(String, u64)> {
+    let mut ids: Vec<(String, u64)> = lines
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn failures_are_the_state_of_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_videos(d, 40);
+    let videos = d.join("videos");
+    // Folder ids sort "bad/" before "group*/": the bad inputs fail before the kill.
+    let bad = videos.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("empty.mp4"), b"").unwrap();
+    std::fs::write(bad.join("text.mp4"), "not a video\n".repeat(10)).unwrap();
+    let cfg = pipeline(d, "fast.json", FAST);
+    let out = d.join("out");
+    let mut child = framepipe()
+        .args(["-q", "batch", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .arg(&videos)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while (jsonl(&out, "failures.jsonl").len() < 2 || markers(&out).len() < 3)
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL mid-batch
+    child.wait().unwrap();
+    assert!(markers(&out).len() < 40, "killed before the end");
+    let first = failed_ids(&jsonl(&out, "failures.jsonl"));
+    assert_eq!(
+        first,
+        [
+            ("bad/empty.mp4".to_string(), 1),
+            ("bad/text.mp4".to_string(), 1)
+        ],
+        "ids are relative to the input folder"
+    );
+
+    // Resume: the bad inputs fail again; still one line each, attempts counted across runs.
+    let o = batch(&out, &cfg, &[], &[&videos]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(markers(&out).len(), 40);
+    assert_eq!(
+        failed_ids(&jsonl(&out, "failures.jsonl")),
+        [
+            ("bad/empty.mp4".to_string(), 2),
+            ("bad/text.mp4".to_string(), 2)
+        ]
+    );
+
+    // An input that succeeds on a later run leaves the list.
+    std::fs::copy(d.join("seed.mp4"), bad.join("text.mp4")).unwrap();
+    let o = batch(&out, &cfg, &[], &[&videos]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines = jsonl(&out, "failures.jsonl");
+    assert_eq!(failed_ids(&lines), [("bad/empty.mp4".to_string(), 3)]);
+    assert!(lines[0]["input"]
+        .as_str()
+        .unwrap()
+        .ends_with("bad/empty.mp4"));
+    assert!(!lines[0]["errors"][0].as_str().unwrap().is_empty());
+
+    // Shards: each writes its own list; batch-summary merges them into failures.jsonl.
+    for more in 0..6 {
+        std::fs::write(bad.join(format!("junk{more}.mkv")), vec![0u8; 2048]).unwrap();
+    }
+    // Concurrent shard processes over one OUT lose no line.
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            framepipe()
+                .args(["-q", "batch", "--pipeline"])
+                .arg(&cfg)
+                .arg("-o")
+                .arg(&out)
+                .args(["--shard", &format!("{i}/3")])
+                .arg(&videos)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut from_shards = Vec::new();
+    for (i, c) in children.into_iter().enumerate() {
+        let c = c.wait_with_output().unwrap();
+        assert!(matches!(c.status.code(), Some(0 | 1)), "{}", stderr(&c));
+        from_shards.extend(failed_ids(&jsonl(
+            &out,
+            &format!("failures.shard-{i}-of-3.jsonl"),
+        )));
+    }
+    from_shards.sort();
+    let mut expected: Vec<(String, u64)> =
+        (0..6).map(|i| (format!("bad/junk{i}.mkv"), 1)).collect();
+    expected.push(("bad/empty.mp4".to_string(), 4));
+    expected.sort();
+    assert_eq!(from_shards, expected);
+    let merged = framepipe().arg("batch-summary").arg(&out).output().unwrap();
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    assert_eq!(failed_ids(&jsonl(&out, "failures.jsonl")), expected);
+}

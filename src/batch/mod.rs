@@ -7,12 +7,14 @@
 //! - An input is done when its output folder exists (atomic rename) with a marker naming the
 //!   config hash and tool version: reruns skip it; outputs of another config are stale (reported,
 //!   redone only with `--redo-stale` or `--force`).
-//! - Failures are retried, then appended to `OUT/failures.jsonl`; the batch goes on.
+//! - Failures are retried, then recorded as state ([`failures`]): `OUT/failures.jsonl` holds one
+//!   line per input whose latest attempt failed, with its attempts across runs; the batch goes on.
 //! - `--shard I/N` (or Kubernetes' `JOB_COMPLETION_INDEX` + `FRAMEPIPE_SHARDS`, or Slurm's
 //!   `SLURM_ARRAY_TASK_ID`/`SLURM_ARRAY_TASK_COUNT`) takes a deterministic slice by a stable hash
 //!   of the input id, so N processes cover the inputs exactly once.
 //! - Ctrl-C / SIGTERM: no new inputs are started, running ones finish, the run stays resumable.
-use std::io::Write;
+pub mod failures;
+
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +24,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::job::{Job, Marker, DONE_MARKER};
+use crate::logging::{self, Severity};
+use failures::{FailureBook, FailureRecord};
 
 /// One input of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
-    /// Stable identity (sharding, reports): the manifest's `id`, else the path as given.
+    /// Stable identity (sharding, failures): the manifest's `id`, the path relative to the folder
+    /// given (inputs found in a folder), else the path as given.
     pub id: String,
     pub input: PathBuf,
     /// Output folder under OUT.
@@ -41,7 +46,7 @@ pub fn collect_items(args: &[PathBuf], manifest: Option<&Path>) -> Result<Vec<It
             for f in crate::check::find_videos(arg) {
                 let rel = f.strip_prefix(arg).unwrap_or(&f).to_path_buf();
                 items.push(Item {
-                    id: f.display().to_string(),
+                    id: rel.display().to_string(),
                     relative: without_extension(&rel),
                     input: f,
                 });
@@ -268,15 +273,6 @@ pub struct Summary {
     pub shards: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct Failure<'a> {
-    id: &'a str,
-    input: String,
-    errors: Vec<String>,
-    attempts: u32,
-    shard: Option<String>,
-}
-
 enum State {
     Done,
     Stale(Marker),
@@ -320,6 +316,7 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
         inputs: mine.len() as u64,
         ..Summary::default()
     };
+    let book = FailureBook::open(job.out_dir, opts.shard)?;
     for item in &mine {
         let final_dir = job.out_dir.join(&item.relative);
         // A crash mid-input leaves only `<name>.partial/`: never a result, always safe to drop
@@ -329,21 +326,28 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
             let _ = std::fs::remove_dir_all(&partial);
         }
         match state(&final_dir, &config_hash) {
-            State::Done if !opts.force => summary.skipped_done += 1,
+            State::Done if !opts.force => {
+                summary.skipped_done += 1;
+                // Done by another route since it failed (`run`, a shard layout of another N).
+                book.succeeded(&item.id)?;
+            }
             State::Stale(m) if !(opts.force || opts.redo_stale) => {
                 summary.stale_skipped += 1;
-                eprintln!(
-                    "stale: {} was made with config {} (now {}); rerun with --redo-stale to redo it",
-                    final_dir.display(),
-                    m.config_hash,
-                    config_hash
+                logging::say(
+                    Severity::Warning,
+                    Some(&item.input.display().to_string()),
+                    &format!(
+                        "stale: {} was made with config {} (now {}); rerun with --redo-stale to redo it",
+                        final_dir.display(),
+                        m.config_hash,
+                        config_hash
+                    ),
+                    &[],
                 );
             }
             _ => todo.push(*item),
         }
     }
-    let failures_path = job.out_dir.join("failures.jsonl");
-    let failures = Mutex::new(());
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
@@ -354,10 +358,10 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
     std::thread::scope(|scope| {
         for worker in 0..opts.jobs.max(1).min(todo.len().max(1)) {
             let job = &jobs[worker % jobs.len()];
-            let (next, done, failed, frames, failures, bar, last_log, todo, stop) = (
-                &next, &done, &failed, &frames, &failures, &bar, &last_log, &todo, &stop,
+            let (next, done, failed, frames, book, bar, last_log, todo, stop) = (
+                &next, &done, &failed, &frames, &book, &bar, &last_log, &todo, &stop,
             );
-            let (failures_path, shard_name) = (&failures_path, &shard_name);
+            let shard_name = &shard_name;
             scope.spawn(move || loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -381,51 +385,49 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
                         }
                     }
                 };
-                match outcome {
+                let recorded = match outcome {
                     Some(r) => {
                         done.fetch_add(1, Ordering::Relaxed);
                         frames.fetch_add(r.report.output.frames, Ordering::Relaxed);
+                        book.succeeded(&item.id)
                     }
                     None => {
                         failed.fetch_add(1, Ordering::Relaxed);
-                        eprintln!(
-                            "error: {}",
-                            errors.last().map(String::as_str).unwrap_or("failed")
+                        let input = item.input.display().to_string();
+                        logging::say(
+                            Severity::Error,
+                            Some(&input),
+                            errors.last().map(String::as_str).unwrap_or("failed"),
+                            &[],
                         );
-                        let line = serde_json::to_string(&Failure {
-                            id: &item.id,
-                            input: item.input.display().to_string(),
+                        book.failed(FailureRecord {
+                            id: item.id.clone(),
+                            input,
                             errors,
                             attempts,
                             shard: shard_name.clone(),
                         })
-                        .expect("failure serializes");
-                        let _guard = failures.lock().expect("no panic while holding it");
-                        // One write of one line with O_APPEND: shards sharing OUT do not interleave.
-                        let write = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(failures_path)
-                            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-                        if let Err(e) = write {
-                            eprintln!(
-                                "error: {}: cannot record a failure: {e}",
-                                failures_path.display()
-                            );
-                        }
                     }
+                };
+                if let Err(e) = recorded {
+                    logging::error(Some(&item.input.display().to_string()), &e);
                 }
                 bar.inc(1);
                 if bar.is_hidden() {
                     let mut last = last_log.lock().expect("no panic while holding it");
                     if last.elapsed().as_secs_f64() >= 5.0 {
                         *last = Instant::now();
-                        eprintln!(
-                            "batch: {}/{} processed ({} failed), {:.1} s",
-                            done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed),
-                            todo.len(),
-                            failed.load(Ordering::Relaxed),
-                            started.elapsed().as_secs_f64()
+                        logging::say(
+                            Severity::Info,
+                            None,
+                            &format!(
+                                "batch: {}/{} processed ({} failed), {:.1} s",
+                                done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed),
+                                todo.len(),
+                                failed.load(Ordering::Relaxed),
+                                started.elapsed().as_secs_f64()
+                            ),
+                            &[],
                         );
                     }
                 }
@@ -469,7 +471,8 @@ fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
     bar
 }
 
-/// Merges the per-shard summaries in OUT into `OUT/summary.json`.
+/// Merges the per-shard summaries in OUT into `OUT/summary.json`, and every shard's failures
+/// into `OUT/failures.jsonl`.
 pub fn merge_summaries(out: &Path) -> Result<Summary> {
     let mut total = Summary::default();
     let mut found = 0;
@@ -503,6 +506,7 @@ pub fn merge_summaries(out: &Path) -> Result<Summary> {
         ));
     }
     total.shards.sort();
+    failures::merge(out)?;
     total.wall_seconds = wall;
     total.frames_per_second = total.frames as f64 / wall.max(1e-9);
     let path = out.join("summary.json");

@@ -326,9 +326,13 @@ fn spawn<'scope, 'env, T: Send + 'scope>(
     body: impl FnOnce() -> Result<T> + Send + 'scope,
 ) -> StageHandle<'scope, T> {
     let cancel = cancel.clone();
+    // The caller's span (the input being processed) follows the stage, so its log lines name
+    // the input too.
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name(format!("fp-{name}"))
         .spawn_scoped(scope, move || {
+            let _span = span.enter();
             // Raise the flag on error *and* on panic (the guard drops while unwinding).
             struct RaiseOnDrop(Option<Cancel>);
             impl Drop for RaiseOnDrop {
