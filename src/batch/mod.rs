@@ -190,6 +190,16 @@ fn read_manifest(path: &Path) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+/// What Slurm tells an array task about its array (the `SLURM_ARRAY_TASK_*` variables) and
+/// `FRAMEPIPE_SHARDS`.
+struct SlurmArray {
+    id: String,
+    min: Option<String>,
+    max: Option<String>,
+    count: Option<String>,
+    shards: Option<String>,
+}
+
 /// `I/N`, 0-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -224,16 +234,49 @@ impl Shard {
             )?;
             return Shard::parse(&format!("{i}/{n}")).map(Some);
         }
-        if let (Some(i), Some(n)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
-            let min = var("SLURM_ARRAY_TASK_MIN")
-                .and_then(|m| m.parse::<u64>().ok())
-                .unwrap_or(0);
-            let i: u64 = i
-                .parse()
-                .map_err(|_| format!("SLURM_ARRAY_TASK_ID {i:?} is not a number"))?;
-            return Shard::parse(&format!("{}/{n}", i.saturating_sub(min))).map(Some);
+        if let Some(id) = var("SLURM_ARRAY_TASK_ID") {
+            return Shard::from_slurm(&SlurmArray {
+                id,
+                min: var("SLURM_ARRAY_TASK_MIN"),
+                max: var("SLURM_ARRAY_TASK_MAX"),
+                count: var("SLURM_ARRAY_TASK_COUNT"),
+                shards: var("FRAMEPIPE_SHARDS"),
+            })
+            .map(Some);
         }
         Ok(None)
+    }
+
+    /// A Slurm array task's shard: the array index is the shard index. The count is
+    /// `FRAMEPIPE_SHARDS` when set, else the array's size when the array is the whole `0..N-1`;
+    /// anything else (one index resubmitted, a 1-based or stepped array) is refused rather than
+    /// sliced another way, since a lone resubmitted index looks like an array of one.
+    fn from_slurm(a: &SlurmArray) -> std::result::Result<Shard, String> {
+        let number = |name: &str, v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name} {v:?} is not a number"))
+        };
+        let index = number("SLURM_ARRAY_TASK_ID", &a.id)?;
+        let count = match &a.shards {
+            Some(n) => number("FRAMEPIPE_SHARDS", n)?,
+            None => {
+                let whole = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+                match (whole(&a.min), whole(&a.max), whole(&a.count)) {
+                    (Some(0), Some(max), Some(count)) if count == max + 1 => count,
+                    (min, max, count) => {
+                        return Err(format!(
+                            "Slurm array {}-{} ({} tasks) is not 0..N-1: set FRAMEPIPE_SHARDS to \
+                             the original array's size (array indices are shard indices), or \
+                             pass --shard I/N",
+                            min.map_or("?".into(), |v| v.to_string()),
+                            max.map_or("?".into(), |v| v.to_string()),
+                            count.map_or("?".into(), |v| v.to_string()),
+                        ))
+                    }
+                }
+            }
+        };
+        Shard::parse(&format!("{index}/{count}"))
     }
 
     /// Whether `id` belongs to this shard (stable across machines and runs).
@@ -301,7 +344,7 @@ fn error_chain(e: &Error) -> Vec<String> {
 }
 
 /// Runs the batch; returns its summary (also written to OUT). `stop` is raised by Ctrl-C/SIGTERM.
-/// Runs the batch; worker `w` processes its inputs with `jobs[w % jobs.len()]` (one job per
+/// Worker `w` processes its inputs with `jobs[w % jobs.len()]` (one job per
 /// device when several are given).
 pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> Result<Summary> {
     let job = &jobs[0];
@@ -533,6 +576,35 @@ mod tests {
         assert!((150..350).contains(&first), "roughly even: {first}");
         assert!(Shard::parse("4/4").is_err() && Shard::parse("x").is_err());
         assert_eq!(Shard::parse("1/3"), Ok(Shard { index: 1, count: 3 }));
+    }
+
+    #[test]
+    fn slurm_array_index_is_the_shard_index() {
+        let array =
+            |id: &str, min: &str, max: &str, count: &str, shards: Option<&str>| SlurmArray {
+                id: id.into(),
+                min: Some(min.into()),
+                max: Some(max.into()),
+                count: Some(count.into()),
+                shards: shards.map(String::from),
+            };
+        let shard = |a| Shard::from_slurm(&a);
+        assert_eq!(
+            shard(array("3", "0", "7", "8", None)),
+            Ok(Shard { index: 3, count: 8 })
+        );
+        // One index resubmitted: an array of one, unless told the original size.
+        assert!(shard(array("3", "3", "3", "1", None))
+            .unwrap_err()
+            .contains("FRAMEPIPE_SHARDS"));
+        assert_eq!(
+            shard(array("3", "3", "3", "1", Some("8"))),
+            Ok(Shard { index: 3, count: 8 })
+        );
+        // Stepped and 1-based arrays do not cover 0..N-1.
+        assert!(shard(array("4", "0", "6", "4", None)).is_err());
+        assert!(shard(array("1", "1", "8", "8", None)).is_err());
+        assert!(shard(array("8", "0", "7", "8", Some("8"))).is_err());
     }
 
     #[test]
