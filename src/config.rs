@@ -510,9 +510,9 @@ impl PipelineConfig {
         Ok(config)
     }
 
-    /// Parses JSON text (no validation).
+    /// Parses JSON text (no validation); errors name the JSON path ([`crate::strict_json`]).
     pub fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        crate::strict_json::parse(text)
     }
 
     /// What keeps frames in host memory although `runtime.device_frames` could keep them on the

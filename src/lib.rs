@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod report;
 pub mod scenes;
 pub mod search;
+pub mod strict_json;
 pub mod tags;
 pub mod torch;
 pub mod vae_video;

@@ -671,8 +671,8 @@ fn rules_parser_rejections_name_the_key() {
         .unwrap();
 }
 
-/// FAILS until `PipelineConfig::parse` names the JSON path of type and value errors (it returns
-/// serde_json's bare message: `{"encode": {"crf": "x"}}` gives `invalid type: string "x",
+/// `PipelineConfig::parse` names the JSON path of type and value errors (it once returned
+/// serde_json's bare message: `{"encode": {"crf": "x"}}` gave `invalid type: string "x",
 /// expected f64 at line 1 column 22`, naming neither `crf` nor `encode`).
 #[test]
 fn pipeline_parser_rejections_name_the_key() {
@@ -690,11 +690,10 @@ fn pipeline_parser_rejections_name_the_key() {
 
 // ---- library: strict on purpose ----
 
-/// FAILS until both parsers refuse what they now take silently: an array in place of a section
-/// or a rule (serde's positional form of a struct: `[]` is the default pipeline,
-/// `{"normalize": ["1080p"]}` sets the resolution, `"fps": [25]` is a rule), and unknown keys
-/// inside a range (`"width": {"min": 160, "mx": 1920}` is `width >= 160`: `Range` is an untagged
-/// enum without `deny_unknown_fields`).
+/// Both parsers refuse what they once took silently: an array in place of a section or a rule
+/// (serde's positional form of a struct: `[]` was the default pipeline, `{"normalize":
+/// ["1080p"]}` set the resolution, `"fps": [25]` was a rule), and unknown keys inside a range
+/// (`"width": {"min": 160, "mx": 1920}` was `width >= 160`).
 #[test]
 fn unknown_keys_and_arrays_for_objects_are_refused() {
     type Verdict = fn(&str) -> Result<(), String>;

@@ -26,16 +26,57 @@ pub struct RuleSet {
 }
 
 /// A number that must lie in `[min, max]` (either bound optional), or equal `exact`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+/// Written as a number or `{"min": .., "max": ..}`; any other key is refused by name.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Range {
     Exact(f64),
-    Bounds {
-        #[serde(default)]
-        min: Option<f64>,
-        #[serde(default)]
-        max: Option<f64>,
-    },
+    Bounds { min: Option<f64>, max: Option<f64> },
+}
+
+impl<'de> Deserialize<'de> for Range {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Range, D::Error> {
+        struct RangeVisitor;
+        impl<'de> serde::de::Visitor<'de> for RangeVisitor {
+            type Value = Range;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number or {\"min\": .., \"max\": ..}")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Range, E> {
+                Ok(Range::Exact(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Range, E> {
+                Ok(Range::Exact(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Range, E> {
+                Ok(Range::Exact(v as f64))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Range, A::Error> {
+                let (mut min, mut max) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    let slot = match key.as_str() {
+                        "min" => &mut min,
+                        "max" => &mut max,
+                        other => {
+                            return Err(serde::de::Error::unknown_field(other, &["min", "max"]))
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    *slot = Some(map.next_value::<Option<f64>>()?);
+                }
+                Ok(Range::Bounds {
+                    min: min.flatten(),
+                    max: max.flatten(),
+                })
+            }
+        }
+        d.deserialize_any(RangeVisitor)
+    }
 }
 
 impl Range {
@@ -420,9 +461,7 @@ impl RulesFile {
     }
 
     pub fn parse(text: &str) -> std::result::Result<RulesFile, String> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let rules: RulesFile = serde_path_to_error::deserialize(de)
-            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        let rules: RulesFile = crate::strict_json::parse(text)?;
         if rules.rule_sets.is_empty() {
             return Err("rule_sets: empty; give at least one rule set".into());
         }
