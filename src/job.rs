@@ -319,6 +319,19 @@ impl Job<'_> {
                 "audio codec {codec} cannot be copied into MP4; re-encoded to AAC"
             ));
         }
+        if let Some(encode) = &out.encode {
+            if let Some(why) = &encode.audio_left_out {
+                warnings.push(format!(
+                    "the source's audio cannot be decoded ({why}): the output has no audio"
+                ));
+            }
+            if encode.audio_packets_dropped > 0 {
+                warnings.push(format!(
+                    "{} damaged audio packet(s) left out of the output (they do not decode)",
+                    encode.audio_packets_dropped
+                ));
+            }
+        }
         let shown = info.frames.saturating_sub(out.decode.edit_list_discarded);
         if info.frames > 0 && shown != out.decode.frames {
             warnings.push(format!(

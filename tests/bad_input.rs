@@ -385,3 +385,118 @@ fn probe_reports_errors_too() {
         stderr(&out)
     );
 }
+
+/// A clip with audio (`-c:a CODEC`) at `path`: 3 s of 160x120 at 10 fps and a sine.
+fn clip_with_audio(path: &Path, codec: &str) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=10:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        codec,
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// What `ffmpeg -v error` says when decoding every stream of `path` (empty: clean).
+fn decode_errors(path: &Path) -> String {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr(&out)
+}
+
+/// Runs the default pipeline on one input: exit 0, and the report.
+fn run_default(out: &Path, input: &Path) -> serde_json::Value {
+    let o = run(out, None, &[input]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    report(out, input.file_stem().unwrap().to_str().unwrap())
+}
+
+/// Damaged audio packets are left out of the copied audio (the source glitches there; the output
+/// still decodes cleanly), counted in a warning; the rest of the audio is there.
+#[test]
+fn damaged_audio_packets_are_left_out_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clean = d.join("clean.mp4");
+    clip_with_audio(&clean, "aac");
+    // Scramble the payload of audio packets 10-15 where the MP4 keeps them.
+    let probe = ffprobe(
+        &clean,
+        &["-select_streams", "a", "-show_entries", "packet=pos,size"],
+    );
+    let mut bytes = std::fs::read(&clean).unwrap();
+    for p in &probe["packets"].as_array().unwrap()[10..16] {
+        let pos: usize = p["pos"].as_str().unwrap().parse().unwrap();
+        let size: usize = p["size"].as_str().unwrap().parse().unwrap();
+        for (i, b) in bytes[pos..pos + size].iter_mut().enumerate() {
+            *b = (i * 37 + 11) as u8;
+        }
+    }
+    let damaged = d.join("damaged.mp4");
+    std::fs::write(&damaged, bytes).unwrap();
+    assert!(
+        !decode_errors(&damaged).is_empty(),
+        "the damage is real: FFmpeg's AAC decoder reports it"
+    );
+    let out = d.join("out");
+    let r = run_default(&out, &damaged);
+    assert_eq!(r["output"]["audio"], "copy");
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("damaged audio packet(s) left out"),
+        "{warnings}"
+    );
+    let video = out.join("damaged/damaged.mp4");
+    assert_eq!(decode_errors(&video), "", "the output decodes cleanly");
+    let p = probe_output(&video);
+    assert!(p.has_audio && p.frames == 30, "{p:?}");
+}
+
+/// A source whose audio FFmpeg cannot decode at all (a damaged Vorbis setup header): the output
+/// has the video and no audio, and says why.
+#[test]
+fn undecodable_audio_is_left_out_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clean = d.join("clean.mkv");
+    clip_with_audio(&clean, "libvorbis");
+    let mut bytes = std::fs::read(&clean).unwrap();
+    // The setup header starts with packet type 5 and "vorbis"; zero its codebooks.
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"\x05vorbis")
+        .expect("a Vorbis setup header");
+    bytes[at + 7..at + 200].fill(0);
+    let damaged = d.join("novorbis.mkv");
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = d.join("out");
+    let r = run_default(&out, &damaged);
+    assert_eq!(r["output"]["audio"], "none");
+    assert_eq!(r["output"]["has_audio"], false);
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("audio cannot be decoded") && warnings.contains("vorbis"),
+        "{warnings}"
+    );
+    let video = out.join("novorbis/novorbis.mp4");
+    assert_eq!(decode_errors(&video), "");
+    let p = probe_output(&video);
+    assert!(!p.has_audio && p.frames == 30, "{p:?}");
+}

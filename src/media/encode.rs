@@ -45,15 +45,65 @@ pub struct Muxer {
     audio: Option<AudioOut>,
     /// Set when the audio was re-encoded rather than copied (reported as a warning).
     pub audio_transcoded_from: Option<String>,
+    /// Why the source's audio is not in the output although the config asked for it: FFmpeg
+    /// cannot open a decoder for it (e.g. a damaged Vorbis setup header).
+    pub audio_left_out: Option<String>,
+    /// Audio packets in the output (copied) or sent to the AAC encoder's decoder.
+    pub audio_packets: u64,
+    /// Damaged audio packets left out: they do not decode, or the muxer refuses their
+    /// timestamps.
+    pub audio_packets_dropped: u64,
     pub frames_in: u64,
 }
 
 enum AudioOut {
+    /// Packets copied as they are, each one decoded first by `check`: copying one that does not
+    /// decode would make a file that does not decode cleanly out of a source that only had a
+    /// glitch.
     Copy {
         index: usize,
         in_time_base: ff::Rational,
+        check: Box<ff::decoder::Audio>,
     },
     Aac(Box<AacTranscoder>),
+}
+
+/// A decoder for the source's audio stream, or why FFmpeg cannot make one.
+fn open_audio_decoder(source: &AudioSource) -> std::result::Result<ff::decoder::Audio, String> {
+    let context = ff::codec::context::Context::from_parameters(source.parameters.clone())
+        .map_err(|e| format!("reading its parameters: {e}"))?;
+    if context.medium() != MediaType::Audio {
+        return Err("the stream is not audio".into());
+    }
+    let mut decoder = context.decoder();
+    decoder.set_packet_time_base(source.time_base);
+    decoder
+        .audio()
+        .map_err(|e| format!("opening its {} decoder: {e}", source.parameters.id().name()))
+}
+
+/// Sends `packet` to `decoder` and takes every frame it gives; false when the packet does not
+/// decode (FFmpeg reports a decoding error on sending or on receiving).
+fn decodes(decoder: &mut ff::decoder::Audio, packet: &ff::Packet) -> bool {
+    if decoder.send_packet(packet).is_err() {
+        return false;
+    }
+    let mut frame = ff::frame::Audio::empty();
+    loop {
+        match decoder.receive_frame(&mut frame) {
+            Ok(()) => {}
+            Err(ff::Error::Other { errno }) if errno == libc::EAGAIN => return true,
+            Err(ff::Error::Eof) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The muxer refusing one packet (timestamps out of order, a size it rejects): that packet is
+/// dropped; anything else (a full disk) fails the output.
+fn refused_packet(e: &ff::Error) -> bool {
+    matches!(e, ff::Error::InvalidData)
+        || matches!(e, ff::Error::Other { errno } if *errno == libc::EINVAL)
 }
 
 impl Muxer {
@@ -121,9 +171,21 @@ impl Muxer {
         }
 
         let mut audio_transcoded_from = None;
-        let audio = match audio {
+        let mut audio_left_out = None;
+        let wanted = audio.filter(|_| cfg.audio != AudioMode::None);
+        let decodable = match wanted {
             None => None,
-            Some(source) if cfg.audio != AudioMode::None => {
+            Some(source) => match open_audio_decoder(&source) {
+                Ok(decoder) => Some((source, decoder)),
+                Err(why) => {
+                    audio_left_out = Some(why);
+                    None
+                }
+            },
+        };
+        let audio = match decodable {
+            None => None,
+            Some((source, decoder)) => {
                 let id = source.parameters.id();
                 let mp4_can_copy = unsafe {
                     ff::ffi::avformat_query_codec(output.format().as_ptr(), id.into(), 0) == 1
@@ -142,18 +204,18 @@ impl Muxer {
                     Some(AudioOut::Copy {
                         index,
                         in_time_base: source.time_base,
+                        check: Box::new(decoder),
                     })
                 } else {
                     audio_transcoded_from = Some(id.name().to_string());
                     Some(AudioOut::Aac(Box::new(AacTranscoder::new(
                         path,
                         &mut output,
-                        &source,
+                        decoder,
                         global_header,
                     )?)))
                 }
             }
-            Some(_) => None,
         };
 
         let mut options = ff::Dictionary::new();
@@ -170,6 +232,9 @@ impl Muxer {
             video_time_base: video.time_base,
             audio,
             audio_transcoded_from,
+            audio_left_out,
+            audio_packets: 0,
+            audio_packets_dropped: 0,
             frames_in: 0,
         })
     }
@@ -229,7 +294,12 @@ impl Muxer {
             Some(AudioOut::Copy {
                 index,
                 in_time_base,
+                check,
             }) => {
+                if !decodes(check, &packet) {
+                    self.audio_packets_dropped += 1;
+                    return Ok(());
+                }
                 let index = *index;
                 if let Some(pts) = packet.pts() {
                     packet.set_pts(Some(pts - offset));
@@ -241,11 +311,21 @@ impl Muxer {
                 packet.rescale_ts(*in_time_base, out_tb);
                 packet.set_position(-1);
                 packet.set_stream(index);
-                packet
-                    .write_interleaved(&mut self.output)
-                    .map_err(|e| Error::ffmpeg(&self.path, "writing an audio packet", e))
+                match packet.write_interleaved(&mut self.output) {
+                    Ok(()) => self.audio_packets += 1,
+                    Err(e) if refused_packet(&e) => self.audio_packets_dropped += 1,
+                    Err(e) => return Err(Error::ffmpeg(&self.path, "writing an audio packet", e)),
+                }
+                Ok(())
             }
-            Some(AudioOut::Aac(aac)) => aac.send_packet(&packet, &mut self.output),
+            Some(AudioOut::Aac(aac)) => {
+                if aac.send_packet(&packet, &mut self.output)? {
+                    self.audio_packets += 1;
+                } else {
+                    self.audio_packets_dropped += 1;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -291,21 +371,13 @@ impl AacTranscoder {
     fn new(
         path: &Path,
         output: &mut ff::format::context::Output,
-        source: &AudioSource,
+        decoder: ff::decoder::Audio,
         global_header: bool,
     ) -> Result<Self> {
         let ctx = |what: &'static str| {
             let path = path.to_path_buf();
             move |e| Error::ffmpeg(&path, what, e)
         };
-        let dec_ctx = ff::codec::context::Context::from_parameters(source.parameters.clone())
-            .map_err(ctx("reading audio parameters"))?;
-        if dec_ctx.medium() != MediaType::Audio {
-            return Err(Error::input(path, "audio stream is not audio"));
-        }
-        let mut decoder = dec_ctx.decoder();
-        decoder.set_packet_time_base(source.time_base);
-        let decoder = decoder.audio().map_err(ctx("opening the audio decoder"))?;
         let channels = decoder.channels().clamp(1, 2);
         let layout = ff::ChannelLayout::default(i32::from(channels));
         let rate = decoder.rate().clamp(8000, 96000);
@@ -348,16 +420,18 @@ impl AacTranscoder {
         })
     }
 
+    /// Decodes and re-encodes one packet; false when it was damaged and skipped (like a damaged
+    /// video packet: the rest still plays).
     fn send_packet(
         &mut self,
         packet: &ff::Packet,
         output: &mut ff::format::context::Output,
-    ) -> Result<()> {
-        // A damaged audio packet is skipped, like a damaged video packet: the rest still plays.
-        if self.decoder.send_packet(packet).is_ok() {
-            self.drain_decoder(output)?;
+    ) -> Result<bool> {
+        if self.decoder.send_packet(packet).is_err() {
+            return Ok(false);
         }
-        Ok(())
+        self.drain_decoder(output)?;
+        Ok(true)
     }
 
     fn drain_decoder(&mut self, output: &mut ff::format::context::Output) -> Result<()> {

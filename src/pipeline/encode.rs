@@ -21,7 +21,12 @@ pub struct EncodeStats {
     pub duration: f64,
     /// Source audio codec when it had to be re-encoded to AAC instead of copied.
     pub audio_transcoded_from: Option<String>,
+    /// Why the source's audio is not in the output (it cannot be decoded at all).
+    pub audio_left_out: Option<String>,
+    /// Audio packets in the output (copied) or re-encoded.
     pub audio_packets: u64,
+    /// Damaged audio packets left out.
+    pub audio_packets_dropped: u64,
     pub seconds: f64,
     pub chapters: usize,
 }
@@ -49,7 +54,6 @@ impl EncodeStage {
         let mut muxer =
             timer.time(|| Muxer::create(&self.path, &self.config, &self.video, self.audio))?;
         let mut audio = audio;
-        let mut audio_packets = 0u64;
         let mut last_time = None::<f64>;
         let mut frames = Some(frames);
         // Take frames and audio packets in whatever order they come until both have ended.
@@ -75,7 +79,6 @@ impl EncodeStage {
                 },
                 recv(audio_rx) -> msg => match msg {
                     Ok(packet) => {
-                        audio_packets += 1;
                         timer.time(|| muxer.send_audio_packet(packet, self.audio_offset))?;
                     }
                     Err(_) => audio = None,
@@ -101,13 +104,20 @@ impl EncodeStage {
             })
             .collect();
         let transcoded = muxer.audio_transcoded_from.clone();
+        let (audio_left_out, audio_packets, audio_packets_dropped) = (
+            muxer.audio_left_out.clone(),
+            muxer.audio_packets,
+            muxer.audio_packets_dropped,
+        );
         let chapter_count = chapters.len();
         timer.time(|| muxer.finish(&chapters))?;
         Ok(EncodeStats {
             frames: frames_written,
             duration,
             audio_transcoded_from: transcoded,
+            audio_left_out,
             audio_packets,
+            audio_packets_dropped,
             seconds: timer.seconds(),
             chapters: chapter_count,
         })
