@@ -41,10 +41,9 @@ fn child(path: &str, key: &str) -> String {
 /// position). Walks only what both have: defaults and skipped fields are not the file's.
 fn objects_stay_objects(written: &Value, read: &Value, path: &str) -> Result<(), String> {
     match (written, read) {
-        (Value::Array(_), Value::Object(_)) => Err(at(
-            path,
-            "expected an object with named keys, got an array",
-        )),
+        (Value::Array(_), Value::Object(_)) => {
+            Err(at(path, "expected an object with named keys, got an array"))
+        }
         (Value::Object(w), Value::Object(r)) => {
             for (key, value) in w {
                 if let Some(parsed) = r.get(key) {

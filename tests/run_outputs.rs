@@ -553,3 +553,88 @@ fn size_change_mid_stream_is_replanned() {
     assert!(left(5) <= 20, "4:3 frames are pillarboxed");
     assert!(left(30) > 20, "16:9 frames fill the canvas");
 }
+
+/// The output says the colours it has: the canvases keep the source's matrix, primaries and
+/// transfer, and the MP4 tags them (players otherwise guess BT.709 for 720p and shift upscaled
+/// BT.601 video); untagged sources give limited range and no colour description.
+#[test]
+fn outputs_carry_the_sources_colour_description() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases = [
+        ("hd709", Some(("bt709", "bt709", "bt709"))),
+        ("sd601", Some(("smpte170m", "smpte170m", "smpte170m"))),
+        ("untagged", None),
+    ];
+    let mut inputs = Vec::new();
+    for (name, tags) in &cases {
+        let path = d.join(format!("{name}.mp4"));
+        let mut args = vec![
+            "-f".to_string(),
+            "lavfi".into(),
+            "-i".into(),
+            "testsrc2=size=320x240:rate=10:duration=1".into(),
+            "-c:v".into(),
+            "libx264".into(),
+            "-preset".into(),
+            "ultrafast".into(),
+            "-pix_fmt".into(),
+            "yuv420p".into(),
+        ];
+        if let Some((space, primaries, transfer)) = tags {
+            args.extend(
+                [
+                    "-colorspace",
+                    space,
+                    "-color_primaries",
+                    primaries,
+                    "-color_trc",
+                    transfer,
+                    "-color_range",
+                    "tv",
+                ]
+                .map(String::from),
+            );
+        }
+        args.push(path.display().to_string());
+        ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        inputs.push(path);
+    }
+    let out = d.join("out");
+    let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    run_ok(&out, None, &refs);
+    for (name, tags) in &cases {
+        let v = ffprobe(
+            &out.join(name).join(format!("{name}.mp4")),
+            &[
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=color_range,color_space,color_primaries,color_transfer",
+            ],
+        );
+        let s = &v["streams"][0];
+        assert_eq!(s["color_range"], "tv", "{name}: {s}");
+        match tags {
+            Some((space, primaries, transfer)) => {
+                assert_eq!(
+                    (
+                        &s["color_space"],
+                        &s["color_primaries"],
+                        &s["color_transfer"]
+                    ),
+                    (
+                        &serde_json::json!(space),
+                        &serde_json::json!(primaries),
+                        &serde_json::json!(transfer)
+                    ),
+                    "{name}"
+                );
+            }
+            None => assert!(
+                s.get("color_space").is_none_or(|c| c == "unknown"),
+                "{name}: an untagged source gets no made-up matrix: {s}"
+            ),
+        }
+    }
+}

@@ -425,11 +425,14 @@ impl<'a> Source<'a> {
             r if r.numerator() > 0 && r.denominator() > 0 => r,
             _ => stream.rate(),
         };
+        let range = self.range;
+        let mut decoder = VideoDecoder::open(self.path, &self.input, range.index, 0, range.origin)?;
         let settings = VideoSettings {
             width,
             height,
             time_base: self.range.time_base,
             frame_rate: rate,
+            colour: decoder.colour(),
         };
         let audio = self.audio_window(plan);
         let source = audio
@@ -449,8 +452,6 @@ impl<'a> Source<'a> {
         let mut muxer = Muxer::create(out, &x264, &settings, source)?;
 
         self.seek(target)?;
-        let range = self.range;
-        let mut decoder = VideoDecoder::open(self.path, &self.input, range.index, 0, range.origin)?;
         // libx264 takes yuv420p at the stream's size; other formats (or a size change mid-way)
         // are converted.
         let mut scaler = Scaler::new(

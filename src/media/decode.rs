@@ -162,6 +162,15 @@ impl VideoDecoder {
         }
     }
 
+    /// The stream's colour description as the decoder reads it (container or bitstream).
+    pub fn colour(&self) -> super::encode::Colour {
+        super::encode::Colour {
+            space: self.decoder.color_space(),
+            primaries: self.decoder.color_primaries(),
+            transfer: self.decoder.color_transfer_characteristic(),
+        }
+    }
+
     pub fn stream_index(&self) -> usize {
         self.stream_index
     }

@@ -27,6 +27,16 @@ pub struct VideoSettings {
     pub time_base: ff::Rational,
     /// Nominal frame rate (x264 rate control uses it).
     pub frame_rate: ff::Rational,
+    /// The source's colour description, which the canvases keep (their matrix is the source's).
+    pub colour: Colour,
+}
+
+/// A video stream's colour description (FFmpeg's names; `Unspecified` when untagged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Colour {
+    pub space: ff::color::Space,
+    pub primaries: ff::color::Primaries,
+    pub transfer: ff::color::TransferCharacteristic,
 }
 
 /// A chapter, in seconds.
@@ -141,6 +151,11 @@ impl Muxer {
         encoder.set_frame_rate(Some(video.frame_rate));
         encoder.set_aspect_ratio(ff::Rational::new(1, 1));
         encoder.set_color_range(ff::color::Range::MPEG);
+        // The canvases keep the source's matrix and primaries: say so, or players guess (BT.709
+        // for HD sizes) and shift the colours of upscaled BT.601 video.
+        encoder.set_colorspace(video.colour.space);
+        encoder.set_color_primaries(video.colour.primaries);
+        encoder.set_color_transfer_characteristic(video.colour.transfer);
         // libavcodec's default is one thread; 0 asks x264 for its own choice (as `ffmpeg` does).
         encoder.set_threading(ff::threading::Config {
             kind: ff::threading::Type::Frame,

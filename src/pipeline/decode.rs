@@ -134,6 +134,7 @@ impl DecodeStage {
                     height,
                     time_base: rate.invert(),
                     frame_rate: rate,
+                    colour: self.decoder.colour(),
                 }
             }
             None => VideoSettings {
@@ -141,6 +142,7 @@ impl DecodeStage {
                 height,
                 time_base: self.decoder.time_base(),
                 frame_rate: rational_from_fps(if self.fps > 0.0 { self.fps } else { 25.0 }),
+                colour: self.decoder.colour(),
             },
         }
     }
