@@ -14,19 +14,7 @@ const FAST: &str =
 /// `n` copies of one tiny clip under `dir`, spread over sub-folders (equal names in each).
 fn tiny_videos(dir: &Path, n: usize) -> Vec<PathBuf> {
     let seed = dir.join("seed.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=0.3",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        seed.to_str().unwrap(),
-    ]);
+    tiny_clip(&seed);
     (0..n)
         .map(|i| {
             let folder = dir.join("videos").join(format!("group{}", i % 10));

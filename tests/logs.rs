@@ -11,22 +11,6 @@ use common::*;
 const FAST: &str =
     r#"{"scenes": {}, "encode": {"preset": "ultrafast", "crf": 30}, "device": "cpu"}"#;
 
-fn tiny_clip(path: &Path) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=0.3",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        path.to_str().unwrap(),
-    ]);
-}
-
 /// A good clip and a bad one in `d`, and the fast pipeline: `(good, bad, pipeline)`.
 fn inputs(d: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let good = d.join("good.mp4");

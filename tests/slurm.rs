@@ -11,6 +11,9 @@
 //!
 //! Only this machine is reached: the daemons talk over 127.0.0.1, on free ports picked here.
 
+mod common;
+
+use common::ffmpeg;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -70,20 +73,6 @@ fn tool(name: &str) -> Option<PathBuf> {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `ffmpeg -v error -y ARGS`, panicking with its stderr on failure.
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        text(&out.stderr)
-    );
 }
 
 /// A port nobody listens on now (the daemons bind it a moment later).

@@ -240,6 +240,23 @@ pub fn make_cut_clip(
     cuts
 }
 
+/// A 0.3 s 64x48 H.264 clip of 3 frames at `path`: the cheapest real input (batch and log tests).
+pub fn tiny_clip(path: &Path) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=0.3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        path.to_str().unwrap(),
+    ]);
+}
+
 /// Writes a pipeline config into `dir` and returns its path.
 pub fn pipeline(dir: &Path, name: &str, json: &str) -> PathBuf {
     let path = dir.join(name);
