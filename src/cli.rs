@@ -14,8 +14,8 @@ pub enum VaeAction {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
         /// Stored precision.
-        #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
-        dtype: String,
+        #[arg(long, default_value = "f32", value_parser = latent_dtype)]
+        dtype: framepipe_proto::ops::LatentDtype,
         /// Also decode and report PSNR / SSIM of the round trip per image.
         #[arg(long)]
         check: bool,
@@ -61,7 +61,7 @@ pub struct Cli {
     pub log_format: crate::logging::LogFormat,
     /// Model precision (overrides the pipeline's runtime.precision): auto = fp16 on CUDA, fp32
     /// on the CPU.
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, value_parser = precision_flag)]
     pub precision: Option<crate::config::Precision>,
     #[command(subcommand)]
     pub command: Command,
@@ -280,4 +280,19 @@ pub struct SearchArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+/// `--precision`'s values are the boundary's names (auto, fp32, fp16, bf16).
+fn precision_flag(text: &str) -> Result<crate::config::Precision, String> {
+    text.parse()
+}
+
+/// `--dtype`: `f32` or `f16`.
+fn latent_dtype(text: &str) -> Result<framepipe_proto::ops::LatentDtype, String> {
+    use framepipe_proto::ops::LatentDtype;
+    match text {
+        "f32" => Ok(LatentDtype::F32),
+        "f16" => Ok(LatentDtype::F16),
+        other => Err(format!("{other:?}: f32 or f16")),
+    }
 }

@@ -194,12 +194,11 @@ fn default_clip_batch() -> usize {
     32
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LatentDtype {
-    #[default]
-    F16,
-    F32,
+/// The stored dtype of latents (the boundary's definition; pipelines default to f16).
+pub use framepipe_proto::ops::LatentDtype;
+
+fn default_latent_dtype() -> LatentDtype {
+    LatentDtype::F16
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -212,7 +211,7 @@ pub struct VaeConfig {
     #[serde(default = "default_vae_every")]
     pub every_n_frames: u32,
     /// Stored precision of the latents.
-    #[serde(default)]
+    #[serde(default = "default_latent_dtype")]
     pub dtype: LatentDtype,
     /// Frames per `latents/NNNNNN.safetensors` shard (memory stays flat however long the video).
     #[serde(default = "default_frames_per_shard")]
@@ -248,10 +247,10 @@ impl BatchSize {
     /// Frames per model call to start with on `device` (`auto`: 4 on the CPU, where batches
     /// barely pay and cost memory; on CUDA the vae stage replaces the 16 here with a size
     /// measured against free device memory once it knows the frame size).
-    pub fn initial(self, device: &str) -> usize {
+    pub fn initial(self, device: crate::device::Device) -> usize {
         match self {
             BatchSize::Fixed(n) => n,
-            BatchSize::Auto if device.starts_with("cuda") => 16,
+            BatchSize::Auto if device.is_cuda() => 16,
             BatchSize::Auto => 4,
         }
     }
@@ -443,26 +442,8 @@ pub enum ColorConversion {
     Cpu,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    Auto,
-    Fp32,
-    Fp16,
-    Bf16,
-}
-
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Auto => "auto",
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
+/// The models' precision, as the libtorch boundary defines it.
+pub use framepipe_proto::Precision;
 
 fn default_queue_frames() -> usize {
     8

@@ -3,7 +3,9 @@
 //! Asking libtorch what exists means loading it ([`crate::torch`]), which only happens when an
 //! answer is needed: a stage that runs on a device, or an explicit `cuda:N` to validate. A run
 //! without a model stage records the request and that no device was used.
-use serde::Serialize;
+use framepipe_proto::ops::{Configure, Devices};
+pub use framepipe_proto::{Device, Precision};
+use serde::{Deserialize, Serialize};
 
 use crate::torch::Torch;
 
@@ -38,25 +40,21 @@ impl DeviceRequest {
     }
 }
 
-/// N of a resolved device name `cuda:N`; `None` for the CPU.
-pub fn cuda_index(name: &str) -> Option<u32> {
-    name.strip_prefix("cuda:").and_then(|n| n.parse().ok())
-}
-
 /// The device decision, as written in the JSON report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceInfo {
     /// What was asked for (`auto`, `cpu`, `cuda:N`).
     pub requested: String,
     /// `cpu` or `cuda:N` for model stages.
-    pub name: String,
+    pub name: Device,
     /// CUDA devices libtorch sees; `null` when libtorch was not asked (not needed by this run).
     pub cuda_devices: Option<usize>,
     /// Whether any stage of this run computes on the device (false: decode/scale/encode only).
     pub used: bool,
     /// The models' precision (`fp32`, `fp16`, `bf16`) when a model runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub precision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
 }
 
 /// Resolves `request`. `needed` says whether a stage will compute on the device; without one,
@@ -67,7 +65,7 @@ pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String
     if request == DeviceRequest::Cpu || (request == DeviceRequest::Auto && !needed) {
         return Ok(DeviceInfo {
             requested,
-            name: "cpu".into(),
+            name: Device::Cpu,
             cuda_devices: None,
             used: needed,
             precision: None,
@@ -75,7 +73,7 @@ pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String
     }
     let count = cuda_device_count()?;
     let name = match request {
-        DeviceRequest::Cuda(n) if n < count => format!("cuda:{n}"),
+        DeviceRequest::Cuda(n) if n < count => Device::Cuda(n as u32),
         DeviceRequest::Cuda(n) if count == 0 => {
             return Err(format!(
                 "cuda:{n} requested but libtorch sees no CUDA device on this machine"
@@ -87,8 +85,8 @@ pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String
                 count - 1
             ))
         }
-        _ if count > 0 => "cuda:0".into(),
-        _ => "cpu".into(),
+        _ if count > 0 => Device::Cuda(0),
+        _ => Device::Cpu,
     };
     Ok(DeviceInfo {
         requested,
@@ -101,30 +99,22 @@ pub fn select(request: DeviceRequest, needed: bool) -> Result<DeviceInfo, String
 
 /// How many CUDA devices libtorch sees (loads libtorch).
 pub fn cuda_device_count() -> Result<usize, String> {
-    let reply = Torch::get()?.call(&serde_json::json!({"op": "devices"}))?;
-    Ok(reply["cuda_devices"].as_u64().unwrap_or(0) as usize)
+    Ok(Torch::get()?.call(&Devices {})?.cuda_devices as usize)
 }
 
 /// Settles the models' precision (and cuDNN autotuning on CUDA) in the libtorch library before
 /// any model loads; records the precision in `device`. `auto` on the CPU loads nothing here.
-pub fn configure_models(
-    device: &mut DeviceInfo,
-    precision: crate::config::Precision,
-) -> Result<(), String> {
-    use crate::config::Precision;
-    let cuda = device.name.starts_with("cuda");
-    let effective = match (precision, cuda) {
-        (Precision::Auto, true) => "fp16",
-        (Precision::Auto, false) => "fp32",
-        (p, _) => p.name(),
-    };
-    device.precision = Some(effective.into());
+pub fn configure_models(device: &mut DeviceInfo, precision: Precision) -> Result<(), String> {
+    let cuda = device.name.is_cuda();
+    device.precision = Some(precision.effective(device.name));
     if precision == Precision::Auto && !cuda {
         return Ok(());
     }
-    Torch::get()?
-        .call(&serde_json::json!({"op": "configure", "precision": precision.name(), "cudnn_benchmark": cuda}))
-        .map(|_| ())
+    Torch::get()?.call(&Configure {
+        precision,
+        cudnn_benchmark: cuda,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -143,8 +133,8 @@ mod tests {
     #[test]
     fn cpu_and_unneeded_auto_settle_without_libtorch() {
         let cpu = select(DeviceRequest::Cpu, true).unwrap();
-        assert_eq!((cpu.name.as_str(), cpu.cuda_devices), ("cpu", None));
+        assert_eq!((cpu.name, cpu.cuda_devices), (Device::Cpu, None));
         let auto = select(DeviceRequest::Auto, false).unwrap();
-        assert_eq!((auto.name.as_str(), auto.used), ("cpu", false));
+        assert_eq!((auto.name, auto.used), (Device::Cpu, false));
     }
 }

@@ -43,16 +43,7 @@ pub struct Job<'a> {
 }
 
 /// What the VAE model says about its latents (asked once per run, before decoding).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct VaeInfo {
-    /// `AutoencoderKL` or `TAESD`.
-    pub class: String,
-    pub scaling_factor: f64,
-    pub shift_factor: Option<f64>,
-    pub input_range: String,
-    pub latent_channels: i64,
-    pub downsampling: i64,
-}
+pub use framepipe_proto::ops::VaeFacts as VaeInfo;
 
 impl Job<'_> {
     /// Processes one input; on error nothing is left under `OUT/`.
@@ -108,7 +99,7 @@ impl Job<'_> {
                         "shift_factor",
                         vae.shift_factor.map_or("none".into(), |v| v.to_string()),
                     ),
-                    ("input_range", vae.input_range.clone()),
+                    ("input_range", vae.input_range.name().to_string()),
                     ("posterior", posterior(cfg)),
                     ("tiling", cfg.tiling.to_string()),
                     ("resolution", format!("{w}x{h}")),
@@ -120,8 +111,7 @@ impl Job<'_> {
                 Some(crate::pipeline::LatentsTarget {
                     dir: partial.path.join("latents"),
                     metadata,
-                    floats_per_pixel_block: (vae.latent_channels, vae.downsampling),
-                    can_tile: vae.class == "AutoencoderKL",
+                    model: *vae,
                 })
             }
             _ => None,
@@ -131,7 +121,7 @@ impl Job<'_> {
             &info,
             &effective,
             video_path.as_deref(),
-            &self.device.name,
+            self.device.name,
             latents,
             &progress,
         );
@@ -392,13 +382,10 @@ impl Job<'_> {
                 (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
                     files: l.files.clone(),
                     shape_per_frame: l.shape_per_frame.clone(),
-                    dtype: match c.dtype {
-                        crate::config::LatentDtype::F16 => "f16".into(),
-                        crate::config::LatentDtype::F32 => "f32".into(),
-                    },
+                    dtype: c.dtype,
                     scaling_factor: v.scaling_factor,
                     shift_factor: v.shift_factor,
-                    input_range: v.input_range.clone(),
+                    input_range: v.input_range,
                     posterior: posterior(c),
                     tiling: l.tiling,
                     batch_size: l.batch_size,
@@ -412,7 +399,7 @@ impl Job<'_> {
                 fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
                 stages,
                 decoder: out.decode.decoder.to_string(),
-                canvases_on: out.normalize.as_ref().and_then(|n| n.device.clone()),
+                canvases_on: out.normalize.as_ref().and_then(|n| n.device),
                 device: self.device.clone(),
                 decode_errors: out.decode.errors,
                 damaged_frames: out.decode.damaged_frames,

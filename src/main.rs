@@ -98,9 +98,9 @@ fn main() -> ExitCode {
             inputs,
         } => check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Search(args) => search(args),
-        Command::MakeRandomModel { folder, seed } => call_and_print(
-            &serde_json::json!({"op": "init_random", "folder": folder, "seed": seed}),
-        ),
+        Command::MakeRandomModel { folder, seed } => {
+            call_and_print(&framepipe_proto::ops::InitRandom { folder, seed })
+        }
         Command::Bench {
             pipeline,
             device,
@@ -192,8 +192,10 @@ fn bench(
         labels: labels.as_ref(),
         vae: vae.as_ref(),
     };
-    let sampler =
-        framepipe::device::cuda_index(&device.name).and_then(framepipe::bench::GpuSampler::start);
+    let sampler = device
+        .name
+        .cuda_index()
+        .and_then(framepipe::bench::GpuSampler::start);
     let result = job.process_into(input, Path::new("bench"));
     let gpu = sampler.and_then(|s| s.finish());
     let baseline = match (&result, encode_baseline) {
@@ -274,7 +276,7 @@ fn bench_models(
     };
     let result = ModelsBench {
         config: &config,
-        device: &device.name,
+        device: device.name,
         precision: device.precision.clone(),
         vae: vae.as_ref(),
         source,
@@ -327,7 +329,7 @@ fn search(args: framepipe::cli::SearchArgs) -> ExitCode {
     let request = search::SearchRequest {
         dirs: &args.dirs,
         model: &args.model,
-        device: &device.name,
+        device: device.name,
         texts,
         images: &args.images,
         moments: &args.like,
@@ -371,9 +373,8 @@ fn describe(
         Ok(d) => d,
         Err(code) => return code,
     };
-    let result = describe::read_labels(labels).and_then(|labels| {
-        describe::describe(output, model, &device.name, &labels, templates, top)
-    });
+    let result = describe::read_labels(labels)
+        .and_then(|labels| describe::describe(output, model, device.name, &labels, templates, top));
     match result {
         Ok(d) => {
             match format {
@@ -424,9 +425,19 @@ fn devices() -> ExitCode {
             return ExitCode::from(EXIT_INPUT_FAILED);
         }
     };
-    match torch.call(&serde_json::json!({"op": "devices"})) {
-        Ok(mut reply) => {
-            reply["library"] = serde_json::json!(torch.path());
+    /// `framepipe devices` prints what libtorch sees and which library answered.
+    #[derive(serde::Serialize)]
+    struct Devices<'a> {
+        #[serde(flatten)]
+        seen: framepipe_proto::ops::DevicesReply,
+        library: &'a Path,
+    }
+    match torch.call(&framepipe_proto::ops::Devices {}) {
+        Ok(seen) => {
+            let reply = Devices {
+                seen,
+                library: torch.path(),
+            };
             println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
             ExitCode::SUCCESS
         }
@@ -492,7 +503,7 @@ fn model_device(text: &str) -> Result<device::DeviceInfo, ExitCode> {
     DeviceRequest::parse(text)
         .and_then(|r| device::select(r, true))
         .and_then(|mut d| {
-            if d.name == "cpu" {
+            if !d.name.is_cuda() {
                 framepipe::cpu_memory::tune_for_cpu_inference();
             }
             device::configure_models(&mut d, precision).map(|_| d)
@@ -507,8 +518,8 @@ fn model_device(text: &str) -> Result<device::DeviceInfo, ExitCode> {
 }
 
 /// Sends a request to the libtorch side and prints its JSON reply (exit 1 with its error).
-fn call_and_print(request: &serde_json::Value) -> ExitCode {
-    match framepipe::torch::Torch::get().and_then(|t| t.call(request)) {
+fn call_and_print<O: framepipe_proto::CallOp>(request: &O) -> ExitCode {
+    match framepipe::torch::Torch::get().and_then(|t| Ok(t.call(request)?)) {
         Ok(reply) => {
             println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
             ExitCode::SUCCESS
@@ -550,9 +561,9 @@ fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> Ex
             return match framepipe::vae_video::encode_video(
                 &images[0],
                 model,
-                &device.name,
+                device.name,
                 output,
-                dtype == "f16",
+                *dtype == framepipe_proto::ops::LatentDtype::F16,
             ) {
                 Ok(reply) => {
                     println!("{}", serde_json::to_string_pretty(&reply).expect("JSON"));
@@ -565,21 +576,31 @@ fn vae(model: &Path, device_text: &str, action: framepipe::cli::VaeAction) -> Ex
             };
         }
     }
-    let request = match action {
+    let on = framepipe_proto::ops::ModelOn {
+        model: model.to_path_buf(),
+        device: device.name,
+    };
+    match action {
         VaeAction::Encode {
             images,
             output,
             dtype,
             check,
-        } => serde_json::json!({
-            "op": "vae_encode", "model": model, "device": device.name, "images": images,
-            "out": output, "dtype": dtype, "check": check,
+        } => call_and_print(&framepipe_proto::ops::VaeEncodeImages {
+            on,
+            images,
+            out: output,
+            dtype,
+            check,
         }),
-        VaeAction::Decode { latents, output } => serde_json::json!({
-            "op": "vae_decode", "model": model, "device": device.name, "latents": latents, "out_dir": output,
-        }),
-    };
-    call_and_print(&request)
+        VaeAction::Decode { latents, output } => {
+            call_and_print(&framepipe_proto::ops::VaeDecodeLatents {
+                on,
+                latents,
+                out_dir: output,
+            })
+        }
+    }
 }
 
 /// `framepipe clip`: the libtorch side does the work; this resolves the device and prints.
@@ -592,14 +613,14 @@ fn clip(model: &Path, images: &[PathBuf], texts: &[String], device_text: &str) -
         Ok(d) => d,
         Err(code) => return code,
     };
-    let request = serde_json::json!({
-        "op": "clip",
-        "model": model,
-        "device": device.name,
-        "images": images,
-        "texts": texts,
-    });
-    call_and_print(&request)
+    call_and_print(&framepipe_proto::ops::ClipRun {
+        on: framepipe_proto::ops::ModelOn {
+            model: model.to_path_buf(),
+            device: device.name,
+        },
+        images: images.to_vec(),
+        texts: texts.to_vec(),
+    })
 }
 
 fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {
@@ -672,14 +693,14 @@ fn prepare(
             requested: device_text,
             message,
         })?;
-    if needs_device && device.name == "cpu" {
+    if needs_device && !device.name.is_cuda() {
         framepipe::cpu_memory::tune_for_cpu_inference();
     }
     // The CLIP model loads and the label embeddings are computed before any input is decoded:
     // a bad model folder is a configuration error, found at once.
     let labels = match &config.clip {
         Some(clip) => Some(
-            framepipe::tags::LabelSet::load(clip, &device.name).map_err(|m| {
+            framepipe::tags::LabelSet::load(clip, device.name).map_err(|m| {
                 Error::config(
                     pipeline.unwrap_or(Path::new("<built-in default pipeline>")),
                     format!("clip: {m}"),
@@ -691,27 +712,32 @@ fn prepare(
     // Likewise the VAE: loaded (and its latent scaling read) before decoding.
     let vae = match &config.vae {
         Some(vae) => {
-            let reply = framepipe::torch::Torch::get()
-                .and_then(|t| t.call(&serde_json::json!({"op": "vae_info", "model": vae.model, "device": device.name})))
-                .map_err(|m| Error::config(pipeline.unwrap_or(Path::new("<built-in default pipeline>")), format!("vae: {m}")))?;
-            let info: framepipe::job::VaeInfo = serde_json::from_value(reply).map_err(|e| {
-                Error::config(pipeline.unwrap_or(Path::new("-")), format!("vae: {e}"))
-            })?;
+            let request = framepipe_proto::ops::VaeInfo {
+                on: framepipe_proto::ops::ModelOn {
+                    model: vae.model.clone(),
+                    device: device.name,
+                },
+            };
+            let info = framepipe::torch::Torch::get()
+                .and_then(|t| Ok(t.call(&request)?))
+                .map_err(|m| {
+                    Error::config(
+                        pipeline.unwrap_or(Path::new("<built-in default pipeline>")),
+                        format!("vae: {m}"),
+                    )
+                })?;
             // Tiling and sampling exist only for AutoencoderKL: refused now, not mid-video.
             let kl_only = [
                 ("vae.tiling", vae.tiling),
                 ("vae.sample_seed", vae.sample_seed.is_some()),
             ];
-            if let Some((key, _)) = kl_only
-                .iter()
-                .find(|(_, set)| *set && info.class != "AutoencoderKL")
-            {
+            if let Some((key, _)) = kl_only.iter().find(|(_, set)| *set && !info.class.is_kl()) {
                 return Err(Error::config(
                     pipeline.unwrap_or(Path::new("<built-in default pipeline>")),
                     format!(
                         "{key} applies to AutoencoderKL models; {} is a {} model",
                         vae.model.display(),
-                        info.class
+                        info.class.name()
                     ),
                 ));
             }
@@ -786,11 +812,11 @@ fn batch(
     // CPU run) and gets the same precision as the first.
     let mut all_devices = vec![device.clone()];
     for name in &args.more_devices {
-        let precision = device.precision.as_deref().unwrap_or("auto");
+        let precision = device.precision;
         let checked = DeviceRequest::parse(name)
             .and_then(|r| device::select(r, true))
             .map(|mut d| {
-                d.precision = Some(precision.to_string());
+                d.precision = precision;
                 d
             });
         match checked {

@@ -1,8 +1,14 @@
-//! The JSON written next to each output (`<stem>.json`): every serde type of it, in one place.
-//! `schema_version` changes whenever a field changes meaning or goes away.
+//! The JSON written next to each output (`<stem>.json`): every serde type of it, in one place,
+//! written by `run`/`batch` and read back through the same types (`search`, the tests), which
+//! refuse fields they do not know. `schema_version` changes whenever a field changes meaning or
+//! goes away.
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use serde::Serialize;
+use framepipe_proto::ops::{InputRange, LatentDtype};
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
 
 use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
@@ -12,7 +18,68 @@ use crate::pipeline::scenes::Scene;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Serialize)]
+/// Why a report cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "report schema {found} (this framepipe reads {SCHEMA_VERSION}): made by another version"
+    )]
+    OtherSchema { found: u32 },
+    #[error("{path}: not a framepipe report this version reads ({message})")]
+    Invalid { path: String, message: String },
+}
+
+impl Report {
+    /// Reads a report file: its schema version first (a report of another version is named as
+    /// such, not as a parse error), then the whole report through these types.
+    pub fn read(path: &Path) -> Result<Report, ReadError> {
+        let text = std::fs::read(path).map_err(|source| ReadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Report::parse(&text).map_err(|e| match e {
+            ReadError::Invalid { message, .. } => ReadError::Invalid {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// A report's JSON text (see [`Report::read`]).
+    pub fn parse(text: &[u8]) -> Result<Report, ReadError> {
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u32,
+        }
+        let invalid = |e: serde_json::Error| ReadError::Invalid {
+            path: "report".into(),
+            message: e.to_string(),
+        };
+        let version: Version = serde_json::from_slice(text).map_err(invalid)?;
+        if version.schema_version != SCHEMA_VERSION {
+            return Err(ReadError::OtherSchema {
+                found: version.schema_version,
+            });
+        }
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let report: Report =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ReadError::Invalid {
+                path: "report".into(),
+                message: e.to_string(),
+            })?;
+        de.end().map_err(invalid)?;
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     pub schema_version: u32,
     pub tool_version: String,
@@ -22,17 +89,18 @@ pub struct Report {
     pub output: OutputInfo,
     pub scenes: Vec<Scene>,
     /// CLIP-embedded frames with their tags (CLIP runs only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<Vec<SampleReport>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latents: Option<LatentsReport>,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutputInfo {
     /// File name of the re-encoded video inside the output folder (`null` without `encode`).
     pub video: Option<String>,
@@ -49,7 +117,8 @@ pub struct OutputInfo {
     pub chapters: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stats {
     /// Frames decoded from the source.
     pub frames: u64,
@@ -62,7 +131,7 @@ pub struct Stats {
     pub decoder: String,
     /// The model device the canvases were made and kept on (`runtime.device_frames`); `null`:
     /// made by swscale in host memory.
-    pub canvases_on: Option<String>,
+    pub canvases_on: Option<Device>,
     pub device: DeviceInfo,
     /// Packets the demuxer could not read plus packets the decoder rejected.
     pub decode_errors: u64,
@@ -73,12 +142,14 @@ pub struct Stats {
     pub frames_in_gpu_memory: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StageStats {
     pub seconds: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SampleReport {
     /// Output frame index.
     pub frame: u64,
@@ -88,7 +159,8 @@ pub struct SampleReport {
     pub tags: Vec<crate::tags::Tag>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClipReport {
     pub model: String,
     /// The model's fingerprint (`sha256:…`, see `model_id`): `search` refuses to mix rows of
@@ -103,14 +175,15 @@ pub struct ClipReport {
 }
 
 /// `latents/NNNNNN.safetensors` shards: `latents` [N, C, h, w] in `dtype`, `frame_index` [N].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LatentsReport {
     pub files: Vec<String>,
     pub shape_per_frame: Vec<i64>,
-    pub dtype: String,
+    pub dtype: LatentDtype,
     pub scaling_factor: f64,
     pub shift_factor: Option<f64>,
-    pub input_range: String,
+    pub input_range: InputRange,
     /// `mean`, or `sample, seed S + frame index`.
     pub posterior: String,
     pub tiling: bool,

@@ -6,8 +6,10 @@ use serde::Serialize;
 
 use crate::config::ClipConfig;
 use crate::torch::Torch;
+use framepipe_proto::ops::{ClipTexts, ModelOn};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Tag {
     pub label: String,
     pub score: f64,
@@ -34,7 +36,7 @@ fn normalize(v: &mut [f32]) {
 impl LabelSet {
     /// Embeds every label x template on `device` (loads the model, so a bad model folder fails
     /// here, before any input is decoded).
-    pub fn load(cfg: &ClipConfig, device: &str) -> Result<LabelSet, String> {
+    pub fn load(cfg: &ClipConfig, device: crate::device::Device) -> Result<LabelSet, String> {
         Self::with_templates(&cfg.model, &cfg.labels, &cfg.templates, device)
     }
 
@@ -44,7 +46,7 @@ impl LabelSet {
         model: &std::path::Path,
         labels: &[String],
         templates: &[String],
-        device: &str,
+        device: crate::device::Device,
     ) -> Result<LabelSet, String> {
         let model_hash =
             crate::model_id::fingerprint(model).map_err(|e| format!("{}: {e}", model.display()))?;
@@ -52,14 +54,14 @@ impl LabelSet {
             .iter()
             .flat_map(|l| templates.iter().map(move |t| t.replacen("{}", l, 1)))
             .collect();
-        let reply = Torch::get()?.call(&serde_json::json!({
-            "op": "clip_texts",
-            "model": model,
-            "device": device,
-            "texts": texts,
-        }))?;
-        let rows: Vec<Vec<f32>> =
-            serde_json::from_value(reply["embeddings"].clone()).map_err(|e| e.to_string())?;
+        let reply = Torch::get()?.call(&ClipTexts {
+            on: ModelOn {
+                model: model.to_path_buf(),
+                device,
+            },
+            texts,
+        })?;
+        let rows = reply.embeddings;
         let per_label = templates.len().max(1);
         let embeddings = rows
             .chunks(per_label)
@@ -75,8 +77,8 @@ impl LabelSet {
         Ok(LabelSet {
             labels: labels.to_vec(),
             embeddings,
-            scale: reply["logit_scale_exp"].as_f64().unwrap_or(100.0),
-            dim: reply["dim"].as_u64().unwrap_or(0) as usize,
+            scale: reply.logit_scale_exp,
+            dim: reply.dim as usize,
             model_hash,
         })
     }

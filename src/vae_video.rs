@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
-use serde_json::{json, Value};
+use framepipe_proto::ops::{Frames, ModelOn, VaeEncodeFrames, VaeInfo};
+use framepipe_proto::{Device, FrameLayout};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
@@ -13,22 +15,37 @@ use crate::torch::Torch;
 
 const BATCH: usize = 4;
 
+/// What `framepipe vae encode VIDEO` prints.
+#[derive(Debug, Serialize)]
+pub struct VideoLatents {
+    pub out: String,
+    pub frames: usize,
+    pub shape_per_frame: Vec<i64>,
+    pub dtype: &'static str,
+    pub scaling_factor: f64,
+    pub shift_factor: Option<f64>,
+}
+
 /// Encodes `video` with the VAE in `model` on `device` into `out`; `f16` picks the stored dtype.
 pub fn encode_video(
     video: &Path,
     model: &Path,
-    device: &str,
+    device: Device,
     out: &Path,
     f16: bool,
-) -> Result<Value> {
+) -> Result<VideoLatents> {
     let torch =
         Torch::get().map_err(|m| Error::input(video, format!("VAE needs libtorch: {m}")))?;
-    let layout = torch
-        .call(&json!({"op": "vae_info", "model": model, "device": device}))
-        .map_err(|m| Error::input(model, m))?;
+    let on = ModelOn {
+        model: model.to_path_buf(),
+        device,
+    };
+    let facts = torch
+        .call(&VaeInfo { on: on.clone() })
+        .map_err(|e| Error::input(model, e.message))?;
     let (channels, down) = (
-        layout["latent_channels"].as_u64().unwrap_or(4) as usize,
-        layout["downsampling"].as_u64().unwrap_or(8) as usize,
+        facts.latent_channels.max(1) as usize,
+        facts.downsampling.max(1) as usize,
     );
     let (mut input, info) = probe::open(video)?;
     if info.width % 8 != 0 || info.height % 8 != 0 {
@@ -55,11 +72,20 @@ pub fn encode_video(
             return Ok(());
         }
         let mut values = vec![0f32; *n * per_frame];
-        let request = json!({"model": model, "device": device, "n": *n, "width": w, "height": h});
+        let request = VaeEncodeFrames {
+            on: on.clone(),
+            frames: Frames {
+                n: *n as u32,
+                layout: FrameLayout::rgb24(w, h),
+                canvases: None,
+            },
+            tiling: false,
+            sampling: None,
+        };
         let reply = torch
             .vae_encode_frames(&request, batch, &mut values)
-            .map_err(|m| Error::input(video, format!("VAE: {m}")))?;
-        *shape = serde_json::from_value(reply["shape_per_frame"].clone()).unwrap_or_default();
+            .map_err(|e| Error::input(video, format!("VAE: {e}")))?;
+        *shape = reply.shape_per_frame.to_vec();
         let used: usize = shape.iter().product::<i64>() as usize * *n;
         latents.extend_from_slice(&values[..used]);
         batch.clear();
@@ -83,14 +109,14 @@ pub fn encode_video(
     }
     write(out, &latents, &index, &shape_per_frame, f16)
         .map_err(|e| Error::io(out, "writing latents", e))?;
-    Ok(json!({
-        "out": out.display().to_string(),
-        "frames": index.len(),
-        "shape_per_frame": shape_per_frame,
-        "dtype": if f16 { "f16" } else { "f32" },
-        "scaling_factor": layout["scaling_factor"],
-        "shift_factor": layout["shift_factor"],
-    }))
+    Ok(VideoLatents {
+        out: out.display().to_string(),
+        frames: index.len(),
+        shape_per_frame,
+        dtype: if f16 { "f16" } else { "f32" },
+        scaling_factor: facts.scaling_factor,
+        shift_factor: facts.shift_factor,
+    })
 }
 
 fn write(

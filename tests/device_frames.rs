@@ -126,7 +126,7 @@ fn both_ways(src: &ff::frame::Video, rotation: u32, mode: FitMode) -> (Vec<u8>, 
         mode,
     );
     let host = Normalizer::new(g, mode, (1, 1)).normalize(src).unwrap();
-    let device = DeviceNormalizer::new(torch, "cpu", g, mode, (1, 1))
+    let device = DeviceNormalizer::new(torch, framepipe::device::Device::Cpu, g, mode, (1, 1))
         .normalize(src)
         .unwrap();
     assert_eq!((device.width, device.height), (1280, 720));
@@ -259,10 +259,9 @@ fn canvases_are_released() {
     let torch = Torch::get().expect("libtorch library built");
     let live = || {
         torch
-            .call(&serde_json::json!({"op": "canvas_live"}))
-            .unwrap()["live"]
-            .as_u64()
+            .call(&framepipe_proto::ops::CanvasLive {})
             .unwrap()
+            .live
     };
     let src = converted(
         &{
@@ -276,7 +275,13 @@ fn canvases_are_released() {
     );
     let g = Geometry::plan(320, 240, (1, 1), 0, (1280, 720), FitMode::Fit);
     let before = live();
-    let mut n = DeviceNormalizer::new(torch, "cpu", g, FitMode::Fit, (1, 1));
+    let mut n = DeviceNormalizer::new(
+        torch,
+        framepipe::device::Device::Cpu,
+        g,
+        FitMode::Fit,
+        (1, 1),
+    );
     let canvases: Vec<_> = (0..3).map(|_| n.normalize(&src).unwrap()).collect();
     assert_eq!(live(), before + 3);
     drop(canvases);

@@ -1,5 +1,5 @@
 //! Link flags for libtorch (through tch/torch-sys) of `libframepipe_torch.so`, and the small C++
-//! shim (`src/cuda_shim.cpp`) for the CUDA calls tch does not bind.
+//! shim (`src/runtime/cuda_shim.cpp`) for the CUDA calls tch does not bind.
 //!
 //! Nothing in our binary references a symbol of `libtorch_cuda.so`, so the linker's `--as-needed`
 //! would drop it and CUDA would look absent on a GPU machine (../shared/docs/gpu.md). When the
@@ -81,16 +81,16 @@ fn cuda_include_dirs(torch_lib: &Path) -> Option<Vec<PathBuf>> {
     Some(vec![runtime, crt])
 }
 
-/// Compiles `src/cuda_shim.cpp`; with CUDA support when libtorch has `libc10_cuda.so` and the
+/// Compiles `src/runtime/cuda_shim.cpp`; with CUDA support when libtorch has `libc10_cuda.so` and the
 /// CUDA headers are found, else as stubs that say so (a CPU-only libtorch).
 fn build_cuda_shim(torch_lib: &Path) {
-    println!("cargo:rerun-if-changed=src/cuda_shim.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/cuda_shim.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let mut build = cc::Build::new();
     build
         .cpp(true)
         .std("c++17")
-        .file("src/cuda_shim.cpp")
+        .file("src/runtime/cuda_shim.cpp")
         .warnings(false);
     let torch_include = torch_lib.parent().map(|p| p.join("include"));
     let cuda_include = cuda_include_dirs(torch_lib);

@@ -34,8 +34,8 @@ pub struct GpuUsage {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub input: String,
-    pub device: String,
-    pub precision: Option<String>,
+    pub device: crate::device::Device,
+    pub precision: Option<crate::device::Precision>,
     pub frames: u64,
     pub wall_seconds: f64,
     /// End to end, decoded frames per wall second.
@@ -53,7 +53,7 @@ pub struct BenchReport {
     pub decoder: String,
     /// The device the canvases were made and kept on (`runtime.device_frames`); `null`: swscale
     /// in host memory.
-    pub canvases_on: Option<String>,
+    pub canvases_on: Option<crate::device::Device>,
 }
 
 /// Frames each stage handled, from a finished report.
@@ -98,8 +98,8 @@ pub fn summarize(
         .unwrap_or_default();
     BenchReport {
         input: report.source.path.clone(),
-        device: report.stats.device.name.clone(),
-        precision: report.stats.device.precision.clone(),
+        device: report.stats.device.name,
+        precision: report.stats.device.precision,
         frames: report.stats.frames,
         wall_seconds: report.stats.wall_seconds,
         fps: report.stats.fps,

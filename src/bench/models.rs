@@ -21,10 +21,11 @@ use crate::config::{ClipSample, PipelineConfig};
 use crate::error::{Error, Result};
 use crate::job::VaeInfo;
 use crate::media::normalize::{Geometry, Normalizer, Rect};
-use crate::media::{ModelFrames, Pixels};
+use crate::media::{FrameLayout, ModelFrames};
 use crate::pipeline::normalize::NormFrame;
 use crate::pipeline::{clip::ClipStage, color_on_device, vae::VaeStage, Cancel};
 use crate::torch::Torch;
+use framepipe_proto::ops::{BenchModel, ModelOn, ModelStage};
 
 /// What errors name in place of an input file.
 const LABEL: &str = "bench --models";
@@ -80,8 +81,8 @@ pub struct ModelStageRate {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelsReport {
-    pub device: String,
-    pub precision: Option<String>,
+    pub device: crate::device::Device,
+    pub precision: Option<crate::device::Precision>,
     /// `WxH` of the synthetic source.
     pub source: String,
     /// `WxH` of the normalized canvas.
@@ -94,8 +95,8 @@ pub struct ModelsReport {
 /// A pipeline's model stages, measured as the module header says.
 pub struct ModelsBench<'a> {
     pub config: &'a PipelineConfig,
-    pub device: &'a str,
-    pub precision: Option<String>,
+    pub device: crate::device::Device,
+    pub precision: Option<crate::device::Precision>,
     /// The VAE's facts (from `vae_info`), needed when the pipeline has a vae stage.
     pub vae: Option<&'a VaeInfo>,
     pub source: SourceShape,
@@ -125,17 +126,15 @@ impl ModelsBench<'_> {
             };
             let stage = ClipStage {
                 config,
-                device: self.device.to_string(),
+                device: self.device,
                 color_on_device: color_on_device(self.config, self.device),
                 source_path: LABEL.into(),
                 cancel: Cancel::default(),
             };
             let pixels = self.pixels(stage.color_on_device, &canvas, Some(content))?;
             let batch = stage.config.batch_size;
-            let request = serde_json::json!({
-                "stage": "clip", "model": stage.config.model, "n": batch,
-            });
-            let mut rate = self.device_rate(torch, request, pixels, batch)?;
+            let target = (ModelStage::Clip, stage.config.model.clone(), false);
+            let mut rate = self.device_rate(torch, target, pixels, batch)?;
             let frames = self.stage_frames(rate.device_fps, batch);
             let out = feed(&canvas, content, frames, self.queue(), |rx| {
                 stage.run(rx, None)
@@ -153,12 +152,11 @@ impl ModelsBench<'_> {
             let dir = self.scratch.join("latents");
             let stage = VaeStage {
                 config,
-                device: self.device.to_string(),
+                device: self.device,
                 color_on_device: color_on_device(self.config, self.device),
                 dir: dir.clone(),
                 metadata: Default::default(),
-                latent_layout: (info.latent_channels, info.downsampling),
-                can_tile: info.class == "AutoencoderKL",
+                model: *info,
                 source_path: LABEL.into(),
                 cancel: Cancel::default(),
             };
@@ -166,11 +164,12 @@ impl ModelsBench<'_> {
             let batch = stage
                 .plan_batch_size(torch, pixels)
                 .unwrap_or_else(|| stage.config.batch_size.initial(self.device));
-            let request = serde_json::json!({
-                "stage": "vae", "model": stage.config.model, "n": batch,
-                "tiling": stage.config.tiling,
-            });
-            let mut rate = self.device_rate(torch, request, pixels, batch)?;
+            let target = (
+                ModelStage::Vae,
+                stage.config.model.clone(),
+                stage.config.tiling,
+            );
+            let mut rate = self.device_rate(torch, target, pixels, batch)?;
             let frames = self.stage_frames(rate.device_fps, batch);
             let out = feed(&canvas, content, frames, self.queue(), |rx| stage.run(rx))?;
             let _ = std::fs::remove_dir_all(&dir);
@@ -179,8 +178,8 @@ impl ModelsBench<'_> {
             stages.push(rate);
         }
         Ok(ModelsReport {
-            device: self.device.to_string(),
-            precision: self.precision.clone(),
+            device: self.device,
+            precision: self.precision,
             source: format!("{}x{}", self.source.width, self.source.height),
             canvas: format!("{}x{}", canvas.width(), canvas.height()),
             seconds: self.seconds,
@@ -216,51 +215,56 @@ impl ModelsBench<'_> {
         on_device: bool,
         canvas: &ff::frame::Video,
         content: Option<Rect>,
-    ) -> Result<Pixels> {
+    ) -> Result<FrameLayout> {
         let mut bytes = Vec::new();
         ModelFrames::new(on_device, ff::software::scaling::Flags::POINT)
             .append(canvas, content, &mut bytes)
             .map_err(|e| Error::ffmpeg(LABEL, "laying out the synthetic frame", e))
     }
 
-    /// The device rate from the library's `bench_model` op (`request` holds the stage's fields).
+    /// The device rate from the library's `bench_model` op for the stage, model folder and
+    /// tiling of `target`.
     fn device_rate(
         &self,
         torch: &Torch,
-        mut request: serde_json::Value,
-        pixels: Pixels,
+        (stage, model, tiling): (ModelStage, std::path::PathBuf, bool),
+        pixels: FrameLayout,
         batch: usize,
     ) -> Result<ModelStageRate> {
-        request["op"] = "bench_model".into();
-        request["device"] = self.device.into();
-        request["seconds"] = self.seconds.into();
-        pixels.describe(&mut request);
-        let stage = request["stage"].as_str().unwrap_or_default().to_string();
-        let call = |request: &serde_json::Value| {
+        let mut request = BenchModel {
+            stage,
+            on: ModelOn {
+                model,
+                device: self.device,
+            },
+            n: batch as u32,
+            layout: pixels,
+            tiling,
+            seconds: self.seconds,
+            warmup: 2,
+            model_only: false,
+        };
+        let call = |request: &BenchModel| {
             torch
                 .call(request)
-                .map_err(|m| Error::input(LABEL, format!("{stage}: {m}")))
+                .map_err(|e| Error::input(LABEL, format!("{}: {e}", stage.name())))
         };
         let reply = call(&request)?;
-        request["model_only"] = true.into();
-        let model_fps = call(&request)?["frames_per_second"].as_f64().unwrap_or(0.0);
+        request.model_only = true;
+        let model_fps = call(&request)?.frames_per_second;
         let (w, h) = pixels.picture_size();
         Ok(ModelStageRate {
-            stage,
-            model: request["model"].as_str().unwrap_or_default().to_string(),
+            stage: stage.name().into(),
+            model: request.on.model.display().to_string(),
             batch_size: batch,
             picture: format!("{w}x{h}"),
-            frame_format: match pixels {
-                Pixels::Rgb24 { .. } => "rgb24",
-                Pixels::Yuv420p { .. } => "yuv420p",
-            }
-            .into(),
+            frame_format: pixels.format_name().into(),
             model_fps,
-            device_fps: reply["frames_per_second"].as_f64().unwrap_or(0.0),
-            device_calls: reply["calls"].as_u64().unwrap_or(0),
-            median_call_seconds: reply["median_call_seconds"].as_f64().unwrap_or(0.0),
-            peak_memory_mib: reply["peak_memory_bytes"]
-                .as_u64()
+            device_fps: reply.frames_per_second,
+            device_calls: reply.calls,
+            median_call_seconds: reply.median_call_seconds,
+            peak_memory_mib: reply
+                .peak_memory_bytes
                 .map(|b| b as f64 / (1u64 << 20) as f64),
             stage_fps: 0.0,
             stage_frames: 0,
@@ -391,7 +395,7 @@ mod tests {
         let cfg: PipelineConfig = serde_json::from_str("{}").unwrap();
         let bench = ModelsBench {
             config: &cfg,
-            device: "cpu",
+            device: crate::device::Device::Cpu,
             precision: None,
             vae: None,
             source: SourceShape::default(),

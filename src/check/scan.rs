@@ -40,7 +40,7 @@ pub struct Scan {
 struct TagSampler {
     rule: super::rules::TagsRule,
     labels: crate::tags::LabelSet,
-    device: String,
+    device: crate::device::Device,
     rgb: crate::media::RgbFrames,
     size: (u32, u32),
     batch: Vec<u8>,
@@ -69,7 +69,7 @@ impl TagSampler {
             min_score: 0.0,
             batch_size: Self::BATCH,
         };
-        let labels = crate::tags::LabelSet::load(&clip, &device)
+        let labels = crate::tags::LabelSet::load(&clip, device)
             .map_err(|m| Error::input(path, format!("tags: {m}")))?;
         let short = info.width.min(info.height).max(1);
         let scale = (224.0 / f64::from(short)).min(1.0);
@@ -110,10 +110,17 @@ impl TagSampler {
         }
         let torch =
             crate::torch::Torch::get().map_err(|m| Error::input(path, format!("tags: {m}")))?;
-        let request = serde_json::json!({
-            "model": self.rule.model, "device": self.device,
-            "n": self.batch_frames, "width": self.size.0, "height": self.size.1,
-        });
+        let request = framepipe_proto::ops::ClipEmbedFrames {
+            on: framepipe_proto::ops::ModelOn {
+                model: self.rule.model.clone(),
+                device: self.device,
+            },
+            frames: framepipe_proto::ops::Frames {
+                n: self.batch_frames as u32,
+                layout: crate::media::FrameLayout::rgb24(self.size.0, self.size.1),
+                canvases: None,
+            },
+        };
         let mut out = vec![0f32; self.batch_frames * self.labels.dim.max(1)];
         torch
             .clip_embed_frames(&request, &self.batch, &mut out)

@@ -9,7 +9,8 @@
 //! finished canvas uploaded, so every source works and only the common ones take the fast path.
 use ff::format::Pixel;
 use ffmpeg_next as ff;
-use serde_json::json;
+use framepipe_proto::ops::{CanvasFree, CanvasMake, PlaneLocation, SourceFormat};
+use framepipe_proto::{Device, Matrix};
 
 use super::normalize::{Geometry, Normalizer};
 use crate::config::FitMode;
@@ -23,7 +24,7 @@ pub struct DeviceCanvas {
     pub width: u32,
     pub height: u32,
     /// The YUV matrix of the source (the canvas is limited range).
-    pub matrix: &'static str,
+    pub matrix: Matrix,
 }
 
 impl DeviceCanvas {
@@ -42,7 +43,9 @@ impl DeviceCanvas {
 
 impl Drop for DeviceCanvas {
     fn drop(&mut self) {
-        let request = json!({"op": "canvas_free", "handles": [self.handle]});
+        let request = CanvasFree {
+            handles: vec![self.handle],
+        };
         if let Err(e) = self.torch.call(&request) {
             tracing::debug!(handle = self.handle, "releasing a device canvas: {e}");
         }
@@ -52,7 +55,7 @@ impl Drop for DeviceCanvas {
 /// Makes device canvases for one input on `device`.
 pub struct DeviceNormalizer {
     torch: &'static Torch,
-    device: String,
+    device: Device,
     geometry: Geometry,
     mode: FitMode,
     sar: (i32, i32),
@@ -64,8 +67,8 @@ pub struct DeviceNormalizer {
 
 /// How a picture's planes reach the library.
 struct Planes {
-    location: &'static str,
-    format: &'static str,
+    location: PlaneLocation,
+    format: SourceFormat,
     full_range: bool,
     data: [*const u8; 3],
     pitches: [i64; 3],
@@ -74,14 +77,14 @@ struct Planes {
 impl DeviceNormalizer {
     pub fn new(
         torch: &'static Torch,
-        device: &str,
+        device: Device,
         geometry: Geometry,
         mode: FitMode,
         sar: (i32, i32),
     ) -> Self {
         DeviceNormalizer {
             torch,
-            device: device.to_string(),
+            device,
             geometry,
             mode,
             sar,
@@ -95,8 +98,8 @@ impl DeviceNormalizer {
     }
 
     /// The model device the canvases are made on.
-    pub fn device(&self) -> &str {
-        &self.device
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// The canvas of one decoded picture. A mid-stream change of the source size replans the
@@ -109,10 +112,10 @@ impl DeviceNormalizer {
                 .for_source_size(size.0, size.1, self.sar, self.mode);
         }
         self.planned_for = Some(size);
-        let matrix = super::matrix_name(src.color_space());
+        let matrix = super::matrix_of(src.color_space());
         if src.format() == Pixel::CUDA {
             // Read in place only by a canvas on a GPU (the same one: NVDEC decodes on the model's).
-            if let Some(planes) = gpu_planes(src).filter(|_| self.device.starts_with("cuda")) {
+            if let Some(planes) = gpu_planes(src).filter(|_| self.device.is_cuda()) {
                 return self.make(src, &planes, self.geometry, matrix);
             }
             // A surface format the device path does not read (4:4:4, 12-bit): through memory.
@@ -126,7 +129,7 @@ impl DeviceNormalizer {
     fn normalize_host(
         &mut self,
         src: &ff::frame::Video,
-        matrix: &'static str,
+        matrix: Matrix,
     ) -> Result<DeviceCanvas, String> {
         if let Some(planes) = host_planes(src) {
             return self.make(src, &planes, self.geometry, matrix);
@@ -149,22 +152,22 @@ impl DeviceNormalizer {
         src: &ff::frame::Video,
         planes: &Planes,
         g: Geometry,
-        matrix: &'static str,
+        matrix: Matrix,
     ) -> Result<DeviceCanvas, String> {
-        let rect = |r: super::normalize::Rect| [r.x, r.y, r.width, r.height];
-        let request = json!({
-            "device": self.device,
-            "location": planes.location,
-            "format": planes.format,
-            "width": src.width(),
-            "height": src.height(),
-            "full_range": planes.full_range,
-            "canvas": [g.canvas_width, g.canvas_height],
-            "scaled": [g.scaled_width, g.scaled_height],
-            "rotation": g.rotation,
-            "crop": rect(g.crop),
-            "placed": rect(g.placed),
-        });
+        let rect = |r: super::normalize::Rect| [r.x, r.y, r.width, r.height].map(i64::from);
+        let request = CanvasMake {
+            device: self.device,
+            location: planes.location,
+            format: planes.format,
+            width: i64::from(src.width()),
+            height: i64::from(src.height()),
+            full_range: planes.full_range,
+            canvas: [g.canvas_width, g.canvas_height].map(i64::from),
+            scaled: [g.scaled_width, g.scaled_height].map(i64::from),
+            rotation: i64::from(g.rotation),
+            crop: rect(g.crop),
+            placed: rect(g.placed),
+        };
         // SAFETY: the planes are `src`'s own (host memory, or GPU memory of FFmpeg's pool for
         // a CUDA frame), valid for their pitch times their rows while `src` lives, which spans
         // this call.
@@ -172,11 +175,8 @@ impl DeviceNormalizer {
             self.torch
                 .canvas_make(&request, planes.data, planes.pitches)
         }?;
-        let handle = reply["handle"]
-            .as_u64()
-            .ok_or("canvas reply without a handle")?;
         Ok(DeviceCanvas {
-            handle,
+            handle: reply.handle,
             torch: self.torch,
             width: g.canvas_width,
             height: g.canvas_height,
@@ -188,14 +188,30 @@ impl DeviceNormalizer {
 /// The planes of a host picture in a format the device converts itself.
 fn host_planes(src: &ff::frame::Video) -> Option<Planes> {
     let (format, full_range, count) = match src.format() {
-        Pixel::YUV420P => ("yuv420p", src.color_range() == ff::color::Range::JPEG, 3),
-        Pixel::YUVJ420P => ("yuv420p", true, 3),
-        Pixel::NV12 => ("nv12", src.color_range() == ff::color::Range::JPEG, 2),
-        Pixel::P010LE => ("p010", src.color_range() == ff::color::Range::JPEG, 2),
-        Pixel::YUV420P10LE => ("yuv420p10", src.color_range() == ff::color::Range::JPEG, 3),
+        Pixel::YUV420P => (
+            SourceFormat::Yuv420p,
+            src.color_range() == ff::color::Range::JPEG,
+            3,
+        ),
+        Pixel::YUVJ420P => (SourceFormat::Yuv420p, true, 3),
+        Pixel::NV12 => (
+            SourceFormat::Nv12,
+            src.color_range() == ff::color::Range::JPEG,
+            2,
+        ),
+        Pixel::P010LE => (
+            SourceFormat::P010,
+            src.color_range() == ff::color::Range::JPEG,
+            2,
+        ),
+        Pixel::YUV420P10LE => (
+            SourceFormat::Yuv420p10,
+            src.color_range() == ff::color::Range::JPEG,
+            3,
+        ),
         _ => return None,
     };
-    planes_of(src, "host", format, full_range, count)
+    planes_of(src, PlaneLocation::Host, format, full_range, count)
 }
 
 /// The planes of an NVDEC picture (NV12 or P010 in GPU memory), if it is one of those.
@@ -210,18 +226,28 @@ fn gpu_planes(src: &ff::frame::Video) -> Option<Planes> {
     };
     let full_range = src.color_range() == ff::color::Range::JPEG;
     match sw_format {
-        ff::ffi::AVPixelFormat::AV_PIX_FMT_NV12 => planes_of(src, "device", "nv12", full_range, 2),
-        ff::ffi::AVPixelFormat::AV_PIX_FMT_P010LE => {
-            planes_of(src, "device", "p010", full_range, 2)
-        }
+        ff::ffi::AVPixelFormat::AV_PIX_FMT_NV12 => planes_of(
+            src,
+            PlaneLocation::Device,
+            SourceFormat::Nv12,
+            full_range,
+            2,
+        ),
+        ff::ffi::AVPixelFormat::AV_PIX_FMT_P010LE => planes_of(
+            src,
+            PlaneLocation::Device,
+            SourceFormat::P010,
+            full_range,
+            2,
+        ),
         _ => None,
     }
 }
 
 fn planes_of(
     src: &ff::frame::Video,
-    location: &'static str,
-    format: &'static str,
+    location: PlaneLocation,
+    format: SourceFormat,
     full_range: bool,
     count: usize,
 ) -> Option<Planes> {

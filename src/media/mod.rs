@@ -181,79 +181,17 @@ impl RgbFrames {
     }
 }
 
-/// How a frame's pixels travel to the libtorch side, and what the request must say about them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Pixels {
-    /// Packed RGB24 of `width` x `height` (converted here by swscale).
-    Rgb24 { width: u32, height: u32 },
-    /// The frame's YUV 4:2:0 planes, converted to RGB on the device (then cropped to `crop`).
-    Yuv420p {
-        width: u32,
-        height: u32,
-        matrix: &'static str,
-        full_range: bool,
-        crop: Option<normalize::Rect>,
-    },
-}
+/// How a frame's pixels travel to the libtorch side (the boundary's definition): packed RGB24
+/// made here by swscale, or YUV 4:2:0 planes converted (and cropped) on the device.
+pub use framepipe_proto::{FrameLayout, Matrix};
 
-impl Pixels {
-    /// YUV 4:2:0 planes of a `size` (width, height) frame whose `rect` part the model sees (no
-    /// crop when that is the whole frame).
-    pub fn yuv420p(
-        (width, height): (u32, u32),
-        matrix: &'static str,
-        full_range: bool,
-        rect: Option<normalize::Rect>,
-    ) -> Pixels {
-        Pixels::Yuv420p {
-            width,
-            height,
-            matrix,
-            full_range,
-            crop: rect.filter(|r| (r.x, r.y, r.width, r.height) != (0, 0, width, height)),
-        }
-    }
-
-    pub fn bytes_per_frame(&self) -> usize {
-        match *self {
-            Pixels::Rgb24 { width, height } => width as usize * height as usize * 3,
-            Pixels::Yuv420p { width, height, .. } => width as usize * height as usize * 3 / 2,
-        }
-    }
-
-    /// The size of the RGB picture the model sees.
-    pub fn picture_size(&self) -> (u32, u32) {
-        match *self {
-            Pixels::Rgb24 { width, height } => (width, height),
-            Pixels::Yuv420p { crop: Some(r), .. } => (r.width, r.height),
-            Pixels::Yuv420p { width, height, .. } => (width, height),
-        }
-    }
-
-    /// Adds `width`, `height` and the layout fields to a frames request.
-    pub fn describe(&self, request: &mut serde_json::Value) {
-        match *self {
-            Pixels::Rgb24 { width, height } => {
-                request["width"] = width.into();
-                request["height"] = height.into();
-            }
-            Pixels::Yuv420p {
-                width,
-                height,
-                matrix,
-                full_range,
-                crop,
-            } => {
-                request["width"] = width.into();
-                request["height"] = height.into();
-                request["format"] = "yuv420p".into();
-                request["matrix"] = matrix.into();
-                request["full_range"] = full_range.into();
-                if let Some(r) = crop {
-                    request["crop"] = serde_json::json!([r.x, r.y, r.width, r.height]);
-                }
-            }
-        }
+/// The part of a frame the model sees, as the boundary names it.
+pub fn crop_of(r: normalize::Rect) -> framepipe_proto::Crop {
+    framepipe_proto::Crop {
+        x: r.x,
+        y: r.y,
+        width: r.width,
+        height: r.height,
     }
 }
 
@@ -281,7 +219,7 @@ impl ModelFrames {
         src: &ff::frame::Video,
         rect: Option<normalize::Rect>,
         bytes: &mut Vec<u8>,
-    ) -> Result<Pixels, ff::Error> {
+    ) -> Result<FrameLayout, ff::Error> {
         let (w, h) = (src.width(), src.height());
         if self.on_device && src.format() == ff::format::Pixel::YUV420P && w % 2 == 0 && h % 2 == 0
         {
@@ -292,27 +230,27 @@ impl ModelFrames {
                     bytes.extend_from_slice(&data[y * stride..y * stride + pw as usize]);
                 }
             }
-            return Ok(Pixels::yuv420p(
+            return Ok(FrameLayout::yuv420p(
                 (w, h),
-                matrix_name(src.color_space()),
+                matrix_of(src.color_space()),
                 src.color_range() == ff::color::Range::JPEG,
-                rect,
+                rect.map(crop_of),
             ));
         }
         let flags = self.flags;
         let rgb = self.rgb.get_or_insert_with(|| RgbFrames::new(w, h, flags));
         let (width, height) = rgb.append(src, rect, bytes)?;
-        Ok(Pixels::Rgb24 { width, height })
+        Ok(FrameLayout::rgb24(width, height))
     }
 }
 
-/// The matrix name the libtorch side's YUV conversion takes (as [`swscale_matrix`] picks it).
-pub fn matrix_name(space: ff::color::Space) -> &'static str {
+/// The matrix the libtorch side's YUV conversion takes (as [`swscale_matrix`] picks it).
+pub fn matrix_of(space: ff::color::Space) -> Matrix {
     match swscale_matrix(space) {
-        ff::ffi::SWS_CS_ITU709 => "bt709",
-        ff::ffi::SWS_CS_FCC => "fcc",
-        ff::ffi::SWS_CS_SMPTE240M => "smpte240m",
-        ff::ffi::SWS_CS_BT2020 => "bt2020",
-        _ => "bt601",
+        ff::ffi::SWS_CS_ITU709 => Matrix::Bt709,
+        ff::ffi::SWS_CS_FCC => Matrix::Fcc,
+        ff::ffi::SWS_CS_SMPTE240M => Matrix::Smpte240m,
+        ff::ffi::SWS_CS_BT2020 => Matrix::Bt2020,
+        _ => Matrix::Bt601,
     }
 }

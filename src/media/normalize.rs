@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::config::FitMode;
 
 /// Where the picture sits on the canvas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rect {
     pub x: u32,
     pub y: u32,

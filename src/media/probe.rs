@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The facts about an input's video (and whether it has audio), as ffprobe would report them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SourceInfo {
     pub path: String,
     /// Demuxer name(s), e.g. `mov,mp4,m4a,3gp,3g2,mj2`.

@@ -12,8 +12,9 @@ use super::normalize::{Canvas, NormFrame};
 use super::{BusyTimer, Cancel};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
-use crate::media::{ModelFrames, Pixels};
+use crate::media::{FrameLayout, ModelFrames};
 use crate::torch::Torch;
+use framepipe_proto::ops::{ClipEmbedFrames, ModelOn};
 
 /// One embedded frame.
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +35,7 @@ pub struct ClipOutput {
 
 pub struct ClipStage {
     pub config: ClipConfig,
-    pub device: String,
+    pub device: crate::device::Device,
     /// Send YUV planes for the device to convert instead of RGB made here.
     pub color_on_device: bool,
     pub source_path: String,
@@ -47,7 +48,7 @@ struct Candidate {
     frame: u64,
     time: f64,
     rgb: Vec<u8>,
-    pixels: Pixels,
+    pixels: FrameLayout,
 }
 
 /// `per_scene: K`: K evenly spaced frames of every scene. Scenes are known only as the scene
@@ -258,7 +259,7 @@ impl ClipStage {
         samples: &mut Vec<Sample>,
         dim: &mut usize,
         at: (u64, f64),
-        write: impl FnOnce(&mut FrameBatch) -> Result<Pixels>,
+        write: impl FnOnce(&mut FrameBatch) -> Result<FrameLayout>,
     ) -> Result<()> {
         if batch.frames.len() >= self.config.batch_size {
             self.flush(torch, batch, samples, dim)?;
@@ -283,7 +284,7 @@ impl ClipStage {
         rgb: &mut ModelFrames,
         frame: &NormFrame,
         batch: &mut FrameBatch,
-    ) -> Result<Pixels> {
+    ) -> Result<FrameLayout> {
         batch
             .add(rgb, &frame.frame, Some(frame.content))
             .map_err(|e| Error::ffmpeg(&self.source_path, "converting a frame to RGB", e))
@@ -316,27 +317,25 @@ impl ClipStage {
         samples: &mut Vec<Sample>,
         dim: &mut usize,
     ) -> Result<()> {
-        if batch.frames.is_empty() {
+        // Frames come with their layout: a batch without one has no frames.
+        let (Some(layout), false) = (batch.pixels, batch.frames.is_empty()) else {
             return Ok(());
-        }
+        };
         let n = batch.frames.len();
-        let mut request = serde_json::json!({
-            "model": self.config.model,
-            "device": self.device,
-            "n": n,
-        });
-        let mut frame_bytes = 0;
-        if let Some(p) = &batch.pixels {
-            p.describe(&mut request);
-            frame_bytes = p.bytes_per_frame();
-        }
-        let bytes = batch.rgb.part(0..n, frame_bytes, &mut request);
+        let (frames, bytes) = batch.rgb.part(0..n, layout);
+        let request = ClipEmbedFrames {
+            on: ModelOn {
+                model: self.config.model.clone(),
+                device: self.device,
+            },
+            frames,
+        };
         // Room for the largest projection any CLIP has (1024); the reply says the real size.
         let mut out = vec![0f32; n * 1024];
         let reply = torch
             .clip_embed_frames(&request, bytes, &mut out)
-            .map_err(|m| Error::input(&self.source_path, format!("CLIP: {m}")))?;
-        let d = reply["dim"].as_u64().unwrap_or(0) as usize;
+            .map_err(|e| Error::input(&self.source_path, format!("CLIP: {e}")))?;
+        let d = reply.dim as usize;
         *dim = d;
         for (i, &(frame, time)) in batch.frames.iter().enumerate() {
             samples.push(Sample {
@@ -355,7 +354,7 @@ impl ClipStage {
 struct Batch {
     frames: Vec<(u64, f64)>,
     rgb: FrameBatch,
-    pixels: Option<Pixels>,
+    pixels: Option<FrameLayout>,
 }
 
 #[cfg(test)]
@@ -368,10 +367,7 @@ mod tests {
             frame: source,
             time: 0.0,
             rgb: Vec::new(),
-            pixels: Pixels::Rgb24 {
-                width: 1,
-                height: 1,
-            },
+            pixels: FrameLayout::rgb24(1, 1),
         }
     }
 

@@ -8,7 +8,8 @@ use ffmpeg_next as ff;
 use super::normalize::Canvas;
 use crate::media::device_canvas::DeviceCanvas;
 use crate::media::normalize::Rect;
-use crate::media::{ModelFrames, Pixels};
+use crate::media::{crop_of, FrameLayout, ModelFrames};
+use framepipe_proto::ops::Frames;
 
 #[derive(Default)]
 pub struct FrameBatch {
@@ -52,29 +53,41 @@ impl FrameBatch {
         frames: &mut ModelFrames,
         canvas: &Canvas,
         rect: Option<Rect>,
-    ) -> Result<Pixels, ff::Error> {
+    ) -> Result<FrameLayout, ff::Error> {
         match canvas {
             Canvas::Host(frame) => frames.append(frame, rect, &mut self.bytes),
             Canvas::Device(c) => {
                 self.canvases.push(Arc::clone(c));
-                Ok(Pixels::yuv420p((c.width, c.height), c.matrix, false, rect))
+                Ok(FrameLayout::yuv420p(
+                    (c.width, c.height),
+                    c.matrix,
+                    false,
+                    rect.map(crop_of),
+                ))
             }
         }
     }
 
-    /// The frames `range` of a batch of frames of `frame_bytes` each: the bytes to send, and
-    /// the request's `canvases` field set when the frames are device canvases.
-    pub fn part(
-        &self,
-        range: std::ops::Range<usize>,
-        frame_bytes: usize,
-        request: &mut serde_json::Value,
-    ) -> &[u8] {
+    /// The frames `range` of a batch of frames of `layout`: how a request describes them, and
+    /// the bytes to send (none when the frames are device canvases, named by handle).
+    pub fn part(&self, range: std::ops::Range<usize>, layout: FrameLayout) -> (Frames, &[u8]) {
+        let n = range.len() as u32;
         if self.canvases.is_empty() {
-            return &self.bytes[range.start * frame_bytes..range.end * frame_bytes];
+            let frame_bytes = layout.bytes_per_frame();
+            let bytes = &self.bytes[range.start * frame_bytes..range.end * frame_bytes];
+            let frames = Frames {
+                n,
+                layout,
+                canvases: None,
+            };
+            return (frames, bytes);
         }
         let handles: Vec<u64> = self.canvases[range].iter().map(|c| c.handle()).collect();
-        request["canvases"] = handles.into();
-        &[]
+        let frames = Frames {
+            n,
+            layout,
+            canvases: Some(handles),
+        };
+        (frames, &[])
     }
 }

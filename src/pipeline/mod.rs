@@ -81,11 +81,9 @@ pub struct LatentsTarget {
     pub dir: std::path::PathBuf,
     /// Written into every shard.
     pub metadata: std::collections::HashMap<String, String>,
-    /// (latent channels, downsampling factor) of the model: sizes the output buffers.
-    pub floats_per_pixel_block: (i64, i64),
-    /// Whether the model can encode in tiles (AutoencoderKL), the `auto` batch size's last
-    /// resort when one frame does not fit.
-    pub can_tile: bool,
+    /// The model's facts: its latent grid sizes the output buffers; an AutoencoderKL can
+    /// encode in tiles, the `auto` batch size's last resort when one frame does not fit.
+    pub model: framepipe_proto::ops::VaeFacts,
 }
 
 /// What one input's pipeline produced, for the report.
@@ -105,7 +103,7 @@ pub fn run(
     info: &SourceInfo,
     cfg: &PipelineConfig,
     video_out: Option<&Path>,
-    device_name: &str,
+    device_name: crate::device::Device,
     latents: Option<LatentsTarget>,
     progress: &indicatif::ProgressBar,
 ) -> Result<PipelineOutput> {
@@ -155,7 +153,7 @@ pub fn run(
         )),
         false => None,
     };
-    let model_gpu = crate::device::cuda_index(device_name);
+    let model_gpu = device_name.cuda_index();
     let decode_stage = decode::DecodeStage::open(
         input,
         info,
@@ -222,7 +220,7 @@ pub fn run(
             let stage = clip::ClipStage {
                 color_on_device,
                 config: cfg.clip.clone().expect("clip config"),
-                device: device_name.to_string(),
+                device: device_name,
                 source_path: info.path.clone(),
                 cancel: cancel.clone(),
             };
@@ -234,11 +232,10 @@ pub fn run(
             let stage = vae::VaeStage {
                 color_on_device,
                 config: cfg.vae.clone().expect("vae config"),
-                device: device_name.to_string(),
+                device: device_name,
                 dir: target.dir,
                 metadata: target.metadata,
-                latent_layout: target.floats_per_pixel_block,
-                can_tile: target.can_tile,
+                model: target.model,
                 source_path: info.path.clone(),
                 cancel: cancel.clone(),
             };
@@ -276,9 +273,9 @@ pub fn run(
 }
 
 /// Whether the model stages send YUV planes for the device to convert (`auto`: on CUDA).
-pub fn color_on_device(cfg: &PipelineConfig, device_name: &str) -> bool {
+pub fn color_on_device(cfg: &PipelineConfig, device_name: crate::device::Device) -> bool {
     match cfg.runtime.color_conversion {
-        crate::config::ColorConversion::Auto => device_name.starts_with("cuda"),
+        crate::config::ColorConversion::Auto => device_name.is_cuda(),
         crate::config::ColorConversion::Device => true,
         crate::config::ColorConversion::Cpu => false,
     }
@@ -290,7 +287,7 @@ pub fn color_on_device(cfg: &PipelineConfig, device_name: &str) -> bool {
 /// leave GPU memory), `on` takes any decoder and device.
 pub fn device_frames(
     cfg: &PipelineConfig,
-    device_name: &str,
+    device_name: crate::device::Device,
     encodes: bool,
     writes_latents: bool,
 ) -> bool {
@@ -300,9 +297,7 @@ pub fn device_frames(
         DeviceFrames::Off => false,
         DeviceFrames::On => only_models,
         DeviceFrames::Auto => {
-            only_models
-                && device_name.starts_with("cuda")
-                && cfg.decode.hwaccel == HwAccelConfig::Cuda
+            only_models && device_name.is_cuda() && cfg.decode.hwaccel == HwAccelConfig::Cuda
         }
     }
 }

@@ -50,7 +50,7 @@ pub struct NormalizeStats {
     pub content: Rect,
     pub seconds: f64,
     /// The model device the canvases were made and kept on; `None`: host memory (swscale).
-    pub device: Option<String>,
+    pub device: Option<crate::device::Device>,
 }
 
 /// What makes the canvases.
@@ -68,10 +68,10 @@ impl Maker {
     }
 
     /// The model device the canvases are made on; `None` for swscale's.
-    fn device(&self) -> Option<String> {
+    fn device(&self) -> Option<crate::device::Device> {
         match self {
             Maker::Host(_) => None,
-            Maker::Device(n) => Some(n.device().to_string()),
+            Maker::Device(n) => Some(n.device()),
         }
     }
 }
@@ -89,7 +89,7 @@ impl NormalizeStage {
     pub fn new(
         cfg: &NormalizeConfig,
         info: &SourceInfo,
-        on_device: Option<(&'static Torch, &str)>,
+        on_device: Option<(&'static Torch, crate::device::Device)>,
         cancel: Cancel,
     ) -> Self {
         let sar = (info.sample_aspect_ratio[0], info.sample_aspect_ratio[1]);

@@ -30,7 +30,8 @@ pub struct SceneCuts {
 }
 
 /// A scene of the output video (end exclusive).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scene {
     pub index: usize,
     pub start_frame: u64,
@@ -38,7 +39,7 @@ pub struct Scene {
     pub start_time: f64,
     pub end_time: f64,
     /// Zero-shot labels of the scene (CLIP runs only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<crate::tags::Tag>>,
 }
 

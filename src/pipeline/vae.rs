@@ -14,8 +14,10 @@ use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
 use crate::config::{BatchSize, LatentDtype, VaeConfig};
 use crate::error::{Error, Result};
-use crate::media::{ModelFrames, Pixels};
+use crate::media::{FrameLayout, ModelFrames};
 use crate::torch::Torch;
+use framepipe_proto::ops::{ModelOn, Sampling, VaeEncodeFrames, VaeFacts, VaePlanBatch};
+use framepipe_proto::TorchError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LatentsOutput {
@@ -35,17 +37,15 @@ pub struct LatentsOutput {
 
 pub struct VaeStage {
     pub config: VaeConfig,
-    pub device: String,
+    pub device: crate::device::Device,
     /// Send YUV planes for the device to convert instead of RGB made here.
     pub color_on_device: bool,
     /// `OUT/<stem>.partial/latents`.
     pub dir: PathBuf,
     /// Written into each shard's metadata.
     pub metadata: std::collections::HashMap<String, String>,
-    /// (latent channels, downsampling factor).
-    pub latent_layout: (i64, i64),
-    /// Whether the model can encode in tiles (AutoencoderKL).
-    pub can_tile: bool,
+    /// The model's facts: its latent grid, and whether it encodes in tiles (AutoencoderKL).
+    pub model: VaeFacts,
     pub source_path: String,
     pub cancel: Cancel,
 }
@@ -66,11 +66,8 @@ impl VaeStage {
         let mut timer = BusyTimer::default();
         let mut rgb = ModelFrames::new(self.color_on_device, ff::software::scaling::Flags::POINT);
         let (mut batch, mut batch_frames) = (FrameBatch::default(), Vec::new());
-        let mut pixels = Pixels::Rgb24 {
-            width: 0,
-            height: 0,
-        };
-        let mut batch_size = self.config.batch_size.initial(&self.device);
+        let mut pixels = FrameLayout::rgb24(0, 0);
+        let mut batch_size = self.config.batch_size.initial(self.device);
         // `auto` on CUDA: sized from free device memory once the frame size is known.
         let mut planned = false;
         let mut shard = Shard::default();
@@ -148,7 +145,7 @@ impl VaeStage {
         torch: &Torch,
         rgb: &FrameBatch,
         frames: &[i64],
-        pixels: Pixels,
+        pixels: FrameLayout,
         batch_size: &mut usize,
         shard: &mut Shard,
         out: &mut LatentsOutput,
@@ -163,11 +160,11 @@ impl VaeStage {
                     self.queue(&shape, &values, chunk, shard, out)?;
                     done += n;
                 }
-                Err(message) if is_out_of_memory(&message) => {
+                Err(error) if error.is_out_of_memory() => {
                     let auto = self.config.batch_size == BatchSize::Auto;
                     if auto
                         && n == 1
-                        && self.can_tile
+                        && self.model.class.is_kl()
                         && !out.tiling
                         && out.frames == 0
                         && shard.frames.is_empty()
@@ -196,12 +193,10 @@ impl VaeStage {
                     }
                     return Err(Error::input(
                         &self.source_path,
-                        out_of_memory_advice(&message, n, size, &self.device, out.tiling),
+                        out_of_memory_advice(&error.message, n, size, self.device, out.tiling),
                     ));
                 }
-                Err(message) => {
-                    return Err(Error::input(&self.source_path, format!("VAE: {message}")))
-                }
+                Err(error) => return Err(Error::input(&self.source_path, format!("VAE: {error}"))),
             }
         }
         Ok(())
@@ -211,26 +206,28 @@ impl VaeStage {
     /// now, measured by the library for this model, frame size and tiling. `None` keeps the
     /// starting size (a fixed size, the CPU, or a failed measurement: then out-of-memory
     /// halving still finds a size).
-    pub(crate) fn plan_batch_size(&self, torch: &Torch, pixels: Pixels) -> Option<usize> {
-        if self.config.batch_size != BatchSize::Auto || !self.device.starts_with("cuda") {
+    pub(crate) fn plan_batch_size(&self, torch: &Torch, pixels: FrameLayout) -> Option<usize> {
+        if self.config.batch_size != BatchSize::Auto || !self.device.is_cuda() {
             return None;
         }
         let (width, height) = pixels.picture_size();
-        let request = serde_json::json!({
-            "op": "vae_plan_batch", "model": self.config.model, "device": self.device,
-            "width": width, "height": height, "tiling": self.config.tiling,
-        });
+        let request = VaePlanBatch {
+            on: self.model_on(),
+            width,
+            height,
+            tiling: self.config.tiling,
+        };
         match torch.call(&request) {
             Ok(plan) => {
-                let size = plan["batch_size"].as_u64().filter(|n| *n >= 1)? as usize;
-                let mib = |k: &str| plan[k].as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64;
+                let size = Some(plan.batch_size).filter(|n| *n >= 1)? as usize;
+                let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
                 tracing::info!(
                     input = %self.source_path,
                     device = %self.device,
                     "VAE batch size {size}: {:.0} MiB per {width}x{height} frame, {:.0} MiB fixed, {:.0} MiB usable",
-                    mib("per_frame_bytes"),
-                    mib("fixed_bytes"),
-                    mib("usable_bytes"),
+                    mib(plan.per_frame_bytes),
+                    mib(plan.fixed_bytes),
+                    mib(plan.usable_bytes),
                 );
                 Some(size)
             }
@@ -239,10 +236,17 @@ impl VaeStage {
                     input = %self.source_path,
                     device = %self.device,
                     "could not size the VAE batch from free memory ({message}); starting at {} frames",
-                    self.config.batch_size.initial(&self.device)
+                    self.config.batch_size.initial(self.device)
                 );
                 None
             }
+        }
+    }
+
+    fn model_on(&self) -> ModelOn {
+        ModelOn {
+            model: self.config.model.clone(),
+            device: self.device,
         }
     }
 
@@ -254,35 +258,34 @@ impl VaeStage {
         batch: &FrameBatch,
         part: std::ops::Range<usize>,
         frames: &[i64],
-        pixels: Pixels,
+        pixels: FrameLayout,
         tiling: bool,
-    ) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
+    ) -> std::result::Result<([i64; 3], Vec<f32>), TorchError> {
         let n = frames.len();
         let size = pixels.picture_size();
-        let mut request = serde_json::json!({
-            "model": self.config.model, "device": self.device, "n": n, "tiling": tiling,
-        });
-        pixels.describe(&mut request);
-        let rgb = batch.part(part, pixels.bytes_per_frame(), &mut request);
-        if let Some(seed) = self.config.sample_seed {
-            request["sample_seed"] = seed.into();
-            request["frame_index"] = frames.into();
-        }
+        let (frames_in, bytes) = batch.part(part, pixels);
+        let request = VaeEncodeFrames {
+            on: self.model_on(),
+            frames: frames_in,
+            tiling,
+            sampling: self.config.sample_seed.map(|seed| Sampling {
+                seed,
+                frame_index: frames.iter().map(|&f| f as u64).collect(),
+            }),
+        };
         let (channels, down) = (
-            self.latent_layout.0.max(1) as usize,
-            self.latent_layout.1.max(1) as usize,
+            self.model.latent_channels.max(1) as usize,
+            self.model.downsampling.max(1) as usize,
         );
         let mut values =
             vec![
                 0f32;
                 n * channels * (size.0 as usize).div_ceil(down) * (size.1 as usize).div_ceil(down)
             ];
-        let reply = torch.vae_encode_frames(&request, rgb, &mut values)?;
-        let shape: Vec<i64> =
-            serde_json::from_value(reply["shape_per_frame"].clone()).unwrap_or_default();
-        let per_frame = shape.iter().product::<i64>() as usize;
+        let reply = torch.vae_encode_frames(&request, bytes, &mut values)?;
+        let per_frame = reply.shape_per_frame.iter().product::<i64>() as usize;
         values.truncate(n * per_frame);
-        Ok((shape, values))
+        Ok((reply.shape_per_frame, values))
     }
 
     /// Appends latent rows to the open shard, writing it out whenever it is full.
@@ -361,23 +364,13 @@ impl VaeStage {
     }
 }
 
-/// Whether a libtorch error is an allocation failure (CUDA's caching allocator, or the CPU
-/// allocator), which a smaller batch or tiling can avoid.
-pub fn is_out_of_memory(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("out of memory")
-        || m.contains("outofmemoryerror")
-        || m.contains("can't allocate memory")
-        || m.contains("not enough memory")
-}
-
 /// The error for an allocation failure the stage cannot work around itself: what ran out, and
 /// which settings make it fit.
 fn out_of_memory_advice(
     message: &str,
     n: usize,
     size: (u32, u32),
-    device: &str,
+    device: crate::device::Device,
     tiling: bool,
 ) -> String {
     let first_line = message.lines().next().unwrap_or(message);
@@ -397,22 +390,4 @@ fn out_of_memory_advice(
         size.1,
         advice.join(", ")
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allocation_failures_are_recognised() {
-        for m in [
-            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB",
-            "torch.OutOfMemoryError: CUDA out of memory.",
-            "activation: Internal torch error: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 235929600 bytes.",
-            "DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes.",
-        ] {
-            assert!(is_out_of_memory(m), "{m}");
-        }
-        assert!(!is_out_of_memory("weight of size [8, 3, 3, 3] expected"));
-    }
 }

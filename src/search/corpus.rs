@@ -10,61 +10,12 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use serde::Deserialize;
 
 use crate::job::DONE_MARKER;
 
-/// The report schema this reader understands.
-const SCHEMA_VERSION: u32 = 1;
-
-/// The parts of a report that search needs (the rest is skipped unparsed).
-#[derive(Debug, Deserialize)]
-struct ReportView {
-    schema_version: u32,
-    source: SourceView,
-    output: OutputView,
-    scenes: Vec<SceneSpan>,
-    samples: Option<Vec<SampleView>>,
-    clip: Option<ClipView>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SourceView {
-    path: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct OutputView {
-    video: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SceneSpan {
-    pub index: usize,
-    pub start_frame: u64,
-    pub end_frame: u64,
-    pub start_time: f64,
-    pub end_time: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct SampleView {
-    frame: u64,
-    time: f64,
-    row: usize,
-}
-
-#[derive(Debug, Deserialize)]
-struct ClipView {
-    model: String,
-    #[serde(default)]
-    model_hash: Option<String>,
-    dim: usize,
-    samples: usize,
-    embeddings: String,
-    #[serde(default)]
-    templates: Vec<String>,
-}
+/// A scene of a stored output, as its report has it.
+pub use crate::pipeline::scenes::Scene as SceneSpan;
+use crate::report::{Report, SampleReport as SampleView};
 
 /// One finished output that takes part.
 #[derive(Debug, Clone)]
@@ -205,26 +156,11 @@ impl Stored {
 /// Reads one output folder; `Err` is the reason to skip it.
 pub fn read_output(dir: &Path) -> Result<Stored, String> {
     let report_file = report_path(dir);
-    let text = std::fs::read(&report_file)
-        .map_err(|e| format!("cannot read {}: {e}", report_file.display()))?;
-    let report: ReportView = serde_json::from_slice(&text).map_err(|e| {
-        format!(
-            "{}: not a framepipe report this version reads ({e})",
-            report_file.display()
-        )
-    })?;
-    if report.schema_version != SCHEMA_VERSION {
-        return Err(format!(
-            "report schema {} (this framepipe reads {SCHEMA_VERSION}): made by another version",
-            report.schema_version
-        ));
-    }
+    let report = Report::read(&report_file).map_err(|e| e.to_string())?;
     let clip = report
         .clip
         .ok_or("no CLIP embeddings (the pipeline had no clip stage)")?;
-    let hash = clip.model_hash.ok_or(
-        "no model fingerprint in the report (made before framepipe recorded one): run it again",
-    )?;
+    let hash = clip.model_hash;
     let samples = report.samples.unwrap_or_default();
     let file = dir.join(&clip.embeddings);
     let rows = read_rows(&file, clip.samples, clip.dim)?;

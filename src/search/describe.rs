@@ -49,7 +49,7 @@ pub fn read_labels(args: &[String]) -> Result<Vec<String>, SearchError> {
 pub fn describe(
     output: &Path,
     model: &Path,
-    device: &str,
+    device: crate::device::Device,
     labels: &[String],
     templates: &[String],
     top: Option<usize>,

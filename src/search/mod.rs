@@ -10,6 +10,7 @@ pub mod describe;
 pub mod present;
 pub mod query;
 
+use framepipe_proto::ops::{ClipTexts, SearchFree, SearchLoad};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -52,7 +53,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, SearchError> {
 pub struct SearchRequest<'a> {
     pub dirs: &'a [PathBuf],
     pub model: &'a Path,
-    pub device: &'a str,
+    pub device: crate::device::Device,
     pub texts: Vec<String>,
     pub images: &'a [PathBuf],
     pub moments: &'a [String],
@@ -118,32 +119,38 @@ pub struct SearchIndex<'a> {
 impl<'a> SearchIndex<'a> {
     pub fn load(
         torch: &'a Torch,
-        device: &str,
+        device: crate::device::Device,
         rows: usize,
         dim: usize,
         values: &[u16],
     ) -> Result<Self, String> {
-        let reply = torch.search_load(device, rows, dim, values)?;
+        let op = SearchLoad {
+            device,
+            rows: rows as u64,
+            dim: dim as u64,
+        };
+        let reply = torch.search_load(&op, values)?;
         Ok(SearchIndex {
             torch,
-            handle: reply["handle"].as_u64().ok_or("no search handle")?,
-            coarse: reply["coarse"].as_str().unwrap_or("?").to_string(),
+            handle: reply.handle,
+            coarse: reply.coarse,
         })
     }
 
     /// Top `k` (row, cosine) per query, best first.
     pub fn query(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<(usize, f32)>>, String> {
         let flat: Vec<f32> = queries.iter().flatten().copied().collect();
-        self.torch
-            .search_query(self.handle, &flat, queries.len(), k)
+        Ok(self
+            .torch
+            .search_query(self.handle, &flat, queries.len(), k)?)
     }
 }
 
 impl Drop for SearchIndex<'_> {
     fn drop(&mut self) {
-        let _ = self
-            .torch
-            .call(&serde_json::json!({"op": "search_free", "handle": self.handle}));
+        let _ = self.torch.call(&SearchFree {
+            handle: self.handle,
+        });
     }
 }
 
@@ -205,9 +212,12 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
         device: req.device,
     };
     let info = torch
-        .call(&serde_json::json!({"op": "clip_texts", "model": req.model, "device": req.device, "texts": []}))
-        .map_err(|m| SearchError::Usage(format!("{}: {m}", req.model.display())))?;
-    let dim = info["dim"].as_u64().unwrap_or(0) as usize;
+        .call(&ClipTexts {
+            on: qm.model_on(),
+            texts: Vec::new(),
+        })
+        .map_err(|e| SearchError::Usage(format!("{}: {e}", req.model.display())))?;
+    let dim = info.dim as usize;
     check_model(req.model, dim, &corpus_model, corpus.dim)?;
     let usage = |e: crate::error::Error| SearchError::Usage(e.to_string());
     let mut queries: Vec<Query> = qm.texts(&req.texts).map_err(usage)?;

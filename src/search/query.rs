@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use ff::Rescale;
 use ffmpeg_next as ff;
-use serde_json::json;
+use framepipe_proto::ops::{ClipEmbedFrames, ClipRun, ClipTexts, Frames, ModelOn};
+use framepipe_proto::FrameLayout;
 
 use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
@@ -22,10 +23,17 @@ pub struct Query {
 pub struct QueryModel<'a> {
     pub torch: &'a Torch,
     pub model: &'a Path,
-    pub device: &'a str,
+    pub device: crate::device::Device,
 }
 
 impl QueryModel<'_> {
+    pub fn model_on(&self) -> ModelOn {
+        ModelOn {
+            model: self.model.to_path_buf(),
+            device: self.device,
+        }
+    }
+
     /// Text queries (no prompt template: the text is the prompt).
     pub fn texts(&self, texts: &[String]) -> Result<Vec<Query>> {
         if texts.is_empty() {
@@ -33,13 +41,14 @@ impl QueryModel<'_> {
         }
         let reply = self
             .torch
-            .call(&json!({"op": "clip_texts", "model": self.model, "device": self.device, "texts": texts}))
-            .map_err(|m| Error::input(self.model, m))?;
-        let rows: Vec<Vec<f32>> = serde_json::from_value(reply["embeddings"].clone())
-            .map_err(|e| Error::input(self.model, format!("bad clip_texts reply: {e}")))?;
+            .call(&ClipTexts {
+                on: self.model_on(),
+                texts: texts.to_vec(),
+            })
+            .map_err(|e| Error::input(self.model, e.message))?;
         Ok(texts
             .iter()
-            .zip(rows)
+            .zip(reply.embeddings)
             .map(|(t, e)| Query {
                 label: t.clone(),
                 embedding: e,
@@ -59,21 +68,21 @@ impl QueryModel<'_> {
         }
         let reply = self
             .torch
-            .call(&json!({"op": "clip", "model": self.model, "device": self.device, "images": images}))
-            .map_err(|m| Error::input(&images[0], m))?;
-        let rows = reply["images"].as_array().cloned().unwrap_or_default();
-        images
-            .iter()
-            .zip(rows)
-            .map(|(p, r)| {
-                let embedding: Vec<f32> = serde_json::from_value(r["embedding"].clone())
-                    .map_err(|e| Error::input(p, format!("bad clip reply: {e}")))?;
-                Ok(Query {
-                    label: p.display().to_string(),
-                    embedding,
-                })
+            .call(&ClipRun {
+                on: self.model_on(),
+                images: images.to_vec(),
+                texts: Vec::new(),
             })
-            .collect()
+            .map_err(|e| Error::input(&images[0], e.message))?;
+        Ok(images
+            .iter()
+            .zip(reply.images)
+            .map(|(p, r)| Query {
+                label: p.display().to_string(),
+                // The reply's f64 rows are f32 values (the model's output), exactly.
+                embedding: r.embedding.iter().map(|&x| x as f32).collect(),
+            })
+            .collect())
     }
 
     /// `VIDEO@TIME` queries: the frame shown at TIME, at its own size.
@@ -81,16 +90,23 @@ impl QueryModel<'_> {
         specs
             .iter()
             .map(|spec| {
-                let (video, time) = parse_moment(spec)
-                    .map_err(|m| Error::input(Path::new(spec), m))?;
+                let (video, time) =
+                    parse_moment(spec).map_err(|m| Error::input(Path::new(spec), m))?;
                 let (rgb, w, h) = frame_at(&video, time)?;
                 let mut out = vec![0f32; 4096];
-                let request = json!({"model": self.model, "device": self.device, "n": 1, "width": w, "height": h});
+                let request = ClipEmbedFrames {
+                    on: self.model_on(),
+                    frames: Frames {
+                        n: 1,
+                        layout: FrameLayout::rgb24(w, h),
+                        canvases: None,
+                    },
+                };
                 let reply = self
                     .torch
                     .clip_embed_frames(&request, &rgb, &mut out)
-                    .map_err(|m| Error::input(&video, m))?;
-                let dim = reply["dim"].as_u64().unwrap_or(0) as usize;
+                    .map_err(|e| Error::input(&video, e.message))?;
+                let dim = reply.dim as usize;
                 out.truncate(dim);
                 Ok(Query {
                     label: spec.clone(),

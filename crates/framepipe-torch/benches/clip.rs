@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use framepipe_torch::clip::{ClipConfig, ClipModel};
+use framepipe_torch::models::clip::{ClipConfig, ClipModel};
 use tch::{Device, Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {

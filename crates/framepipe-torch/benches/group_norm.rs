@@ -7,8 +7,8 @@
 //! Run: `cargo bench -p framepipe-torch --bench group_norm`.
 use std::time::Instant;
 
-use framepipe_torch::vae::kl::{AutoencoderKl, KlConfig};
-use framepipe_torch::vae::{GroupNorm, GroupNormPath};
+use framepipe_torch::models::vae::kl::{AutoencoderKl, KlConfig};
+use framepipe_torch::models::vae::{GroupNorm, GroupNormPath};
 use tch::{Device, Kind, Tensor};
 
 /// Puts a tensor in a memory layout (same values).

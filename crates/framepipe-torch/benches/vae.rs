@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use framepipe_torch::vae::kl::{AutoencoderKl, KlConfig};
-use framepipe_torch::vae::tiny::{TinyAutoencoder, TinyConfig};
+use framepipe_torch::models::vae::kl::{AutoencoderKl, KlConfig};
+use framepipe_torch::models::vae::tiny::{TinyAutoencoder, TinyConfig};
 use tch::{Device, Kind, Tensor};
 
 fn median(mut v: Vec<f64>) -> f64 {

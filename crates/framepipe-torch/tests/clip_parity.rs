@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use framepipe_torch::clip::{ClipConfig, ClipError, ClipModel, ClipPreprocessor, ClipTokenizer};
+use framepipe_torch::models::clip::{
+    ClipConfig, ClipError, ClipModel, ClipPreprocessor, ClipTokenizer,
+};
 use tch::{Device, Kind, Tensor};
 
 /// Frozen reference: fp32 on CPU must agree to this absolute tolerance.

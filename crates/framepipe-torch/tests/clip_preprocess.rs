@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use framepipe_torch::clip::preprocess::{ClipPreprocessor, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
+use framepipe_torch::models::clip::preprocess::{
+    ClipPreprocessor, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+};
 use tch::{Device, Kind, Tensor};
 
 /// The frames the script extracts (its FRAMES table).

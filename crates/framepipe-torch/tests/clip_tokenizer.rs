@@ -5,7 +5,7 @@
 mod shared;
 use std::path::{Path, PathBuf};
 
-use framepipe_torch::clip::ClipTokenizer;
+use framepipe_torch::models::clip::ClipTokenizer;
 use serde::Deserialize;
 use tch::Device;
 

@@ -15,10 +15,16 @@
 //! FRAMEPIPE_FIXTURES points at the fixtures when the binary runs away from this checkout.
 use std::path::PathBuf;
 
-use framepipe_torch::clip::ClipModel;
-use framepipe_torch::vae::{AutoencoderKl, GroupNormPath};
-use framepipe_torch::{canvas, clip_op, handle, vae_op};
-use serde_json::{json, Value};
+use framepipe_proto::ops::{
+    BenchModel, CanvasFree, CanvasMake, CanvasRead, ClipEmbedFrames, Frames, ModelOn, ModelStage,
+    PlaneLocation, SourceFormat, VaeEncodeFrames, VaePlanBatch,
+};
+use framepipe_proto::{Crop, ErrorKind, FrameLayout, Matrix};
+use framepipe_torch::entry::call_through_c;
+use framepipe_torch::models::clip::ClipModel;
+use framepipe_torch::models::vae::{AutoencoderKl, GroupNormPath};
+use framepipe_torch::ops::{clip, vae};
+use framepipe_torch::runtime::canvas;
 use tch::{Device, Kind, Tensor};
 
 /// The dry run on the CPU (FRAMEPIPE_CUDA_TESTS_ON=cpu).
@@ -27,11 +33,44 @@ fn dry() -> bool {
 }
 
 /// The device under test, its name in requests, and the precision models run in there.
-fn gpu_device() -> (Device, &'static str, Kind) {
+fn gpu_device() -> (Device, framepipe_proto::Device, Kind) {
     if dry() {
-        (Device::Cpu, "cpu", Kind::Float)
+        (Device::Cpu, framepipe_proto::Device::Cpu, Kind::Float)
     } else {
-        (Device::Cuda(0), "cuda:0", Kind::Half)
+        (
+            Device::Cuda(0),
+            framepipe_proto::Device::Cuda(0),
+            Kind::Half,
+        )
+    }
+}
+
+fn on(model: &str, device: framepipe_proto::Device) -> ModelOn {
+    ModelOn {
+        model: fixture(model),
+        device,
+    }
+}
+
+fn bench_vae(n: u32, (width, height): (u32, u32), seconds: f64) -> BenchModel {
+    BenchModel {
+        stage: ModelStage::Vae,
+        on: on("vae-kl-tiny", framepipe_proto::Device::Cuda(0)),
+        n,
+        layout: FrameLayout::yuv420p((width, height), Matrix::Bt601, false, None),
+        tiling: false,
+        seconds,
+        warmup: 2,
+        model_only: false,
+    }
+}
+
+fn plan_batch(device: framepipe_proto::Device, height: u32, width: u32) -> VaePlanBatch {
+    VaePlanBatch {
+        on: on("vae-kl-tiny", device),
+        width,
+        height,
+        tiling: false,
     }
 }
 
@@ -143,56 +182,78 @@ fn frame_calls_on_cuda_match_the_cpu() {
     let (gpu, name, _) = gpu_device();
     let (n, w, h) = (3, 64, 48);
     let bytes = yuv_frames(n, w, h);
-    let request = |model: &str, device: &str, crop: Option<[i64; 4]>| {
-        let mut r = json!({"model": fixture(model), "device": device, "n": n, "width": w,
-            "height": h, "format": "yuv420p", "matrix": "bt709"});
-        if let Some(c) = crop {
-            r["crop"] = json!(c);
-        }
-        r
+    let frames = |crop: Option<Crop>| Frames {
+        n: n as u32,
+        layout: FrameLayout::yuv420p((w as u32, h as u32), Matrix::Bt709, false, crop),
+        canvases: None,
     };
-    let crop = Some([8, 0, 48, 48]);
+    let clip_request = |device| ClipEmbedFrames {
+        on: on("clip-tiny", device),
+        frames: frames(Some(Crop {
+            x: 8,
+            y: 0,
+            width: 48,
+            height: 48,
+        })),
+    };
+    let cpu_device = framepipe_proto::Device::Cpu;
     let mut cpu = vec![0f32; n * 1024];
     let mut dev = vec![0f32; n * 1024];
-    let a = clip_op::embed_frames(&request("clip-tiny", "cpu", crop), &bytes, &mut cpu).unwrap();
-    let b = clip_op::embed_frames(&request("clip-tiny", name, crop), &bytes, &mut dev).unwrap();
-    let dim = a["dim"].as_i64().unwrap();
-    assert_eq!(b["dim"], a["dim"]);
+    let a = clip::embed_frames(&clip_request(cpu_device), &bytes, &mut cpu).unwrap();
+    let b = clip::embed_frames(&clip_request(name), &bytes, &mut dev).unwrap();
+    let dim = i64::from(a.dim);
+    assert_eq!(b.dim, a.dim);
     let rows = |v: &[f32]| Tensor::from_slice(&v[..n * dim as usize]).view([n as i64, dim]);
     assert!(min_cosine("clip embed_frames", &rows(&dev), &rows(&cpu)) >= 0.999);
 
     for model in ["vae-kl-tiny", "vae-tiny-tiny"] {
+        let vae_request = |device| VaeEncodeFrames {
+            on: on(model, device),
+            frames: frames(None),
+            tiling: false,
+            sampling: None,
+        };
         // Room for any latent grid of these frames (4 channels, at most 2x downsampling).
         let mut cpu = vec![0f32; n * 4 * w * h / 4];
         let mut dev = vec![0f32; n * 4 * w * h / 4];
-        let a = vae_op::encode_frames(&request(model, "cpu", None), &bytes, &mut cpu).unwrap();
-        let b = vae_op::encode_frames(&request(model, name, None), &bytes, &mut dev).unwrap();
-        assert_eq!(a["shape_per_frame"], b["shape_per_frame"]);
-        let len: i64 = a["shape_per_frame"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_i64().unwrap())
-            .product::<i64>()
-            * n as i64;
+        let a = vae::encode_frames(&vae_request(cpu_device), &bytes, &mut cpu).unwrap();
+        let b = vae::encode_frames(&vae_request(name), &bytes, &mut dev).unwrap();
+        assert_eq!(a.shape_per_frame, b.shape_per_frame);
+        let len = a.shape_per_frame.iter().product::<i64>() * n as i64;
         let t = |v: &[f32]| Tensor::from_slice(&v[..len as usize]);
         let what = format!("{model} encode_frames");
         assert!(max_abs_diff(&what, &t(&dev), &t(&cpu)) <= 2e-2);
     }
 
     // The colour conversion alone: uint8 RGB within one level.
-    let req = request("clip-tiny", name, None);
-    let on_gpu = framepipe_torch::frames::rgb_on_device(&req, &bytes, gpu).unwrap();
-    let on_cpu = framepipe_torch::frames::rgb_on_device(&req, &bytes, Device::Cpu).unwrap();
+    let whole = frames(None);
+    let on_gpu = framepipe_torch::runtime::frames::rgb_on_device(&whole, &bytes, gpu).unwrap();
+    let on_cpu =
+        framepipe_torch::runtime::frames::rgb_on_device(&whole, &bytes, Device::Cpu).unwrap();
     assert!(max_abs_diff("yuv420p -> rgb", &on_gpu, &on_cpu) <= 1.0);
 }
 
 /// A 1080p NV12 picture whose rows are `pitch` bytes apart (as NVDEC leaves them) made into
 /// a 720p canvas on `device` from planes at `base` in `location` memory; returns the handle.
-fn nv12_canvas(device: &str, location: &str, base: usize, pitch: i64) -> u64 {
-    let request = json!({"device": device, "location": location, "format": "nv12",
-        "width": 1920, "height": 1080, "canvas": [1280, 720], "scaled": [1280, 720],
-        "rotation": 0, "crop": [0, 0, 1280, 720], "placed": [0, 0, 1280, 720]});
+fn nv12_canvas(
+    device: framepipe_proto::Device,
+    location: PlaneLocation,
+    base: usize,
+    pitch: i64,
+) -> u64 {
+    let request = CanvasMake {
+        device,
+        location,
+        format: SourceFormat::Nv12,
+        width: 1920,
+        height: 1080,
+        full_range: false,
+        canvas: [1280, 720],
+        scaled: [1280, 720],
+        rotation: 0,
+        crop: [0, 0, 1280, 720],
+        placed: [0, 0, 1280, 720],
+    };
     let base = base as *const u8;
     // SAFETY: `base` holds pitch*1080 bytes of Y, then pitch*540 of interleaved U/V.
     let planes = [
@@ -200,8 +261,9 @@ fn nv12_canvas(device: &str, location: &str, base: usize, pitch: i64) -> u64 {
         unsafe { base.add(pitch as usize * 1080) },
         std::ptr::null(),
     ];
-    let reply = unsafe { canvas::make(&request, planes, [pitch, pitch, 0]) }.unwrap();
-    reply["handle"].as_u64().unwrap()
+    unsafe { canvas::make(&request, planes, [pitch, pitch, 0]) }
+        .unwrap()
+        .handle
 }
 
 /// Device canvases on CUDA: made from an NV12 picture in GPU memory (as NVDEC leaves it, rows
@@ -218,29 +280,40 @@ fn canvases_from_gpu_memory_match_the_cpu_and_feed_the_models() {
     let nv12: Vec<u8> = (0..pitch * 1620)
         .map(|i| (16 + (i * 7 + i / pitch * 3) % 220) as u8)
         .collect();
-    let on_cpu = nv12_canvas("cpu", "host", nv12.as_ptr() as usize, pitch);
+    let on_cpu = nv12_canvas(
+        framepipe_proto::Device::Cpu,
+        PlaneLocation::Host,
+        nv12.as_ptr() as usize,
+        pitch,
+    );
     let uploaded = Tensor::from_slice(&nv12).to_device(gpu);
     let base = uploaded.data_ptr() as usize;
-    let on_gpu = std::thread::spawn(move || nv12_canvas(name, "device", base, pitch))
+    let on_gpu = std::thread::spawn(move || nv12_canvas(name, PlaneLocation::Device, base, pitch))
         .join()
         .unwrap();
     let read = |handle: u64| {
         let mut out = vec![0u8; 1280 * 720 * 3 / 2];
-        canvas::read(&json!({ "handle": handle }), &mut out).unwrap();
+        canvas::read(&CanvasRead { handle }, &mut out).unwrap();
         Tensor::from_slice(&out)
     };
     let cpu_bytes = read(on_cpu);
     assert!(max_abs_diff("nv12 canvas", &read(on_gpu), &cpu_bytes) <= 1.0);
 
-    let request = json!({"model": fixture("clip-tiny"), "device": name, "n": 1, "width": 1280,
-        "height": 720, "format": "yuv420p", "matrix": "bt709"});
+    let request = ClipEmbedFrames {
+        on: on("clip-tiny", name),
+        frames: Frames {
+            n: 1,
+            layout: FrameLayout::yuv420p((1280, 720), Matrix::Bt709, false, None),
+            canvases: None,
+        },
+    };
     let mut by_handle = request.clone();
-    by_handle["canvases"] = json!([on_gpu]);
-    let embed = move |request: Value, bytes: Vec<u8>| {
+    by_handle.frames.canvases = Some(vec![on_gpu]);
+    let embed = move |request: ClipEmbedFrames, bytes: Vec<u8>| {
         std::thread::spawn(move || {
             let mut out = vec![0f32; 1024];
-            let reply = clip_op::embed_frames(&request, &bytes, &mut out).unwrap();
-            let dim = reply["dim"].as_i64().unwrap();
+            let reply = clip::embed_frames(&request, &bytes, &mut out).unwrap();
+            let dim = i64::from(reply.dim);
             Tensor::from_slice(&out[..dim as usize]).view([1, dim])
         })
         .join()
@@ -249,8 +322,11 @@ fn canvases_from_gpu_memory_match_the_cpu_and_feed_the_models() {
     let from_canvas = embed(by_handle, Vec::new());
     let from_bytes = embed(request, Vec::<u8>::try_from(&cpu_bytes).unwrap());
     assert!(min_cosine("clip from a canvas", &from_canvas, &from_bytes) >= 0.999);
-    let freed = handle(&json!({"op": "canvas_free", "handles": [on_cpu, on_gpu]})).unwrap();
-    assert_eq!(freed["freed"], 2);
+    let freed = call_through_c(&CanvasFree {
+        handles: vec![on_cpu, on_gpu],
+    })
+    .unwrap();
+    assert_eq!(freed.freed, 2);
 }
 
 #[test]
@@ -258,33 +334,24 @@ fn bench_model_reports_the_allocators_peak() {
     if !gpu() || dry() {
         return;
     }
-    let reply = handle(&json!({"op": "bench_model", "stage": "vae",
-        "model": fixture("vae-kl-tiny"), "device": "cuda:0", "n": 2, "width": 64, "height": 48,
-        "format": "yuv420p", "seconds": 0.2}))
-    .unwrap();
-    eprintln!("{reply}");
-    assert!(reply["frames_per_second"].as_f64().unwrap() > 0.0);
-    assert!(reply["peak_memory_bytes"].as_u64().unwrap() > 64 * 48 * 3);
+    let reply = call_through_c(&bench_vae(2, (64, 48), 0.2)).unwrap();
+    eprintln!("{reply:?}");
+    assert!(reply.frames_per_second > 0.0);
+    assert!(reply.peak_memory_bytes.unwrap() > 64 * 48 * 3);
 }
 
-/// More frames than the GPU holds: an error that says out of memory (what the vae stage's
-/// batch halving and advice look for), and the device keeps working afterwards.
+/// More frames than the GPU holds: an out-of-memory error (what the vae stage's batch halving
+/// and advice look for), and the device keeps working afterwards.
 #[test]
 fn out_of_memory_is_an_error_and_the_device_recovers() {
     if !gpu() || dry() {
         return;
     }
-    let err: String = handle(&json!({"op": "bench_model", "stage": "vae",
-        "model": fixture("vae-kl-tiny"), "device": "cuda:0", "n": 400_000, "width": 1280,
-        "height": 720, "format": "yuv420p", "seconds": 0}))
-    .unwrap_err();
+    let err = call_through_c(&bench_vae(400_000, (1280, 720), 0.0)).unwrap_err();
     eprintln!("{err}");
-    assert!(err.to_lowercase().contains("out of memory"), "{err}");
-    let after: Value = handle(&json!({"op": "bench_model", "stage": "vae",
-        "model": fixture("vae-kl-tiny"), "device": "cuda:0", "n": 1, "width": 64, "height": 48,
-        "format": "yuv420p", "seconds": 0}))
-    .unwrap();
-    assert!(after["frames_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(err.kind, ErrorKind::OutOfMemory, "{err}");
+    let after = call_through_c(&bench_vae(1, (64, 48), 0.0)).unwrap();
+    assert!(after.frames_per_second > 0.0);
 }
 
 /// Two stage threads get two streams of their own, neither the default one.
@@ -297,8 +364,8 @@ fn stage_threads_get_streams_of_their_own() {
         .map(|_| {
             std::thread::spawn(|| {
                 let gpu = Device::Cuda(0);
-                framepipe_torch::cuda::use_thread_stream(gpu).unwrap();
-                framepipe_torch::cuda::current_stream(gpu).unwrap()
+                framepipe_torch::runtime::cuda::use_thread_stream(gpu).unwrap();
+                framepipe_torch::runtime::cuda::current_stream(gpu).unwrap()
             })
         })
         .map(|t| t.join().unwrap())
@@ -318,13 +385,10 @@ fn the_gpu_requirement_is_checked() {
 
 #[test]
 fn batch_planning_needs_a_cuda_device_and_a_latent_grid_size() {
-    let model = fixture("vae-kl-tiny");
-    let cpu = handle(&json!({"op": "vae_plan_batch", "model": model, "device": "cpu", "height": 64, "width": 64}))
-        .unwrap_err();
-    assert!(cpu.contains("CUDA"), "{cpu}");
-    let odd = handle(&json!({"op": "vae_plan_batch", "model": model, "device": "cuda:0", "height": 63, "width": 64}))
-        .unwrap_err();
-    assert!(odd.contains("multiples of 8"), "{odd}");
+    let cpu = call_through_c(&plan_batch(framepipe_proto::Device::Cpu, 64, 64)).unwrap_err();
+    assert!(cpu.message.contains("CUDA"), "{cpu}");
+    let odd = call_through_c(&plan_batch(framepipe_proto::Device::Cuda(0), 63, 64)).unwrap_err();
+    assert!(odd.message.contains("multiples of 8"), "{odd}");
 }
 
 #[test]
@@ -332,15 +396,9 @@ fn batch_planning_on_a_gpu_measures_a_per_frame_cost() {
     if !gpu() || dry() {
         return;
     }
-    let model = fixture("vae-kl-tiny");
-    let plan = handle(&json!({"op": "vae_plan_batch", "model": model, "device": "cuda:0", "height": 256, "width": 256}))
-        .unwrap();
-    eprintln!("{plan}");
-    let batch = plan["batch_size"].as_u64().unwrap();
-    assert!((1..=64).contains(&batch), "{plan}");
-    assert!(
-        plan["per_frame_bytes"].as_u64().unwrap() > 256 * 256 * 3,
-        "{plan}"
-    );
-    assert!(plan["usable_bytes"].as_u64().unwrap() > 0, "{plan}");
+    let plan = call_through_c(&plan_batch(framepipe_proto::Device::Cuda(0), 256, 256)).unwrap();
+    eprintln!("{plan:?}");
+    assert!((1..=64).contains(&plan.batch_size), "{plan:?}");
+    assert!(plan.per_frame_bytes > 256 * 256 * 3, "{plan:?}");
+    assert!(plan.usable_bytes > 0, "{plan:?}");
 }

@@ -1,9 +1,26 @@
 //! The search matrix's top-k is exact: equal to brute force over the fp16 rows in fp32, also
 //! when hundreds of rows score within the reduced-precision error of each other (the candidate
 //! set must widen then).
-use framepipe_torch::search_op;
+use framepipe_proto::ops::{SearchFree, SearchLoad, SearchQuery};
+use framepipe_proto::Device;
+use framepipe_torch::ops::search;
 use half::f16;
-use serde_json::json;
+
+fn load(rows: usize, dim: usize) -> SearchLoad {
+    SearchLoad {
+        device: Device::Cpu,
+        rows: rows as u64,
+        dim: dim as u64,
+    }
+}
+
+fn query(handle: u64, queries: usize, k: usize) -> SearchQuery {
+    SearchQuery {
+        handle,
+        queries: queries as u64,
+        k: k as u64,
+    }
+}
 
 fn lcg(state: &mut u64) -> f32 {
     *state = state
@@ -45,12 +62,8 @@ fn top_k_equals_brute_force_even_among_near_ties() {
         rows.push(unit(v).into_iter().map(f16::from_f32).collect());
     }
     let bits: Vec<u16> = rows.iter().flatten().map(|x| x.to_bits()).collect();
-    let loaded = search_op::load(
-        &json!({"device": "cpu", "rows": rows.len(), "dim": dim}),
-        &bits,
-    )
-    .unwrap();
-    let handle = loaded["handle"].as_u64().unwrap();
+    let loaded = search::load(&load(rows.len(), dim), &bits).unwrap();
+    let handle = loaded.handle;
     let queries: Vec<Vec<f32>> = vec![
         base.clone(),
         unit((0..dim).map(|_| lcg(&mut state)).collect()),
@@ -60,8 +73,8 @@ fn top_k_equals_brute_force_even_among_near_ties() {
     let flat: Vec<f32> = queries.iter().flatten().copied().collect();
     let mut index = vec![0i64; queries.len() * k];
     let mut score = vec![0f32; queries.len() * k];
-    let reply = search_op::query(
-        &json!({"handle": handle, "queries": queries.len(), "k": k}),
+    let reply = search::query(
+        &query(handle, queries.len(), k),
         &flat,
         &mut index,
         &mut score,
@@ -82,22 +95,16 @@ fn top_k_equals_brute_force_even_among_near_ties() {
             assert!((s - got_score).abs() < 1e-5);
         }
     }
-    eprintln!("coarse {} , widened {}", loaded["coarse"], reply["widened"]);
-    if loaded["coarse"] == "bf16" {
+    eprintln!("coarse {} , widened {}", loaded.coarse, reply.widened);
+    if loaded.coarse == "bf16" {
         assert!(
-            reply["widened"].as_u64().unwrap() > 0,
+            reply.widened > 0,
             "the near-tie cluster must have needed a wider candidate set"
         );
     }
     // k beyond the rows: all rows, then -1.
-    assert!(search_op::free(&json!({"handle": handle})).unwrap()["freed"] == true);
-    assert!(search_op::query(
-        &json!({"handle": handle, "queries": 1, "k": 1}),
-        &flat[..dim],
-        &mut index,
-        &mut score
-    )
-    .is_err());
+    assert!(search::free(&SearchFree { handle }).freed);
+    assert!(search::query(&query(handle, 1, 1), &flat[..dim], &mut index, &mut score).is_err());
 }
 
 #[test]
@@ -106,11 +113,11 @@ fn more_results_than_rows_pad_with_minus_one() {
         .iter()
         .map(|&x| f16::from_f32(x).to_bits())
         .collect();
-    let loaded = search_op::load(&json!({"device": "cpu", "rows": 2, "dim": 2}), &rows).unwrap();
+    let loaded = search::load(&load(2, 2), &rows).unwrap();
     let mut index = vec![0i64; 3];
     let mut score = vec![0f32; 3];
-    search_op::query(
-        &json!({"handle": loaded["handle"], "queries": 1, "k": 3}),
+    search::query(
+        &query(loaded.handle, 1, 3),
         &[0.0, 2.0],
         &mut index,
         &mut score,
@@ -118,5 +125,5 @@ fn more_results_than_rows_pad_with_minus_one() {
     .unwrap();
     assert_eq!(index, [1, 0, -1]);
     assert!((score[0] - 1.0).abs() < 1e-6 && score[1].abs() < 1e-6 && score[2].is_nan());
-    assert!(search_op::load(&json!({"device": "cpu", "rows": 3, "dim": 2}), &rows).is_err());
+    assert!(search::load(&load(3, 2), &rows).is_err());
 }

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{fixture, max_abs_diff, reference};
-use framepipe_torch::vae::kl::{rename_legacy_attention, Tiling};
-use framepipe_torch::vae::{AutoencoderKl, KlConfig, TinyAutoencoder, VaeError};
-use framepipe_torch::weights;
+use framepipe_torch::models::vae::kl::{rename_legacy_attention, Tiling};
+use framepipe_torch::models::vae::{AutoencoderKl, KlConfig, TinyAutoencoder, VaeError};
+use framepipe_torch::runtime::weights;
 use tch::{Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 1e-4;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{fixture, max_abs_diff, reference};
-use framepipe_torch::vae::{AutoencoderKl, GroupNormPath};
+use framepipe_torch::models::vae::{AutoencoderKl, GroupNormPath};
 use tch::{Device, Kind};
 
 fn force_split() {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use framepipe_torch::vae::TinyAutoencoder;
+use framepipe_torch::models::vae::TinyAutoencoder;
 use tch::{Device, Kind, Tensor};
 
 const WIDTH: i64 = 1280;

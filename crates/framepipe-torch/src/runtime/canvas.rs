@@ -18,11 +18,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use framepipe_proto::ops::{
+    CanvasBytes, CanvasFree, CanvasMade, CanvasMake, CanvasRead, CanvasesFreed, Frames,
+    PlaneLocation, SourceFormat,
+};
+use framepipe_proto::TorchError;
 use tch::{Device, Kind, Tensor};
 
-use crate::frames::FrameLayout;
-use crate::request::parse_device;
+use crate::runtime::frames::{torch_error, Batch};
+use crate::runtime::models::tch_device;
 
 /// The largest source side accepted (FFmpeg's own limit for most decoders is 16384).
 const MAX_SIDE: i64 = 16384;
@@ -32,7 +36,7 @@ struct Canvas {
     planes: Tensor,
     /// Recorded on the making thread's stream after the last kernel that writes the canvas
     /// (CUDA only).
-    ready: Option<crate::cuda::Event>,
+    ready: Option<crate::runtime::cuda::Event>,
 }
 
 static CANVASES: Mutex<Option<HashMap<u64, Canvas>>> = Mutex::new(None);
@@ -46,16 +50,16 @@ fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Canvas>>> {
 }
 
 /// Canvas `id` of the locked registry.
-fn lookup(map: &Option<HashMap<u64, Canvas>>, id: u64) -> Result<&Canvas, String> {
+fn lookup(map: &Option<HashMap<u64, Canvas>>, id: u64) -> Result<&Canvas, TorchError> {
     map.as_ref()
         .and_then(|m| m.get(&id))
-        .ok_or(format!("no canvas {id} (freed, or never made)"))
+        .ok_or_else(|| TorchError::bad_input(format!("no canvas {id} (freed, or never made)")))
 }
 
 impl Canvas {
     /// The planes, with the calling thread's current stream waiting (on the device) for the
     /// kernels that made them.
-    fn ready_planes(&self) -> Result<Tensor, String> {
+    fn ready_planes(&self) -> Result<Tensor, TorchError> {
         if let Some(ready) = &self.ready {
             ready.block_current()?;
         }
@@ -63,51 +67,18 @@ impl Canvas {
     }
 }
 
-/// How the source picture's planes are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    /// Three 8-bit planes.
-    Yuv420p,
-    /// 8-bit Y, then interleaved U/V (NVDEC's 8-bit output).
-    Nv12,
-    /// 16-bit little-endian samples with the value in the top 10 bits, Y then interleaved U/V
-    /// (NVDEC's 10-bit output).
-    P010,
-    /// Three 16-bit planes with the value in the low 10 bits.
-    Yuv420p10,
-}
-
-impl Format {
-    fn parse(name: &str) -> Result<Format, String> {
-        Ok(match name {
-            "yuv420p" => Format::Yuv420p,
-            "nv12" => Format::Nv12,
-            "p010" => Format::P010,
-            "yuv420p10" => Format::Yuv420p10,
-            other => {
-                return Err(format!(
-                    "source format {other:?}: yuv420p, nv12, p010 or yuv420p10"
-                ))
-            }
-        })
-    }
-
-    fn sample(self) -> Kind {
-        match self {
-            Format::Yuv420p | Format::Nv12 => Kind::Uint8,
-            Format::P010 | Format::Yuv420p10 => Kind::Int16,
-        }
-    }
-
-    fn interleaved(self) -> bool {
-        matches!(self, Format::Nv12 | Format::P010)
+/// The tensor kind of a source format's samples (16-bit samples read as int16).
+fn sample_kind(format: SourceFormat) -> Kind {
+    match format.sample_bytes() {
+        1 => Kind::Uint8,
+        _ => Kind::Int16,
     }
 }
 
 /// Where the canvas takes the picture from and how it lands, as the CPU normalizer plans it.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
-    format: Format,
+    format: SourceFormat,
     width: i64,
     height: i64,
     full_range: bool,
@@ -120,32 +91,19 @@ struct Plan {
 }
 
 impl Plan {
-    fn from_request(request: &Value) -> Result<Plan, String> {
-        let int = |v: &Value, what: &str| {
-            v.as_i64()
-                .ok_or_else(|| format!("\"{what}\" must be an integer"))
-        };
-        let ints = |key: &str, len: usize| -> Result<Vec<i64>, String> {
-            let list = request[key]
-                .as_array()
-                .filter(|a| a.len() == len)
-                .ok_or_else(|| format!("\"{key}\" must be a list of {len} integers"))?;
-            list.iter().map(|v| int(v, key)).collect()
-        };
-        let pair = |key: &str| ints(key, 2).map(|v| [v[0], v[1]]);
-        let rect = |key: &str| ints(key, 4).map(|v| [v[0], v[1], v[2], v[3]]);
+    fn of(op: &CanvasMake) -> Result<Plan, TorchError> {
         let plan = Plan {
-            format: Format::parse(request["format"].as_str().unwrap_or(""))?,
-            width: int(&request["width"], "width")?,
-            height: int(&request["height"], "height")?,
-            full_range: request["full_range"].as_bool().unwrap_or(false),
-            canvas: pair("canvas")?,
-            scaled: pair("scaled")?,
-            rotation: int(&request["rotation"], "rotation")?,
-            crop: rect("crop")?,
-            placed: rect("placed")?,
+            format: op.format,
+            width: op.width,
+            height: op.height,
+            full_range: op.full_range,
+            canvas: op.canvas,
+            scaled: op.scaled,
+            rotation: op.rotation,
+            crop: op.crop,
+            placed: op.placed,
         };
-        plan.check()?;
+        plan.check().map_err(TorchError::bad_input)?;
         Ok(plan)
     }
 
@@ -203,33 +161,23 @@ impl Plan {
     }
 }
 
-/// Makes a canvas from one picture: `request` is `{"device", "location": "host"|"device",
-/// "format", "width", "height", "full_range", "canvas": [w, h], "scaled": [w, h], "rotation",
-/// "crop": [x, y, w, h], "placed": [x, y, w, h]}` (the CPU normalizer's plan), `planes` and
-/// `pitches` (bytes) the picture's planes (two for nv12/p010) in host memory or on the
-/// request's device → `{"handle", "width", "height"}`.
+/// Makes a canvas from one picture with the CPU normalizer's plan (`op`): `planes` and
+/// `pitches` (bytes) are the picture's planes (two for nv12/p010) in host memory or on the
+/// op's device.
 ///
 /// # Safety
 /// Each plane pointer must be valid for reads of its pitch times its rows (the source height
 /// for Y, half of it rounded up for chroma) in the memory `location` says.
 pub unsafe fn make(
-    request: &Value,
+    op: &CanvasMake,
     planes: [*const u8; 3],
     pitches: [i64; 3],
-) -> Result<Value, String> {
-    let plan = Plan::from_request(request)?;
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
-    let on_device = match request["location"].as_str().unwrap_or("host") {
-        "host" => false,
-        "device" => true,
-        other => return Err(format!("location {other:?}: host or device")),
-    };
+) -> Result<CanvasMade, TorchError> {
+    let plan = Plan::of(op)?;
+    let device = tch_device(op.device);
+    let on_device = op.location == PlaneLocation::Device;
     let plane_count = if plan.format.interleaved() { 2 } else { 3 };
-    let sample_bytes = if plan.format.sample() == Kind::Uint8 {
-        1
-    } else {
-        2
-    };
+    let sample_bytes = plan.format.sample_bytes();
     let (chroma_w, chroma_h) = ((plan.width + 1) / 2, (plan.height + 1) / 2);
     for i in 0..plane_count {
         let row_bytes = match i {
@@ -238,52 +186,48 @@ pub unsafe fn make(
             _ => chroma_w,
         } * sample_bytes;
         if planes[i].is_null() || pitches[i] < row_bytes || pitches[i] % sample_bytes != 0 {
-            return Err(format!(
+            return Err(TorchError::bad_input(format!(
                 "plane {i}: pitch {} for rows of {row_bytes} bytes (or no data)",
                 pitches[i]
-            ));
+            )));
         }
     }
     let _guard = tch::no_grad_guard();
-    crate::cuda::use_thread_stream_or_default(device);
+    crate::runtime::cuda::use_thread_stream_or_default(device);
     let picture_on_gpu = on_device && device.is_cuda();
     if picture_on_gpu {
-        crate::cuda::current_waits_for_default(device)?;
+        crate::runtime::cuda::current_waits_for_default(device)?;
     }
     let blob_device = if on_device { device } else { Device::Cpu };
-    let err = |e: tch::TchError| e.to_string();
+    let kind = sample_kind(plan.format);
     // SAFETY: the caller vouches for the planes; each view is copied (to_device or the float
     // conversion) before this returns.
     let view = |i: usize, size: &[i64], strides: &[i64]| unsafe {
-        Tensor::f_from_blob(planes[i], size, strides, plan.format.sample(), blob_device)
+        Tensor::f_from_blob(planes[i], size, strides, kind, blob_device)
     };
     let pitch = |i: usize| pitches[i] / sample_bytes;
     let (y, u, v) = {
-        let y = view(0, &[plan.height, plan.width], &[pitch(0), 1]).map_err(err)?;
+        let y = view(0, &[plan.height, plan.width], &[pitch(0), 1]).map_err(torch_error)?;
         let (u, v) = if plan.format.interleaved() {
-            let uv = view(1, &[chroma_h, chroma_w, 2], &[pitch(1), 2, 1]).map_err(err)?;
+            let uv = view(1, &[chroma_h, chroma_w, 2], &[pitch(1), 2, 1]).map_err(torch_error)?;
             (
-                uv.f_select(2, 0).map_err(err)?,
-                uv.f_select(2, 1).map_err(err)?,
+                uv.f_select(2, 0).map_err(torch_error)?,
+                uv.f_select(2, 1).map_err(torch_error)?,
             )
         } else {
             (
-                view(1, &[chroma_h, chroma_w], &[pitch(1), 1]).map_err(err)?,
-                view(2, &[chroma_h, chroma_w], &[pitch(2), 1]).map_err(err)?,
+                view(1, &[chroma_h, chroma_w], &[pitch(1), 1]).map_err(torch_error)?,
+                view(2, &[chroma_h, chroma_w], &[pitch(2), 1]).map_err(torch_error)?,
             )
         };
         // Host pictures travel as they are (8 or 16 bits a sample), not as floats.
-        let up = |t: Tensor| t.f_to_device(device);
-        (
-            up(y).map_err(err)?,
-            up(u).map_err(err)?,
-            up(v).map_err(err)?,
-        )
+        let up = |t: Tensor| t.f_to_device(device).map_err(torch_error);
+        (up(y)?, up(u)?, up(v)?)
     };
-    let made = canvas_planes(&plan, y, u, v).map_err(err)?;
-    let ready = crate::cuda::Event::record(device)?;
+    let made = canvas_planes(&plan, y, u, v).map_err(torch_error)?;
+    let ready = crate::runtime::cuda::Event::record(device)?;
     if picture_on_gpu {
-        crate::cuda::default_waits_for_current(device)?;
+        crate::runtime::cuda::default_waits_for_current(device)?;
     }
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
     registry().get_or_insert_with(HashMap::new).insert(
@@ -293,7 +237,11 @@ pub unsafe fn make(
             ready,
         },
     );
-    Ok(json!({"handle": handle, "width": plan.canvas[0], "height": plan.canvas[1]}))
+    Ok(CanvasMade {
+        handle,
+        width: plan.canvas[0],
+        height: plan.canvas[1],
+    })
 }
 
 /// The canvas's flattened planes from the source planes (2-D, on the target device).
@@ -341,15 +289,15 @@ fn canvas_planes(plan: &Plan, y: Tensor, u: Tensor, v: Tensor) -> Result<Tensor,
 /// sources for the yuv420p canvas).
 fn levels_8bit(plan: &Plan, plane: Tensor, chroma: bool) -> Result<Tensor, tch::TchError> {
     let values = match plan.format {
-        Format::Yuv420p | Format::Nv12 => plane.f_to_kind(Kind::Float)?,
+        SourceFormat::Yuv420p | SourceFormat::Nv12 => plane.f_to_kind(Kind::Float)?,
         // Unsigned 16-bit samples read as int16: undo the sign, keep the top 10 bits, scale
         // to 8 bits (/64 then /4).
-        Format::P010 => plane
+        SourceFormat::P010 => plane
             .f_to_kind(Kind::Int)?
             .f_bitwise_and(0xFFFF)?
             .f_to_kind(Kind::Float)?
             .f_div_scalar(256.0)?,
-        Format::Yuv420p10 => plane.f_to_kind(Kind::Float)?.f_div_scalar(4.0)?,
+        SourceFormat::Yuv420p10 => plane.f_to_kind(Kind::Float)?.f_div_scalar(4.0)?,
     };
     if !plan.full_range {
         return Ok(values);
@@ -377,20 +325,16 @@ fn resize(plane: &Tensor, height: i64, width: i64) -> Result<Tensor, tch::TchErr
         .f_view([height, width])
 }
 
-/// `{"handles": [..]}`: releases canvases (unknown handles are ignored: releasing is
-/// idempotent).
-pub fn free(request: &Value) -> Result<Value, String> {
-    let handles = request["handles"]
-        .as_array()
-        .ok_or("\"handles\" must be a list")?;
+/// Releases canvases (unknown handles are ignored: releasing is idempotent).
+pub fn free(op: &CanvasFree) -> CanvasesFreed {
     let mut map = registry();
     let mut freed = 0;
     if let Some(map) = map.as_mut() {
-        for h in handles.iter().filter_map(Value::as_u64) {
-            freed += usize::from(map.remove(&h).is_some());
+        for h in &op.handles {
+            freed += u64::from(map.remove(h).is_some());
         }
     }
-    Ok(json!({ "freed": freed }))
+    CanvasesFreed { freed }
 }
 
 /// How many canvases are alive (for tests: a run must not leak them).
@@ -398,82 +342,82 @@ pub fn live() -> usize {
     registry().as_ref().map_or(0, HashMap::len)
 }
 
-/// `{"handle"}`: copies a canvas's planes (Y, U, V; `w*h*3/2` bytes) into `out`.
-pub fn read(request: &Value, out: &mut [u8]) -> Result<Value, String> {
-    let handle = request["handle"].as_u64().ok_or("\"handle\" is required")?;
+/// Copies a canvas's planes (Y, U, V; `w*h*3/2` bytes) into `out`.
+pub fn read(op: &CanvasRead, out: &mut [u8]) -> Result<CanvasBytes, TorchError> {
     let planes = {
         let map = registry();
-        let canvas = lookup(&map, handle)?;
-        crate::cuda::use_thread_stream_or_default(canvas.planes.device());
+        let canvas = lookup(&map, op.handle)?;
+        crate::runtime::cuda::use_thread_stream_or_default(canvas.planes.device());
         canvas.ready_planes()?
     };
-    let host = planes.f_to_device(Device::Cpu).map_err(|e| e.to_string())?;
+    let host = planes.f_to_device(Device::Cpu).map_err(torch_error)?;
     let n = host.numel();
     if out.len() < n {
-        return Err(format!(
+        return Err(TorchError::bad_input(format!(
             "output buffer holds {} bytes, {n} needed",
             out.len()
-        ));
+        )));
     }
-    host.f_copy_data_u8(&mut out[..n], n)
-        .map_err(|e| e.to_string())?;
-    Ok(json!({ "bytes": n }))
+    host.f_copy_data_u8(&mut out[..n], n).map_err(torch_error)?;
+    Ok(CanvasBytes { bytes: n as u64 })
 }
 
-/// Runs `f` on a frame request's frames as a uint8 `[n, bytes_per_frame]` tensor on `device`:
-/// the canvases the request names (`"canvases": [handles]`, stacked on the device, after their
-/// making streams' work) or `bytes` (as [`FrameLayout::with_uploaded`] does).
+/// Runs `f` on a request's frames as a uint8 `[n, bytes_per_frame]` tensor on `device`: the
+/// canvases `frames` names (stacked on the device, after their making streams' work) or
+/// `bytes` (as [`Batch::with_uploaded`] does).
 pub fn with_frames<T>(
-    request: &Value,
-    layout: &FrameLayout,
+    frames: &Frames,
+    batch: &Batch,
     bytes: &[u8],
     device: Device,
-    f: impl FnOnce(&Tensor) -> Result<T, String>,
-) -> Result<T, String> {
-    let Some(handles) = request["canvases"].as_array() else {
-        return layout.with_uploaded(bytes, device, f);
+    f: impl FnOnce(&Tensor) -> Result<T, TorchError>,
+) -> Result<T, TorchError> {
+    let Some(handles) = &frames.canvases else {
+        return batch.with_uploaded(bytes, device, f);
     };
     if !bytes.is_empty() {
-        return Err("frames come as canvases or as bytes, not both".into());
-    }
-    if handles.len() as i64 != layout.n {
-        return Err(format!(
-            "{} canvases for a request of {} frames",
-            handles.len(),
-            layout.n
+        return Err(TorchError::bad_input(
+            "frames come as canvases or as bytes, not both",
         ));
     }
-    let per_frame = layout.bytes_per_frame();
+    if handles.len() as i64 != batch.n {
+        return Err(TorchError::bad_input(format!(
+            "{} canvases for a request of {} frames",
+            handles.len(),
+            batch.n
+        )));
+    }
+    let per_frame = batch.bytes_per_frame();
     let mut planes = Vec::with_capacity(handles.len());
     {
         let map = registry();
-        for h in handles {
-            let id = h.as_u64().ok_or("canvas handles are integers")?;
+        for &id in handles {
             let canvas = lookup(&map, id)?;
             if canvas.planes.device() != device {
-                return Err(format!(
+                return Err(TorchError::bad_input(format!(
                     "canvas {id} is on {:?}, the model on {device:?}",
                     canvas.planes.device()
-                ));
+                )));
             }
             if canvas.planes.numel() as i64 != per_frame {
-                return Err(format!(
+                return Err(TorchError::bad_input(format!(
                     "canvas {id} holds {} bytes, frames of {}x{} need {per_frame}",
                     canvas.planes.numel(),
-                    layout.width,
-                    layout.height
-                ));
+                    batch.width,
+                    batch.height
+                )));
             }
             planes.push(canvas.ready_planes()?);
         }
     }
-    let stacked = Tensor::f_stack(&planes, 0).map_err(|e| e.to_string())?;
+    let stacked = Tensor::f_stack(&planes, 0).map_err(torch_error)?;
     f(&stacked)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use framepipe_proto::{Device as On, FrameLayout};
 
     fn plan(
         rotation: i64,
@@ -481,25 +425,38 @@ mod tests {
         scaled: [i64; 2],
         crop: [i64; 4],
         placed: [i64; 4],
-    ) -> Value {
-        json!({"format": "yuv420p", "width": 4, "height": 2, "canvas": canvas, "scaled": scaled,
-               "rotation": rotation, "crop": crop, "placed": placed})
+    ) -> CanvasMake {
+        CanvasMake {
+            device: On::Cpu,
+            location: PlaneLocation::Host,
+            format: SourceFormat::Yuv420p,
+            width: 4,
+            height: 2,
+            full_range: false,
+            canvas,
+            scaled,
+            rotation,
+            crop,
+            placed,
+        }
     }
 
     /// Makes a canvas from a 4x2 yuv420p picture with a bright top-left pixel and reads it back.
-    fn canvas_of(request: &Value) -> Result<Vec<u8>, String> {
+    fn canvas_of(op: &CanvasMake) -> Result<Vec<u8>, TorchError> {
         let y = [235u8, 16, 16, 16, 16, 16, 16, 16];
         let (u, v) = ([128u8, 128], [128u8, 128]);
         // SAFETY: the planes are valid for their pitch times their rows.
-        let made = unsafe { make(request, [y.as_ptr(), u.as_ptr(), v.as_ptr()], [4, 2, 2]) }?;
-        let handle = made["handle"].as_u64().unwrap();
-        let (w, h) = (
-            made["width"].as_u64().unwrap(),
-            made["height"].as_u64().unwrap(),
-        );
-        let mut out = vec![0u8; (w * h * 3 / 2) as usize];
-        read(&json!({ "handle": handle }), &mut out)?;
-        free(&json!({ "handles": [handle] }))?;
+        let made = unsafe { make(op, [y.as_ptr(), u.as_ptr(), v.as_ptr()], [4, 2, 2]) }?;
+        let mut out = vec![0u8; (made.width * made.height * 3 / 2) as usize];
+        read(
+            &CanvasRead {
+                handle: made.handle,
+            },
+            &mut out,
+        )?;
+        free(&CanvasFree {
+            handles: vec![made.handle],
+        });
         Ok(out)
     }
 
@@ -518,24 +475,20 @@ mod tests {
     #[test]
     fn bad_plans_and_handles_are_errors() {
         let e = canvas_of(&plan(45, [4, 2], [4, 2], [0, 0, 4, 2], [0, 0, 4, 2])).unwrap_err();
-        assert!(e.contains("rotation"), "{e}");
+        assert!(e.message.contains("rotation"), "{e}");
         let e = canvas_of(&plan(0, [4, 2], [4, 2], [0, 0, 4, 2], [2, 0, 4, 2])).unwrap_err();
-        assert!(e.contains("does not fit"), "{e}");
+        assert!(e.message.contains("does not fit"), "{e}");
         let mut big = plan(0, [4, 2], [4, 2], [0, 0, 4, 2], [0, 0, 4, 2]);
-        big["width"] = 100_000.into();
-        assert!(canvas_of(&big).unwrap_err().contains("outside"));
-        let layout = FrameLayout::from_request(
-            &json!({"n": 1, "width": 4, "height": 2, "format": "yuv420p"}),
-        )
-        .unwrap();
-        let e = with_frames(
-            &json!({"canvases": [u64::MAX]}),
-            &layout,
-            &[],
-            Device::Cpu,
-            |_| Ok(()),
-        )
-        .unwrap_err();
-        assert!(e.contains("no canvas"), "{e}");
+        big.width = 100_000;
+        assert!(canvas_of(&big).unwrap_err().message.contains("outside"));
+        let layout = FrameLayout::yuv420p((4, 2), framepipe_proto::Matrix::Bt601, false, None);
+        let frames = Frames {
+            n: 1,
+            layout,
+            canvases: Some(vec![u64::MAX]),
+        };
+        let batch = Batch::new(&frames).unwrap();
+        let e = with_frames(&frames, &batch, &[], Device::Cpu, |_| Ok(())).unwrap_err();
+        assert!(e.message.contains("no canvas"), "{e}");
     }
 }

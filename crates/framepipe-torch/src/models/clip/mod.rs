@@ -2,7 +2,7 @@
 //!
 //! [`ClipModel`] is built on a `VarStore` whose variable names are the checkpoint's tensor names
 //! (`vision_model.encoder.layers.0.self_attn.q_proj.weight`, ...), then filled from the folder's
-//! `model.safetensors` (or its sharded index) by [`crate::weights::load_into`], which rejects a
+//! `model.safetensors` (or its sharded index) by [`crate::runtime::weights::load_into`], which rejects a
 //! missing tensor or a wrong shape by name. What a user with `openai/clip-vit-base-patch32` on
 //! disk loads is exactly what the parity fixture (tests/fixtures/make_clip_fixture.py) checks.
 //!
@@ -25,7 +25,7 @@ pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use preprocess::ClipPreprocessor;
 pub use tokenizer::ClipTokenizer;
 
-use crate::weights::{self, WeightsError};
+use crate::runtime::weights::{self, WeightsError};
 use encoder::Linear;
 use text::ClipTextTransformer;
 use vision::ClipVisionTransformer;

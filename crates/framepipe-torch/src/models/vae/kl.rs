@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{check_images, var_store, Conv2d, GroupNorm, Linear, Result, VaeError};
-use crate::weights;
+use crate::runtime::weights;
 
 /// GroupNorm epsilon of every norm in diffusers' VAE encoder and decoder.
 const NORM_EPS: f64 = 1e-6;

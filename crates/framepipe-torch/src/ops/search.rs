@@ -11,10 +11,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use framepipe_proto::ops::{
+    SearchAnswered, SearchFree, SearchFreed, SearchLoad, SearchLoaded, SearchQuery,
+};
+use framepipe_proto::TorchError;
 use tch::{Device, Kind, Tensor};
 
-use crate::request::parse_device;
+use crate::runtime::frames::torch_error;
+use crate::runtime::models::tch_device;
 
 /// Query embeddings per matrix product: bounds the score matrix to 64 x rows floats.
 const QUERY_BATCH: i64 = 64;
@@ -48,33 +52,31 @@ fn cpu_has_bf16() -> bool {
     }
 }
 
-/// `{"device", "rows": N, "dim": D}` with `rows` = N*D fp16 values (bit patterns) →
-/// `{"handle", "coarse"}`.
-pub fn load(request: &Value, rows: &[u16]) -> Result<Value, String> {
-    let device = parse_device(request["device"].as_str().unwrap_or("cpu"))?;
-    let n = request["rows"].as_i64().ok_or("\"rows\" is required")?;
-    let dim = request["dim"].as_i64().ok_or("\"dim\" is required")?;
+/// Loads `op.rows` x `op.dim` fp16 values (bit patterns) as a search matrix.
+pub fn load(op: &SearchLoad, rows: &[u16]) -> Result<SearchLoaded, TorchError> {
+    let device = tch_device(op.device);
+    let (n, dim) = (op.rows as i64, op.dim as i64);
     if n < 1 || dim < 1 || (n * dim) as usize != rows.len() {
-        return Err(format!(
+        return Err(TorchError::bad_input(format!(
             "{} values for {n} rows of {dim}: the sizes disagree",
             rows.len()
-        ));
+        )));
     }
     let _guard = tch::no_grad_guard();
     // SAFETY-free path: u16 bit patterns reinterpreted as fp16 by viewing the bytes.
     let bytes: &[u8] = bytemuck_u16(rows);
     let exact = Tensor::f_from_data_size(bytes, &[n, dim], Kind::Half)
         .and_then(|t| t.f_to_device(device))
-        .map_err(|e| e.to_string())?;
+        .map_err(torch_error)?;
     let (coarse, kind_name, unit_roundoff) = match device {
         Device::Cuda(_) => (exact.shallow_clone(), "f16", 2f64.powi(-11)),
         _ if cpu_has_bf16() => (
-            exact.f_to_kind(Kind::BFloat16).map_err(|e| e.to_string())?,
+            exact.f_to_kind(Kind::BFloat16).map_err(torch_error)?,
             "bf16",
             2f64.powi(-8),
         ),
         _ => (
-            exact.f_to_kind(Kind::Float).map_err(|e| e.to_string())?,
+            exact.f_to_kind(Kind::Float).map_err(torch_error)?,
             "f32",
             2f64.powi(-24),
         ),
@@ -82,22 +84,30 @@ pub fn load(request: &Value, rows: &[u16]) -> Result<Value, String> {
     // Rows and queries both rounded: 2u per product term, plus fp32 accumulation over D terms.
     let coarse_error = 2.0 * unit_roundoff + dim as f64 * 2f64.powi(-24) + 1e-6;
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+    registry().get_or_insert_with(HashMap::new).insert(
+        handle,
+        Index {
+            exact,
+            coarse,
+            coarse_error,
+            device,
+            rows: n,
+            dim,
+        },
+    );
+    Ok(SearchLoaded {
+        handle,
+        coarse: kind_name.into(),
+        rows: op.rows,
+        dim: op.dim,
+    })
+}
+
+fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Index>>> {
+    // The map holds plain tensors; a panic elsewhere while it was locked left it consistent.
     INDEXES
         .lock()
-        .map_err(|_| "search index registry poisoned")?
-        .get_or_insert_with(HashMap::new)
-        .insert(
-            handle,
-            Index {
-                exact,
-                coarse,
-                coarse_error,
-                device,
-                rows: n,
-                dim,
-            },
-        );
-    Ok(json!({ "handle": handle, "coarse": kind_name, "rows": n, "dim": dim }))
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn bytemuck_u16(v: &[u16]) -> &[u8] {
@@ -105,59 +115,56 @@ fn bytemuck_u16(v: &[u16]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
-/// `{"handle", "queries": Q, "k"}` with `queries` = Q*D f32 values → the top k rows per query
-/// (best first) in `out_index`/`out_score` (Q*k each; -1 / NaN past the end when k > rows).
+/// The top `op.k` rows per query of `queries` (`op.queries` x D f32 values), best first, in
+/// `out_index`/`out_score` (Q*k each; -1 / NaN past the end when k > rows).
 pub fn query(
-    request: &Value,
+    op: &SearchQuery,
     queries: &[f32],
     out_index: &mut [i64],
     out_score: &mut [f32],
-) -> Result<Value, String> {
-    let handle = request["handle"].as_u64().ok_or("\"handle\" is required")?;
-    let q = request["queries"]
-        .as_i64()
-        .ok_or("\"queries\" is required")?;
-    let k = request["k"].as_i64().ok_or("\"k\" is required")?.max(1);
-    let guard = INDEXES
-        .lock()
-        .map_err(|_| "search index registry poisoned")?;
+) -> Result<SearchAnswered, TorchError> {
+    let handle = op.handle;
+    let (q, k) = (op.queries as i64, (op.k as i64).max(1));
+    let guard = registry();
     let index = guard
         .as_ref()
         .and_then(|m| m.get(&handle))
-        .ok_or_else(|| format!("no search index {handle}"))?;
+        .ok_or_else(|| TorchError::bad_input(format!("no search index {handle}")))?;
     if (q * index.dim) as usize != queries.len() {
-        return Err(format!(
+        return Err(TorchError::bad_input(format!(
             "{} values for {q} queries of {}",
             queries.len(),
             index.dim
-        ));
+        )));
     }
     let need = (q * k) as usize;
     if out_index.len() < need || out_score.len() < need {
-        return Err(format!("output buffers hold fewer than {need} results"));
+        return Err(TorchError::bad_input(format!(
+            "output buffers hold fewer than {need} results"
+        )));
     }
     let _guard = tch::no_grad_guard();
     let k_eff = k.min(index.rows);
     let all = Tensor::f_from_slice(queries)
         .and_then(|t| t.f_view([q, index.dim]))
         .and_then(|t| t.f_to_device(index.device))
-        .map_err(|e| e.to_string())?;
+        .map_err(torch_error)?;
     // Unit queries: the scores are cosines.
     let all = &all
         / all
             .f_norm_scalaropt_dim(2, [1].as_slice(), true)
-            .map_err(|e| e.to_string())?
+            .map_err(torch_error)?
             .clamp_min(1e-12);
     let mut widened = 0;
     for start in (0..q).step_by(QUERY_BATCH as usize) {
         let len = QUERY_BATCH.min(q - start);
         let batch = all.narrow(0, start, len);
-        let (idx, score, w) = top_k(index, &batch, k_eff).map_err(|e| e.to_string())?;
+        let (idx, score, w) = top_k(index, &batch, k_eff).map_err(torch_error)?;
         widened += w;
-        let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu).flatten(0, -1))
-            .map_err(|e| e.to_string())?;
+        let idx =
+            Vec::<i64>::try_from(idx.to_device(Device::Cpu).flatten(0, -1)).map_err(torch_error)?;
         let score = Vec::<f32>::try_from(score.to_device(Device::Cpu).flatten(0, -1))
-            .map_err(|e| e.to_string())?;
+            .map_err(torch_error)?;
         for row in 0..len as usize {
             for j in 0..k as usize {
                 let at = (start as usize + row) * k as usize + j;
@@ -171,7 +178,11 @@ pub fn query(
             }
         }
     }
-    Ok(json!({ "queries": q, "k": k_eff, "widened": widened }))
+    Ok(SearchAnswered {
+        queries: op.queries,
+        k: k_eff as u64,
+        widened: widened as u64,
+    })
 }
 
 /// Exact top-k (fp32 scores of the fp16 rows) of unit queries `[B, D]`: coarse candidates for
@@ -253,14 +264,11 @@ fn candidates(
     Ok((cand.f_gather(1, &order, false)?, best, settled))
 }
 
-/// `{"handle"}`: releases an index.
-pub fn free(request: &Value) -> Result<Value, String> {
-    let handle = request["handle"].as_u64().ok_or("\"handle\" is required")?;
-    let removed = INDEXES
-        .lock()
-        .map_err(|_| "search index registry poisoned")?
+/// Releases an index.
+pub fn free(op: &SearchFree) -> SearchFreed {
+    let freed = registry()
         .as_mut()
-        .and_then(|m| m.remove(&handle))
+        .and_then(|m| m.remove(&op.handle))
         .is_some();
-    Ok(json!({ "freed": removed }))
+    SearchFreed { freed }
 }

@@ -1,7 +1,7 @@
 //! VAEs in tch: diffusers `AutoencoderKL` ([`kl`]) and the TAESD family ([`tiny`]).
 //!
 //! Both build their layer tree on a `VarStore` whose variable names are the checkpoint's tensor
-//! names, then copy the weights in with [`crate::weights::load_into`], so a missing or misshapen
+//! names, then copy the weights in with [`crate::runtime::weights::load_into`], so a missing or misshapen
 //! tensor is reported by name with both shapes. The layers here are the few primitives both
 //! models share. Forwards use tch's fallible `f_*` calls: a stage must turn a bad frame size or
 //! an out-of-memory into an error that names the layer, never into an abort.
@@ -18,7 +18,7 @@ use tch::{nn, Kind, TchError, Tensor};
 pub use kl::{AutoencoderKl, KlConfig, Tiling};
 pub use tiny::{TinyAutoencoder, TinyConfig};
 
-use crate::weights::WeightsError;
+use crate::runtime::weights::WeightsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaeError {

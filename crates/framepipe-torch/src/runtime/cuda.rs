@@ -1,4 +1,4 @@
-//! The CUDA runtime calls tch does not bind, through `src/cuda_shim.cpp`: a stream per stage
+//! The CUDA runtime calls tch does not bind, through `src/runtime/cuda_shim.cpp`: a stream per stage
 //! thread (so the CLIP and VAE stages overlap on one GPU instead of queueing on the default
 //! stream), waiting for one stream only, ordering one stream after another with events (device
 //! frames made on the normalize thread's stream and read on the model stages'), and device
@@ -58,7 +58,7 @@ fn call<T: PartialOrd + Default>(
         let message = String::from_utf8_lossy(&error[..end]);
         return Err(format!(
             "CUDA {what}: {}",
-            crate::without_backtrace(&message)
+            crate::entry::without_backtrace(&message)
         ));
     }
     Ok(value)

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{check_images, var_store, Conv2d, GroupNorm, Result, VaeError};
-use crate::weights;
+use crate::runtime::weights;
 
 /// diffusers' `AutoencoderTiny` config.json (permissive; defaults as diffusers v0.36.0). The
 /// native layout is described by the same struct: 64 channels, blocks (1,3,3,3)/(3,3,3,1).
