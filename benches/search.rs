@@ -81,29 +81,112 @@ fn write_corpus(root: &Path) {
         )
         .unwrap();
         // Ten samples per 50-frame scene at 25 fps.
-        let scenes: Vec<serde_json::Value> = (0..ROWS_PER_OUTPUT / 10)
-            .map(|s| {
-                serde_json::json!({"index": s, "start_frame": s * 50, "end_frame": (s + 1) * 50,
-                    "start_time": s as f64 * 2.0, "end_time": (s + 1) as f64 * 2.0})
+        let scenes = (0..ROWS_PER_OUTPUT / 10)
+            .map(|s| framepipe::pipeline::scenes::Scene {
+                index: s,
+                start_frame: s as u64 * 50,
+                end_frame: (s as u64 + 1) * 50,
+                start_time: s as f64 * 2.0,
+                end_time: (s + 1) as f64 * 2.0,
+                tags: None,
             })
             .collect();
-        let samples: Vec<serde_json::Value> = frames
+        let samples = frames
             .iter()
             .enumerate()
-            .map(|(row, &f)| serde_json::json!({"frame": f, "time": f as f64 / 25.0, "row": row, "tags": []}))
+            .map(|(row, &f)| framepipe::report::SampleReport {
+                frame: f as u64,
+                time: f as f64 / 25.0,
+                row,
+                tags: Vec::new(),
+            })
             .collect();
-        let report = serde_json::json!({
-            "schema_version": 1,
-            "source": {"path": format!("/videos/{stem}.mp4")},
-            "output": {"video": format!("{stem}.mp4")},
-            "scenes": scenes,
-            "samples": samples,
-            "clip": {"model": "synthetic", "model_hash": "sha256:synthetic", "dim": DIM,
-                "samples": ROWS_PER_OUTPUT, "embeddings": "embeddings.safetensors",
-                "labels": [], "templates": ["a photo of {}."]},
-        });
-        std::fs::write(dir.join(format!("{stem}.json")), report.to_string()).unwrap();
+        let report = synthetic_report(&stem, scenes, samples);
+        std::fs::write(
+            dir.join(format!("{stem}.json")),
+            serde_json::to_string(&report).unwrap(),
+        )
+        .unwrap();
         std::fs::write(dir.join(framepipe::job::DONE_MARKER), "{}").unwrap();
+    }
+}
+
+/// The report of a made-up output: a CLIP run's, through the report's own types.
+fn synthetic_report(
+    stem: &str,
+    scenes: Vec<framepipe::pipeline::scenes::Scene>,
+    samples: Vec<framepipe::report::SampleReport>,
+) -> framepipe::report::Report {
+    use framepipe::report::{ClipReport, OutputInfo, Report, Stats, SCHEMA_VERSION};
+    let frames = (ROWS_PER_OUTPUT * 5) as u64;
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool_version: "bench".into(),
+        config_hash: "synthetic".into(),
+        config: framepipe::config::PipelineConfig::parse("{}").unwrap(),
+        source: framepipe::media::probe::SourceInfo {
+            path: format!("/videos/{stem}.mp4"),
+            container: "mov,mp4,m4a,3gp,3g2,mj2".into(),
+            codec: "h264".into(),
+            width: 1280,
+            height: 720,
+            sample_aspect_ratio: [1, 1],
+            display_width: 1280,
+            display_height: 720,
+            pixel_format: "yuv420p".into(),
+            bit_depth: 8,
+            fps: 25.0,
+            frames,
+            duration: frames as f64 / 25.0,
+            rotation: 0,
+            has_audio: false,
+            audio_codec: None,
+            video_stream_index: 0,
+            audio_stream_index: None,
+        },
+        output: OutputInfo {
+            video: Some(format!("{stem}.mp4")),
+            width: 1280,
+            height: 720,
+            content: None,
+            frames,
+            duration: frames as f64 / 25.0,
+            fps: Some(25.0),
+            has_audio: false,
+            audio: "none".into(),
+            chapters: 0,
+        },
+        scenes,
+        samples: Some(samples),
+        clip: Some(ClipReport {
+            model: "synthetic".into(),
+            model_hash: "sha256:synthetic".into(),
+            labels: Vec::new(),
+            templates: vec!["a photo of {}.".into()],
+            dim: DIM,
+            samples: ROWS_PER_OUTPUT,
+            embeddings: "embeddings.safetensors".into(),
+        }),
+        latents: None,
+        stats: Stats {
+            frames,
+            wall_seconds: 1.0,
+            fps: frames as f64,
+            stages: Default::default(),
+            decoder: "cpu".into(),
+            canvases_on: None,
+            device: framepipe::device::DeviceInfo {
+                requested: "cpu".into(),
+                name: framepipe::device::Device::Cpu,
+                cuda_devices: None,
+                used: true,
+                precision: None,
+            },
+            decode_errors: 0,
+            damaged_frames: 0,
+            frames_in_gpu_memory: 0,
+        },
+        warnings: Vec::new(),
     }
 }
 
@@ -169,7 +252,7 @@ fn main() {
         let corpus = Corpus::load(std::slice::from_ref(&root), Rows::Frames).unwrap();
         load.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let index = SearchIndex::load(torch, "cpu", corpus.units.len(), DIM, &corpus.rows).unwrap();
+        let index = SearchIndex::load(torch, framepipe::device::Device::Cpu, corpus.units.len(), DIM, &corpus.rows).unwrap();
         upload.push(t.elapsed().as_secs_f64());
         coarse = index.coarse.clone();
         drop(corpus);

@@ -277,7 +277,7 @@ fn bench_models(
     let result = ModelsBench {
         config: &config,
         device: device.name,
-        precision: device.precision.clone(),
+        precision: device.precision,
         vae: vae.as_ref(),
         source,
         seconds,

@@ -109,7 +109,7 @@ pub fn summarize(
         encode_alone_fps: encode_alone.map(|r| r.stats.fps),
         vae_batch_size: report.latents.as_ref().map(|l| l.batch_size),
         decoder: report.stats.decoder.clone(),
-        canvases_on: report.stats.canvases_on.clone(),
+        canvases_on: report.stats.canvases_on,
     }
 }
 

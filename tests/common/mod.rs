@@ -264,11 +264,27 @@ pub fn pipeline(dir: &Path, name: &str, json: &str) -> PathBuf {
     path
 }
 
-/// The report JSON of a finished input.
+/// The report JSON of a finished input, after proving it is exactly what the report's types
+/// describe: [`typed_report`] reads it (every struct refuses unknown fields) and writes it back
+/// to the same JSON, so no test passes on a report with a field the schema does not have.
 pub fn report(out: &Path, stem: &str) -> Value {
     let path = out.join(stem).join(format!("{stem}.json"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
-        .unwrap()
+    let value: Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+            .unwrap();
+    let typed = typed_report(out, stem);
+    assert_eq!(
+        serde_json::to_value(&typed).unwrap(),
+        value,
+        "{path:?}: the report does not round-trip through framepipe::report::Report"
+    );
+    value
+}
+
+/// The report of a finished input, read through the report's own types.
+pub fn typed_report(out: &Path, stem: &str) -> framepipe::report::Report {
+    let path = out.join(stem).join(format!("{stem}.json"));
+    framepipe::report::Report::read(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn stderr(out: &Output) -> String {

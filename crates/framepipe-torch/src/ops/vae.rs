@@ -506,7 +506,7 @@ pub fn plan_batch(op: &VaePlanBatch) -> Result<VaeBatchPlan, TorchError> {
             "vae_plan_batch measures CUDA memory; the CPU has no device memory to plan for",
         ));
     }
-    let grid = |v: u32| v > 0 && v % 8 == 0;
+    let grid = |v: u32| v > 0 && v.is_multiple_of(8);
     if !grid(op.height) || !grid(op.width) {
         return Err(TorchError::bad_input(
             "\"height\" and \"width\" must be positive multiples of 8",
