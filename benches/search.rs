@@ -252,7 +252,14 @@ fn main() {
         let corpus = Corpus::load(std::slice::from_ref(&root), Rows::Frames).unwrap();
         load.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let index = SearchIndex::load(torch, framepipe::device::Device::Cpu, corpus.units.len(), DIM, &corpus.rows).unwrap();
+        let index = SearchIndex::load(
+            torch,
+            framepipe::device::Device::Cpu,
+            corpus.units.len(),
+            DIM,
+            &corpus.rows,
+        )
+        .unwrap();
         upload.push(t.elapsed().as_secs_f64());
         coarse = index.coarse.clone();
         drop(corpus);

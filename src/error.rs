@@ -48,7 +48,31 @@ pub enum Error {
     /// when a real cause exists).
     #[error("stage {stage} cancelled")]
     Cancelled { stage: &'static str },
+
+    /// Flags or arguments that cannot work together; nothing was read.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A failure while setting a command up, before any input was read (the output folder, a
+    /// manifest, a report file): reported as itself, with the exit code of a usage error.
+    #[error(transparent)]
+    Setup(Box<Error>),
+
+    /// The search command's errors, which carry their own exit code.
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
+
+    /// The libtorch library failed a request that is the whole command (`framepipe clip`,
+    /// `devices`, ...).
+    #[error("{0}")]
+    Torch(String),
 }
+
+/// The process exit codes: 0 all inputs done, 1 some input failed, 2 usage or configuration
+/// error, 130 interrupted.
+pub const EXIT_INPUT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Error {
     pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
@@ -82,6 +106,32 @@ impl Error {
             path: path.into(),
             what: what.into(),
             source,
+        }
+    }
+
+    /// The same error, as one met before any input was read (exit code 2).
+    pub fn setup(self) -> Error {
+        match self {
+            Error::Setup(_) => self,
+            other => Error::Setup(Box::new(other)),
+        }
+    }
+
+    /// The process exit code this error ends a command with: 2 for what the user must fix in
+    /// the command or its configuration, 1 for inputs (and models) that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config { .. } | Error::Device { .. } | Error::Usage(_) | Error::Setup(_) => {
+                EXIT_USAGE
+            }
+            Error::Search(crate::search::SearchError::Usage(_)) => EXIT_USAGE,
+            Error::Search(crate::search::SearchError::Failed(_))
+            | Error::Input { .. }
+            | Error::Ffmpeg { .. }
+            | Error::Io { .. }
+            | Error::StagePanicked { .. }
+            | Error::Cancelled { .. }
+            | Error::Torch(_) => EXIT_INPUT_FAILED,
         }
     }
 

@@ -36,6 +36,8 @@ impl std::fmt::Display for SearchError {
     }
 }
 
+impl std::error::Error for SearchError {}
+
 /// The entries of a list file (queries, labels): one per line, blank lines and `#` comments
 /// skipped.
 pub fn read_lines(path: &Path) -> Result<Vec<String>, SearchError> {

@@ -1,0 +1,168 @@
+//! The subcommands, each `Result<ExitCode, Error>`: an `Err` ends the command with the error's
+//! [`Error::exit_code`]; an `Ok` code is a command that ran to its end (1 when some input
+//! failed, each already reported). `main` only parses, sets up logging, calls [`dispatch`] and
+//! reports the error.
+mod inspect;
+mod models;
+mod pipeline;
+mod query;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+
+/// The flags every subcommand sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    pub quiet: bool,
+    /// `--precision` (it wins over a pipeline's `runtime.precision`).
+    pub precision: Option<crate::config::Precision>,
+}
+
+/// Runs the parsed command line's subcommand.
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let global = Global {
+        quiet: cli.quiet,
+        precision: cli.precision,
+    };
+    match cli.command {
+        Command::Probe { input } => inspect::probe(&input),
+        Command::Devices => models::devices(),
+        Command::Vae {
+            model,
+            device,
+            action,
+        } => models::vae(&model, &device, action, global),
+        Command::Clip {
+            model,
+            images,
+            texts,
+            device,
+        } => models::clip(&model, &images, &texts, &device, global),
+        Command::MakeRandomModel { folder, seed } => {
+            models::call_and_print(&framepipe_proto::ops::InitRandom { folder, seed })
+        }
+        Command::Batch {
+            pipeline,
+            output,
+            manifest,
+            jobs,
+            shard,
+            retries,
+            redo_stale,
+            force,
+            device,
+            devices,
+            inputs,
+        } => {
+            // `0,1` means cuda:0, cuda:1; names pass through.
+            let devices: Vec<String> = devices
+                .iter()
+                .map(|d| match d.trim().parse::<u32>() {
+                    Ok(n) => format!("cuda:{n}"),
+                    Err(_) => d.trim().to_string(),
+                })
+                .collect();
+            let first = devices.first().cloned().or(device);
+            let args = pipeline::BatchArgs {
+                manifest,
+                jobs,
+                shard,
+                retries,
+                redo_stale,
+                force,
+                more_devices: devices.into_iter().skip(1).collect(),
+            };
+            pipeline::batch(
+                pipeline.as_deref(),
+                &output,
+                first.as_deref(),
+                &inputs,
+                &args,
+                global,
+            )
+        }
+        Command::BatchSummary { output } => {
+            let summary = crate::batch::merge_summaries(&output).map_err(Error::setup)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).expect("summary serializes")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            rules,
+            junit,
+            format,
+            jobs,
+            inputs,
+        } => inspect::check(&rules, junit.as_deref(), format, jobs, &inputs),
+        Command::Search(args) => query::search(args, global),
+        Command::Bench {
+            pipeline,
+            device,
+            models: true,
+            seconds,
+            format,
+            input,
+            ..
+        } => pipeline::bench_models(
+            pipeline.as_deref(),
+            device.as_deref(),
+            seconds,
+            format,
+            input.as_deref(),
+            global,
+        ),
+        Command::Bench {
+            pipeline,
+            device,
+            encode_baseline,
+            format,
+            input,
+            ..
+        } => {
+            let input = input.ok_or_else(|| Error::Usage("bench: give an INPUT".into()))?;
+            pipeline::bench(
+                pipeline.as_deref(),
+                device.as_deref(),
+                encode_baseline,
+                format,
+                &input,
+                global,
+            )
+        }
+        Command::Describe {
+            output,
+            model,
+            labels,
+            templates,
+            top,
+            format,
+            device,
+        } => query::describe(
+            &output, &model, &labels, &templates, top, format, &device, global,
+        ),
+        Command::Run {
+            pipeline,
+            output,
+            device,
+            inputs,
+        } => pipeline::run(
+            pipeline.as_deref(),
+            &output,
+            device.as_deref(),
+            &inputs,
+            global,
+        ),
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("outputs serialize")
+    );
+}

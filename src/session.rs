@@ -1,0 +1,181 @@
+//! What a command settles before it reads any input (ripgrep's "high-level arguments"): the
+//! pipeline config (loaded and validated), the device (selected and configured), the models'
+//! precision, and the model facts every input needs (the CLIP label embeddings, the VAE's
+//! scaling). Errors here are configuration or usage errors; nothing has been decoded.
+use std::path::{Path, PathBuf};
+
+use crate::config::PipelineConfig;
+use crate::device::{self, DeviceInfo, DeviceRequest, Precision};
+use crate::error::{Error, Result};
+use crate::job::{Job, VaeInfo};
+use crate::tags::LabelSet;
+
+/// The name errors give the built-in pipeline (no `--pipeline`).
+pub const BUILTIN_PIPELINE: &str = "<built-in default pipeline>";
+
+/// The flags a session is made from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionFlags<'a> {
+    /// `--pipeline`; the built-in default pipeline without it.
+    pub pipeline: Option<&'a Path>,
+    /// `--device`; the pipeline's `device` without it.
+    pub device: Option<&'a str>,
+    /// `--precision`; the pipeline's `runtime.precision` without it.
+    pub precision: Option<Precision>,
+}
+
+/// A pipeline run's settled settings and models.
+pub struct Session {
+    pub config: PipelineConfig,
+    /// The pipeline file (or [`BUILTIN_PIPELINE`]), as errors name it.
+    pub config_path: PathBuf,
+    pub device: DeviceInfo,
+    /// The CLIP stage's label embeddings, computed once for the run.
+    pub labels: Option<LabelSet>,
+    /// How the run's VAE scales its latents.
+    pub vae: Option<VaeInfo>,
+}
+
+impl Session {
+    /// Loads and validates the config, selects and configures the device, and loads the models
+    /// (a bad model folder is a configuration error, found before any input is decoded).
+    pub fn open(flags: SessionFlags) -> Result<Session> {
+        let config_path = flags
+            .pipeline
+            .map_or_else(|| PathBuf::from(BUILTIN_PIPELINE), Path::to_path_buf);
+        let config = load_config(flags.pipeline)?;
+        let device_text = flags.device.unwrap_or(&config.device).to_string();
+        // Only model stages compute on the device; without one, libtorch is loaded only to
+        // validate an explicit `cuda:N`.
+        let needs_device = config.clip.is_some() || config.vae.is_some();
+        let precision = flags.precision.unwrap_or(config.runtime.precision);
+        let device = DeviceRequest::parse(&device_text)
+            .and_then(|r| device::select(r, needs_device))
+            .and_then(|mut d| {
+                if needs_device {
+                    device::configure_models(&mut d, precision)?;
+                }
+                Ok(d)
+            })
+            .map_err(|message| Error::Device {
+                requested: device_text,
+                message,
+            })?;
+        if needs_device && !device.name.is_cuda() {
+            crate::cpu_memory::tune_for_cpu_inference();
+        }
+        let labels = match &config.clip {
+            Some(clip) => Some(
+                LabelSet::load(clip, device.name)
+                    .map_err(|m| Error::config(&config_path, format!("clip: {m}")))?,
+            ),
+            None => None,
+        };
+        let vae = match &config.vae {
+            Some(vae) => Some(vae_facts(vae, device.name, &config_path)?),
+            None => None,
+        };
+        Ok(Session {
+            config,
+            config_path,
+            device,
+            labels,
+            vae,
+        })
+    }
+
+    /// A job of this session writing under `out_dir` on `device` (the session's, or a replica's).
+    pub fn job<'a>(
+        &'a self,
+        out_dir: &'a Path,
+        device: &'a DeviceInfo,
+        show_progress: bool,
+        threads_per_input: u32,
+    ) -> Job<'a> {
+        Job {
+            config: &self.config,
+            out_dir,
+            device,
+            show_progress,
+            threads_per_input,
+            labels: self.labels.as_ref(),
+            vae: self.vae.as_ref(),
+        }
+    }
+}
+
+/// The pipeline file, or the built-in default pipeline, parsed and validated.
+pub fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig> {
+    match pipeline {
+        Some(path) => PipelineConfig::load(path),
+        None => {
+            let builtin = Path::new(BUILTIN_PIPELINE);
+            let cfg = PipelineConfig::parse(crate::DEFAULT_PIPELINE)
+                .map_err(|m| Error::config(builtin, m))?;
+            cfg.validate()
+                .map_err(|m| Error::config(builtin, m.to_string()))?;
+            Ok(cfg)
+        }
+    }
+}
+
+/// The VAE's facts (loads it), refusing the AutoencoderKL-only options for other models now,
+/// not mid-video.
+fn vae_facts(
+    vae: &crate::config::VaeConfig,
+    device: device::Device,
+    config_path: &Path,
+) -> Result<VaeInfo> {
+    let request = framepipe_proto::ops::VaeInfo {
+        on: framepipe_proto::ops::ModelOn {
+            model: vae.model.clone(),
+            device,
+        },
+    };
+    let info = crate::torch::Torch::get()
+        .and_then(|t| Ok(t.call(&request)?))
+        .map_err(|m| Error::config(config_path, format!("vae: {m}")))?;
+    let kl_only = [
+        ("vae.tiling", vae.tiling),
+        ("vae.sample_seed", vae.sample_seed.is_some()),
+    ];
+    if let Some((key, _)) = kl_only.iter().find(|(_, set)| *set && !info.class.is_kl()) {
+        return Err(Error::config(
+            config_path,
+            format!(
+                "{key} applies to AutoencoderKL models; {} is a {} model",
+                vae.model.display(),
+                info.class.name()
+            ),
+        ));
+    }
+    Ok(info)
+}
+
+/// The device a model command (`clip`, `vae`, `search`, `describe`) computes on: loads libtorch
+/// and settles the precision; a usage error when the device is not there.
+pub fn model_device(text: &str, precision: Option<Precision>) -> Result<DeviceInfo> {
+    DeviceRequest::parse(text)
+        .and_then(|r| device::select(r, true))
+        .and_then(|mut d| {
+            if !d.name.is_cuda() {
+                crate::cpu_memory::tune_for_cpu_inference();
+            }
+            device::configure_models(&mut d, precision.unwrap_or_default()).map(|_| d)
+        })
+        .map_err(|message| Error::Device {
+            requested: text.to_string(),
+            message,
+        })
+}
+
+/// Creates the output folder and proves it is writable before any input is decoded.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(dir, "cannot create the output folder", e).setup())?;
+    let probe = dir.join(format!(".framepipe-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| Error::io(dir, "output folder is not writable", e).setup())?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
