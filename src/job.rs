@@ -1,15 +1,14 @@
 //! One input, start to finish: probe and check it, run its pipeline into `OUT/<stem>.partial/`,
 //! write the report, and only then rename the folder to `OUT/<stem>/`. Any failure removes the
 //! partial folder, so nothing that looks finished is ever left behind by a failed input.
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::media::probe::{self, SourceInfo};
-use crate::pipeline::{self, scenes::scenes_on_output, PipelineOutput};
-use crate::report::{OutputInfo, Report, StageStats, Stats, SCHEMA_VERSION};
+use crate::pipeline;
+use crate::report::Report;
 
 /// Where an input's results go.
 pub fn output_stem(input: &Path) -> String {
@@ -80,15 +79,6 @@ impl Job<'_> {
             .map(|_| partial.path.join(&video_name));
 
         let progress = self.progress_bar(&info, &stem);
-        let mut effective = self.config.clone();
-        if self.threads_per_input > 0 {
-            if effective.runtime.decode_threads == 0 {
-                effective.runtime.decode_threads = self.threads_per_input;
-            }
-            if let Some(encode) = effective.encode.as_mut().filter(|e| e.threads == 0) {
-                encode.threads = self.threads_per_input;
-            }
-        }
         let latents = match (&self.config.vae, self.vae) {
             (Some(cfg), Some(vae)) => {
                 let (w, h) = self.config.normalize.resolution.size();
@@ -116,15 +106,13 @@ impl Job<'_> {
             }
             _ => None,
         };
-        let result = pipeline::run(
-            input,
-            &info,
-            &effective,
-            video_path.as_deref(),
-            self.device.name,
+        let outputs = pipeline::plan::Outputs {
+            video: video_path.clone(),
             latents,
-            &progress,
-        );
+            threads_per_input: self.threads_per_input,
+        };
+        let result = pipeline::Plan::new(input, &info, self.config, self.device.name, outputs)
+            .and_then(|plan| pipeline::run(&plan, &progress));
         progress.finish_and_clear();
         let output = result?;
         if output.decode.frames == 0 {
@@ -136,7 +124,18 @@ impl Job<'_> {
                 ),
             ));
         }
-        let report = self.report(&info, &output, video_path.as_ref().map(|_| video_name));
+        let facts = pipeline::annotate::RunFacts {
+            config: self.config,
+            device: self.device,
+            labels: self.labels,
+            vae: self.vae,
+        };
+        let report = pipeline::annotate::annotate(
+            &facts,
+            &info,
+            &output,
+            video_path.as_ref().map(|_| video_name),
+        );
         if let Some(clip) = &output.clip {
             let path = partial.path.join(EMBEDDINGS_FILE);
             let metadata = report
@@ -212,201 +211,6 @@ impl Job<'_> {
         );
         bar.set_prefix(stem.to_string());
         bar
-    }
-
-    fn report(&self, info: &SourceInfo, out: &PipelineOutput, video: Option<String>) -> Report {
-        let cfg = self.config;
-        let (width, height) = cfg.normalize.resolution.size();
-        let (frames, duration) = match (&out.encode, cfg.normalize.fps) {
-            (Some(e), _) => (e.frames, e.duration),
-            (None, None) => (out.decode.frames, out.decode.duration),
-            (None, Some(fps)) => {
-                let n = (out.decode.duration * fps).round() as u64;
-                (n, n as f64 / fps)
-            }
-        };
-        let cuts = out
-            .scenes
-            .as_ref()
-            .map(|s| s.cuts.as_slice())
-            .unwrap_or(&[]);
-        let mut scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
-        let (samples, clip_report) = match (&out.clip, self.labels, &cfg.clip) {
-            (Some(clip), Some(labels), Some(clip_cfg)) => {
-                let samples: Vec<crate::report::SampleReport> = clip
-                    .samples
-                    .iter()
-                    .enumerate()
-                    .map(|(row, s)| crate::report::SampleReport {
-                        frame: s.frame,
-                        time: s.time,
-                        row,
-                        tags: labels.tags(&s.embedding, clip_cfg.top_k, clip_cfg.min_score),
-                    })
-                    .collect();
-                for scene in &mut scenes {
-                    let inside = clip
-                        .samples
-                        .iter()
-                        .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
-                        .map(|s| s.embedding.as_slice());
-                    scene.tags = Some(
-                        crate::tags::mean_embedding(inside)
-                            .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
-                            .unwrap_or_default(),
-                    );
-                }
-                let report = crate::report::ClipReport {
-                    model: clip_cfg.model.display().to_string(),
-                    labels: clip_cfg.labels.clone(),
-                    templates: clip_cfg.templates.clone(),
-                    model_hash: labels.model_hash.clone(),
-                    dim: clip.dim,
-                    samples: clip.samples.len(),
-                    embeddings: EMBEDDINGS_FILE.into(),
-                };
-                (Some(samples), Some(report))
-            }
-            _ => (None, None),
-        };
-
-        let mut warnings = Vec::new();
-        if out.decode.errors > 0 {
-            warnings.push(format!(
-                "{} packet(s) or frame(s) could not be read or decoded; {} frames decoded",
-                out.decode.errors, out.decode.frames
-            ));
-        }
-        if let Some(reason) = &out.decode.hw_fallback {
-            warnings.push(format!("decode.hwaccel cuda: {reason}; decoded on the CPU"));
-        }
-        let asked_tiling = self.config.vae.as_ref().is_some_and(|v| v.tiling);
-        if out.latents.as_ref().is_some_and(|l| l.tiling) && !asked_tiling {
-            warnings.push(
-                "vae: not even one whole frame fit in memory, so batch_size \"auto\" encoded the \
-                 whole video in tiles (as vae.tiling does)"
-                    .to_string(),
-            );
-        }
-        if out.decode.damaged_frames > 0 {
-            warnings.push(format!(
-                "{} frame(s) decoded from damaged data (concealed by the decoder)",
-                out.decode.damaged_frames
-            ));
-        }
-        if out.decode.repaired_timestamps > 0 {
-            warnings.push(format!(
-                "{} frame(s) had missing or non-increasing timestamps and were re-timed",
-                out.decode.repaired_timestamps
-            ));
-        }
-        if let Some(codec) = out
-            .encode
-            .as_ref()
-            .and_then(|e| e.audio_transcoded_from.as_ref())
-        {
-            warnings.push(format!(
-                "audio codec {codec} cannot be copied into MP4; re-encoded to AAC"
-            ));
-        }
-        if let Some(encode) = &out.encode {
-            if let Some(why) = &encode.audio_left_out {
-                warnings.push(format!(
-                    "the source's audio cannot be decoded ({why}): the output has no audio"
-                ));
-            }
-            if encode.audio_packets_dropped > 0 {
-                warnings.push(format!(
-                    "{} damaged audio packet(s) left out of the output (they do not decode)",
-                    encode.audio_packets_dropped
-                ));
-            }
-        }
-        let shown = info.frames.saturating_sub(out.decode.edit_list_discarded);
-        if info.frames > 0 && shown != out.decode.frames {
-            warnings.push(format!(
-                "container lists {} frames ({} hidden by its edit list), {} were decoded",
-                info.frames, out.decode.edit_list_discarded, out.decode.frames
-            ));
-        }
-
-        let audio_mode = match &out.encode {
-            Some(e) if e.audio_transcoded_from.is_some() => "aac",
-            Some(e) if e.audio_packets > 0 => "copy",
-            _ => "none",
-        };
-        let mut stages = BTreeMap::new();
-        stages.insert(
-            "decode".to_string(),
-            StageStats {
-                seconds: out.decode.seconds,
-            },
-        );
-        if let Some(n) = &out.normalize {
-            stages.insert("normalize".into(), StageStats { seconds: n.seconds });
-        }
-        if let Some(s) = &out.scenes {
-            stages.insert("scenes".into(), StageStats { seconds: s.seconds });
-        }
-        if let Some(e) = &out.encode {
-            stages.insert("encode".into(), StageStats { seconds: e.seconds });
-        }
-        if let Some(c) = &out.clip {
-            stages.insert("clip".into(), StageStats { seconds: c.seconds });
-        }
-        if let Some(l) = &out.latents {
-            stages.insert("vae".into(), StageStats { seconds: l.seconds });
-        }
-        Report {
-            schema_version: SCHEMA_VERSION,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            config_hash: cfg.hash(),
-            config: cfg.clone(),
-            source: info.clone(),
-            output: OutputInfo {
-                video,
-                width,
-                height,
-                content: out.normalize.as_ref().map(|n| n.content),
-                frames,
-                duration,
-                fps: cfg.normalize.fps,
-                has_audio: audio_mode != "none",
-                audio: audio_mode.to_string(),
-                chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
-            },
-            scenes,
-            samples,
-            clip: clip_report,
-            latents: match (&out.latents, &cfg.vae, self.vae) {
-                (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
-                    files: l.files.clone(),
-                    shape_per_frame: l.shape_per_frame.clone(),
-                    dtype: c.dtype,
-                    scaling_factor: v.scaling_factor,
-                    shift_factor: v.shift_factor,
-                    input_range: v.input_range,
-                    posterior: posterior(c),
-                    tiling: l.tiling,
-                    batch_size: l.batch_size,
-                    frames: l.frames,
-                }),
-                _ => None,
-            },
-            stats: Stats {
-                frames: out.decode.frames,
-                wall_seconds: out.wall_seconds,
-                fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
-                stages,
-                decoder: out.decode.decoder.to_string(),
-                canvases_on: out.normalize.as_ref().and_then(|n| n.device),
-                device: self.device.clone(),
-                decode_errors: out.decode.errors,
-                damaged_frames: out.decode.damaged_frames,
-                frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
-            },
-            warnings,
-        }
     }
 }
 
@@ -521,7 +325,7 @@ impl Drop for PartialDir {
 }
 
 /// How latents were drawn from the posterior, as the report and shard metadata say it.
-fn posterior(config: &crate::config::VaeConfig) -> String {
+pub(crate) fn posterior(config: &crate::config::VaeConfig) -> String {
     match config.sample_seed {
         None => "mean".into(),
         Some(seed) => format!("sample, seed {seed} + frame index"),

@@ -23,7 +23,8 @@ use crate::job::VaeInfo;
 use crate::media::normalize::{Geometry, Normalizer, Rect};
 use crate::media::{FrameLayout, ModelFrames};
 use crate::pipeline::normalize::NormFrame;
-use crate::pipeline::{clip::ClipStage, color_on_device, vae::VaeStage, Cancel};
+use crate::pipeline::plan::{color_on_device, ClipPlan, VaePlan};
+use crate::pipeline::Cancel;
 use crate::torch::Torch;
 use framepipe_proto::ops::{BenchModel, ModelOn, ModelStage};
 
@@ -124,13 +125,12 @@ impl ModelsBench<'_> {
                 fps: None,
                 per_scene: None,
             };
-            let stage = ClipStage {
+            let plan = ClipPlan {
                 config,
-                device: self.device,
                 color_on_device: color_on_device(self.config, self.device),
-                source_path: LABEL.into(),
-                cancel: Cancel::default(),
+                live_cuts: false,
             };
+            let stage = plan.stage(self.device, LABEL, Cancel::default());
             let pixels = self.pixels(stage.color_on_device, &canvas, Some(content))?;
             let batch = stage.config.batch_size;
             let target = (ModelStage::Clip, stage.config.model.clone(), false);
@@ -150,16 +150,16 @@ impl ModelsBench<'_> {
             let mut config = vae.clone();
             config.every_n_frames = 1;
             let dir = self.scratch.join("latents");
-            let stage = VaeStage {
+            let plan = VaePlan {
                 config,
-                device: self.device,
                 color_on_device: color_on_device(self.config, self.device),
-                dir: dir.clone(),
-                metadata: Default::default(),
-                model: *info,
-                source_path: LABEL.into(),
-                cancel: Cancel::default(),
+                target: crate::pipeline::LatentsTarget {
+                    dir: dir.clone(),
+                    metadata: Default::default(),
+                    model: *info,
+                },
             };
+            let stage = plan.stage(self.device, LABEL, Cancel::default());
             let pixels = self.pixels(stage.color_on_device, &canvas, None)?;
             let batch = stage
                 .plan_batch_size(torch, pixels)

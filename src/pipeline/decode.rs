@@ -37,13 +37,16 @@ pub struct DecodeStats {
     pub hw_fallback: Option<String>,
 }
 
-/// The GPU that NVDEC decodes on (`decode.hwaccel: cuda`): the model device's, so frames kept
-/// in GPU memory are where the model stages read them.
+/// How the decode stage decodes, as the input's [`super::plan::Plan`] settles it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Gpu {
-    pub index: u32,
+pub struct DecodePlan {
+    /// The GPU that NVDEC decodes on (`decode.hwaccel: cuda`): the model device's, so frames
+    /// kept in GPU memory are where the model stages read them.
+    pub gpu: u32,
     /// Hand on NVDEC's frames in GPU memory (device canvases), not copied to host memory.
-    pub keep_frames: bool,
+    pub keep_frames_on_gpu: bool,
+    /// Decoder threads (0: FFmpeg's choice).
+    pub threads: u32,
 }
 
 pub struct DecodeStage {
@@ -64,7 +67,7 @@ impl DecodeStage {
         path: &Path,
         info: &SourceInfo,
         cfg: &PipelineConfig,
-        gpu: Gpu,
+        plan: DecodePlan,
         cancel: Cancel,
         progress: indicatif::ProgressBar,
     ) -> Result<Self> {
@@ -87,15 +90,15 @@ impl DecodeStage {
         let hwaccel = match cfg.decode.hwaccel {
             crate::config::HwAccelConfig::None => HwAccel::None,
             crate::config::HwAccelConfig::Cuda => HwAccel::Cuda {
-                device: gpu.index,
-                keep: gpu.keep_frames,
+                device: plan.gpu,
+                keep: plan.keep_frames_on_gpu,
             },
         };
         let decoder = VideoDecoder::open_with(
             path,
             &input,
             info.video_stream_index,
-            cfg.runtime.decode_threads,
+            plan.threads,
             video_offset,
             hwaccel,
         )?;

@@ -13,24 +13,24 @@
 //! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
 //! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
 //! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
+pub mod annotate;
 pub mod clip;
 pub mod decode;
 pub mod encode;
 pub mod frame_batch;
 pub mod normalize;
+pub mod plan;
 pub mod scenes;
 pub mod vae;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
-use crate::media::probe::SourceInfo;
+pub use plan::Plan;
 
 /// Shared by all stages of one input: set by the first stage that fails.
 #[derive(Clone, Default)]
@@ -97,89 +97,58 @@ pub struct PipelineOutput {
     pub wall_seconds: f64,
 }
 
-/// Runs all stages for one input and joins them.
-pub fn run(
-    input: &Path,
-    info: &SourceInfo,
-    cfg: &PipelineConfig,
-    video_out: Option<&Path>,
-    device_name: crate::device::Device,
-    latents: Option<LatentsTarget>,
-    progress: &indicatif::ProgressBar,
-) -> Result<PipelineOutput> {
+/// Runs the stages of `plan` for one input and joins them.
+pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOutput> {
     let started = Instant::now();
     let cancel = Cancel::default();
-    let queue = cfg.runtime.queue_frames;
-    let encode_cfg = cfg.encode.as_ref().filter(|_| video_out.is_some());
+    let queue = plan.config.runtime.queue_frames;
+    let info = plan.info;
 
-    let (scene_tx, scene_rx) = channel_if(cfg.scenes.is_some(), queue);
-    let wants_canvas =
-        encode_cfg.is_some() || cfg.clip.is_some() || (cfg.vae.is_some() && latents.is_some());
-    let (norm_in_tx, norm_in_rx) = channel_if(wants_canvas, queue);
-    let (norm_out_tx, norm_out_rx) = channel_if(encode_cfg.is_some(), queue);
-    let (clip_tx, clip_rx) = channel_if(cfg.clip.is_some(), queue);
-    let (vae_tx, vae_rx) = channel_if(cfg.vae.is_some() && latents.is_some(), queue);
+    let (scene_tx, scenes) = channel_for(plan.scenes, queue);
+    let (norm_in_tx, normalize) = channel_for(plan.wants_canvas().then_some(()), queue);
+    let (norm_out_tx, encode) = channel_for(plan.encode.as_ref(), queue);
+    let (clip_tx, clip) = channel_for(plan.clip.as_ref(), queue);
+    let (vae_tx, vae) = channel_for(plan.vae.as_ref(), queue);
     // Cuts as they are found, for per-scene CLIP sampling. Unbounded: a handful of integers,
     // and the scene stage must never wait on the clip stage.
-    let per_scene = cfg
-        .clip
-        .as_ref()
-        .is_some_and(|c| c.sample.per_scene.is_some());
-    let (live_cuts_tx, live_cuts_rx) = if per_scene {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
+    let (live_cuts_tx, live_cuts_rx) = match plan.clip.as_ref().filter(|c| c.live_cuts) {
+        Some(_) => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
     };
-    let wants_audio =
-        encode_cfg.is_some_and(|e| e.audio != crate::config::AudioMode::None) && info.has_audio;
     // Audio packets are small; the encode stage selects over them and frames, so this queue
     // never blocks decoding for long. Sized in packets (roughly 20 ms each).
+    let wants_audio = plan.encode.as_ref().is_some_and(|e| e.audio);
     let (audio_tx, audio_rx) = channel_if(wants_audio, 256);
-    let (cuts_tx, cuts_rx) = channel_if(encode_cfg.is_some() && cfg.scenes.is_some(), 1);
+    let (cuts_tx, cuts_rx) = channel_if(plan.encode.is_some() && plan.scenes.is_some(), 1);
 
-    let on_device = device_frames(cfg, device_name, encode_cfg.is_some(), latents.is_some());
-    // The normalize stage makes canvases through libtorch: load it now, so a missing library
-    // is one clear error before any thread starts.
-    let canvas_maker = match on_device {
-        true => Some((
-            crate::torch::Torch::get().map_err(|m| {
-                Error::input(
-                    &info.path,
-                    format!("runtime.device_frames needs libtorch: {m}"),
-                )
-            })?,
-            device_name,
-        )),
-        false => None,
-    };
-    let model_gpu = device_name.cuda_index();
     let decode_stage = decode::DecodeStage::open(
-        input,
+        plan.input,
         info,
-        cfg,
-        decode::Gpu {
-            // NVDEC decodes on the model's GPU (the first one when the models run on the CPU).
-            index: model_gpu.unwrap_or(0),
-            // NVDEC's pictures stay in GPU memory only for canvases made on that GPU.
-            keep_frames: on_device && model_gpu.is_some(),
-        },
+        plan.config,
+        plan.decode,
         cancel.clone(),
         progress.clone(),
     )?;
     let audio_source = decode_stage.audio_source();
     let audio_offset = decode_stage.audio_offset();
-    let video_settings = decode_stage.video_settings(cfg);
-    let scene_stage = match &cfg.scenes {
-        Some(scenes_cfg) => Some(scenes::SceneStage::new(scenes_cfg, info, cancel.clone())?),
+    let video_settings = decode_stage.video_settings(plan.config);
+    let scenes = match scenes {
+        Some((cfg, rx)) => Some((scenes::SceneStage::new(cfg, info, cancel.clone())?, rx)),
         None => None,
+    };
+    let canvas_maker = match plan.frames {
+        plan::Frames::Device(torch) => Some((torch, plan.device)),
+        plan::Frames::Host => None,
     };
 
     std::thread::scope(|scope| {
         let decode = spawn(scope, "decode", &cancel, move || {
             decode_stage.run(scene_tx, norm_in_tx, audio_tx)
         });
-        let scenes = scene_rx.zip(scene_stage).map(|(rx, stage)| {
+        let scenes = scenes.map(|(stage, rx)| {
             let cuts_tx = cuts_tx.clone();
             let live = live_cuts_tx.clone();
             spawn(scope, "scenes", &cancel, move || {
@@ -188,9 +157,13 @@ pub fn run(
         });
         drop(cuts_tx);
         drop(live_cuts_tx);
-        let normalize = norm_in_rx.map(|rx| {
-            let stage =
-                normalize::NormalizeStage::new(&cfg.normalize, info, canvas_maker, cancel.clone());
+        let normalize = normalize.map(|((), rx)| {
+            let stage = normalize::NormalizeStage::new(
+                &plan.config.normalize,
+                info,
+                canvas_maker,
+                cancel.clone(),
+            );
             let tx: Vec<_> = norm_out_tx
                 .into_iter()
                 .chain(clip_tx)
@@ -198,47 +171,26 @@ pub fn run(
                 .collect();
             spawn(scope, "normalize", &cancel, move || stage.run(rx, tx))
         });
-        let encode = norm_out_rx.map(|rx| {
+        let encode = encode.map(|(out, rx)| {
             let stage = encode::EncodeStage {
-                path: video_out
-                    .expect("encode runs only with an output path")
-                    .to_path_buf(),
-                config: encode_cfg.expect("encode config").clone(),
+                path: out.path.clone(),
+                config: out.config.clone(),
                 video: video_settings,
-                audio: audio_source.filter(|_| wants_audio),
+                audio: audio_source.filter(|_| out.audio),
                 audio_offset,
-                fps: cfg.normalize.fps,
+                fps: plan.config.normalize.fps,
                 cancel: cancel.clone(),
             };
             spawn(scope, "encode", &cancel, move || {
                 stage.run(rx, audio_rx, cuts_rx)
             })
         });
-
-        let color_on_device = color_on_device(cfg, device_name);
-        let clip = clip_rx.map(|rx| {
-            let stage = clip::ClipStage {
-                color_on_device,
-                config: cfg.clip.clone().expect("clip config"),
-                device: device_name,
-                source_path: info.path.clone(),
-                cancel: cancel.clone(),
-            };
+        let clip = clip.map(|(clip, rx)| {
+            let stage = clip.stage(plan.device, &info.path, cancel.clone());
             spawn(scope, "clip", &cancel, move || stage.run(rx, live_cuts_rx))
         });
-
-        let vae = vae_rx.map(|rx| {
-            let target = latents.clone().expect("latents output with the vae stage");
-            let stage = vae::VaeStage {
-                color_on_device,
-                config: cfg.vae.clone().expect("vae config"),
-                device: device_name,
-                dir: target.dir,
-                metadata: target.metadata,
-                model: target.model,
-                source_path: info.path.clone(),
-                cancel: cancel.clone(),
-            };
+        let vae = vae.map(|(vae, rx)| {
+            let stage = vae.stage(plan.device, &info.path, cancel.clone());
             spawn(scope, "vae", &cancel, move || stage.run(rx))
         });
 
@@ -256,49 +208,40 @@ pub fn run(
         let encode = encode.and_then(|r| keep_ok(r, &mut errors));
         let clip = clip.and_then(|r| keep_ok(r, &mut errors));
         let vae = vae.and_then(|r| keep_ok(r, &mut errors));
-        if let Some(root) = first_root_cause(errors) {
-            tracing::debug!(error = %root, "pipeline failed");
-            return Err(root);
+        match (first_root_cause(errors), decode) {
+            (None, Some(decode)) => Ok(PipelineOutput {
+                decode,
+                normalize,
+                scenes,
+                encode,
+                clip,
+                latents: vae,
+                wall_seconds: started.elapsed().as_secs_f64(),
+            }),
+            (Some(root), _) => {
+                tracing::debug!(error = %root, "pipeline failed");
+                Err(root)
+            }
+            // A failed decode stage left its error in `errors`.
+            (None, None) => Err(Error::Cancelled { stage: "decode" }),
         }
-        Ok(PipelineOutput {
-            decode: decode.expect("no error means decode succeeded"),
-            normalize,
-            scenes,
-            encode,
-            clip,
-            latents: vae,
-            wall_seconds: started.elapsed().as_secs_f64(),
-        })
     })
 }
 
-/// Whether the model stages send YUV planes for the device to convert (`auto`: on CUDA).
-pub fn color_on_device(cfg: &PipelineConfig, device_name: crate::device::Device) -> bool {
-    match cfg.runtime.color_conversion {
-        crate::config::ColorConversion::Auto => device_name.is_cuda(),
-        crate::config::ColorConversion::Device => true,
-        crate::config::ColorConversion::Cpu => false,
-    }
-}
+pub use plan::{color_on_device, device_frames};
 
-/// Whether canvases are made and kept on the model device (`runtime.device_frames`): only when
-/// the model stages are the frames' only consumers (no scenes, no video output) and they take
-/// YUV planes; `auto` also needs NVDEC decoding for a CUDA device (then decoded frames never
-/// leave GPU memory), `on` takes any decoder and device.
-pub fn device_frames(
-    cfg: &PipelineConfig,
-    device_name: crate::device::Device,
-    encodes: bool,
-    writes_latents: bool,
-) -> bool {
-    use crate::config::{DeviceFrames, HwAccelConfig};
-    let only_models = cfg.frames_host_consumer(encodes, writes_latents).is_none();
-    match cfg.runtime.device_frames {
-        DeviceFrames::Off => false,
-        DeviceFrames::On => only_models,
-        DeviceFrames::Auto => {
-            only_models && device_name.is_cuda() && cfg.decode.hwaccel == HwAccelConfig::Cuda
+/// A stage's plan with the receiving end of its input channel.
+type StageInput<P, T> = Option<(P, Receiver<T>)>;
+
+/// A bounded channel for a stage that exists: the sender for its upstream, and the stage's
+/// plan with the receiver; nothing for a stage the plan does not have.
+fn channel_for<P, T>(stage: Option<P>, capacity: usize) -> (Option<Sender<T>>, StageInput<P, T>) {
+    match stage {
+        Some(plan) => {
+            let (tx, rx) = bounded(capacity);
+            (Some(tx), Some((plan, rx)))
         }
+        None => (None, None),
     }
 }
 

@@ -1,0 +1,223 @@
+//! The report of one input (`<stem>.json`), assembled from what the stages produced: the
+//! source's facts, the output's, the scenes with their tags, the CLIP samples, the latents'
+//! description, the per-stage times and every warning a user should read.
+use std::collections::BTreeMap;
+
+use crate::config::PipelineConfig;
+use crate::device::DeviceInfo;
+use crate::job::{posterior, VaeInfo, EMBEDDINGS_FILE};
+use crate::media::probe::SourceInfo;
+use crate::report::{OutputInfo, Report, StageStats, Stats, SCHEMA_VERSION};
+use crate::tags::LabelSet;
+
+use super::scenes::scenes_on_output;
+use super::PipelineOutput;
+
+/// What the report takes from the run's session.
+pub struct RunFacts<'a> {
+    pub config: &'a PipelineConfig,
+    pub device: &'a DeviceInfo,
+    pub labels: Option<&'a LabelSet>,
+    pub vae: Option<&'a VaeInfo>,
+}
+
+/// The report of one finished input.
+pub fn annotate(
+    session: &RunFacts,
+    info: &SourceInfo,
+    out: &PipelineOutput,
+    video: Option<String>,
+) -> Report {
+    let cfg = session.config;
+    let (width, height) = cfg.normalize.resolution.size();
+    let (frames, duration) = match (&out.encode, cfg.normalize.fps) {
+        (Some(e), _) => (e.frames, e.duration),
+        (None, None) => (out.decode.frames, out.decode.duration),
+        (None, Some(fps)) => {
+            let n = (out.decode.duration * fps).round() as u64;
+            (n, n as f64 / fps)
+        }
+    };
+    let cuts = out
+        .scenes
+        .as_ref()
+        .map(|s| s.cuts.as_slice())
+        .unwrap_or(&[]);
+    let mut scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
+    let (samples, clip_report) = match (&out.clip, session.labels, &cfg.clip) {
+        (Some(clip), Some(labels), Some(clip_cfg)) => {
+            let samples: Vec<crate::report::SampleReport> = clip
+                .samples
+                .iter()
+                .enumerate()
+                .map(|(row, s)| crate::report::SampleReport {
+                    frame: s.frame,
+                    time: s.time,
+                    row,
+                    tags: labels.tags(&s.embedding, clip_cfg.top_k, clip_cfg.min_score),
+                })
+                .collect();
+            for scene in &mut scenes {
+                let inside = clip
+                    .samples
+                    .iter()
+                    .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
+                    .map(|s| s.embedding.as_slice());
+                scene.tags = Some(
+                    crate::tags::mean_embedding(inside)
+                        .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
+                        .unwrap_or_default(),
+                );
+            }
+            let report = crate::report::ClipReport {
+                model: clip_cfg.model.display().to_string(),
+                labels: clip_cfg.labels.clone(),
+                templates: clip_cfg.templates.clone(),
+                model_hash: labels.model_hash.clone(),
+                dim: clip.dim,
+                samples: clip.samples.len(),
+                embeddings: EMBEDDINGS_FILE.into(),
+            };
+            (Some(samples), Some(report))
+        }
+        _ => (None, None),
+    };
+
+    let mut warnings = Vec::new();
+    if out.decode.errors > 0 {
+        warnings.push(format!(
+            "{} packet(s) or frame(s) could not be read or decoded; {} frames decoded",
+            out.decode.errors, out.decode.frames
+        ));
+    }
+    if let Some(reason) = &out.decode.hw_fallback {
+        warnings.push(format!("decode.hwaccel cuda: {reason}; decoded on the CPU"));
+    }
+    let asked_tiling = session.config.vae.as_ref().is_some_and(|v| v.tiling);
+    if out.latents.as_ref().is_some_and(|l| l.tiling) && !asked_tiling {
+        warnings.push(
+            "vae: not even one whole frame fit in memory, so batch_size \"auto\" encoded the \
+             whole video in tiles (as vae.tiling does)"
+                .to_string(),
+        );
+    }
+    if out.decode.damaged_frames > 0 {
+        warnings.push(format!(
+            "{} frame(s) decoded from damaged data (concealed by the decoder)",
+            out.decode.damaged_frames
+        ));
+    }
+    if out.decode.repaired_timestamps > 0 {
+        warnings.push(format!(
+            "{} frame(s) had missing or non-increasing timestamps and were re-timed",
+            out.decode.repaired_timestamps
+        ));
+    }
+    if let Some(codec) = out
+        .encode
+        .as_ref()
+        .and_then(|e| e.audio_transcoded_from.as_ref())
+    {
+        warnings.push(format!(
+            "audio codec {codec} cannot be copied into MP4; re-encoded to AAC"
+        ));
+    }
+    if let Some(encode) = &out.encode {
+        if let Some(why) = &encode.audio_left_out {
+            warnings.push(format!(
+                "the source's audio cannot be decoded ({why}): the output has no audio"
+            ));
+        }
+        if encode.audio_packets_dropped > 0 {
+            warnings.push(format!(
+                "{} damaged audio packet(s) left out of the output (they do not decode)",
+                encode.audio_packets_dropped
+            ));
+        }
+    }
+    let shown = info.frames.saturating_sub(out.decode.edit_list_discarded);
+    if info.frames > 0 && shown != out.decode.frames {
+        warnings.push(format!(
+            "container lists {} frames ({} hidden by its edit list), {} were decoded",
+            info.frames, out.decode.edit_list_discarded, out.decode.frames
+        ));
+    }
+
+    let audio_mode = match &out.encode {
+        Some(e) if e.audio_transcoded_from.is_some() => "aac",
+        Some(e) if e.audio_packets > 0 => "copy",
+        _ => "none",
+    };
+    let mut stages = BTreeMap::new();
+    stages.insert(
+        "decode".to_string(),
+        StageStats {
+            seconds: out.decode.seconds,
+        },
+    );
+    if let Some(n) = &out.normalize {
+        stages.insert("normalize".into(), StageStats { seconds: n.seconds });
+    }
+    if let Some(s) = &out.scenes {
+        stages.insert("scenes".into(), StageStats { seconds: s.seconds });
+    }
+    if let Some(e) = &out.encode {
+        stages.insert("encode".into(), StageStats { seconds: e.seconds });
+    }
+    if let Some(c) = &out.clip {
+        stages.insert("clip".into(), StageStats { seconds: c.seconds });
+    }
+    if let Some(l) = &out.latents {
+        stages.insert("vae".into(), StageStats { seconds: l.seconds });
+    }
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        config_hash: cfg.hash(),
+        config: cfg.clone(),
+        source: info.clone(),
+        output: OutputInfo {
+            video,
+            width,
+            height,
+            content: out.normalize.as_ref().map(|n| n.content),
+            frames,
+            duration,
+            fps: cfg.normalize.fps,
+            has_audio: audio_mode != "none",
+            audio: audio_mode.to_string(),
+            chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
+        },
+        scenes,
+        samples,
+        clip: clip_report,
+        latents: match (&out.latents, &cfg.vae, session.vae) {
+            (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
+                files: l.files.clone(),
+                shape_per_frame: l.shape_per_frame.clone(),
+                dtype: c.dtype,
+                scaling_factor: v.scaling_factor,
+                shift_factor: v.shift_factor,
+                input_range: v.input_range,
+                posterior: posterior(c),
+                tiling: l.tiling,
+                batch_size: l.batch_size,
+                frames: l.frames,
+            }),
+            _ => None,
+        },
+        stats: Stats {
+            frames: out.decode.frames,
+            wall_seconds: out.wall_seconds,
+            fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
+            stages,
+            decoder: out.decode.decoder.to_string(),
+            canvases_on: out.normalize.as_ref().and_then(|n| n.device),
+            device: session.device.clone(),
+            decode_errors: out.decode.errors,
+            damaged_frames: out.decode.damaged_frames,
+            frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
+        },
+        warnings,
+    }
+}
