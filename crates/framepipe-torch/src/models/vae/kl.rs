@@ -14,7 +14,9 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{check_images, var_store, Conv2d, GroupNorm, Linear, Result, VaeError};
+use super::{
+    check_images, conv2d, linear, var_store, Conv2d, Forward, GroupNorm, Linear, Result, VaeError,
+};
 use crate::runtime::weights;
 
 /// GroupNorm epsilon of every norm in diffusers' VAE encoder and decoder.
@@ -213,19 +215,11 @@ impl ResnetBlock2D {
     fn new(p: nn::Path, c_in: i64, c_out: i64, groups: i64) -> Result<Self> {
         Ok(Self {
             norm1: GroupNorm::new(&p / "norm1", groups, c_in, NORM_EPS)?,
-            conv1: Conv2d::new(&p / "conv1", c_in, c_out, 3, 1, 1, true)?,
+            conv1: conv2d(&p / "conv1", c_in, c_out, 3, 1, 1, true)?,
             norm2: GroupNorm::new(&p / "norm2", groups, c_out, NORM_EPS)?,
-            conv2: Conv2d::new(&p / "conv2", c_out, c_out, 3, 1, 1, true)?,
+            conv2: conv2d(&p / "conv2", c_out, c_out, 3, 1, 1, true)?,
             conv_shortcut: if c_in != c_out {
-                Some(Conv2d::new(
-                    &p / "conv_shortcut",
-                    c_in,
-                    c_out,
-                    1,
-                    1,
-                    0,
-                    true,
-                )?)
+                Some(conv2d(&p / "conv_shortcut", c_in, c_out, 1, 1, 0, true)?)
             } else {
                 None
             },
@@ -236,13 +230,13 @@ impl ResnetBlock2D {
         // Reassigned, not shadowed: a shadowed tensor stays alive to the end of the scope, which
         // would hold four full-size activations of the batch where PyTorch holds two.
         let mut h = self.norm1.forward_silu(x)?;
-        h = self.conv1.forward(&h)?;
+        h = self.conv1.run(&h)?;
         h = self.norm2.forward_silu(&h)?;
-        h = self.conv2.forward(&h)?;
+        h = self.conv2.run(&h)?;
         // In place: `h` is this block's own tensor, and at full resolution one more activation
         // of the batch is what decides whether a 1080p batch fits on the GPU.
         match &self.conv_shortcut {
-            Some(c) => h.f_add_(&c.forward(x)?),
+            Some(c) => h.f_add_(&c.run(x)?),
             None => h.f_add_(x),
         }
         .map_err(VaeError::torch("resnet residual"))
@@ -266,10 +260,10 @@ impl Attention {
     fn new(p: nn::Path, channels: i64, groups: i64) -> Result<Self> {
         Ok(Self {
             group_norm: GroupNorm::new(&p / "group_norm", groups, channels, NORM_EPS)?,
-            to_q: Linear::new(&p / "to_q", channels, channels)?,
-            to_k: Linear::new(&p / "to_k", channels, channels)?,
-            to_v: Linear::new(&p / "to_v", channels, channels)?,
-            to_out: Linear::new(&p / "to_out" / 0, channels, channels)?,
+            to_q: linear(&p / "to_q", channels, channels)?,
+            to_k: linear(&p / "to_k", channels, channels)?,
+            to_v: linear(&p / "to_v", channels, channels)?,
+            to_out: linear(&p / "to_out" / 0, channels, channels)?,
         })
     }
 
@@ -285,9 +279,9 @@ impl Attention {
         // [N, 1 head, HW, C]: scaled_dot_product_attention picks a fused kernel (flash /
         // memory-efficient), so the HW x HW matrix (14,400^2 at 720p) is never materialized.
         let heads = |t: Tensor| t.f_unsqueeze(1).map_err(err("attention heads"));
-        let q = heads(self.to_q.forward(&tokens)?)?;
-        let k = heads(self.to_k.forward(&tokens)?)?;
-        let v = heads(self.to_v.forward(&tokens)?)?;
+        let q = heads(self.to_q.run(&tokens)?)?;
+        let k = heads(self.to_k.run(&tokens)?)?;
+        let v = heads(self.to_v.run(&tokens)?)?;
         let out = Tensor::f_scaled_dot_product_attention(
             &q,
             &k,
@@ -301,7 +295,7 @@ impl Attention {
         .and_then(|t| t.f_squeeze_dim(1))
         .map_err(err("attention scaled_dot_product_attention"))?;
         self.to_out
-            .forward(&out)?
+            .run(&out)?
             .f_transpose(1, 2)
             .and_then(|t| t.f_reshape([n, c, h, w]))
             .and_then(|t| t.f_add(x))
@@ -320,7 +314,7 @@ struct Downsample2D {
 impl Downsample2D {
     fn new(p: nn::Path, channels: i64) -> Result<Self> {
         Ok(Self {
-            conv: Conv2d::new(&p / "conv", channels, channels, 3, 2, 0, true)?,
+            conv: conv2d(&p / "conv", channels, channels, 3, 2, 0, true)?,
         })
     }
 
@@ -328,7 +322,7 @@ impl Downsample2D {
         let padded = x
             .f_constant_pad_nd([0, 1, 0, 1])
             .map_err(VaeError::torch("downsample pad"))?;
-        self.conv.forward(&padded)
+        self.conv.run(&padded)
     }
 }
 
@@ -341,7 +335,7 @@ struct Upsample2D {
 impl Upsample2D {
     fn new(p: nn::Path, channels: i64) -> Result<Self> {
         Ok(Self {
-            conv: Conv2d::new(&p / "conv", channels, channels, 3, 1, 1, true)?,
+            conv: conv2d(&p / "conv", channels, channels, 3, 1, 1, true)?,
         })
     }
 
@@ -350,7 +344,7 @@ impl Upsample2D {
         let up = x
             .f_upsample_nearest2d([h * 2, w * 2], 2.0, 2.0)
             .map_err(VaeError::torch("upsample nearest"))?;
-        self.conv.forward(&up)
+        self.conv.run(&up)
     }
 }
 
@@ -478,7 +472,7 @@ impl Encoder {
     fn new(p: nn::Path, cfg: &KlConfig) -> Result<Self> {
         let ch = &cfg.block_out_channels;
         let last = *ch.last().expect("validated non-empty");
-        let conv_in = Conv2d::new(&p / "conv_in", cfg.in_channels, ch[0], 3, 1, 1, true)?;
+        let conv_in = conv2d(&p / "conv_in", cfg.in_channels, ch[0], 3, 1, 1, true)?;
         let mut down_blocks = Vec::with_capacity(ch.len());
         let mut c_in = ch[0];
         for (i, &c_out) in ch.iter().enumerate() {
@@ -502,7 +496,7 @@ impl Encoder {
                 last,
                 NORM_EPS,
             )?,
-            conv_out: Conv2d::new(
+            conv_out: conv2d(
                 &p / "conv_out",
                 last,
                 2 * cfg.latent_channels,
@@ -515,13 +509,13 @@ impl Encoder {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.conv_in.forward(x)?;
+        let mut x = self.conv_in.run(x)?;
         for b in &self.down_blocks {
             x = b.forward(&x)?;
         }
         x = self.mid_block.forward(&x)?;
         x = self.conv_norm_out.forward_silu(&x)?;
-        self.conv_out.forward(&x)
+        self.conv_out.run(&x)
     }
 }
 
@@ -539,7 +533,7 @@ struct Decoder {
 impl Decoder {
     fn new(p: nn::Path, cfg: &KlConfig) -> Result<Self> {
         let reversed: Vec<i64> = cfg.block_out_channels.iter().rev().copied().collect();
-        let conv_in = Conv2d::new(
+        let conv_in = conv2d(
             &p / "conv_in",
             cfg.latent_channels,
             reversed[0],
@@ -573,18 +567,18 @@ impl Decoder {
                 first,
                 NORM_EPS,
             )?,
-            conv_out: Conv2d::new(&p / "conv_out", first, cfg.out_channels, 3, 1, 1, true)?,
+            conv_out: conv2d(&p / "conv_out", first, cfg.out_channels, 3, 1, 1, true)?,
         })
     }
 
     fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let mut x = self.conv_in.forward(z)?;
+        let mut x = self.conv_in.run(z)?;
         x = self.mid_block.forward(&x)?;
         for b in &self.up_blocks {
             x = b.forward(&x)?;
         }
         x = self.conv_norm_out.forward_silu(&x)?;
-        self.conv_out.forward(&x)
+        self.conv_out.run(&x)
     }
 }
 
@@ -649,12 +643,12 @@ impl AutoencoderKl {
         let l2 = 2 * config.latent_channels;
         let l = config.latent_channels;
         let quant_conv = if config.use_quant_conv {
-            Some(Conv2d::new(&root / "quant_conv", l2, l2, 1, 1, 0, true)?)
+            Some(conv2d(&root / "quant_conv", l2, l2, 1, 1, 0, true)?)
         } else {
             None
         };
         let post_quant_conv = if config.use_post_quant_conv {
-            Some(Conv2d::new(&root / "post_quant_conv", l, l, 1, 1, 0, true)?)
+            Some(conv2d(&root / "post_quant_conv", l, l, 1, 1, 0, true)?)
         } else {
             None
         };
@@ -781,7 +775,7 @@ impl AutoencoderKl {
     /// post_quant_conv then the decoder.
     fn decode_unscaled(&self, z: &Tensor) -> Result<Tensor> {
         match &self.post_quant_conv {
-            Some(c) => self.decoder.forward(&c.forward(z)?),
+            Some(c) => self.decoder.forward(&c.run(z)?),
             None => self.decoder.forward(z),
         }
     }
@@ -797,7 +791,7 @@ impl AutoencoderKl {
     fn moments(&self, x: &Tensor) -> Result<Tensor> {
         let m = self.encoder.forward(x)?;
         match &self.quant_conv {
-            Some(c) => c.forward(&m),
+            Some(c) => c.run(&m),
             None => Ok(m),
         }
     }
