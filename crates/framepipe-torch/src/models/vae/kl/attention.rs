@@ -7,8 +7,8 @@
 //! (`Attention` with `AttnProcessor2_0`)
 use tch::{nn, Tensor};
 
-use super::super::{linear, Forward, GroupNorm, Linear, Result, VaeError};
 use super::NORM_EPS;
+use crate::models::vae::{linear, Forward, GroupNorm, Linear, Result, VaeError};
 
 /// The mid-block self-attention: one head over all `H*W` positions (`attention_head_dim` is
 /// the channel count in the VAE).

@@ -11,10 +11,10 @@
 //! (Encoder, Decoder).
 use tch::{nn, Tensor};
 
-use super::super::{conv2d, Conv2d, Forward, GroupNorm, Result, VaeError};
 use super::attention::Attention;
 use super::resnet::ResnetBlock2D;
 use super::{KlConfig, NORM_EPS};
+use crate::models::vae::{conv2d, Conv2d, Forward, GroupNorm, Result, VaeError};
 
 // Reference for the samplers below (pinned):
 // https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/downsampling.py (Downsample2D),

@@ -6,8 +6,8 @@
 //! https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/resnet.py (ResnetBlock2D)
 use tch::{nn, Tensor};
 
-use super::super::{conv2d, Conv2d, Forward, GroupNorm, Result, VaeError};
 use super::NORM_EPS;
+use crate::models::vae::{conv2d, Conv2d, Forward, GroupNorm, Result, VaeError};
 
 /// `ResnetBlock2D` without time embedding, as the VAE uses it.
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 //! https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/autoencoder_kl.py
 use tch::Tensor;
 
-use super::super::{Result, VaeError};
+use crate::models::vae::{Result, VaeError};
 
 /// diffusers' tiling loop, shared by `_tiled_encode` and `tiled_decode`: `f` maps tiles of
 /// `tile_in` input pixels, taken every `tile_in * (1 - overlap)`, to tiles of `tile_out`
