@@ -12,10 +12,12 @@
 //!   cross it.
 //! - [`ops`]: one handler per request.
 //! - [`models`]: CLIP and the VAEs in tch.
+//! - [`nn`]: the plain layers they share (Linear, LayerNorm, Conv2d).
 //! - [`runtime`]: devices and CUDA streams, frame batches, device canvases, weights, the
 //!   process's loaded models.
 pub mod entry;
 pub mod models;
+pub mod nn;
 pub mod ops;
 pub mod runtime;
 

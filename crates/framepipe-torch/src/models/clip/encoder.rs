@@ -1,5 +1,5 @@
-//! The pre-norm transformer stack both CLIP towers share (`*.encoder.layers.N.*`), and the two
-//! primitive layers it is built from.
+//! The pre-norm transformer stack both CLIP towers share (`*.encoder.layers.N.*`), built from
+//! [`crate::nn`]'s `Linear` and `LayerNorm`.
 //!
 //! Every forward uses tch's fallible `f_*` calls, so a shape or device mistake comes back as an
 //! error instead of a panic inside a pipeline thread.
@@ -9,64 +9,14 @@
 use tch::{nn, TchError, Tensor};
 
 use super::config::{Activation, EncoderShape};
+use crate::nn::{LayerNorm, Linear};
 
-/// `nn.Linear`: `weight` [out, in] and an optional `bias` [out].
-#[derive(Debug)]
-pub(crate) struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    pub fn new(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
-        // Init only matters for tests that run random models: small normal weights keep
-        // activations finite through 24 layers.
-        let weight = p.var(
-            "weight",
-            &[out_dim, in_dim],
-            nn::Init::Randn {
-                mean: 0.,
-                stdev: 0.02,
-            },
-        );
-        let bias = bias.then(|| p.var("bias", &[out_dim], nn::Init::Const(0.)));
-        Self { weight, bias }
-    }
-
-    pub fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
-        xs.f_linear(&self.weight, self.bias.as_ref())
-    }
-}
-
-/// `nn.LayerNorm` over the last dimension: `weight` and `bias` [dim].
-#[derive(Debug)]
-pub(crate) struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    dim: i64,
-    eps: f64,
-}
-
-impl LayerNorm {
-    pub fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
-        Self {
-            weight: p.var("weight", &[dim], nn::Init::Const(1.)),
-            bias: p.var("bias", &[dim], nn::Init::Const(0.)),
-            dim,
-            eps,
-        }
-    }
-
-    pub fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
-        xs.f_layer_norm(
-            [self.dim],
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            true,
-        )
-    }
-}
+/// Weights of every Linear: init only matters for tests that run random models, where small
+/// normal weights keep activations finite through 24 layers.
+pub(crate) const LINEAR_INIT: nn::Init = nn::Init::Randn {
+    mean: 0.,
+    stdev: 0.02,
+};
 
 /// `self_attn`: multi-head attention through libtorch's fused scaled-dot-product attention
 /// (flash / memory-efficient kernels on CUDA), scale `head_dim^-0.5` as in CLIP.
@@ -81,16 +31,16 @@ struct ClipAttention {
 }
 
 impl ClipAttention {
-    fn new(p: nn::Path, shape: &EncoderShape) -> Self {
+    fn new(p: nn::Path, shape: &EncoderShape) -> Result<Self, TchError> {
         let d = shape.hidden_size;
-        Self {
-            q_proj: Linear::new(&p / "q_proj", d, d, true),
-            k_proj: Linear::new(&p / "k_proj", d, d, true),
-            v_proj: Linear::new(&p / "v_proj", d, d, true),
-            out_proj: Linear::new(&p / "out_proj", d, d, true),
+        Ok(Self {
+            q_proj: Linear::new(&p / "q_proj", d, d, true, LINEAR_INIT)?,
+            k_proj: Linear::new(&p / "k_proj", d, d, true, LINEAR_INIT)?,
+            v_proj: Linear::new(&p / "v_proj", d, d, true, LINEAR_INIT)?,
+            out_proj: Linear::new(&p / "out_proj", d, d, true, LINEAR_INIT)?,
             num_heads: shape.num_attention_heads,
             head_dim: d / shape.num_attention_heads,
-        }
+        })
     }
 
     /// `xs` [N, L, D]; `causal` for the text tower, whose pooled token must only see its prefix.
@@ -128,12 +78,13 @@ struct ClipMlp {
 }
 
 impl ClipMlp {
-    fn new(p: nn::Path, shape: &EncoderShape) -> Self {
-        Self {
-            fc1: Linear::new(&p / "fc1", shape.hidden_size, shape.intermediate_size, true),
-            fc2: Linear::new(&p / "fc2", shape.intermediate_size, shape.hidden_size, true),
+    fn new(p: nn::Path, shape: &EncoderShape) -> Result<Self, TchError> {
+        let (d, wide) = (shape.hidden_size, shape.intermediate_size);
+        Ok(Self {
+            fc1: Linear::new(&p / "fc1", d, wide, true, LINEAR_INIT)?,
+            fc2: Linear::new(&p / "fc2", wide, d, true, LINEAR_INIT)?,
             activation: shape.activation,
-        }
+        })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
@@ -157,14 +108,14 @@ struct ClipEncoderLayer {
 }
 
 impl ClipEncoderLayer {
-    fn new(p: nn::Path, shape: &EncoderShape) -> Self {
+    fn new(p: nn::Path, shape: &EncoderShape) -> Result<Self, TchError> {
         let eps = shape.layer_norm_eps;
-        Self {
-            self_attn: ClipAttention::new(&p / "self_attn", shape),
-            layer_norm1: LayerNorm::new(&p / "layer_norm1", shape.hidden_size, eps),
-            mlp: ClipMlp::new(&p / "mlp", shape),
-            layer_norm2: LayerNorm::new(&p / "layer_norm2", shape.hidden_size, eps),
-        }
+        Ok(Self {
+            self_attn: ClipAttention::new(&p / "self_attn", shape)?,
+            layer_norm1: LayerNorm::new(&p / "layer_norm1", shape.hidden_size, eps)?,
+            mlp: ClipMlp::new(&p / "mlp", shape)?,
+            layer_norm2: LayerNorm::new(&p / "layer_norm2", shape.hidden_size, eps)?,
+        })
     }
 
     fn forward(&self, xs: &Tensor, causal: bool) -> Result<Tensor, TchError> {
@@ -184,12 +135,12 @@ pub(crate) struct ClipEncoder {
 }
 
 impl ClipEncoder {
-    pub fn new(p: nn::Path, shape: &EncoderShape) -> Self {
+    pub fn new(p: nn::Path, shape: &EncoderShape) -> Result<Self, TchError> {
         let p = &p / "layers";
         let layers = (0..shape.num_hidden_layers)
             .map(|i| ClipEncoderLayer::new(&p / i, shape))
-            .collect();
-        Self { layers }
+            .collect::<Result<_, _>>()?;
+        Ok(Self { layers })
     }
 
     pub fn forward(&self, xs: &Tensor, causal: bool) -> Result<Tensor, TchError> {

@@ -25,8 +25,9 @@ pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use preprocess::ClipPreprocessor;
 pub use tokenizer::ClipTokenizer;
 
+use crate::nn::Linear;
 use crate::runtime::weights::{self, WeightsError};
-use encoder::Linear;
+use encoder::LINEAR_INIT;
 use text::ClipTextTransformer;
 use vision::ClipVisionTransformer;
 
@@ -107,8 +108,9 @@ impl ClipModel {
         })
     }
 
-    /// Creates every variable; tch's variable creation panics on failure (out of memory on the
-    /// device, a kind the device lacks), so that is caught here and returned as a message.
+    /// Creates every variable. Variable creation fails on out of memory on the device or a kind
+    /// the device lacks; that comes back as a message. A panic inside tch is caught and returned
+    /// the same way.
     fn build(config: ClipConfig, device: Device, kind: Kind) -> Result<Self, String> {
         // The common case gets a plain message instead of libtorch's backtrace.
         if let Device::Cuda(index) = device {
@@ -128,37 +130,44 @@ impl ClipModel {
             // Set before building so every variable is created directly in `kind`.
             vs.set_kind(kind);
             let root = vs.root();
-            let vision_model = ClipVisionTransformer::new(&root / "vision_model", &config);
-            let text_model = ClipTextTransformer::new(&root / "text_model", &config);
+            let vision_model = ClipVisionTransformer::new(&root / "vision_model", &config)?;
+            let text_model = ClipTextTransformer::new(&root / "text_model", &config)?;
             let p = config.projection_dim;
             let visual_projection = Linear::new(
                 &root / "visual_projection",
                 config.vision_config.hidden_size,
                 p,
                 false,
-            );
+                LINEAR_INIT,
+            )?;
             let text_projection = Linear::new(
                 &root / "text_projection",
                 config.text_config.hidden_size,
                 p,
                 false,
-            );
-            let logit_scale = root.var(
+                LINEAR_INIT,
+            )?;
+            let logit_scale = root.f_var(
                 "logit_scale",
                 &[],
                 nn::Init::Const(config.logit_scale_init_value),
-            );
+            )?;
             // Inference only: no autograd graph behind any forward.
             vs.freeze();
-            (
+            Ok::<_, TchError>((
                 vs,
                 vision_model,
                 text_model,
                 visual_projection,
                 text_projection,
                 logit_scale,
-            )
+            ))
         }));
+        let cannot_build = |why: &str| {
+            // libtorch appends a C++ backtrace; its first line is the cause.
+            let why = why.lines().next().unwrap_or_default();
+            format!("cannot build the model on {device:?} in {kind:?}: {why}")
+        };
         let (vs, vision_model, text_model, visual_projection, text_projection, logit_scale) = built
             .map_err(|panic| {
                 let why = panic
@@ -166,10 +175,9 @@ impl ClipModel {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown cause".into());
-                // libtorch appends a C++ backtrace; its first line is the cause.
-                let why = why.lines().next().unwrap_or_default().to_owned();
-                format!("cannot build the model on {device:?} in {kind:?}: {why}")
-            })?;
+                cannot_build(&why)
+            })?
+            .map_err(|e| cannot_build(&e.to_string()))?;
         Ok(Self {
             vs,
             config,

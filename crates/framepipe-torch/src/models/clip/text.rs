@@ -6,7 +6,8 @@
 use tch::{nn, Kind, TchError, Tensor};
 
 use super::config::ClipConfig;
-use super::encoder::{ClipEncoder, LayerNorm};
+use super::encoder::ClipEncoder;
+use crate::nn::LayerNorm;
 
 /// `text_model.embeddings`.
 #[derive(Debug)]
@@ -18,24 +19,24 @@ struct ClipTextEmbeddings {
 }
 
 impl ClipTextEmbeddings {
-    fn new(p: nn::Path, cfg: &ClipConfig) -> Self {
+    fn new(p: nn::Path, cfg: &ClipConfig) -> Result<Self, TchError> {
         let t = &cfg.text_config;
         let init = nn::Init::Randn {
             mean: 0.,
             stdev: 0.02,
         };
-        Self {
-            token_embedding: (&p / "token_embedding").var(
+        Ok(Self {
+            token_embedding: (&p / "token_embedding").f_var(
                 "weight",
                 &[t.vocab_size, t.hidden_size],
                 init,
-            ),
-            position_embedding: (&p / "position_embedding").var(
+            )?,
+            position_embedding: (&p / "position_embedding").f_var(
                 "weight",
                 &[t.max_position_embeddings, t.hidden_size],
                 init,
-            ),
-        }
+            )?,
+        })
     }
 
     fn forward(&self, input_ids: &Tensor) -> Result<Tensor, TchError> {
@@ -56,18 +57,18 @@ pub(crate) struct ClipTextTransformer {
 }
 
 impl ClipTextTransformer {
-    pub fn new(p: nn::Path, cfg: &ClipConfig) -> Self {
+    pub fn new(p: nn::Path, cfg: &ClipConfig) -> Result<Self, TchError> {
         let shape = cfg.text_encoder();
-        Self {
-            embeddings: ClipTextEmbeddings::new(&p / "embeddings", cfg),
-            encoder: ClipEncoder::new(&p / "encoder", &shape),
+        Ok(Self {
+            embeddings: ClipTextEmbeddings::new(&p / "embeddings", cfg)?,
+            encoder: ClipEncoder::new(&p / "encoder", &shape)?,
             final_layer_norm: LayerNorm::new(
                 &p / "final_layer_norm",
                 shape.hidden_size,
                 shape.layer_norm_eps,
-            ),
+            )?,
             eos_token_id: cfg.text_config.eos_token_id,
-        }
+        })
     }
 
     /// `input_ids` [N, L] (int64, L <= max_position_embeddings); returns pooled [N, hidden].

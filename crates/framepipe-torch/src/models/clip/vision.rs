@@ -5,22 +5,23 @@
 use tch::{nn, Kind, TchError, Tensor};
 
 use super::config::ClipConfig;
-use super::encoder::{ClipEncoder, LayerNorm};
+use super::encoder::ClipEncoder;
+use crate::nn::{Conv2d, LayerNorm};
 
 /// `vision_model.embeddings`: a strided conv cuts the image into patches, a learned class token
 /// is prepended, learned absolute positions are added.
 #[derive(Debug)]
 struct ClipVisionEmbeddings {
     class_embedding: Tensor,
-    /// `patch_embedding.weight` [hidden, channels, patch, patch]; the conv has no bias.
-    patch_embedding: Tensor,
+    /// `patch_embedding.weight` [hidden, channels, patch, patch]; the conv (stride `patch`) has
+    /// no bias.
+    patch_embedding: Conv2d,
     /// `position_embedding.weight` [1 + patches, hidden].
     position_embedding: Tensor,
-    patch_size: i64,
 }
 
 impl ClipVisionEmbeddings {
-    fn new(p: nn::Path, cfg: &ClipConfig) -> Self {
+    fn new(p: nn::Path, cfg: &ClipConfig) -> Result<Self, TchError> {
         let v = &cfg.vision_config;
         let d = v.hidden_size;
         let patches = (v.image_size / v.patch_size).pow(2);
@@ -28,31 +29,32 @@ impl ClipVisionEmbeddings {
             mean: 0.,
             stdev: 0.02,
         };
-        Self {
-            class_embedding: p.var("class_embedding", &[d], init),
-            patch_embedding: (&p / "patch_embedding").var(
-                "weight",
-                &[d, v.num_channels, v.patch_size, v.patch_size],
+        Ok(Self {
+            class_embedding: p.f_var("class_embedding", &[d], init)?,
+            patch_embedding: Conv2d::new(
+                &p / "patch_embedding",
+                v.num_channels,
+                d,
+                v.patch_size,
+                v.patch_size,
+                0,
+                false,
                 init,
-            ),
-            position_embedding: (&p / "position_embedding").var("weight", &[patches + 1, d], init),
-            patch_size: v.patch_size,
-        }
+            )?,
+            position_embedding: (&p / "position_embedding").f_var(
+                "weight",
+                &[patches + 1, d],
+                init,
+            )?,
+        })
     }
 
     fn forward(&self, pixel_values: &Tensor) -> Result<Tensor, TchError> {
         let n = pixel_values.size()[0];
         let d = self.class_embedding.size()[0];
-        let p = self.patch_size;
-        let patches = pixel_values
-            .f_conv2d(
-                &self.patch_embedding,
-                None::<Tensor>,
-                [p, p],
-                [0, 0],
-                [1, 1],
-                1,
-            )?
+        let patches = self
+            .patch_embedding
+            .forward(pixel_values)?
             .f_flatten(2, -1)?
             .f_transpose(1, 2)?;
         let class = self.class_embedding.f_expand([n, 1, d], false)?;
@@ -71,15 +73,15 @@ pub(crate) struct ClipVisionTransformer {
 }
 
 impl ClipVisionTransformer {
-    pub fn new(p: nn::Path, cfg: &ClipConfig) -> Self {
+    pub fn new(p: nn::Path, cfg: &ClipConfig) -> Result<Self, TchError> {
         let shape = cfg.vision_encoder();
         let (d, eps) = (shape.hidden_size, shape.layer_norm_eps);
-        Self {
-            embeddings: ClipVisionEmbeddings::new(&p / "embeddings", cfg),
-            pre_layrnorm: LayerNorm::new(&p / "pre_layrnorm", d, eps),
-            encoder: ClipEncoder::new(&p / "encoder", &shape),
-            post_layernorm: LayerNorm::new(&p / "post_layernorm", d, eps),
-        }
+        Ok(Self {
+            embeddings: ClipVisionEmbeddings::new(&p / "embeddings", cfg)?,
+            pre_layrnorm: LayerNorm::new(&p / "pre_layrnorm", d, eps)?,
+            encoder: ClipEncoder::new(&p / "encoder", &shape)?,
+            post_layernorm: LayerNorm::new(&p / "post_layernorm", d, eps)?,
+        })
     }
 
     /// `pixel_values` [N, C, S, S] in the model's kind; returns the pooled output [N, hidden].

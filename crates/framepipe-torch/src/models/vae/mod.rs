@@ -2,9 +2,12 @@
 //!
 //! Both build their layer tree on a `VarStore` whose variable names are the checkpoint's tensor
 //! names, then copy the weights in with [`crate::runtime::weights::load_into`], so a missing or misshapen
-//! tensor is reported by name with both shapes. The layers here are the few primitives both
-//! models share. Forwards use tch's fallible `f_*` calls: a stage must turn a bad frame size or
-//! an out-of-memory into an error that names the layer, never into an abort.
+//! tensor is reported by name with both shapes. The plain layers (Conv2d, Linear) are
+//! [`crate::nn`]'s, created here with zero weights (`conv2d`, `linear`) and run through
+//! `Forward::run`, which makes their errors `VaeError`s naming the layer; GroupNorm, with its
+//! choice between libtorch's kernel and a split form, is the VAEs' own and lives here. Forwards
+//! use tch's fallible `f_*` calls: a stage must turn a bad frame size or an out-of-memory into an
+//! error that names the layer, never into an abort.
 //!
 //! Batch-first everywhere (`[N, C, H, W]`); the dtype is the model's (`kind` at load time), so
 //! the same code runs fp32 on CPU and fp16 on CUDA.
@@ -18,6 +21,7 @@ use tch::{nn, Kind, TchError, Tensor};
 pub use kl::{AutoencoderKl, KlConfig, Tiling};
 pub use tiny::{TinyAutoencoder, TinyConfig};
 
+pub(crate) use crate::nn::{Conv2d, Linear};
 use crate::runtime::weights::WeightsError;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,52 +68,53 @@ fn var(p: &nn::Path, name: &str, dims: &[i64]) -> Result<Tensor> {
         .map_err(VaeError::torch(p.path(name)))
 }
 
-/// `torch.nn.Conv2d` (square kernel, zero padding).
-#[derive(Debug)]
-pub(crate) struct Conv2d {
-    name: String,
-    weight: Tensor,
-    bias: Option<Tensor>,
+/// A [`Conv2d`] with zero weights (the loader overwrites them), its creation error named by
+/// the layer.
+pub(crate) fn conv2d(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
     stride: i64,
     padding: i64,
+    bias: bool,
+) -> Result<Conv2d> {
+    let name = p.path("weight");
+    Conv2d::new(
+        p,
+        c_in,
+        c_out,
+        kernel,
+        stride,
+        padding,
+        bias,
+        nn::Init::Const(0.),
+    )
+    .map_err(VaeError::torch(name))
 }
 
-impl Conv2d {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        p: nn::Path,
-        c_in: i64,
-        c_out: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-        bias: bool,
-    ) -> Result<Self> {
-        let weight = var(&p, "weight", &[c_out, c_in, kernel, kernel])?;
-        let bias = if bias {
-            Some(var(&p, "bias", &[c_out])?)
-        } else {
-            None
-        };
-        Ok(Self {
-            name: p.path("weight").trim_end_matches(".weight").to_string(),
-            weight,
-            bias,
-            stride,
-            padding,
-        })
-    }
+/// A [`Linear`] with a bias and zero weights (the loader overwrites them), its creation error
+/// named by the layer.
+pub(crate) fn linear(p: nn::Path, d_in: i64, d_out: i64) -> Result<Linear> {
+    let name = p.path("weight");
+    Linear::new(p, d_in, d_out, true, nn::Init::Const(0.)).map_err(VaeError::torch(name))
+}
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.f_conv2d(
-            &self.weight,
-            self.bias.as_ref(),
-            [self.stride, self.stride],
-            [self.padding, self.padding],
-            [1, 1],
-            1,
-        )
-        .map_err(VaeError::torch(&self.name))
+/// The shared layers' forward ([`crate::nn`]) as the VAEs call it: a libtorch error becomes a
+/// [`VaeError`] that names the layer.
+pub(crate) trait Forward {
+    fn run(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+impl Forward for Conv2d {
+    fn run(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x).map_err(VaeError::torch(self.name()))
+    }
+}
+
+impl Forward for Linear {
+    fn run(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x).map_err(VaeError::torch(self.name()))
     }
 }
 
@@ -334,29 +339,6 @@ impl GroupNormPath {
             None => 3,
         };
         FORCED_PATH.store(code, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// `torch.nn.Linear` over the last dimension.
-#[derive(Debug)]
-pub(crate) struct Linear {
-    name: String,
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    pub(crate) fn new(p: nn::Path, d_in: i64, d_out: i64) -> Result<Self> {
-        Ok(Self {
-            name: p.path("weight").trim_end_matches(".weight").to_string(),
-            weight: var(&p, "weight", &[d_out, d_in])?,
-            bias: var(&p, "bias", &[d_out])?,
-        })
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.f_linear(&self.weight, Some(&self.bias))
-            .map_err(VaeError::torch(&self.name))
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{check_images, var_store, Conv2d, GroupNorm, Result, VaeError};
+use super::{check_images, conv2d, var_store, Conv2d, Forward, GroupNorm, Result, VaeError};
 use crate::runtime::weights;
 
 /// diffusers' `AutoencoderTiny` config.json (permissive; defaults as diffusers v0.36.0). The
@@ -149,18 +149,18 @@ impl Pool {
     fn new(p: nn::Path, channels: i64) -> Result<Self> {
         let wide = 4 * channels;
         Ok(Self {
-            conv_in: Conv2d::new(&p / 0, channels, wide, 1, 1, 0, false)?,
+            conv_in: conv2d(&p / 0, channels, wide, 1, 1, 0, false)?,
             // nn.GroupNorm's default eps.
             norm: GroupNorm::new(&p / 1, 4, wide, 1e-5)?,
-            conv_out: Conv2d::new(&p / 3, wide, channels, 1, 1, 0, false)?,
+            conv_out: conv2d(&p / 3, wide, channels, 1, 1, 0, false)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // Reassigned, not shadowed: a shadowed tensor would stay alive to the end of the scope.
-        let mut h = self.conv_in.forward(x)?;
+        let mut h = self.conv_in.run(x)?;
         h = Activation::Relu.forward_owned(self.norm.forward(&h)?)?;
-        h = self.conv_out.forward(&h)?;
+        h = self.conv_out.run(&h)?;
         h.f_add_(x).map_err(VaeError::torch("pool residual"))
     }
 }
@@ -182,12 +182,12 @@ impl Block {
         Ok(Self {
             // Sequential indices 1 and 3 are the activations.
             conv: [
-                Conv2d::new(&conv / 0, c_in, c_out, 3, 1, 1, true)?,
-                Conv2d::new(&conv / 2, c_out, c_out, 3, 1, 1, true)?,
-                Conv2d::new(&conv / 4, c_out, c_out, 3, 1, 1, true)?,
+                conv2d(&conv / 0, c_in, c_out, 3, 1, 1, true)?,
+                conv2d(&conv / 2, c_out, c_out, 3, 1, 1, true)?,
+                conv2d(&conv / 4, c_out, c_out, 3, 1, 1, true)?,
             ],
             skip: if c_in != c_out {
-                Some(Conv2d::new(&p / "skip", c_in, c_out, 1, 1, 0, false)?)
+                Some(conv2d(&p / "skip", c_in, c_out, 1, 1, 0, false)?)
             } else {
                 None
             },
@@ -207,11 +207,11 @@ impl Block {
         };
         // Reassigned, not shadowed, and activations in place: at most two full-size
         // activations of the batch are alive at once, as in PyTorch's eager reference.
-        let mut h = self.act.forward_owned(self.conv[0].forward(&x)?)?;
-        h = self.act.forward_owned(self.conv[1].forward(&h)?)?;
-        h = self.conv[2].forward(&h)?;
+        let mut h = self.act.forward_owned(self.conv[0].run(&x)?)?;
+        h = self.act.forward_owned(self.conv[1].run(&h)?)?;
+        h = self.conv[2].run(&h)?;
         let _same = match &self.skip {
-            Some(s) => h.f_add_(&s.forward(&x)?),
+            Some(s) => h.f_add_(&s.run(&x)?),
             None => h.f_add_(&x),
         }
         .map_err(VaeError::torch("block residual"))?;
@@ -234,7 +234,7 @@ enum Layer {
 impl Layer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Conv(c) => c.forward(x),
+            Self::Conv(c) => c.run(x),
             Self::Block(b) => b.forward(x),
             Self::Act(a) => a.forward(x),
             Self::Upsample(s) => {
@@ -357,7 +357,7 @@ fn build(
                 c_out,
                 stride,
                 bias,
-            } => Layer::Conv(Conv2d::new(here, c_in, c_out, 3, stride, 1, bias)?),
+            } => Layer::Conv(conv2d(here, c_in, c_out, 3, stride, 1, bias)?),
             Spec::Block { channels, pool } => {
                 Layer::Block(Box::new(Block::new(here, channels, channels, pool, act)?))
             }

@@ -8,14 +8,27 @@
 //!
 //! Latents are what a training pipeline stores: `(z - shift_factor) * scaling_factor`, with `z`
 //! the posterior mean, or a sample drawn from a seeded generator when asked.
+//!
+//! Layout (as candle's `stable_diffusion::vae`): this file holds the config ([`KlConfig`]), the
+//! model's entry points ([`AutoencoderKl`]: load, encode, decode, tiled variants, sampling),
+//! [`Tiling`] and [`rename_legacy_attention`]; `resnet` the ResNet block, `attention` the
+//! mid-block attention, `blocks` the down/up/mid blocks and the Encoder and Decoder, `tiling`
+//! the tile-and-blend loop.
+mod attention;
+mod blocks;
+mod resnet;
+mod tiling;
+
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{check_images, var_store, Conv2d, GroupNorm, Linear, Result, VaeError};
+use super::{check_images, conv2d, var_store, Conv2d, Forward, Result, VaeError};
 use crate::runtime::weights;
+use blocks::{Decoder, Encoder};
+use tiling::run_tiled;
 
 /// GroupNorm epsilon of every norm in diffusers' VAE encoder and decoder.
 const NORM_EPS: f64 = 1e-6;
@@ -195,399 +208,6 @@ impl Tiling {
     }
 }
 
-// Reference for the structs below (pinned):
-// https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/resnet.py (ResnetBlock2D,
-// Downsample2D in downsampling.py, Upsample2D in upsampling.py)
-
-/// `ResnetBlock2D` without time embedding, as the VAE uses it.
-#[derive(Debug)]
-struct ResnetBlock2D {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    conv_shortcut: Option<Conv2d>,
-}
-
-impl ResnetBlock2D {
-    fn new(p: nn::Path, c_in: i64, c_out: i64, groups: i64) -> Result<Self> {
-        Ok(Self {
-            norm1: GroupNorm::new(&p / "norm1", groups, c_in, NORM_EPS)?,
-            conv1: Conv2d::new(&p / "conv1", c_in, c_out, 3, 1, 1, true)?,
-            norm2: GroupNorm::new(&p / "norm2", groups, c_out, NORM_EPS)?,
-            conv2: Conv2d::new(&p / "conv2", c_out, c_out, 3, 1, 1, true)?,
-            conv_shortcut: if c_in != c_out {
-                Some(Conv2d::new(
-                    &p / "conv_shortcut",
-                    c_in,
-                    c_out,
-                    1,
-                    1,
-                    0,
-                    true,
-                )?)
-            } else {
-                None
-            },
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Reassigned, not shadowed: a shadowed tensor stays alive to the end of the scope, which
-        // would hold four full-size activations of the batch where PyTorch holds two.
-        let mut h = self.norm1.forward_silu(x)?;
-        h = self.conv1.forward(&h)?;
-        h = self.norm2.forward_silu(&h)?;
-        h = self.conv2.forward(&h)?;
-        // In place: `h` is this block's own tensor, and at full resolution one more activation
-        // of the batch is what decides whether a 1080p batch fits on the GPU.
-        match &self.conv_shortcut {
-            Some(c) => h.f_add_(&c.forward(x)?),
-            None => h.f_add_(x),
-        }
-        .map_err(VaeError::torch("resnet residual"))
-    }
-}
-
-/// The mid-block self-attention: one head over all `H*W` positions (`attention_head_dim` is
-/// the channel count in the VAE).
-/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/attention_processor.py
-/// (`Attention` with `AttnProcessor2_0`, residual connection, rescale 1).
-#[derive(Debug)]
-struct Attention {
-    group_norm: GroupNorm,
-    to_q: Linear,
-    to_k: Linear,
-    to_v: Linear,
-    to_out: Linear,
-}
-
-impl Attention {
-    fn new(p: nn::Path, channels: i64, groups: i64) -> Result<Self> {
-        Ok(Self {
-            group_norm: GroupNorm::new(&p / "group_norm", groups, channels, NORM_EPS)?,
-            to_q: Linear::new(&p / "to_q", channels, channels)?,
-            to_k: Linear::new(&p / "to_k", channels, channels)?,
-            to_v: Linear::new(&p / "to_v", channels, channels)?,
-            to_out: Linear::new(&p / "to_out" / 0, channels, channels)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let err = VaeError::torch;
-        let (n, c, h, w) = x.size4().map_err(err("attention input"))?;
-        let tokens = self
-            .group_norm
-            .forward(x)?
-            .f_view([n, c, h * w])
-            .and_then(|t| t.f_transpose(1, 2))
-            .map_err(err("attention tokens"))?;
-        // [N, 1 head, HW, C]: scaled_dot_product_attention picks a fused kernel (flash /
-        // memory-efficient), so the HW x HW matrix (14,400^2 at 720p) is never materialized.
-        let heads = |t: Tensor| t.f_unsqueeze(1).map_err(err("attention heads"));
-        let q = heads(self.to_q.forward(&tokens)?)?;
-        let k = heads(self.to_k.forward(&tokens)?)?;
-        let v = heads(self.to_v.forward(&tokens)?)?;
-        let out = Tensor::f_scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        )
-        .and_then(|t| t.f_squeeze_dim(1))
-        .map_err(err("attention scaled_dot_product_attention"))?;
-        self.to_out
-            .forward(&out)?
-            .f_transpose(1, 2)
-            .and_then(|t| t.f_reshape([n, c, h, w]))
-            .and_then(|t| t.f_add(x))
-            .map_err(err("attention output"))
-    }
-}
-
-/// Downsampling by a stride-2 3x3 conv after padding one zero row/column on the bottom/right
-/// only (`Downsample2D(padding=0)`): LDM's asymmetric padding, which the weights were trained
-/// with, so a symmetric `padding=1` conv would shift every latent by half a pixel.
-#[derive(Debug)]
-struct Downsample2D {
-    conv: Conv2d,
-}
-
-impl Downsample2D {
-    fn new(p: nn::Path, channels: i64) -> Result<Self> {
-        Ok(Self {
-            conv: Conv2d::new(&p / "conv", channels, channels, 3, 2, 0, true)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let padded = x
-            .f_constant_pad_nd([0, 1, 0, 1])
-            .map_err(VaeError::torch("downsample pad"))?;
-        self.conv.forward(&padded)
-    }
-}
-
-/// Nearest x2 upsampling then a 3x3 conv (`Upsample2D(use_conv=True)`).
-#[derive(Debug)]
-struct Upsample2D {
-    conv: Conv2d,
-}
-
-impl Upsample2D {
-    fn new(p: nn::Path, channels: i64) -> Result<Self> {
-        Ok(Self {
-            conv: Conv2d::new(&p / "conv", channels, channels, 3, 1, 1, true)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = x.size4().map_err(VaeError::torch("upsample input"))?;
-        let up = x
-            .f_upsample_nearest2d([h * 2, w * 2], 2.0, 2.0)
-            .map_err(VaeError::torch("upsample nearest"))?;
-        self.conv.forward(&up)
-    }
-}
-
-// Reference for the blocks below (pinned):
-// https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/unets/unet_2d_blocks.py
-// (DownEncoderBlock2D, UpDecoderBlock2D, UNetMidBlock2D)
-
-#[derive(Debug)]
-struct DownEncoderBlock2D {
-    resnets: Vec<ResnetBlock2D>,
-    downsampler: Option<Downsample2D>,
-}
-
-impl DownEncoderBlock2D {
-    fn new(p: nn::Path, c_in: i64, c_out: i64, cfg: &KlConfig, downsample: bool) -> Result<Self> {
-        let resnets = (0..cfg.layers_per_block)
-            .map(|i| {
-                let c = if i == 0 { c_in } else { c_out };
-                ResnetBlock2D::new(&p / "resnets" / i, c, c_out, cfg.norm_num_groups)
-            })
-            .collect::<Result<_>>()?;
-        let downsampler = if downsample {
-            Some(Downsample2D::new(&p / "downsamplers" / 0, c_out)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            resnets,
-            downsampler,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.shallow_clone();
-        for r in &self.resnets {
-            x = r.forward(&x)?;
-        }
-        match &self.downsampler {
-            Some(d) => d.forward(&x),
-            None => Ok(x),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct UpDecoderBlock2D {
-    resnets: Vec<ResnetBlock2D>,
-    upsampler: Option<Upsample2D>,
-}
-
-impl UpDecoderBlock2D {
-    fn new(p: nn::Path, c_in: i64, c_out: i64, cfg: &KlConfig, upsample: bool) -> Result<Self> {
-        // The decoder has one resnet more per block than the encoder (diffusers' Decoder
-        // passes `layers_per_block + 1`).
-        let resnets = (0..cfg.layers_per_block + 1)
-            .map(|i| {
-                let c = if i == 0 { c_in } else { c_out };
-                ResnetBlock2D::new(&p / "resnets" / i, c, c_out, cfg.norm_num_groups)
-            })
-            .collect::<Result<_>>()?;
-        let upsampler = if upsample {
-            Some(Upsample2D::new(&p / "upsamplers" / 0, c_out)?)
-        } else {
-            None
-        };
-        Ok(Self { resnets, upsampler })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.shallow_clone();
-        for r in &self.resnets {
-            x = r.forward(&x)?;
-        }
-        match &self.upsampler {
-            Some(u) => u.forward(&x),
-            None => Ok(x),
-        }
-    }
-}
-
-/// resnet, attention, resnet.
-#[derive(Debug)]
-struct UNetMidBlock2D {
-    resnets: Vec<ResnetBlock2D>,
-    attentions: Option<Attention>,
-}
-
-impl UNetMidBlock2D {
-    fn new(p: nn::Path, channels: i64, cfg: &KlConfig) -> Result<Self> {
-        let g = cfg.norm_num_groups;
-        Ok(Self {
-            resnets: vec![
-                ResnetBlock2D::new(&p / "resnets" / 0, channels, channels, g)?,
-                ResnetBlock2D::new(&p / "resnets" / 1, channels, channels, g)?,
-            ],
-            attentions: if cfg.mid_block_add_attention {
-                Some(Attention::new(&p / "attentions" / 0, channels, g)?)
-            } else {
-                None
-            },
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.resnets[0].forward(x)?;
-        if let Some(a) = &self.attentions {
-            x = a.forward(&x)?;
-        }
-        self.resnets[1].forward(&x)
-    }
-}
-
-/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/vae.py
-/// (`Encoder`, `double_z=True`: the output holds the posterior mean and log-variance).
-#[derive(Debug)]
-struct Encoder {
-    conv_in: Conv2d,
-    down_blocks: Vec<DownEncoderBlock2D>,
-    mid_block: UNetMidBlock2D,
-    conv_norm_out: GroupNorm,
-    conv_out: Conv2d,
-}
-
-impl Encoder {
-    fn new(p: nn::Path, cfg: &KlConfig) -> Result<Self> {
-        let ch = &cfg.block_out_channels;
-        let last = *ch.last().expect("validated non-empty");
-        let conv_in = Conv2d::new(&p / "conv_in", cfg.in_channels, ch[0], 3, 1, 1, true)?;
-        let mut down_blocks = Vec::with_capacity(ch.len());
-        let mut c_in = ch[0];
-        for (i, &c_out) in ch.iter().enumerate() {
-            let downsample = i + 1 < ch.len();
-            down_blocks.push(DownEncoderBlock2D::new(
-                &p / "down_blocks" / i,
-                c_in,
-                c_out,
-                cfg,
-                downsample,
-            )?);
-            c_in = c_out;
-        }
-        Ok(Self {
-            conv_in,
-            down_blocks,
-            mid_block: UNetMidBlock2D::new(&p / "mid_block", last, cfg)?,
-            conv_norm_out: GroupNorm::new(
-                &p / "conv_norm_out",
-                cfg.norm_num_groups,
-                last,
-                NORM_EPS,
-            )?,
-            conv_out: Conv2d::new(
-                &p / "conv_out",
-                last,
-                2 * cfg.latent_channels,
-                3,
-                1,
-                1,
-                true,
-            )?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.conv_in.forward(x)?;
-        for b in &self.down_blocks {
-            x = b.forward(&x)?;
-        }
-        x = self.mid_block.forward(&x)?;
-        x = self.conv_norm_out.forward_silu(&x)?;
-        self.conv_out.forward(&x)
-    }
-}
-
-/// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/vae.py
-/// (`Decoder`).
-#[derive(Debug)]
-struct Decoder {
-    conv_in: Conv2d,
-    mid_block: UNetMidBlock2D,
-    up_blocks: Vec<UpDecoderBlock2D>,
-    conv_norm_out: GroupNorm,
-    conv_out: Conv2d,
-}
-
-impl Decoder {
-    fn new(p: nn::Path, cfg: &KlConfig) -> Result<Self> {
-        let reversed: Vec<i64> = cfg.block_out_channels.iter().rev().copied().collect();
-        let conv_in = Conv2d::new(
-            &p / "conv_in",
-            cfg.latent_channels,
-            reversed[0],
-            3,
-            1,
-            1,
-            true,
-        )?;
-        let mid_block = UNetMidBlock2D::new(&p / "mid_block", reversed[0], cfg)?;
-        let mut up_blocks = Vec::with_capacity(reversed.len());
-        let mut c_in = reversed[0];
-        for (i, &c_out) in reversed.iter().enumerate() {
-            let upsample = i + 1 < reversed.len();
-            up_blocks.push(UpDecoderBlock2D::new(
-                &p / "up_blocks" / i,
-                c_in,
-                c_out,
-                cfg,
-                upsample,
-            )?);
-            c_in = c_out;
-        }
-        let first = cfg.block_out_channels[0];
-        Ok(Self {
-            conv_in,
-            mid_block,
-            up_blocks,
-            conv_norm_out: GroupNorm::new(
-                &p / "conv_norm_out",
-                cfg.norm_num_groups,
-                first,
-                NORM_EPS,
-            )?,
-            conv_out: Conv2d::new(&p / "conv_out", first, cfg.out_channels, 3, 1, 1, true)?,
-        })
-    }
-
-    fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let mut x = self.conv_in.forward(z)?;
-        x = self.mid_block.forward(&x)?;
-        for b in &self.up_blocks {
-            x = b.forward(&x)?;
-        }
-        x = self.conv_norm_out.forward_silu(&x)?;
-        self.conv_out.forward(&x)
-    }
-}
-
 /// diffusers' `AutoencoderKL`.
 /// Reference: https://github.com/huggingface/diffusers/blob/v0.36.0/src/diffusers/models/autoencoders/autoencoder_kl.py
 #[derive(Debug)]
@@ -649,12 +269,12 @@ impl AutoencoderKl {
         let l2 = 2 * config.latent_channels;
         let l = config.latent_channels;
         let quant_conv = if config.use_quant_conv {
-            Some(Conv2d::new(&root / "quant_conv", l2, l2, 1, 1, 0, true)?)
+            Some(conv2d(&root / "quant_conv", l2, l2, 1, 1, 0, true)?)
         } else {
             None
         };
         let post_quant_conv = if config.use_post_quant_conv {
-            Some(Conv2d::new(&root / "post_quant_conv", l, l, 1, 1, 0, true)?)
+            Some(conv2d(&root / "post_quant_conv", l, l, 1, 1, 0, true)?)
         } else {
             None
         };
@@ -781,7 +401,7 @@ impl AutoencoderKl {
     /// post_quant_conv then the decoder.
     fn decode_unscaled(&self, z: &Tensor) -> Result<Tensor> {
         match &self.post_quant_conv {
-            Some(c) => self.decoder.forward(&c.forward(z)?),
+            Some(c) => self.decoder.forward(&c.run(z)?),
             None => self.decoder.forward(z),
         }
     }
@@ -797,7 +417,7 @@ impl AutoencoderKl {
     fn moments(&self, x: &Tensor) -> Result<Tensor> {
         let m = self.encoder.forward(x)?;
         match &self.quant_conv {
-            Some(c) => c.forward(&m),
+            Some(c) => c.run(&m),
             None => Ok(m),
         }
     }
@@ -879,63 +499,6 @@ impl AutoencoderKl {
     }
 }
 
-/// diffusers' tiling loop, shared by `_tiled_encode` and `tiled_decode`: `f` maps tiles of
-/// `tile_in` input pixels, taken every `tile_in * (1 - overlap)`, to tiles of `tile_out`
-/// output pixels, which overlap by `tile_out * overlap` and are blended there.
-fn run_tiled(
-    x: &Tensor,
-    tile_in: i64,
-    tile_out: i64,
-    overlap: f64,
-    f: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let err = VaeError::torch;
-    let (_, _, h, w) = x.size4().map_err(err("tiled input"))?;
-    let step = (tile_in as f64 * (1.0 - overlap)) as i64;
-    let blend = (tile_out as f64 * overlap) as i64;
-    let row_limit = tile_out - blend;
-    if step < 1 || row_limit < 1 {
-        return Err(VaeError::Input(format!(
-            "tiles of {tile_in} -> {tile_out} with overlap {overlap} leave no tile step"
-        )));
-    }
-    let mut rows: Vec<Vec<Tensor>> = Vec::new();
-    for i in (0..h).step_by(step as usize) {
-        let mut row = Vec::new();
-        for j in (0..w).step_by(step as usize) {
-            let t = x
-                .f_narrow(2, i, tile_in.min(h - i))
-                .and_then(|t| t.f_narrow(3, j, tile_in.min(w - j)))
-                .map_err(err("tile"))?;
-            row.push(f(&t)?);
-        }
-        rows.push(row);
-    }
-    // diffusers blends in place, in this order, so a tile's blended edges feed the blend of
-    // its right and lower neighbours; replacing each tile as we go keeps that.
-    let mut out_rows = Vec::with_capacity(rows.len());
-    for i in 0..rows.len() {
-        let mut out_row = Vec::with_capacity(rows[i].len());
-        for j in 0..rows[i].len() {
-            if i > 0 {
-                rows[i][j] = blend_edge(&rows[i - 1][j], &rows[i][j], blend, 2)?;
-            }
-            if j > 0 {
-                rows[i][j] = blend_edge(&rows[i][j - 1], &rows[i][j], blend, 3)?;
-            }
-            let t = &rows[i][j];
-            let (_, _, th, tw) = t.size4().map_err(err("tile"))?;
-            out_row.push(
-                t.f_narrow(2, 0, row_limit.min(th))
-                    .and_then(|t| t.f_narrow(3, 0, row_limit.min(tw)))
-                    .map_err(err("tile crop"))?,
-            );
-        }
-        out_rows.push(Tensor::f_cat(&out_row, 3).map_err(err("tile row"))?);
-    }
-    Tensor::f_cat(&out_rows, 2).map_err(err("tile rows"))
-}
-
 fn split_moments(moments: &Tensor) -> Result<(Tensor, Tensor)> {
     let mut parts = moments
         .f_chunk(2, 1)
@@ -948,47 +511,6 @@ fn split_moments(moments: &Tensor) -> Result<(Tensor, Tensor)> {
             "posterior moments do not split in two".into(),
         )),
     }
-}
-
-/// diffusers' `blend_v` (dim 2) / `blend_h` (dim 3): the first `extent` rows (columns) of `b`
-/// fade linearly from `a`'s last ones into `b`'s own.
-fn blend_edge(a: &Tensor, b: &Tensor, extent: i64, dim: i64) -> Result<Tensor> {
-    let err = VaeError::torch;
-    let extent = extent
-        .min(a.size()[dim as usize])
-        .min(b.size()[dim as usize]);
-    if extent <= 0 {
-        return Ok(b.shallow_clone());
-    }
-    // The weights are computed in f64 and rounded once, as diffusers' Python floats are.
-    let mut shape = [1i64, 1, 1, 1];
-    shape[dim as usize] = extent;
-    let wb: Vec<f64> = (0..extent).map(|y| y as f64 / extent as f64).collect();
-    let wa: Vec<f64> = wb.iter().map(|w| 1.0 - w).collect();
-    let to = |v: &[f64]| {
-        Tensor::f_from_slice(v)
-            .and_then(|t| t.f_to_kind(b.kind()))
-            .and_then(|t| t.f_to_device(b.device()))
-            .and_then(|t| t.f_reshape(shape))
-    };
-    let (wa, wb) = (
-        to(&wa).map_err(err("blend"))?,
-        to(&wb).map_err(err("blend"))?,
-    );
-    let a_len = a.size()[dim as usize];
-    let b_len = b.size()[dim as usize];
-    let a_tail = a
-        .f_narrow(dim, a_len - extent, extent)
-        .map_err(err("blend"))?;
-    let b_head = b.f_narrow(dim, 0, extent).map_err(err("blend"))?;
-    let b_rest = b
-        .f_narrow(dim, extent, b_len - extent)
-        .map_err(err("blend"))?;
-    let head = a_tail
-        .f_mul(&wa)
-        .and_then(|x| b_head.f_mul(&wb).and_then(|y| x.f_add(&y)))
-        .map_err(err("blend"))?;
-    Tensor::f_cat(&[head, b_rest], dim).map_err(err("blend"))
 }
 
 /// Renames pre-0.14 attention tensors (`query/key/value/proj_attn`) to the current names, and
