@@ -630,7 +630,8 @@ fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig, Error> {
             let builtin = Path::new("<built-in default pipeline>");
             let cfg = PipelineConfig::parse(framepipe::DEFAULT_PIPELINE)
                 .map_err(|m| Error::config(builtin, m))?;
-            cfg.validate().map_err(|m| Error::config(builtin, m))?;
+            cfg.validate()
+                .map_err(|e| Error::config(builtin, e.to_string()))?;
             Ok(cfg)
         }
     }
