@@ -339,7 +339,9 @@ fn rules_bases(with_models: bool) -> Vec<Value> {
 
 /// What the pipeline parser makes of a text: parsed and validated, or its message.
 fn pipeline_verdict(text: &str) -> Result<(), String> {
-    PipelineConfig::parse(text)?.validate()
+    PipelineConfig::parse(text)?
+        .validate()
+        .map_err(|e| e.to_string())
 }
 
 fn rules_verdict(text: &str) -> Result<(), String> {

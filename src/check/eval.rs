@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::facts::{moov_before_mdat, Facts};
-use super::rules::{Range, Rules};
+use super::rules::{AudioRules, LoudnessRule, Range, Rules, SilenceRule, TagsRule};
 use super::scan::Scan;
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,15 +100,40 @@ fn in_range(rule: &str, range: &Range, actual: f64) -> Outcome {
     )
 }
 
-/// Evaluates every rule that is set. `scan` is present when some rule needs pixels.
+/// Evaluates every rule that is set, in the rules file's order: the container and stream
+/// facts, the audio stream's, then (when `scan` is present: some rule needs pixels or samples)
+/// what decoding found. One function per group of rules below.
 pub fn evaluate(
     path: &std::path::Path,
     rules: &Rules,
     facts: &Facts,
     scan: Option<&Scan>,
 ) -> Vec<Outcome> {
-    let s = &facts.source;
     let mut out = Vec::new();
+    stream_rules(path, rules, facts, &mut out);
+    if let Some(audio) = &rules.audio {
+        audio_rules(audio, facts, &mut out);
+    }
+    if let Some(scan) = scan {
+        decode_rule(rules, facts, scan, &mut out);
+        picture_rules(rules, scan, &mut out);
+        if let Some(rule) = &rules.silence {
+            silence_rule(rule, scan, &mut out);
+        }
+        if let Some(rule) = &rules.tags {
+            tags_rule(rule, scan, &mut out);
+        }
+        if let Some(rule) = &rules.loudness {
+            loudness_rules(rule, scan, &mut out);
+        }
+    }
+    out
+}
+
+/// The container and video stream as probed: names, size, rates, keyframes, box layout,
+/// rotation, colour description.
+fn stream_rules(path: &std::path::Path, rules: &Rules, facts: &Facts, out: &mut Vec<Outcome>) {
+    let s = &facts.source;
     if let Some(allowed) = &rules.container {
         let names: Vec<&str> = s.container.split(',').collect();
         let passed = allowed
@@ -209,211 +234,228 @@ pub fn evaluate(
             facts.color_primaries.as_deref(),
         ));
     }
-    if let Some(audio) = &rules.audio {
-        if let Some(want) = audio.present {
-            out.push(Outcome::new(
-                "audio.present",
-                s.has_audio == want,
-                if want {
-                    "an audio stream"
-                } else {
-                    "no audio stream"
-                },
-                if s.has_audio {
-                    "audio present"
-                } else {
-                    "no audio"
-                },
-            ));
-        }
-        if let Some(allowed) = &audio.codec {
-            out.push(one_of("audio.codec", allowed, s.audio_codec.as_deref()));
-        }
-        if let Some(r) = &audio.channels {
-            let ch = facts.audio_channels.map(f64::from);
-            out.push(Outcome::new(
-                "audio.channels",
-                ch.is_some_and(|c| r.contains(c)),
-                r.to_string(),
-                ch.map_or("no audio".into(), |c| c.to_string()),
-            ));
-        }
-        if let Some(allowed) = &audio.sample_rate {
-            let rate = facts.audio_sample_rate;
-            out.push(Outcome::new(
-                "audio.sample_rate",
-                rate.is_some_and(|r| allowed.contains(&r)),
-                format!("one of {allowed:?}"),
-                rate.map_or("no audio".into(), |r| r.to_string()),
-            ));
-        }
+}
+
+/// `audio`: the audio stream's presence, codec, channels and sample rate as probed.
+fn audio_rules(audio: &AudioRules, facts: &Facts, out: &mut Vec<Outcome>) {
+    let s = &facts.source;
+    if let Some(want) = audio.present {
+        out.push(Outcome::new(
+            "audio.present",
+            s.has_audio == want,
+            if want {
+                "an audio stream"
+            } else {
+                "no audio stream"
+            },
+            if s.has_audio {
+                "audio present"
+            } else {
+                "no audio"
+            },
+        ));
     }
-    if let Some(scan) = scan {
-        if rules.decodes_cleanly == Some(true) {
-            let expected_frames = s.frames.saturating_sub(scan.edit_list_discarded);
-            let count_ok = s.frames == 0 || expected_frames == scan.frames;
-            let passed =
-                scan.decode_errors == 0 && scan.damaged_frames == 0 && count_ok && scan.frames > 0;
-            out.push(Outcome::new(
-                "decodes_cleanly",
-                passed,
-                "no decode errors, no concealed frames, frame count as the container says",
-                format!(
-                    "{} decode errors, {} concealed frames, {} frames decoded (container: {})",
-                    scan.decode_errors, scan.damaged_frames, scan.frames, expected_frames
-                ),
-            ));
+    if let Some(allowed) = &audio.codec {
+        out.push(one_of("audio.codec", allowed, s.audio_codec.as_deref()));
+    }
+    if let Some(r) = &audio.channels {
+        let ch = facts.audio_channels.map(f64::from);
+        out.push(Outcome::new(
+            "audio.channels",
+            ch.is_some_and(|c| r.contains(c)),
+            r.to_string(),
+            ch.map_or("no audio".into(), |c| c.to_string()),
+        ));
+    }
+    if let Some(allowed) = &audio.sample_rate {
+        let rate = facts.audio_sample_rate;
+        out.push(Outcome::new(
+            "audio.sample_rate",
+            rate.is_some_and(|r| allowed.contains(&r)),
+            format!("one of {allowed:?}"),
+            rate.map_or("no audio".into(), |r| r.to_string()),
+        ));
+    }
+}
+
+/// `decodes_cleanly`: what a full decode found against what the container promises.
+fn decode_rule(rules: &Rules, facts: &Facts, scan: &Scan, out: &mut Vec<Outcome>) {
+    let s = &facts.source;
+    if rules.decodes_cleanly == Some(true) {
+        let expected_frames = s.frames.saturating_sub(scan.edit_list_discarded);
+        let count_ok = s.frames == 0 || expected_frames == scan.frames;
+        let passed =
+            scan.decode_errors == 0 && scan.damaged_frames == 0 && count_ok && scan.frames > 0;
+        out.push(Outcome::new(
+            "decodes_cleanly",
+            passed,
+            "no decode errors, no concealed frames, frame count as the container says",
+            format!(
+                "{} decode errors, {} concealed frames, {} frames decoded (container: {})",
+                scan.decode_errors, scan.damaged_frames, scan.frames, expected_frames
+            ),
+        ));
+    }
+}
+
+/// `black`, `frozen` (the longest stretch of each) and `scenes` (how many the detector found).
+fn picture_rules(rules: &Rules, scan: &Scan, out: &mut Vec<Outcome>) {
+    for (rule, max, runs) in [
+        ("black", rules.black.map(|b| b.max_seconds), &scan.black),
+        ("frozen", rules.frozen.map(|f| f.max_seconds), &scan.frozen),
+    ] {
+        let Some(max) = max else { continue };
+        let longest = runs
+            .iter()
+            .copied()
+            .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)));
+        let length = longest.map_or(0.0, |(a, b)| b - a);
+        let passed = length <= max + 1e-6;
+        let mut o = Outcome::new(
+            rule,
+            passed,
+            format!("no {rule} stretch longer than {max} s"),
+            match longest {
+                Some(span) => {
+                    format!("longest {rule} stretch {length:.2} s")
+                        + &span_unless_located(passed, span)
+                }
+                None => format!("no {rule} frames"),
+            },
+        );
+        if !passed {
+            o.at = longest;
         }
-        for (rule, max, runs) in [
-            ("black", rules.black.map(|b| b.max_seconds), &scan.black),
-            ("frozen", rules.frozen.map(|f| f.max_seconds), &scan.frozen),
-        ] {
-            let Some(max) = max else { continue };
-            let longest = runs
+        out.push(o);
+    }
+    if let (Some(r), Some(n)) = (&rules.scenes, scan.scenes) {
+        out.push(in_range("scenes", r, n as f64));
+    }
+}
+
+fn no_audio() -> String {
+    "no audio stream".to_string()
+}
+
+/// `silence`: the longest stretch below the level, when there is audio.
+fn silence_rule(rule: &SilenceRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    let mut o = match &scan.audio {
+        None => Outcome::new(
+            "silence",
+            false,
+            format!("no silence longer than {} s", rule.max_seconds),
+            no_audio(),
+        ),
+        Some(a) => {
+            let longest = a
+                .silence
                 .iter()
                 .copied()
-                .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)));
-            let length = longest.map_or(0.0, |(a, b)| b - a);
-            let passed = length <= max + 1e-6;
+                .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)));
+            let length = longest.map_or(0.0, |(x, y)| y - x);
+            let passed = length <= rule.max_seconds + 1e-6;
             let mut o = Outcome::new(
-                rule,
+                "silence",
                 passed,
-                format!("no {rule} stretch longer than {max} s"),
+                format!(
+                    "no stretch below {} dBFS longer than {} s",
+                    rule.db_max, rule.max_seconds
+                ),
                 match longest {
                     Some(span) => {
-                        format!("longest {rule} stretch {length:.2} s")
+                        format!("longest silence {length:.2} s")
                             + &span_unless_located(passed, span)
                     }
-                    None => format!("no {rule} frames"),
+                    None => "no silence".into(),
                 },
             );
-            if !passed {
-                o.at = longest;
-            }
-            out.push(o);
+            o.at = longest;
+            o
         }
-        if let (Some(r), Some(n)) = (&rules.scenes, scan.scenes) {
-            out.push(in_range("scenes", r, n as f64));
-        }
-        let no_audio = || "no audio stream".to_string();
-        if let Some(rule) = &rules.silence {
-            let mut o = match &scan.audio {
-                None => Outcome::new(
-                    "silence",
-                    false,
-                    format!("no silence longer than {} s", rule.max_seconds),
-                    no_audio(),
-                ),
-                Some(a) => {
-                    let longest = a
-                        .silence
-                        .iter()
-                        .copied()
-                        .max_by(|x, y| (x.1 - x.0).total_cmp(&(y.1 - y.0)));
-                    let length = longest.map_or(0.0, |(x, y)| y - x);
-                    let passed = length <= rule.max_seconds + 1e-6;
-                    let mut o = Outcome::new(
-                        "silence",
-                        passed,
-                        format!(
-                            "no stretch below {} dBFS longer than {} s",
-                            rule.db_max, rule.max_seconds
-                        ),
-                        match longest {
-                            Some(span) => {
-                                format!("longest silence {length:.2} s")
-                                    + &span_unless_located(passed, span)
-                            }
-                            None => "no silence".into(),
-                        },
-                    );
-                    o.at = longest;
-                    o
-                }
-            };
-            if o.passed {
-                o.at = None;
-            }
-            out.push(o);
-        }
-        if let Some(rule) = &rules.tags {
-            out.push(match &scan.tag_scores {
-                None => Outcome::new("tags", false, "tag expectations", "no frame was sampled"),
-                Some(scores) => {
-                    let score = |label: &str| {
-                        scores
-                            .iter()
-                            .find(|(l, _)| l == label)
-                            .map_or(0.0, |(_, s)| *s)
-                    };
-                    let mut problems = Vec::new();
-                    for e in &rule.must {
-                        if score(&e.label) < e.score {
-                            problems.push(format!(
-                                "{:?} peaked at {:.3} < {}",
-                                e.label,
-                                score(&e.label),
-                                e.score
-                            ));
-                        }
-                    }
-                    for e in &rule.must_not {
-                        if score(&e.label) >= e.score {
-                            problems.push(format!(
-                                "{:?} reached {:.3} >= {}",
-                                e.label,
-                                score(&e.label),
-                                e.score
-                            ));
-                        }
-                    }
-                    let peaks: Vec<String> =
-                        scores.iter().map(|(l, s)| format!("{l}={s:.3}")).collect();
-                    Outcome::new(
-                        "tags",
-                        problems.is_empty(),
-                        format!(
-                            "must: {}; must not: {}",
-                            rule.must
-                                .iter()
-                                .map(|e| format!("{}>={}", e.label, e.score))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            rule.must_not
-                                .iter()
-                                .map(|e| format!("{}<{}", e.label, e.score))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        if problems.is_empty() {
-                            format!("peak scores {}", peaks.join(", "))
-                        } else {
-                            format!("{} (peak scores {})", problems.join("; "), peaks.join(", "))
-                        },
-                    )
-                }
-            });
-        }
-        if let Some(rule) = &rules.loudness {
-            let lufs = scan.audio.as_ref().and_then(|a| a.integrated_lufs);
-            let peak = scan.audio.as_ref().and_then(|a| a.true_peak_dbtp);
-            if let Some(range) = &rule.integrated_lufs {
-                out.push(Outcome::new(
-                    "loudness.integrated_lufs",
-                    lufs.is_some_and(|v| range.contains(v)),
-                    format!("{range} LUFS"),
-                    lufs.map_or_else(no_audio, |v| format!("{v:.1} LUFS")),
-                ));
-            }
-            if let Some(max) = rule.true_peak_dbtp_max {
-                out.push(Outcome::new(
-                    "loudness.true_peak",
-                    peak.is_some_and(|v| v <= max),
-                    format!("<= {max} dBTP"),
-                    peak.map_or_else(no_audio, |v| format!("{v:.2} dBTP")),
-                ));
-            }
-        }
+    };
+    if o.passed {
+        o.at = None;
     }
-    out
+    out.push(o);
+}
+
+/// `tags`: the sampled frames' peak CLIP scores against what must and must not be seen.
+fn tags_rule(rule: &TagsRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    out.push(match &scan.tag_scores {
+        None => Outcome::new("tags", false, "tag expectations", "no frame was sampled"),
+        Some(scores) => {
+            let score = |label: &str| {
+                scores
+                    .iter()
+                    .find(|(l, _)| l == label)
+                    .map_or(0.0, |(_, s)| *s)
+            };
+            let mut problems = Vec::new();
+            for e in &rule.must {
+                if score(&e.label) < e.score {
+                    problems.push(format!(
+                        "{:?} peaked at {:.3} < {}",
+                        e.label,
+                        score(&e.label),
+                        e.score
+                    ));
+                }
+            }
+            for e in &rule.must_not {
+                if score(&e.label) >= e.score {
+                    problems.push(format!(
+                        "{:?} reached {:.3} >= {}",
+                        e.label,
+                        score(&e.label),
+                        e.score
+                    ));
+                }
+            }
+            let peaks: Vec<String> = scores.iter().map(|(l, s)| format!("{l}={s:.3}")).collect();
+            Outcome::new(
+                "tags",
+                problems.is_empty(),
+                format!(
+                    "must: {}; must not: {}",
+                    rule.must
+                        .iter()
+                        .map(|e| format!("{}>={}", e.label, e.score))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    rule.must_not
+                        .iter()
+                        .map(|e| format!("{}<{}", e.label, e.score))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                if problems.is_empty() {
+                    format!("peak scores {}", peaks.join(", "))
+                } else {
+                    format!("{} (peak scores {})", problems.join("; "), peaks.join(", "))
+                },
+            )
+        }
+    });
+}
+
+/// `loudness`: integrated loudness and true peak (EBU R128), when there is audio.
+fn loudness_rules(rule: &LoudnessRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    let lufs = scan.audio.as_ref().and_then(|a| a.integrated_lufs);
+    let peak = scan.audio.as_ref().and_then(|a| a.true_peak_dbtp);
+    if let Some(range) = &rule.integrated_lufs {
+        out.push(Outcome::new(
+            "loudness.integrated_lufs",
+            lufs.is_some_and(|v| range.contains(v)),
+            format!("{range} LUFS"),
+            lufs.map_or_else(no_audio, |v| format!("{v:.1} LUFS")),
+        ));
+    }
+    if let Some(max) = rule.true_peak_dbtp_max {
+        out.push(Outcome::new(
+            "loudness.true_peak",
+            peak.is_some_and(|v| v <= max),
+            format!("<= {max} dBTP"),
+            peak.map_or_else(no_audio, |v| format!("{v:.2} dBTP")),
+        ));
+    }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::decode::{SourceFrame, VideoDecoder};
 use super::encode::{AudioSource, Muxer, VideoSettings};
 use super::{probe, Scaler};
-use crate::config::{AudioMode, EncodeConfig};
+use crate::config::{AudioMode, Codec, EncodeConfig, Preset};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -442,9 +442,9 @@ impl<'a> Source<'a> {
                 time_base: s.time_base(),
             });
         let x264 = EncodeConfig {
-            codec: "libx264".into(),
+            codec: Codec::Libx264.into(),
             crf: 18.0,
-            preset: "veryfast".into(),
+            preset: Preset::Veryfast.into(),
             profile: None,
             audio: AudioMode::Copy,
             threads: 0,

@@ -137,8 +137,11 @@ impl Muxer {
             .flags()
             .contains(ff::format::Flags::GLOBAL_HEADER);
 
-        let codec = ff::encoder::find_by_name(&cfg.codec).ok_or_else(|| {
-            Error::input(path, format!("this FFmpeg has no {} encoder", cfg.codec))
+        let codec = ff::encoder::find_by_name(cfg.codec.name()).ok_or_else(|| {
+            Error::input(
+                path,
+                format!("this FFmpeg has no {} encoder", cfg.codec.name()),
+            )
         })?;
         let mut encoder = ff::codec::context::Context::new_with_codec(codec)
             .encoder()
@@ -171,9 +174,9 @@ impl Muxer {
         encoder.set_flags(flags);
         let mut options = ff::Dictionary::new();
         options.set("crf", &format!("{}", cfg.crf));
-        options.set("preset", &cfg.preset);
+        options.set("preset", cfg.preset.name());
         if let Some(profile) = &cfg.profile {
-            options.set("profile", profile);
+            options.set("profile", profile.name());
         }
         let encoder = encoder.open_with(options).map_err(ctx("opening libx264"))?;
         {
