@@ -36,7 +36,7 @@ pub struct Job<'a> {
     /// a batch running several inputs at once splits the cores between them.
     pub threads_per_input: u32,
     /// The run's CLIP label embeddings, when the pipeline tags.
-    pub labels: Option<&'a crate::tags::LabelSet>,
+    pub labels: Option<&'a crate::clip_labels::LabelSet>,
     /// How the run's VAE scales its latents, when the pipeline makes them.
     pub vae: Option<&'a VaeInfo>,
 }

@@ -156,7 +156,7 @@ pub struct SampleReport {
     pub time: f64,
     /// Row in `embeddings.safetensors`.
     pub row: usize,
-    pub tags: Vec<crate::tags::Tag>,
+    pub tags: Vec<crate::clip_labels::Tag>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

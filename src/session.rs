@@ -8,7 +8,7 @@ use crate::config::PipelineConfig;
 use crate::device::{self, DeviceInfo, DeviceRequest, Precision};
 use crate::error::{Error, Result};
 use crate::job::{Job, VaeInfo};
-use crate::tags::LabelSet;
+use crate::clip_labels::LabelSet;
 
 /// The name errors give the built-in pipeline (no `--pipeline`).
 pub const BUILTIN_PIPELINE: &str = "<built-in default pipeline>";

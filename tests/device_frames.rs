@@ -10,7 +10,7 @@ use ff::format::Pixel;
 use ffmpeg_next as ff;
 use framepipe::config::FitMode;
 use framepipe::media::decode::{SourceFrame, VideoDecoder};
-use framepipe::media::device_canvas::DeviceNormalizer;
+use framepipe::gpu::device_canvas::DeviceNormalizer;
 use framepipe::media::normalize::{Geometry, Normalizer};
 use framepipe::media::probe;
 use framepipe::torch::Torch;

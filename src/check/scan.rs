@@ -39,7 +39,7 @@ pub struct Scan {
 /// own preprocessing then resizes exactly as transformers does) and embedded in batches.
 struct TagSampler {
     rule: super::rules::TagsRule,
-    labels: crate::tags::LabelSet,
+    labels: crate::clip_labels::LabelSet,
     device: crate::device::Device,
     rgb: crate::media::RgbFrames,
     size: (u32, u32),
@@ -69,7 +69,7 @@ impl TagSampler {
             min_score: 0.0,
             batch_size: Self::BATCH,
         };
-        let labels = crate::tags::LabelSet::load(&clip, device)
+        let labels = crate::clip_labels::LabelSet::load(&clip, device)
             .map_err(|m| Error::input(path, format!("tags: {m}")))?;
         let short = info.width.min(info.height).max(1);
         let scale = (224.0 / f64::from(short)).min(1.0);

@@ -370,7 +370,7 @@ fn cuda_device(gpu: u32) -> std::result::Result<(*mut ff::ffi::AVBufferRef, bool
         }
     };
     // FFmpeg wants the primary context with its own flags, which libtorch's may not have yet.
-    let prepared = super::cuda_context::prepare_primary_context(gpu);
+    let prepared = crate::gpu::cuda_context::prepare_primary_context(gpu);
     match create(true) {
         Ok(device) => Ok((device, true)),
         Err(primary_error) => match create(false) {

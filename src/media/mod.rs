@@ -1,9 +1,7 @@
 //! Thin, safe wrappers over FFmpeg (through `ffmpeg-next`): probing an input, decoding its video,
 //! normalizing frames to the target geometry, and encoding + muxing the result.
-pub mod cuda_context;
 pub mod cut;
 pub mod decode;
-pub mod device_canvas;
 pub mod encode;
 pub mod normalize;
 pub mod probe;

@@ -8,7 +8,7 @@ use crate::device::DeviceInfo;
 use crate::job::{posterior, VaeInfo, EMBEDDINGS_FILE};
 use crate::media::probe::SourceInfo;
 use crate::report::{OutputInfo, Report, StageStats, Stats, SCHEMA_VERSION};
-use crate::tags::LabelSet;
+use crate::clip_labels::LabelSet;
 
 use super::scenes::scenes_on_output;
 use super::PipelineOutput;
@@ -64,7 +64,7 @@ pub fn annotate(
                     .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
                     .map(|s| s.embedding.as_slice());
                 scene.tags = Some(
-                    crate::tags::mean_embedding(inside)
+                    crate::clip_labels::mean_embedding(inside)
                         .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
                         .unwrap_or_default(),
                 );

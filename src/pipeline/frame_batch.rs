@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ffmpeg_next as ff;
 
 use super::normalize::Canvas;
-use crate::media::device_canvas::DeviceCanvas;
+use crate::gpu::device_canvas::DeviceCanvas;
 use crate::media::normalize::Rect;
 use crate::media::{crop_of, FrameLayout, ModelFrames};
 use framepipe_proto::ops::Frames;

@@ -13,7 +13,7 @@ use super::{send, BusyTimer, Cancel};
 use crate::config::NormalizeConfig;
 use crate::error::{Error, Result};
 use crate::media::decode::SourceFrame;
-use crate::media::device_canvas::{DeviceCanvas, DeviceNormalizer};
+use crate::gpu::device_canvas::{DeviceCanvas, DeviceNormalizer};
 use crate::media::normalize::{Geometry, Normalizer, Rect};
 use crate::media::probe::SourceInfo;
 use crate::torch::Torch;

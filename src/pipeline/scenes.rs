@@ -40,7 +40,7 @@ pub struct Scene {
     pub end_time: f64,
     /// Zero-shot labels of the scene (CLIP runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<Vec<crate::tags::Tag>>,
+    pub tags: Option<Vec<crate::clip_labels::Tag>>,
 }
 
 pub struct SceneStage {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::corpus;
 use super::SearchError;
-use crate::tags::{LabelSet, Tag};
+use crate::clip_labels::{LabelSet, Tag};
 
 #[derive(Debug, Serialize)]
 pub struct SceneLabels {

@@ -12,7 +12,7 @@ use ffmpeg_next as ff;
 use framepipe_proto::ops::{CanvasFree, CanvasMake, PlaneLocation, SourceFormat};
 use framepipe_proto::{Device, Matrix};
 
-use super::normalize::{Geometry, Normalizer};
+use crate::media::normalize::{Geometry, Normalizer};
 use crate::config::FitMode;
 use crate::torch::Torch;
 
@@ -112,14 +112,14 @@ impl DeviceNormalizer {
                 .for_source_size(size.0, size.1, self.sar, self.mode);
         }
         self.planned_for = Some(size);
-        let matrix = super::matrix_of(src.color_space());
+        let matrix = crate::media::matrix_of(src.color_space());
         if src.format() == Pixel::CUDA {
             // Read in place only by a canvas on a GPU (the same one: NVDEC decodes on the model's).
             if let Some(planes) = gpu_planes(src).filter(|_| self.device.is_cuda()) {
                 return self.make(src, &planes, self.geometry, matrix);
             }
             // A surface format the device path does not read (4:4:4, 12-bit): through memory.
-            let host = super::decode::download_hw_frame(src)
+            let host = crate::media::decode::download_hw_frame(src)
                 .map_err(|e| format!("copying a hardware-decoded frame to memory: {e}"))?;
             return self.normalize_host(&host, matrix);
         }
@@ -154,7 +154,7 @@ impl DeviceNormalizer {
         g: Geometry,
         matrix: Matrix,
     ) -> Result<DeviceCanvas, String> {
-        let rect = |r: super::normalize::Rect| [r.x, r.y, r.width, r.height].map(i64::from);
+        let rect = |r: crate::media::normalize::Rect| [r.x, r.y, r.width, r.height].map(i64::from);
         let request = CanvasMake {
             device: self.device,
             location: planes.location,
