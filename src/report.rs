@@ -191,3 +191,22 @@ pub struct LatentsReport {
     pub batch_size: usize,
     pub frames: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_of_other_schemas_and_shapes_are_named_as_such() {
+        let other = Report::parse(br#"{"schema_version": 99, "anything": []}"#).unwrap_err();
+        assert!(
+            matches!(other, ReadError::OtherSchema { found: 99 }),
+            "{other}"
+        );
+        assert!(other.to_string().contains("another version"), "{other}");
+        let partial = Report::parse(br#"{"schema_version": 1}"#).unwrap_err();
+        assert!(partial.to_string().contains("missing field"), "{partial}");
+        let e = Report::parse(b"[1]").unwrap_err();
+        assert!(matches!(e, ReadError::Invalid { .. }), "{e}");
+    }
+}

@@ -12,8 +12,8 @@ use ffmpeg_next as ff;
 use framepipe_proto::ops::{CanvasFree, CanvasMake, PlaneLocation, SourceFormat};
 use framepipe_proto::{Device, Matrix};
 
-use crate::media::normalize::{Geometry, Normalizer};
 use crate::config::FitMode;
+use crate::media::normalize::{Geometry, Normalizer};
 use crate::torch::Torch;
 
 /// A canvas on the model device, released when dropped. Shared by `Arc` between the model

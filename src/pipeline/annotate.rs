@@ -3,12 +3,12 @@
 //! description, the per-stage times and every warning a user should read.
 use std::collections::BTreeMap;
 
+use crate::clip_labels::LabelSet;
 use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
 use crate::job::{posterior, VaeInfo, EMBEDDINGS_FILE};
 use crate::media::probe::SourceInfo;
 use crate::report::{OutputInfo, Report, StageStats, Stats, SCHEMA_VERSION};
-use crate::clip_labels::LabelSet;
 
 use super::scenes::scenes_on_output;
 use super::PipelineOutput;

@@ -35,11 +35,7 @@ impl Linear {
     /// `weight` from `init`, then (with `bias`) a zero `bias`, created in that order.
     pub fn new(p: Path, d_in: i64, d_out: i64, bias: bool, init: Init) -> Result<Self, TchError> {
         let weight = p.f_var("weight", &[d_out, d_in], init)?;
-        let bias = if bias {
-            Some(p.f_var("bias", &[d_out], Init::Const(0.))?)
-        } else {
-            None
-        };
+        let bias = zero_bias(&p, d_out, bias)?;
         Ok(Self {
             name: layer_name(&p),
             weight,
@@ -120,11 +116,7 @@ impl Conv2d {
         init: Init,
     ) -> Result<Self, TchError> {
         let weight = p.f_var("weight", &[c_out, c_in, kernel, kernel], init)?;
-        let bias = if bias {
-            Some(p.f_var("bias", &[c_out], Init::Const(0.))?)
-        } else {
-            None
-        };
+        let bias = zero_bias(&p, c_out, bias)?;
         Ok(Self {
             name: layer_name(&p),
             weight,
@@ -149,4 +141,11 @@ impl Conv2d {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// A zero `bias` of `n` values when the layer has one (created after its weight, as the
+/// checkpoints' variable order has it).
+fn zero_bias(p: &Path, n: i64, bias: bool) -> Result<Option<Tensor>, TchError> {
+    bias.then(|| p.f_var("bias", &[n], Init::Const(0.)))
+        .transpose()
 }
