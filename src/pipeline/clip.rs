@@ -1,6 +1,7 @@
 //! The clip stage: samples normalized frames, converts only the picture area (not the padding)
 //! to RGB, batches them, and embeds each batch with the CLIP model through libtorch (the model
 //! stays loaded on its device for the run; one call per batch, never per frame).
+use crate::config::Sampling;
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -160,11 +161,11 @@ impl ClipStage {
         let mut dim = 0;
         let mut rgb = ModelFrames::new(self.color_on_device, ff::software::scaling::Flags::POINT);
         let mut next_sample_time = 0.0;
-        let mut per_scene = self
-            .config
-            .sample
-            .per_scene
-            .map(|k| PerScene::new(k as usize));
+        let sampling = self.config.sample.sampling();
+        let mut per_scene = match sampling {
+            Some(Sampling::PerScene(k)) => Some(PerScene::new(k as usize)),
+            _ => None,
+        };
         let mut frames = Some(rx);
         let mut cuts = cuts;
         while frames.is_some() || cuts.is_some() {
@@ -188,14 +189,12 @@ impl ClipStage {
                 },
             };
             if let Some(frame) = frame {
-                let take = match (
-                    &mut per_scene,
-                    self.config.sample.every_n_frames,
-                    self.config.sample.fps,
-                ) {
-                    (Some(ps), _, _) => ps.wants_next(),
-                    (None, Some(n), _) => frame.index.is_multiple_of(u64::from(n)),
-                    (None, None, Some(fps)) if frame.time + 1e-9 >= next_sample_time => {
+                let take = match (&mut per_scene, sampling) {
+                    (Some(ps), _) => ps.wants_next(),
+                    (None, Some(Sampling::EveryNFrames(n))) => {
+                        frame.index.is_multiple_of(u64::from(n))
+                    }
+                    (None, Some(Sampling::Fps(fps))) if frame.time + 1e-9 >= next_sample_time => {
                         next_sample_time = (frame.time * fps).floor() / fps + 1.0 / fps;
                         true
                     }

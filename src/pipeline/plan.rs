@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{
     AudioMode, ClipConfig, ColorConversion, DeviceFrames, EncodeConfig, HwAccelConfig,
-    PipelineConfig, ScenesConfig, VaeConfig,
+    PipelineConfig, Sampling, ScenesConfig, VaeConfig,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -107,7 +107,7 @@ impl<'a> Plan<'a> {
         let clip = config.clip.as_ref().map(|cfg| ClipPlan {
             config: cfg.clone(),
             color_on_device,
-            live_cuts: cfg.sample.per_scene.is_some(),
+            live_cuts: matches!(cfg.sample.sampling(), Some(Sampling::PerScene(_))),
         });
         let vae = match (&config.vae, outputs.latents) {
             (Some(cfg), Some(target)) => Some(VaePlan {
