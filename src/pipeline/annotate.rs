@@ -30,59 +30,153 @@ pub fn annotate(
 ) -> Report {
     let cfg = session.config;
     let (width, height) = cfg.normalize.resolution.size();
-    let (frames, duration) = match (&out.encode, cfg.normalize.fps) {
-        (Some(e), _) => (e.frames, e.duration),
-        (None, None) => (out.decode.frames, out.decode.duration),
-        (None, Some(fps)) => {
-            let n = (out.decode.duration * fps).round() as u64;
-            (n, n as f64 / fps)
-        }
-    };
+    let (frames, duration) = output_length(cfg, out);
     let cuts = out
         .scenes
         .as_ref()
         .map(|s| s.cuts.as_slice())
         .unwrap_or(&[]);
     let mut scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
-    let (samples, clip_report) = match (&out.clip, session.labels, &cfg.clip) {
+    let (samples, clip) = match (&out.clip, session.labels, &cfg.clip) {
         (Some(clip), Some(labels), Some(clip_cfg)) => {
-            let samples: Vec<crate::report::SampleReport> = clip
-                .samples
-                .iter()
-                .enumerate()
-                .map(|(row, s)| crate::report::SampleReport {
-                    frame: s.frame,
-                    time: s.time,
-                    row,
-                    tags: labels.tags(&s.embedding, clip_cfg.top_k, clip_cfg.min_score),
-                })
-                .collect();
-            for scene in &mut scenes {
-                let inside = clip
-                    .samples
-                    .iter()
-                    .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
-                    .map(|s| s.embedding.as_slice());
-                scene.tags = Some(
-                    crate::clip_labels::mean_embedding(inside)
-                        .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
-                        .unwrap_or_default(),
-                );
-            }
-            let report = crate::report::ClipReport {
-                model: clip_cfg.model.display().to_string(),
-                labels: clip_cfg.labels.clone(),
-                templates: clip_cfg.templates.clone(),
-                model_hash: labels.model_hash.clone(),
-                dim: clip.dim,
-                samples: clip.samples.len(),
-                embeddings: EMBEDDINGS_FILE.into(),
-            };
+            let (samples, report) = tag(clip, labels, clip_cfg, &mut scenes);
             (Some(samples), Some(report))
         }
         _ => (None, None),
     };
+    let audio_mode = match &out.encode {
+        Some(e) if e.audio_transcoded_from.is_some() => "aac",
+        Some(e) if e.audio_packets > 0 => "copy",
+        _ => "none",
+    };
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        config_hash: cfg.hash(),
+        config: cfg.clone(),
+        source: info.clone(),
+        output: OutputInfo {
+            video,
+            width,
+            height,
+            content: out.normalize.as_ref().map(|n| n.content),
+            frames,
+            duration,
+            fps: cfg.normalize.fps,
+            has_audio: audio_mode != "none",
+            audio: audio_mode.to_string(),
+            chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
+        },
+        scenes,
+        samples,
+        clip,
+        latents: match (&out.latents, &cfg.vae, session.vae) {
+            (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
+                files: l.files.clone(),
+                shape_per_frame: l.shape_per_frame.clone(),
+                dtype: c.dtype,
+                scaling_factor: v.scaling_factor,
+                shift_factor: v.shift_factor,
+                input_range: v.input_range,
+                posterior: posterior(c),
+                tiling: l.tiling,
+                batch_size: l.batch_size,
+                frames: l.frames,
+            }),
+            _ => None,
+        },
+        stats: Stats {
+            frames: out.decode.frames,
+            wall_seconds: out.wall_seconds,
+            fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
+            stages: stage_seconds(out),
+            decoder: out.decode.decoder.to_string(),
+            canvases_on: out.normalize.as_ref().and_then(|n| n.device),
+            device: session.device.clone(),
+            decode_errors: out.decode.errors,
+            damaged_frames: out.decode.damaged_frames,
+            frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
+        },
+        warnings: warnings(cfg, info, out),
+    }
+}
 
+/// The output's frame count and duration: the encoder's, the decoder's, or the decoder's
+/// duration at the configured constant rate.
+fn output_length(cfg: &PipelineConfig, out: &PipelineOutput) -> (u64, f64) {
+    match (&out.encode, cfg.normalize.fps) {
+        (Some(e), _) => (e.frames, e.duration),
+        (None, None) => (out.decode.frames, out.decode.duration),
+        (None, Some(fps)) => {
+            let n = (out.decode.duration * fps).round() as u64;
+            (n, n as f64 / fps)
+        }
+    }
+}
+
+/// The tags of every sample and (the normalized mean of its samples) every scene, and the
+/// report's description of the embeddings.
+fn tag(
+    clip: &super::clip::ClipOutput,
+    labels: &LabelSet,
+    clip_cfg: &crate::config::ClipConfig,
+    scenes: &mut [crate::pipeline::scenes::Scene],
+) -> (Vec<crate::report::SampleReport>, crate::report::ClipReport) {
+    let samples = clip
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(row, s)| crate::report::SampleReport {
+            frame: s.frame,
+            time: s.time,
+            row,
+            tags: labels.tags(&s.embedding, clip_cfg.top_k, clip_cfg.min_score),
+        })
+        .collect();
+    for scene in scenes.iter_mut() {
+        let inside = clip
+            .samples
+            .iter()
+            .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
+            .map(|s| s.embedding.as_slice());
+        scene.tags = Some(
+            crate::clip_labels::mean_embedding(inside)
+                .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
+                .unwrap_or_default(),
+        );
+    }
+    let report = crate::report::ClipReport {
+        model: clip_cfg.model.display().to_string(),
+        labels: clip_cfg.labels.clone(),
+        templates: clip_cfg.templates.clone(),
+        model_hash: labels.model_hash.clone(),
+        dim: clip.dim,
+        samples: clip.samples.len(),
+        embeddings: EMBEDDINGS_FILE.into(),
+    };
+    (samples, report)
+}
+
+/// Busy seconds of every stage that ran.
+fn stage_seconds(out: &PipelineOutput) -> BTreeMap<String, StageStats> {
+    let ran = [
+        Some(("decode", out.decode.seconds)),
+        out.normalize.as_ref().map(|n| ("normalize", n.seconds)),
+        out.scenes.as_ref().map(|s| ("scenes", s.seconds)),
+        out.encode.as_ref().map(|e| ("encode", e.seconds)),
+        out.clip.as_ref().map(|c| ("clip", c.seconds)),
+        out.latents.as_ref().map(|l| ("vae", l.seconds)),
+    ];
+    ran.into_iter()
+        .flatten()
+        .map(|(stage, seconds)| (stage.to_string(), StageStats { seconds }))
+        .collect()
+}
+
+/// Everything about the run a user should read: damaged or re-timed input, a fallback from
+/// NVDEC, automatic tiling, audio that was re-encoded or left out, frames the container lists
+/// but nobody decoded.
+fn warnings(cfg: &PipelineConfig, info: &SourceInfo, out: &PipelineOutput) -> Vec<String> {
     let mut warnings = Vec::new();
     if out.decode.errors > 0 {
         warnings.push(format!(
@@ -93,7 +187,7 @@ pub fn annotate(
     if let Some(reason) = &out.decode.hw_fallback {
         warnings.push(format!("decode.hwaccel cuda: {reason}; decoded on the CPU"));
     }
-    let asked_tiling = session.config.vae.as_ref().is_some_and(|v| v.tiling);
+    let asked_tiling = cfg.vae.as_ref().is_some_and(|v| v.tiling);
     if out.latents.as_ref().is_some_and(|l| l.tiling) && !asked_tiling {
         warnings.push(
             "vae: not even one whole frame fit in memory, so batch_size \"auto\" encoded the \
@@ -142,82 +236,5 @@ pub fn annotate(
             info.frames, out.decode.edit_list_discarded, out.decode.frames
         ));
     }
-
-    let audio_mode = match &out.encode {
-        Some(e) if e.audio_transcoded_from.is_some() => "aac",
-        Some(e) if e.audio_packets > 0 => "copy",
-        _ => "none",
-    };
-    let mut stages = BTreeMap::new();
-    stages.insert(
-        "decode".to_string(),
-        StageStats {
-            seconds: out.decode.seconds,
-        },
-    );
-    if let Some(n) = &out.normalize {
-        stages.insert("normalize".into(), StageStats { seconds: n.seconds });
-    }
-    if let Some(s) = &out.scenes {
-        stages.insert("scenes".into(), StageStats { seconds: s.seconds });
-    }
-    if let Some(e) = &out.encode {
-        stages.insert("encode".into(), StageStats { seconds: e.seconds });
-    }
-    if let Some(c) = &out.clip {
-        stages.insert("clip".into(), StageStats { seconds: c.seconds });
-    }
-    if let Some(l) = &out.latents {
-        stages.insert("vae".into(), StageStats { seconds: l.seconds });
-    }
-    Report {
-        schema_version: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        config_hash: cfg.hash(),
-        config: cfg.clone(),
-        source: info.clone(),
-        output: OutputInfo {
-            video,
-            width,
-            height,
-            content: out.normalize.as_ref().map(|n| n.content),
-            frames,
-            duration,
-            fps: cfg.normalize.fps,
-            has_audio: audio_mode != "none",
-            audio: audio_mode.to_string(),
-            chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
-        },
-        scenes,
-        samples,
-        clip: clip_report,
-        latents: match (&out.latents, &cfg.vae, session.vae) {
-            (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
-                files: l.files.clone(),
-                shape_per_frame: l.shape_per_frame.clone(),
-                dtype: c.dtype,
-                scaling_factor: v.scaling_factor,
-                shift_factor: v.shift_factor,
-                input_range: v.input_range,
-                posterior: posterior(c),
-                tiling: l.tiling,
-                batch_size: l.batch_size,
-                frames: l.frames,
-            }),
-            _ => None,
-        },
-        stats: Stats {
-            frames: out.decode.frames,
-            wall_seconds: out.wall_seconds,
-            fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
-            stages,
-            decoder: out.decode.decoder.to_string(),
-            canvases_on: out.normalize.as_ref().and_then(|n| n.device),
-            device: session.device.clone(),
-            decode_errors: out.decode.errors,
-            damaged_frames: out.decode.damaged_frames,
-            frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
-        },
-        warnings,
-    }
+    warnings
 }
