@@ -49,21 +49,7 @@ impl Session {
         // validate an explicit `cuda:N`.
         let needs_device = config.clip.is_some() || config.vae.is_some();
         let precision = flags.precision.unwrap_or(config.runtime.precision);
-        let device = DeviceRequest::parse(&device_text)
-            .and_then(|r| device::select(r, needs_device))
-            .and_then(|mut d| {
-                if needs_device {
-                    device::configure_models(&mut d, precision)?;
-                }
-                Ok(d)
-            })
-            .map_err(|message| Error::Device {
-                requested: device_text,
-                message,
-            })?;
-        if needs_device && !device.name.is_cuda() {
-            crate::cpu_memory::tune_for_cpu_inference();
-        }
+        let device = settle_device(&device_text, needs_device, precision)?;
         let labels = match &config.clip {
             Some(clip) => Some(
                 LabelSet::load(clip, device.name)
@@ -155,13 +141,25 @@ fn vae_facts(
 /// The device a model command (`clip`, `vae`, `search`, `describe`) computes on: loads libtorch
 /// and settles the precision; a usage error when the device is not there.
 pub fn model_device(text: &str, precision: Option<Precision>) -> Result<DeviceInfo> {
+    settle_device(text, true, precision.unwrap_or_default())
+}
+
+/// Selects the device `text` asks for. When a model will compute on it (`needed`), also
+/// settles the models' precision there and tunes the allocator for CPU inference; without one,
+/// `auto` and `cpu` are settled without loading libtorch.
+fn settle_device(text: &str, needed: bool, precision: Precision) -> Result<DeviceInfo> {
     DeviceRequest::parse(text)
-        .and_then(|r| device::select(r, true))
+        .and_then(|r| device::select(r, needed))
         .and_then(|mut d| {
-            if !d.name.is_cuda() {
-                crate::cpu_memory::tune_for_cpu_inference();
+            if needed {
+                // Before the precision is configured, which may load libtorch: its threads
+                // then start with the tuned allocator (see cpu_memory).
+                if !d.name.is_cuda() {
+                    crate::cpu_memory::tune_for_cpu_inference();
+                }
+                device::configure_models(&mut d, precision)?;
             }
-            device::configure_models(&mut d, precision.unwrap_or_default()).map(|_| d)
+            Ok(d)
         })
         .map_err(|message| Error::Device {
             requested: text.to_string(),

@@ -10,7 +10,7 @@ use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use framepipe_proto::abi::{self, EntryPoints, EntryPointsFn, ENTRY_SYMBOL};
+use framepipe_proto::abi::{self, EntryPoints, EntryPointsFn, FramesFn, ENTRY_SYMBOL};
 use framepipe_proto::ops::{
     CanvasBytes, CanvasMade, CanvasMake, CanvasRead, ClipEmbedFrames, Embedded, Encoded,
     SearchAnswered, SearchLoad, SearchLoaded, SearchQuery, VaeEncodeFrames,
@@ -91,17 +91,7 @@ impl Torch {
         frames: &[u8],
         out: &mut [f32],
     ) -> Result<Embedded, TorchError> {
-        let text = abi::bulk_request_text(op);
-        // SAFETY: valid buffers of the stated lengths; the reply is released by `reply`.
-        unsafe {
-            self.reply::<ClipEmbedFrames>((self.entry.clip_embed_frames)(
-                text.as_ptr(),
-                frames.as_ptr(),
-                frames.len(),
-                out.as_mut_ptr(),
-                out.len(),
-            ))
-        }
+        self.frames_call(self.entry.clip_embed_frames, op, frames, out)
     }
 
     /// Encodes `frames` with a VAE into `out` (f32 latents `[n, C, h, w]`).
@@ -111,10 +101,21 @@ impl Torch {
         frames: &[u8],
         out: &mut [f32],
     ) -> Result<Encoded, TorchError> {
+        self.frames_call(self.entry.vae_encode_frames, op, frames, out)
+    }
+
+    /// One call of a frame-batch entry point: `op`'s text, the frames in, floats out.
+    fn frames_call<O: Op>(
+        &self,
+        entry: FramesFn,
+        op: &O,
+        frames: &[u8],
+        out: &mut [f32],
+    ) -> Result<O::Reply, TorchError> {
         let text = abi::bulk_request_text(op);
         // SAFETY: valid buffers of the stated lengths; the reply is released by `reply`.
         unsafe {
-            self.reply::<VaeEncodeFrames>((self.entry.vae_encode_frames)(
+            self.reply::<O>(entry(
                 text.as_ptr(),
                 frames.as_ptr(),
                 frames.len(),

@@ -228,8 +228,6 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
     })
 }
 
-pub use plan::{color_on_device, device_frames};
-
 /// A stage's plan with the receiving end of its input channel.
 type StageInput<P, T> = Option<(P, Receiver<T>)>;
 

@@ -65,14 +65,6 @@ impl TorchError {
     pub fn is_out_of_memory(&self) -> bool {
         self.kind == ErrorKind::OutOfMemory
     }
-
-    /// The same error with `context` before its message.
-    pub fn context(self, context: impl fmt::Display) -> TorchError {
-        TorchError {
-            kind: self.kind,
-            message: format!("{context}: {}", self.message),
-        }
-    }
 }
 
 /// Texts of libtorch's allocators: CUDA's caching allocator ("CUDA out of memory",
@@ -134,7 +126,7 @@ mod tests {
 
     #[test]
     fn errors_travel_as_kind_and_message() {
-        let e = TorchError::bad_model("no weights").context("clip");
+        let e = TorchError::bad_model("clip: no weights");
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"bad_model","message":"clip: no weights"}"#);
         assert_eq!(serde_json::from_str::<TorchError>(&text).unwrap(), e);

@@ -434,12 +434,6 @@ pub struct Frames {
     pub canvases: Option<Vec<u64>>,
 }
 
-impl Frames {
-    pub fn bytes(&self) -> usize {
-        self.n as usize * self.layout.bytes_per_frame()
-    }
-}
-
 /// Embeds frames with a CLIP model (normalized image embeddings, `n` x `dim` f32 out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,9 +4,7 @@
 use std::ffi::{c_char, CStr, CString};
 
 use framepipe_proto::abi::{reply_text, EntryPoints};
-use framepipe_proto::ops::{
-    CanvasMake, CanvasRead, ClipEmbedFrames, SearchLoad, SearchQuery, VaeEncodeFrames,
-};
+use framepipe_proto::ops::{CanvasMake, CanvasRead, SearchLoad, SearchQuery};
 use framepipe_proto::{TorchError, ABI_VERSION};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -59,15 +57,16 @@ unsafe extern "C" fn clip_embed_frames(
     out: *mut f32,
     out_len: usize,
 ) -> *mut c_char {
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: forwarded unchanged; same contract.
     unsafe {
-        respond(request, |op: ClipEmbedFrames| {
-            finish(crate::ops::clip::embed_frames(
-                &op,
-                slice(rgb, rgb_len),
-                slice_mut(out, out_len),
-            ))
-        })
+        frames_entry(
+            request,
+            rgb,
+            rgb_len,
+            out,
+            out_len,
+            crate::ops::clip::embed_frames,
+        )
     }
 }
 
@@ -80,14 +79,39 @@ unsafe extern "C" fn vae_encode_frames(
     out: *mut f32,
     out_len: usize,
 ) -> *mut c_char {
+    // SAFETY: forwarded unchanged; same contract.
+    unsafe {
+        frames_entry(
+            request,
+            rgb,
+            rgb_len,
+            out,
+            out_len,
+            crate::ops::vae::encode_frames,
+        )
+    }
+}
+
+/// A frame-batch op: its request, frames in, floats out.
+type FramesOp<R, T> = fn(&R, &[u8], &mut [f32]) -> Result<T, TorchError>;
+
+/// The body the frame-batch entry points share: parse `R`, run `op` on the caller's buffers,
+/// reply.
+///
+/// # Safety
+/// As [`clip_embed_frames`].
+unsafe fn frames_entry<R: DeserializeOwned, T: Serialize>(
+    request: *const c_char,
+    rgb: *const u8,
+    rgb_len: usize,
+    out: *mut f32,
+    out_len: usize,
+    op: FramesOp<R, T>,
+) -> *mut c_char {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        respond(request, |op: VaeEncodeFrames| {
-            finish(crate::ops::vae::encode_frames(
-                &op,
-                slice(rgb, rgb_len),
-                slice_mut(out, out_len),
-            ))
+        respond(request, |req: R| {
+            finish(op(&req, slice(rgb, rgb_len), slice_mut(out, out_len)))
         })
     }
 }

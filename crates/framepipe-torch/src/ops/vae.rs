@@ -208,13 +208,8 @@ pub fn encode_images(op: &VaeEncodeImages) -> Result<VaeEncodeImagesReply, Torch
     let x = load_images(&op.images, device)?;
     let latents = tch::no_grad(|| vae.encode(&x.to_kind(model_kind(&vae))))?;
     let stored = latents.to_kind(kind).to_device(Device::Cpu).contiguous();
-    Tensor::write_safetensors(&[("latents", &stored)], &op.out).map_err(|e| {
-        TorchError::bad_input(format!(
-            "{}: {}",
-            op.out.display(),
-            crate::entry::without_backtrace(&e.to_string())
-        ))
-    })?;
+    Tensor::write_safetensors(&[("latents", &stored)], &op.out)
+        .map_err(|e| TorchError::bad_input(format!("{}: {e}", op.out.display())))?;
     let check = if op.check {
         let decoded = tch::no_grad(|| vae.decode(&latents))?.to_kind(Kind::Float);
         Some(

@@ -25,9 +25,10 @@ pub fn to_host_f32(results: &Tensor) -> Result<Tensor, TorchError> {
         .map_err(torch_error)
 }
 
-/// A tch error as the boundary's (its text is libtorch's: out of memory is recognised there).
+/// A tch error as the boundary's (its text is libtorch's: out of memory is recognised there;
+/// `entry::finish` cuts the C++ backtrace off every error that crosses).
 pub fn torch_error(e: tch::TchError) -> TorchError {
-    TorchError::from_libtorch(crate::entry::without_backtrace(&e.to_string()))
+    TorchError::from_libtorch(e.to_string())
 }
 
 /// Copies results made by [`to_host_f32`] into the caller's `out` buffer, refusing one that is
