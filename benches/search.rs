@@ -88,6 +88,7 @@ fn write_corpus(root: &Path) {
                 end_frame: (s as u64 + 1) * 50,
                 start_time: s as f64 * 2.0,
                 end_time: (s + 1) as f64 * 2.0,
+                transition_in: None,
                 tags: None,
             })
             .collect();
@@ -168,6 +169,7 @@ fn synthetic_report(
             embeddings: "embeddings.safetensors".into(),
         }),
         latents: None,
+        transitions: None,
         stats: Stats {
             frames,
             wall_seconds: 1.0,

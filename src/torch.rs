@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 use framepipe_proto::abi::{self, EntryPoints, EntryPointsFn, FramesFn, ENTRY_SYMBOL};
 use framepipe_proto::ops::{
     CanvasBytes, CanvasMade, CanvasMake, CanvasRead, ClipEmbedFrames, Embedded, Encoded,
-    SearchAnswered, SearchLoad, SearchLoaded, SearchQuery, VaeEncodeFrames,
+    SearchAnswered, SearchLoad, SearchLoaded, SearchQuery, ShotsPredict, ShotsPredicted,
+    VaeEncodeFrames,
 };
 use framepipe_proto::{CallOp, Op, TorchError, ABI_VERSION};
 
@@ -102,6 +103,17 @@ impl Torch {
         out: &mut [f32],
     ) -> Result<Encoded, TorchError> {
         self.frames_call(self.entry.vae_encode_frames, op, frames, out)
+    }
+
+    /// TransNetV2 probabilities for a run of 48x27 frames (see [`ShotsPredict`]): `out` gets
+    /// `2 * 50 * windows` floats, the single-frame ones, then the many-hot ones.
+    pub fn shots_predict(
+        &self,
+        op: &ShotsPredict,
+        frames: &[u8],
+        out: &mut [f32],
+    ) -> Result<ShotsPredicted, TorchError> {
+        self.frames_call(self.entry.shots_predict, op, frames, out)
     }
 
     /// One call of a frame-batch entry point: `op`'s text, the frames in, floats out.

@@ -29,7 +29,7 @@ pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use normalize::{FitMode, NormalizeConfig, Resolution};
 pub use runtime::{ColorConversion, DeviceFrames, Precision, RuntimeConfig};
-pub use scenes::{SceneDetectorKind, ScenesConfig};
+pub use scenes::{default_transnet_dir, SceneDetectorKind, ScenesConfig};
 pub use vae::{BatchSize, LatentDtype, VaeConfig};
 
 /// A whole pipeline. Absent optional sections mean the stage does not run.
@@ -76,6 +76,9 @@ impl PipelineConfig {
         let mut config = PipelineConfig::parse(&text).map_err(|m| Error::config(path, m))?;
         if let Some(clip) = config.clip.as_mut() {
             clip.model = resolve_relative(path, &clip.model);
+        }
+        if let Some(model) = config.scenes.as_mut().and_then(|s| s.model.as_mut()) {
+            *model = resolve_relative(path, model);
         }
         if let Some(vae) = config.vae.as_mut() {
             vae.model = resolve_relative(path, &vae.model);

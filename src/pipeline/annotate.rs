@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use crate::clip_labels::LabelSet;
 use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
-use crate::job::{posterior, VaeInfo, EMBEDDINGS_FILE};
+use crate::job::{posterior, VaeInfo, EMBEDDINGS_FILE, TRANSITIONS_FILE};
 use crate::media::probe::SourceInfo;
-use crate::report::{OutputInfo, Report, StageStats, Stats, SCHEMA_VERSION};
+use crate::report::{OutputInfo, Report, StageStats, Stats, TransitionsReport, SCHEMA_VERSION};
 
 use super::scenes::scenes_on_output;
 use super::PipelineOutput;
@@ -85,6 +85,7 @@ pub fn annotate(
             }),
             _ => None,
         },
+        transitions: transitions(cfg, out),
         stats: Stats {
             frames: out.decode.frames,
             wall_seconds: out.wall_seconds,
@@ -237,4 +238,20 @@ fn warnings(cfg: &PipelineConfig, info: &SourceInfo, out: &PipelineOutput) -> Ve
         ));
     }
     warnings
+}
+
+/// Where TransNetV2's probabilities went (`transnetv2` runs only).
+fn transitions(cfg: &PipelineConfig, out: &PipelineOutput) -> Option<TransitionsReport> {
+    let p = out.scenes.as_ref()?.probabilities.as_ref()?;
+    let scenes = cfg.scenes.as_ref()?;
+    Some(TransitionsReport {
+        file: TRANSITIONS_FILE.to_string(),
+        model: scenes.model_dir()?.display().to_string(),
+        frames: p.single.len() as u64,
+        transition_frames: p
+            .single
+            .iter()
+            .filter(|&&v| f64::from(v) > scenes.threshold)
+            .count() as u64,
+    })
 }

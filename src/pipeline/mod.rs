@@ -136,7 +136,10 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
     let audio_offset = decode_stage.audio_offset();
     let video_settings = decode_stage.video_settings(plan.config);
     let scenes = match scenes {
-        Some((cfg, rx)) => Some((scenes::SceneStage::new(cfg, info, cancel.clone())?, rx)),
+        Some((cfg, rx)) => Some((
+            scenes::SceneStage::new(cfg, info, plan.device, cancel.clone())?,
+            rx,
+        )),
         None => None,
     };
     let canvas_maker = match plan.frames {

@@ -38,6 +38,7 @@
 
 pub mod content;
 pub mod hsv;
+pub mod transnet;
 
 pub use content::{
     min_scene_len_frames, ContentConfigError, ContentDetector, ContentDetectorConfig,

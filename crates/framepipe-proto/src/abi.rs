@@ -13,7 +13,7 @@ use crate::error::TorchError;
 use crate::ops::{CallOp, Op};
 
 /// Bumped whenever a request, a reply or the entry-point table changes shape.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 
 /// The one symbol the binary looks up: `extern "C" fn() -> *const EntryPoints`.
 pub const ENTRY_SYMBOL: &[u8] = b"framepipe_torch_entry_points\0";
@@ -73,6 +73,8 @@ pub struct EntryPoints {
     pub search_load: SearchLoadFn,
     /// [`crate::ops::SearchQuery`].
     pub search_query: SearchQueryFn,
+    /// [`crate::ops::ShotsPredict`].
+    pub shots_predict: FramesFn,
 }
 
 /// A reply on the wire.

@@ -58,6 +58,7 @@ call_ops! {
     "canvas_free" => CanvasFree,
     "canvas_live" => CanvasLive,
     "init_random" => InitRandom,
+    "shots_info" => ShotsInfo,
 }
 
 macro_rules! op {
@@ -602,6 +603,52 @@ pub struct SearchAnswered {
     pub widened: u64,
 }
 
+/// TransNetV2's input frames: 48x27 rgb24, as the reference makes them (`ffmpeg -s 48x27
+/// -pix_fmt rgb24`).
+pub const SHOT_FRAME_WIDTH: u32 = 48;
+pub const SHOT_FRAME_HEIGHT: u32 = 27;
+pub const SHOT_FRAME_BYTES: usize = (SHOT_FRAME_WIDTH * SHOT_FRAME_HEIGHT * 3) as usize;
+
+/// Loads a TransNetV2 folder (a bad folder fails here, before any decoding) and says how it
+/// windows a video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShotsInfo {
+    #[serde(flatten)]
+    pub on: ModelOn,
+}
+op!(ShotsInfo => ShotsFacts);
+
+/// How the shot model reads a video: windows of `window` frames every `step` frames, each
+/// predicting its frames `context .. context + step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShotsFacts {
+    pub window: u32,
+    pub step: u32,
+    pub context: u32,
+}
+
+/// Transition probabilities of TransNetV2 windows. The frames (by pointer) are `frames`
+/// consecutive 48x27 rgb24 frames of the padded stream starting at a window's first frame,
+/// `frames = step * (windows + 1)`; out are `2 * step * windows` floats: the single-frame
+/// probabilities of each window's middle `step` frames, window after window, then the
+/// many-hot ones in the same order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShotsPredict {
+    #[serde(flatten)]
+    pub on: ModelOn,
+    pub frames: u64,
+}
+op!(ShotsPredict => ShotsPredicted);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShotsPredicted {
+    pub windows: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,6 +719,7 @@ mod tests {
                 folder: "f".into(),
                 seed: -1,
             }),
+            Request::ShotsInfo(ShotsInfo { on: on() }),
         ];
         assert_eq!(requests.len(), CALL_OP_NAMES.len());
         for (request, name) in requests.into_iter().zip(CALL_OP_NAMES) {
@@ -689,6 +737,7 @@ mod tests {
                 Request::CanvasFree(op) => abi::request_text(op),
                 Request::CanvasLive(op) => abi::request_text(op),
                 Request::InitRandom(op) => abi::request_text(op),
+                Request::ShotsInfo(op) => abi::request_text(op),
             };
             let text = text.into_string().unwrap();
             assert!(text.starts_with(&format!("{{\"op\":\"{name}\"")), "{text}");

@@ -19,6 +19,7 @@ static ENTRY_POINTS: EntryPoints = EntryPoints {
     canvas_read,
     search_load,
     search_query,
+    shots_predict,
 };
 
 /// The library's entry points (the only exported symbol).
@@ -88,6 +89,28 @@ unsafe extern "C" fn vae_encode_frames(
             out,
             out_len,
             crate::ops::vae::encode_frames,
+        )
+    }
+}
+
+/// # Safety
+/// As [`clip_embed_frames`].
+unsafe extern "C" fn shots_predict(
+    request: *const c_char,
+    rgb: *const u8,
+    rgb_len: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> *mut c_char {
+    // SAFETY: forwarded unchanged; same contract.
+    unsafe {
+        frames_entry(
+            request,
+            rgb,
+            rgb_len,
+            out,
+            out_len,
+            crate::ops::shots::predict,
         )
     }
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod clip;
 pub mod random;
 pub mod search;
+pub mod shots;
 pub mod vae;
 
 use std::ffi::CString;
@@ -32,6 +33,7 @@ pub fn handle(request: Request) -> CString {
             live: canvas::live() as u64,
         })),
         Request::InitRandom(op) => finish(random::init_random(&op)),
+        Request::ShotsInfo(op) => finish(shots::info(&op)),
     }
 }
 

@@ -1,0 +1,73 @@
+//! The `content` detector in the scenes stage: each decoded frame is shrunk to PySceneDetect's
+//! analysis size (one swscale pass straight from the decoded frame, never from the full-size
+//! canvas) and scored by [`ContentDetector`].
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+
+use super::FoundCuts;
+use crate::config::ScenesConfig;
+use crate::error::{Error, Result};
+use crate::media::decode::SourceFrame;
+use crate::media::probe::SourceInfo;
+use crate::media::small::SmallFrames;
+use crate::pipeline::{BusyTimer, Cancel};
+use crate::scenes::{processing_size, ContentDetector, ContentDetectorConfig};
+
+pub struct ContentStage {
+    detector: ContentDetector,
+    small: SmallFrames,
+    source_path: String,
+}
+
+impl ContentStage {
+    pub fn new(cfg: &ScenesConfig, info: &SourceInfo) -> Result<Self> {
+        let detector = ContentDetector::new(ContentDetectorConfig {
+            threshold: cfg.threshold,
+            min_scene_len: cfg.min_scene_frames,
+            luma_only: cfg.luma_only,
+            ..ContentDetectorConfig::default()
+        })
+        .map_err(|e| Error::input(&info.path, format!("scene detector settings: {e}")))?;
+        let (w, h) = processing_size(info.width, info.height);
+        Ok(ContentStage {
+            detector,
+            small: SmallFrames::new(w, h),
+            source_path: info.path.clone(),
+        })
+    }
+
+    /// Scores every frame; returns how many there were.
+    pub fn run(
+        mut self,
+        rx: Receiver<Arc<SourceFrame>>,
+        found: &mut FoundCuts,
+        timer: &mut BusyTimer,
+        cancel: &Cancel,
+    ) -> Result<u64> {
+        let mut frames = 0;
+        let (w, h) = self.small.size();
+        for src in rx {
+            cancel.check("scenes")?;
+            frames += 1;
+            let cut = timer.time(|| -> Result<Option<u64>> {
+                let (bgr, stride) = self.small.convert(&src.frame).map_err(|e| {
+                    Error::ffmpeg(
+                        &self.source_path,
+                        format!("shrinking frame {} for scene detection", src.index),
+                        e,
+                    )
+                })?;
+                Ok(self.detector.process_bgr(src.index, bgr, w, h, stride))
+            })?;
+            found.frame(src.index, src.time);
+            if let Some(index) = cut {
+                found.cut(index, src.time, None);
+            }
+        }
+        if let Some(index) = self.detector.finish() {
+            found.cut(index, 0.0, None);
+        }
+        Ok(frames)
+    }
+}

