@@ -9,13 +9,16 @@ What it does
      no audio): real footage cut from the shared media folder (``--media``, default
      ../shared/media beside the repository, or FRAMEPIPE_SHARED/media; FRAMEPIPE_SHARED=none or a
      missing folder means generated content only; sources are scaled to cover 640x360 and centre
-     cropped, converted to 25 fps), and generated moving content from FFmpeg's lavfi sources
+     cropped, converted to 25 fps; a piece never spans a shot cut of its source: bikes.mp4 is a
+     montage whose cuts are listed in KNOWN_SOURCE_CUTS, files not listed there are split where
+     PySceneDetect finds cuts), and generated moving content from FFmpeg's lavfi sources
      (testsrc2, a rotating testsrc2, mandelbrot zooms, life, cellauto, gradients, coloured noise
      with a moving box, sierpinski, a pan over a still fractal), parameters drawn from a seeded RNG;
    * benchmark videos (``--videos``, default 4, of 40-60 s each; ``--quick``: one ~15 s video)
      joining the segments with hard cuts (FFmpeg's concat filter) and gradual transitions
      (FFmpeg's xfade: fade, dissolve, fadeblack, fadewhite, wipeleft, wiperight, slideleft,
-     slideup, circleopen, radial; 0.4-1.5 s), in one filter graph per video. No two neighbouring
+     slideup, circleopen, radial, dealt from shuffled decks so each type gets its share;
+     0.4-1.5 s), in one filter graph per video. No two neighbouring
      segments come from the same source or generator family. Each video's frame count is checked
      with ffprobe (-count_frames) against the ground truth.
    * ground truth per video, ``<video>.json`` beside it: ``transitions`` = list of
@@ -31,7 +34,10 @@ What it does
      mixes frames L-D+1 .. L-1 and shows the incoming shot alone from frame L (the incoming
      segment's frame D): ``[L-D, L+1)``. The output then has L + n - D frames (n = incoming
      segment's length); the running length shrinks by D at each xfade, and grows by n at a cut.
-     (Checked on FFmpeg 5.1 with solid-colour inputs.)
+     (Checked on FFmpeg 5.1 with solid-colour inputs.) The range is xfade's progress window;
+     how the picture changes inside it depends on the type: a fade or dissolve changes on every
+     frame, a circleopen's circle is invisible for its first ~20% and covers the frame before
+     its end.
 
 2. Runs detectors (``--detectors``, comma separated; default all), each giving a list of
    predicted transitions (frame ranges, end exclusive) per video:
@@ -318,8 +324,21 @@ def make_segment(spec: dict, folder: Path) -> Path:
 # Benchmark videos
 
 
-def plan_video(name: str, rng: random.Random, real_pool: list[dict], target_frames: int,
-               alternate: bool) -> dict:
+class Deck:
+    """Gradual transition types dealt from shuffled decks, so that every type gets its share."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.cards = rng, []
+
+    def draw(self) -> str:
+        if not self.cards:
+            self.cards = list(GRADUAL_TYPES)
+            self.rng.shuffle(self.cards)
+        return self.cards.pop()
+
+
+def plan_video(name: str, rng: random.Random, deck: Deck, real_pool: list[dict],
+               target_frames: int, alternate: bool) -> dict:
     """Choose segments and transitions for one video; returns the plan with exact ground truth."""
     reals = rng.sample(real_pool, min(len(real_pool), rng.randint(3, 5))) if real_pool else []
     segments, total, prev, gen_index = [], 0, None, 0
@@ -345,14 +364,13 @@ def plan_video(name: str, rng: random.Random, real_pool: list[dict], target_fram
     for i in range(1, len(segments)):
         a, b = segments[i - 1]["frames"], segments[i]["frames"]
         gradual = (i % 2 == 0) if alternate else rng.random() < 0.5
-        kind = rng.choice(GRADUAL_TYPES)
         d = rng.randint(MIN_XFADE, MAX_XFADE)
         d = min(d, a - d_prev - MIN_PURE, b - MIN_PURE)
         if not gradual or d < MIN_XFADE:
             joins.append({"kind": "cut", "type": "cut", "frames": 0})
             d_prev = 0
         else:
-            joins.append({"kind": "gradual", "type": kind, "frames": d})
+            joins.append({"kind": "gradual", "type": deck.draw(), "frames": d})
             d_prev = d
 
     # Ground truth from the running output length L.
@@ -449,8 +467,10 @@ def build_set(args) -> list[tuple[Path, dict]]:
         names = [(f"{prefix}_{i + 1}", sizes.randint(40 * FPS, 60 * FPS), False)
                  for i in range(args.videos)]
     result = []
+    deck = Deck(random.Random(f"{args.seed}:types"))  # one deck for the whole set
     for name, target, alternate in names:
-        plan = plan_video(name, random.Random(f"{args.seed}:{name}"), real_pool, target, alternate)
+        plan = plan_video(name, random.Random(f"{args.seed}:{name}"), deck, real_pool, target,
+                          alternate)
         t0 = time.perf_counter()
         paths = [make_segment(s, seg_dir) for s in plan["segments"]]
         video, truth = make_video(plan, paths, vid_dir)
