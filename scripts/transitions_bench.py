@@ -55,7 +55,9 @@ What it does
      ``--framepipe-scenes`` replaces the scenes section, ``--framepipe-device`` the device), then
      the report ``OUTDIR/<stem>/<stem>.json``: for every scene but the first, its
      ``transition_in`` ``{start_frame, end_frame}`` when present, else a hard cut at its
-     ``start_frame`` s, ``[s-1, s+1)``;
+     ``start_frame`` s, ``[s-1, s+1)`` (framepipe gives a one-frame run [r, r+1) no
+     ``transition_in`` and starts the scene at r+1, so it reads as [r, r+2): the same match as
+     the reference's [r, r+1) under the tolerance);
    * ``framepipe-content``: the same with ``{"scenes": {"detector": "content", "threshold": 27.0,
      "min_scene_frames": 15}}`` (pipelines/scenes-only.json).
    The framepipe binary is ``--framepipe BIN``, default ``$CARGO_TARGET_DIR/release/framepipe``,
@@ -67,7 +69,8 @@ What it does
    by 2 frames on each side (``--tolerance``). Matching is one to one, greedy by overlap: all
    (prediction, truth) pairs that overlap are taken in order of decreasing overlap (in frames,
    with the widened range), ties broken by the smaller distance between the ranges' centres,
-   then by position; a pair is kept when neither side is matched yet. Per detector over all
+   then by position; a pair is kept when neither side is matched yet. (Two hard cuts thus match
+   when they are at most 3 frames apart.) Per detector over all
    videos: precision, recall, F1, recall on hard cuts and on gradual transitions, and recall per
    xfade type (detail table); wall time of the detection calls and frames per second (decode
    included; TransNetV2's one-time model load is reported as setup; a framepipe run's time is its
