@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up, build, make a sample video with three scenes and audio, and run the default pipeline
-# on it (plus the real videos in ../shared/media when present). Results land in ./out/.
+# Set up, build, make a sample video with three scenes and audio, and run pipelines/shots.json
+# (the default pipeline with the TransNetV2 shot detector) on it (plus the real videos in ../shared/media when present). Results land in ./out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,5 +17,7 @@ ffmpeg -v error -y \
   -map "[v]" -map 3:a -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac "$sample"
 inputs=("$sample")
 for f in ../shared/media/*.mp4; do [ -f "$f" ] && inputs+=("$f"); done
-"${CARGO_TARGET_DIR:-target}/release/framepipe" run --pipeline pipelines/default.json -o out "${inputs[@]}"
+# The learned shot detector (TransNetV2, weights converted by setup.sh): scenes with their
+# gradual transitions, transitions.safetensors beside each report.
+"${CARGO_TARGET_DIR:-target}/release/framepipe" run --pipeline pipelines/shots.json -o out "${inputs[@]}"
 echo "done: see out/<name>/<name>.json and out/<name>/<name>.mp4"
