@@ -1,7 +1,7 @@
 //! framepipe: videos in, normalized and scene-annotated training data out, in one pass.
 //!
 //! ```text
-//! INPUT ──► probe ──► decode ──┬──► scenes (small HSV frames, content detector) ─────┐ cuts
+//! INPUT ──► probe ──► decode ──┬──► scenes (HSV content detector, or 48x27 → TransNetV2) ┐ cuts
 //!          (CPU, or NVDEC)     ├──► normalize (720p/1080p canvas, fit/fill/stretch,   │
 //!                              │    rotation, SAR, pts kept or fps-resampled)         │
 //!                              │     ├──► encode (libx264) + mux ◄────────────────────┤ chapters

@@ -1,7 +1,7 @@
 //! Wiring of one input's stages: threads joined by bounded crossbeam channels.
 //!
 //! ```text
-//! decode ──┬──► scenes (small HSV frames) ──────────────────┐ cuts (chapters; live for per_scene)
+//! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ cuts (chapters; live for per_scene)
 //!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤
 //!          │                         ├──► clip ◄────────────┘
 //!          │                         └──► vae ──► latent shards
