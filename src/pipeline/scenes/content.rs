@@ -46,6 +46,7 @@ impl ContentStage {
         cancel: &Cancel,
     ) -> Result<u64> {
         let mut frames = 0;
+        let mut times = CutTimes::default();
         let (w, h) = self.small.size();
         for src in rx {
             cancel.check("scenes")?;
@@ -60,14 +61,40 @@ impl ContentStage {
                 })?;
                 Ok(self.detector.process_bgr(src.index, bgr, w, h, stride))
             })?;
-            found.frame(src.index, src.time);
+            times.record(src.index, src.time);
             if let Some(index) = cut {
-                found.cut(index, src.time, None);
+                found.cut(index, times.time_of(index).unwrap_or(src.time), None);
             }
         }
         if let Some(index) = self.detector.finish() {
-            found.cut(index, 0.0, None);
+            found.cut(index, times.time_of(index).unwrap_or(0.0), None);
         }
         Ok(frames)
+    }
+}
+
+/// Recent frame times, so a cut the detector reports late (its merge filter can name an earlier
+/// frame) still gets its own frame's time. Bounded: a merge never reaches further back than this.
+#[derive(Default)]
+struct CutTimes {
+    recent: std::collections::VecDeque<(u64, f64)>,
+}
+
+impl CutTimes {
+    const KEEP: usize = 4096;
+
+    fn record(&mut self, index: u64, time: f64) {
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((index, time));
+    }
+
+    fn time_of(&self, index: u64) -> Option<f64> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|&(_, t)| t)
     }
 }

@@ -107,7 +107,6 @@ impl SceneStage {
     ) -> Result<SceneCuts> {
         let mut found = FoundCuts {
             cuts: Vec::new(),
-            times: CutTimes::default(),
             live_tx,
         };
         let mut timer = BusyTimer::default();
@@ -133,58 +132,26 @@ impl SceneStage {
     }
 }
 
-/// The cuts a detector finds, as it finds them: each gets its frame's time, and goes to the
-/// clip stage at once when it samples per scene.
+/// The cuts a detector finds, as it finds them: each goes to the clip stage at once when it
+/// samples per scene.
 pub struct FoundCuts {
     cuts: Vec<SceneCut>,
-    times: CutTimes,
     live_tx: Option<Sender<u64>>,
 }
 
 impl FoundCuts {
-    /// A frame went by (so a late cut can still find its time).
-    pub fn frame(&mut self, index: u64, time: f64) {
-        self.times.record(index, time);
-    }
-
-    /// A new scene starts at source frame `index` (`fallback`: its time when the frame is no
-    /// longer remembered), after the transition `transition` when it was gradual.
-    pub fn cut(&mut self, index: u64, fallback: f64, transition: Option<Transition>) {
+    /// A new scene starts at source frame `index` (at `time` seconds), after the transition
+    /// `transition` when it was gradual.
+    pub fn cut(&mut self, index: u64, time: f64, transition: Option<Transition>) {
         self.cuts.push(SceneCut {
             source_index: index,
-            time: self.times.time_of(index).unwrap_or(fallback),
+            time,
             transition,
         });
         if let Some(tx) = &self.live_tx {
             // The clip stage may have stopped (its error is reported).
             let _ = tx.send(index);
         }
-    }
-}
-
-/// Recent frame times, so a cut the detector reports late (its merge filter can name an earlier
-/// frame) still gets its own frame's time. Bounded: a merge never reaches further back than this.
-#[derive(Default)]
-struct CutTimes {
-    recent: std::collections::VecDeque<(u64, f64)>,
-}
-
-impl CutTimes {
-    const KEEP: usize = 4096;
-
-    fn record(&mut self, index: u64, time: f64) {
-        if self.recent.len() == Self::KEEP {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((index, time));
-    }
-
-    fn time_of(&self, index: u64) -> Option<f64> {
-        self.recent
-            .iter()
-            .rev()
-            .find(|(i, _)| *i == index)
-            .map(|&(_, t)| t)
     }
 }
 

@@ -75,8 +75,9 @@ pub fn shot_frames_of(video: &std::path::Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The most windows one call predicts: on the CPU a window's activations take about 0.3 GB
-/// (and the time per window hardly drops past two); a GPU wants large batches.
+/// The most windows one call predicts: on the CPU each window's activations are hundreds of MB
+/// (the first stack's largest tensor alone is 100x128x27x48 floats, 66 MB), so calls stay
+/// small; a GPU wants large batches. (Neither bound is tuned by measurement yet.)
 pub fn max_windows(device: Device) -> usize {
     if device.is_cuda() {
         16
@@ -149,7 +150,6 @@ impl ShotStage {
                     })?;
                 stream.push(&frame);
                 frame.clear();
-                found.frame(src.index, src.time);
                 p.frame_index.push(src.index);
                 p.time.push(src.time);
                 next = if stream.ready() < self.max_windows {
