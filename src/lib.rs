@@ -21,6 +21,7 @@ pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod clip_labels;
+pub mod clips;
 pub mod commands;
 pub mod config;
 pub mod cpu_memory;

@@ -1,0 +1,69 @@
+//! One line of `OUT/<stem>/clips.jsonl`: a training sample cut from one scene. Written by `run`
+//! (the clips stage), read back by `export` through this same type, which refuses fields it does
+//! not know.
+use serde::{Deserialize, Serialize};
+
+use crate::clip_labels::Tag;
+
+/// The clips file inside a finished output folder.
+pub const CLIPS_FILE: &str = "clips.jsonl";
+
+/// Clip files inside a finished output folder (`clips/<id>.mp4`).
+pub const CLIPS_DIR: &str = "clips";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipRecord {
+    /// `<output id>_<NNNN>`: the output folder's name and the clip's number within it (from 0,
+    /// in frame order); the same for every rerun of the same input and config.
+    pub id: String,
+    /// The clip's MP4, relative to the output folder (`clips/<id>.mp4`); absent without `encode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Index of the scene it was cut from (the report's `scenes[]`).
+    pub scene: usize,
+    /// Frames `start_frame .. end_frame` of the normalized output (end exclusive).
+    pub start_frame: u64,
+    pub end_frame: u64,
+    /// Seconds of the output video: the first frame's time and the end of the last frame.
+    pub start_time: f64,
+    pub end_time: f64,
+    pub frames: u64,
+    /// Mean motion per frame, relative to the frame size (see [`MotionSource`]).
+    pub motion: f64,
+    pub motion_source: MotionSource,
+    /// Zero-shot labels over the CLIP samples inside the clip (CLIP runs only; absent when no
+    /// sample falls inside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    /// The mean of the clip's CLIP image embeddings, L2-normalized (CLIP runs only; absent when
+    /// no sample falls inside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+    /// Latent frames inside the clip (VAE runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latents: Option<ClipLatents>,
+}
+
+/// Where a clip's motion score comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MotionSource {
+    /// The decoder's motion vectors (FFmpeg `export_mvs`): the mean vector length per frame over
+    /// the frame's diagonal, averaged over the clip's frames that have vectors.
+    MotionVectors,
+    /// The codec exports no vectors (intra-only, some AV1/HEVC): the mean absolute difference of
+    /// consecutive small grey frames, 0..1.
+    FrameDifference,
+}
+
+/// The latent frames of a clip: rows of the run's latent shards whose `frame_index` lies in
+/// `start_frame .. end_frame`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipLatents {
+    /// The shards that hold them, relative to the output folder (`latents/NNNNNN.safetensors`).
+    pub files: Vec<String>,
+    /// How many latent frames (the vae stage's sampling decides which frames have one).
+    pub frames: u64,
+}
