@@ -170,6 +170,7 @@ fn synthetic_report(
         }),
         latents: None,
         transitions: None,
+        clips: None,
         stats: Stats {
             frames,
             wall_seconds: 1.0,

@@ -105,7 +105,10 @@ fn main() {
                 );
                 let run: ReferenceRun =
                     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-                assert_eq!(run.frames as f64, frames, "the reference saw another frame count");
+                assert_eq!(
+                    run.frames as f64, frames,
+                    "the reference saw another frame count"
+                );
                 inner
                     .borrow_mut()
                     .push(run.seconds.extract + run.seconds.predict);

@@ -109,6 +109,7 @@ impl Job<'_> {
         let outputs = pipeline::plan::Outputs {
             video: video_path.clone(),
             latents,
+            clips_dir: Some(partial.path.join(crate::clips::record::CLIPS_DIR)),
             threads_per_input: self.threads_per_input,
         };
         let result = pipeline::Plan::new(input, &info, self.config, self.device.name, outputs)
@@ -130,12 +131,49 @@ impl Job<'_> {
             labels: self.labels,
             vae: self.vae,
         };
-        let report = pipeline::annotate::annotate(
+        // `clips.whole_video: false`: the one encode made the clips; the whole video goes.
+        let keep_video = self.config.clips.as_ref().is_none_or(|c| c.whole_video);
+        if let (Some(path), false) = (&video_path, keep_video) {
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io(path, "removing the whole video", e))?;
+        }
+        let mut report = pipeline::annotate::annotate(
             &facts,
             &info,
             &output,
-            video_path.as_ref().map(|_| video_name),
+            video_path
+                .as_ref()
+                .filter(|_| keep_video)
+                .map(|_| video_name),
         );
+        if let Some(cfg) = &self.config.clips {
+            let fps = pipeline::plan::output_fps(self.config, &info);
+            let motion = output
+                .scenes
+                .as_ref()
+                .and_then(|s| s.motion.clone())
+                .unwrap_or_default();
+            let sources = crate::clips::assemble::ClipSources {
+                output_id: &stem,
+                scenes: &report.scenes,
+                rules: crate::clips::plan::ClipRules::new(cfg, fps),
+                config: cfg,
+                fps,
+                motion: &motion,
+                written: output.encode.as_ref().map(|e| e.clips.as_slice()),
+                clip: match (&output.clip, self.labels, &self.config.clip) {
+                    (Some(o), Some(l), Some(c)) => Some((o, l, c)),
+                    _ => None,
+                },
+                latents: match (&output.latents, &self.config.vae) {
+                    (Some(l), Some(v)) => Some((l, v.every_n_frames)),
+                    _ => None,
+                },
+            };
+            let (records, summary) = crate::clips::assemble::assemble(&sources, &partial.path)?;
+            crate::clips::assemble::write_jsonl(&partial.path, &records)?;
+            report.clips = Some(summary);
+        }
         if let Some(clip) = &output.clip {
             let path = partial.path.join(EMBEDDINGS_FILE);
             let metadata = report

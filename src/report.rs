@@ -105,6 +105,9 @@ pub struct Report {
     /// TransNetV2's per-frame probabilities (`scenes.detector = "transnetv2"` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transitions: Option<TransitionsReport>,
+    /// The clips cut from the scenes (`clips` only): `clips.jsonl` and what was left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clips: Option<crate::clips::assemble::ClipsReport>,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }

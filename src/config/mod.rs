@@ -7,6 +7,7 @@
 //! This module holds the whole pipeline (its sections, `device`, loading, the hash); each
 //! section's types and checks live in the section's own module.
 mod clip;
+mod clips;
 mod decode;
 mod encode;
 mod error;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use clip::{ClipConfig, ClipSample, Sampling};
+pub use clips::{ClipsConfig, LongScenes};
 pub use decode::{DecodeConfig, HwAccelConfig};
 pub use encode::{AudioMode, Choice, Codec, EncodeConfig, Names, Preset, Profile};
 pub use error::ConfigError;
@@ -47,6 +49,10 @@ pub struct PipelineConfig {
     /// VAE latents of sampled normalized frames, streamed to shards; absent = no latents.
     #[serde(default)]
     pub vae: Option<VaeConfig>,
+    /// Scenes cut into training clips (`clips.jsonl`, and clip files with `encode`); absent = no
+    /// clips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clips: Option<ClipsConfig>,
     /// Re-encoding of the normalized video; absent = no video is written (JSON only).
     #[serde(default)]
     pub encode: Option<EncodeConfig>,
@@ -134,6 +140,9 @@ impl PipelineConfig {
         }
         if let Some(encode) = &self.encode {
             encode.validate()?;
+        }
+        if let Some(clips) = &self.clips {
+            clips.validate(self.scenes.is_some())?;
         }
         self.limits.validate()?;
         self.runtime.validate()?;

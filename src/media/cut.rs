@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::decode::{SourceFrame, VideoDecoder};
 use super::encode::{AudioSource, Muxer, VideoSettings};
 use super::{probe, Scaler};
+use crate::clips::plan::FrameRole;
 use crate::config::{AudioMode, Codec, EncodeConfig, Preset};
 use crate::error::{Error, Result};
 
@@ -470,14 +471,14 @@ impl<'a> Source<'a> {
             if (frame.format(), frame.width(), frame.height())
                 == (ff::format::Pixel::YUV420P, width, height)
             {
-                return muxer.send_video_frame(frame, pts);
+                return muxer.send_video_frame(frame, pts, 0.0, FrameRole::Free);
             }
             // A new frame each time: the encoder may still hold a reference to the last one.
             let mut converted = ff::frame::Video::empty();
             scaler
                 .run(frame, &mut converted)
                 .map_err(|e| Error::ffmpeg(path, "converting a frame to yuv420p", e))?;
-            muxer.send_video_frame(&converted, pts)
+            muxer.send_video_frame(&converted, pts, 0.0, FrameRole::Free)
         };
         let (mut video_done, mut audio_done) = (false, audio.is_none());
         for (stream, packet) in self.input.packets() {

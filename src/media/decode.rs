@@ -81,12 +81,21 @@ impl VideoDecoder {
         threads: u32,
         start: i64,
     ) -> Result<Self> {
-        Self::open_with(path, input, stream_index, threads, start, HwAccel::None)
+        Self::open_with(
+            path,
+            input,
+            stream_index,
+            threads,
+            start,
+            HwAccel::None,
+            false,
+        )
     }
 
     /// [`Self::open`] with hardware decoding when `hwaccel` asks and the machine can: when it
     /// cannot (no CUDA device or driver, or NVDEC refuses the codec/profile), decoding runs on
-    /// the CPU and [`Self::hw_status`] says why.
+    /// the CPU and [`Self::hw_status`] says why. `motion_vectors`: the decoder exports its
+    /// motion vectors as frame side data (FFmpeg's `export_side_data=mvs`; clip motion scores).
     pub fn open_with(
         path: &Path,
         input: &ff::format::context::Input,
@@ -94,6 +103,7 @@ impl VideoDecoder {
         threads: u32,
         start: i64,
         hwaccel: HwAccel,
+        motion_vectors: bool,
     ) -> Result<Self> {
         let stream = input
             .stream(stream_index)
@@ -115,6 +125,12 @@ impl VideoDecoder {
         let keep_wanted = matches!(hwaccel, HwAccel::Cuda { keep: true, .. });
         if keep_wanted && hw_status == HwStatus::Hardware && !shared_context {
             tracing::warn!(input = %path.display(), "NVDEC runs in a CUDA context of its own (FFmpeg could not share libtorch's): decoded frames go through host memory");
+        }
+        if motion_vectors {
+            // SAFETY: the context is valid and not opened yet.
+            unsafe {
+                (*context.as_mut_ptr()).export_side_data |= ff::ffi::AV_CODEC_EXPORT_DATA_MVS;
+            }
         }
         let mut decoder = context.decoder();
         decoder.set_packet_time_base(stream.time_base());

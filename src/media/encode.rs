@@ -10,6 +10,8 @@ use ff::format::Pixel;
 use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 
+use super::clip_mux::{ClipCutter, WrittenClip};
+use crate::clips::plan::FrameRole;
 use crate::config::{AudioMode, EncodeConfig};
 use crate::error::{Error, Result};
 
@@ -64,6 +66,8 @@ pub struct Muxer {
     /// timestamps.
     pub audio_packets_dropped: u64,
     pub frames_in: u64,
+    /// Clip files cut from the packets (`clips` with `encode`).
+    clips: Option<ClipCutter>,
 }
 
 enum AudioOut {
@@ -178,6 +182,9 @@ impl Muxer {
         if let Some(profile) = &cfg.profile {
             options.set("profile", profile.name());
         }
+        // Frames forced to be I frames (clip starts) become IDR frames, where a clip file can
+        // begin; no frame is forced unless the pipeline cuts clips.
+        options.set("forced-idr", "1");
         let encoder = encoder.open_with(options).map_err(ctx("opening libx264"))?;
         {
             let mut stream = output
@@ -254,13 +261,50 @@ impl Muxer {
             audio_packets: 0,
             audio_packets_dropped: 0,
             frames_in: 0,
+            clips: None,
         })
+    }
+
+    /// Also cuts clip files into `dir` from the packets, of `frames` (min, max) frames each:
+    /// the frames sent say where clips start and end ([`Muxer::send_video_frame`]).
+    pub fn cut_clips(&mut self, dir: &Path, frames: (u64, u64), frame_rate: f64) -> Result<()> {
+        let video = self
+            .output
+            .stream(0)
+            .expect("video stream")
+            .parameters()
+            .clone();
+        let audio_index = match &self.audio {
+            Some(AudioOut::Copy { index, .. }) => Some(*index),
+            Some(AudioOut::Aac(aac)) => Some(aac.index),
+            None => None,
+        };
+        let audio = audio_index.map(|i| {
+            let stream = self.output.stream(i).expect("audio stream");
+            (stream.parameters().clone(), stream.time_base())
+        });
+        self.clips = Some(ClipCutter::new(
+            dir,
+            frames,
+            frame_rate,
+            (video, self.video_time_base),
+            audio,
+        )?);
+        Ok(())
     }
 
     /// Encodes one normalized frame (its pts must be in the video time base).
     /// Encodes one normalized frame, shown at `pts` (video time base). The frame is shared with
     /// other consumers, so the encoder gets a new reference to its buffers, not a copy.
-    pub fn send_video_frame(&mut self, frame: &ff::frame::Video, pts: i64) -> Result<()> {
+    /// `time` is its seconds, `role` how clips need it coded (an IDR frame where one starts, a P
+    /// frame where one ends).
+    pub fn send_video_frame(
+        &mut self,
+        frame: &ff::frame::Video,
+        pts: i64,
+        time: f64,
+        role: FrameRole,
+    ) -> Result<()> {
         let mut shared = ff::frame::Video::empty();
         // SAFETY: both frames are valid; av_frame_ref only adds a reference to the buffers.
         let status = unsafe { ff::ffi::av_frame_ref(shared.as_mut_ptr(), frame.as_ptr()) };
@@ -272,6 +316,14 @@ impl Muxer {
             ));
         }
         shared.set_pts(Some(pts));
+        shared.set_kind(match role {
+            FrameRole::Free => ff::picture::Type::None,
+            FrameRole::ClipStart => ff::picture::Type::I,
+            FrameRole::ClipEnd => ff::picture::Type::P,
+        });
+        if let Some(clips) = &mut self.clips {
+            clips.frame(self.frames_in, pts, time, role);
+        }
         self.video.send_frame(&shared).map_err(|e| {
             Error::ffmpeg(
                 &self.path,
@@ -289,6 +341,9 @@ impl Muxer {
         loop {
             match self.video.receive_packet(&mut packet) {
                 Ok(()) => {
+                    if let Some(clips) = &mut self.clips {
+                        clips.video_packet(&packet)?;
+                    }
                     packet.set_stream(0);
                     packet.rescale_ts(self.video_time_base, out_tb);
                     packet
@@ -329,6 +384,9 @@ impl Muxer {
                 packet.rescale_ts(*in_time_base, out_tb);
                 packet.set_position(-1);
                 packet.set_stream(index);
+                if let Some(clips) = &mut self.clips {
+                    clips.audio_packet(&packet)?;
+                }
                 match packet.write_interleaved(&mut self.output) {
                     Ok(()) => self.audio_packets += 1,
                     Err(e) if refused_packet(&e) => self.audio_packets_dropped += 1,
@@ -337,7 +395,7 @@ impl Muxer {
                 Ok(())
             }
             Some(AudioOut::Aac(aac)) => {
-                if aac.send_packet(&packet, &mut self.output)? {
+                if aac.send_packet(&packet, &mut self.output, &mut self.clips)? {
                     self.audio_packets += 1;
                 } else {
                     self.audio_packets_dropped += 1;
@@ -347,14 +405,15 @@ impl Muxer {
         }
     }
 
-    /// Flushes the encoders, adds the chapters, writes the trailer (moov first: faststart).
-    pub fn finish(mut self, chapters: &[Chapter]) -> Result<()> {
+    /// Flushes the encoders, adds the chapters, writes the trailer (moov first: faststart);
+    /// returns the clip files written.
+    pub fn finish(mut self, chapters: &[Chapter]) -> Result<Vec<WrittenClip>> {
         self.video
             .send_eof()
             .map_err(|e| Error::ffmpeg(&self.path, "flushing libx264", e))?;
         self.write_video_packets()?;
         if let Some(AudioOut::Aac(aac)) = &mut self.audio {
-            aac.finish(&mut self.output)?;
+            aac.finish(&mut self.output, &mut self.clips)?;
         }
         let tb = ff::Rational::new(1, 1000);
         for (i, chapter) in chapters.iter().enumerate() {
@@ -366,7 +425,8 @@ impl Muxer {
         }
         self.output
             .write_trailer()
-            .map_err(|e| Error::ffmpeg(&self.path, "writing the MP4 trailer", e))
+            .map_err(|e| Error::ffmpeg(&self.path, "writing the MP4 trailer", e))?;
+        self.clips.take().map_or(Ok(Vec::new()), ClipCutter::finish)
     }
 }
 
@@ -444,19 +504,24 @@ impl AacTranscoder {
         &mut self,
         packet: &ff::Packet,
         output: &mut ff::format::context::Output,
+        clips: &mut Option<ClipCutter>,
     ) -> Result<bool> {
         if self.decoder.send_packet(packet).is_err() {
             return Ok(false);
         }
-        self.drain_decoder(output)?;
+        self.drain_decoder(output, clips)?;
         Ok(true)
     }
 
-    fn drain_decoder(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
+    fn drain_decoder(
+        &mut self,
+        output: &mut ff::format::context::Output,
+        clips: &mut Option<ClipCutter>,
+    ) -> Result<()> {
         let mut decoded = ff::frame::Audio::empty();
         while self.decoder.receive_frame(&mut decoded).is_ok() {
             self.resample(&mut decoded)?;
-            self.encode_full_frames(output, false)?;
+            self.encode_full_frames(output, clips, false)?;
         }
         Ok(())
     }
@@ -502,6 +567,7 @@ impl AacTranscoder {
     fn encode_full_frames(
         &mut self,
         output: &mut ff::format::context::Output,
+        clips: &mut Option<ClipCutter>,
         last: bool,
     ) -> Result<()> {
         let size = (self.encoder.frame_size() as usize).max(1);
@@ -523,17 +589,24 @@ impl AacTranscoder {
             self.encoder
                 .send_frame(&frame)
                 .map_err(|e| Error::ffmpeg(&self.path, "encoding AAC", e))?;
-            self.write_packets(output)?;
+            self.write_packets(output, clips)?;
         }
         Ok(())
     }
 
-    fn write_packets(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
+    fn write_packets(
+        &mut self,
+        output: &mut ff::format::context::Output,
+        clips: &mut Option<ClipCutter>,
+    ) -> Result<()> {
         let out_tb = output.stream(self.index).expect("audio stream").time_base();
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
             packet.set_stream(self.index);
             packet.rescale_ts(ff::Rational::new(1, self.rate as i32), out_tb);
+            if let Some(clips) = clips {
+                clips.audio_packet(&packet)?;
+            }
             packet
                 .write_interleaved(output)
                 .map_err(|e| Error::ffmpeg(&self.path, "writing an AAC packet", e))?;
@@ -541,11 +614,15 @@ impl AacTranscoder {
         Ok(())
     }
 
-    fn finish(&mut self, output: &mut ff::format::context::Output) -> Result<()> {
+    fn finish(
+        &mut self,
+        output: &mut ff::format::context::Output,
+        clips: &mut Option<ClipCutter>,
+    ) -> Result<()> {
         let _ = self.decoder.send_eof();
-        self.drain_decoder(output)?;
-        self.encode_full_frames(output, true)?;
+        self.drain_decoder(output, clips)?;
+        self.encode_full_frames(output, clips, true)?;
         let _ = self.encoder.send_eof();
-        self.write_packets(output)
+        self.write_packets(output, clips)
     }
 }

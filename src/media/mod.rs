@@ -1,5 +1,6 @@
 //! Thin, safe wrappers over FFmpeg (through `ffmpeg-next`): probing an input, decoding its video,
 //! normalizing frames to the target geometry, and encoding + muxing the result.
+pub mod clip_mux;
 pub mod cut;
 pub mod decode;
 pub mod encode;

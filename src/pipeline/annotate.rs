@@ -86,6 +86,7 @@ pub fn annotate(
             _ => None,
         },
         transitions: transitions(cfg, out),
+        clips: None,
         stats: Stats {
             frames: out.decode.frames,
             wall_seconds: out.wall_seconds,
@@ -218,6 +219,12 @@ fn warnings(cfg: &PipelineConfig, info: &SourceInfo, out: &PipelineOutput) -> Ve
         ));
     }
     if let Some(encode) = &out.encode {
+        if encode.undecided_frames > 0 {
+            warnings.push(format!(
+                "clips: {} frame(s) had to be encoded before the scene detector had decided                  whether a clip starts or ends there; clips with a boundary there have no file",
+                encode.undecided_frames
+            ));
+        }
         if let Some(why) = &encode.audio_left_out {
             warnings.push(format!(
                 "the source's audio cannot be decoded ({why}): the output has no audio"

@@ -101,6 +101,7 @@ impl DecodeStage {
             plan.threads,
             video_offset,
             hwaccel,
+            cfg.clips.is_some(),
         )?;
         Ok(DecodeStage {
             path: path.to_path_buf(),

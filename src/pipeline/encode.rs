@@ -1,5 +1,7 @@
 //! The encode stage: normalized frames → libx264 → MP4, with the source's audio packets muxed as
-//! they arrive and one chapter per scene added before the trailer.
+//! they arrive and one chapter per scene added before the trailer. With clips, frames wait here
+//! until the scene stage has decided where clips start and end around them ([`LiveBoundaries`]),
+//! so each clip starts on an IDR frame and the muxer cuts its file from the same packets.
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,10 +10,12 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::normalize::NormFrame;
-use super::scenes::{scenes_on_output, SceneCut};
+use super::scenes::{scenes_on_output, SceneCut, SceneEvent};
 use super::{BusyTimer, Cancel};
+use crate::clips::plan::{ClipRules, FrameRole, LiveBoundaries, LiveCut};
 use crate::config::EncodeConfig;
 use crate::error::{Error, Result};
+use crate::media::clip_mux::WrittenClip;
 use crate::media::encode::{AudioSource, Chapter, Muxer, VideoSettings};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +33,22 @@ pub struct EncodeStats {
     pub audio_packets_dropped: u64,
     pub seconds: f64,
     pub chapters: usize,
+    /// Clip files cut from the encode (`clips` only), in frame order.
+    #[serde(skip)]
+    pub clips: Vec<WrittenClip>,
+    /// Frames encoded before the scene stage could say whether a clip starts or ends there
+    /// (the wait was longer than the frame budget): a clip boundary there is not cut.
+    pub undecided_frames: u64,
+}
+
+/// Clip files cut from the encode.
+pub struct ClipCutting {
+    pub dir: PathBuf,
+    pub rules: ClipRules,
+    /// The scene stage's cuts as they are found, and how far they are known.
+    pub events: Receiver<SceneEvent>,
+    /// At most this many frames wait for the clip boundaries to be known.
+    pub max_waiting: usize,
 }
 
 pub struct EncodeStage {
@@ -39,7 +59,87 @@ pub struct EncodeStage {
     pub audio_offset: i64,
     /// The configured constant output rate, if any (maps scene cuts to output frames).
     pub fps: Option<f64>,
+    pub clips: Option<ClipCutting>,
     pub cancel: Cancel,
+}
+
+/// Frames waiting for their clip role, and what decides it.
+struct Waiting {
+    boundaries: LiveBoundaries,
+    events: Receiver<SceneEvent>,
+    frames: std::collections::VecDeque<Arc<NormFrame>>,
+    max: usize,
+    /// Output frames given to the encoder.
+    sent: u64,
+    undecided: u64,
+    fps: Option<f64>,
+}
+
+impl Waiting {
+    /// Takes the scene stage's news; `block`: wait until every cut is known.
+    fn hear(&mut self, block: bool) {
+        loop {
+            let event = if block {
+                self.events.recv().ok()
+            } else {
+                self.events.try_recv().ok()
+            };
+            let Some(event) = event else {
+                if block {
+                    // The scene stage stopped without finishing (its error is reported).
+                    self.boundaries.complete();
+                }
+                return;
+            };
+            match event {
+                SceneEvent::Cut(cut) => {
+                    let frame = self.on_output(cut.source_index, cut.time);
+                    let transition_start = cut
+                        .transition
+                        .map_or(frame, |t| self.on_output(t.start_index, t.start_time));
+                    self.boundaries.cut(LiveCut {
+                        frame,
+                        transition_start,
+                    });
+                }
+                SceneEvent::KnownUntil { source_index, time } => {
+                    if source_index == u64::MAX {
+                        self.boundaries.complete();
+                        return;
+                    }
+                    let bound = self.on_output(source_index, time);
+                    self.boundaries.known_until(bound);
+                }
+            }
+        }
+    }
+
+    /// A source frame's place on the output (as [`scenes_on_output`] lays cuts).
+    fn on_output(&self, index: u64, time: f64) -> u64 {
+        match self.fps {
+            None => index,
+            Some(fps) => (time * fps).round().max(0.0) as u64,
+        }
+    }
+
+    /// The frames whose role is known (all of them once `total` frames are in and every cut is
+    /// known); when more than `max` wait, the oldest goes without one.
+    fn ready(&mut self, total: Option<u64>) -> Vec<(Arc<NormFrame>, FrameRole)> {
+        let mut out = Vec::new();
+        while !self.frames.is_empty() {
+            let role = match self.boundaries.role(self.sent, total) {
+                Some(role) => role,
+                None if self.frames.len() > self.max => {
+                    self.undecided += 1;
+                    FrameRole::Free
+                }
+                None => break,
+            };
+            out.push((self.frames.pop_front().expect("front exists"), role));
+            self.sent += 1;
+        }
+        out
+    }
 }
 
 impl EncodeStage {
@@ -56,6 +156,42 @@ impl EncodeStage {
         let mut audio = audio;
         let mut last_time = None::<f64>;
         let mut frames = Some(frames);
+        let mut waiting = match self.clips {
+            Some(clips) => {
+                timer.time(|| {
+                    muxer.cut_clips(
+                        &clips.dir,
+                        (clips.rules.min_frames, clips.rules.max_frames),
+                        frame_rate,
+                    )
+                })?;
+                Some(Waiting {
+                    boundaries: LiveBoundaries::new(clips.rules),
+                    events: clips.events,
+                    frames: Default::default(),
+                    max: clips.max_waiting,
+                    sent: 0,
+                    undecided: 0,
+                    fps: self.fps,
+                })
+            }
+            None => None,
+        };
+        let mut received = 0u64;
+        let path = self.path.clone();
+        let encode = |muxer: &mut Muxer,
+                      timer: &mut BusyTimer,
+                      norm: &NormFrame,
+                      role: FrameRole|
+         -> Result<()> {
+            let super::normalize::Canvas::Host(frame) = &norm.frame else {
+                return Err(Error::input(
+                    &path,
+                    "the encoder needs frames in host memory, got a device canvas",
+                ));
+            };
+            timer.time(|| muxer.send_video_frame(frame, norm.pts, norm.time, role))
+        };
         // Take frames and audio packets in whatever order they come until both have ended.
         while frames.is_some() || audio.is_some() {
             self.cancel.check("encode")?;
@@ -66,14 +202,18 @@ impl EncodeStage {
             select! {
                 recv(frame_rx) -> msg => match msg {
                     Ok(norm) => {
-                        let super::normalize::Canvas::Host(frame) = &norm.frame else {
-                            return Err(Error::input(
-                                &self.path,
-                                "the encoder needs frames in host memory, got a device canvas",
-                            ));
-                        };
-                        timer.time(|| muxer.send_video_frame(frame, norm.pts))?;
                         last_time = Some(norm.time);
+                        received += 1;
+                        match &mut waiting {
+                            None => encode(&mut muxer, &mut timer, &norm, FrameRole::Free)?,
+                            Some(w) => {
+                                w.frames.push_back(norm);
+                                w.hear(false);
+                                for (norm, role) in w.ready(None) {
+                                    encode(&mut muxer, &mut timer, &norm, role)?;
+                                }
+                            }
+                        }
                     }
                     Err(_) => frames = None,
                 },
@@ -84,6 +224,15 @@ impl EncodeStage {
                     Err(_) => audio = None,
                 },
             }
+        }
+        let mut undecided_frames = 0;
+        if let Some(w) = &mut waiting {
+            // The video is over: once every cut is known, the last frames' roles are too.
+            w.hear(true);
+            for (norm, role) in w.ready(Some(received)) {
+                encode(&mut muxer, &mut timer, &norm, role)?;
+            }
+            undecided_frames = w.undecided;
         }
         let frames_written = muxer.frames_in;
         let duration = last_time.map(|t| t + 1.0 / frame_rate).unwrap_or(0.0);
@@ -110,7 +259,7 @@ impl EncodeStage {
             muxer.audio_packets_dropped,
         );
         let chapter_count = chapters.len();
-        timer.time(|| muxer.finish(&chapters))?;
+        let clips = timer.time(|| muxer.finish(&chapters))?;
         Ok(EncodeStats {
             frames: frames_written,
             duration,
@@ -120,6 +269,8 @@ impl EncodeStage {
             audio_packets_dropped,
             seconds: timer.seconds(),
             chapters: chapter_count,
+            clips,
+            undecided_frames,
         })
     }
 }

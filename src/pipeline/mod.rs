@@ -123,6 +123,20 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
     let wants_audio = plan.encode.as_ref().is_some_and(|e| e.audio);
     let (audio_tx, audio_rx) = channel_if(wants_audio, 256);
     let (cuts_tx, cuts_rx) = channel_if(plan.encode.is_some() && plan.scenes.is_some(), 1);
+    // Cuts as they are found for the encoder, when it cuts clip files. Unbounded like the live
+    // cuts: the scene stage must never wait on the encoder (which waits on it).
+    let clip_files = plan
+        .clips
+        .as_ref()
+        .and_then(|c| c.dir.clone().map(|d| (c.rules, d)));
+    let (events_tx, events_rx) = match clip_files {
+        Some(_) => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let motion = plan.clips.is_some();
 
     let decode_stage = decode::DecodeStage::open(
         plan.input,
@@ -135,6 +149,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
     let audio_source = decode_stage.audio_source();
     let audio_offset = decode_stage.audio_offset();
     let video_settings = decode_stage.video_settings(plan.config);
+    let max_waiting = max_waiting_frames(video_settings.width, video_settings.height);
     let scenes = match scenes {
         Some((cfg, rx)) => Some((
             scenes::SceneStage::new(cfg, info, plan.device, cancel.clone())?,
@@ -154,12 +169,14 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
         let scenes = scenes.map(|(stage, rx)| {
             let cuts_tx = cuts_tx.clone();
             let live = live_cuts_tx.clone();
+            let events = events_tx.clone();
             spawn(scope, "scenes", &cancel, move || {
-                stage.run(rx, cuts_tx, live)
+                stage.run(rx, cuts_tx, live, events, motion)
             })
         });
         drop(cuts_tx);
         drop(live_cuts_tx);
+        drop(events_tx);
         let normalize = normalize.map(|((), rx)| {
             let stage = normalize::NormalizeStage::new(
                 &plan.config.normalize,
@@ -182,6 +199,14 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
                 audio: audio_source.filter(|_| out.audio),
                 audio_offset,
                 fps: plan.config.normalize.fps,
+                clips: clip_files.zip(events_rx).map(|((rules, dir), events)| {
+                    encode::ClipCutting {
+                        dir,
+                        rules,
+                        events,
+                        max_waiting,
+                    }
+                }),
                 cancel: cancel.clone(),
             };
             spawn(scope, "encode", &cancel, move || {
@@ -229,6 +254,14 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
             (None, None) => Err(Error::Cancelled { stage: "decode" }),
         }
     })
+}
+
+/// How many normalized frames the encoder may hold while clip boundaries are being decided: a
+/// budget of 512 MiB of yuv420p canvases (about 380 at 720p, 170 at 1080p), enough for
+/// TransNetV2's delay (up to 125 frames with two windows per call) plus the trim.
+fn max_waiting_frames(width: u32, height: u32) -> usize {
+    let bytes = (width as usize * height as usize * 3 / 2).max(1);
+    ((512usize << 20) / bytes).clamp(64, 1024)
 }
 
 /// A stage's plan with the receiving end of its input channel.

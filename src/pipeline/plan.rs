@@ -37,6 +37,14 @@ pub struct EncodePlan {
     pub audio: bool,
 }
 
+/// Clips (`clips`): cut by the encoder as it goes when the pipeline encodes, else only listed.
+#[derive(Debug, Clone)]
+pub struct ClipsPlan {
+    pub rules: crate::clips::plan::ClipRules,
+    /// `OUT/<stem>.partial/clips`, when the pipeline encodes.
+    pub dir: Option<PathBuf>,
+}
+
 /// The CLIP stage.
 #[derive(Debug, Clone)]
 pub struct ClipPlan {
@@ -67,6 +75,7 @@ pub struct Plan<'a> {
     pub encode: Option<EncodePlan>,
     pub clip: Option<ClipPlan>,
     pub vae: Option<VaePlan>,
+    pub clips: Option<ClipsPlan>,
 }
 
 /// What a job asks of one input beyond the session's config.
@@ -75,6 +84,8 @@ pub struct Outputs {
     pub video: Option<PathBuf>,
     /// Where the vae stage writes, when the pipeline has one.
     pub latents: Option<LatentsTarget>,
+    /// Where clip files go, when the pipeline has clips and encodes.
+    pub clips_dir: Option<PathBuf>,
     /// Threads for the decoder and the encoder when several inputs run at once (0: as the
     /// config says).
     pub threads_per_input: u32,
@@ -117,6 +128,10 @@ impl<'a> Plan<'a> {
             }),
             _ => None,
         };
+        let clips = config.clips.as_ref().map(|cfg| ClipsPlan {
+            rules: crate::clips::plan::ClipRules::new(cfg, output_fps(config, info)),
+            dir: outputs.clips_dir.filter(|_| encode.is_some()),
+        });
         let on_device = device_frames(config, device, encode.is_some(), vae.is_some());
         let frames = if on_device {
             // The normalize stage makes canvases through libtorch: loaded now, so a missing
@@ -148,6 +163,7 @@ impl<'a> Plan<'a> {
             encode,
             clip,
             vae,
+            clips,
         })
     }
 
@@ -182,6 +198,11 @@ impl VaePlan {
             cancel,
         }
     }
+}
+
+/// The output's nominal frame rate: `normalize.fps`, else the source's.
+pub fn output_fps(cfg: &PipelineConfig, info: &SourceInfo) -> f64 {
+    cfg.normalize.fps.unwrap_or(info.fps)
 }
 
 /// Whether the model stages send YUV planes for the device to convert (`auto`: on CUDA).

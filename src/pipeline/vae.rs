@@ -33,6 +33,10 @@ pub struct LatentsOutput {
     pub tiling: bool,
     #[serde(skip)]
     pub seconds: f64,
+    /// The first and last output frame of each shard in `files` (clips name the shards that
+    /// hold their frames).
+    #[serde(skip)]
+    pub shard_frames: Vec<(u64, u64)>,
 }
 
 pub struct VaeStage {
@@ -78,6 +82,7 @@ impl VaeStage {
             batch_size,
             tiling: self.config.tiling,
             seconds: 0.0,
+            shard_frames: Vec::new(),
         };
         for frame in rx {
             self.cancel.check("vae")?;
@@ -357,6 +362,10 @@ impl VaeStage {
             )
         })?;
         out.files.push(format!("latents/{name}"));
+        out.shard_frames.push((
+            shard.frames[0] as u64,
+            shard.frames[shard.frames.len() - 1] as u64,
+        ));
         out.frames += n as u64;
         shard.frames.clear();
         shard.values.clear();

@@ -353,6 +353,12 @@ impl ContentDetector {
         cut
     }
 
+    /// No cut reported later names a frame before this one, `next` being the next frame's
+    /// index: an open merge can still name its start (or a later frame), else cuts are new.
+    pub fn pending_cut_from(&self, next: u64) -> u64 {
+        self.filter.pending_from(next)
+    }
+
     /// Call after the last frame. Always `None`: PySceneDetect 0.7.2 has no
     /// end-of-video flush, so a cut held back by an open merge is discarded.
     /// Kept so callers are ready should that change; it also resets nothing.
@@ -479,6 +485,15 @@ impl FlashFilter {
             merge_enabled: false,
             merge_triggered: false,
             merge_start: 0,
+        }
+    }
+
+    /// See [`ContentDetector::pending_cut_from`]: a triggered merge ends by naming its last
+    /// above-threshold frame, never one before the merge started.
+    fn pending_from(&self, next: u64) -> u64 {
+        match self.mode {
+            FlashFilterMode::Merge if self.merge_triggered => self.merge_start.min(next),
+            _ => next,
         }
     }
 

@@ -168,6 +168,12 @@ impl ShotBoundaries {
         }
     }
 
+    /// No boundary found later starts, nor has its transition start, before this frame: the
+    /// first frame of an open run of transition frames, else the next frame.
+    pub fn pending_from(&self) -> u64 {
+        self.run_start.unwrap_or(self.next)
+    }
+
     /// The next frame's probability; a boundary when it ends a run of transition frames.
     pub fn push(&mut self, probability: f32) -> Option<ShotBoundary> {
         let i = self.next;

@@ -47,6 +47,7 @@ impl ContentStage {
     ) -> Result<u64> {
         let mut frames = 0;
         let mut times = CutTimes::default();
+        let mut grey = Vec::new();
         let (w, h) = self.small.size();
         for src in rx {
             cancel.check("scenes")?;
@@ -59,12 +60,26 @@ impl ContentStage {
                         e,
                     )
                 })?;
-                Ok(self.detector.process_bgr(src.index, bgr, w, h, stride))
+                let cut = self.detector.process_bgr(src.index, bgr, w, h, stride);
+                if found.wants_motion() {
+                    // The green channel of the small frame's rows (padding left out) is the
+                    // frame-difference fallback's grey frame.
+                    grey.clear();
+                    grey.extend(
+                        bgr.chunks(stride)
+                            .take(h)
+                            .flat_map(|row| row[..3 * w].iter().skip(1).step_by(3)),
+                    );
+                    found.frame_seen(&src, &grey);
+                }
+                Ok(cut)
             })?;
             times.record(src.index, src.time);
             if let Some(index) = cut {
                 found.cut(index, times.time_of(index).unwrap_or(src.time), None);
             }
+            let pending = self.detector.pending_cut_from(src.index + 1);
+            found.known_until(pending, times.time_of(pending).unwrap_or(src.time));
         }
         if let Some(index) = self.detector.finish() {
             found.cut(index, times.time_of(index).unwrap_or(0.0), None);

@@ -42,6 +42,17 @@ pub struct TransitionFrames {
     pub end_frame: u64,
 }
 
+/// What the encoder hears from the scenes stage while both run (clips need IDR frames where
+/// they start, so their boundaries must be known a little ahead of the encoder).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SceneEvent {
+    /// A new scene starts.
+    Cut(SceneCut),
+    /// No cut found later starts, nor has its transition start, before this source frame (at
+    /// or after `time` seconds).
+    KnownUntil { source_index: u64, time: f64 },
+}
+
 /// The stage's result.
 #[derive(Debug, Clone)]
 pub struct SceneCuts {
@@ -50,6 +61,8 @@ pub struct SceneCuts {
     pub seconds: f64,
     /// TransNetV2's per-frame probabilities (`transitions.safetensors`).
     pub probabilities: Option<shots::Probabilities>,
+    /// Motion of every decoded frame (when the pipeline makes clips).
+    pub motion: Option<crate::clips::motion::MotionSeries>,
 }
 
 /// A scene of the output video (end exclusive).
@@ -99,15 +112,21 @@ impl SceneStage {
         Ok(SceneStage { detector, cancel })
     }
 
+    /// `events_tx` and `motion`: the pipeline makes clips (the encoder cuts them as it goes;
+    /// their motion scores need every frame's).
     pub fn run(
         self,
         rx: Receiver<Arc<SourceFrame>>,
         cuts_tx: Option<Sender<Vec<SceneCut>>>,
         live_tx: Option<Sender<u64>>,
+        events_tx: Option<Sender<SceneEvent>>,
+        motion: bool,
     ) -> Result<SceneCuts> {
         let mut found = FoundCuts {
             cuts: Vec::new(),
             live_tx,
+            events_tx,
+            motion: motion.then(crate::clips::motion::MotionMeter::default),
         };
         let mut timer = BusyTimer::default();
         let (frames, probabilities) = match self.detector {
@@ -123,11 +142,19 @@ impl SceneStage {
             // The encode stage may have stopped already (its error is reported); nothing to do.
             let _ = tx.send(found.cuts.clone());
         }
+        if let Some(tx) = &found.events_tx {
+            // Every cut is known; the encoder may have stopped (its error is reported).
+            let _ = tx.send(SceneEvent::KnownUntil {
+                source_index: u64::MAX,
+                time: f64::INFINITY,
+            });
+        }
         Ok(SceneCuts {
             cuts: found.cuts,
             frames,
             seconds: timer.seconds(),
             probabilities,
+            motion: found.motion.map(|m| m.finish()),
         })
     }
 }
@@ -137,20 +164,48 @@ impl SceneStage {
 pub struct FoundCuts {
     cuts: Vec<SceneCut>,
     live_tx: Option<Sender<u64>>,
+    events_tx: Option<Sender<SceneEvent>>,
+    motion: Option<crate::clips::motion::MotionMeter>,
 }
 
 impl FoundCuts {
     /// A new scene starts at source frame `index` (at `time` seconds), after the transition
     /// `transition` when it was gradual.
     pub fn cut(&mut self, index: u64, time: f64, transition: Option<Transition>) {
-        self.cuts.push(SceneCut {
+        let cut = SceneCut {
             source_index: index,
             time,
             transition,
-        });
+        };
+        self.cuts.push(cut);
         if let Some(tx) = &self.live_tx {
             // The clip stage may have stopped (its error is reported).
             let _ = tx.send(index);
+        }
+        if let Some(tx) = &self.events_tx {
+            let _ = tx.send(SceneEvent::Cut(cut));
+        }
+    }
+
+    /// No later cut (or its transition) starts before source frame `index` (`time` seconds).
+    pub fn known_until(&mut self, index: u64, time: f64) {
+        if let Some(tx) = &self.events_tx {
+            let _ = tx.send(SceneEvent::KnownUntil {
+                source_index: index,
+                time,
+            });
+        }
+    }
+
+    /// Whether the motion of each frame is wanted ([`FoundCuts::frame_seen`]).
+    pub fn wants_motion(&self) -> bool {
+        self.motion.is_some()
+    }
+
+    /// A decoded frame and the detector's small frame of it, for motion scores.
+    pub fn frame_seen(&mut self, frame: &SourceFrame, small: &[u8]) {
+        if let Some(meter) = &mut self.motion {
+            meter.frame(frame.time, &frame.frame, small);
         }
     }
 }

@@ -149,6 +149,7 @@ impl ShotStage {
                         )
                     })?;
                 stream.push(&frame);
+                found.frame_seen(&src, &frame);
                 frame.clear();
                 p.frame_index.push(src.index);
                 p.time.push(src.time);
@@ -198,6 +199,14 @@ impl ShotStage {
                     found.cut(index, p.time[b.start as usize], transition);
                 }
             }
+            let pending = self.boundaries.pending_from() as usize;
+            let last = p.time.len() - 1;
+            found.known_until(
+                p.frame_index
+                    .get(pending)
+                    .map_or(p.frame_index[last] + 1, |&i| i),
+                p.time[pending.min(last)],
+            );
         }
         Ok(())
     }

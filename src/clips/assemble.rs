@@ -1,0 +1,210 @@
+//! The finished clip list of one input: the planned clips of the final scene list, each with
+//! its motion score (dropped below `min_motion`), its CLIP tags and mean embedding, its latent
+//! frames and its file (the one the encoder cut, renamed to its id). What this returns is what
+//! `clips.jsonl` and the report's `clips` block say.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::motion::MotionSeries;
+use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
+use super::record::{ClipLatents, ClipRecord, CLIPS_DIR, CLIPS_FILE};
+use crate::clip_labels::LabelSet;
+use crate::config::{ClipConfig, ClipsConfig};
+use crate::error::{Error, Result};
+use crate::media::clip_mux::WrittenClip;
+use crate::pipeline::clip::ClipOutput;
+use crate::pipeline::scenes::Scene;
+use crate::pipeline::vae::LatentsOutput;
+
+/// The report's summary of an input's clips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipsReport {
+    /// `clips.jsonl` in the output folder.
+    pub file: String,
+    pub count: usize,
+    pub frames: u64,
+    pub seconds: f64,
+    /// Seconds of the video left out of clips, by reason.
+    pub dropped: DroppedSeconds,
+    /// Clips listed without a file because the encoder could not start or close them on their
+    /// frames (it had to encode them before their boundaries were known).
+    pub without_file: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DroppedSeconds {
+    pub transitions: f64,
+    pub trims: f64,
+    pub too_short: f64,
+    pub truncated: f64,
+    /// Clips whose motion score was below `min_motion`.
+    pub low_motion: f64,
+}
+
+/// What a run produced that clips are made from.
+pub struct ClipSources<'a> {
+    /// The output folder's name: clip ids are `<output_id>_<NNNN>`.
+    pub output_id: &'a str,
+    pub scenes: &'a [Scene],
+    pub rules: ClipRules,
+    pub config: &'a ClipsConfig,
+    /// The output's nominal frame rate.
+    pub fps: f64,
+    pub motion: &'a MotionSeries,
+    /// Files the encoder cut (`None` without `encode`).
+    pub written: Option<&'a [WrittenClip]>,
+    pub clip: Option<(&'a ClipOutput, &'a LabelSet, &'a ClipConfig)>,
+    /// The latent shards and the vae stage's sampling (`every_n_frames`).
+    pub latents: Option<(&'a LatentsOutput, u32)>,
+}
+
+/// The clips of an input; renames the cut files in `dir` (the output folder) to their ids and
+/// removes the files of clips that were dropped.
+pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, ClipsReport)> {
+    let (planned, dropped) = plan_clips(src.scenes, &src.rules);
+    let mut records = Vec::new();
+    let mut low_motion = 0u64;
+    let mut without_file = 0;
+    let mut used = vec![false; src.written.map_or(0, |w| w.len())];
+    for clip in planned {
+        let written = src.written.and_then(|w| {
+            w.iter()
+                .position(|c| c.start_frame == clip.frames.start && c.end_frame == clip.frames.end)
+        });
+        let (start_time, end_time) = match written {
+            Some(i) => {
+                let w = &src.written.expect("found in it")[i];
+                (w.start_time, w.end_time)
+            }
+            None => times(&clip, src.scenes, src.fps),
+        };
+        let (motion, motion_source) = src.motion.score(start_time, end_time);
+        let frames = clip.frames.end - clip.frames.start;
+        if src.config.min_motion.is_some_and(|m| motion < m) {
+            low_motion += frames;
+            continue;
+        }
+        let id = format!("{}_{:04}", src.output_id, records.len());
+        let file = match written {
+            Some(i) => {
+                used[i] = true;
+                let from = &src.written.expect("found in it")[i].path;
+                let name = format!("{CLIPS_DIR}/{id}.mp4");
+                let to = dir.join(&name);
+                std::fs::rename(from, &to)
+                    .map_err(|e| Error::io(&to, "naming a clip file after its id", e))?;
+                Some(name)
+            }
+            None => {
+                if src.written.is_some() {
+                    without_file += 1;
+                }
+                None
+            }
+        };
+        let inside = |f: u64| f >= clip.frames.start && f < clip.frames.end;
+        let (tags, embedding) = match src.clip {
+            Some((out, labels, cfg)) => {
+                let rows = out
+                    .samples
+                    .iter()
+                    .filter(|s| inside(s.frame))
+                    .map(|s| s.embedding.as_slice());
+                match crate::clip_labels::mean_embedding(rows) {
+                    Some(e) => (Some(labels.tags(&e, cfg.top_k, cfg.min_score)), Some(e)),
+                    None => (None, None),
+                }
+            }
+            None => (None, None),
+        };
+        let latents = src.latents.map(|(out, every)| {
+            let every = u64::from(every.max(1));
+            let files = out
+                .files
+                .iter()
+                .zip(&out.shard_frames)
+                .filter(|(_, &(first, last))| first < clip.frames.end && last >= clip.frames.start)
+                .map(|(f, _)| f.clone())
+                .collect();
+            let multiples_below = |n: u64| n.div_ceil(every);
+            ClipLatents {
+                files,
+                frames: multiples_below(clip.frames.end) - multiples_below(clip.frames.start),
+            }
+        });
+        records.push(ClipRecord {
+            id,
+            file,
+            scene: clip.scene,
+            start_frame: clip.frames.start,
+            end_frame: clip.frames.end,
+            start_time,
+            end_time,
+            frames,
+            motion,
+            motion_source,
+            tags,
+            embedding,
+            latents,
+        });
+    }
+    // Windows the encoder cut that are no clip of the final list (dropped for motion, or a
+    // boundary the final scene list moved) leave no file behind.
+    for (w, used) in src.written.unwrap_or(&[]).iter().zip(used) {
+        if !used {
+            std::fs::remove_file(&w.path)
+                .map_err(|e| Error::io(&w.path, "removing a dropped clip file", e))?;
+        }
+    }
+    let frames: u64 = records.iter().map(|r| r.frames).sum();
+    let seconds = |f: u64| f as f64 / src.fps.max(1e-9);
+    let DroppedFrames {
+        transitions,
+        trims,
+        too_short,
+        truncated,
+    } = dropped;
+    let report = ClipsReport {
+        file: CLIPS_FILE.into(),
+        count: records.len(),
+        frames,
+        seconds: records.iter().map(|r| r.end_time - r.start_time).sum(),
+        dropped: DroppedSeconds {
+            transitions: seconds(transitions),
+            trims: seconds(trims),
+            too_short: seconds(too_short),
+            truncated: seconds(truncated),
+            low_motion: seconds(low_motion),
+        },
+        without_file,
+    };
+    Ok((records, report))
+}
+
+/// A clip's seconds without a file to take them from: from its scene's start time at the
+/// nominal rate.
+fn times(clip: &PlannedClip, scenes: &[Scene], fps: f64) -> (f64, f64) {
+    let scene = &scenes[clip.scene];
+    let at = |f: u64| {
+        if f >= scene.end_frame {
+            scene.end_time
+        } else {
+            scene.start_time + (f - scene.start_frame) as f64 / fps.max(1e-9)
+        }
+    };
+    (at(clip.frames.start), at(clip.frames.end))
+}
+
+/// Writes `clips.jsonl` (one record per line) into `dir`.
+pub fn write_jsonl(dir: &Path, records: &[ClipRecord]) -> Result<()> {
+    let path = dir.join(CLIPS_FILE);
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r).expect("a clip record serializes"));
+        text.push('\n');
+    }
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, "writing the clips list", e))
+}

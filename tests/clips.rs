@@ -1,0 +1,414 @@
+//! `clips`: every scene becomes training clips. Judged by `ffprobe`/`ffmpeg`, never by reading
+//! back with our own code: each clip file's decoded frame count, its first packet a keyframe, its
+//! audio as long as its video (within a frame), its pixels the same frames of the whole
+//! normalized video (per-frame MD5s of the decoded pictures); clips inside their scene (never
+//! across a cut, never over a transition), within [min, max] seconds, split and truncated as
+//! configured; motion scores that put a static slide clearly below moving footage, from motion
+//! vectors or (intra-only input) frame differences; bad settings refused naming the key.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use framepipe::clips::record::{ClipRecord, MotionSource};
+use tempfile::tempdir;
+
+/// Hard cuts at 150, 250 and 310 (25 fps, 635 frames): moving testsrc2, a static SMPTE-bars
+/// slide, a zooming mandelbrot, then a long moving testsrc scene; AAC audio.
+const SCENES: [(&str, u32); 4] = [
+    ("testsrc2", 150),
+    ("smptebars", 100),
+    ("mandelbrot", 60),
+    ("testsrc", 325),
+];
+
+fn clips_of(out: &Path, stem: &str) -> Vec<ClipRecord> {
+    let text = std::fs::read_to_string(out.join(stem).join("clips.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn config(dir: &Path, name: &str, clips: &str, encode: bool) -> std::path::PathBuf {
+    let encode = if encode {
+        r#", "encode": {"preset": "veryfast", "crf": 23, "audio": "copy"}"#
+    } else {
+        ""
+    };
+    pipeline(
+        dir,
+        name,
+        &format!(
+            r#"{{"normalize": {{"resolution": "720p"}}, "scenes": {{"detector": "content"}}, "clips": {clips}{encode}, "device": "cpu"}}"#
+        ),
+    )
+}
+
+fn run_ok(cfg: &Path, out: &Path, input: &Path) {
+    let o = run_pipeline(cfg, out, input);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Per-frame MD5s of the decoded pictures (`-f framemd5`), `select`ed frames only when given.
+fn frame_md5s(path: &Path, select: Option<(u64, u64)>) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-v".into(), "error".into(), "-i".into()];
+    args.push(path.display().to_string());
+    if let Some((a, b)) = select {
+        args.extend([
+            "-vf".into(),
+            format!("select='between(n\\,{a}\\,{})'", b - 1),
+            "-fps_mode".into(),
+            "passthrough".into(),
+        ]);
+    }
+    args.extend(["-an", "-f", "framemd5", "-"].map(String::from));
+    let out = std::process::Command::new("ffmpeg")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+        .collect()
+}
+
+/// The clip windows the rules give for scenes `bounds` (frames), computed here independently.
+fn expected_windows(
+    bounds: &[(u64, u64)],
+    min: u64,
+    max: u64,
+    trim: u64,
+    split: bool,
+) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(s, e) in bounds {
+        let (a, b) = (s + trim, e - trim);
+        let mut from = a;
+        while from < b {
+            let to = (from + max).min(b);
+            if to - from >= min {
+                out.push((from, to));
+            }
+            if !split {
+                break;
+            }
+            from = to;
+        }
+    }
+    out
+}
+
+#[test]
+fn clip_files_are_exact_cuts_of_the_one_encode() {
+    let d = tempdir().unwrap();
+    let input = d.path().join("scenes.mp4");
+    let cuts = make_cut_clip(&input, "320x180", &SCENES, true, &[]);
+    assert_eq!(cuts, [150, 250, 310]);
+    let out = d.path().join("out");
+    let clips = r#"{"min_seconds": 2.0, "max_seconds": 5.0, "trim_seconds": 0.2}"#;
+    run_ok(&config(d.path(), "split.json", clips, true), &out, &input);
+    let summary = report(&out, "scenes");
+    let scenes: Vec<(u64, u64)> = summary["scenes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["start_frame"].as_u64().unwrap(),
+                s["end_frame"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(scenes, [(0, 150), (150, 250), (250, 310), (310, 635)]);
+    let records = clips_of(&out, "scenes");
+    let windows: Vec<(u64, u64)> = records
+        .iter()
+        .map(|c| (c.start_frame, c.end_frame))
+        .collect();
+    // 25 fps: 2 s = 50 frames, 5 s = 125, 0.2 s = 5; the long scene split into three.
+    assert_eq!(windows, expected_windows(&scenes, 50, 125, 5, true));
+    assert_eq!(windows.len(), 6);
+    assert_eq!(summary["clips"]["count"], 6);
+    let whole = out.join("scenes/scenes.mp4");
+    let whole_md5 = frame_md5s(&whole, None);
+    for (i, c) in records.iter().enumerate() {
+        assert_eq!(c.id, format!("scenes_{i:04}"));
+        assert_eq!(c.frames, c.end_frame - c.start_frame);
+        let seconds = c.end_time - c.start_time;
+        assert!((2.0 - 0.04..=5.0 + 0.04).contains(&seconds), "{c:?}");
+        let (s, e) = scenes[c.scene];
+        assert!(
+            c.start_frame >= s + 5 && c.end_frame + 5 <= e,
+            "{c:?} crosses its scene"
+        );
+        let file = out
+            .join("scenes")
+            .join(c.file.as_ref().expect("encoded clips have files"));
+        let probed = probe_output(&file);
+        assert_eq!(probed.frames, c.frames, "{file:?}: decoded frame count");
+        assert_eq!((probed.width, probed.height), (1280, 720));
+        // The first packet is a keyframe.
+        let packets = ffprobe(
+            &file,
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "packet=flags",
+                "-read_intervals",
+                "%+#1",
+            ],
+        );
+        let flags = packets["packets"][0]["flags"].as_str().unwrap();
+        assert!(
+            flags.starts_with('K'),
+            "{file:?}: first packet flags {flags}"
+        );
+        // Audio as long as the video, within one frame.
+        let streams = ffprobe(&file, &["-show_entries", "stream=codec_type,duration"]);
+        let duration = |kind: &str| -> f64 {
+            streams["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["codec_type"] == kind)
+                .unwrap_or_else(|| panic!("{file:?} has no {kind}"))["duration"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (v, a) = (duration("video"), duration("audio"));
+        assert!(
+            (v - c.frames as f64 / 25.0).abs() < 1e-3,
+            "{file:?}: video {v} s"
+        );
+        assert!(
+            (a - v).abs() <= 0.04,
+            "{file:?}: audio {a} s vs video {v} s"
+        );
+        // The same pictures as the whole video's frames.
+        let clip_md5 = frame_md5s(&file, None);
+        assert_eq!(
+            clip_md5,
+            whole_md5[c.start_frame as usize..c.end_frame as usize],
+            "{file:?}: pixels differ from the whole video's frames {}..{}",
+            c.start_frame,
+            c.end_frame
+        );
+        assert_eq!(c.motion_source, MotionSource::MotionVectors);
+    }
+    // The static slide's clip (scene 1) moves far less than every moving scene's.
+    let slide = records.iter().find(|c| c.scene == 1).unwrap().motion;
+    let moving = records
+        .iter()
+        .filter(|c| c.scene != 1)
+        .map(|c| c.motion)
+        .fold(f64::INFINITY, f64::min);
+    assert!(slide * 5.0 < moving, "static {slide} vs moving {moving}");
+    let files: Vec<_> = std::fs::read_dir(out.join("scenes/clips"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 6, "{files:?}");
+
+    // Without encode: the same clips, listed without files.
+    let listed = d.path().join("listed");
+    run_ok(
+        &config(d.path(), "list.json", clips, false),
+        &listed,
+        &input,
+    );
+    let plain = clips_of(&listed, "scenes");
+    assert_eq!(
+        plain
+            .iter()
+            .map(|c| (c.id.clone(), c.start_frame, c.end_frame))
+            .collect::<Vec<_>>(),
+        records
+            .iter()
+            .map(|c| (c.id.clone(), c.start_frame, c.end_frame))
+            .collect::<Vec<_>>()
+    );
+    assert!(plain.iter().all(|c| c.file.is_none()));
+    for (p, r) in plain.iter().zip(&records) {
+        assert!(
+            (p.motion - r.motion).abs() < 1e-9,
+            "motion differs: {p:?} {r:?}"
+        );
+    }
+
+    // min_motion between the slide and the moving clips drops exactly the slide; truncate keeps
+    // the long scene's first window only; whole_video false leaves only the clips.
+    let threshold = (slide + moving) / 2.0;
+    let strict = d.path().join("strict");
+    let clips = format!(
+        r#"{{"min_seconds": 2.0, "max_seconds": 5.0, "trim_seconds": 0.2, "long_scenes": "truncate", "min_motion": {threshold}, "whole_video": false}}"#
+    );
+    run_ok(
+        &config(d.path(), "strict.json", &clips, true),
+        &strict,
+        &input,
+    );
+    let kept = clips_of(&strict, "scenes");
+    let mut expected = expected_windows(&scenes, 50, 125, 5, false);
+    expected.retain(|&(a, _)| !(150..250).contains(&a));
+    assert_eq!(
+        kept.iter()
+            .map(|c| (c.start_frame, c.end_frame))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert!(kept.iter().all(|c| c.motion >= threshold));
+    assert_eq!(kept[1].id, "scenes_0001", "ids count the kept clips");
+    let r = report(&strict, "scenes");
+    assert!(
+        r["output"]["video"].is_null(),
+        "whole_video false: no whole video"
+    );
+    assert!(!strict.join("scenes/scenes.mp4").exists());
+    assert!((r["clips"]["dropped"]["low_motion"].as_f64().unwrap() - 90.0 / 25.0).abs() < 1e-9);
+    assert!(r["clips"]["dropped"]["truncated"].as_f64().unwrap() > 0.0);
+    let files = std::fs::read_dir(strict.join("scenes/clips"))
+        .unwrap()
+        .count();
+    assert_eq!(files, kept.len());
+}
+
+/// An intra-only codec exports no motion vectors: the frame-difference score says so, and still
+/// puts the static slide below the moving scene.
+#[test]
+fn intra_only_input_scores_by_frame_difference() {
+    let d = tempdir().unwrap();
+    let input = d.path().join("intra.mkv");
+    make_cut_clip(
+        &input,
+        "320x180",
+        &[("testsrc2", 75), ("smptebars", 75)],
+        false,
+        &["-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p"],
+    );
+    let out = d.path().join("out");
+    let cfg = config(
+        d.path(),
+        "intra.json",
+        r#"{"min_seconds": 1.0, "max_seconds": 10.0, "trim_seconds": 0.2}"#,
+        false,
+    );
+    run_ok(&cfg, &out, &input);
+    let clips = clips_of(&out, "intra");
+    assert_eq!(clips.len(), 2, "{clips:?}");
+    assert!(clips
+        .iter()
+        .all(|c| c.motion_source == MotionSource::FrameDifference));
+    assert!(clips[1].motion * 5.0 < clips[0].motion, "{clips:?}");
+}
+
+/// With TransNetV2 a dissolve's frames end the scene before; no clip holds any of them.
+#[test]
+fn clips_leave_transitions_out() {
+    if !framepipe::config::default_transnet_dir()
+        .join("model.safetensors")
+        .exists()
+    {
+        eprintln!("skipped: no TransNetV2 weights (scripts/setup.sh converts them)");
+        return;
+    }
+    let d = tempdir().unwrap();
+    let input = d.path().join("dissolve.mp4");
+    // testsrc2 dissolving into mandelbrot over frames 75..100, a hard cut at 175.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x180:rate=25:duration=3",
+        "-filter_complex",
+        "[1:v]trim=duration=4,setpts=PTS-STARTPTS,format=yuv420p[m];\
+         [2:v]format=yuv420p[l];[0:v]format=yuv420p[t];\
+         [t][m]xfade=transition=dissolve:duration=1:offset=3[x];[x][l]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        input.to_str().unwrap(),
+    ]);
+    let cfg = pipeline(
+        d.path(),
+        "shots.json",
+        r#"{"normalize": {"resolution": "720p"}, "scenes": {"detector": "transnetv2"},
+            "clips": {"min_seconds": 1.0, "max_seconds": 10.0, "trim_seconds": 0.0},
+            "encode": {"preset": "ultrafast"}, "device": "cpu"}"#,
+    );
+    let out = d.path().join("out");
+    run_ok(&cfg, &out, &input);
+    let typed = typed_report(&out, "dissolve");
+    let transitions: Vec<(u64, u64)> = typed
+        .scenes
+        .iter()
+        .filter_map(|s| s.transition_in.map(|t| (t.start_frame, t.end_frame)))
+        .collect();
+    assert!(
+        !transitions.is_empty(),
+        "TransNetV2 finds the dissolve: {:?}",
+        typed.scenes
+    );
+    let clips = clips_of(&out, "dissolve");
+    assert!(clips.len() >= 2, "{clips:?}");
+    for c in &clips {
+        for &(a, b) in &transitions {
+            assert!(
+                c.end_frame <= a || c.start_frame >= b,
+                "{c:?} holds transition {a}..{b}"
+            );
+        }
+        let file = out.join("dissolve").join(c.file.as_ref().unwrap());
+        assert_eq!(probe_output(&file).frames, c.frames, "{file:?}");
+    }
+}
+
+#[test]
+fn bad_clip_settings_name_the_key() {
+    let d = tempdir().unwrap();
+    let input = d.path().join("tiny.mp4");
+    tiny_clip(&input);
+    for (clips, scenes, expected) in [
+        (
+            r#"{"min_seconds": 5, "max_seconds": 3}"#,
+            true,
+            "clips.max_seconds = 3",
+        ),
+        (r#"{"trim_seconds": -1}"#, true, "clips.trim_seconds = -1"),
+        ("{}", false, "clips needs the scenes section"),
+        (r#"{"long_scenes": "loop"}"#, true, "loop"),
+    ] {
+        let scenes = if scenes { r#""scenes": {}, "# } else { "" };
+        let cfg = pipeline(
+            d.path(),
+            "bad.json",
+            &format!(r#"{{{scenes}"clips": {clips}, "device": "cpu"}}"#),
+        );
+        let out = d.path().join("out");
+        let o = run_pipeline(&cfg, &out, &input);
+        assert_eq!(o.status.code(), Some(2), "{clips}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expected), "{clips}: {}", stderr(&o));
+        assert_no_output(&out, "tiny");
+    }
+}
