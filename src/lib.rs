@@ -9,6 +9,7 @@
 //!                              │     └──► vae (sampled canvases → libtorch) ──► latents/*.safetensors
 //!                              └──► audio packets ──► mux (copied, or AAC) ──► <stem>.mp4
 //!                                          annotate ──► <stem>.json, embeddings.safetensors
+//!          clips: the encoder starts each clip on an IDR frame ──► clips/<id>.mp4, clips.jsonl
 //! ```
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
 //! decoded frames are shared by `Arc`. The model stages hand libtorch RGB made by swscale, or on

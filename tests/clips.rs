@@ -412,3 +412,85 @@ fn bad_clip_settings_name_the_key() {
         assert_no_output(&out, "tiny");
     }
 }
+
+/// With CLIP and the VAE: each clip's embedding is the normalized mean of the stored embedding
+/// rows of its frames (read from `embeddings.safetensors`), its tags are present, and its latent
+/// frames are the shard rows inside it. With fps resampling (25 → 30 fps) the clip files still
+/// hold exactly their frames.
+#[test]
+fn clips_carry_their_embeddings_latents_and_resampled_frames() {
+    let d = tempdir().unwrap();
+    let input = d.path().join("tagged.mp4");
+    make_cut_clip(
+        &input,
+        "320x180",
+        &[("testsrc2", 75), ("smptebars", 75)],
+        false,
+        &[],
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/framepipe-torch/tests/fixtures");
+    let cfg = pipeline(
+        d.path(),
+        "tagged.json",
+        &format!(
+            r#"{{"normalize": {{"resolution": "720p", "fps": 30}}, "scenes": {{"detector": "content"}},
+                "clips": {{"min_seconds": 1.0, "max_seconds": 10.0, "trim_seconds": 0.2}},
+                "clip": {{"model": {:?}, "labels": ["a cat", "color bars"], "sample": {{"every_n_frames": 6}}}},
+                "vae": {{"model": {:?}, "every_n_frames": 10, "frames_per_shard": 16, "dtype": "f32"}},
+                "encode": {{"preset": "veryfast"}}, "device": "cpu"}}"#,
+            root.join("clip-tiny").display().to_string(),
+            root.join("vae-tiny-tiny").display().to_string()
+        ),
+    );
+    let out = d.path().join("out");
+    run_ok(&cfg, &out, &input);
+    let dir = out.join("tagged");
+    let clips = clips_of(&out, "tagged");
+    assert_eq!(clips.len(), 2, "{clips:?}");
+    let rows = read_tensor(&dir.join("embeddings.safetensors"), "image_embeds").unwrap();
+    let row_frames = frame_index(&dir.join("embeddings.safetensors"));
+    let dim = rows.shape[1];
+    let mut shard_frames = Vec::new();
+    for f in std::fs::read_dir(dir.join("latents")).unwrap() {
+        shard_frames.extend(frame_index(&f.unwrap().path()));
+    }
+    for c in &clips {
+        // 30 fps: 6 frames trimmed at each end.
+        assert_eq!(c.frames, c.end_frame - c.start_frame);
+        let inside: Vec<usize> = row_frames
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| (c.start_frame as i64..c.end_frame as i64).contains(&f))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!inside.is_empty());
+        let mut mean = vec![0f32; dim];
+        for &i in &inside {
+            for (m, v) in mean.iter_mut().zip(&rows.values[i * dim..(i + 1) * dim]) {
+                *m += v;
+            }
+        }
+        let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let embedding = c
+            .embedding
+            .as_ref()
+            .expect("a CLIP run gives clips embeddings");
+        assert_eq!(embedding.len(), dim);
+        for (a, b) in embedding.iter().zip(&mean) {
+            // The stored rows are f16.
+            assert!((a - b / norm).abs() < 2e-3, "{a} vs {}", b / norm);
+        }
+        assert!(!c.tags.as_ref().unwrap().is_empty());
+        let latents = c.latents.as_ref().expect("a VAE run gives clips latents");
+        let expected = shard_frames
+            .iter()
+            .filter(|&&f| (c.start_frame as i64..c.end_frame as i64).contains(&f))
+            .count();
+        assert_eq!(latents.frames as usize, expected);
+        assert!(!latents.files.is_empty());
+        let file = dir.join(c.file.as_ref().unwrap());
+        assert_eq!(probe_output(&file).frames, c.frames, "{file:?}");
+    }
+    // The second scene starts at 3 s: output frame 90 at 30 fps, its clip 6 frames later.
+    assert_eq!(clips[1].start_frame, 96);
+}

@@ -1,8 +1,9 @@
 //! Wiring of one input's stages: threads joined by bounded crossbeam channels.
 //!
 //! ```text
-//! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ cuts (chapters; live for per_scene)
-//!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤
+//! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ cuts (chapters; live for per_scene
+//!          │                                                │ and, with clips, for the encoder)
+//!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤ (+ clip files)
 //!          │                         ├──► clip ◄────────────┘
 //!          │                         └──► vae ──► latent shards
 //!          └──► audio packets ──► encode + mux
