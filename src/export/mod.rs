@@ -292,9 +292,7 @@ fn read_output(dir: &Path) -> Result<Result<Output, String>, ExportError> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: ClipRecord = crate::strict_json::parse(line).map_err(|message| {
-            // serde_json counts lines within the one line it was given.
-            let message = message.replace(" at line 1 column ", " at column ");
+        let record = parse_record(line).map_err(|message| {
             ExportError::input(&clips_path, format!("line {}: {message}", i + 1))
         })?;
         clips.push(Clip {
@@ -308,6 +306,27 @@ fn read_output(dir: &Path) -> Result<Result<Output, String>, ExportError> {
         marker,
         clips,
     }))
+}
+
+/// One line of `clips.jsonl`; the error names the field (`frames: invalid type: ...`). One
+/// pass of serde_path_to_error: the file is written by `run`, so `strict_json`'s extra check for
+/// hand-written files (an array where an object belongs), which parses twice more, is left out;
+/// with 512-d embeddings it was most of the export's own time.
+fn parse_record(line: &str) -> Result<ClipRecord, String> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let record: ClipRecord = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // serde_json counts lines within the one line it was given.
+        let inner = e
+            .inner()
+            .to_string()
+            .replace(" at line 1 column ", " at column ");
+        match e.path().to_string().as_str() {
+            "" | "." => format!("the record: {inner}"),
+            path => format!("{path}: {inner}"),
+        }
+    })?;
+    de.end().map_err(|e| format!("after the record: {e}"))?;
+    Ok(record)
 }
 
 /// `OUT/<stem>.old-<pid>`: what `job.rs` moves a finished output to while a rerun's result is

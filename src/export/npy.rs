@@ -81,7 +81,7 @@ mod tests {
     /// What numpy 2.2.6's `np.save` writes before the data.
     fn numpys(dict: &str) -> Vec<u8> {
         let mut text = dict.to_string();
-        while (10 + text.len() + 1) % 64 != 0 {
+        while !(10 + text.len() + 1).is_multiple_of(64) {
             text.push(' ');
         }
         text.push('\n');
