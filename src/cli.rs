@@ -217,6 +217,9 @@ pub enum Command {
     /// Find scenes (or sampled frames) across processed outputs by text, by picture, or by a
     /// moment of a video: cosine similarity of CLIP embeddings, no decoding of the corpus.
     Search(SearchArgs),
+    /// Pack finished outputs' clips into training shards: WebDataset tars (clip MP4, JSON record,
+    /// embedding and latents as .npy) or Parquet tables (one typed row per clip).
+    Export(ExportArgs),
     /// Rank any labels for each scene of a processed output, from its stored CLIP embeddings.
     Describe {
         /// A finished output folder (OUT/<stem>) or its report JSON.
@@ -280,6 +283,32 @@ pub struct SearchArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Finished output folders, or folders searched recursively for them (a folder holding
+    /// clips.jsonl); unfinished ones are skipped with a warning.
+    #[arg(required = true, value_name = "OUTDIR")]
+    pub dirs: Vec<PathBuf>,
+    /// The folder the shards go to (created if missing; shards of an earlier export of the
+    /// same format are replaced).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// Clips per shard (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clips_per_shard)]
+    pub clips_per_shard: usize,
+}
+
+/// `--clips-per-shard`: a whole number, at least 1.
+fn clips_per_shard(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?}: {e}")),
+    }
 }
 
 /// `--precision`'s values are the boundary's names (auto, fp32, fp16, bf16).

@@ -62,6 +62,10 @@ pub enum Error {
     #[error(transparent)]
     Search(#[from] crate::search::SearchError),
 
+    /// The export command's errors, which carry their own exit code.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
+
     /// The libtorch library failed a request that is the whole command (`framepipe clip`,
     /// `devices`, ...).
     #[error("{0}")]
@@ -125,6 +129,7 @@ impl Error {
                 EXIT_USAGE
             }
             Error::Search(crate::search::SearchError::Usage(_)) => EXIT_USAGE,
+            Error::Export(e) => e.exit_code(),
             Error::Search(crate::search::SearchError::Failed(_))
             | Error::Input { .. }
             | Error::Ffmpeg { .. }

@@ -28,6 +28,7 @@ pub mod config;
 pub mod cpu_memory;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod job;
 pub mod logging;

@@ -57,6 +57,16 @@ pub enum MotionSource {
     FrameDifference,
 }
 
+impl MotionSource {
+    /// The name `clips.jsonl` uses (serde's), for writers of other formats.
+    pub fn name(self) -> &'static str {
+        match self {
+            MotionSource::MotionVectors => "motion_vectors",
+            MotionSource::FrameDifference => "frame_difference",
+        }
+    }
+}
+
 /// The latent frames of a clip: rows of the run's latent shards whose `frame_index` lies in
 /// `start_frame .. end_frame`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,4 +76,19 @@ pub struct ClipLatents {
     pub files: Vec<String>,
     /// How many latent frames (the vae stage's sampling decides which frames have one).
     pub frames: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn motion_source_names_are_serdes() {
+        for m in [MotionSource::MotionVectors, MotionSource::FrameDifference] {
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.name())
+            );
+        }
+    }
 }

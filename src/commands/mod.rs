@@ -2,6 +2,7 @@
 //! [`Error::exit_code`]; an `Ok` code is a command that ran to its end (1 when some input
 //! failed, each already reported). `main` only parses, sets up logging, calls [`dispatch`] and
 //! reports the error.
+mod export;
 mod inspect;
 mod models;
 mod pipeline;
@@ -99,6 +100,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             inputs,
         } => inspect::check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Search(args) => query::search(args, global),
+        Command::Export(args) => export::export(&args, global),
         Command::Bench {
             pipeline,
             device,

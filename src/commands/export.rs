@@ -1,0 +1,41 @@
+//! `export`: finished outputs' clips into WebDataset or Parquet shards, with a one-line summary
+//! on stderr (none with `-q`).
+use std::process::ExitCode;
+
+use super::Global;
+use crate::cli::ExportArgs;
+use crate::error::Result;
+use crate::export::{self, ExportRequest};
+use crate::logging::Severity;
+
+pub fn export(args: &ExportArgs, global: Global) -> Result<ExitCode> {
+    let summary = export::export(&ExportRequest {
+        dirs: &args.dirs,
+        out: &args.output,
+        format: args.format,
+        clips_per_shard: args.clips_per_shard,
+    })?;
+    if !global.quiet {
+        let mb = summary.bytes as f64 / 1e6;
+        crate::logging::say(
+            Severity::Info,
+            None,
+            &format!(
+                "exported {} clips of {} outputs into {} {} in {} ({mb:.1} MB, {:.2} s, {:.1} MB/s){}",
+                summary.clips,
+                summary.outputs,
+                summary.shards,
+                if summary.shards == 1 { "shard" } else { "shards" },
+                args.output.display(),
+                summary.seconds,
+                mb / summary.seconds.max(1e-9),
+                match summary.skipped.len() {
+                    0 => String::new(),
+                    n => format!("; {n} folders skipped"),
+                }
+            ),
+            &[],
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
