@@ -494,3 +494,86 @@ fn clips_carry_their_embeddings_latents_and_resampled_frames() {
     // The second scene starts at 3 s: output frame 90 at 30 fps, its clip 6 frames later.
     assert_eq!(clips[1].start_frame, 96);
 }
+
+/// What `run` writes is what `export` ships: a real run's clips exported to WebDataset and
+/// Parquet, read back by Python's `tarfile` + numpy and by `pyarrow`
+/// (tests/fixtures/read_export.py): one sample per clip with its MP4's bytes, its record and its
+/// embedding; one Parquet row per clip with the same id, frames and motion.
+#[test]
+fn a_runs_clips_export_to_webdataset_and_parquet() {
+    use sha2::{Digest, Sha256};
+    let d = tempdir().unwrap();
+    let input = d.path().join("shipped.mp4");
+    make_cut_clip(&input, "320x180", &[("testsrc2", 75), ("smptebars", 60), ("testsrc", 70)], true, &[]);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/framepipe-torch/tests/fixtures/clip-tiny");
+    let cfg = pipeline(
+        d.path(),
+        "ship.json",
+        &format!(
+            r#"{{"normalize": {{"resolution": "720p"}}, "scenes": {{"detector": "content"}},
+                "clips": {{"min_seconds": 1.0, "max_seconds": 10.0, "trim_seconds": 0.2}},
+                "clip": {{"model": {:?}, "labels": ["a cat", "color bars"], "sample": {{"every_n_frames": 8}}}},
+                "encode": {{"preset": "ultrafast"}}, "device": "cpu"}}"#,
+            model.display().to_string()
+        ),
+    );
+    let out = d.path().join("out");
+    run_ok(&cfg, &out, &input);
+    let clips = clips_of(&out, "shipped");
+    assert_eq!(clips.len(), 3, "{clips:?}");
+    let python = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
+    let read = |format: &str, dir: &Path| -> serde_json::Value {
+        let o = std::process::Command::new(Path::new(&python).join("bin/python3"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/read_export.py"))
+            .arg(format)
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    for format in ["webdataset", "parquet"] {
+        let dir = d.path().join(format);
+        let o = framepipe()
+            .args(["-q", "export"])
+            .arg(&out)
+            .arg("-o")
+            .arg(&dir)
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let got = read(format, &dir);
+        if format == "webdataset" {
+            let samples = got["samples"].as_object().unwrap();
+            assert_eq!(samples.len(), clips.len());
+            for c in &clips {
+                let s = &samples[&c.id];
+                let file = out.join("shipped").join(c.file.as_ref().unwrap());
+                let sha: String = Sha256::digest(std::fs::read(&file).unwrap())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert_eq!(s["mp4_sha256"], sha.as_str(), "{}", c.id);
+                assert_eq!(s["json"]["frames"], c.frames);
+                assert_eq!(s["json"]["start_frame"], c.start_frame);
+                let npy = s["npy"]["values"].as_array().unwrap();
+                let embedding = c.embedding.as_ref().unwrap();
+                assert_eq!(npy.len(), embedding.len());
+                for (a, b) in npy.iter().zip(embedding) {
+                    assert!((a.as_f64().unwrap() - f64::from(*b)).abs() < 1e-6);
+                }
+            }
+        } else {
+            let rows = got["rows"].as_array().unwrap();
+            assert_eq!(rows.len(), clips.len());
+            for (row, c) in rows.iter().zip(&clips) {
+                assert_eq!(row["id"], c.id.as_str());
+                assert_eq!(row["frames"], c.frames);
+                assert!((row["motion"].as_f64().unwrap() - c.motion).abs() < 1e-12);
+                assert_eq!(row["motion_source"], "motion_vectors");
+            }
+        }
+    }
+}
