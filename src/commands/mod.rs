@@ -6,6 +6,7 @@ mod inspect;
 mod models;
 mod pipeline;
 mod query;
+mod report;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             force,
             device,
             devices,
+            report,
             inputs,
         } => {
             // `0,1` means cuda:0, cuda:1; names pass through.
@@ -73,6 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 redo_stale,
                 force,
                 more_devices: devices.into_iter().skip(1).collect(),
+                report,
             };
             pipeline::batch(
                 pipeline.as_deref(),
@@ -148,14 +151,17 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             pipeline,
             output,
             device,
+            report,
             inputs,
         } => pipeline::run(
             pipeline.as_deref(),
             &output,
             device.as_deref(),
             &inputs,
+            report,
             global,
         ),
+        Command::Report { dirs, output } => report::report(&dirs, &output, global),
     }
 }
 
