@@ -206,7 +206,10 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
         .into_iter()
         .filter(|h| !h.starts_with('#'))
         .collect();
-    assert!(hrefs.iter().any(|h| h.ends_with(".mp4#t=0.000,1.200")), "{hrefs:?}");
+    assert!(
+        hrefs.iter().any(|h| h.ends_with(".mp4#t=0.000,1.200")),
+        "{hrefs:?}"
+    );
     for h in &hrefs {
         let file = resolve(&page, h);
         assert!(file.is_file(), "{h} → {file:?} is not a file");
@@ -226,7 +229,10 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
         .collect();
     assert!(!clip_files.is_empty());
     for f in &clip_files {
-        assert!(hrefs.iter().any(|h| h.ends_with(f.as_str())), "no link to {f}");
+        assert!(
+            hrefs.iter().any(|h| h.ends_with(f.as_str())),
+            "no link to {f}"
+        );
     }
 
     // The first scene's first thumbnail is the output's frame 0 (testsrc2: mostly saturated
@@ -278,10 +284,7 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
             "tagged" => {
                 assert!(sec.contains("class=\"tags-head\""));
                 for s in &tagged_report.scenes {
-                    let row = sec
-                        .split("<tr class=\"scene\"")
-                        .nth(s.index + 1)
-                        .unwrap();
+                    let row = sec.split("<tr class=\"scene\"").nth(s.index + 1).unwrap();
                     for t in s.tags.as_ref().unwrap() {
                         assert!(
                             row.contains(&format!("<span class=\"tag-label\">{}</span>", t.label)),
@@ -310,7 +313,8 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
         assert_eq!(sec.matches("<tr class=\"scene\"").count(), scenes, "{name}");
         for which in ["first", "middle", "last"] {
             assert_eq!(
-                sec.matches(&format!("class=\"thumb thumb-{which}\"")).count(),
+                sec.matches(&format!("class=\"thumb thumb-{which}\""))
+                    .count(),
                 scenes,
                 "{name}: {which} thumbnails"
             );
@@ -327,7 +331,11 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
     }
     let shot = image::open(&png).unwrap().to_rgb8();
     let colours: HashSet<[u8; 3]> = shot.pixels().map(|p| p.0).collect();
-    assert!(colours.len() > 100, "blank screenshot: {} colours", colours.len());
+    assert!(
+        colours.len() > 100,
+        "blank screenshot: {} colours",
+        colours.len()
+    );
     for bad in ["Uncaught", "ERROR:CONSOLE", "Failed to load resource"] {
         assert!(!errors.contains(bad), "browser console: {errors}");
     }
@@ -351,7 +359,13 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
     let d = dir.path();
     let (a, b, c) = (d.join("a.mp4"), d.join("b.mp4"), d.join("c.mp4"));
     for p in [&a, &b, &c] {
-        make_cut_clip(p, "160x120", &[("testsrc2", 20), ("smptebars", 20)], false, &[]);
+        make_cut_clip(
+            p,
+            "160x120",
+            &[("testsrc2", 20), ("smptebars", 20)],
+            false,
+            &[],
+        );
     }
     let out = d.join("out");
     // `run --report` writes the page of what it made into OUT/report/.
@@ -383,7 +397,10 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
             }
             _ => {
                 assert_eq!(thumbs, 0);
-                assert!(sec.contains("no video (the pipeline had no `encode`)"), "{sec}");
+                assert!(
+                    sec.contains("no video (the pipeline had no `encode`)"),
+                    "{sec}"
+                );
             }
         }
     }

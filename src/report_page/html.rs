@@ -46,7 +46,11 @@ pub fn render(page: &Page) -> String {
     h.push_str("<title>framepipe report</title>\n<style>");
     h.push_str(STYLE);
     h.push_str("</style>\n</head>\n<body>\n<h1>framepipe report</h1>\n");
-    let clips: usize = page.entries.iter().map(|e| clip_count(e).unwrap_or(0)).sum();
+    let clips: usize = page
+        .entries
+        .iter()
+        .map(|e| clip_count(e).unwrap_or(0))
+        .sum();
     let _ = writeln!(
         h,
         "<p class=\"summary\">{} outputs, {} scenes, {} clips{}</p>",
@@ -116,7 +120,11 @@ fn output(h: &mut String, i: usize, e: &Entry) {
     );
     h.push_str("<dl class=\"facts\">\n");
     let s = &r.source;
-    fact(h, "folder", &format!("<code>{}</code>", text(&e.dir.display().to_string())));
+    fact(
+        h,
+        "folder",
+        &format!("<code>{}</code>", text(&e.dir.display().to_string())),
+    );
     fact(h, "source", &format!("<code>{}</code>", text(&s.path)));
     fact(
         h,

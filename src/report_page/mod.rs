@@ -114,8 +114,8 @@ fn write_outputs(
     disambiguate(&mut found);
     std::fs::create_dir_all(out.join(THUMBS_DIR))
         .map_err(|e| Error::io(out, "creating the report folder", e))?;
-    let page_dir = std::fs::canonicalize(out)
-        .map_err(|e| Error::io(out, "resolving the report folder", e))?;
+    let page_dir =
+        std::fs::canonicalize(out).map_err(|e| Error::io(out, "resolving the report folder", e))?;
 
     let mut entries = Vec::new();
     for (dir, name) in found {
@@ -135,16 +135,17 @@ fn write_outputs(
             .unwrap_or_else(|_| dir.clone());
         let mut notes = Vec::new();
         let clips = read_clips(&dir, &mut notes);
-        let transitions = report
-            .transitions
-            .as_ref()
-            .and_then(|t| match read_transitions(&dir.join(&t.file)) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    notes.push(format!("{}: {e}", t.file));
-                    None
-                }
-            });
+        let transitions =
+            report
+                .transitions
+                .as_ref()
+                .and_then(|t| match read_transitions(&dir.join(&t.file)) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        notes.push(format!("{}: {e}", t.file));
+                        None
+                    }
+                });
         entries.push(Entry {
             dir,
             name,

@@ -92,7 +92,9 @@ pub fn make_all(entries: &mut [Entry], out: &Path, thumbs_rel: &Path) -> usize {
 /// The output's video file, or why there is none to take thumbnails from.
 fn video_of(entry: &Entry) -> std::result::Result<PathBuf, String> {
     match &entry.report.output.video {
-        None => Err("no video (the pipeline had no `encode`): scenes listed without thumbnails".into()),
+        None => {
+            Err("no video (the pipeline had no `encode`): scenes listed without thumbnails".into())
+        }
         Some(name) => {
             let path = entry.dir.join(name);
             if path.is_file() {
@@ -261,7 +263,8 @@ fn write_jpeg(rgb: &mut RgbFrames, frame: &ff::frame::Video, path: &Path) -> Res
         .map_err(|e| Error::ffmpeg(path, "scaling a thumbnail", e))?;
     let image = image::RgbImage::from_raw(w, h, bytes)
         .ok_or_else(|| Error::input(path, "thumbnail buffer of the wrong size"))?;
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, "writing a thumbnail", e))?;
+    let file =
+        std::fs::File::create(path).map_err(|e| Error::io(path, "writing a thumbnail", e))?;
     let mut writer = std::io::BufWriter::new(file);
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut writer, JPEG_QUALITY)
         .encode_image(&image)
