@@ -92,7 +92,7 @@ fn clip_count(entry: &Entry) -> Option<usize> {
         .clips
         .as_ref()
         .map(Vec::len)
-        .or_else(|| entry.report.clips.as_ref().map(|c| c.count as usize))
+        .or_else(|| entry.report.clips.as_ref().map(|c| c.count))
 }
 
 fn index(h: &mut String, page: &Page) {

@@ -71,9 +71,9 @@ pub fn make_all(entries: &mut [Entry], out: &Path, thumbs_rel: &Path) -> usize {
             });
         }
     });
-    for i in 0..entries.len() {
-        if let Err(note) = video_of(&entries[i]) {
-            entries[i].notes.push(note);
+    for entry in entries.iter_mut() {
+        if let Err(note) = video_of(entry) {
+            entry.notes.push(note);
         }
     }
     let mut written = 0;
