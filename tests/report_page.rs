@@ -410,3 +410,59 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
     let index = &html[..html.find("<section").unwrap()];
     assert!(index.contains("b.mp4 is missing"));
 }
+
+#[test]
+fn transnet_probabilities_draw_a_line_and_batch_writes_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("shots.mp4");
+    make_cut_clip(
+        &input,
+        "160x120",
+        &[("testsrc2", 30), ("smptebars", 30)],
+        false,
+        &[],
+    );
+    let cfg = pipeline(
+        d,
+        "shots.json",
+        r#"{"scenes": {"detector": "transnetv2"}, "encode": {"preset": "ultrafast"}, "device": "cpu"}"#,
+    );
+    let out = d.join("out");
+    // Relative, so the batch's output folder is OUT/shots/.
+    let o = framepipe()
+        .current_dir(d)
+        .args(["-q", "batch", "--report", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .arg("shots.mp4")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = typed_report(&out, "shots");
+    let transitions = r.transitions.as_ref().expect("a transitions block");
+    let stored = read_tensor(&out.join("shots").join(&transitions.file), "single").unwrap();
+
+    let html = std::fs::read_to_string(out.join("report/index.html")).unwrap();
+    let (_, sec) = &sections(&html)[0];
+    assert_eq!(sec.matches("<tr class=\"scene\"").count(), r.scenes.len());
+    assert_eq!(sec.matches("class=\"thumb ").count(), 3 * r.scenes.len());
+    // One point per stored probability (few enough to draw them all), its height the value.
+    let points = attr_values(sec, "points");
+    assert_eq!(points.len(), 1, "one probability line");
+    let ys: Vec<f64> = points[0]
+        .split_whitespace()
+        .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ys.len(), stored.values.len());
+    for (y, p) in ys.iter().zip(&stored.values) {
+        assert!(
+            (y - (40.0 - f64::from(*p) * 38.0)).abs() < 0.06,
+            "{y} for {p}"
+        );
+    }
+    // The cut's frame stands out of the line.
+    assert!(ys.iter().any(|&y| y < 20.0), "no peak at the cut: {ys:?}");
+    assert_eq!(sec.matches("class=\"cut\"").count(), r.scenes.len() - 1);
+}
