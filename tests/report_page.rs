@@ -377,6 +377,17 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
     run_ok(&no_encode, &out, &[&c], &[]);
     std::fs::remove_file(out.join("b/b.mp4")).unwrap();
     std::fs::create_dir_all(out.join("d.partial")).unwrap();
+    // A folder name that needs escaping in HTML and in URLs: a copy of a's output.
+    let weird = "we<i>rd & #1";
+    std::fs::create_dir_all(out.join(weird)).unwrap();
+    for f in ["a.mp4", framepipe::job::DONE_MARKER] {
+        std::fs::copy(out.join("a").join(f), out.join(weird).join(f)).unwrap();
+    }
+    std::fs::copy(
+        out.join("a/a.json"),
+        out.join(weird).join(format!("{weird}.json")),
+    )
+    .unwrap();
 
     let page = d.join("page");
     let o = report_cmd(&[&out], &page);
@@ -384,12 +395,23 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
     let html = std::fs::read_to_string(page.join("index.html")).unwrap();
     let secs = sections(&html);
     let names: Vec<&str> = secs.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(names, ["a", "b", "c", "we&lt;i&gt;rd &amp; #1"]);
+    assert!(!html.contains(weird));
     for (name, sec) in &secs {
         assert_eq!(sec.matches("<tr class=\"scene\"").count(), 2, "{name}");
         let thumbs = sec.matches("class=\"thumb ").count();
+        for link in attr_values(sec, "href")
+            .iter()
+            .chain(&attr_values(sec, "src"))
+        {
+            assert!(resolve(&page, link).is_file(), "{name}: {link}");
+        }
         match name.as_str() {
             "a" => assert_eq!(thumbs, 6),
+            "we&lt;i&gt;rd &amp; #1" => {
+                assert_eq!(thumbs, 6);
+                assert!(sec.contains("href=\"../out/we%3Ci%3Erd%20%26%20%231/a.mp4#t=0.000,"));
+            }
             "b" => {
                 assert_eq!(thumbs, 0);
                 assert!(sec.contains("video file b.mp4 is missing"), "{sec}");
