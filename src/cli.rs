@@ -80,6 +80,9 @@ pub enum Command {
         /// Compute device: auto, cpu, cuda or cuda:N (overrides the config's `device`).
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
+        /// Also write an HTML page of the outputs made into OUTDIR/report/ (see `report`).
+        #[arg(long)]
+        report: bool,
         /// Input videos.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
@@ -118,9 +121,23 @@ pub enum Command {
         /// inputs spread across them (at least one input at a time per device).
         #[arg(long, value_name = "LIST", value_delimiter = ',')]
         devices: Vec<String>,
+        /// Also write an HTML page of OUTDIR's finished outputs into OUTDIR/report/ (see `report`).
+        #[arg(long)]
+        report: bool,
         /// Files or folders (searched recursively for videos).
         #[arg(value_name = "INPUT")]
         inputs: Vec<PathBuf>,
+    },
+    /// An HTML page of finished outputs (DIR/index.html + thumbnails), opening offline in any
+    /// browser: per output its facts, a scene timeline, and per scene thumbnails, times, tags
+    /// and links that play it. Exit 0 written, 1 no finished output found.
+    Report {
+        /// Output folders (searched recursively for finished outputs).
+        #[arg(required = true, value_name = "OUTDIR")]
+        dirs: Vec<PathBuf>,
+        /// The page's folder (created if missing).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
     },
     /// Merge the per-shard summaries of a batch output folder into summary.json.
     BatchSummary {

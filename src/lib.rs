@@ -36,6 +36,7 @@ pub mod media;
 pub mod model_id;
 pub mod pipeline;
 pub mod report;
+pub mod report_page;
 pub mod scenes;
 pub mod search;
 pub mod session;

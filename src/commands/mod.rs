@@ -7,6 +7,7 @@ mod inspect;
 mod models;
 mod pipeline;
 mod query;
+mod report;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             force,
             device,
             devices,
+            report,
             inputs,
         } => {
             // `0,1` means cuda:0, cuda:1; names pass through.
@@ -74,6 +76,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 redo_stale,
                 force,
                 more_devices: devices.into_iter().skip(1).collect(),
+                report,
             };
             pipeline::batch(
                 pipeline.as_deref(),
@@ -150,14 +153,17 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             pipeline,
             output,
             device,
+            report,
             inputs,
         } => pipeline::run(
             pipeline.as_deref(),
             &output,
             device.as_deref(),
             &inputs,
+            report,
             global,
         ),
+        Command::Report { dirs, output } => report::report(&dirs, &output, global),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct BatchArgs {
     pub force: bool,
     /// Devices beyond the first of `--devices` (the first goes through the usual `--device`).
     pub more_devices: Vec<String>,
+    /// `--report`: the HTML page of OUTDIR's finished outputs into OUTDIR/report/.
+    pub report: bool,
 }
 
 /// The session of a pipeline command, whose errors are all met before any input (exit 2).
@@ -40,11 +42,13 @@ pub fn run(
     out_dir: &Path,
     device_flag: Option<&str>,
     inputs: &[PathBuf],
+    report: bool,
     global: Global,
 ) -> Result<ExitCode> {
     let session = open_session(pipeline, device_flag, global)?;
     prepare_output_dir(out_dir)?;
     let job = session.job(out_dir, &session.device, !global.quiet, 0);
+    let mut made = Vec::new();
     let mut failed = 0usize;
     let mut stems = HashSet::new();
     for input in inputs {
@@ -74,12 +78,17 @@ pub fn run(
                     "wall_seconds": done.report.stats.wall_seconds,
                 });
                 println!("{line}");
+                made.push(done.output_dir);
             }
             Err(e) => {
                 crate::logging::error(Some(&input.display().to_string()), &e);
                 failed += 1;
             }
         }
+    }
+    if report && !made.is_empty() {
+        let page = crate::report_page::write_for(&made, &out_dir.join(super::report::FOLDER))?;
+        super::report::announce(&page, global);
     }
     if failed == 0 {
         return Ok(ExitCode::SUCCESS);
@@ -173,6 +182,11 @@ pub fn batch(
         "{}",
         serde_json::to_string(&summary).expect("summary serializes")
     );
+    if args.report && summary.done + summary.skipped_done > 0 {
+        let dirs = [out_dir.to_path_buf()];
+        let page = crate::report_page::write(&dirs, &out_dir.join(super::report::FOLDER))?;
+        super::report::announce(&page, global);
+    }
     Ok(if stop.load(Ordering::Relaxed) {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if summary.failed > 0 {
