@@ -504,7 +504,13 @@ fn a_runs_clips_export_to_webdataset_and_parquet() {
     use sha2::{Digest, Sha256};
     let d = tempdir().unwrap();
     let input = d.path().join("shipped.mp4");
-    make_cut_clip(&input, "320x180", &[("testsrc2", 75), ("smptebars", 60), ("testsrc", 70)], true, &[]);
+    make_cut_clip(
+        &input,
+        "320x180",
+        &[("testsrc2", 75), ("smptebars", 60), ("testsrc", 70)],
+        true,
+        &[],
+    );
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("crates/framepipe-torch/tests/fixtures/clip-tiny");
     let cfg = pipeline(
