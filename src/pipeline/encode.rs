@@ -10,7 +10,7 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::normalize::NormFrame;
-use super::scenes::{scenes_on_output, SceneCut, SceneEvent};
+use super::scenes::{frame_on_output, scenes_on_output, SceneCut, SceneEvent};
 use super::{BusyTimer, Cancel};
 use crate::clips::plan::{ClipRules, FrameRole, LiveBoundaries, LiveCut};
 use crate::config::EncodeConfig;
@@ -114,12 +114,9 @@ impl Waiting {
         }
     }
 
-    /// A source frame's place on the output (as [`scenes_on_output`] lays cuts).
+    /// A source frame's place on the output, as [`scenes_on_output`] lays cuts.
     fn on_output(&self, index: u64, time: f64) -> u64 {
-        match self.fps {
-            None => index,
-            Some(fps) => (time * fps).round().max(0.0) as u64,
-        }
+        frame_on_output(index, time, self.fps).0
     }
 
     /// The frames whose role is known (all of them once `total` frames are in and every cut is

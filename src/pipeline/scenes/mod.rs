@@ -210,6 +210,19 @@ impl FoundCuts {
     }
 }
 
+/// Where source frame `index` (shown at `time` seconds) lands on the output: the same frame
+/// without fps resampling; with it, the output tick round(time * fps), the first tick that shows
+/// that frame or a later one. Returns the output frame and its time.
+pub fn frame_on_output(index: u64, time: f64, fps: Option<f64>) -> (u64, f64) {
+    match fps {
+        None => (index, time),
+        Some(fps) => {
+            let tick = (time * fps).round().max(0.0) as u64;
+            (tick, tick as f64 / fps)
+        }
+    }
+}
+
 /// Lays the cuts onto the output video of `frames` frames and `duration` seconds. Without fps
 /// resampling output frames are source frames; with it, a cut at source time t starts at the
 /// output tick round(t * fps), the first tick that shows that frame or a later one.
@@ -219,13 +232,7 @@ pub fn scenes_on_output(
     frames: u64,
     duration: f64,
 ) -> Vec<Scene> {
-    let on_output = |index: u64, time: f64| match fps {
-        None => (index, time),
-        Some(fps) => {
-            let tick = (time * fps).round().max(0.0) as u64;
-            (tick, tick as f64 / fps)
-        }
-    };
+    let on_output = |index: u64, time: f64| frame_on_output(index, time, fps);
     // (start frame, start time, transition in)
     let mut starts: Vec<(u64, f64, Option<TransitionFrames>)> = vec![(0, 0.0, None)];
     for cut in cuts {
