@@ -18,20 +18,21 @@ fn vit_b32_folder() -> PathBuf {
     }
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("crates/framepipe-torch/tests/fixtures/clip-tiny");
-    let venv = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
     let script = format!(
         "import torch; from transformers import CLIPConfig, CLIPModel, CLIPImageProcessor\n\
          torch.manual_seed(0); m = CLIPModel(CLIPConfig()); m.config.text_config.eos_token_id = 1\n\
          m.save_pretrained({dir:?}); CLIPImageProcessor().save_pretrained({dir:?})",
         dir = dir.display().to_string()
     );
-    let st = Command::new(Path::new(&venv).join("bin/python3"))
+    let python = venv_python();
+    let st = Command::new(&python)
         .args(["-c", &script])
         .status()
         .unwrap();
     assert!(
         st.success(),
-        "making the random ViT-B/32 folder needs transformers in {venv}"
+        "making the random ViT-B/32 folder needs transformers in {}",
+        python.display()
     );
     for f in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
@@ -80,16 +81,7 @@ fn main() {
         .map(|(name, cfg)| {
             let (bin, cfg, input) = (bin.clone(), cfg.clone(), input.clone());
             let out = media_dir().join("clip-pipeline-out");
-            let f: Box<dyn FnMut() -> f64> = Box::new(move || {
-                time_command(
-                    Command::new(&bin)
-                        .args(["-q", "run", "--pipeline"])
-                        .arg(&cfg)
-                        .arg("-o")
-                        .arg(&out)
-                        .arg(&input),
-                )
-            });
+            let f: Box<dyn FnMut() -> f64> = Box::new(move || time_run(&bin, &cfg, &input, &out));
             (*name, f)
         })
         .collect();

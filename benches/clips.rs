@@ -5,8 +5,6 @@
 //! Run: `cargo bench --bench clips`.
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 fn main() {
@@ -28,16 +26,7 @@ fn main() {
         .map(|(name, cfg)| {
             let (bin, input) = (bin.clone(), input.clone());
             let out = media_dir().join("clips-out");
-            let run: Box<dyn FnMut() -> f64> = Box::new(move || {
-                time_command(
-                    Command::new(&bin)
-                        .args(["-q", "run", "--pipeline"])
-                        .arg(&cfg)
-                        .arg("-o")
-                        .arg(&out)
-                        .arg(&input),
-                )
-            });
+            let run: Box<dyn FnMut() -> f64> = Box::new(move || time_run(&bin, &cfg, &input, &out));
             (name, run)
         })
         .collect();

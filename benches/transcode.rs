@@ -30,16 +30,7 @@ fn main() {
     let ffmpeg_out = media_dir().join("ffmpeg-out.mp4");
     let run_fp = |cfg: std::path::PathBuf| {
         let (bin, input, out) = (bin.clone(), input.clone(), out.clone());
-        Box::new(move || {
-            time_command(
-                Command::new(&bin)
-                    .args(["-q", "run", "--pipeline"])
-                    .arg(&cfg)
-                    .arg("-o")
-                    .arg(&out)
-                    .arg(&input),
-            )
-        }) as Box<dyn FnMut() -> f64>
+        Box::new(move || time_run(&bin, &cfg, &input, &out)) as Box<dyn FnMut() -> f64>
     };
     let (input2, ffmpeg_out2) = (input.clone(), ffmpeg_out.clone());
     let mut contenders: Vec<Contender> = vec![

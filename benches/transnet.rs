@@ -34,11 +34,6 @@ struct ReferenceSeconds {
     predict: f64,
 }
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
-    Path::new(&venv).join("bin/python3")
-}
-
 /// The default pipeline file `name` from `pipelines/`, forced onto the CPU, written to the bench
 /// folder (device `auto` would pick a GPU where there is one; this bench is about the CPU).
 fn shipped_on_cpu(name: &str) -> PathBuf {
@@ -51,17 +46,6 @@ fn shipped_on_cpu(name: &str) -> PathBuf {
     let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
     cfg["device"] = "cpu".into();
     pipeline(&format!("bench-cpu-{name}"), &cfg.to_string())
-}
-
-fn run_framepipe(bin: &Path, cfg: &Path, input: &Path, out: &Path) -> f64 {
-    time_command(
-        Command::new(bin)
-            .args(["-q", "run", "--pipeline"])
-            .arg(cfg)
-            .arg("-o")
-            .arg(out)
-            .arg(input),
-    )
 }
 
 fn main() {
@@ -122,10 +106,7 @@ fn main() {
         ("default pipeline, transnetv2", with_transnet),
     ] {
         let (bin, input, out) = (bin.clone(), input.clone(), out.clone());
-        contenders.push((
-            name,
-            Box::new(move || run_framepipe(&bin, &cfg, &input, &out)),
-        ));
+        contenders.push((name, Box::new(move || time_run(&bin, &cfg, &input, &out))));
     }
     let m = interleaved_medians(rounds, &mut contenders);
     let reference_inner = median(inner.borrow().clone());

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use framepipe::clip_labels::Tag;
@@ -17,13 +17,6 @@ use framepipe::job::Marker;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("FRAMEPIPE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/framepipe/venv"));
-    venv.join("bin/python3")
-}
 
 /// Latent element (frame, c, y, x) before it is stored in the shard's dtype.
 fn latent_value(frame: i64, c: usize, y: usize, x: usize) -> f32 {
@@ -373,22 +366,6 @@ fn export_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
 }
 
 /// Runs the Python reader on `dir`.
-fn read_export<T: serde::de::DeserializeOwned>(mode: &str, dir: &Path) -> T {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/read_export.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(mode)
-        .arg(dir)
-        .output()
-        .expect("the venv's python runs");
-    assert!(
-        out.status.success(),
-        "read_export.py {mode} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("read_export.py prints JSON")
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WdsRead {

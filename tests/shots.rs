@@ -13,13 +13,6 @@ use std::process::Command;
 use common::*;
 use serde::Deserialize;
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("FRAMEPIPE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/framepipe/venv"));
-    venv.join("bin/python3")
-}
-
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transnetv2_reference.py")
 }
@@ -52,39 +45,6 @@ fn reference(video: &Path, dir: &Path) -> Reference {
     let json = dir.join("reference.json");
     fixture("video", video, &json);
     serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
-}
-
-/// 225 frames at 25 fps, 320x180: testsrc2 dissolving into mandelbrot over frames 75..100, a
-/// hard cut at 175 to a moving colour field.
-fn transitions_clip(path: &Path) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=25:duration=4",
-        "-f",
-        "lavfi",
-        "-i",
-        "mandelbrot=size=320x180:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "life=size=320x180:rate=25:mold=10:ratio=0.4:death_color=#204080:life_color=#f0c020",
-        "-filter_complex",
-        "[1:v]trim=duration=4,setpts=PTS-STARTPTS,format=yuv420p[m];\
-         [2:v]trim=duration=2,setpts=PTS-STARTPTS,format=yuv420p[l];\
-         [0:v]format=yuv420p[t];[t][m]xfade=transition=dissolve:duration=1:offset=3[x];\
-         [x][l]concat=n=2:v=1:a=0[v]",
-        "-map",
-        "[v]",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        path.to_str().unwrap(),
-    ]);
 }
 
 fn shots_pipeline(dir: &Path, scenes: &str) -> PathBuf {

@@ -136,6 +136,25 @@ pub fn time_command(cmd: &mut Command) -> f64 {
     elapsed
 }
 
+/// `framepipe -q run --pipeline CFG -o OUT INPUT` to completion; its wall seconds.
+pub fn time_run(bin: &Path, cfg: &Path, input: &Path, out: &Path) -> f64 {
+    time_command(
+        Command::new(bin)
+            .args(["-q", "run", "--pipeline"])
+            .arg(cfg)
+            .arg("-o")
+            .arg(out)
+            .arg(input),
+    )
+}
+
+/// The project venv's python (`$FRAMEPIPE_VENV`, default `/opt/framepipe/venv`), where set-up
+/// installs the Python baselines.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var("FRAMEPIPE_VENV").unwrap_or_else(|_| "/opt/framepipe/venv".into());
+    Path::new(&venv).join("bin/python3")
+}
+
 /// Peak RSS in MiB of `cmd` (GNU time's %M), and its wall seconds.
 pub fn peak_rss_mib(cmd: &Command) -> (f64, f64) {
     let mut timed = Command::new("/usr/bin/time");

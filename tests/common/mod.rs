@@ -438,3 +438,63 @@ pub fn run_pipeline(cfg: &Path, out: &Path, input: &Path) -> Output {
         .output()
         .expect("framepipe runs")
 }
+
+/// The project venv's python (`$FRAMEPIPE_VENV`, default `/opt/framepipe/venv`), where set-up
+/// installs the reference implementations the tests judge by.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("FRAMEPIPE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/framepipe/venv"));
+    venv.join("bin/python3")
+}
+
+/// What `tests/fixtures/read_export.py MODE DIR` (Python's tarfile + numpy, or pyarrow) finds in
+/// an export folder.
+pub fn read_export<T: serde::de::DeserializeOwned>(mode: &str, dir: &Path) -> T {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/read_export.py");
+    let out = Command::new(venv_python())
+        .arg(script)
+        .arg(mode)
+        .arg(dir)
+        .output()
+        .expect("the venv's python runs");
+    assert!(
+        out.status.success(),
+        "read_export.py {mode} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("read_export.py prints JSON")
+}
+
+/// 225 frames at 25 fps, 320x180: testsrc2 dissolving into mandelbrot over frames 75..100, a
+/// hard cut at 175 to a moving colour field.
+pub fn transitions_clip(path: &Path) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "life=size=320x180:rate=25:mold=10:ratio=0.4:death_color=#204080:life_color=#f0c020",
+        "-filter_complex",
+        "[1:v]trim=duration=4,setpts=PTS-STARTPTS,format=yuv420p[m];\
+         [2:v]trim=duration=2,setpts=PTS-STARTPTS,format=yuv420p[l];\
+         [0:v]format=yuv420p[t];[t][m]xfade=transition=dissolve:duration=1:offset=3[x];\
+         [x][l]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        path.to_str().unwrap(),
+    ]);
+}
