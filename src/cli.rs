@@ -20,12 +20,23 @@ pub enum VaeAction {
         #[arg(long)]
         check: bool,
     },
-    /// FILE.safetensors (`latents`) → DIR/000000.png, ...
+    /// Latents (a .safetensors file with `latents` [N, C, h, w], or a run's `latents/` folder of
+    /// shards) → OUT.mp4 (H.264) or OUT/000000.png, ...
     Decode {
-        #[arg(value_name = "FILE")]
+        #[arg(value_name = "LATENTS")]
         latents: PathBuf,
-        #[arg(short, long, value_name = "DIR")]
+        /// A path ending in .mp4 writes a video; anything else is a folder of PNGs.
+        #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
+        /// The MP4's frame rate (default: the rate the latents record).
+        #[arg(long)]
+        fps: Option<f64>,
+        /// x264 constant rate factor of the MP4.
+        #[arg(long, default_value_t = 18.0)]
+        crf: f64,
+        /// x264 preset of the MP4.
+        #[arg(long, default_value = "medium")]
+        preset: String,
     },
 }
 

@@ -94,6 +94,20 @@ impl Job<'_> {
                     ("tiling", cfg.tiling.to_string()),
                     ("resolution", format!("{w}x{h}")),
                     ("source", input.display().to_string()),
+                    (
+                        crate::vae_decode::META_FPS,
+                        pipeline::plan::output_fps(self.config, &info).to_string(),
+                    ),
+                    (
+                        crate::vae_decode::META_EVERY,
+                        cfg.every_n_frames.to_string(),
+                    ),
+                    (
+                        crate::vae_decode::META_FINGERPRINT,
+                        crate::model_id::fingerprint(&cfg.model).map_err(|e| {
+                            Error::io(&cfg.model, "reading the model to fingerprint it", e)
+                        })?,
+                    ),
                 ]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))

@@ -42,6 +42,7 @@ pub mod search;
 pub mod session;
 pub mod strict_json;
 pub mod torch;
+pub mod vae_decode;
 pub mod vae_video;
 
 /// The built-in pipeline used when `run` gets no `--pipeline` (identical to `pipelines/default.json`).

@@ -19,7 +19,14 @@ pub fn fingerprint(folder: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let config = folder.join("config.json");
     hasher.update(b"config.json\0");
-    hasher.update(std::fs::read(&config)?);
+    // TAESD's native folders have no config: their weights say everything.
+    match std::fs::read(&config) {
+        Ok(text) => hasher.update(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && folder.is_dir() => {
+            hasher.update(b"\0none")
+        }
+        Err(e) => return Err(e),
+    }
     let mut weights: Vec<_> = std::fs::read_dir(folder)?
         .flatten()
         .map(|e| e.path())

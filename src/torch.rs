@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 
 use framepipe_proto::abi::{self, EntryPoints, EntryPointsFn, FramesFn, ENTRY_SYMBOL};
 use framepipe_proto::ops::{
-    CanvasBytes, CanvasMade, CanvasMake, CanvasRead, ClipEmbedFrames, Embedded, Encoded,
+    CanvasBytes, CanvasMade, CanvasMake, CanvasRead, ClipEmbedFrames, Decoded, Embedded, Encoded,
     SearchAnswered, SearchLoad, SearchLoaded, SearchQuery, ShotsPredict, ShotsPredicted,
-    VaeEncodeFrames,
+    VaeDecodeFrames, VaeEncodeFrames,
 };
 use framepipe_proto::{CallOp, Op, TorchError, ABI_VERSION};
 
@@ -103,6 +103,27 @@ impl Torch {
         out: &mut [f32],
     ) -> Result<Encoded, TorchError> {
         self.frames_call(self.entry.vae_encode_frames, op, frames, out)
+    }
+
+    /// Decodes `latents` (f32 `[n, C, h, w]`, as a pipeline stores them) with a VAE into `out`
+    /// (packed RGB24 frames of the decoded size).
+    pub fn vae_decode_frames(
+        &self,
+        op: &VaeDecodeFrames,
+        latents: &[f32],
+        out: &mut [u8],
+    ) -> Result<Decoded, TorchError> {
+        let text = abi::bulk_request_text(op);
+        // SAFETY: valid buffers of the stated lengths; the reply is released by `reply`.
+        unsafe {
+            self.reply::<VaeDecodeFrames>((self.entry.vae_decode_frames)(
+                text.as_ptr(),
+                latents.as_ptr(),
+                latents.len(),
+                out.as_mut_ptr(),
+                out.len(),
+            ))
+        }
     }
 
     /// TransNetV2 probabilities for a run of 48x27 frames (see [`ShotsPredict`]): `out` gets

@@ -81,6 +81,7 @@ pub fn encode_video(
             },
             tiling: false,
             sampling: None,
+            reconstruct: None,
         };
         let reply = torch
             .vae_encode_frames(&request, batch, &mut values)
@@ -107,7 +108,18 @@ pub fn encode_video(
     if index.is_empty() {
         return Err(Error::input(video, "no frame could be decoded"));
     }
-    write(out, &latents, &index, &shape_per_frame, f16)
+    let fingerprint = crate::model_id::fingerprint(model)
+        .map_err(|e| Error::io(model, "reading the model to fingerprint it", e))?;
+    let metadata = [
+        (crate::vae_decode::META_FPS, info.fps.to_string()),
+        (crate::vae_decode::META_EVERY, "1".to_string()),
+        (crate::vae_decode::META_FINGERPRINT, fingerprint),
+        ("source", video.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    write(out, &latents, &index, &shape_per_frame, f16, metadata)
         .map_err(|e| Error::io(out, "writing latents", e))?;
     Ok(VideoLatents {
         out: out.display().to_string(),
@@ -125,6 +137,7 @@ fn write(
     index: &[i64],
     shape: &[i64],
     f16: bool,
+    metadata: std::collections::HashMap<String, String>,
 ) -> std::io::Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
     let mut full = vec![index.len()];
@@ -157,6 +170,6 @@ fn write(
     ];
     std::fs::write(
         out,
-        safetensors::serialize(views, None).map_err(std::io::Error::other)?,
+        safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?,
     )
 }

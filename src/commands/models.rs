@@ -3,9 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use framepipe_proto::ops::{
-    ClipRun, DevicesReply, LatentDtype, ModelOn, VaeDecodeLatents, VaeEncodeImages,
-};
+use framepipe_proto::ops::{ClipRun, DevicesReply, LatentDtype, ModelOn, VaeEncodeImages};
 use framepipe_proto::CallOp;
 
 use super::Global;
@@ -96,11 +94,31 @@ pub fn vae(model: &Path, device_text: &str, action: VaeAction, global: Global) -
             dtype,
             check,
         }),
-        VaeAction::Decode { latents, output } => call_and_print(&VaeDecodeLatents {
-            on,
+        VaeAction::Decode {
             latents,
-            out_dir: output,
-        }),
+            output,
+            fps,
+            crf,
+            preset,
+        } => {
+            let preset = serde_json::from_value(serde_json::Value::String(preset.clone()))
+                .map_err(|_| Error::Usage(format!("--preset {preset:?}: not an x264 preset")))?;
+            let encode = crate::config::EncodeConfig {
+                crf,
+                preset,
+                ..Default::default()
+            };
+            let decoded = crate::vae_decode::decode(&crate::vae_decode::DecodeRequest {
+                latents: &latents,
+                model,
+                device: device.name,
+                out: &output,
+                fps,
+                encode,
+            })?;
+            super::print_json(&decoded);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

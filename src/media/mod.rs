@@ -41,6 +41,8 @@ pub struct Scaler {
     /// The (swscale colorspace, full range) the current context was set up for; `None` until
     /// set (a new context starts at swscale's BT.601 default).
     applied_matrix: Option<(i32, i32)>,
+    /// RGB→YUV with BT.709 coefficients into limited range (see [`Scaler::to_bt709`]).
+    to_bt709: bool,
 }
 
 // SAFETY: swscale contexts have no thread affinity; they must only not be used from two threads
@@ -60,7 +62,15 @@ impl Scaler {
             flags,
             honor_color_tags: false,
             applied_matrix: None,
+            to_bt709: false,
         }
+    }
+
+    /// For RGB input: YUV out with BT.709 coefficients in limited range (what HD video is
+    /// tagged with), instead of swscale's BT.601 default.
+    pub fn to_bt709(mut self) -> Self {
+        self.to_bt709 = true;
+        self
     }
 
     /// Converts YUV to RGB with the matrix and range each frame is tagged with (BT.709 for HD
@@ -99,6 +109,23 @@ impl Scaler {
             self.applied_matrix = None;
         }
         let (context, _) = self.context.as_mut().expect("context just built");
+        if self.to_bt709 && self.applied_matrix.is_none() {
+            // SAFETY: a live context; the coefficient table is static in libswscale.
+            unsafe {
+                let table = ff::ffi::sws_getCoefficients(ff::ffi::SWS_CS_ITU709);
+                ff::ffi::sws_setColorspaceDetails(
+                    context.as_mut_ptr(),
+                    table,
+                    1,
+                    table,
+                    0,
+                    0,
+                    1 << 16,
+                    1 << 16,
+                );
+            }
+            self.applied_matrix = Some((ff::ffi::SWS_CS_ITU709, 0));
+        }
         if self.honor_color_tags {
             let wanted = (
                 swscale_matrix(src.color_space()),

@@ -277,6 +277,7 @@ impl VaeStage {
                 seed,
                 frame_index: frames.iter().map(|&f| f as u64).collect(),
             }),
+            reconstruct: None,
         };
         let (channels, down) = (
             self.model.latent_channels.max(1) as usize,

@@ -13,7 +13,7 @@ use crate::error::TorchError;
 use crate::ops::{CallOp, Op};
 
 /// Bumped whenever a request, a reply or the entry-point table changes shape.
-pub const ABI_VERSION: u32 = 9;
+pub const ABI_VERSION: u32 = 10;
 
 /// The one symbol the binary looks up: `extern "C" fn() -> *const EntryPoints`.
 pub const ENTRY_SYMBOL: &[u8] = b"framepipe_torch_entry_points\0";
@@ -31,6 +31,14 @@ pub type FramesFn = unsafe extern "C" fn(
     frames: *const u8,
     frames_len: usize,
     out: *mut f32,
+    out_len: usize,
+) -> *mut c_char;
+/// Latents in (`latents`, `latents_len` floats), RGB24 frames out (`out`, `out_len` bytes).
+pub type LatentsFn = unsafe extern "C" fn(
+    request: *const c_char,
+    latents: *const f32,
+    latents_len: usize,
+    out: *mut u8,
     out_len: usize,
 ) -> *mut c_char;
 /// Three plane pointers and three pitches in bytes (the third unused for two-plane formats).
@@ -75,6 +83,8 @@ pub struct EntryPoints {
     pub search_query: SearchQueryFn,
     /// [`crate::ops::ShotsPredict`].
     pub shots_predict: FramesFn,
+    /// [`crate::ops::VaeDecodeFrames`].
+    pub vae_decode_frames: LatentsFn,
 }
 
 /// A reply on the wire.

@@ -50,7 +50,6 @@ call_ops! {
     "clip" => ClipRun,
     "clip_texts" => ClipTexts,
     "vae_encode" => VaeEncodeImages,
-    "vae_decode" => VaeDecodeLatents,
     "vae_info" => VaeInfo,
     "vae_plan_batch" => VaePlanBatch,
     "bench_model" => BenchModel,
@@ -210,25 +209,6 @@ pub struct RoundTrip {
     pub ssim: f64,
 }
 
-/// `framepipe vae decode`: a latents file to one PNG per frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VaeDecodeLatents {
-    #[serde(flatten)]
-    pub on: ModelOn,
-    pub latents: PathBuf,
-    pub out_dir: PathBuf,
-}
-op!(VaeDecodeLatents => VaeDecodedFiles);
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VaeDecodedFiles {
-    pub files: Vec<PathBuf>,
-    pub width: i64,
-    pub height: i64,
-}
-
 /// Loads a VAE (a bad folder fails here, before any decoding) and says how it scales latents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +271,14 @@ pub struct VaeFacts {
     pub latent_channels: i64,
     /// How many pixels one latent covers on each side.
     pub downsampling: i64,
+    /// Whether the folder holds a decoder (a TAESD folder may hold only its encoder): decoding
+    /// and reconstruction need one. Reports written before it was recorded had one.
+    #[serde(default = "has_decoder")]
+    pub decoder: bool,
+}
+
+fn has_decoder() -> bool {
+    true
 }
 
 /// The batch size that fits the CUDA device's free memory for frames of this size.
@@ -472,8 +460,22 @@ pub struct VaeEncodeFrames {
     pub tiling: bool,
     /// Sample the posterior instead of taking its mean (AutoencoderKL only).
     pub sampling: Option<Sampling>,
+    /// Also decode some of the frames' latents again and measure how far they are from the
+    /// frames (reconstruction error, for anomaly detection).
+    #[serde(default)]
+    pub reconstruct: Option<Reconstruct>,
 }
 op!(VaeEncodeFrames => Encoded);
+
+/// Which frames of an encoded batch are decoded again, and which part of them is compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconstruct {
+    /// Positions in the batch (0-based, ascending, each below `n`).
+    pub frames: Vec<u32>,
+    /// The part of the model's picture compared (letterbox bars left out); `None`: all of it.
+    pub picture: Option<crate::frames::Crop>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -481,6 +483,39 @@ pub struct Encoded {
     pub n: u32,
     /// `[C, h, w]`.
     pub shape_per_frame: [i64; 3],
+    /// With [`Reconstruct`]: one PSNR (dB, 8-bit RGB: the decoded frame rounded to 8 bits against
+    /// the frame the model encoded, over the picture) per reconstructed frame, in its order.
+    /// Identical pictures read [`PSNR_IDENTICAL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psnr: Option<Vec<f64>>,
+}
+
+/// The PSNR of two identical pictures (the true value is infinite, which JSON cannot carry): the
+/// MSE is floored at 255² · 1e-10.
+pub const PSNR_IDENTICAL: f64 = 100.0;
+
+/// Decodes latents (f32 `[n, C, h, w]` in, as a pipeline stores them) to packed RGB24 frames
+/// (`n` x `h * factor` x `w * factor` x 3 bytes out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaeDecodeFrames {
+    #[serde(flatten)]
+    pub on: ModelOn,
+    pub n: u32,
+    /// `[C, h, w]`.
+    pub shape_per_frame: [i64; 3],
+    /// Decode in tiles (AutoencoderKL only).
+    #[serde(default)]
+    pub tiling: bool,
+}
+op!(VaeDecodeFrames => Decoded);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decoded {
+    pub n: u32,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// Where a picture's planes are.
@@ -688,11 +723,6 @@ mod tests {
                 dtype: LatentDtype::F16,
                 check: true,
             }),
-            Request::VaeDecodeLatents(VaeDecodeLatents {
-                on: on(),
-                latents: "l".into(),
-                out_dir: "d".into(),
-            }),
             Request::VaeInfo(VaeInfo { on: on() }),
             Request::VaePlanBatch(VaePlanBatch {
                 on: on(),
@@ -729,7 +759,6 @@ mod tests {
                 Request::ClipRun(op) => abi::request_text(op),
                 Request::ClipTexts(op) => abi::request_text(op),
                 Request::VaeEncodeImages(op) => abi::request_text(op),
-                Request::VaeDecodeLatents(op) => abi::request_text(op),
                 Request::VaeInfo(op) => abi::request_text(op),
                 Request::VaePlanBatch(op) => abi::request_text(op),
                 Request::BenchModel(op) => abi::request_text(op),

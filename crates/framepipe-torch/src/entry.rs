@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CStr, CString};
 
 use framepipe_proto::abi::{reply_text, EntryPoints};
-use framepipe_proto::ops::{CanvasMake, CanvasRead, SearchLoad, SearchQuery};
+use framepipe_proto::ops::{CanvasMake, CanvasRead, SearchLoad, SearchQuery, VaeDecodeFrames};
 use framepipe_proto::{TorchError, ABI_VERSION};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,6 +20,7 @@ static ENTRY_POINTS: EntryPoints = EntryPoints {
     search_load,
     search_query,
     shots_predict,
+    vae_decode_frames,
 };
 
 /// The library's entry points (the only exported symbol).
@@ -112,6 +113,28 @@ unsafe extern "C" fn shots_predict(
             out_len,
             crate::ops::shots::predict,
         )
+    }
+}
+
+/// # Safety
+/// `request` is a valid C string; `latents` and `out` are valid for `latents_len` floats and
+/// `out_len` bytes.
+unsafe extern "C" fn vae_decode_frames(
+    request: *const c_char,
+    latents: *const f32,
+    latents_len: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> *mut c_char {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        respond(request, |op: VaeDecodeFrames| {
+            finish(crate::ops::vae::decode_frames(
+                &op,
+                slice(latents, latents_len),
+                slice_mut(out, out_len),
+            ))
+        })
     }
 }
 

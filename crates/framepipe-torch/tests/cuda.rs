@@ -212,6 +212,10 @@ fn frame_calls_on_cuda_match_the_cpu() {
             frames: frames(None),
             tiling: false,
             sampling: None,
+            reconstruct: Some(framepipe_proto::ops::Reconstruct {
+                frames: (0..n as u32).collect(),
+                picture: None,
+            }),
         };
         // Room for any latent grid of these frames (4 channels, at most 2x downsampling).
         let mut cpu = vec![0f32; n * 4 * w * h / 4];
@@ -223,6 +227,15 @@ fn frame_calls_on_cuda_match_the_cpu() {
         let t = |v: &[f32]| Tensor::from_slice(&v[..len as usize]);
         let what = format!("{model} encode_frames");
         assert!(max_abs_diff(&what, &t(&dev), &t(&cpu)) <= 2e-2);
+        // Reconstruction in fp16 against fp32: PSNRs within a fraction of a dB.
+        let (pa, pb) = (a.psnr.clone().unwrap(), b.psnr.clone().unwrap());
+        assert_eq!(pa.len(), n);
+        for (x, y) in pa.iter().zip(&pb) {
+            assert!(
+                (x - y).abs() < 0.5,
+                "{model} reconstruction PSNR {x} on CPU, {y} on CUDA"
+            );
+        }
     }
 
     // The colour conversion alone: uint8 RGB within one level.

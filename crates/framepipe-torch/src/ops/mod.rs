@@ -23,7 +23,6 @@ pub fn handle(request: Request) -> CString {
         Request::ClipRun(op) => finish(clip::run(&op)),
         Request::ClipTexts(op) => finish(clip::texts(&op)),
         Request::VaeEncodeImages(op) => finish(vae::encode_images(&op)),
-        Request::VaeDecodeLatents(op) => finish(vae::decode_latents(&op)),
         Request::VaeInfo(op) => finish(vae::info(&op)),
         Request::VaePlanBatch(op) => finish(vae::plan_batch(&op)),
         Request::BenchModel(op) => finish(bench::bench_model(&op)),

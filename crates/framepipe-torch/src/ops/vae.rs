@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use framepipe_proto::ops::{
-    BenchModel, BenchReply, Encoded, InputRange, LatentDtype, RoundTrip, Sampling, VaeBatchPlan,
-    VaeClass, VaeDecodeLatents, VaeDecodedFiles, VaeEncodeFrames, VaeEncodeImages,
-    VaeEncodeImagesReply, VaeFacts, VaeInfo, VaePlanBatch,
+    BenchModel, BenchReply, Decoded, Encoded, InputRange, LatentDtype, Reconstruct, RoundTrip,
+    Sampling, VaeBatchPlan, VaeClass, VaeDecodeFrames, VaeEncodeFrames, VaeEncodeImages,
+    VaeEncodeImagesReply, VaeFacts, VaeInfo, VaePlanBatch, PSNR_IDENTICAL,
 };
-use framepipe_proto::TorchError;
+use framepipe_proto::{Crop, TorchError};
 use tch::{Device, Kind, Tensor};
 
 use crate::models::vae::kl::{AutoencoderKl, Tiling};
@@ -77,17 +77,32 @@ impl Vae {
                 }
             });
         }
-        match (
-            find_native(folder, "encoder"),
-            find_native(folder, "decoder"),
-        ) {
-            (Some(enc), Some(dec)) => Ok(Vae::Tiny(Box::new(TinyAutoencoder::load_native(
-                &enc, &dec, device, kind,
+        // TAESD's native files; an encoder alone makes a model that encodes but cannot decode.
+        match find_native(folder, "encoder") {
+            Some(enc) => Ok(Vae::Tiny(Box::new(TinyAutoencoder::load_native_parts(
+                &enc,
+                find_native(folder, "decoder").as_deref(),
+                device,
+                kind,
             )?))),
-            _ => Err(TorchError::bad_model(format!(
-                "{}: not a VAE folder (no config.json, no *encoder*/*decoder* .safetensors pair)",
+            None => Err(TorchError::bad_model(format!(
+                "{}: not a VAE folder (no config.json, no *encoder*.safetensors)",
                 folder.display()
             ))),
+        }
+    }
+
+    fn has_decoder(&self) -> bool {
+        match self {
+            Vae::Kl(_) => true,
+            Vae::Tiny(m) => m.has_decoder(),
+        }
+    }
+
+    fn latent_channels(&self) -> i64 {
+        match self {
+            Vae::Kl(m) => m.config().latent_channels,
+            Vae::Tiny(m) => m.latent_channels(),
         }
     }
 
@@ -101,16 +116,74 @@ impl Vae {
 
     /// Latents → images in [0, 1].
     fn decode(&self, latents: &Tensor) -> Result<Tensor, TorchError> {
+        self.decode_with(latents, false)
+    }
+
+    /// Latents → images in [0, 1], through overlapping tiles when `tiling` (AutoencoderKL only).
+    fn decode_with(&self, latents: &Tensor, tiling: bool) -> Result<Tensor, TorchError> {
         let x = match self {
-            Vae::Kl(m) => m
-                .decode(latents)?
-                .f_add_scalar(1.0)
-                .and_then(|t| t.f_div_scalar(2.0))
-                .map_err(torch_error)?,
+            Vae::Kl(m) => {
+                let x = if tiling {
+                    m.decode_tiled(latents, Tiling::for_config(m.config()))?
+                } else {
+                    m.decode(latents)?
+                };
+                x.f_add_scalar(1.0)
+                    .and_then(|t| t.f_div_scalar(2.0))
+                    .map_err(torch_error)?
+            }
+            Vae::Tiny(_) if tiling => {
+                return Err(TorchError::unsupported(
+                    "tiling is for AutoencoderKL models; TAESD models decode whole frames",
+                ))
+            }
             Vae::Tiny(m) => m.decode(latents)?,
         };
         x.f_clamp(0.0, 1.0).map_err(torch_error)
     }
+}
+
+/// Images in [0, 1] as 8-bit values (still float): what a decoded frame is once stored.
+fn to_8bit(x01: &Tensor) -> Result<Tensor, TorchError> {
+    x01.f_to_kind(Kind::Float)
+        .and_then(|t| t.f_mul_scalar(255.0))
+        .and_then(|t| t.f_round())
+        .and_then(|t| t.f_clamp(0.0, 255.0))
+        .map_err(torch_error)
+}
+
+/// PSNR (dB) per frame of `decoded` (`[k, 3, H, W]` in [0, 1], rounded to 8 bits first) against
+/// `original` (uint8 `[k, 3, H, W]`), over `picture` (all of it when `None`), on the tensors'
+/// device; identical pictures give [`PSNR_IDENTICAL`].
+fn psnr_8bit(
+    original: &Tensor,
+    decoded: &Tensor,
+    picture: Option<Crop>,
+) -> Result<Tensor, TorchError> {
+    let crop = |t: Tensor| -> Result<Tensor, TorchError> {
+        match picture {
+            None => Ok(t),
+            Some(c) => t
+                .f_narrow(2, i64::from(c.y), i64::from(c.height))
+                .and_then(|t| t.f_narrow(3, i64::from(c.x), i64::from(c.width)))
+                .map_err(torch_error),
+        }
+    };
+    let a = crop(original.f_to_kind(Kind::Float).map_err(torch_error)?)?;
+    let b = crop(to_8bit(decoded)?)?;
+    let floor = 255.0 * 255.0 * 10f64.powf(-PSNR_IDENTICAL / 10.0);
+    let mse = a
+        .f_sub(&b)
+        .and_then(|d| d.f_square())
+        .and_then(|d| d.f_mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float))
+        .and_then(|m| m.f_clamp_min(floor))
+        .map_err(torch_error)?;
+    // 10 log10(255² / mse)
+    mse.f_reciprocal()
+        .and_then(|t| t.f_mul_scalar(255.0 * 255.0))
+        .and_then(|t| t.f_log10())
+        .and_then(|t| t.f_mul_scalar(10.0))
+        .map_err(torch_error)
 }
 
 /// The two keys of a diffusers `config.json` that choose the model class and its precision.
@@ -244,49 +317,71 @@ fn model_kind(vae: &Vae) -> Kind {
     }
 }
 
-/// `framepipe vae decode`: a latents file (`latents` [N, C, h, w]) to one PNG per frame.
-pub fn decode_latents(op: &VaeDecodeLatents) -> Result<VaeDecodedFiles, TorchError> {
+/// `framepipe vae decode`: latents as a pipeline stores them (f32 `[n, C, h, w]`) to packed
+/// RGB24 frames in `out`, decoded on the device in one call and copied back once.
+pub fn decode_frames(
+    op: &VaeDecodeFrames,
+    latents: &[f32],
+    out: &mut [u8],
+) -> Result<Decoded, TorchError> {
     let (folder, device) = (op.on.model.as_path(), tch_device(op.on.device));
-    let file = &op.latents;
-    let bad = |m: String| TorchError::bad_input(format!("{}: {m}", file.display()));
-    let vae = Vae::load(folder, device)?;
-    let tensors = Tensor::read_safetensors(file).map_err(|e| bad(e.to_string()))?;
-    let latents = tensors
-        .into_iter()
-        .find(|(name, _)| name == "latents")
-        .map(|(_, t)| t)
-        .ok_or_else(|| bad("no tensor named latents".into()))?;
-    if latents.dim() != 4 {
-        return Err(bad(format!(
-            "latents have shape {:?}, expected [N, C, h, w]",
-            latents.size()
+    let [c, h, w] = op.shape_per_frame;
+    let n = i64::from(op.n);
+    if n < 1 || c < 1 || h < 1 || w < 1 {
+        return Err(TorchError::bad_input(format!(
+            "{n} frames of latents {:?}: need at least one frame of a non-empty shape",
+            op.shape_per_frame
         )));
     }
-    let images = tch::no_grad(|| vae.decode(&latents.to_device(device).to_kind(model_kind(&vae))))?;
-    let images = (images.to_kind(Kind::Float) * 255.0)
-        .round()
-        .clamp(0.0, 255.0)
-        .to_kind(Kind::Uint8)
-        .to_device(Device::Cpu);
-    let out_dir = &op.out_dir;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| TorchError::bad_input(format!("{}: {e}", out_dir.display())))?;
-    let (n, h, w) = (images.size()[0], images.size()[2], images.size()[3]);
-    let mut files = Vec::new();
-    for i in 0..n {
-        let hwc = images.get(i).permute([1, 2, 0]).contiguous();
-        let bytes = Vec::<u8>::try_from(hwc.view([-1])).map_err(torch_error)?;
-        let path = out_dir.join(format!("{i:06}.png"));
-        image::RgbImage::from_raw(w as u32, h as u32, bytes)
-            .ok_or_else(|| TorchError::from_libtorch("decoded image has the wrong size"))?
-            .save(&path)
-            .map_err(|e| TorchError::bad_input(format!("{}: {e}", path.display())))?;
-        files.push(path);
+    if latents.len() as i64 != n * c * h * w {
+        return Err(TorchError::bad_input(format!(
+            "latent data holds {} floats, {n} frames of {:?} need {}",
+            latents.len(),
+            op.shape_per_frame,
+            n * c * h * w
+        )));
     }
-    Ok(VaeDecodedFiles {
-        files,
-        width: w,
-        height: h,
+    with_vae(folder, device, |vae| {
+        if !vae.has_decoder() {
+            return Err(TorchError::bad_model(format!(
+                "{}: the model has no decoder (no *decoder*.safetensors): it cannot decode latents",
+                folder.display()
+            )));
+        }
+        if c != vae.latent_channels() {
+            return Err(TorchError::bad_input(format!(
+                "latents have {c} channels, the model in {} makes {}: they come from another model",
+                folder.display(),
+                vae.latent_channels()
+            )));
+        }
+        let z = Tensor::f_from_slice(latents)
+            .and_then(|t| t.f_view([n, c, h, w]))
+            .and_then(|t| t.f_to_device(device))
+            .and_then(|t| t.f_to_kind(model_kind(vae)))
+            .map_err(torch_error)?;
+        let images = tch::no_grad(|| vae.decode_with(&z, op.tiling))?;
+        let rgb = to_8bit(&images)?
+            .f_to_kind(Kind::Uint8)
+            .and_then(|t| t.f_permute([0, 2, 3, 1]))
+            .and_then(|t| t.f_to_device(Device::Cpu))
+            .and_then(|t| t.f_contiguous())
+            .map_err(torch_error)?;
+        let (height, width) = (rgb.size()[1], rgb.size()[2]);
+        let needed = rgb.numel();
+        if out.len() < needed {
+            return Err(TorchError::bad_input(format!(
+                "output buffer holds {} bytes, {needed} needed",
+                out.len()
+            )));
+        }
+        rgb.f_copy_data_u8(&mut out[..needed], needed)
+            .map_err(torch_error)?;
+        Ok(Decoded {
+            n: op.n,
+            width: width as u32,
+            height: height as u32,
+        })
     })
 }
 
@@ -323,6 +418,7 @@ pub fn info(op: &VaeInfo) -> Result<VaeFacts, TorchError> {
                 input_range: InputRange::MinusOneToOne,
                 latent_channels: m.config().latent_channels,
                 downsampling: m.config().downsampling(),
+                decoder: true,
             },
             // The TAESD family always shrinks by 8 (three stride-2 convolutions).
             Vae::Tiny(m) => VaeFacts {
@@ -332,14 +428,16 @@ pub fn info(op: &VaeInfo) -> Result<VaeFacts, TorchError> {
                 input_range: InputRange::ZeroToOne,
                 latent_channels: m.latent_channels(),
                 downsampling: 8,
+                decoder: m.has_decoder(),
             },
         })
     })
 }
 
 /// Encodes frames into `out` (f32 latents, row-major [n, C, h, w]); returns the latent shape
-/// per frame. Tiling and per-frame sampling (frame `i` sampled with seed `seed +
-/// frame_index[i]`) are for AutoencoderKL models only.
+/// per frame, and with `reconstruct` the PSNR of the chosen frames decoded again. Tiling and
+/// per-frame sampling (frame `i` sampled with seed `seed + frame_index[i]`) are for
+/// AutoencoderKL models only.
 pub fn encode_frames(
     op: &VaeEncodeFrames,
     rgb: &[u8],
@@ -348,18 +446,57 @@ pub fn encode_frames(
     let (folder, device) = (op.on.model.as_path(), tch_device(op.on.device));
     let batch = on_latent_grid(Batch::new(&op.frames)?)?;
     let options = EncodeOptions::of(op.tiling, op.sampling.as_ref(), batch.n)?;
+    if let Some(r) = &op.reconstruct {
+        check_reconstruct(r, &batch)?;
+    }
     with_vae(folder, device, |vae| {
-        let latents =
+        if op.reconstruct.is_some() && !vae.has_decoder() {
+            return Err(TorchError::bad_model(format!(
+                "{}: the model has no decoder (no *decoder*.safetensors): reconstruction needs one",
+                folder.display()
+            )));
+        }
+        let (latents, psnr) =
             crate::runtime::canvas::with_frames(&op.frames, &batch, rgb, device, |raw| {
-                encode_uploaded(vae, &batch, raw, &options)
+                encode_uploaded(vae, &batch, raw, &options, op.reconstruct.as_ref())
             })?;
         crate::runtime::frames::copy_into(&latents, out)?;
         let size = latents.size();
         Ok(Encoded {
             n: op.frames.n,
             shape_per_frame: [size[1], size[2], size[3]],
+            psnr,
         })
     })
+}
+
+/// A reconstruction request must name frames of the batch and a part of its picture.
+fn check_reconstruct(r: &Reconstruct, batch: &Batch) -> Result<(), TorchError> {
+    if let Some(&bad) = r.frames.iter().find(|&&i| i64::from(i) >= batch.n) {
+        return Err(TorchError::bad_input(format!(
+            "reconstruct frame {bad} of a batch of {}",
+            batch.n
+        )));
+    }
+    if !r.frames.windows(2).all(|w| w[0] < w[1]) {
+        return Err(TorchError::bad_input(
+            "reconstruct frames must be ascending and distinct",
+        ));
+    }
+    let (w, h) = batch.picture_size();
+    if let Some(c) = r.picture {
+        let inside = c.width > 0
+            && c.height > 0
+            && i64::from(c.x) + i64::from(c.width) <= w
+            && i64::from(c.y) + i64::from(c.height) <= h;
+        if !inside {
+            return Err(TorchError::bad_input(format!(
+                "reconstruct picture {}x{} at ({}, {}) is not inside the {w}x{h} frame",
+                c.width, c.height, c.x, c.y
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `batch`, whose picture must fall on the latent grid.
@@ -374,16 +511,18 @@ fn on_latent_grid(batch: Batch) -> Result<Batch, TorchError> {
 }
 
 /// The vae stage's work on frames already on the device: colour conversion, scaling to the
-/// model's input, the encoder, and the one copy back of the batch's latents (f32 on the CPU).
+/// model's input, the encoder, with `reconstruct` the decoder on the chosen frames' latents and
+/// their PSNR, and the one copy back of the batch's latents (f32 on the CPU) and PSNRs.
 fn encode_uploaded(
     vae: &Vae,
     batch: &Batch,
     raw: &Tensor,
     options: &EncodeOptions,
-) -> Result<Tensor, TorchError> {
+    reconstruct: Option<&Reconstruct>,
+) -> Result<(Tensor, Option<Vec<f64>>), TorchError> {
     let device = raw.device();
-    let mut x = batch
-        .to_rgb(raw)?
+    let rgb = batch.to_rgb(raw)?;
+    let mut x = rgb
         .f_to_kind(model_kind(vae))
         .and_then(|t| t.f_div_scalar(255.0))
         .map_err(torch_error)?;
@@ -393,7 +532,34 @@ fn encode_uploaded(
         // 65 ms a frame instead of 44 (../shared/docs/gpu.md; GroupNorm wants NCHW).
         x = x.f_contiguous().map_err(torch_error)?;
     }
-    crate::runtime::frames::to_host_f32(&tch::no_grad(|| vae.encode_with(&x, options))?)
+    let latents = tch::no_grad(|| vae.encode_with(&x, options))?;
+    // Decoded from the latents in the model's precision, before anything leaves the device;
+    // the PSNRs travel back with the latents (one wait for the device per batch).
+    let psnr = match reconstruct.filter(|r| !r.frames.is_empty()) {
+        None => None,
+        Some(r) => {
+            let chosen =
+                Tensor::f_from_slice(&r.frames.iter().map(|&i| i64::from(i)).collect::<Vec<_>>())
+                    .and_then(|t| t.f_to_device(device))
+                    .map_err(torch_error)?;
+            let pick = |t: &Tensor| t.f_index_select(0, &chosen).map_err(torch_error);
+            let decoded = tch::no_grad(|| vae.decode_with(&pick(&latents)?, options.tiling))?;
+            Some(psnr_8bit(&pick(&rgb)?, &decoded, r.picture)?)
+        }
+    };
+    let latents = crate::runtime::frames::to_host_f32(&latents)?;
+    let psnr = match psnr {
+        None => reconstruct.map(|_| Vec::new()),
+        Some(p) => Some(
+            Vec::<f64>::try_from(
+                p.f_to_kind(Kind::Double)
+                    .and_then(|t| t.f_to_device(Device::Cpu))
+                    .map_err(torch_error)?,
+            )
+            .map_err(torch_error)?,
+        ),
+    };
+    Ok((latents, psnr))
 }
 
 /// `bench_model` for the vae stage: [`encode_uploaded`] on random frames already on the device,
@@ -417,7 +583,7 @@ pub fn bench(op: &BenchModel) -> Result<BenchReply, TorchError> {
         }
         let raw = crate::ops::bench::random_frames(&batch, device)?;
         crate::ops::bench::time_calls(op, device, batch.n, || {
-            encode_uploaded(vae, &batch, &raw, &options).map(drop)
+            encode_uploaded(vae, &batch, &raw, &options, None).map(drop)
         })
     })
 }

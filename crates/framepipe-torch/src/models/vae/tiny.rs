@@ -396,6 +396,7 @@ pub struct TinyAutoencoder {
     encoder: Vec<Layer>,
     decoder: Vec<Layer>,
     kind: Kind,
+    has_decoder: bool,
 }
 
 impl TinyAutoencoder {
@@ -407,21 +408,42 @@ impl TinyAutoencoder {
         device: Device,
         kind: Kind,
     ) -> Result<Self> {
+        Self::load_native_parts(encoder_file, Some(decoder_file), device, kind)
+    }
+
+    /// [`Self::load_native`], where the decoder file may be missing (an encoder-only folder):
+    /// such a model encodes, and [`Self::decode`] refuses with the reason.
+    pub fn load_native_parts(
+        encoder_file: &Path,
+        decoder_file: Option<&Path>,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
         let enc = weights::read_tensors(&[encoder_file.to_path_buf()])?;
-        let dec = weights::read_tensors(&[decoder_file.to_path_buf()])?;
         let config = native_config(&enc, encoder_file)?;
-        let model = Self::new(config, device, kind, true)?;
+        let mut model = Self::new(config, device, kind, true)?;
         check_unused(
             &weights::load_into(&model.encoder_vs, &enc, encoder_file)?,
             None,
             encoder_file,
         )?;
-        check_unused(
-            &weights::load_into(&model.decoder_vs, &dec, decoder_file)?,
-            None,
-            decoder_file,
-        )?;
+        match decoder_file {
+            Some(decoder_file) => {
+                let dec = weights::read_tensors(&[decoder_file.to_path_buf()])?;
+                check_unused(
+                    &weights::load_into(&model.decoder_vs, &dec, decoder_file)?,
+                    None,
+                    decoder_file,
+                )?;
+            }
+            None => model.has_decoder = false,
+        }
         Ok(model)
+    }
+
+    /// Whether decoder weights were loaded (always, except for an encoder-only native folder).
+    pub fn has_decoder(&self) -> bool {
+        self.has_decoder
     }
 
     /// Loads a diffusers `AutoencoderTiny` folder (`config.json`,
@@ -475,6 +497,7 @@ impl TinyAutoencoder {
             encoder,
             decoder,
             kind,
+            has_decoder: true,
         })
     }
 
@@ -520,6 +543,12 @@ impl TinyAutoencoder {
 
     /// Images in [0, 1] (unclamped) from latents as [`Self::encode`] returns them.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        if !self.has_decoder {
+            return Err(VaeError::Input(
+                "this TAESD model has no decoder (its folder holds no *decoder*.safetensors)"
+                    .into(),
+            ));
+        }
         let _guard = tch::no_grad_guard();
         check_images(latents, self.config.latent_channels, "TAESD decode")?;
         let z = latents
