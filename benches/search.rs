@@ -90,6 +90,7 @@ fn write_corpus(root: &Path) {
                 end_time: (s + 1) as f64 * 2.0,
                 transition_in: None,
                 tags: None,
+                reconstruction: None,
             })
             .collect();
         let samples = frames

@@ -221,6 +221,33 @@ impl Job<'_> {
             write_transitions(&path, p, model)
                 .map_err(|e| Error::io(&path, "writing the transition probabilities", e))?;
         }
+        if let Some(latents) = &output.latents {
+            if self
+                .config
+                .vae
+                .as_ref()
+                .is_some_and(|v| v.reconstruction.is_some())
+            {
+                let path = partial.path.join(pipeline::annotate::RECONSTRUCTION_FILE);
+                crate::reconstruction::write(&path, &latents.reconstruction)
+                    .map_err(|e| Error::io(&path, "writing the reconstruction PSNRs", e))?;
+            }
+        }
+        if let Some(l) = report.latents.as_mut() {
+            let size =
+                |name: &str| std::fs::metadata(partial.path.join(name)).map_or(0, |m| m.len());
+            l.bytes = l.files.iter().map(|f| size(f)).sum();
+            let (w, h) = (report.output.width, report.output.height);
+            let raw = l.frames * u64::from(w) * u64::from(h) * 3;
+            l.ratio_to_raw_rgb = l.bytes as f64 / raw.max(1) as f64;
+            l.ratio_to_video = report
+                .output
+                .video
+                .as_deref()
+                .map(size)
+                .filter(|&v| v > 0)
+                .map(|v| l.bytes as f64 / v as f64);
+        }
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         let json_path = partial.path.join(format!("{stem}.json"));
         std::fs::write(&json_path, json + "\n")

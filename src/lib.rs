@@ -35,6 +35,7 @@ pub mod logging;
 pub mod media;
 pub mod model_id;
 pub mod pipeline;
+pub mod reconstruction;
 pub mod report;
 pub mod report_page;
 pub mod scenes;

@@ -108,6 +108,13 @@ pub struct Report {
     /// The clips cut from the scenes (`clips` only): `clips.jsonl` and what was left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clips: Option<crate::clips::assemble::ClipsReport>,
+    /// The VAE's reconstruction of its frames (`vae.reconstruction` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconstruction: Option<ReconstructionReport>,
+    /// Runs of frames reconstructed far below their scene's level: likely glitches
+    /// (`vae.reconstruction` only; empty when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomalies: Option<Vec<crate::reconstruction::Anomaly>>,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }
@@ -218,6 +225,31 @@ pub struct LatentsReport {
     /// Frames per model call at the end (an `auto` size after any out-of-memory retries).
     pub batch_size: usize,
     pub frames: u64,
+    /// Bytes of the shard files.
+    pub bytes: u64,
+    /// `bytes` over the raw RGB24 bytes of the same frames (canvas size).
+    pub ratio_to_raw_rgb: f64,
+    /// `bytes` over the size of the re-encoded MP4 (all frames); `null` without one.
+    pub ratio_to_video: Option<f64>,
+    /// Mean reconstruction PSNR (dB) of the frames reconstructed (`vae.reconstruction` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_psnr: Option<f64>,
+}
+
+/// Where the per-frame reconstruction PSNRs are, and how anomalies were judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconstructionReport {
+    /// `reconstruction.safetensors`: `frame_index` [N] i64 (output frames), `psnr` [N] f32 (dB,
+    /// 8-bit RGB over the picture, bars left out).
+    pub file: String,
+    pub frames: u64,
+    pub mean_psnr: f64,
+    pub sensitivity: f64,
+    /// The smallest MAD a scene's baseline uses (dB).
+    pub mad_floor_db: f64,
+    /// Frames in `anomalies`.
+    pub flagged_frames: u64,
 }
 
 #[cfg(test)]

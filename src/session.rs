@@ -176,6 +176,15 @@ fn vae_facts(
             ),
         ));
     }
+    if vae.reconstruction.is_some() && !info.decoder {
+        return Err(Error::config(
+            config_path,
+            format!(
+                "vae.reconstruction decodes the latents again, but {} has no decoder (no *decoder*.safetensors)",
+                vae.model.display()
+            ),
+        ));
+    }
     Ok(info)
 }
 

@@ -287,6 +287,7 @@ mod tests {
                     end_frame: e,
                 }),
                 tags: None,
+                reconstruction: None,
             })
             .collect()
     }

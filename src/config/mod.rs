@@ -32,7 +32,7 @@ pub use limits::LimitsConfig;
 pub use normalize::{FitMode, NormalizeConfig, Resolution};
 pub use runtime::{ColorConversion, DeviceFrames, Precision, RuntimeConfig};
 pub use scenes::{default_transnet_dir, SceneDetectorKind, ScenesConfig};
-pub use vae::{BatchSize, LatentDtype, VaeConfig};
+pub use vae::{BatchSize, LatentDtype, ReconstructionConfig, VaeConfig};
 
 /// A whole pipeline. Absent optional sections mean the stage does not run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

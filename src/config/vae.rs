@@ -37,6 +37,52 @@ pub struct VaeConfig {
     /// with seed `sample_seed + i`, so its latent does not depend on batching.
     #[serde(default)]
     pub sample_seed: Option<u64>,
+    /// Decode the latents again and measure each frame's reconstruction (PSNR over the picture)
+    /// to find glitches: `reconstruction.safetensors`, per-scene figures and `anomalies` in the
+    /// report. Left out of the config (and its hash) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconstruction: Option<ReconstructionConfig>,
+}
+
+/// `vae.reconstruction`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconstructionConfig {
+    /// Every n-th of the frames the vae stage encodes (1: each latent frame).
+    #[serde(default = "default_vae_every")]
+    pub every_n_frames: u32,
+    /// How many MADs below its scene's median PSNR a frame must fall to be flagged.
+    #[serde(default = "default_sensitivity")]
+    pub sensitivity: f64,
+}
+
+fn default_sensitivity() -> f64 {
+    crate::reconstruction::DEFAULT_SENSITIVITY
+}
+
+impl ReconstructionConfig {
+    /// `key` names the section (`vae.reconstruction`) in errors.
+    pub fn validate(
+        &self,
+        every_key: &'static str,
+        sensitivity_key: &'static str,
+    ) -> Result<(), ConfigError> {
+        if self.every_n_frames == 0 {
+            return Err(ConfigError::OutOfRange {
+                key: every_key,
+                actual: "0".into(),
+                expected: "must be at least 1",
+            });
+        }
+        if !(self.sensitivity.is_finite() && self.sensitivity > 0.0 && self.sensitivity <= 100.0) {
+            return Err(ConfigError::OutOfRange {
+                key: sensitivity_key,
+                actual: self.sensitivity.to_string(),
+                expected: "must be in (0, 100]",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `vae.batch_size`: a fixed number of frames per model call, or `"auto"`.
@@ -125,6 +171,12 @@ impl VaeConfig {
                     expected: "must be in [1, 1024] or \"auto\"",
                 });
             }
+        }
+        if let Some(r) = &self.reconstruction {
+            r.validate(
+                "vae.reconstruction.every_n_frames",
+                "vae.reconstruction.sensitivity",
+            )?;
         }
         // Checked last, as before: the cheap value checks name a typo before the filesystem.
         if !self.model.is_dir() {

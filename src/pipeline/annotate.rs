@@ -21,6 +21,9 @@ pub struct RunFacts<'a> {
     pub vae: Option<&'a VaeInfo>,
 }
 
+/// The per-frame reconstruction PSNRs in an output folder.
+pub const RECONSTRUCTION_FILE: &str = "reconstruction.safetensors";
+
 /// The report of one finished input.
 pub fn annotate(
     session: &RunFacts,
@@ -44,6 +47,23 @@ pub fn annotate(
         }
         _ => (None, None),
     };
+    let findings = match (
+        &out.latents,
+        cfg.vae.as_ref().and_then(|v| v.reconstruction),
+    ) {
+        (Some(l), Some(r)) => {
+            let starts: Vec<u64> = scenes.iter().map(|s| s.start_frame).collect();
+            let f = crate::reconstruction::find(&l.reconstruction, &starts, r.sensitivity);
+            for (scene, figures) in scenes.iter_mut().zip(&f.scenes) {
+                scene.reconstruction = *figures;
+            }
+            Some((f, r, l))
+        }
+        _ => None,
+    };
+    let mean_psnr = findings.as_ref().map(|(_, _, l)| {
+        l.reconstruction.iter().map(|s| s.psnr).sum::<f64>() / l.reconstruction.len().max(1) as f64
+    });
     let audio_mode = match &out.encode {
         Some(e) if e.audio_transcoded_from.is_some() => "aac",
         Some(e) if e.audio_packets > 0 => "copy",
@@ -82,11 +102,27 @@ pub fn annotate(
                 tiling: l.tiling,
                 batch_size: l.batch_size,
                 frames: l.frames,
+                // Sizes are the files' (job.rs fills them in once they are written).
+                bytes: 0,
+                ratio_to_raw_rgb: 0.0,
+                ratio_to_video: None,
+                mean_psnr,
             }),
             _ => None,
         },
         transitions: transitions(cfg, out),
         clips: None,
+        reconstruction: findings
+            .as_ref()
+            .map(|(f, r, l)| crate::report::ReconstructionReport {
+                file: RECONSTRUCTION_FILE.into(),
+                frames: l.reconstruction.len() as u64,
+                mean_psnr: mean_psnr.unwrap_or(0.0),
+                sensitivity: r.sensitivity,
+                mad_floor_db: crate::reconstruction::MAD_FLOOR_DB,
+                flagged_frames: f.flagged.len() as u64,
+            }),
+        anomalies: findings.map(|(f, _, _)| f.anomalies),
         stats: Stats {
             frames: out.decode.frames,
             wall_seconds: out.wall_seconds,

@@ -16,7 +16,9 @@ use crate::config::{BatchSize, LatentDtype, VaeConfig};
 use crate::error::{Error, Result};
 use crate::media::{FrameLayout, ModelFrames};
 use crate::torch::Torch;
-use framepipe_proto::ops::{ModelOn, Sampling, VaeEncodeFrames, VaeFacts, VaePlanBatch};
+use framepipe_proto::ops::{
+    ModelOn, Reconstruct, Sampling, VaeEncodeFrames, VaeFacts, VaePlanBatch,
+};
 use framepipe_proto::TorchError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +39,33 @@ pub struct LatentsOutput {
     /// hold their frames).
     #[serde(skip)]
     pub shard_frames: Vec<(u64, u64)>,
+    /// With `vae.reconstruction`: each reconstructed frame's PSNR, in frame order.
+    #[serde(skip)]
+    pub reconstruction: Vec<crate::reconstruction::FramePsnr>,
+}
+
+/// The frames of the batch being collected: output index, seconds, and whether it is
+/// reconstructed.
+#[derive(Default)]
+struct BatchFrames {
+    index: Vec<i64>,
+    time: Vec<f64>,
+    reconstruct: Vec<bool>,
+    /// Where the picture is on these frames' canvases (a batch holds one geometry).
+    content: Option<crate::media::normalize::Rect>,
+}
+
+impl BatchFrames {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.time.clear();
+        self.reconstruct.clear();
+        self.content = None;
+    }
 }
 
 pub struct VaeStage {
@@ -69,7 +98,9 @@ impl VaeStage {
             .map_err(|e| Error::io(&self.dir, "creating the latents folder", e))?;
         let mut timer = BusyTimer::default();
         let mut rgb = ModelFrames::new(self.color_on_device, ff::software::scaling::Flags::POINT);
-        let (mut batch, mut batch_frames) = (FrameBatch::default(), Vec::new());
+        let (mut batch, mut batch_frames) = (FrameBatch::default(), BatchFrames::default());
+        // Frames encoded so far, for `reconstruction.every_n_frames`.
+        let mut encoded = 0u64;
         let mut pixels = FrameLayout::rgb24(0, 0);
         let mut batch_size = self.config.batch_size.initial(self.device);
         // `auto` on CUDA: sized from free device memory once the frame size is known.
@@ -83,6 +114,7 @@ impl VaeStage {
             tiling: self.config.tiling,
             seconds: 0.0,
             shard_frames: Vec::new(),
+            reconstruction: Vec::new(),
         };
         for frame in rx {
             self.cancel.check("vae")?;
@@ -92,11 +124,35 @@ impl VaeStage {
             {
                 continue;
             }
+            if batch_frames.content.is_some_and(|c| c != frame.content) {
+                // A new geometry: the frames so far are compared over their own picture.
+                timer.time(|| {
+                    self.encode(
+                        torch,
+                        &batch,
+                        &batch_frames,
+                        pixels,
+                        &mut batch_size,
+                        &mut shard,
+                        &mut out,
+                    )
+                })?;
+                batch.clear();
+                batch_frames.clear();
+            }
             timer.time(|| -> Result<()> {
                 pixels = batch.add(&mut rgb, &frame.frame, None).map_err(|e| {
                     Error::ffmpeg(&self.source_path, "converting a frame to RGB", e)
                 })?;
-                batch_frames.push(frame.index as i64);
+                batch_frames.index.push(frame.index as i64);
+                batch_frames.time.push(frame.time);
+                batch_frames.content = Some(frame.content);
+                batch_frames.reconstruct.push(
+                    self.config
+                        .reconstruction
+                        .is_some_and(|r| encoded.is_multiple_of(u64::from(r.every_n_frames))),
+                );
+                encoded += 1;
                 if !planned {
                     planned = true;
                     if let Some(planned_size) = self.plan_batch_size(torch, pixels) {
@@ -149,7 +205,7 @@ impl VaeStage {
         &self,
         torch: &Torch,
         rgb: &FrameBatch,
-        frames: &[i64],
+        frames: &BatchFrames,
         pixels: FrameLayout,
         batch_size: &mut usize,
         shard: &mut Shard,
@@ -159,10 +215,19 @@ impl VaeStage {
         let mut done = 0;
         while done < frames.len() {
             let n = (*batch_size).min(frames.len() - done);
-            let chunk = &frames[done..done + n];
-            match self.encode_call(torch, rgb, done..done + n, chunk, pixels, out.tiling) {
-                Ok((shape, values)) => {
+            let part = done..done + n;
+            match self.encode_call(torch, rgb, part.clone(), frames, pixels, out.tiling) {
+                Ok((shape, values, psnr)) => {
+                    let chunk = &frames.index[part.clone()];
                     self.queue(&shape, &values, chunk, shard, out)?;
+                    let chosen = part.filter(|&i| frames.reconstruct[i]);
+                    for (i, psnr) in chosen.zip(psnr) {
+                        out.reconstruction.push(crate::reconstruction::FramePsnr {
+                            frame: frames.index[i] as u64,
+                            time: frames.time[i],
+                            psnr,
+                        });
+                    }
                     done += n;
                 }
                 Err(error) if error.is_out_of_memory() => {
@@ -255,19 +320,26 @@ impl VaeStage {
         }
     }
 
-    /// One model call: latents of `frames` (the `part` of the batch) as (shape per frame, f32
-    /// values).
+    /// One model call: latents of the `part` of the batch as (shape per frame, f32 values, the
+    /// PSNRs of its frames chosen for reconstruction).
     fn encode_call(
         &self,
         torch: &Torch,
         batch: &FrameBatch,
         part: std::ops::Range<usize>,
-        frames: &[i64],
+        all: &BatchFrames,
         pixels: FrameLayout,
         tiling: bool,
-    ) -> std::result::Result<([i64; 3], Vec<f32>), TorchError> {
+    ) -> std::result::Result<([i64; 3], Vec<f32>, Vec<f64>), TorchError> {
+        let frames = &all.index[part.clone()];
         let n = frames.len();
         let size = pixels.picture_size();
+        let reconstruct = self.config.reconstruction.map(|_| Reconstruct {
+            frames: (0..n as u32)
+                .filter(|&i| all.reconstruct[part.start + i as usize])
+                .collect(),
+            picture: all.content.map(crate::media::crop_of),
+        });
         let (frames_in, bytes) = batch.part(part, pixels);
         let request = VaeEncodeFrames {
             on: self.model_on(),
@@ -277,7 +349,7 @@ impl VaeStage {
                 seed,
                 frame_index: frames.iter().map(|&f| f as u64).collect(),
             }),
-            reconstruct: None,
+            reconstruct,
         };
         let (channels, down) = (
             self.model.latent_channels.max(1) as usize,
@@ -291,7 +363,11 @@ impl VaeStage {
         let reply = torch.vae_encode_frames(&request, bytes, &mut values)?;
         let per_frame = reply.shape_per_frame.iter().product::<i64>() as usize;
         values.truncate(n * per_frame);
-        Ok((reply.shape_per_frame, values))
+        Ok((
+            reply.shape_per_frame,
+            values,
+            reply.psnr.unwrap_or_default(),
+        ))
     }
 
     /// Appends latent rows to the open shard, writing it out whenever it is full.

@@ -81,6 +81,9 @@ pub struct Scene {
     /// Zero-shot labels of the scene (CLIP runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<crate::clip_labels::Tag>>,
+    /// How well the VAE reconstructs the scene (`vae.reconstruction` runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconstruction: Option<crate::reconstruction::SceneReconstruction>,
 }
 
 /// The scenes stage: the configured detector, fed every decoded frame.
@@ -269,6 +272,7 @@ pub fn scenes_on_output(
                 end_time,
                 transition_in,
                 tags: None,
+                reconstruction: None,
             }
         })
         .collect()
