@@ -172,6 +172,8 @@ fn synthetic_report(
         latents: None,
         transitions: None,
         clips: None,
+        reconstruction: None,
+        anomalies: None,
         stats: Stats {
             frames,
             wall_seconds: 1.0,

@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 use super::facts::{moov_before_mdat, Facts};
-use super::rules::{AudioRules, LoudnessRule, Range, Rules, SilenceRule, TagsRule};
+use super::rules::{
+    AudioRules, LoudnessRule, Range, Rules, SilenceRule, TagsRule, VaeAnomaliesRule,
+};
 use super::scan::Scan;
 
 #[derive(Debug, Clone, Serialize)]
@@ -14,6 +16,9 @@ pub struct Outcome {
     pub actual: String,
     /// Seconds (start, end) the failure is about, for stretch rules.
     pub at: Option<(f64, f64)>,
+    /// The frames (decode order) the rule flagged, for frame rules (`vae_anomalies`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<Vec<u64>>,
 }
 
 /// The stretch's range for the `actual` text of a passing outcome; a failing one carries it in
@@ -39,6 +44,7 @@ impl Outcome {
             expected: expected.into(),
             actual: actual.into(),
             at: None,
+            frames: None,
         }
     }
 }
@@ -72,6 +78,7 @@ pub fn rule_names(rules: &Rules) -> Vec<&'static str> {
         "silence",
         "loudness",
         "tags",
+        "vae_anomalies",
     ] {
         if !value[name].is_null() {
             names.push(name);
@@ -119,6 +126,9 @@ pub fn evaluate(
         picture_rules(rules, scan, &mut out);
         if let Some(rule) = &rules.silence {
             silence_rule(rule, scan, &mut out);
+        }
+        if let Some(rule) = &rules.vae_anomalies {
+            vae_anomalies_rule(rule, scan, &mut out);
         }
         if let Some(rule) = &rules.tags {
             tags_rule(rule, scan, &mut out);
@@ -436,6 +446,54 @@ fn tags_rule(rule: &TagsRule, scan: &Scan, out: &mut Vec<Outcome>) {
             )
         }
     });
+}
+
+/// `vae_anomalies`: how many frames the reconstruction flagged, each run with its PSNR drop.
+fn vae_anomalies_rule(rule: &VaeAnomaliesRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    let expected = format!(
+        "at most {} frame(s) reconstructed more than {} MADs below their scene's median PSNR",
+        rule.max_frames, rule.sensitivity
+    );
+    let Some(v) = &scan.vae else {
+        out.push(Outcome::new(
+            "vae_anomalies",
+            false,
+            expected,
+            "no frame was reconstructed",
+        ));
+        return;
+    };
+    let flagged = v.findings.flagged.len() as u64;
+    let passed = flagged <= rule.max_frames;
+    let actual = if flagged == 0 {
+        format!(
+            "no frame flagged ({} reconstructed at {}x{}, median PSNR {:.1} dB)",
+            v.frames, v.size.0, v.size.1, v.median_psnr
+        )
+    } else {
+        let runs: Vec<String> = v
+            .findings
+            .anomalies
+            .iter()
+            .map(|a| {
+                format!(
+                    "frames {}-{} ({:.2}-{:.2} s, {:.1} dB, {:.1} dB below the scene)",
+                    a.start_frame, a.end_frame, a.start_time, a.end_time, a.min_psnr, a.drop_db
+                )
+            })
+            .collect();
+        format!("{flagged} frame(s) flagged: {}", runs.join("; "))
+    };
+    let mut o = Outcome::new("vae_anomalies", passed, expected, actual);
+    o.frames = Some(v.findings.flagged.clone());
+    if !passed {
+        o.at = v
+            .findings
+            .anomalies
+            .first()
+            .map(|a| (a.start_time, a.end_time + v.frame_seconds));
+    }
+    out.push(o);
 }
 
 /// `loudness`: integrated loudness and true peak (EBU R128), when there is audio.

@@ -88,6 +88,7 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
                 expected: "a readable video".into(),
                 actual: cause.clone(),
                 at: None,
+                frames: None,
             })
             .collect()
     };
@@ -107,6 +108,7 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
                             "silence",
                             "loudness",
                             "tags",
+                            "vae_anomalies",
                         ] {
                             if eval::rule_names(rules).contains(&rule) {
                                 outcomes.push(Outcome {
@@ -115,6 +117,7 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
                                     expected: "a decodable video".into(),
                                     actual: e.to_string(),
                                     at: None,
+                                    frames: None,
                                 });
                             }
                         }

@@ -180,6 +180,42 @@ pub struct Rules {
     pub loudness: Option<LoudnessRule>,
     /// Zero-shot CLIP expectations on sampled frames.
     pub tags: Option<TagsRule>,
+    /// Visual glitches: frames a VAE reconstructs far worse than the rest of their scene.
+    pub vae_anomalies: Option<VaeAnomaliesRule>,
+}
+
+/// Frames whose VAE round trip (encode, decode, PSNR against the frame) falls more than
+/// `sensitivity` MADs below their scene's median (content detector scenes; see
+/// `crate::reconstruction`): noise bursts, garbage blocks and frames that still decode without
+/// an error. Fails when more than `max_frames` frames are flagged.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaeAnomaliesRule {
+    /// A VAE folder with a decoder (e.g. taef2); relative paths resolve against the rules file.
+    pub model: std::path::PathBuf,
+    #[serde(default)]
+    pub max_frames: u64,
+    /// Frames are scaled to this size first; `null`: the file's own size, rounded to the
+    /// model's multiple. Smaller is faster (the model's cost follows the pixels).
+    #[serde(default = "default_anomaly_size")]
+    pub size: Option<[u32; 2]>,
+    #[serde(default = "default_every")]
+    pub every_n_frames: u32,
+    #[serde(default = "default_anomaly_sensitivity")]
+    pub sensitivity: f64,
+    /// The model's latent grid (pixels per latent), read when the rules are loaded.
+    #[serde(skip)]
+    pub downsampling: u32,
+}
+
+fn default_anomaly_size() -> Option<[u32; 2]> {
+    Some([512, 288])
+}
+fn default_every() -> u32 {
+    1
+}
+fn default_anomaly_sensitivity() -> f64 {
+    crate::reconstruction::DEFAULT_SENSITIVITY
 }
 
 /// CLIP tags of sampled frames: each `must` label reaches its score on some sample, no
@@ -290,6 +326,7 @@ impl Rules {
             || self.silence.is_some()
             || self.loudness.is_some()
             || self.tags.is_some()
+            || self.vae_anomalies.is_some()
     }
 
     fn validate(&self, at: &str) -> std::result::Result<(), String> {
@@ -419,6 +456,26 @@ impl Rules {
                 }
             }
         }
+        if let Some(v) = &self.vae_anomalies {
+            if v.every_n_frames == 0 {
+                return Err(format!(
+                    "{at}.vae_anomalies.every_n_frames: must be at least 1"
+                ));
+            }
+            if !(v.sensitivity.is_finite() && v.sensitivity > 0.0 && v.sensitivity <= 100.0) {
+                return Err(format!(
+                    "{at}.vae_anomalies.sensitivity: must be in (0, 100], got {}",
+                    v.sensitivity
+                ));
+            }
+            if let Some([w, h]) = v.size {
+                if w == 0 || h == 0 || w > 8192 || h > 8192 {
+                    return Err(format!(
+                        "{at}.vae_anomalies.size: [{w}, {h}] must be two sides in [1, 8192]"
+                    ));
+                }
+            }
+        }
         if let Some(f) = &self.frozen {
             if !(f.max_seconds.is_finite() && f.max_seconds >= 0.0) {
                 return Err(format!(
@@ -435,6 +492,45 @@ impl Rules {
         }
         Ok(())
     }
+}
+
+/// Loads the rule's model (libtorch) and returns its latent grid, refusing a folder without a
+/// decoder and a `size` off the grid.
+fn vae_grid(rule: &VaeAnomaliesRule, at: &str) -> std::result::Result<u32, String> {
+    if !rule.model.is_dir() {
+        return Err(format!(
+            "{at}.model: {}: no such folder",
+            rule.model.display()
+        ));
+    }
+    let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
+        .map_err(|m| format!("{at}: {m}"))?
+        .name;
+    let facts = crate::torch::Torch::get()
+        .and_then(|t| {
+            Ok(t.call(&framepipe_proto::ops::VaeInfo {
+                on: framepipe_proto::ops::ModelOn {
+                    model: rule.model.clone(),
+                    device,
+                },
+            })?)
+        })
+        .map_err(|m| format!("{at}.model: {m}"))?;
+    if !facts.decoder {
+        return Err(format!(
+            "{at}.model: {} has no decoder (no *decoder*.safetensors): reconstruction needs one",
+            rule.model.display()
+        ));
+    }
+    let grid = facts.downsampling.max(1) as u32;
+    if let Some([w, h]) = rule.size {
+        if w % grid != 0 || h % grid != 0 {
+            return Err(format!(
+                "{at}.size: [{w}, {h}] is not on the model's latent grid: both sides must be multiples of {grid}"
+            ));
+        }
+    }
+    Ok(grid)
 }
 
 impl RulesFile {
@@ -455,6 +551,11 @@ impl RulesFile {
                         ),
                     ));
                 }
+            }
+            if let Some(vae) = set.rules.vae_anomalies.as_mut() {
+                vae.model = crate::config::resolve_relative(path, &vae.model);
+                let at = format!("rule_sets[{i}].rules.vae_anomalies");
+                vae.downsampling = vae_grid(vae, &at).map_err(|m| Error::config(path, m))?;
             }
         }
         Ok(rules)

@@ -33,6 +33,141 @@ pub struct Scan {
     pub audio: Option<super::audio::AudioScan>,
     /// Highest score each tag label reached over the sampled frames (tags rule only).
     pub tag_scores: Option<Vec<(String, f64)>>,
+    /// The VAE's reconstruction of the sampled frames (vae_anomalies rule only, when any frame
+    /// was sampled).
+    pub vae: Option<VaeScan>,
+}
+
+/// What the vae_anomalies rule found.
+#[derive(Debug, Clone)]
+pub struct VaeScan {
+    pub frames: usize,
+    /// The size frames were reconstructed at.
+    pub size: (u32, u32),
+    pub median_psnr: f64,
+    /// One frame's duration (the end of a range of flagged frames).
+    pub frame_seconds: f64,
+    pub findings: crate::reconstruction::Findings,
+}
+
+/// Frames for the vae_anomalies rule, scaled to the rule's size, encoded and decoded again in
+/// batches through the libtorch library (one model call per batch returns their PSNRs).
+struct VaeSampler {
+    rule: super::rules::VaeAnomaliesRule,
+    device: crate::device::Device,
+    rgb: crate::media::RgbFrames,
+    size: (u32, u32),
+    batch: Vec<u8>,
+    batch_frames: Vec<(u64, f64)>,
+    samples: Vec<crate::reconstruction::FramePsnr>,
+    latents: Vec<f32>,
+}
+
+impl VaeSampler {
+    fn new(path: &Path, rule: &super::rules::VaeAnomaliesRule, info: &SourceInfo) -> Result<Self> {
+        let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
+            .map_err(|m| Error::input(path, format!("vae_anomalies: {m}")))?
+            .name;
+        let grid = rule.downsampling.max(1);
+        // The file's own size on the model's grid: the nearest multiple, at least one.
+        let on_grid = |v: u32| (((v + grid / 2) / grid).max(1)) * grid;
+        let size = match rule.size {
+            Some([w, h]) => (w, h),
+            None => (on_grid(info.width), on_grid(info.height)),
+        };
+        Ok(VaeSampler {
+            rule: rule.clone(),
+            device,
+            rgb: crate::media::RgbFrames::new(size.0, size.1, scaling::Flags::BICUBIC),
+            size,
+            batch: Vec::new(),
+            batch_frames: Vec::new(),
+            samples: Vec::new(),
+            latents: Vec::new(),
+        })
+    }
+
+    fn batch_size(&self) -> usize {
+        if self.device.is_cuda() {
+            16
+        } else {
+            4
+        }
+    }
+
+    fn push(&mut self, path: &Path, index: u64, time: f64, frame: &ff::frame::Video) -> Result<()> {
+        if !index.is_multiple_of(u64::from(self.rule.every_n_frames)) {
+            return Ok(());
+        }
+        self.rgb
+            .append(frame, None, &mut self.batch)
+            .map_err(|e| Error::ffmpeg(path, "scaling a frame", e))?;
+        self.batch_frames.push((index, time));
+        if self.batch_frames.len() == self.batch_size() {
+            self.flush(path)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, path: &Path) -> Result<()> {
+        let n = self.batch_frames.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let torch = crate::torch::Torch::get()
+            .map_err(|m| Error::input(path, format!("vae_anomalies: {m}")))?;
+        let request = framepipe_proto::ops::VaeEncodeFrames {
+            on: framepipe_proto::ops::ModelOn {
+                model: self.rule.model.clone(),
+                device: self.device,
+            },
+            frames: framepipe_proto::ops::Frames {
+                n: n as u32,
+                layout: crate::media::FrameLayout::rgb24(self.size.0, self.size.1),
+                canvases: None,
+            },
+            tiling: false,
+            sampling: None,
+            reconstruct: Some(framepipe_proto::ops::Reconstruct {
+                frames: (0..n as u32).collect(),
+                picture: None,
+            }),
+        };
+        // Room for the latents of any model of this grid (at most 64 channels); not kept.
+        let grid = self.rule.downsampling.max(1) as usize;
+        let cells = (self.size.0 as usize / grid) * (self.size.1 as usize / grid);
+        self.latents.resize(n * 64 * cells, 0.0);
+        let reply = torch
+            .vae_encode_frames(&request, &self.batch, &mut self.latents)
+            .map_err(|m| Error::input(path, format!("vae_anomalies: {m}")))?;
+        let psnr = reply.psnr.unwrap_or_default();
+        for (&(frame, time), psnr) in self.batch_frames.iter().zip(psnr) {
+            self.samples
+                .push(crate::reconstruction::FramePsnr { frame, time, psnr });
+        }
+        self.batch.clear();
+        self.batch_frames.clear();
+        Ok(())
+    }
+
+    fn finish(mut self, path: &Path, cuts: &[u64], fps: f64) -> Result<Option<VaeScan>> {
+        self.flush(path)?;
+        if self.samples.is_empty() {
+            return Ok(None);
+        }
+        let mut starts = vec![0];
+        starts.extend_from_slice(cuts);
+        let findings = crate::reconstruction::find(&self.samples, &starts, self.rule.sensitivity);
+        let mut psnr: Vec<f64> = self.samples.iter().map(|s| s.psnr).collect();
+        psnr.sort_by(f64::total_cmp);
+        Ok(Some(VaeScan {
+            frames: self.samples.len(),
+            size: self.size,
+            median_psnr: psnr[psnr.len() / 2],
+            frame_seconds: if fps > 0.0 { 1.0 / fps } else { 0.0 },
+            findings,
+        }))
+    }
 }
 
 /// Frames for the tags rule, shrunk so their short side is 224 (CLIP's input size; the model's
@@ -190,14 +325,19 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
     let mut black = Runs::default();
     let mut frozen = Runs::default();
     let (sw, sh) = processing_size(info.width, info.height);
-    let mut scenes = rules.scenes.map(|_| {
+    // Content scenes: the scenes rule counts them, vae_anomalies takes each one's baseline.
+    let mut scenes = (rules.scenes.is_some() || rules.vae_anomalies.is_some()).then(|| {
         (
             SmallFrames::new(sw, sh),
             ContentDetector::new(ContentDetectorConfig::default())
                 .expect("default settings are valid"),
-            0usize,
+            Vec::<u64>::new(),
         )
     });
+    let mut reconstruction = match &rules.vae_anomalies {
+        Some(rule) => Some(VaeSampler::new(path, rule, info)?),
+        None => None,
+    };
     let mut tagger = match &rules.tags {
         Some(rule) => Some(TagSampler::new(path, rule, info)?),
         None => None,
@@ -251,15 +391,17 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
         if let Some(tags) = tagger.as_mut() {
             tags.push(path, frame.index, &frame.frame)?;
         }
+        if let Some(vae) = reconstruction.as_mut() {
+            vae.push(path, frame.index, frame.time, &frame.frame)?;
+        }
         if let Some((small, detector, cuts)) = scenes.as_mut() {
             let (bgr, stride) = small
                 .convert(&frame.frame)
                 .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
-            if detector
-                .process_bgr(frame.index, bgr, sw as usize, sh as usize, stride)
-                .is_some()
+            if let Some(cut) =
+                detector.process_bgr(frame.index, bgr, sw as usize, sh as usize, stride)
             {
-                *cuts += 1;
+                cuts.push(cut);
             }
         }
         Ok(())
@@ -335,10 +477,20 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
             .into_iter()
             .map(|(s, e)| ((s - frame_step).max(0.0), e))
             .collect(),
-        scenes: scenes.map(|(_, _, cuts)| cuts + 1),
+        scenes: rules
+            .scenes
+            .and(scenes.as_ref())
+            .map(|(_, _, cuts)| cuts.len() + 1),
         audio: audio.map(|a| a.finish()).transpose()?,
         tag_scores: match tagger {
             Some(t) => t.finish(path)?,
+            None => None,
+        },
+        vae: match reconstruction {
+            Some(v) => {
+                let cuts = scenes.as_ref().map_or(&[][..], |(_, _, c)| c.as_slice());
+                v.finish(path, cuts, info.fps)?
+            }
             None => None,
         },
     })

@@ -44,6 +44,10 @@ pub struct LatentsOutput {
     pub reconstruction: Vec<crate::reconstruction::FramePsnr>,
 }
 
+/// One model call's results: the latent shape per frame, the f32 latents, and the PSNRs of the
+/// frames reconstructed.
+type EncodedPart = ([i64; 3], Vec<f32>, Vec<f64>);
+
 /// The frames of the batch being collected: output index, seconds, and whether it is
 /// reconstructed.
 #[derive(Default)]
@@ -330,7 +334,7 @@ impl VaeStage {
         all: &BatchFrames,
         pixels: FrameLayout,
         tiling: bool,
-    ) -> std::result::Result<([i64; 3], Vec<f32>, Vec<f64>), TorchError> {
+    ) -> std::result::Result<EncodedPart, TorchError> {
         let frames = &all.index[part.clone()];
         let n = frames.len();
         let size = pixels.picture_size();
