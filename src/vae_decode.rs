@@ -245,11 +245,13 @@ enum Sink {
 
 /// Decodes the latents of `request` and writes them (see the module comment).
 pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
-    let paths = latent_files(request.latents)?;
+    // Everything refused before decoding is the command's to fix: exit 2, nothing written.
+    let paths = latent_files(request.latents).map_err(Error::setup)?;
     let files = paths
         .iter()
         .map(|p| LatentFile::open(p))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+        .map_err(Error::setup)?;
     let torch = Torch::get()
         .map_err(|m| Error::input(request.model, format!("VAE needs libtorch: {m}")))?;
     let on = ModelOn {
@@ -258,14 +260,14 @@ pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
     };
     let facts = torch
         .call(&VaeInfo { on: on.clone() })
-        .map_err(|e| Error::input(request.model, e.message))?;
-    check_model(&files, request.model, &facts)?;
+        .map_err(|e| Error::input(request.model, e.message).setup())?;
+    check_model(&files, request.model, &facts).map_err(Error::setup)?;
     let mp4 = request
         .out
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("mp4"));
     let fps = if mp4 {
-        Some(frame_rate(&files[0], request.fps)?)
+        Some(frame_rate(&files[0], request.fps).map_err(Error::setup)?)
     } else {
         None
     };
