@@ -40,8 +40,8 @@ fn rate(rounds: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// (decode, roundtrip) frames/s of the model in `folder` with `channels` latent channels.
-fn ours(folder: &Path, channels: i64, rounds: usize) -> (f64, f64) {
+/// (decode, encode, roundtrip) frames/s of the model in `folder` with `channels` latent channels.
+fn ours(folder: &Path, channels: i64, rounds: usize) -> (f64, f64, f64) {
     let on = ModelOn {
         model: folder.to_path_buf(),
         device: Device::Cpu,
@@ -63,7 +63,7 @@ fn ours(folder: &Path, channels: i64, rounds: usize) -> (f64, f64) {
     let frames: Vec<u8> = (0..rgb.len())
         .map(|i| (i * 2654435761 >> 13) as u8)
         .collect();
-    let encode = VaeEncodeFrames {
+    let mut encode = VaeEncodeFrames {
         on,
         frames: Frames {
             n: BATCH,
@@ -81,7 +81,11 @@ fn ours(folder: &Path, channels: i64, rounds: usize) -> (f64, f64) {
     let roundtrip_rate = rate(rounds, || {
         vae::encode_frames(&encode, &frames, &mut out).expect("roundtrip");
     });
-    (decode_rate, roundtrip_rate)
+    encode.reconstruct = None;
+    let encode_rate = rate(rounds, || {
+        vae::encode_frames(&encode, &frames, &mut out).expect("encode");
+    });
+    (decode_rate, encode_rate, roundtrip_rate)
 }
 
 fn main() {
@@ -109,16 +113,21 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
     let reference: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let (decode_ref, roundtrip_ref) = (
+    let (decode_ref, encode_ref, roundtrip_ref) = (
         reference["decode"].as_f64().unwrap(),
+        reference["encode"].as_f64().unwrap(),
         reference["roundtrip"].as_f64().unwrap(),
     );
-    let (decode, roundtrip) = ours(folder.path(), 4, rounds);
+    let (decode, encode, roundtrip) = ours(folder.path(), 4, rounds);
     println!(
         "TAESD-shape AutoencoderTiny, fp32, {W}x{H}, batches of {BATCH}, {threads} CPU threads (diffusers with torch {}):",
         reference["torch"]
     );
     println!("  decode:    framepipe {decode:.2} frames/s, diffusers {decode_ref:.2}, ratio {:.3} (target >= 1.0)", decode / decode_ref);
+    println!(
+        "  encode:    framepipe {encode:.2} frames/s, diffusers {encode_ref:.2}, ratio {:.3}",
+        encode / encode_ref
+    );
     println!("  roundtrip: framepipe {roundtrip:.2} frames/s, diffusers {roundtrip_ref:.2}, ratio {:.3} (target >= 1.0)", roundtrip / roundtrip_ref);
     // The shared folder beside the clone, as the tests find it (`FRAMEPIPE_SHARED` overrides).
     let shared = match std::env::var_os("FRAMEPIPE_SHARED") {
@@ -129,8 +138,8 @@ fn main() {
     };
     let taef2 = shared.join("models").join("taef2");
     if taef2.is_dir() {
-        let (d, r) = ours(&PathBuf::from(&taef2), 32, rounds);
-        println!("  real taef2 (no PyTorch reference): decode {d:.2} frames/s, roundtrip {r:.2} frames/s");
+        let (d, e, r) = ours(&PathBuf::from(&taef2), 32, rounds);
+        println!("  real taef2 (no PyTorch reference): decode {d:.2} frames/s, encode {e:.2}, roundtrip {r:.2}");
     } else {
         println!("  SKIP taef2: {} is absent", taef2.display());
     }

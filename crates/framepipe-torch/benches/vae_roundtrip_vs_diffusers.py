@@ -6,7 +6,8 @@ commands do per batch:
   decode:    stored latents -> 8-bit RGB frames (`framepipe vae decode`);
   roundtrip: 8-bit RGB frames -> latents -> decoded -> 8-bit -> PSNR per frame (the
              `vae_anomalies` check rule and `vae.reconstruction`).
-Prints {"decode": frames/s, "roundtrip": frames/s, "torch": version} (medians over ROUNDS).
+  encode:    8-bit RGB frames -> latents (for comparison: what the roundtrip adds to decode).
+Prints {"decode", "encode", "roundtrip": frames/s, "torch": version} (medians over ROUNDS).
 Usage: vae_roundtrip_vs_diffusers.py FOLDER THREADS ROUNDS BATCH W H"""
 import json
 import statistics
@@ -20,10 +21,7 @@ folder = sys.argv[1]
 threads, rounds, batch, w, h = (int(a) for a in sys.argv[2:7])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-vae = AutoencoderTiny().eval()
-with torch.no_grad():
-    for p in vae.parameters():
-        p.copy_(torch.randn_like(p) * 0.05)
+vae = AutoencoderTiny().eval()  # diffusers' own initialization, seeded
 vae.save_pretrained(folder)
 
 
@@ -33,6 +31,10 @@ def to_8bit(x):
 
 def decode(z):
     return to_8bit(vae.decode(z).sample).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def encode(rgb):
+    return vae.encode(rgb.permute(0, 3, 1, 2).float() / 255 * 2 - 1).latents
 
 
 def roundtrip(rgb):
@@ -55,5 +57,6 @@ def rate(fn, x):
 
 z = torch.randn(batch, 4, h // 8, w // 8)
 rgb = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
-print(json.dumps({"decode": rate(decode, z), "roundtrip": rate(roundtrip, rgb),
+print(json.dumps({"decode": rate(decode, z), "encode": rate(encode, rgb),
+                  "roundtrip": rate(roundtrip, rgb),
                   "torch": torch.__version__}))

@@ -143,6 +143,21 @@ impl Vae {
     }
 }
 
+/// Latents laid out for the decoder, whose convolutions keep their input's layout: channels-last
+/// on the CPU, where oneDNN ran the TAESD decoder 1.35x faster that way than on NCHW (diffusers
+/// too: 0.86 against 1.16 s a 512x288 frame on the dev box; `index_select` and `from_slice`
+/// give NCHW); NCHW on CUDA, where GroupNorm wants it (see `encode_uploaded`).
+fn decoder_layout(z: &Tensor) -> Result<Tensor, TorchError> {
+    if z.device().is_cuda() {
+        return z.f_contiguous().map_err(torch_error);
+    }
+    // tch has no memory-format API: NHWC memory seen as NCHW is channels-last.
+    z.f_permute([0, 2, 3, 1])
+        .and_then(|t| t.f_contiguous())
+        .and_then(|t| t.f_permute([0, 3, 1, 2]))
+        .map_err(torch_error)
+}
+
 /// Images in [0, 1] as 8-bit values (still float): what a decoded frame is once stored.
 fn to_8bit(x01: &Tensor) -> Result<Tensor, TorchError> {
     x01.f_to_kind(Kind::Float)
@@ -360,6 +375,7 @@ pub fn decode_frames(
             .and_then(|t| t.f_to_device(device))
             .and_then(|t| t.f_to_kind(model_kind(vae)))
             .map_err(torch_error)?;
+        let z = decoder_layout(&z)?;
         let images = tch::no_grad(|| vae.decode_with(&z, op.tiling))?;
         let rgb = to_8bit(&images)?
             .f_to_kind(Kind::Uint8)
@@ -543,7 +559,8 @@ fn encode_uploaded(
                     .and_then(|t| t.f_to_device(device))
                     .map_err(torch_error)?;
             let pick = |t: &Tensor| t.f_index_select(0, &chosen).map_err(torch_error);
-            let decoded = tch::no_grad(|| vae.decode_with(&pick(&latents)?, options.tiling))?;
+            let z = decoder_layout(&pick(&latents)?)?;
+            let decoded = tch::no_grad(|| vae.decode_with(&z, options.tiling))?;
             Some(psnr_8bit(&pick(&rgb)?, &decoded, r.picture)?)
         }
     };
