@@ -61,7 +61,7 @@ fn ours(folder: &Path, channels: i64, rounds: usize) -> (f64, f64, f64) {
         vae::decode_frames(&decode, &latents, &mut rgb).expect("decode");
     });
     let frames: Vec<u8> = (0..rgb.len())
-        .map(|i| (i * 2654435761 >> 13) as u8)
+        .map(|i| ((i * 2654435761) >> 13) as u8)
         .collect();
     let mut encode = VaeEncodeFrames {
         on,
