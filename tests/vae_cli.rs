@@ -78,7 +78,11 @@ fn taef2_round_trip_on_real_footage() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let decoded = PathBuf::from(json["files"][0].as_str().unwrap());
+    assert_eq!(
+        (json["format"].as_str(), json["frames"].as_u64()),
+        (Some("png"), Some(1))
+    );
+    let decoded = frames.join("000000.png");
     let v = ffprobe(&decoded, &["-show_streams"]);
     assert_eq!(
         (
