@@ -39,6 +39,8 @@ pub struct Job<'a> {
     pub labels: Option<&'a crate::clip_labels::LabelSet>,
     /// How the run's VAE scales its latents, when the pipeline makes them.
     pub vae: Option<&'a VaeInfo>,
+    /// The run's VAE folder fingerprint, recorded in the shards' metadata.
+    pub vae_fingerprint: Option<&'a str>,
 }
 
 /// What the VAE model says about its latents (asked once per run, before decoding).
@@ -102,14 +104,12 @@ impl Job<'_> {
                         crate::vae_decode::META_EVERY,
                         cfg.every_n_frames.to_string(),
                     ),
-                    (
-                        crate::vae_decode::META_FINGERPRINT,
-                        crate::model_id::fingerprint(&cfg.model).map_err(|e| {
-                            Error::io(&cfg.model, "reading the model to fingerprint it", e)
-                        })?,
-                    ),
                 ]
                 .into_iter()
+                .chain(
+                    self.vae_fingerprint
+                        .map(|f| (crate::vae_decode::META_FINGERPRINT, f.to_string())),
+                )
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
                 Some(crate::pipeline::LatentsTarget {

@@ -31,6 +31,7 @@ pub mod error;
 pub mod export;
 pub mod gpu;
 pub mod job;
+pub mod latent_shard;
 pub mod logging;
 pub mod media;
 pub mod model_id;

@@ -34,6 +34,8 @@ pub struct Session {
     pub labels: Option<LabelSet>,
     /// How the run's VAE scales its latents.
     pub vae: Option<VaeInfo>,
+    /// The VAE folder's fingerprint, recorded in every latent shard (read once for the run).
+    pub vae_fingerprint: Option<String>,
 }
 
 impl Session {
@@ -65,12 +67,25 @@ impl Session {
             Some(vae) => Some(vae_facts(vae, device.name, &config_path)?),
             None => None,
         };
+        let vae_fingerprint = match &config.vae {
+            Some(vae) => Some(crate::model_id::fingerprint(&vae.model).map_err(|e| {
+                Error::config(
+                    &config_path,
+                    format!(
+                        "vae.model: {}: cannot read it to fingerprint it: {e}",
+                        vae.model.display()
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(Session {
             config,
             config_path,
             device,
             labels,
             vae,
+            vae_fingerprint,
         })
     }
 
@@ -90,6 +105,7 @@ impl Session {
             threads_per_input,
             labels: self.labels.as_ref(),
             vae: self.vae.as_ref(),
+            vae_fingerprint: self.vae_fingerprint.as_deref(),
         }
     }
 }

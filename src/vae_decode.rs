@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
 use framepipe_proto::ops::{ModelOn, VaeDecodeFrames, VaeFacts, VaeInfo};
-use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
 
 use crate::config::EncodeConfig;
 use crate::error::{Error, Result};
+use crate::latent_shard::LatentShard;
 use crate::media::encode::{Colour, Muxer, VideoSettings};
 use crate::torch::Torch;
 
@@ -52,76 +52,26 @@ pub struct DecodedLatents {
     pub sources: Vec<String>,
 }
 
-/// One latents file's header: its rows' shape and where the values are.
+/// One latents file of LATENTS, mapped, its header checked.
 struct LatentFile {
     path: PathBuf,
-    bytes: Vec<u8>,
-    dtype: Dtype,
-    rows: usize,
+    shard: LatentShard,
+    /// C, h, w, as the boundary takes them.
     shape: [i64; 3],
-    metadata: std::collections::HashMap<String, String>,
 }
 
 impl LatentFile {
     fn open(path: &Path) -> Result<LatentFile> {
-        let bad = |m: String| Error::input(path, m);
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading latents", e))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        let tensors = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let latents = tensors
-            .tensor("latents")
-            .map_err(|_| bad("no tensor named `latents`".into()))?;
-        let (dtype, shape) = (latents.dtype(), latents.shape().to_vec());
-        if !matches!(dtype, Dtype::F16 | Dtype::BF16 | Dtype::F32) {
-            return Err(bad(format!(
-                "`latents` is {dtype:?}; expected F16, BF16 or F32"
-            )));
+        let shard = LatentShard::open(path).map_err(|m| Error::input(path, m))?;
+        if shard.rows == 0 {
+            return Err(Error::input(path, "`latents` holds no frame"));
         }
-        let &[rows, c, h, w] = shape.as_slice() else {
-            return Err(bad(format!(
-                "`latents` has shape {shape:?}; expected [N, C, h, w]"
-            )));
-        };
-        if rows == 0 {
-            return Err(bad("`latents` holds no frame".into()));
-        }
+        let [c, h, w] = shard.row_shape.map(|d| d as i64);
         Ok(LatentFile {
             path: path.to_path_buf(),
-            dtype,
-            rows,
-            shape: [c as i64, h as i64, w as i64],
-            metadata,
-            bytes,
+            shard,
+            shape: [c, h, w],
         })
-    }
-
-    /// Rows `range` as f32, row after row.
-    fn rows_f32(&self, range: std::ops::Range<usize>) -> Vec<f32> {
-        let tensors = SafeTensors::deserialize(&self.bytes).expect("checked when opened");
-        let data = tensors
-            .tensor("latents")
-            .expect("checked when opened")
-            .data();
-        let per_row: usize = self.shape.iter().product::<i64>() as usize;
-        let size = self.dtype.bitsize() / 8;
-        let bytes = &data[range.start * per_row * size..range.end * per_row * size];
-        match self.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            _ => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        }
     }
 }
 
@@ -184,7 +134,7 @@ fn check_model(files: &[LatentFile], model: &Path, facts: &VaeFacts) -> Result<(
                 ),
             ));
         }
-        if let Some(recorded) = file.metadata.get(META_FINGERPRINT) {
+        if let Some(recorded) = file.shard.metadata.get(META_FINGERPRINT) {
             if *recorded != fingerprint {
                 return Err(Error::input(
                     &file.path,
@@ -211,6 +161,7 @@ fn frame_rate(first: &LatentFile, fps: Option<f64>) -> Result<f64> {
         )));
     }
     let recorded = first
+        .shard
         .metadata
         .get(META_FPS)
         .and_then(|v| v.parse::<f64>().ok())
@@ -222,6 +173,7 @@ fn frame_rate(first: &LatentFile, fps: Option<f64>) -> Result<f64> {
             )
         })?;
     let every = first
+        .shard
         .metadata
         .get(META_EVERY)
         .and_then(|v| v.parse::<f64>().ok())
@@ -311,17 +263,18 @@ pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
             dir: request.out.to_path_buf(),
         }
     };
-    let batch = if request.device.is_cuda() { 16 } else { 4 };
+    // Frames per model call: what the vae stage starts `"auto"` at.
+    let batch = crate::config::BatchSize::Auto.initial(request.device);
     let frame_bytes = width as usize * height as usize * 3;
     let per_row = files[0].shape.iter().product::<i64>() as usize;
     let mut rgb = vec![0u8; batch * frame_bytes];
     let mut written = 0u64;
     let result = (|| -> Result<()> {
         for file in &files {
-            for start in (0..file.rows).step_by(batch) {
-                let end = (start + batch).min(file.rows);
+            for start in (0..file.shard.rows).step_by(batch) {
+                let end = (start + batch).min(file.shard.rows);
                 let n = end - start;
-                let values = file.rows_f32(start..end);
+                let values = file.shard.rows_f32(start..end);
                 debug_assert_eq!(values.len(), n * per_row);
                 let op = VaeDecodeFrames {
                     on: on.clone(),

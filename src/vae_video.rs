@@ -119,7 +119,12 @@ pub fn encode_video(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    write(out, &latents, &index, &shape_per_frame, f16, metadata)
+    let dtype = if f16 {
+        framepipe_proto::ops::LatentDtype::F16
+    } else {
+        framepipe_proto::ops::LatentDtype::F32
+    };
+    crate::latent_shard::write(out, &latents, &shape_per_frame, &index, dtype, metadata)
         .map_err(|e| Error::io(out, "writing latents", e))?;
     Ok(VideoLatents {
         out: out.display().to_string(),
@@ -129,47 +134,4 @@ pub fn encode_video(
         scaling_factor: facts.scaling_factor,
         shift_factor: facts.shift_factor,
     })
-}
-
-fn write(
-    out: &Path,
-    latents: &[f32],
-    index: &[i64],
-    shape: &[i64],
-    f16: bool,
-    metadata: std::collections::HashMap<String, String>,
-) -> std::io::Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let mut full = vec![index.len()];
-    full.extend(shape.iter().map(|&d| d as usize));
-    let (dtype, bytes): (Dtype, Vec<u8>) = if f16 {
-        (
-            Dtype::F16,
-            latents
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect(),
-        )
-    } else {
-        (
-            Dtype::F32,
-            latents.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        )
-    };
-    let index_bytes: Vec<u8> = index.iter().flat_map(|i| i.to_le_bytes()).collect();
-    let views = vec![
-        (
-            "latents",
-            TensorView::new(dtype, full, &bytes).map_err(std::io::Error::other)?,
-        ),
-        (
-            "frame_index",
-            TensorView::new(Dtype::I64, vec![index.len()], &index_bytes)
-                .map_err(std::io::Error::other)?,
-        ),
-    ];
-    std::fs::write(
-        out,
-        safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?,
-    )
 }

@@ -34,23 +34,6 @@ fn encoder_only(dir: &Path) -> PathBuf {
     folder
 }
 
-fn python_json(script: &str, args: &[&std::ffi::OsStr]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(script);
-    let out = Command::new(venv_python())
-        .arg(path)
-        .args(args)
-        .output()
-        .expect("the venv's python runs");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
-}
-
 #[test]
 fn run_reconstruction_psnr_equals_diffusers_over_the_picture() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +66,7 @@ fn run_reconstruction_psnr_equals_diffusers_over_the_picture() {
     assert!(content.x > 0 && content.width < 1280, "{content:?}");
     // Encoded: frames 0, 2, ..., 24 (13); reconstructed: every 2nd of those.
     let want_frames: Vec<u64> = (0..25).step_by(4).collect();
-    let judged = python_json(
+    let judged: Value = fixture_json(
         "reconstruction_reference.py",
         &[
             tiny_fixture().as_os_str(),

@@ -87,12 +87,9 @@ impl VaeSampler {
         })
     }
 
+    /// Frames per model call: what the vae stage starts `"auto"` at.
     fn batch_size(&self) -> usize {
-        if self.device.is_cuda() {
-            16
-        } else {
-            4
-        }
+        crate::config::BatchSize::Auto.initial(self.device)
     }
 
     fn push(&mut self, path: &Path, index: u64, time: f64, frame: &ff::frame::Video) -> Result<()> {

@@ -6,21 +6,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 
 use super::npy;
 use super::ExportError;
 use crate::clips::record::{ClipRecord, CLIPS_FILE};
+use crate::latent_shard::LatentShard;
 
-/// One mapped shard with its header read.
+/// One mapped shard with its header read, and its `frame_index` (which clips need).
 struct Shard {
-    map: memmap2::Mmap,
-    dtype: Dtype,
-    /// C, h, w.
-    row_shape: [usize; 3],
-    /// Where `latents`' data starts in the file, and one row's bytes.
-    data_start: usize,
-    row_bytes: usize,
+    shard: LatentShard,
     frames: Vec<i64>,
 }
 
@@ -83,10 +78,9 @@ impl<'a> Shards<'a> {
         };
         let mut data = Vec::with_capacity(located.found * c * h * w * out_dtype.size());
         for (path, rows) in &located.picked {
-            let shard = &self.open[path];
+            let shard = &self.open[path].shard;
             for &i in rows {
-                let start = shard.data_start + i * shard.row_bytes;
-                let bytes = &shard.map[start..start + shard.row_bytes];
+                let bytes = shard.row(i);
                 match dtype {
                     Dtype::BF16 => data.extend(bytes.chunks_exact(2).flat_map(|b| {
                         // bf16 is the top half of an f32.
@@ -116,7 +110,7 @@ impl<'a> Shards<'a> {
         for file in &latents.files {
             let path = super::inside(self.dir, file, &clip.id, "latent shard")?;
             let shard = self.shard(&path)?;
-            let here = (shard.dtype, shard.row_shape);
+            let here = (shard.shard.dtype, shard.shard.row_shape);
             match kind {
                 None => kind = Some(here),
                 Some(first) if first != here => {
@@ -167,50 +161,10 @@ impl<'a> Shards<'a> {
 }
 
 fn open_shard(path: &Path) -> Result<Shard, ExportError> {
-    let bad = |message: String| ExportError::input(path, message);
-    let file = std::fs::File::open(path).map_err(|e| bad(format!("latent shard: {e}")))?;
-    // SAFETY: finished outputs are not written to again (a rerun replaces the folder by a rename,
-    // which leaves this mapping's file intact).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(format!("mapping: {e}")))?;
-    let (header_len, metadata) = SafeTensors::read_metadata(&map)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let data_base = 8 + header_len;
-    let info = |name: &str| {
-        metadata
-            .info(name)
-            .ok_or_else(|| bad(format!("no `{name}` tensor")))
-    };
-    let latents = info("latents")?;
-    let index = info("frame_index")?;
-    let dtype = latents.dtype;
-    if !matches!(dtype, Dtype::F16 | Dtype::BF16 | Dtype::F32) {
-        return Err(bad(format!(
-            "`latents` is {dtype:?}; expected F16, BF16 or F32"
-        )));
-    }
-    let &[n, c, h, w] = latents.shape.as_slice() else {
-        return Err(bad(format!(
-            "`latents` has shape {:?}; expected [N, C, h, w]",
-            latents.shape
-        )));
-    };
-    if index.dtype != Dtype::I64 || index.shape != [n] {
-        return Err(bad(format!(
-            "`frame_index` is {:?} {:?}; expected I64 [{n}] (one per latent row)",
-            index.dtype, index.shape
-        )));
-    }
-    let (start, end) = index.data_offsets;
-    let frames = map[data_base + start..data_base + end]
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
-    Ok(Shard {
-        dtype,
-        row_shape: [c, h, w],
-        data_start: data_base + latents.data_offsets.0,
-        row_bytes: c * h * w * dtype.bitsize() / 8,
-        frames,
-        map,
-    })
+    let shard = LatentShard::open(path).map_err(|m| ExportError::input(path, m))?;
+    let frames = shard
+        .frames
+        .clone()
+        .ok_or_else(|| ExportError::input(path, "no `frame_index` tensor"))?;
+    Ok(Shard { shard, frames })
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::frame_batch::FrameBatch;
 use super::normalize::NormFrame;
 use super::{BusyTimer, Cancel};
-use crate::config::{BatchSize, LatentDtype, VaeConfig};
+use crate::config::{BatchSize, VaeConfig};
 use crate::error::{Error, Result};
 use crate::media::{FrameLayout, ModelFrames};
 use crate::torch::Torch;
@@ -128,8 +128,10 @@ impl VaeStage {
             {
                 continue;
             }
-            if batch_frames.content.is_some_and(|c| c != frame.content) {
-                // A new geometry: the frames so far are compared over their own picture.
+            // A full batch is encoded when the next frame comes (or at the end); so is one of
+            // another geometry, whose frames are compared over their own picture.
+            let full = batch_frames.len() >= batch_size;
+            if full || batch_frames.content.is_some_and(|c| c != frame.content) {
                 timer.time(|| {
                     self.encode(
                         torch,
@@ -165,21 +167,6 @@ impl VaeStage {
                 }
                 Ok(())
             })?;
-            if batch_frames.len() >= batch_size {
-                timer.time(|| {
-                    self.encode(
-                        torch,
-                        &batch,
-                        &batch_frames,
-                        pixels,
-                        &mut batch_size,
-                        &mut shard,
-                        &mut out,
-                    )
-                })?;
-                batch.clear();
-                batch_frames.clear();
-            }
         }
         timer.time(|| -> Result<()> {
             self.encode(
@@ -398,50 +385,23 @@ impl VaeStage {
     }
 
     fn write_shard(&self, shard: &mut Shard, out: &mut LatentsOutput) -> Result<()> {
-        use safetensors::tensor::{Dtype, TensorView};
         if shard.frames.is_empty() {
             return Ok(());
         }
         let name = format!("{:06}.safetensors", out.files.len());
         let path = self.dir.join(&name);
         let n = shard.frames.len();
-        let mut shape = vec![n];
-        shape.extend(out.shape_per_frame.iter().map(|&d| d as usize));
-        let (dtype, bytes): (Dtype, Vec<u8>) = match self.config.dtype {
-            LatentDtype::F32 => (
-                Dtype::F32,
-                shard.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-            LatentDtype::F16 => (
-                Dtype::F16,
-                shard
-                    .values
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                    .collect(),
-            ),
-        };
-        let index: Vec<u8> = shard.frames.iter().flat_map(|f| f.to_le_bytes()).collect();
         let mut metadata = self.metadata.clone();
         metadata.insert("tiling".into(), out.tiling.to_string());
-        let write = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-            let views = vec![
-                ("latents", TensorView::new(dtype, shape.clone(), &bytes)?),
-                ("frame_index", TensorView::new(Dtype::I64, vec![n], &index)?),
-            ];
-            std::fs::write(
-                &path,
-                safetensors::serialize(views, Some(metadata.clone()))?,
-            )?;
-            Ok(())
-        };
-        write().map_err(|e| {
-            Error::io(
-                &path,
-                "writing a latents shard",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        crate::latent_shard::write(
+            &path,
+            &shard.values,
+            &out.shape_per_frame,
+            &shard.frames,
+            self.config.dtype,
+            metadata,
+        )
+        .map_err(|e| Error::io(&path, "writing a latents shard", e))?;
         out.files.push(format!("latents/{name}"));
         out.shard_frames.push((
             shard.frames[0] as u64,

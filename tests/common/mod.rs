@@ -451,19 +451,26 @@ pub fn venv_python() -> PathBuf {
 /// What `tests/fixtures/read_export.py MODE DIR` (Python's tarfile + numpy, or pyarrow) finds in
 /// an export folder.
 pub fn read_export<T: serde::de::DeserializeOwned>(mode: &str, dir: &Path) -> T {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/read_export.py");
+    fixture_json("read_export.py", &[mode.as_ref(), dir.as_os_str()])
+}
+
+/// What `tests/fixtures/SCRIPT ARGS...` (an independent judge, run by the venv's python) prints
+/// as JSON on stdout; a failing script fails the test with its stderr.
+pub fn fixture_json<T: serde::de::DeserializeOwned>(script: &str, args: &[&std::ffi::OsStr]) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
     let out = Command::new(venv_python())
-        .arg(script)
-        .arg(mode)
-        .arg(dir)
+        .arg(path)
+        .args(args)
         .output()
         .expect("the venv's python runs");
     assert!(
         out.status.success(),
-        "read_export.py {mode} failed: {}",
+        "{script} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("read_export.py prints JSON")
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }
 
 /// 225 frames at 25 fps, 320x180: testsrc2 dissolving into mandelbrot over frames 75..100, a
