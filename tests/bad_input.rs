@@ -105,6 +105,61 @@ fn truncated_mp4_without_moov() {
     assert_rejected(dir.path(), &cut, "not a readable media file");
 }
 
+/// A damaged MKV whose demuxer stops after a few frames without an error: the output is made
+/// from what decoded, and the report says how many frames that was and how long the file
+/// claimed to be (it used to say nothing).
+#[test]
+fn mkv_that_stops_decoding_early_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=25:duration=1.2",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "3",
+        whole.to_str().unwrap(),
+    ]);
+    // The Segment Info (with the duration) is at the start; the clusters follow. Keep the
+    // header and about a tenth of the frames.
+    let bytes = std::fs::read(&whole).unwrap();
+    let damaged = dir.path().join("damaged.mkv");
+    std::fs::write(&damaged, &bytes[..bytes.len() / 10]).unwrap();
+    let out = dir.path().join("out");
+    let o = run(&out, Some(&fast_pipeline(dir.path())), &[&damaged]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r = typed_report(&out, "damaged");
+    let frames = r.stats.frames;
+    assert!(frames > 0 && frames < 10, "decoded {frames} of 30");
+    let warning = r
+        .warnings
+        .iter()
+        .find(|w| w.starts_with("decoding ended at"))
+        .unwrap_or_else(|| panic!("no early-end warning in {:?}", r.warnings));
+    assert!(
+        warning.contains(&format!("{frames} frame(s) decoded"))
+            && warning.contains("of the 1.20 s the file declares")
+            && warning.contains("about 30 expected"),
+        "{warning}"
+    );
+    // The whole file: no such warning.
+    let out = dir.path().join("out-whole");
+    let o = run(&out, Some(&fast_pipeline(dir.path())), &[&whole]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r = typed_report(&out, "whole");
+    assert_eq!(r.stats.frames, 30);
+    assert!(
+        !r.warnings
+            .iter()
+            .any(|w| w.starts_with("decoding ended at")),
+        "{:?}",
+        r.warnings
+    );
+}
+
 #[test]
 fn audio_only_file() {
     let dir = tempfile::tempdir().unwrap();

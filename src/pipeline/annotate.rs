@@ -257,7 +257,8 @@ fn warnings(cfg: &PipelineConfig, info: &SourceInfo, out: &PipelineOutput) -> Ve
     if let Some(encode) = &out.encode {
         if encode.undecided_frames > 0 {
             warnings.push(format!(
-                "clips: {} frame(s) had to be encoded before the scene detector had decided                  whether a clip starts or ends there; clips with a boundary there have no file",
+                "clips: {} frame(s) had to be encoded before the scene detector had decided \
+                 whether a clip starts or ends there; clips with a boundary there have no file",
                 encode.undecided_frames
             ));
         }
@@ -273,6 +274,9 @@ fn warnings(cfg: &PipelineConfig, info: &SourceInfo, out: &PipelineOutput) -> Ve
             ));
         }
     }
+    if let Some(short) = ended_early(info, &out.decode) {
+        warnings.push(short);
+    }
     let shown = info.frames.saturating_sub(out.decode.edit_list_discarded);
     if info.frames > 0 && shown != out.decode.frames {
         warnings.push(format!(
@@ -281,6 +285,30 @@ fn warnings(cfg: &PipelineConfig, info: &SourceInfo, out: &PipelineOutput) -> Ve
         ));
     }
     warnings
+}
+
+/// Decoding that stopped well before the duration the file declares (a damaged or truncated
+/// file whose demuxer gave up without an error): how many frames came out, and how long the
+/// video should have been. Tolerant of the small differences edit lists, VFR timing and an
+/// audio track that outlasts the video make: half a second, or a tenth of the duration.
+fn ended_early(info: &SourceInfo, decode: &super::decode::DecodeStats) -> Option<String> {
+    let expected = info.duration;
+    if !(expected.is_finite() && expected > 0.0) {
+        return None;
+    }
+    let slack = (0.1 * expected).max(0.5);
+    (decode.duration + slack < expected).then(|| {
+        let about = if info.fps > 0.0 {
+            format!(", about {:.0} expected", expected * info.fps)
+        } else {
+            String::new()
+        };
+        format!(
+            "decoding ended at {:.2} s of the {:.2} s the file declares: {} frame(s) decoded{about} \
+             (damaged or truncated file?)",
+            decode.duration, expected, decode.frames
+        )
+    })
 }
 
 /// Where TransNetV2's probabilities went (`transnetv2` runs only).
