@@ -1,10 +1,14 @@
 //! `framepipe report` of a 1,000-scene batch: 10 finished outputs of 100 scenes each (2,000
-//! frames of 720p H.264 from x264 `ultrafast`, 0.8 s scenes), every scene's first, middle and
-//! last frame decoded from its output video into a 192-pixel JPEG (3,000 thumbnails) and one
+//! frames of 720p H.264 from x264 `ultrafast`, 0.8 s scenes), 3,000 scene thumbnails and one
 //! `index.html`. One real `run` makes the first output; the other nine are copies of its folder
-//! (the video hard-linked, the report renamed), so the page is built exactly as for ten runs.
+//! (the video and thumbnails hard-linked, the report renamed), so the page is built exactly as
+//! for ten runs. Measured twice: with the thumbnails the run saved (the page only links them),
+//! and as for outputs made before runs saved them (the `thumbnails` lists taken out of the
+//! reports: every scene's first, middle and last frame decoded from its video into a JPEG).
 //! Prints wall seconds (median of the rounds), the CPU seconds of the report process, and, as
-//! the floor it cannot beat, `ffmpeg -threads 1` decoding the same ten videos to nothing.
+//! the floor decoding cannot beat, `ffmpeg -threads 1` decoding the same ten videos to nothing.
+//! Then the cost of saving thumbnails in `run`: the 100-scene clip run with and without
+//! `scenes.thumbnails`, interleaved rounds, the ratio of the medians.
 //! Run: `cargo build --release && cargo bench --bench report_page` (`FRAMEPIPE_BENCH_ROUNDS`,
 //! default 3).
 mod common;
@@ -49,18 +53,20 @@ fn many_scenes_clip() -> PathBuf {
     path
 }
 
-/// The ten outputs: one real run, nine copies of its folder.
-fn outputs() -> PathBuf {
-    let root = media_dir().join("report-bench");
-    let batch = root.join("outs");
-    if batch.join(format!("o{}", OUTPUTS - 1)).exists() {
-        return batch;
+const RUN_CONFIG: &str =
+    r#"{"scenes": {"detector": "content"}, "encode": {"preset": "ultrafast"}, "device": "cpu"}"#;
+const RUN_CONFIG_NO_THUMBS: &str = r#"{"scenes": {"detector": "content", "thumbnails": false}, "encode": {"preset": "ultrafast"}, "device": "cpu"}"#;
+
+/// The ten outputs with the run's thumbnails, and the same ten as older outputs without them:
+/// one real run, copies of its folder.
+fn outputs() -> (PathBuf, PathBuf) {
+    let root = media_dir().join("report-bench-v2");
+    let (with, without) = (root.join("with-thumbs"), root.join("without-thumbs"));
+    if without.join(format!("o{}", OUTPUTS - 1)).exists() {
+        return (with, without);
     }
     let _ = std::fs::remove_dir_all(&root);
-    let cfg = pipeline(
-        "report-bench.json",
-        r#"{"scenes": {"detector": "content"}, "encode": {"preset": "ultrafast"}, "device": "cpu"}"#,
-    );
+    let cfg = pipeline("report-bench.json", RUN_CONFIG);
     let first = root.join("run");
     time_command(
         Command::new(framepipe_bin())
@@ -72,27 +78,68 @@ fn outputs() -> PathBuf {
     );
     let made = first.join("report-100-scenes");
     let report = std::fs::read(made.join("report-100-scenes.json")).unwrap();
-    let scenes = framepipe::report::Report::parse(&report)
-        .unwrap()
-        .scenes
-        .len();
-    assert_eq!(scenes, SCENES_PER_OUTPUT, "the content detector's scenes");
-    for i in 0..OUTPUTS {
-        let dir = batch.join(format!("o{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::hard_link(
-            made.join("report-100-scenes.mp4"),
-            dir.join("report-100-scenes.mp4"),
-        )
-        .unwrap();
-        std::fs::copy(
-            made.join(framepipe::job::DONE_MARKER),
-            dir.join(framepipe::job::DONE_MARKER),
-        )
-        .unwrap();
-        std::fs::write(dir.join(format!("o{i}.json")), &report).unwrap();
+    let parsed = framepipe::report::Report::parse(&report).unwrap();
+    assert_eq!(
+        parsed.scenes.len(),
+        SCENES_PER_OUTPUT,
+        "the content detector's scenes"
+    );
+    assert!(parsed.scenes.iter().all(|s| s.thumbnails.is_some()));
+    let mut old: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    for scene in old["scenes"].as_array_mut().unwrap() {
+        scene.as_object_mut().unwrap().remove("thumbnails");
     }
-    batch
+    let old = serde_json::to_vec_pretty(&old).unwrap();
+    for (batch, json, thumbs) in [(&with, &report, true), (&without, &old, false)] {
+        for i in 0..OUTPUTS {
+            let dir = batch.join(format!("o{i}"));
+            std::fs::create_dir_all(dir.join("thumbs")).unwrap();
+            std::fs::hard_link(
+                made.join("report-100-scenes.mp4"),
+                dir.join("report-100-scenes.mp4"),
+            )
+            .unwrap();
+            if thumbs {
+                for f in std::fs::read_dir(made.join("thumbs")).unwrap() {
+                    let f = f.unwrap().path();
+                    std::fs::hard_link(&f, dir.join("thumbs").join(f.file_name().unwrap()))
+                        .unwrap();
+                }
+            }
+            std::fs::copy(
+                made.join(framepipe::job::DONE_MARKER),
+                dir.join(framepipe::job::DONE_MARKER),
+            )
+            .unwrap();
+            std::fs::write(dir.join(format!("o{i}.json")), json).unwrap();
+        }
+    }
+    (with, without)
+}
+
+/// `framepipe report` of `batch` into `page`, `rounds` times: median wall and CPU seconds, and
+/// the thumbnails on the page.
+fn report_rounds(batch: &Path, page: &Path, rounds: usize, what: &str) -> (f64, f64, usize) {
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    for round in 0..rounds {
+        let _ = std::fs::remove_dir_all(page);
+        let cpu = children_cpu_seconds();
+        let wall = time_command(
+            Command::new(framepipe_bin())
+                .args(["-q", "report"])
+                .arg(batch)
+                .arg("-o")
+                .arg(page),
+        );
+        let cpu = children_cpu_seconds() - cpu;
+        eprintln!("  {what} round {round}: report {wall:.2} s wall, {cpu:.2} s CPU");
+        walls.push(wall);
+        cpus.push(cpu);
+    }
+    let html = std::fs::read_to_string(page.join("index.html")).unwrap();
+    let thumbs = html.matches("class=\"thumb thumb-").count();
+    (median(walls), median(cpus), thumbs)
 }
 
 /// CPU seconds (user + system) of the children waited for so far.
@@ -109,53 +156,66 @@ fn children_cpu_seconds() -> f64 {
 
 fn main() {
     let rounds = rounds(3);
-    let batch = outputs();
-    let page = batch.parent().unwrap().join("page");
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
-    for round in 0..rounds {
-        let _ = std::fs::remove_dir_all(&page);
-        let cpu = children_cpu_seconds();
-        let wall = time_command(
-            Command::new(framepipe_bin())
-                .args(["-q", "report"])
-                .arg(&batch)
-                .arg("-o")
-                .arg(&page),
-        );
-        let cpu = children_cpu_seconds() - cpu;
-        eprintln!("  round {round}: report {wall:.2} s wall, {cpu:.2} s CPU");
-        walls.push(wall);
-        cpus.push(cpu);
-    }
-    let thumbs = std::fs::read_dir(page.join("thumbs"))
-        .unwrap()
-        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-        .sum::<usize>();
+    let (with, without) = outputs();
+    let root = with.parent().unwrap();
+    let (wall, cpu, thumbs) = report_rounds(&with, &root.join("page-linked"), rounds, "linked");
+    let (old_wall, old_cpu, old_thumbs) =
+        report_rounds(&without, &root.join("page-decoded"), rounds, "decoded");
     assert_eq!(thumbs, 3 * OUTPUTS * SCENES_PER_OUTPUT);
+    assert_eq!(old_thumbs, thumbs);
 
     let decode_cpu = children_cpu_seconds();
     let start = std::time::Instant::now();
     for i in 0..OUTPUTS {
-        let video = batch.join(format!("o{i}/report-100-scenes.mp4"));
+        let video = with.join(format!("o{i}/report-100-scenes.mp4"));
         decode_only(&video);
     }
     let decode_wall = start.elapsed().as_secs_f64();
     let decode_cpu = children_cpu_seconds() - decode_cpu;
 
+    // run with thumbnails against without, interleaved.
+    let clip = many_scenes_clip();
+    let (on_cfg, off_cfg) = (
+        pipeline("report-bench.json", RUN_CONFIG),
+        pipeline("report-bench-no-thumbs.json", RUN_CONFIG_NO_THUMBS),
+    );
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for (cfg, times, what) in [(&on_cfg, &mut on, "with"), (&off_cfg, &mut off, "without")] {
+            let out = root.join(format!("run-{what}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let t = time_command(
+                Command::new(framepipe_bin())
+                    .args(["-q", "run", "--pipeline"])
+                    .arg(cfg)
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(&clip),
+            );
+            eprintln!("  run round {round} {what} thumbnails: {t:.2} s");
+            times.push(t);
+        }
+    }
+    let (on, off) = (median(on), median(off));
+
     let scenes = OUTPUTS * SCENES_PER_OUTPUT;
     println!("machine: {}", machine());
     println!(
         "report of {OUTPUTS} outputs, {scenes} scenes, {} frames of 720p, {thumbs} thumbnails:",
-        OUTPUTS as u64 * frame_count(&batch.join("o0/report-100-scenes.mp4"))
+        OUTPUTS as u64 * frame_count(&with.join("o0/report-100-scenes.mp4"))
     );
     println!(
-        "  framepipe report: {:.2} s wall (median of {rounds}), {:.2} s CPU",
-        median(walls),
-        median(cpus)
+        "  framepipe report, thumbnails saved by the run: {wall:.2} s wall (median of {rounds}), {cpu:.2} s CPU"
+    );
+    println!(
+        "  framepipe report, older outputs (thumbnails decoded): {old_wall:.2} s wall, {old_cpu:.2} s CPU"
     );
     println!(
         "  ffmpeg -threads 1 decoding the same videos to null, one after another: {decode_wall:.2} s wall, {decode_cpu:.2} s CPU"
+    );
+    println!(
+        "run of the 100-scene clip: {on:.2} s with thumbnails, {off:.2} s without: {:.3}x (median of {rounds})",
+        on / off
     );
 }
 

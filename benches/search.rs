@@ -91,6 +91,7 @@ fn write_corpus(root: &Path) {
                 transition_in: None,
                 tags: None,
                 reconstruction: None,
+                thumbnails: None,
             })
             .collect();
         let samples = frames

@@ -124,6 +124,7 @@ impl Job<'_> {
             video: video_path.clone(),
             latents,
             clips_dir: Some(partial.path.join(crate::clips::record::CLIPS_DIR)),
+            thumbs_dir: Some(partial.path.clone()),
             threads_per_input: self.threads_per_input,
         };
         let result = pipeline::Plan::new(input, &info, self.config, self.device.name, outputs)
@@ -247,6 +248,14 @@ impl Job<'_> {
                 .map(size)
                 .filter(|&v| v > 0)
                 .map(|v| l.bytes as f64 / v as f64);
+        }
+        if let Some(thumbs) = &output.thumbs {
+            if let Err(why) = pipeline::thumbs::attach(thumbs, &mut report.scenes) {
+                let dir = partial.path.join(pipeline::thumbs::THUMBS_DIR);
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| Error::io(&dir, "removing thumbnails that do not fit", e))?;
+                report.warnings.push(why);
+            }
         }
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         let json_path = partial.path.join(format!("{stem}.json"));

@@ -193,15 +193,40 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
     }
     assert!(!html.contains("http://") && !html.contains("https://"));
     assert!(!html.contains("<script"), "no script needed");
-    // Every image is a file next to the page; every link leads to a file of an output.
+    // Every image is a thumbnail the run saved in its output folder (listed in its report),
+    // none was decoded for the page; every link leads to a file of an output.
     let srcs = attr_values(&html, "src");
     assert_eq!(srcs.len(), 3 * 5, "three thumbnails per scene");
+    let listed: Vec<String> = [("tagged", &tagged_report), ("plain", &plain_report)]
+        .iter()
+        .flat_map(|(name, r)| {
+            r.scenes.iter().flat_map(move |s| {
+                s.thumbnails
+                    .clone()
+                    .unwrap()
+                    .files
+                    .map(|f| format!("{name}/{f}"))
+            })
+        })
+        .collect();
+    let out_abs = std::fs::canonicalize(&out).unwrap();
     for src in &srcs {
-        let file = resolve(&page, src);
-        assert!(file.starts_with(&page), "{src}: outside the page folder");
+        let file = std::fs::canonicalize(resolve(&page, src)).unwrap();
+        let rel = file
+            .strip_prefix(&out_abs)
+            .unwrap_or_else(|_| panic!("{src}: not in an output"));
+        assert!(
+            listed.contains(&rel.display().to_string()),
+            "{src}: not listed in its report"
+        );
         let img = image::open(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
         assert_eq!(img.width(), 192, "{file:?}");
     }
+    assert_eq!(
+        std::fs::read_dir(page.join("thumbs")).unwrap().count(),
+        0,
+        "nothing decoded for the page"
+    );
     let hrefs: Vec<String> = attr_values(&html, "href")
         .into_iter()
         .filter(|h| !h.starts_with('#'))
@@ -412,15 +437,22 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
                 assert_eq!(thumbs, 6);
                 assert!(sec.contains("href=\"../out/we%3Ci%3Erd%20%26%20%231/a.mp4#t=0.000,"));
             }
+            // The run saved b's thumbnails: only playback is lost with its video.
             "b" => {
-                assert_eq!(thumbs, 0);
-                assert!(sec.contains("video file b.mp4 is missing"), "{sec}");
+                assert_eq!(thumbs, 6);
+                assert!(
+                    sec.contains("video file b.mp4 is missing from the output folder: no playback"),
+                    "{sec}"
+                );
                 assert!(!sec.contains("class=\"play\""));
             }
+            // No encode, but thumbnails from the run's frames.
             _ => {
-                assert_eq!(thumbs, 0);
+                assert_eq!(thumbs, 6);
                 assert!(
-                    sec.contains("no video (the pipeline had no `encode`)"),
+                    sec.contains(
+                        "no video (the pipeline had no `encode`): scenes listed without playback"
+                    ),
                     "{sec}"
                 );
             }
@@ -487,4 +519,143 @@ fn transnet_probabilities_draw_a_line_and_batch_writes_its_page() {
     // The cut's frame stands out of the line.
     assert!(ys.iter().any(|&y| y < 20.0), "no peak at the cut: {ys:?}");
     assert_eq!(sec.matches("class=\"cut\"").count(), r.scenes.len() - 1);
+}
+
+/// The hang this was written for: a long shot whose only keyframes are 10 s apart (x264's
+/// default 250-frame interval), reported from its video (`scenes.thumbnails: false`, as for
+/// outputs made before the run saved thumbnails). Seeking to the middle frame lands on the
+/// keyframe before the frames already decoded; the page used to seek there forever. Now it
+/// ends, under a watchdog, with the frames a plain decode picks. With thumbnails from the run
+/// (the default) the page links those instead, and they show the same frames.
+#[test]
+fn long_shot_report_ends_and_run_thumbnails_match_decoded_ones() {
+    use common::watchdog::{head, run_timed};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("long.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=12",
+        // The hue turns slowly (no cut), so frames seconds apart differ in colour.
+        "-vf",
+        "hue=H=0.8*t",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        input.to_str().unwrap(),
+    ]);
+    let decoded_cfg = pipeline(
+        d,
+        "decoded.json",
+        r#"{"scenes": {"detector": "content", "thumbnails": false}, "encode": {"preset": "ultrafast"}, "device": "cpu"}"#,
+    );
+    let limit = std::time::Duration::from_secs(90);
+    let bounded = |cfg: &Path, out: &Path, tag: &str| {
+        let mut c = framepipe();
+        c.args(["-q", "run", "--report", "--pipeline"])
+            .arg(cfg)
+            .arg("-o")
+            .arg(out)
+            .arg(&input);
+        let ran = run_timed(c, d, tag, limit);
+        assert!(
+            ran.status.is_some_and(|s| s.success()),
+            "{tag}: {:?} within {limit:?}: {}",
+            ran.status,
+            head(&ran.stderr)
+        );
+    };
+    let out_decoded = d.join("decoded");
+    bounded(&decoded_cfg, &out_decoded, "decoded");
+    let r = typed_report(&out_decoded, "long");
+    assert_eq!(r.scenes.len(), 1);
+    assert!(r.scenes[0].thumbnails.is_none());
+    // ffprobe: no keyframe between the first frame and the middle one (6 s), so the seek to
+    // the middle lands back on frame 0.
+    let keyframes = ffprobe(
+        &out_decoded.join("long/long.mp4"),
+        &[
+            "-select_streams",
+            "v:0",
+            "-skip_frame",
+            "nokey",
+            "-show_entries",
+            "frame=pts_time",
+        ],
+    );
+    let times: Vec<f64> = keyframes["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["pts_time"].as_str()?.parse().ok())
+        .collect();
+    assert!(
+        times[0] == 0.0 && !times.iter().any(|&t| t > 0.0 && t <= 6.0),
+        "keyframes at {times:?}"
+    );
+    let page_thumb = |page: &Path, which: usize| -> image::RgbImage {
+        let html = std::fs::read_to_string(page.join("index.html")).unwrap();
+        let src = attr_values(&html, "src")
+            .into_iter()
+            .find(|s| s.ends_with(&format!("s00000-{which}.jpg")))
+            .unwrap_or_else(|| panic!("no thumbnail {which} on {page:?}"));
+        image::open(resolve(page, &src)).unwrap().to_rgb8()
+    };
+    // Frames 0, 150 (6 s: the middle) and 299, as ffmpeg decodes them from the output.
+    let truth = |frame: u32| -> Vec<u8> {
+        let raw = d.join(format!("f{frame}.rgb"));
+        ffmpeg(&[
+            "-i",
+            out_decoded.join("long/long.mp4").to_str().unwrap(),
+            "-vf",
+            &format!("select=eq(n\\,{frame}),scale=192:108:flags=area"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            raw.to_str().unwrap(),
+        ]);
+        std::fs::read(raw).unwrap()
+    };
+    let out_run = d.join("from-run");
+    bounded(&plain_pipeline(d), &out_run, "from-run");
+    let r = typed_report(&out_run, "long");
+    let listed = r.scenes[0]
+        .thumbnails
+        .clone()
+        .expect("run thumbnails listed");
+    for f in &listed.files {
+        assert!(out_run.join("long").join(f).is_file(), "{f}");
+    }
+    // First and last exact; the middle within the candidates' spacing of frame 150 (the second
+    // half of a 300-frame 720p scene is thinned to 64 MiB of canvases: every 4th frame).
+    assert_eq!((listed.frames[0], listed.frames[2]), (0, 299));
+    assert!(listed.frames[1].abs_diff(150) <= 4, "{:?}", listed.frames);
+    for (which, frame) in [(0, 0u32), (1, 150), (2, 299)] {
+        let other = truth(if frame < 150 { 100 } else { frame - 100 });
+        for (page, what, shown) in [
+            (out_decoded.join("report"), "decoded", frame),
+            (
+                out_run.join("report"),
+                "from the run",
+                listed.frames[which] as u32,
+            ),
+        ] {
+            let t = truth(shown);
+            let ours = page_thumb(&page, which);
+            let here = mean_abs_diff(ours.as_raw(), &t);
+            let there = mean_abs_diff(ours.as_raw(), &other);
+            assert!(
+                here < 10.0 && here < there / 2.0,
+                "{what} thumbnail {which}: {here:.1} from frame {shown}, {there:.1} from another"
+            );
+        }
+    }
 }

@@ -288,6 +288,7 @@ mod tests {
                 }),
                 tags: None,
                 reconstruction: None,
+                thumbnails: None,
             })
             .collect()
     }

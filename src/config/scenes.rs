@@ -37,6 +37,15 @@ pub struct ScenesConfig {
     /// where set-up puts it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
+    /// Each scene's first, middle and last frame saved as small JPEGs in the output folder
+    /// while the run has the frames (`thumbs/`; the report page shows them). Default on; left
+    /// out of the serialized config when on, so the config hash of earlier pipelines holds.
+    #[serde(skip_serializing_if = "is_true")]
+    pub thumbnails: bool,
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// The section as written: what is left out takes the detector's default.
@@ -49,6 +58,7 @@ struct ScenesFile {
     min_scene_frames: Option<u32>,
     luma_only: Option<bool>,
     model: Option<PathBuf>,
+    thumbnails: Option<bool>,
 }
 
 impl From<ScenesFile> for ScenesConfig {
@@ -67,6 +77,7 @@ impl From<ScenesFile> for ScenesConfig {
             min_scene_frames: f.min_scene_frames.unwrap_or(min_scene_frames),
             luma_only: f.luma_only.unwrap_or(false),
             model,
+            thumbnails: f.thumbnails.unwrap_or(true),
         }
     }
 }

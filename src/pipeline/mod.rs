@@ -4,7 +4,8 @@
 //! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ cuts (chapters; live for per_scene
 //!          │                                                │ and, with clips, for the encoder)
 //!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤ (+ clip files)
-//!          │                         ├──► clip ◄────────────┘
+//!          │                         ├──► clip ◄────────────┤
+//!          │                         ├──► thumbs ◄──────────┘ (scene thumbnails, JPEG)
 //!          │                         └──► vae ──► latent shards
 //!          └──► audio packets ──► encode + mux
 //! ```
@@ -22,6 +23,7 @@ pub mod frame_batch;
 pub mod normalize;
 pub mod plan;
 pub mod scenes;
+pub mod thumbs;
 pub mod vae;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +97,7 @@ pub struct PipelineOutput {
     pub encode: Option<encode::EncodeStats>,
     pub clip: Option<clip::ClipOutput>,
     pub latents: Option<vae::LatentsOutput>,
+    pub thumbs: Option<thumbs::ThumbsOutput>,
     pub wall_seconds: f64,
 }
 
@@ -110,6 +113,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
     let (norm_out_tx, encode) = channel_for(plan.encode.as_ref(), queue);
     let (clip_tx, clip) = channel_for(plan.clip.as_ref(), queue);
     let (vae_tx, vae) = channel_for(plan.vae.as_ref(), queue);
+    let (thumbs_tx, thumbs) = channel_for(plan.thumbs.as_ref(), queue);
     // Cuts as they are found, for per-scene CLIP sampling. Unbounded: a handful of integers,
     // and the scene stage must never wait on the clip stage.
     let (live_cuts_tx, live_cuts_rx) = match plan.clip.as_ref().filter(|c| c.live_cuts) {
@@ -136,6 +140,14 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
             (Some(tx), Some(rx))
         }
         None => (None, None),
+    };
+    // The same news for the thumbs stage (which never makes the scene stage wait either).
+    let (thumb_events_tx, thumb_events_rx) = match (&thumbs, plan.scenes) {
+        (Some(_), Some(_)) => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
     };
     let motion = plan.clips.is_some();
 
@@ -170,7 +182,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
         let scenes = scenes.map(|(stage, rx)| {
             let cuts_tx = cuts_tx.clone();
             let live = live_cuts_tx.clone();
-            let events = events_tx.clone();
+            let events: Vec<_> = events_tx.iter().chain(&thumb_events_tx).cloned().collect();
             spawn(scope, "scenes", &cancel, move || {
                 stage.run(rx, cuts_tx, live, events, motion)
             })
@@ -178,6 +190,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
         drop(cuts_tx);
         drop(live_cuts_tx);
         drop(events_tx);
+        drop(thumb_events_tx);
         let normalize = normalize.map(|((), rx)| {
             let stage = normalize::NormalizeStage::new(
                 &plan.config.normalize,
@@ -189,6 +202,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
                 .into_iter()
                 .chain(clip_tx)
                 .chain(vae_tx)
+                .chain(thumbs_tx)
                 .collect();
             spawn(scope, "normalize", &cancel, move || stage.run(rx, tx))
         });
@@ -223,7 +237,20 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
             spawn(scope, "vae", &cancel, move || stage.run(rx))
         });
 
+        let thumbs = thumbs.map(|(out, rx)| {
+            let stage = thumbs::ThumbStage {
+                out: out.clone(),
+                fps: plan.config.normalize.fps,
+                nominal_fps: plan::output_fps(plan.config, info),
+                events: thumb_events_rx,
+                max_waiting,
+                cancel: cancel.clone(),
+            };
+            spawn(scope, "thumbs", &cancel, move || stage.run(rx))
+        });
+
         let decode = join("decode", decode);
+        let thumbs = thumbs.map(|h| join("thumbs", h));
         let vae = vae.map(|h| join("vae", h));
         let clip = clip.map(|h| join("clip", h));
         let scenes = scenes.map(|h| join("scenes", h));
@@ -237,6 +264,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
         let encode = encode.and_then(|r| keep_ok(r, &mut errors));
         let clip = clip.and_then(|r| keep_ok(r, &mut errors));
         let vae = vae.and_then(|r| keep_ok(r, &mut errors));
+        let thumbs = thumbs.and_then(|r| keep_ok(r, &mut errors));
         match (first_root_cause(errors), decode) {
             (None, Some(decode)) => Ok(PipelineOutput {
                 decode,
@@ -245,6 +273,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
                 encode,
                 clip,
                 latents: vae,
+                thumbs,
                 wall_seconds: started.elapsed().as_secs_f64(),
             }),
             (Some(root), _) => {

@@ -76,6 +76,8 @@ pub struct Plan<'a> {
     pub clip: Option<ClipPlan>,
     pub vae: Option<VaePlan>,
     pub clips: Option<ClipsPlan>,
+    /// Scene thumbnails: `OUT/<stem>.partial`, where their folder goes.
+    pub thumbs: Option<PathBuf>,
 }
 
 /// What a job asks of one input beyond the session's config.
@@ -86,6 +88,8 @@ pub struct Outputs {
     pub latents: Option<LatentsTarget>,
     /// Where clip files go, when the pipeline has clips and encodes.
     pub clips_dir: Option<PathBuf>,
+    /// The output folder, when scene thumbnails are written into it.
+    pub thumbs_dir: Option<PathBuf>,
     /// Threads for the decoder and the encoder when several inputs run at once (0: as the
     /// config says).
     pub threads_per_input: u32,
@@ -164,12 +168,17 @@ impl<'a> Plan<'a> {
             clip,
             vae,
             clips,
+            // From host canvases: where they are on the device, no scene detector runs.
+            thumbs: outputs
+                .thumbs_dir
+                .filter(|_| matches!(frames, Frames::Host))
+                .filter(|_| config.scenes.as_ref().is_some_and(|s| s.thumbnails)),
         })
     }
 
     /// Whether any stage takes normalized canvases.
     pub fn wants_canvas(&self) -> bool {
-        self.encode.is_some() || self.clip.is_some() || self.vae.is_some()
+        self.encode.is_some() || self.clip.is_some() || self.vae.is_some() || self.thumbs.is_some()
     }
 }
 

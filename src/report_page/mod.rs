@@ -7,6 +7,7 @@
 //! video (never the source), and hands everything to [`html`]. Links are relative paths from
 //! `DIR` to the outputs, so the page works offline and wherever `DIR` is, and nothing big is
 //! copied: only the thumbnails are written next to `index.html`.
+pub mod frame_picker;
 pub mod html;
 pub mod thumbnails;
 

@@ -1,13 +1,17 @@
-//! Scene thumbnails for the report page: the first, middle and last frame of every scene,
-//! decoded from the output's own encoded video (never the source again), scaled to
-//! [`WIDTH`] pixels and written as JPEG.
+//! Scene thumbnails for the report page: the first, middle and last frame of every scene. An
+//! output whose run saved them (`scenes[].thumbnails`, made by
+//! [`crate::pipeline::thumbs`]) is only linked to; for older outputs they are decoded from the
+//! output's own encoded video (never the source again), scaled to [`WIDTH`] pixels and written
+//! as JPEG next to the page.
 //!
 //! Frames are picked by time, as a player shows them: a scene's first frame is the last one
 //! starting at or before its `start_time`, the middle one the frame shown at the scene's middle,
 //! the last one the last frame starting before `end_time` (a quarter frame of tolerance on each).
 //! The video is decoded forward through short scenes (their frames would be decoded after any
 //! seek anyway, keyframes being at scene starts at best) and a seek to the keyframe before the
-//! next wanted frame skips any stretch longer than [`SEEK_GAP`]. Outputs are worked on in
+//! next wanted frame skips any stretch longer than
+//! [`SEEK_GAP`](super::frame_picker::SEEK_GAP), unless a seek once failed to move forward
+//! ([`super::frame_picker`] decides). Outputs are worked on in
 //! parallel, one decoder thread each.
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use std::sync::Mutex;
 use ff::Rescale;
 use ffmpeg_next as ff;
 
+use super::frame_picker::{scene_targets, Picker, Step, Target};
 use super::Entry;
 use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
@@ -25,19 +30,26 @@ use crate::pipeline::scenes::Scene;
 /// Thumbnail width in pixels (height follows the video's aspect ratio).
 pub const WIDTH: u32 = 192;
 
-/// Seconds of video between two wanted frames beyond which seeking beats decoding through.
-pub const SEEK_GAP: f64 = 4.0;
-
 const JPEG_QUALITY: u8 = 82;
 
 /// Fills each entry's `thumbnails` (files under `out/thumbs_rel/`, paths relative to `out`), or
 /// notes why it has none. Returns how many thumbnails were written.
 pub fn make_all(entries: &mut [Entry], out: &Path, thumbs_rel: &Path) -> usize {
+    // Outputs whose run made every scene's thumbnails (`scenes[].thumbnails`) only need links.
+    let mut linked = 0;
+    let mut from_run = vec![false; entries.len()];
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if let Some(thumbs) = made_by_run(entry) {
+            linked += 3 * thumbs.len();
+            entry.thumbnails = thumbs.into_iter().map(Some).collect();
+            from_run[i] = true;
+        }
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let with_video: Vec<usize> = (0..entries.len())
-        .filter(|&i| video_of(&entries[i]).is_ok())
+        .filter(|&i| !from_run[i] && video_of(&entries[i], false).is_ok())
         .collect();
     let workers = cores.min(with_video.len()).max(1);
     // Several outputs at once: one decoder thread each; a single output: FFmpeg's choice.
@@ -56,7 +68,7 @@ pub fn make_all(entries: &mut [Entry], out: &Path, thumbs_rel: &Path) -> usize {
                 let Some(i) = job else { break };
                 let entry = &entries[i];
                 let folder = thumbs_rel.join(format!("{i:04}-{}", file_safe(&entry.name)));
-                let made = video_of(entry).and_then(|video| {
+                let made = video_of(entry, false).and_then(|video| {
                     make(
                         &video,
                         &entry.report.scenes,
@@ -71,12 +83,12 @@ pub fn make_all(entries: &mut [Entry], out: &Path, thumbs_rel: &Path) -> usize {
             });
         }
     });
-    for entry in entries.iter_mut() {
-        if let Err(note) = video_of(entry) {
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if let Err(note) = video_of(entry, from_run[i]) {
             entry.notes.push(note);
         }
     }
-    let mut written = 0;
+    let mut written = linked;
     for (i, made) in results.into_inner().expect("results lock") {
         match made {
             Ok(thumbs) => {
@@ -89,19 +101,52 @@ pub fn make_all(entries: &mut [Entry], out: &Path, thumbs_rel: &Path) -> usize {
     written
 }
 
-/// The output's video file, or why there is none to take thumbnails from.
-fn video_of(entry: &Entry) -> std::result::Result<PathBuf, String> {
+/// The thumbnails the run saved in the output folder (paths from the page's folder), when every
+/// scene has its three and the files are there; `None` sends the output to decoding.
+fn made_by_run(entry: &Entry) -> Option<Vec<[PathBuf; 3]>> {
+    let scenes = &entry.report.scenes;
+    if scenes.is_empty() {
+        return None;
+    }
+    scenes
+        .iter()
+        .map(|s| {
+            let files = &s.thumbnails.as_ref()?.files;
+            // Paths inside the output folder only (the report is read from disk).
+            let safe = |f: &String| {
+                Path::new(f)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    && entry.dir.join(f).is_file()
+            };
+            files
+                .iter()
+                .all(safe)
+                .then(|| files.clone().map(|f| entry.link.join(f)))
+        })
+        .collect()
+}
+
+/// The output's video file, or why there is none (`thumbnails`: the run saved them, so only
+/// playback is lost).
+fn video_of(entry: &Entry, thumbnails: bool) -> std::result::Result<PathBuf, String> {
     match &entry.report.output.video {
-        None => {
-            Err("no video (the pipeline had no `encode`): scenes listed without thumbnails".into())
-        }
+        None => Err(format!(
+            "no video (the pipeline had no `encode`): scenes listed without {}",
+            if thumbnails { "playback" } else { "thumbnails" }
+        )),
         Some(name) => {
             let path = entry.dir.join(name);
             if path.is_file() {
                 Ok(path)
             } else {
                 Err(format!(
-                    "video file {name} is missing from the output folder: no thumbnails, no playback"
+                    "video file {name} is missing from the output folder: {}",
+                    if thumbnails {
+                        "no playback"
+                    } else {
+                        "no thumbnails, no playback"
+                    }
                 ))
             }
         }
@@ -130,14 +175,6 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// One wanted frame: the last frame starting at or before `limit` seconds.
-struct Target {
-    limit: f64,
-    scene: usize,
-    /// 0 first, 1 middle, 2 last.
-    which: usize,
-}
-
 /// The thumbnails of `scenes` from `video`, written under `out/folder/`.
 fn make(
     video: &Path,
@@ -150,27 +187,15 @@ fn make(
     crate::media::init();
     std::fs::create_dir_all(out.join(folder))
         .map_err(|e| Error::io(out.join(folder), "creating the thumbnails folder", e))?;
-    let tolerance = 0.25 / fps;
-    let mut targets = Vec::new();
-    for (i, s) in scenes.iter().enumerate() {
-        if s.end_frame <= s.start_frame {
-            continue;
-        }
-        let middle = 0.5 * (s.start_time + s.end_time);
-        let limits = [
-            s.start_time + tolerance,
-            middle + tolerance,
-            (s.end_time - tolerance).max(s.start_time + tolerance),
-        ];
-        for (which, limit) in limits.into_iter().enumerate() {
-            targets.push(Target {
-                limit,
-                scene: i,
-                which,
-            });
-        }
-    }
-    targets.sort_by(|a, b| a.limit.total_cmp(&b.limit));
+    // Scenes without frames get no targets; the rest are numbered by their index in `scenes`.
+    let kept: Vec<usize> = (0..scenes.len())
+        .filter(|&i| scenes[i].end_frame > scenes[i].start_frame)
+        .collect();
+    let targets = scene_targets(
+        kept.iter()
+            .map(|&i| (scenes[i].start_time, scenes[i].end_time)),
+        fps,
+    );
     let mut files: Vec<[Option<PathBuf>; 3]> = vec![Default::default(); scenes.len()];
 
     let (mut input, info) = probe::open(video)?;
@@ -184,79 +209,63 @@ fn make(
         .map(|s| s.time_base())
         .ok_or_else(|| Error::input(video, "no video stream"))?;
     let offset = start_us.rescale(ff::Rational::new(1, ff::ffi::AV_TIME_BASE), time_base);
-    let height = (u64::from(WIDTH) * u64::from(info.height.max(1)) / u64::from(info.width.max(1)))
-        .max(2) as u32
-        & !1;
-    let mut rgb = RgbFrames::new(WIDTH, height, ff::software::scaling::Flags::AREA);
+    let (width, height) = size_for(info.width, info.height);
+    let mut rgb = RgbFrames::new(width, height, ff::software::scaling::Flags::AREA);
 
-    let next = Cell::new(0usize);
-    let seek_to: Cell<Option<f64>> = Cell::new(None);
-    // The last decoded frame, numbered so that a frame wanted twice is written once.
-    let mut prev: Option<(u64, ff::frame::Video)> = None;
+    let mut picker = Picker::<ff::frame::Video>::new(targets);
     let mut last_written: Option<(u64, PathBuf)> = None;
-    let mut serial = 0u64;
-    let mut write = |frame: &ff::frame::Video, id: u64, t: &Target| -> Result<()> {
-        let name = folder.join(format!("s{:05}-{}.jpg", t.scene, t.which));
+    let mut keep = |frame: &ff::frame::Video, id: u64, t: &Target| -> Result<()> {
+        let scene = kept[t.scene];
+        let name = folder.join(format!("s{:05}-{}.jpg", scene, t.which));
         match &last_written {
+            // The same frame wanted twice (a one-frame scene): copy the file written for it.
             Some((written, path)) if *written == id => {
                 std::fs::copy(out.join(path), out.join(&name))
                     .map_err(|e| Error::io(out.join(&name), "writing a thumbnail", e))?;
             }
-            _ => {
-                write_jpeg(&mut rgb, frame, &out.join(&name))?;
-            }
+            _ => write_jpeg(&mut rgb, frame, &out.join(&name))?,
         }
         last_written = Some((id, name.clone()));
-        files[t.scene][t.which] = Some(name);
+        files[scene][t.which] = Some(name);
         Ok(())
     };
+    // Bounded: every round but the last ends in a seek, and the picker asks for at most one
+    // seek per target (fewer once a seek fails to move forward).
     loop {
         let mut decoder =
             VideoDecoder::open(video, &input, info.video_stream_index, threads, offset)?;
-        seek_to.set(None);
+        let step = Cell::new(Step::Continue);
         let mut sink = |f: SourceFrame| -> Result<()> {
-            serial += 1;
-            while let Some(t) = targets.get(next.get()).filter(|t| f.time > t.limit) {
-                // Right after a seek there may be no earlier frame: the first one is the nearest.
-                match &prev {
-                    Some((id, frame)) => write(frame, *id, t)?,
-                    None => write(&f.frame, serial, t)?,
-                }
-                next.set(next.get() + 1);
-            }
-            prev = Some((serial, f.frame));
-            if let Some(t) = targets.get(next.get()) {
-                if t.limit > f.time + SEEK_GAP {
-                    seek_to.set(Some(t.limit));
-                }
+            if step.get() == Step::Continue {
+                step.set(picker.on_frame(f.time, f.frame, &mut keep)?);
             }
             Ok(())
         };
-        decoder.decode_all(&mut input, &mut sink, &|| {
-            seek_to.get().is_some() || next.get() >= targets.len()
-        })?;
-        let Some(time) = seek_to.get() else { break };
-        prev = None;
+        decoder.decode_all(&mut input, &mut sink, &|| step.get() != Step::Continue)?;
+        let Step::Seek(time) = step.get() else { break };
         // A little before the wanted frame, so the keyframe found is not after it.
         let at = start_us + ((time - 1.0 / fps).max(0.0) * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
         input
             .seek(at, ..at)
             .map_err(|e| Error::ffmpeg(video, "seeking", e))?;
     }
-    // The end of the video: what is still wanted is its last frame.
-    if let Some((id, frame)) = &prev {
-        while let Some(t) = targets.get(next.get()) {
-            write(frame, *id, t)?;
-            next.set(next.get() + 1);
-        }
-    }
+    picker.finish(&mut keep)?;
     Ok(files
         .into_iter()
         .map(|[a, b, c]| Some([a?, b?, c?]))
         .collect())
 }
 
-fn write_jpeg(rgb: &mut RgbFrames, frame: &ff::frame::Video, path: &Path) -> Result<()> {
+/// A thumbnail's size for a `width` x `height` picture: [`WIDTH`] wide, the height following
+/// the aspect ratio (even, at least 2).
+pub fn size_for(width: u32, height: u32) -> (u32, u32) {
+    let h =
+        (u64::from(WIDTH) * u64::from(height.max(1)) / u64::from(width.max(1))).max(2) as u32 & !1;
+    (WIDTH, h)
+}
+
+/// Scales `frame` with `rgb` and writes it to `path` as a JPEG.
+pub fn write_jpeg(rgb: &mut RgbFrames, frame: &ff::frame::Video, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     let (w, h) = rgb
         .append(frame, None, &mut bytes)

@@ -84,6 +84,10 @@ pub struct Scene {
     /// How well the VAE reconstructs the scene (`vae.reconstruction` runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconstruction: Option<crate::reconstruction::SceneReconstruction>,
+    /// The scene's first, middle and last frame as JPEGs made during the run (output frames,
+    /// and paths relative to the output folder; `scenes.thumbnails`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<crate::pipeline::thumbs::Thumbnails>,
 }
 
 /// The scenes stage: the configured detector, fed every decoded frame.
@@ -122,7 +126,7 @@ impl SceneStage {
         rx: Receiver<Arc<SourceFrame>>,
         cuts_tx: Option<Sender<Vec<SceneCut>>>,
         live_tx: Option<Sender<u64>>,
-        events_tx: Option<Sender<SceneEvent>>,
+        events_tx: Vec<Sender<SceneEvent>>,
         motion: bool,
     ) -> Result<SceneCuts> {
         let mut found = FoundCuts {
@@ -145,8 +149,8 @@ impl SceneStage {
             // The encode stage may have stopped already (its error is reported); nothing to do.
             let _ = tx.send(found.cuts.clone());
         }
-        if let Some(tx) = &found.events_tx {
-            // Every cut is known; the encoder may have stopped (its error is reported).
+        for tx in &found.events_tx {
+            // Every cut is known; the listener may have stopped (its error is reported).
             let _ = tx.send(SceneEvent::KnownUntil {
                 source_index: u64::MAX,
                 time: f64::INFINITY,
@@ -167,7 +171,8 @@ impl SceneStage {
 pub struct FoundCuts {
     cuts: Vec<SceneCut>,
     live_tx: Option<Sender<u64>>,
-    events_tx: Option<Sender<SceneEvent>>,
+    /// The stages that follow the cuts as they are found (the encoder cutting clips, thumbs).
+    events_tx: Vec<Sender<SceneEvent>>,
     motion: Option<crate::clips::motion::MotionMeter>,
 }
 
@@ -185,14 +190,14 @@ impl FoundCuts {
             // The clip stage may have stopped (its error is reported).
             let _ = tx.send(index);
         }
-        if let Some(tx) = &self.events_tx {
+        for tx in &self.events_tx {
             let _ = tx.send(SceneEvent::Cut(cut));
         }
     }
 
     /// No later cut (or its transition) starts before source frame `index` (`time` seconds).
     pub fn known_until(&mut self, index: u64, time: f64) {
-        if let Some(tx) = &self.events_tx {
+        for tx in &self.events_tx {
             let _ = tx.send(SceneEvent::KnownUntil {
                 source_index: index,
                 time,
@@ -273,6 +278,7 @@ pub fn scenes_on_output(
                 transition_in,
                 tags: None,
                 reconstruction: None,
+                thumbnails: None,
             }
         })
         .collect()
