@@ -38,12 +38,17 @@ fn batch(out: &Path, cfg: &Path, extra: &[&str], inputs: &[&Path]) -> std::proce
         .unwrap()
 }
 
+/// The done markers of finished outputs (a `.partial` folder's marker is not one: a kill can
+/// land between writing it and the rename that finishes the output).
 fn markers(out: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     fn walk(d: &Path, found: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(d).unwrap().flatten() {
             let p = e.path();
             if p.is_dir() {
+                if p.extension().is_some_and(|x| x == "partial") {
+                    continue;
+                }
                 walk(&p, found);
             } else if p.file_name().unwrap() == ".framepipe-done.json" {
                 found.push(p);
