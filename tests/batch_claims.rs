@@ -273,6 +273,8 @@ fn n_workers_share_twelve_inputs(n: usize) {
     assert!(unfinished(&out).is_empty(), "{:?}", unfinished(&out));
     assert!(claims_left(&out).is_empty(), "{:?}", claims_left(&out));
     assert_outputs_clean(&out, &ids);
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let merged = batch_summary(&out);
     assert_eq!(
         (
@@ -286,8 +288,6 @@ fn n_workers_share_twelve_inputs(n: usize) {
     );
     // Started together, they ran as one session: one account each, merged.
     assert_eq!(merged["workers"].as_array().unwrap().len(), n, "{merged}");
-    let own: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(own, merged, "the last worker to end left the same merge");
     eprintln!(
         "{n} workers: inputs per worker {by_worker:?}, {:.1} s",

@@ -270,6 +270,16 @@ impl ClaimDir {
             && !pid_alive(record.pid)
     }
 
+    /// Whether `record`'s holder is another process of this host (and pid namespace) that runs
+    /// now: alive for sure, no need to watch its lease.
+    pub fn is_live_here(&self, record: &ClaimRecord) -> bool {
+        record.host == self.me.host
+            && record.pid_ns == self.me.pid_ns
+            && record.pid_ns.is_some()
+            && record.pid != self.me.pid
+            && pid_alive(record.pid)
+    }
+
     /// Claims `id` unless another worker holds it.
     pub fn try_claim(&self, id: &str) -> std::io::Result<Attempt> {
         // A claim released between our create and our read is simply tried again (bounded: a

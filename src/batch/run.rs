@@ -469,8 +469,8 @@ impl Run<'_> {
     }
 
     /// The inputs other workers held: re-read their claims until each is finished, taken over
-    /// (its worker gone: lease ran out) and processed here, or shown alive (its lease renewed:
-    /// left to it). Bounded: a live holder renews within a quarter lease and a dead one's lease
+    /// (its worker gone: lease ran out) and processed here, or shown alive (its lease renewed,
+    /// or a running process of this host: left to it). Bounded: a live holder renews within a quarter lease and a dead one's lease
     /// runs out within one, and whatever is left after three leases is left to its holders.
     fn wait_for_others(&self, held: Vec<&Item>) {
         struct Watch<'i> {
@@ -485,7 +485,8 @@ impl Run<'_> {
             since: Instant::now(),
         };
         let lease = self.claims.lease();
-        let poll = (lease / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        // Cheap (a few small reads) and it is what a waiting worker adds to the batch at its end.
+        let poll = (lease / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
         let deadline = Instant::now() + lease * 3 + Duration::from_secs(1);
         let mut watching: Vec<Watch> = held.into_iter().map(watch).collect();
         while !watching.is_empty() {
@@ -504,6 +505,12 @@ impl Run<'_> {
                 }
                 Ok(Some(claim)) if self.claims.is_stale(&claim) => {
                     ready.push(w.item);
+                    false
+                }
+                // A live process of this host: no need to see it renew.
+                Ok(Some(claim)) if self.claims.is_live_here(&claim) => {
+                    add(&self.tally.left_to_others);
+                    self.progress();
                     false
                 }
                 Ok(Some(claim)) => match &w.seen {

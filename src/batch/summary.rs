@@ -119,25 +119,45 @@ pub fn record(
         (account.started * 1000.0) as u64
     );
     write_json(&dir.join(&file), &account, "writing the worker's summary")?;
+    // Write, then look again: a peer that stored its account meanwhile may have written its
+    // merge before ours, so ours is redone with it. The last writer always saw every account
+    // stored before its write, so the file ends whole (bounded: each round needs a new peer).
+    let mut merged = Summary::default();
+    let mut previous: Option<Vec<String>> = None;
+    for _ in 0..8 {
+        let session = session_of(out, &account)?;
+        let workers: Vec<String> = session
+            .iter()
+            .flat_map(|a| a.summary.workers.clone())
+            .collect();
+        if previous.as_ref() == Some(&workers) {
+            break;
+        }
+        merged = merge_session(&session);
+        write_json(
+            &summary_path(out, shard),
+            &merged,
+            "writing the batch summary",
+        )?;
+        previous = Some(workers);
+    }
+    Ok(merged)
+}
+
+/// The stored accounts of `account`'s session (itself included).
+fn session_of(out: &Path, account: &Account) -> Result<Vec<Account>> {
     let group: Vec<Account> = load(out)?
         .into_iter()
         .filter(|a| a.group == account.group)
         .collect();
-    let session = sessions(group)
+    Ok(sessions(group)
         .into_iter()
         .find(|s| {
             s.iter().any(|a| {
                 a.started == account.started && a.summary.workers == account.summary.workers
             })
         })
-        .unwrap_or_else(|| vec![account]);
-    let merged = merge_session(&session);
-    write_json(
-        &summary_path(out, shard),
-        &merged,
-        "writing the batch summary",
-    )?;
-    Ok(merged)
+        .unwrap_or_else(|| vec![account.clone()]))
 }
 
 /// Every stored account (an unreadable one is reported and left out).
