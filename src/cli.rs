@@ -113,9 +113,15 @@ pub enum Command {
         #[arg(short, long, default_value_t = 1)]
         jobs: usize,
         /// Take the I-th of N deterministic slices (0-based); default from JOB_COMPLETION_INDEX +
-        /// FRAMEPIPE_SHARDS (Kubernetes) or SLURM_ARRAY_TASK_ID/COUNT (Slurm).
-        #[arg(long, value_name = "I/N")]
+        /// FRAMEPIPE_SHARDS (Kubernetes) or SLURM_ARRAY_TASK_ID/COUNT (Slurm). `none`: no slice
+        /// (ignore those variables): workers sharing OUTDIR share the inputs by claiming them.
+        #[arg(long, value_name = "I/N|none")]
         shard: Option<String>,
+        /// Seconds an input's claim holds without renewal (renewed every quarter of it); a
+        /// worker that dies leaves its input to be taken over after this. Default 60, or
+        /// FRAMEPIPE_CLAIM_LEASE_SECONDS.
+        #[arg(long, value_name = "SECONDS", hide = true)]
+        claim_lease: Option<f64>,
         /// Extra attempts for an input that fails for a reason other than the input itself.
         #[arg(long, default_value_t = 1)]
         retries: u32,

@@ -3,7 +3,8 @@
 //! `deploy/slurm/framepipe-array.sbatch` as a 4-task array over a manifest: every input done
 //! exactly once and the shard summaries merge. Then one task of a slower array is cancelled
 //! mid-run (`scancel JOB_TASK`) and resubmitted alone: nothing finished is redone, nothing is
-//! missing.
+//! missing. Last, a 3-task array with no shards (`SHARDS` = `none`): the tasks share the inputs
+//! by claims, each input done exactly once.
 //!
 //! Needs Debian's `slurm-wlm` and `munge` (scripts/setup.sh installs them) and root. Without
 //! them the test prints `SKIP:` and passes, unless `FRAMEPIPE_REQUIRE_SLURM=1`, which makes it
@@ -752,9 +753,74 @@ fn slurm_array_covers_a_manifest_and_a_cancelled_task_resumes() {
         "{merged}"
     );
     eprintln!(
-        "slurm: part 2 ({} inputs, cancel + resubmit) in {:.1} s; whole test {:.1} s",
+        "slurm: part 2 ({} inputs, cancel + resubmit) in {:.1} s",
         ids.len(),
         t2.elapsed().as_secs_f64(),
+    );
+
+    // Part 3: no shards: a 3-task array shares one manifest by claims.
+    let t3 = Instant::now();
+    let three = d.join("three");
+    std::fs::create_dir_all(&three).unwrap();
+    let ids: Vec<String> = (0..12).map(|i| format!("item-{i:03}")).collect();
+    let manifest = inputs(&three, "testsrc2=size=64x48:rate=10:duration=0.3", &ids);
+    let fast = three.join("fast.json");
+    std::fs::write(&fast, FAST).unwrap();
+    let out = three.join("out");
+    let o = slurm.sbatch(
+        &["--wait", "--array=0-2"],
+        &[
+            &fast,
+            &manifest,
+            &out,
+            Path::new("none"),
+            Path::new("--"),
+            Path::new("-v"),
+        ],
+        &[],
+    );
+    assert!(
+        o.status.success(),
+        "sbatch --wait --array=0-2 (no shards): {}{}{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        slurm.logs()
+    );
+    let job = job_id(&o);
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    for task in 0..3 {
+        assert_eq!(slurm.state(&format!("{job}_{task}")), "COMPLETED");
+        let log = slurm
+            .root
+            .join("jobs")
+            .join(format!("slurm-{job}_{task}.out"));
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(log.contains("no shards"), "{log}");
+        for line in log.lines() {
+            if let Some((_, rest)) = line.split_once("batch: done [") {
+                let id = rest.split_once(']').unwrap().0.to_string();
+                *runs.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let once: BTreeMap<String, usize> = ids.iter().map(|id| (id.clone(), 1)).collect();
+    assert_eq!(runs, once, "every input done exactly once{}", slurm.logs());
+    assert_eq!(done(&out).keys().cloned().collect::<Vec<_>>(), ids);
+    assert!(partials(&out).is_empty(), "{:?}", partials(&out));
+    let merged = merge(&out);
+    assert_eq!(
+        (
+            count(&merged, "inputs"),
+            count(&merged, "done") + count(&merged, "skipped_done"),
+            count(&merged, "failed"),
+        ),
+        (ids.len() as u64, ids.len() as u64, 0),
+        "{merged}"
+    );
+    eprintln!(
+        "slurm: part 3 ({} inputs, 3 tasks, no shards) in {:.1} s; whole test {:.1} s",
+        ids.len(),
+        t3.elapsed().as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
 }

@@ -7,6 +7,8 @@
 //! whole. The `failures*.jsonl` files users read are views of those records, rewritten the same
 //! atomic way after every change: `failures.jsonl` for an unsharded run and for `batch-summary`
 //! (all records), `failures.shard-I-of-N.jsonl` for a shard (the records of its inputs).
+//! Workers sharing `OUT` (claims, see [`super::claims`]) record each other's inputs, so a view
+//! is rewritten from the records on disk, not from what one process did.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +48,7 @@ fn record_name(id: &str) -> String {
 
 /// Writes `bytes` to `path` through a unique temporary name and a rename: readers (and a rerun
 /// after SIGKILL) see the old file or the new one, never a torn one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(format!(
@@ -114,69 +116,85 @@ pub fn view_path(out: &Path, shard: Option<Shard>) -> PathBuf {
     })
 }
 
-/// A running batch's failures: the records of its inputs, kept in memory and on disk.
+/// A running batch's failures: the records of its inputs, on disk (shared with the other
+/// workers of `OUT`).
 pub struct FailureBook {
     out: PathBuf,
+    shard: Option<Shard>,
     view: PathBuf,
-    mine: Mutex<BTreeMap<String, FailureRecord>>,
+    /// One writer of this process at a time (records and view).
+    lock: Mutex<()>,
 }
 
 impl FailureBook {
-    /// Loads the records this run's view shows (all of them, or the shard's) and writes the view.
+    /// Writes the view of the records this run shows (all of them, or the shard's).
     pub fn open(out: &Path, shard: Option<Shard>) -> Result<FailureBook> {
-        let mine: BTreeMap<_, _> = load_all(out)?
-            .into_iter()
-            .filter(|(id, _)| shard.is_none_or(|s| s.takes(id)))
-            .collect();
-        let view = view_path(out, shard);
-        write_view(&view, &mine)?;
-        Ok(FailureBook {
+        let book = FailureBook {
             out: out.to_path_buf(),
-            view,
-            mine: Mutex::new(mine),
-        })
+            shard,
+            view: view_path(out, shard),
+            lock: Mutex::new(()),
+        };
+        book.rewrite_view()?;
+        Ok(book)
     }
 
-    /// Attempts recorded for `id` by earlier runs (0 when it has not failed).
+    fn rewrite_view(&self) -> Result<()> {
+        let mine: BTreeMap<_, _> = load_all(&self.out)?
+            .into_iter()
+            .filter(|(id, _)| self.shard.is_none_or(|s| s.takes(id)))
+            .collect();
+        write_view(&self.view, &mine)
+    }
+
+    /// Attempts recorded for `id` so far (0 when it has not failed).
     pub fn attempts_before(&self, id: &str) -> u32 {
-        self.lock().get(id).map_or(0, |r| r.attempts)
+        read_record(&self.out, id).map_or(0, |r| r.attempts)
     }
 
     /// Records the input's latest failure (`record.attempts` counts this run's attempts only).
     pub fn failed(&self, mut record: FailureRecord) -> Result<()> {
-        let mut mine = self.lock();
-        record.attempts += mine.get(&record.id).map_or(0, |r| r.attempts);
+        let _guard = self.lock();
+        record.attempts += self.attempts_before(&record.id);
         let dir = records_dir(&self.out);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(&dir, "creating the failure records folder", e))?;
         let path = dir.join(record_name(&record.id));
         let bytes = serde_json::to_vec(&record).expect("a failure record serializes");
         write_atomically(&path, &bytes).map_err(|e| Error::io(&path, "recording a failure", e))?;
-        mine.insert(record.id.clone(), record);
-        write_view(&self.view, &mine)
+        self.rewrite_view()
     }
 
     /// The input succeeded: its record (if any) goes.
     pub fn succeeded(&self, id: &str) -> Result<()> {
-        let mut mine = self.lock();
-        if mine.remove(id).is_none() {
-            return Ok(());
-        }
+        let _guard = self.lock();
         let path = records_dir(&self.out).join(record_name(id));
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&path, "removing a failure record", e));
-            }
-            _ => {}
+            Ok(()) => self.rewrite_view(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, "removing a failure record", e)),
         }
-        write_view(&self.view, &mine)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FailureRecord>> {
-        self.mine
+    /// Whether `id`'s latest failure was recorded at `since` or later (file-system time, see
+    /// [`super::claims::ClaimDir::fs_now`]): another worker of this run tried it and failed.
+    pub fn failed_since(&self, id: &str, since: std::time::SystemTime) -> bool {
+        std::fs::metadata(records_dir(&self.out).join(record_name(id)))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock
             .lock()
             .expect("no panic while holding the failure book")
     }
+}
+
+/// The record of `id`, if it has one that can be read.
+fn read_record(out: &Path, id: &str) -> Option<FailureRecord> {
+    let bytes = std::fs::read(records_dir(out).join(record_name(id))).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// `batch-summary`: `OUT/failures.jsonl` from every shard's records; returns how many.

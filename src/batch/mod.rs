@@ -12,20 +12,23 @@
 //! - `--shard I/N` (or Kubernetes' `JOB_COMPLETION_INDEX` + `FRAMEPIPE_SHARDS`, or Slurm's
 //!   `SLURM_ARRAY_TASK_ID`/`SLURM_ARRAY_TASK_COUNT`) takes a deterministic slice by a stable hash
 //!   of the input id, so N processes cover the inputs exactly once.
+//! - Many processes may share one `OUT` with or without shards: each input is claimed
+//!   ([`claims`]) before it is touched, so each is processed once, and the input of a worker that
+//!   died is taken over once its lease runs out ([`run`]). Each process keeps its own account
+//!   ([`summary`]); `batch-summary` merges them.
 //! - Ctrl-C / SIGTERM: no new inputs are started, running ones finish, the run stays resumable.
+pub mod claims;
 pub mod failures;
+mod run;
+pub mod summary;
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::job::{Job, Marker, DONE_MARKER};
-use crate::logging::{self, Severity};
-use failures::{FailureBook, FailureRecord};
+pub use run::{run, Options};
+pub use summary::{merge_summaries, Summary};
 
 /// One input of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +203,9 @@ struct SlurmArray {
     shards: Option<String>,
 }
 
+/// `--shard none` / `FRAMEPIPE_SHARDS=none`: every worker takes any input (by claims).
+pub const NO_SHARDS: &str = "none";
+
 /// `I/N`, 0-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -224,10 +230,22 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
+    /// `--shard`: `I/N`, or `none` (no slice, whatever the environment says: the workers of an
+    /// array or a Job share the inputs through claims instead).
+    pub fn parse_flag(text: &str) -> std::result::Result<Option<Shard>, String> {
+        if text.trim() == NO_SHARDS {
+            return Ok(None);
+        }
+        Shard::parse(text).map(Some)
+    }
+
     /// From the scheduler's environment: Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX`, with
-    /// the count in `FRAMEPIPE_SHARDS`) or Slurm job arrays.
+    /// the count in `FRAMEPIPE_SHARDS`) or Slurm job arrays; none when `FRAMEPIPE_SHARDS=none`.
     pub fn from_env() -> std::result::Result<Option<Shard>, String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if var("FRAMEPIPE_SHARDS").is_some_and(|v| v.trim() == NO_SHARDS) {
+            return Ok(None);
+        }
         if let Some(i) = var("JOB_COMPLETION_INDEX") {
             let n = var("FRAMEPIPE_SHARDS").ok_or(
                 "JOB_COMPLETION_INDEX is set: also set FRAMEPIPE_SHARDS to the Job's completions",
@@ -292,275 +310,6 @@ impl Shard {
     }
 }
 
-pub struct Options {
-    pub jobs: usize,
-    pub shard: Option<Shard>,
-    pub retries: u32,
-    pub force: bool,
-    pub redo_stale: bool,
-    pub show_progress: bool,
-}
-
-/// A shard's (or a whole unsharded run's) account, written as `summary[.shard-I-of-N].json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Summary {
-    pub inputs: u64,
-    pub done: u64,
-    pub skipped_done: u64,
-    pub stale_skipped: u64,
-    pub failed: u64,
-    pub not_started: u64,
-    pub frames: u64,
-    pub wall_seconds: f64,
-    pub frames_per_second: f64,
-    pub shards: Vec<String>,
-}
-
-enum State {
-    Done,
-    Stale(Marker),
-    Todo,
-}
-
-fn state(final_dir: &Path, config_hash: &str) -> State {
-    let marker = std::fs::read(final_dir.join(DONE_MARKER))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok());
-    match marker {
-        Some(m) if m.config_hash == config_hash => State::Done,
-        Some(m) => State::Stale(m),
-        None => State::Todo,
-    }
-}
-
-fn error_chain(e: &Error) -> Vec<String> {
-    let mut chain = vec![e.to_string()];
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push(s.to_string());
-        source = s.source();
-    }
-    chain
-}
-
-/// Runs the batch; returns its summary (also written to OUT). `stop` is raised by Ctrl-C/SIGTERM.
-/// Worker `w` processes its inputs with `jobs[w % jobs.len()]` (one job per
-/// device when several are given).
-pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) -> Result<Summary> {
-    let job = &jobs[0];
-    let started = Instant::now();
-    let config_hash = job.config.hash();
-    let mine: Vec<&Item> = items
-        .iter()
-        .filter(|i| opts.shard.is_none_or(|s| s.takes(&i.id)))
-        .collect();
-    let mut todo = Vec::new();
-    let mut summary = Summary {
-        inputs: mine.len() as u64,
-        ..Summary::default()
-    };
-    let book = FailureBook::open(job.out_dir, opts.shard)?;
-    for item in &mine {
-        let final_dir = job.out_dir.join(&item.relative);
-        // A crash mid-input leaves only `<name>.partial/`: never a result, always safe to drop
-        // (inputs still to do recreate it anyway).
-        let partial = crate::job::partial_path(&final_dir);
-        if partial.exists() {
-            let _ = std::fs::remove_dir_all(&partial);
-        }
-        match state(&final_dir, &config_hash) {
-            State::Done if !opts.force => {
-                summary.skipped_done += 1;
-                // Done by another route since it failed (`run`, a shard layout of another N).
-                book.succeeded(&item.id)?;
-            }
-            State::Stale(m) if !(opts.force || opts.redo_stale) => {
-                summary.stale_skipped += 1;
-                logging::say(
-                    Severity::Warning,
-                    Some(&item.input.display().to_string()),
-                    &format!(
-                        "stale: {} was made with config {} (now {}); rerun with --redo-stale to redo it",
-                        final_dir.display(),
-                        m.config_hash,
-                        config_hash
-                    ),
-                    &[],
-                );
-            }
-            _ => todo.push(*item),
-        }
-    }
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let failed = AtomicUsize::new(0);
-    let frames = std::sync::atomic::AtomicU64::new(0);
-    let bar = progress_bar(opts.show_progress, todo.len());
-    let last_log = Mutex::new(Instant::now());
-    let shard_name = opts.shard.map(|s| format!("{}/{}", s.index, s.count));
-    std::thread::scope(|scope| {
-        for worker in 0..opts.jobs.max(1).min(todo.len().max(1)) {
-            let job = &jobs[worker % jobs.len()];
-            let (next, done, failed, frames, book, bar, last_log, todo, stop) = (
-                &next, &done, &failed, &frames, &book, &bar, &last_log, &todo, &stop,
-            );
-            let shard_name = &shard_name;
-            scope.spawn(move || loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = todo.get(i) else { break };
-                bar.set_message(item.id.clone());
-                let mut errors = Vec::new();
-                let mut attempts = 0;
-                let outcome = loop {
-                    attempts += 1;
-                    match job.process_into(&item.input, &item.relative) {
-                        Ok(r) => break Some(r),
-                        Err(e) => {
-                            errors.push(error_chain(&e).join(": "));
-                            // Inputs that are simply not videos fail the same way every time.
-                            let permanent = matches!(e, Error::Input { .. } | Error::Config { .. });
-                            if permanent || attempts > opts.retries {
-                                break None;
-                            }
-                        }
-                    }
-                };
-                let recorded = match outcome {
-                    Some(r) => {
-                        done.fetch_add(1, Ordering::Relaxed);
-                        frames.fetch_add(r.report.output.frames, Ordering::Relaxed);
-                        book.succeeded(&item.id)
-                    }
-                    None => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        let input = item.input.display().to_string();
-                        logging::say(
-                            Severity::Error,
-                            Some(&input),
-                            errors.last().map(String::as_str).unwrap_or("failed"),
-                            &[],
-                        );
-                        book.failed(FailureRecord {
-                            id: item.id.clone(),
-                            input,
-                            errors,
-                            attempts,
-                            shard: shard_name.clone(),
-                        })
-                    }
-                };
-                if let Err(e) = recorded {
-                    logging::error(Some(&item.input.display().to_string()), &e);
-                }
-                bar.inc(1);
-                if bar.is_hidden() {
-                    let mut last = last_log.lock().expect("no panic while holding it");
-                    if last.elapsed().as_secs_f64() >= 5.0 {
-                        *last = Instant::now();
-                        logging::say(
-                            Severity::Info,
-                            None,
-                            &format!(
-                                "batch: {}/{} processed ({} failed), {:.1} s",
-                                done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed),
-                                todo.len(),
-                                failed.load(Ordering::Relaxed),
-                                started.elapsed().as_secs_f64()
-                            ),
-                            &[],
-                        );
-                    }
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    summary.done = done.into_inner() as u64;
-    summary.failed = failed.into_inner() as u64;
-    summary.not_started = (todo.len() as u64).saturating_sub(summary.done + summary.failed);
-    summary.frames = frames.into_inner();
-    summary.wall_seconds = started.elapsed().as_secs_f64();
-    summary.frames_per_second = summary.frames as f64 / summary.wall_seconds.max(1e-9);
-    summary.shards = shard_name.into_iter().collect();
-    let name = format!(
-        "summary{}.json",
-        opts.shard.map(|s| s.suffix()).unwrap_or_default()
-    );
-    let path = job.out_dir.join(name);
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&summary).expect("summary serializes"),
-    )
-    .map_err(|e| Error::io(&path, "writing the batch summary", e))?;
-    Ok(summary)
-}
-
-fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "batch [{bar:30}] {pos}/{len} inputs, {elapsed} elapsed, eta {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
-}
-
-/// Merges the per-shard summaries in OUT into `OUT/summary.json`, and every shard's failures
-/// into `OUT/failures.jsonl`.
-pub fn merge_summaries(out: &Path) -> Result<Summary> {
-    let mut total = Summary::default();
-    let mut found = 0;
-    let entries =
-        std::fs::read_dir(out).map_err(|e| Error::io(out, "reading the batch folder", e))?;
-    let mut wall: f64 = 0.0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("summary.shard-") && name.ends_with(".json")) {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path())
-            .map_err(|e| Error::io(entry.path(), "reading a summary", e))?;
-        let s: Summary =
-            serde_json::from_str(&text).map_err(|e| Error::config(entry.path(), e.to_string()))?;
-        found += 1;
-        total.inputs += s.inputs;
-        total.done += s.done;
-        total.skipped_done += s.skipped_done;
-        total.stale_skipped += s.stale_skipped;
-        total.failed += s.failed;
-        total.not_started += s.not_started;
-        total.frames += s.frames;
-        wall = wall.max(s.wall_seconds);
-        total.shards.extend(s.shards);
-    }
-    if found == 0 {
-        return Err(Error::input(
-            out,
-            "no summary.shard-*.json here: run `framepipe batch --shard I/N` first",
-        ));
-    }
-    total.shards.sort();
-    failures::merge(out)?;
-    total.wall_seconds = wall;
-    total.frames_per_second = total.frames as f64 / wall.max(1e-9);
-    let path = out.join("summary.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&total).expect("summary serializes"),
-    )
-    .map_err(|e| Error::io(&path, "writing the merged summary", e))?;
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,6 +325,11 @@ mod tests {
         assert!((150..350).contains(&first), "roughly even: {first}");
         assert!(Shard::parse("4/4").is_err() && Shard::parse("x").is_err());
         assert_eq!(Shard::parse("1/3"), Ok(Shard { index: 1, count: 3 }));
+        assert_eq!(Shard::parse_flag("none"), Ok(None));
+        assert_eq!(
+            Shard::parse_flag("1/3"),
+            Ok(Some(Shard { index: 1, count: 3 }))
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             manifest,
             jobs,
             shard,
+            claim_lease,
             retries,
             redo_stale,
             force,
@@ -77,6 +78,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 force,
                 more_devices: devices.into_iter().skip(1).collect(),
                 report,
+                claim_lease: crate::batch::claims::lease_from(claim_lease).map_err(Error::Usage)?,
             };
             pipeline::batch(
                 pipeline.as_deref(),

@@ -25,6 +25,8 @@ pub struct BatchArgs {
     pub more_devices: Vec<String>,
     /// `--report`: the HTML page of OUTDIR's finished outputs into OUTDIR/report/.
     pub report: bool,
+    /// How long an input's claim holds without renewal.
+    pub claim_lease: std::time::Duration,
 }
 
 /// The session of a pipeline command, whose errors are all met before any input (exit 2).
@@ -116,7 +118,7 @@ pub fn batch(
     let session = open_session(pipeline, device_flag, global)?;
     prepare_output_dir(out_dir)?;
     let shard = match args.shard.as_deref() {
-        Some(text) => Shard::parse(text).map(Some),
+        Some(text) => Shard::parse_flag(text),
         None => Shard::from_env(),
     }
     .map_err(|message| Error::Usage(format!("shard: {message}")))?;
@@ -176,6 +178,7 @@ pub fn batch(
         force: args.force,
         redo_stale: args.redo_stale,
         show_progress: !global.quiet,
+        claim_lease: args.claim_lease,
     };
     let summary = batch::run(&job_list, &items, &options, stop.clone()).map_err(Error::setup)?;
     println!(
