@@ -9,7 +9,7 @@
 //! when the scene ends, so the frames that can still become its middle (those after the half
 //! point of what has been seen) are kept as candidates, thinned to every other one when they
 //! would hold more than [`CANDIDATE_BYTES`]: the middle is exact while the second half of a
-//! scene fits (about 45 frames at 720p), and within the kept spacing after that. Only the three
+//! scene fits (48 frames at 720p), and within the kept spacing after that. Only the three
 //! chosen frames per scene are scaled and encoded.
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -135,7 +135,9 @@ impl<F: Clone> LiveThumbs<F> {
                 while scene.candidates.len() > self.capacity {
                     scene.stride *= 2;
                     let stride = scene.stride;
-                    scene.candidates.retain(|c| (c.index - first).is_multiple_of(stride));
+                    scene
+                        .candidates
+                        .retain(|c| (c.index - first).is_multiple_of(stride));
                 }
             }
             _ => {
