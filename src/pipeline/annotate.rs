@@ -204,6 +204,7 @@ fn stage_seconds(out: &PipelineOutput) -> BTreeMap<String, StageStats> {
         out.encode.as_ref().map(|e| ("encode", e.seconds)),
         out.clip.as_ref().map(|c| ("clip", c.seconds)),
         out.latents.as_ref().map(|l| ("vae", l.seconds)),
+        out.thumbs.as_ref().map(|t| ("thumbs", t.seconds)),
     ];
     ran.into_iter()
         .flatten()
