@@ -7,6 +7,7 @@ pub mod encode;
 pub mod normalize;
 pub mod probe;
 pub mod small;
+pub mod thumbnail;
 
 use std::sync::Once;
 

@@ -402,14 +402,14 @@ struct JpegWriter {
 
 impl JpegWriter {
     fn new(width: u32, height: u32) -> JpegWriter {
-        let (w, h) = crate::report_page::thumbnails::size_for(width, height);
+        let (w, h) = crate::media::thumbnail::size_for(width, height);
         JpegWriter {
             rgb: RgbFrames::new(w, h, ff::software::scaling::Flags::AREA),
         }
     }
 
     fn write(&mut self, frame: &ff::frame::Video, path: &Path) -> Result<()> {
-        crate::report_page::thumbnails::write_jpeg(&mut self.rgb, frame, path)
+        crate::media::thumbnail::write_jpeg(&mut self.rgb, frame, path)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Scene thumbnails for the report page: the first, middle and last frame of every scene. An
 //! output whose run saved them (`scenes[].thumbnails`, made by
 //! [`crate::pipeline::thumbs`]) is only linked to; for older outputs they are decoded from the
-//! output's own encoded video (never the source again), scaled to [`WIDTH`] pixels and written
-//! as JPEG next to the page.
+//! output's own encoded video (never the source again) and written next to the page by
+//! [`crate::media::thumbnail`].
 //!
 //! Frames are picked by time, as a player shows them: a scene's first frame is the last one
 //! starting at or before its `start_time`, the middle one the frame shown at the scene's middle,
@@ -24,13 +24,9 @@ use super::frame_picker::{scene_targets, Picker, Step, Target};
 use super::Entry;
 use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
+use crate::media::thumbnail::{size_for, write_jpeg};
 use crate::media::{probe, RgbFrames};
 use crate::pipeline::scenes::Scene;
-
-/// Thumbnail width in pixels (height follows the video's aspect ratio).
-pub const WIDTH: u32 = 192;
-
-const JPEG_QUALITY: u8 = 82;
 
 /// Fills each entry's `thumbnails` (files under `out/thumbs_rel/`, paths relative to `out`), or
 /// notes why it has none. Returns how many thumbnails were written.
@@ -254,28 +250,4 @@ fn make(
         .into_iter()
         .map(|[a, b, c]| Some([a?, b?, c?]))
         .collect())
-}
-
-/// A thumbnail's size for a `width` x `height` picture: [`WIDTH`] wide, the height following
-/// the aspect ratio (even, at least 2).
-pub fn size_for(width: u32, height: u32) -> (u32, u32) {
-    let h =
-        (u64::from(WIDTH) * u64::from(height.max(1)) / u64::from(width.max(1))).max(2) as u32 & !1;
-    (WIDTH, h)
-}
-
-/// Scales `frame` with `rgb` and writes it to `path` as a JPEG.
-pub fn write_jpeg(rgb: &mut RgbFrames, frame: &ff::frame::Video, path: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    let (w, h) = rgb
-        .append(frame, None, &mut bytes)
-        .map_err(|e| Error::ffmpeg(path, "scaling a thumbnail", e))?;
-    // jpeg-encoder (SIMD): a third of the `image` encoder's time at this size, which matters
-    // when `run` makes three per scene.
-    let mut jpeg = Vec::with_capacity(bytes.len() / 4);
-    jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITY)
-        .encode(&bytes, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| Error::io(path, "encoding a thumbnail", std::io::Error::other(e)))?;
-    // One write of the whole file: a full disk is an error here, not lost in a buffer's drop.
-    std::fs::write(path, jpeg).map_err(|e| Error::io(path, "writing a thumbnail", e))
 }
