@@ -446,15 +446,18 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
                 );
                 assert!(!sec.contains("class=\"play\""));
             }
-            // No encode, but thumbnails from the run's frames.
+            // No encode: a scenes-only run makes no canvases, so no thumbnails either.
             _ => {
-                assert_eq!(thumbs, 6);
+                assert_eq!(thumbs, 0);
                 assert!(
                     sec.contains(
-                        "no video (the pipeline had no `encode`): scenes listed without playback"
+                        "no video (the pipeline had no `encode`): scenes listed without thumbnails"
                     ),
                     "{sec}"
                 );
+                let r = typed_report(&out, "c");
+                assert!(r.scenes.iter().all(|s| s.thumbnails.is_none()));
+                assert!(!out.join("c/thumbs").exists());
             }
         }
     }

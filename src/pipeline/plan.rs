@@ -150,6 +150,7 @@ impl<'a> Plan<'a> {
             Frames::Host
         };
         let model_gpu = device.cuda_index();
+        let canvases_anyway = encode.is_some() || clip.is_some() || vae.is_some();
         Ok(Plan {
             input,
             info,
@@ -168,10 +169,13 @@ impl<'a> Plan<'a> {
             clip,
             vae,
             clips,
-            // From host canvases: where they are on the device, no scene detector runs.
+            // From host canvases, and only when another stage has them made anyway: a
+            // scenes-only run would pay the whole normalize stage for three frames a scene.
+            // (Canvases on the device mean no scene detector runs.)
             thumbs: outputs
                 .thumbs_dir
                 .filter(|_| matches!(frames, Frames::Host))
+                .filter(|_| canvases_anyway)
                 .filter(|_| config.scenes.as_ref().is_some_and(|s| s.thumbnails)),
         })
     }
