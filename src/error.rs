@@ -1,5 +1,6 @@
 //! The library's error type. Every variant names what it is about (the input file, the config
-//! key, the stage), so a message read in a CI log is enough to act on.
+//! key, the stage), so a message read in a CI log is enough to act on. It knows nothing of the
+//! subcommands: `commands::error` maps it (and the commands' own errors) to exit codes.
 use std::path::PathBuf;
 
 /// Result with our [`Error`].
@@ -58,25 +59,11 @@ pub enum Error {
     #[error(transparent)]
     Setup(Box<Error>),
 
-    /// The search command's errors, which carry their own exit code.
-    #[error(transparent)]
-    Search(#[from] crate::search::SearchError),
-
-    /// The export command's errors, which carry their own exit code.
-    #[error(transparent)]
-    Export(#[from] crate::export::ExportError),
-
     /// The libtorch library failed a request that is the whole command (`framepipe clip`,
     /// `devices`, ...).
     #[error("{0}")]
     Torch(String),
 }
-
-/// The process exit codes: 0 all inputs done, 1 some input failed, 2 usage or configuration
-/// error, 130 interrupted.
-pub const EXIT_INPUT_FAILED: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Error {
     pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
@@ -118,25 +105,6 @@ impl Error {
         match self {
             Error::Setup(_) => self,
             other => Error::Setup(Box::new(other)),
-        }
-    }
-
-    /// The process exit code this error ends a command with: 2 for what the user must fix in
-    /// the command or its configuration, 1 for inputs (and models) that failed.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Config { .. } | Error::Device { .. } | Error::Usage(_) | Error::Setup(_) => {
-                EXIT_USAGE
-            }
-            Error::Search(crate::search::SearchError::Usage(_)) => EXIT_USAGE,
-            Error::Export(e) => e.exit_code(),
-            Error::Search(crate::search::SearchError::Failed(_))
-            | Error::Input { .. }
-            | Error::Ffmpeg { .. }
-            | Error::Io { .. }
-            | Error::StagePanicked { .. }
-            | Error::Cancelled { .. }
-            | Error::Torch(_) => EXIT_INPUT_FAILED,
         }
     }
 

@@ -2,13 +2,13 @@
 //! on stderr (none with `-q`).
 use std::process::ExitCode;
 
+use super::error::CommandResult;
 use super::Global;
 use crate::cli::ExportArgs;
-use crate::error::Result;
 use crate::export::{self, ExportRequest};
 use crate::logging::Severity;
 
-pub fn export(args: &ExportArgs, global: Global) -> Result<ExitCode> {
+pub fn export(args: &ExportArgs, global: Global) -> CommandResult {
     let summary = export::export(&ExportRequest {
         dirs: &args.dirs,
         out: &args.output,

@@ -2,11 +2,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::error::{CommandResult, EXIT_INPUT_FAILED};
 use crate::cli::CheckFormat;
-use crate::error::{Error, Result, EXIT_INPUT_FAILED};
+use crate::error::Error;
 use crate::logging::Severity;
 
-pub fn probe(input: &Path) -> Result<ExitCode> {
+pub fn probe(input: &Path) -> CommandResult {
     let info = crate::media::probe::probe(input)?;
     super::print_json(&info);
     Ok(ExitCode::SUCCESS)
@@ -18,7 +19,7 @@ pub fn check(
     format: CheckFormat,
     jobs: Option<usize>,
     inputs: &[PathBuf],
-) -> Result<ExitCode> {
+) -> CommandResult {
     use crate::check;
     let rules = check::rules::RulesFile::load(rules_path).map_err(Error::setup)?;
     let files = check::expand_inputs(inputs);

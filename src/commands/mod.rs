@@ -1,7 +1,8 @@
-//! The subcommands, each `Result<ExitCode, Error>`: an `Err` ends the command with the error's
-//! [`Error::exit_code`]; an `Ok` code is a command that ran to its end (1 when some input
+//! The subcommands, each a [`CommandResult`]: an `Err` ends the command with the error's
+//! [`CommandError::exit_code`]; an `Ok` code is a command that ran to its end (1 when some input
 //! failed, each already reported). `main` only parses, sets up logging, calls [`dispatch`] and
 //! reports the error.
+pub mod error;
 mod export;
 mod inspect;
 mod models;
@@ -12,7 +13,9 @@ mod report;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::error::{Error, Result};
+pub use error::{CommandError, CommandResult};
+
+use crate::error::Error;
 
 /// The flags every subcommand sees.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +26,7 @@ pub struct Global {
 }
 
 /// Runs the parsed command line's subcommand.
-pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+pub fn dispatch(cli: Cli) -> CommandResult {
     let global = Global {
         quiet: cli.quiet,
         precision: cli.precision,

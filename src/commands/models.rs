@@ -6,14 +6,15 @@ use std::process::ExitCode;
 use framepipe_proto::ops::{ClipRun, DevicesReply, LatentDtype, ModelOn, VaeEncodeImages};
 use framepipe_proto::CallOp;
 
+use super::error::CommandResult;
 use super::Global;
 use crate::cli::VaeAction;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::session::model_device;
 use crate::torch::Torch;
 
 /// What libtorch sees: loads the libtorch library, so it also proves that it loads.
-pub fn devices() -> Result<ExitCode> {
+pub fn devices() -> CommandResult {
     /// What `framepipe devices` prints: what libtorch sees and which library answered.
     #[derive(serde::Serialize)]
     struct Devices<'a> {
@@ -34,7 +35,7 @@ pub fn devices() -> Result<ExitCode> {
 }
 
 /// Sends a request to the libtorch side and prints its JSON reply.
-pub fn call_and_print<O: CallOp>(request: &O) -> Result<ExitCode> {
+pub fn call_and_print<O: CallOp>(request: &O) -> CommandResult {
     let reply = Torch::get()
         .and_then(|t| Ok(t.call(request)?))
         .map_err(Error::Torch)?;
@@ -43,7 +44,7 @@ pub fn call_and_print<O: CallOp>(request: &O) -> Result<ExitCode> {
 }
 
 /// `framepipe vae`: encode or decode through the libtorch side.
-pub fn vae(model: &Path, device_text: &str, action: VaeAction, global: Global) -> Result<ExitCode> {
+pub fn vae(model: &Path, device_text: &str, action: VaeAction, global: Global) -> CommandResult {
     let device = model_device(device_text, global.precision)?;
     let is_image = |p: &PathBuf| {
         p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -64,7 +65,8 @@ pub fn vae(model: &Path, device_text: &str, action: VaeAction, global: Global) -
             if images.len() != 1 || *check {
                 return Err(Error::Usage(
                     "give one video (without --check), or images only".into(),
-                ));
+                )
+                .into());
             }
             let latents = crate::vae_video::encode_video(
                 &images[0],
@@ -129,9 +131,9 @@ pub fn clip(
     texts: &[String],
     device_text: &str,
     global: Global,
-) -> Result<ExitCode> {
+) -> CommandResult {
     if images.is_empty() && texts.is_empty() {
-        return Err(Error::Usage("give at least one --image or --text".into()));
+        return Err(Error::Usage("give at least one --image or --text".into()).into());
     }
     let device = model_device(device_text, global.precision)?;
     call_and_print(&ClipRun {

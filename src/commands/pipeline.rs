@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::error::{CommandResult, EXIT_INPUT_FAILED, EXIT_INTERRUPTED};
 use super::Global;
 use crate::cli::ListFormat;
 use crate::device::{self, DeviceRequest};
-use crate::error::{Error, Result, EXIT_INPUT_FAILED, EXIT_INTERRUPTED};
+use crate::error::{Error, Result};
 use crate::job::output_stem;
 use crate::logging::Severity;
 use crate::session::{prepare_output_dir, Session, SessionFlags};
@@ -46,7 +47,7 @@ pub fn run(
     inputs: &[PathBuf],
     report: bool,
     global: Global,
-) -> Result<ExitCode> {
+) -> CommandResult {
     let session = open_session(pipeline, device_flag, global)?;
     prepare_output_dir(out_dir)?;
     let job = session.job(out_dir, &session.device, !global.quiet, 0);
@@ -113,7 +114,7 @@ pub fn batch(
     inputs: &[PathBuf],
     args: &BatchArgs,
     global: Global,
-) -> Result<ExitCode> {
+) -> CommandResult {
     use crate::batch::{self, Options, Shard};
     let session = open_session(pipeline, device_flag, global)?;
     prepare_output_dir(out_dir)?;
@@ -124,9 +125,7 @@ pub fn batch(
     .map_err(|message| Error::Usage(format!("shard: {message}")))?;
     let items = batch::collect_items(inputs, args.manifest.as_deref()).map_err(Error::setup)?;
     if items.is_empty() {
-        return Err(Error::Usage(
-            "no inputs (give files, folders or --manifest)".into(),
-        ));
+        return Err(Error::Usage("no inputs (give files, folders or --manifest)".into()).into());
     }
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     {
@@ -221,7 +220,7 @@ pub fn bench(
     format: ListFormat,
     input: &Path,
     global: Global,
-) -> Result<ExitCode> {
+) -> CommandResult {
     let session = open_session(pipeline, device_flag, global)?;
     let scratch = Scratch::new();
     prepare_output_dir(&scratch.0)?;
@@ -268,10 +267,10 @@ pub fn bench_models(
     format: ListFormat,
     input: Option<&Path>,
     global: Global,
-) -> Result<ExitCode> {
+) -> CommandResult {
     use crate::bench::models::{ModelsBench, SourceShape};
     if !(0.0..=600.0).contains(&seconds) {
-        return Err(Error::Usage(format!("--seconds {seconds}: give 0 to 600")));
+        return Err(Error::Usage(format!("--seconds {seconds}: give 0 to 600")).into());
     }
     let session = open_session(pipeline, device_flag, global)?;
     let scratch = Scratch::new();

@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::error::CommandResult;
 use super::Global;
 use crate::cli::{ListFormat, SearchArgs};
-use crate::error::Result;
 use crate::session::model_device;
 
-pub fn search(args: SearchArgs, global: Global) -> Result<ExitCode> {
+pub fn search(args: SearchArgs, global: Global) -> CommandResult {
     use crate::search::{self, corpus::Rows};
     let device = model_device(&args.device, global.precision)?;
     let mut texts = args.texts.clone();
@@ -49,7 +49,7 @@ pub fn describe(
     format: ListFormat,
     device: &str,
     global: Global,
-) -> Result<ExitCode> {
+) -> CommandResult {
     use crate::search::{describe, present};
     let device = model_device(device, global.precision)?;
     let labels = describe::read_labels(labels)?;

@@ -3,15 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::error::CommandResult;
 use super::Global;
-use crate::error::Result;
 use crate::logging::Severity;
 use crate::report_page::Written;
 
 /// The page's folder inside a `run`/`batch` output folder.
 pub const FOLDER: &str = "report";
 
-pub fn report(dirs: &[PathBuf], out: &Path, global: Global) -> Result<ExitCode> {
+pub fn report(dirs: &[PathBuf], out: &Path, global: Global) -> CommandResult {
     let written = crate::report_page::write(dirs, out)?;
     announce(&written, global);
     super::print_json(&written);

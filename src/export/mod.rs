@@ -88,14 +88,6 @@ impl ExportError {
             source: source.into(),
         }
     }
-
-    /// 2 for what the user must fix in the command or its inputs, 1 for a failed write.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ExportError::Usage(_) | ExportError::Input { .. } => crate::error::EXIT_USAGE,
-            ExportError::Write { .. } => crate::error::EXIT_INPUT_FAILED,
-        }
-    }
 }
 
 /// What to export, and where.
