@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use framepipe::clip_labels::Tag;
-use framepipe::clips::record::{ClipRecord, MotionSource};
-use framepipe::job::Marker;
+use framepipe::output::clip_record::{ClipRecord, MotionSource};
+use framepipe::output::files::Marker;
+use framepipe::output::scene::Tag;
 
 const FOLDERS: usize = 5;
 const CLIPS: usize = 100;

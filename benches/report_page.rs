@@ -78,7 +78,7 @@ fn outputs() -> (PathBuf, PathBuf) {
     );
     let made = first.join("report-100-scenes");
     let report = std::fs::read(made.join("report-100-scenes.json")).unwrap();
-    let parsed = framepipe::report::Report::parse(&report).unwrap();
+    let parsed = framepipe::output::report::Report::parse(&report).unwrap();
     assert_eq!(
         parsed.scenes.len(),
         SCENES_PER_OUTPUT,
@@ -107,8 +107,8 @@ fn outputs() -> (PathBuf, PathBuf) {
                 }
             }
             std::fs::copy(
-                made.join(framepipe::job::DONE_MARKER),
-                dir.join(framepipe::job::DONE_MARKER),
+                made.join(framepipe::output::files::DONE_MARKER),
+                dir.join(framepipe::output::files::DONE_MARKER),
             )
             .unwrap();
             std::fs::write(dir.join(format!("o{i}.json")), json).unwrap();

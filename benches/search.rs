@@ -82,7 +82,7 @@ fn write_corpus(root: &Path) {
         .unwrap();
         // Ten samples per 50-frame scene at 25 fps.
         let scenes = (0..ROWS_PER_OUTPUT / 10)
-            .map(|s| framepipe::pipeline::scenes::Scene {
+            .map(|s| framepipe::output::scene::Scene {
                 index: s,
                 start_frame: s as u64 * 50,
                 end_frame: (s as u64 + 1) * 50,
@@ -97,7 +97,7 @@ fn write_corpus(root: &Path) {
         let samples = frames
             .iter()
             .enumerate()
-            .map(|(row, &f)| framepipe::report::SampleReport {
+            .map(|(row, &f)| framepipe::output::report::SampleReport {
                 frame: f as u64,
                 time: f as f64 / 25.0,
                 row,
@@ -110,17 +110,17 @@ fn write_corpus(root: &Path) {
             serde_json::to_string(&report).unwrap(),
         )
         .unwrap();
-        std::fs::write(dir.join(framepipe::job::DONE_MARKER), "{}").unwrap();
+        std::fs::write(dir.join(framepipe::output::files::DONE_MARKER), "{}").unwrap();
     }
 }
 
 /// The report of a made-up output: a CLIP run's, through the report's own types.
 fn synthetic_report(
     stem: &str,
-    scenes: Vec<framepipe::pipeline::scenes::Scene>,
-    samples: Vec<framepipe::report::SampleReport>,
-) -> framepipe::report::Report {
-    use framepipe::report::{ClipReport, OutputInfo, Report, Stats, SCHEMA_VERSION};
+    scenes: Vec<framepipe::output::scene::Scene>,
+    samples: Vec<framepipe::output::report::SampleReport>,
+) -> framepipe::output::report::Report {
+    use framepipe::output::report::{ClipReport, OutputInfo, Report, Stats, SCHEMA_VERSION};
     let frames = (ROWS_PER_OUTPUT * 5) as u64;
     Report {
         schema_version: SCHEMA_VERSION,
@@ -233,7 +233,7 @@ fn main() {
     let root: PathBuf = media_dir().join("search-1M");
     if !root
         .join(format!("video{:03}", OUTPUTS - 1))
-        .join(framepipe::job::DONE_MARKER)
+        .join(framepipe::output::files::DONE_MARKER)
         .exists()
     {
         eprintln!(

@@ -2,18 +2,11 @@
 //! over the prompt templates as CLIP's zero-shot evaluation does), softmax over the labels of
 //! `exp(logit_scale) * cos`, top-k with a score floor, and scene embeddings as the normalized mean
 //! of their samples' embeddings.
-use serde::Serialize;
 
 use crate::config::ClipConfig;
+use crate::output::scene::Tag;
 use crate::torch::Torch;
 use framepipe_proto::ops::{ClipTexts, ModelOn};
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Tag {
-    pub label: String,
-    pub score: f64,
-}
 
 /// The labels of a run and their text embeddings.
 #[derive(Debug, Clone)]

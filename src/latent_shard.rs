@@ -7,6 +7,8 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::output::tensors;
+
 /// A mapped latents file.
 pub struct LatentShard {
     map: memmap2::Mmap,
@@ -33,7 +35,7 @@ impl LatentShard {
             SafeTensors::read_metadata(&map).map_err(|e| format!("not a safetensors file: {e}"))?;
         let data_base = 8 + header_len;
         let latents = header
-            .info("latents")
+            .info(tensors::LATENTS)
             .ok_or_else(|| "no `latents` tensor".to_string())?;
         let dtype = latents.dtype;
         if !matches!(dtype, Dtype::F16 | Dtype::BF16 | Dtype::F32) {
@@ -45,7 +47,7 @@ impl LatentShard {
                 latents.shape
             ));
         };
-        let frames = match header.info("frame_index") {
+        let frames = match header.info(tensors::FRAME_INDEX) {
             None => None,
             Some(index) if index.dtype != Dtype::I64 || index.shape != [n] => {
                 return Err(format!(
@@ -132,11 +134,11 @@ pub fn write(
     let index: Vec<u8> = frames.iter().flat_map(|f| f.to_le_bytes()).collect();
     let views = vec![
         (
-            "latents",
+            tensors::LATENTS,
             TensorView::new(stored, shape, &bytes).map_err(std::io::Error::other)?,
         ),
         (
-            "frame_index",
+            tensors::FRAME_INDEX,
             TensorView::new(Dtype::I64, vec![frames.len()], &index)
                 .map_err(std::io::Error::other)?,
         ),

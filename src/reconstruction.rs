@@ -172,11 +172,11 @@ pub fn write(path: &Path, samples: &[FramePsnr]) -> std::io::Result<()> {
     let n = samples.len();
     let views = vec![
         (
-            "frame_index",
+            crate::output::tensors::FRAME_INDEX,
             TensorView::new(Dtype::I64, vec![n], &index).map_err(std::io::Error::other)?,
         ),
         (
-            "psnr",
+            crate::output::tensors::PSNR,
             TensorView::new(Dtype::F32, vec![n], &psnr).map_err(std::io::Error::other)?,
         ),
     ];

@@ -18,12 +18,8 @@ use crate::config::EncodeConfig;
 use crate::error::{Error, Result};
 use crate::latent_shard::LatentShard;
 use crate::media::encode::{Colour, Muxer, VideoSettings};
+use crate::output::tensors::{META_EVERY, META_FINGERPRINT, META_FPS};
 use crate::torch::Torch;
-
-/// Shard metadata keys the decoder reads (written by the vae stage and `vae encode VIDEO`).
-pub const META_FPS: &str = "fps";
-pub const META_EVERY: &str = "every_n_frames";
-pub const META_FINGERPRINT: &str = "model_fingerprint";
 
 /// What to decode and where to.
 pub struct DecodeRequest<'a> {

@@ -111,10 +111,13 @@ pub fn encode_video(
     let fingerprint = crate::model_id::fingerprint(model)
         .map_err(|e| Error::io(model, "reading the model to fingerprint it", e))?;
     let metadata = [
-        (crate::vae_decode::META_FPS, info.fps.to_string()),
-        (crate::vae_decode::META_EVERY, "1".to_string()),
-        (crate::vae_decode::META_FINGERPRINT, fingerprint),
-        ("source", video.display().to_string()),
+        (crate::output::tensors::META_FPS, info.fps.to_string()),
+        (crate::output::tensors::META_EVERY, "1".to_string()),
+        (crate::output::tensors::META_FINGERPRINT, fingerprint),
+        (
+            crate::output::tensors::META_SOURCE,
+            video.display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use framepipe::clips::record::{ClipRecord, MotionSource};
+use framepipe::output::clip_record::{ClipRecord, MotionSource};
 use tempfile::tempdir;
 
 /// Hard cuts at 150, 250 and 310 (25 fps, 635 frames): moving testsrc2, a static SMPTE-bars

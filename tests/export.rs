@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
-use framepipe::clip_labels::Tag;
-use framepipe::clips::record::{ClipLatents, ClipRecord, MotionSource};
-use framepipe::job::Marker;
+use framepipe::output::clip_record::{ClipLatents, ClipRecord, MotionSource};
+use framepipe::output::files::Marker;
+use framepipe::output::scene::Tag;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

@@ -246,7 +246,7 @@ fn page_shows_every_scene_of_every_output_in_a_browser() {
     let clip_files: HashSet<String> = clips
         .lines()
         .map(|l| {
-            serde_json::from_str::<framepipe::clips::record::ClipRecord>(l)
+            serde_json::from_str::<framepipe::output::clip_record::ClipRecord>(l)
                 .unwrap()
                 .file
                 .unwrap()
@@ -405,7 +405,7 @@ fn missing_video_and_no_encode_are_named_and_the_rest_reported() {
     // A folder name that needs escaping in HTML and in URLs: a copy of a's output.
     let weird = "we<i>rd & #1";
     std::fs::create_dir_all(out.join(weird)).unwrap();
-    for f in ["a.mp4", framepipe::job::DONE_MARKER] {
+    for f in ["a.mp4", framepipe::output::files::DONE_MARKER] {
         std::fs::copy(out.join("a").join(f), out.join(weird).join(f)).unwrap();
     }
     std::fs::copy(

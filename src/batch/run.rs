@@ -16,8 +16,9 @@ use super::failures::{FailureBook, FailureRecord};
 use super::summary::{self, Summary};
 use super::{Item, Shard};
 use crate::error::{Error, Result};
-use crate::job::{Job, Marker, DONE_MARKER};
+use crate::job::Job;
 use crate::logging::{self, Severity};
+use crate::output::files::{Marker, DONE_MARKER};
 
 pub struct Options {
     pub jobs: usize,
@@ -248,7 +249,7 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
 /// A finished input may have a `.partial/` beside it (a crash during a `--force` redo): it goes,
 /// but only under the input's claim (a live worker may be redoing it right now).
 fn drop_leftover_partial(claims: &ClaimDir, item: &Item, final_dir: &Path) {
-    let partial = crate::job::partial_path(final_dir);
+    let partial = crate::output::files::partial_path(final_dir);
     if !partial.exists() {
         return;
     }
@@ -390,7 +391,8 @@ impl Run<'_> {
                     let full = disk_full(&e);
                     let mut message = error_chain(&e).join(": ");
                     if full {
-                        let partial = crate::job::partial_path(&self.out.join(&item.relative));
+                        let partial =
+                            crate::output::files::partial_path(&self.out.join(&item.relative));
                         message = format!(
                             "no space left on device while writing {}: {message}",
                             partial.display()

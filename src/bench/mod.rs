@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::report::Report;
+use crate::output::report::Report;
 
 /// One stage: its busy seconds, the frames it handled, and the rate that gives.
 #[derive(Debug, Clone, Serialize)]

@@ -4,45 +4,17 @@
 //! `clips.jsonl` and the report's `clips` block say.
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::motion::MotionSeries;
 use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
-use super::record::{ClipLatents, ClipRecord, CLIPS_DIR, CLIPS_FILE};
 use crate::clip_labels::LabelSet;
 use crate::config::{ClipConfig, ClipsConfig};
 use crate::error::{Error, Result};
 use crate::media::clip_mux::WrittenClip;
+use crate::output::clip_record::{ClipLatents, ClipRecord, ClipsReport, DroppedSeconds};
+use crate::output::files::{CLIPS_DIR, CLIPS_FILE};
+use crate::output::scene::Scene;
 use crate::pipeline::clip::ClipOutput;
-use crate::pipeline::scenes::Scene;
 use crate::pipeline::vae::LatentsOutput;
-
-/// The report's summary of an input's clips.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClipsReport {
-    /// `clips.jsonl` in the output folder.
-    pub file: String,
-    pub count: usize,
-    pub frames: u64,
-    pub seconds: f64,
-    /// Seconds of the video left out of clips, by reason.
-    pub dropped: DroppedSeconds,
-    /// Clips listed without a file because the encoder could not start or close them on their
-    /// frames (it had to encode them before their boundaries were known).
-    pub without_file: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DroppedSeconds {
-    pub transitions: f64,
-    pub trims: f64,
-    pub too_short: f64,
-    pub truncated: f64,
-    /// Clips whose motion score was below `min_motion`.
-    pub low_motion: f64,
-}
 
 /// What a run produced that clips are made from.
 pub struct ClipSources<'a> {

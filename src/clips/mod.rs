@@ -1,6 +1,6 @@
 //! Clips: every scene becomes training samples. [`plan`] decides which frames (in the
-//! finished scene list, and live while encoding); [`record`] is one line of `clips.jsonl`.
+//! finished scene list, and live while encoding); [`assemble`] makes their
+//! records (`crate::output::clip_record`).
 pub mod assemble;
 pub mod motion;
 pub mod plan;
-pub mod record;

@@ -6,7 +6,7 @@
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use super::record::MotionSource;
+use crate::output::clip_record::MotionSource;
 
 /// The mean motion-vector length of `frame` over its diagonal, weighted by block area; `None`
 /// when the decoder exported no vectors for it (intra frames, codecs without them).

@@ -12,7 +12,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::config::{ClipsConfig, LongScenes};
-use crate::pipeline::scenes::Scene;
+use crate::output::scene::Scene;
 
 /// The clip rules in frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +258,7 @@ impl LiveBoundaries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::scenes::TransitionFrames;
+    use crate::output::scene::TransitionFrames;
 
     fn rules(min: u64, max: u64, trim: u64, split: bool) -> ClipRules {
         ClipRules {

@@ -10,8 +10,9 @@ use safetensors::Dtype;
 
 use super::npy;
 use super::ExportError;
-use crate::clips::record::{ClipRecord, CLIPS_FILE};
 use crate::latent_shard::LatentShard;
+use crate::output::clip_record::ClipRecord;
+use crate::output::files::CLIPS_FILE;
 
 /// One mapped shard with its header read, and its `frame_index` (which clips need).
 struct Shard {

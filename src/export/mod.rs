@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use crate::clips::record::{ClipRecord, CLIPS_FILE};
-use crate::job::{Marker, DONE_MARKER};
+use crate::output::clip_record::ClipRecord;
+use crate::output::files::CLIPS_FILE;
+use crate::output::files::{Marker, DONE_MARKER};
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

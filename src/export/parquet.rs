@@ -31,7 +31,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::{ClipRef, ExportError};
-use crate::clips::record::CLIPS_FILE;
+use crate::output::files::CLIPS_FILE;
 
 /// The export's one schema.
 pub struct Layout {
@@ -157,7 +157,7 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Int64Array::from(values)))
     };
-    let floats = |f: &dyn Fn(&crate::clips::record::ClipRecord) -> f64| -> ArrayRef {
+    let floats = |f: &dyn Fn(&crate::output::clip_record::ClipRecord) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(records().map(f)))
     };
     let columns: Vec<ArrayRef> = vec![

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::latents::Shards;
 use super::{npy, ClipRef, ExportError, Output};
-use crate::clips::record::ClipRecord;
+use crate::output::clip_record::ClipRecord;
 
 /// The `.json` member: the record as `clips.jsonl` has it, and where it came from.
 #[derive(Serialize)]

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use crate::clip_labels::LabelSet;
 use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
-use crate::job::{posterior, VaeInfo, EMBEDDINGS_FILE, TRANSITIONS_FILE};
+use crate::job::{posterior, VaeInfo};
 use crate::media::probe::SourceInfo;
-use crate::report::{OutputInfo, Report, StageStats, Stats, TransitionsReport, SCHEMA_VERSION};
+use crate::output::files::{EMBEDDINGS_FILE, RECONSTRUCTION_FILE, TRANSITIONS_FILE};
+use crate::output::report::{
+    OutputInfo, Report, StageStats, Stats, TransitionsReport, SCHEMA_VERSION,
+};
 
 use super::scenes::scenes_on_output;
 use super::PipelineOutput;
@@ -20,9 +23,6 @@ pub struct RunFacts<'a> {
     pub labels: Option<&'a LabelSet>,
     pub vae: Option<&'a VaeInfo>,
 }
-
-/// The per-frame reconstruction PSNRs in an output folder.
-pub const RECONSTRUCTION_FILE: &str = "reconstruction.safetensors";
 
 /// The report of one finished input.
 pub fn annotate(
@@ -91,7 +91,7 @@ pub fn annotate(
         samples,
         clip,
         latents: match (&out.latents, &cfg.vae, session.vae) {
-            (Some(l), Some(c), Some(v)) => Some(crate::report::LatentsReport {
+            (Some(l), Some(c), Some(v)) => Some(crate::output::report::LatentsReport {
                 files: l.files.clone(),
                 shape_per_frame: l.shape_per_frame.clone(),
                 dtype: c.dtype,
@@ -112,16 +112,16 @@ pub fn annotate(
         },
         transitions: transitions(cfg, out),
         clips: None,
-        reconstruction: findings
-            .as_ref()
-            .map(|(f, r, l)| crate::report::ReconstructionReport {
+        reconstruction: findings.as_ref().map(|(f, r, l)| {
+            crate::output::report::ReconstructionReport {
                 file: RECONSTRUCTION_FILE.into(),
                 frames: l.reconstruction.len() as u64,
                 mean_psnr: mean_psnr.unwrap_or(0.0),
                 sensitivity: r.sensitivity,
                 mad_floor_db: crate::reconstruction::MAD_FLOOR_DB,
                 flagged_frames: f.flagged.len() as u64,
-            }),
+            }
+        }),
         anomalies: findings.map(|(f, _, _)| f.anomalies),
         stats: Stats {
             frames: out.decode.frames,
@@ -158,13 +158,16 @@ fn tag(
     clip: &super::clip::ClipOutput,
     labels: &LabelSet,
     clip_cfg: &crate::config::ClipConfig,
-    scenes: &mut [crate::pipeline::scenes::Scene],
-) -> (Vec<crate::report::SampleReport>, crate::report::ClipReport) {
+    scenes: &mut [crate::output::scene::Scene],
+) -> (
+    Vec<crate::output::report::SampleReport>,
+    crate::output::report::ClipReport,
+) {
     let samples = clip
         .samples
         .iter()
         .enumerate()
-        .map(|(row, s)| crate::report::SampleReport {
+        .map(|(row, s)| crate::output::report::SampleReport {
             frame: s.frame,
             time: s.time,
             row,
@@ -183,7 +186,7 @@ fn tag(
                 .unwrap_or_default(),
         );
     }
-    let report = crate::report::ClipReport {
+    let report = crate::output::report::ClipReport {
         model: clip_cfg.model.display().to_string(),
         labels: clip_cfg.labels.clone(),
         templates: clip_cfg.templates.clone(),

@@ -17,28 +17,17 @@ use std::sync::Arc;
 
 use crossbeam_channel::{select, Receiver};
 use ffmpeg_next as ff;
-use serde::{Deserialize, Serialize};
 
 use super::normalize::{Canvas, NormFrame};
 use super::scenes::{frame_on_output, SceneEvent};
 use super::{BusyTimer, Cancel};
 use crate::error::{Error, Result};
 use crate::media::RgbFrames;
-
-/// The folder in the output holding the thumbnails.
-pub const THUMBS_DIR: &str = "thumbs";
+use crate::output::files::THUMBS_DIR;
+use crate::output::scene::Thumbnails;
 
 /// Memory the middle-frame candidates of the open scene may hold.
 pub const CANDIDATE_BYTES: usize = 64 << 20;
-
-/// A scene's thumbnails as the report lists them (`scenes[].thumbnails`): the output frames
-/// shown (first, middle, last) and their files, relative to the output folder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Thumbnails {
-    pub frames: [u64; 3],
-    pub files: [String; 3],
-}
 
 /// The thumbnails made for the scene starting at output frame `start_frame`.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,7 +300,7 @@ impl ThumbStage {
 /// then decodes them from the video.
 pub fn attach(
     made: &ThumbsOutput,
-    scenes: &mut [super::scenes::Scene],
+    scenes: &mut [crate::output::scene::Scene],
 ) -> std::result::Result<(), String> {
     let starts_match = made.scenes.len() == scenes.len()
         && made

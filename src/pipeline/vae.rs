@@ -392,7 +392,10 @@ impl VaeStage {
         let path = self.dir.join(&name);
         let n = shard.frames.len();
         let mut metadata = self.metadata.clone();
-        metadata.insert("tiling".into(), out.tiling.to_string());
+        metadata.insert(
+            crate::output::tensors::META_TILING.into(),
+            out.tiling.to_string(),
+        );
         crate::latent_shard::write(
             &path,
             &shard.values,

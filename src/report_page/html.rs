@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::{Entry, Page};
-use crate::clips::record::ClipRecord;
+use crate::output::clip_record::ClipRecord;
 
 const STYLE: &str = r#"
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em;color:#1b1f24;background:#fafbfc}

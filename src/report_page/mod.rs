@@ -13,13 +13,11 @@ pub mod thumbnails;
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::clips::record::{ClipRecord, CLIPS_FILE};
 use crate::error::{Error, Result};
-use crate::job::DONE_MARKER;
-use crate::report::Report;
-
-/// The thumbnails' folder inside `DIR`.
-pub const THUMBS_DIR: &str = "thumbs";
+use crate::output::clip_record::ClipRecord;
+use crate::output::files::CLIPS_FILE;
+use crate::output::files::{DONE_MARKER, THUMBS_DIR};
+use crate::output::report::Report;
 
 /// What the page shows of one finished output.
 pub struct Entry {
@@ -243,9 +241,11 @@ pub fn read_transitions(path: &Path) -> std::result::Result<Vec<(i64, f32)>, Str
     use safetensors::{Dtype, SafeTensors};
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
-    let single = st.tensor("single").map_err(|e| format!("single: {e}"))?;
+    let single = st
+        .tensor(crate::output::tensors::SINGLE)
+        .map_err(|e| format!("single: {e}"))?;
     let index = st
-        .tensor("frame_index")
+        .tensor(crate::output::tensors::FRAME_INDEX)
         .map_err(|e| format!("frame_index: {e}"))?;
     if single.dtype() != Dtype::F16 || index.dtype() != Dtype::I64 {
         return Err(format!(

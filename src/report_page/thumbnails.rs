@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
 use crate::media::thumbnail::{size_for, write_jpeg};
 use crate::media::{probe, RgbFrames};
-use crate::pipeline::scenes::Scene;
+use crate::output::scene::Scene;
 
 /// Fills each entry's `thumbnails` (files under `out/thumbs_rel/`, paths relative to `out`), or
 /// notes why it has none. Returns how many thumbnails were written.

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use crate::job::DONE_MARKER;
+use crate::output::files::DONE_MARKER;
 
+use crate::output::report::{Report, SampleReport as SampleView};
 /// A scene of a stored output, as its report has it.
-pub use crate::pipeline::scenes::Scene as SceneSpan;
-use crate::report::{Report, SampleReport as SampleView};
+pub use crate::output::scene::Scene as SceneSpan;
 
 /// One finished output that takes part.
 #[derive(Debug, Clone)]
@@ -197,7 +197,7 @@ fn read_rows(file: &Path, count: usize, dim: usize) -> Result<Vec<u16>, String> 
     let tensors = safetensors::SafeTensors::deserialize(&map)
         .map_err(|e| format!("embeddings {}: corrupt ({e})", file.display()))?;
     let embeds = tensors
-        .tensor("image_embeds")
+        .tensor(crate::output::tensors::IMAGE_EMBEDS)
         .map_err(|_| format!("embeddings {}: no image_embeds tensor", file.display()))?;
     if embeds.dtype() != safetensors::Dtype::F16 || embeds.shape() != [count, dim] {
         return Err(format!(

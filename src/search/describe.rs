@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::corpus;
 use super::SearchError;
-use crate::clip_labels::{LabelSet, Tag};
+use crate::clip_labels::LabelSet;
+use crate::output::scene::Tag;
 
 #[derive(Debug, Serialize)]
 pub struct SceneLabels {

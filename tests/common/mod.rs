@@ -277,15 +277,15 @@ pub fn report(out: &Path, stem: &str) -> Value {
     assert_eq!(
         serde_json::to_value(&typed).unwrap(),
         value,
-        "{path:?}: the report does not round-trip through framepipe::report::Report"
+        "{path:?}: the report does not round-trip through framepipe::output::report::Report"
     );
     value
 }
 
 /// The report of a finished input, read through the report's own types.
-pub fn typed_report(out: &Path, stem: &str) -> framepipe::report::Report {
+pub fn typed_report(out: &Path, stem: &str) -> framepipe::output::report::Report {
     let path = out.join(stem).join(format!("{stem}.json"));
-    framepipe::report::Report::read(&path).unwrap_or_else(|e| panic!("{e}"))
+    framepipe::output::report::Report::read(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -3,9 +3,11 @@
 //! panics caught, and replying as JSON text that the caller releases with the table's `free`.
 use std::ffi::{c_char, CStr, CString};
 
-use framepipe_proto::abi::{reply_text, EntryPoints};
+use framepipe_proto::abi::EntryPoints;
 use framepipe_proto::ops::{CanvasMake, CanvasRead, SearchLoad, SearchQuery, VaeDecodeFrames};
 use framepipe_proto::{TorchError, ABI_VERSION};
+
+use crate::reply::{finish, without_backtrace};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -255,14 +257,6 @@ unsafe fn slice_mut<'a, T>(ptr: *mut T, len: usize) -> &'a mut [T] {
     unsafe { std::slice::from_raw_parts_mut(ptr, len) }
 }
 
-/// The reply text of an op's result, its error message without libtorch's C++ backtrace.
-pub fn finish<T: Serialize>(result: Result<T, TorchError>) -> CString {
-    reply_text(result.map_err(|e| TorchError {
-        message: without_backtrace(&e.message),
-        ..e
-    }))
-}
-
 /// Parses `request` as `R`, runs `op` on it with panics caught, and returns the reply for the
 /// caller to release.
 ///
@@ -287,17 +281,6 @@ unsafe fn respond<R: DeserializeOwned>(
         ))))
     });
     reply.into_raw()
-}
-
-/// libtorch's error text ends in a C++ backtrace (`Exception raised from ...` and dozens of
-/// `frame #N:` lines) that means nothing to a user; the message before it is kept.
-pub fn without_backtrace(message: &str) -> String {
-    let cut = message
-        .find("\nException raised from")
-        .or_else(|| message.find("Exception raised from"))
-        .or_else(|| message.find("\nframe #"))
-        .unwrap_or(message.len());
-    message[..cut].trim_end().to_string()
 }
 
 /// This library's panics become error replies that carry their message; the default hook

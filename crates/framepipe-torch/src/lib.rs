@@ -19,6 +19,7 @@ pub mod entry;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod reply;
 pub mod runtime;
 
 pub use framepipe_proto::ABI_VERSION;

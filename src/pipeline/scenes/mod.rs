@@ -9,13 +9,14 @@ pub mod shots;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{BusyTimer, Cancel};
 use crate::config::{SceneDetectorKind, ScenesConfig};
 use crate::error::Result;
 use crate::media::decode::SourceFrame;
 use crate::media::probe::SourceInfo;
+use crate::output::scene::{Scene, TransitionFrames};
 
 /// A detected cut: the first source frame of a new scene.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -31,15 +32,6 @@ pub struct SceneCut {
 pub struct Transition {
     pub start_index: u64,
     pub start_time: f64,
-}
-
-/// Frames `start_frame .. end_frame` of the output (end exclusive) are the transition into a
-/// scene: they stay at the end of the scene before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransitionFrames {
-    pub start_frame: u64,
-    pub end_frame: u64,
 }
 
 /// What the encoder hears from the scenes stage while both run (clips need IDR frames where
@@ -63,31 +55,6 @@ pub struct SceneCuts {
     pub probabilities: Option<shots::Probabilities>,
     /// Motion of every decoded frame (when the pipeline makes clips).
     pub motion: Option<crate::clips::motion::MotionSeries>,
-}
-
-/// A scene of the output video (end exclusive).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scene {
-    pub index: usize,
-    pub start_frame: u64,
-    pub end_frame: u64,
-    pub start_time: f64,
-    pub end_time: f64,
-    /// The gradual transition from the scene before into this one (TransNetV2), absent after
-    /// a hard cut.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transition_in: Option<TransitionFrames>,
-    /// Zero-shot labels of the scene (CLIP runs only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<Vec<crate::clip_labels::Tag>>,
-    /// How well the VAE reconstructs the scene (`vae.reconstruction` runs only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reconstruction: Option<crate::reconstruction::SceneReconstruction>,
-    /// The scene's first, middle and last frame as JPEGs made during the run (output frames,
-    /// and paths relative to the output folder; `scenes.thumbnails`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thumbnails: Option<crate::pipeline::thumbs::Thumbnails>,
 }
 
 /// The scenes stage: the configured detector, fed every decoded frame.

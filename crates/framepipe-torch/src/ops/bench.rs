@@ -1,4 +1,4 @@
-//! `bench_model`: how many frames a second a model stage's device work sustains, measured on
+//! `bench_model`'s timing, shared by the CLIP and VAE ops (which each time their own stage): how many frames a second a model stage's device work sustains, measured on
 //! the stage's own code (colour conversion, preprocessing, the model, the copy back of each
 //! batch's results) with random frames already on the device, so neither decoding nor the
 //! host's copies bound it; with `model_only`, the model alone on random input of its own shape
@@ -6,7 +6,7 @@
 //! allocator's over the timed calls (none on the CPU).
 use std::time::Instant;
 
-use framepipe_proto::ops::{BenchModel, BenchReply, ModelStage};
+use framepipe_proto::ops::{BenchModel, BenchReply};
 use framepipe_proto::TorchError;
 use tch::{Device, Kind, Tensor};
 
@@ -16,14 +16,6 @@ use crate::runtime::frames::{torch_error, Batch};
 const MAX_CALLS: usize = 10_000;
 /// Fewest timed calls, however slow: a median needs a few.
 const MIN_CALLS: usize = 3;
-
-/// Dispatches `bench_model` by `stage`.
-pub fn bench_model(op: &BenchModel) -> Result<BenchReply, TorchError> {
-    match op.stage {
-        ModelStage::Clip => crate::ops::clip::bench(op),
-        ModelStage::Vae => crate::ops::vae::bench(op),
-    }
-}
 
 /// Random uint8 frames of `batch` on `device`, as [`Batch::with_uploaded`] hands them on.
 pub fn random_frames(batch: &Batch, device: Device) -> Result<Tensor, TorchError> {
@@ -88,7 +80,7 @@ pub fn time_calls(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use framepipe_proto::ops::ModelOn;
+    use framepipe_proto::ops::{ModelOn, ModelStage};
     use framepipe_proto::{FrameLayout, Matrix};
 
     fn op(seconds: f64, warmup: u32) -> BenchModel {

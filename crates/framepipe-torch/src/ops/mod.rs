@@ -9,10 +9,10 @@ pub mod vae;
 
 use std::ffi::CString;
 
-use framepipe_proto::ops::{CanvasesLive, Configure, ConfigureReply, DevicesReply};
+use framepipe_proto::ops::{CanvasesLive, Configure, ConfigureReply, DevicesReply, ModelStage};
 use framepipe_proto::Request;
 
-use crate::entry::finish;
+use crate::reply::finish;
 use crate::runtime::{canvas, cuda, models};
 
 /// Runs one generic-entry request; returns its reply text.
@@ -25,7 +25,10 @@ pub fn handle(request: Request) -> CString {
         Request::VaeEncodeImages(op) => finish(vae::encode_images(&op)),
         Request::VaeInfo(op) => finish(vae::info(&op)),
         Request::VaePlanBatch(op) => finish(vae::plan_batch(&op)),
-        Request::BenchModel(op) => finish(bench::bench_model(&op)),
+        Request::BenchModel(op) => finish(match op.stage {
+            ModelStage::Clip => clip::bench(&op),
+            ModelStage::Vae => vae::bench(&op),
+        }),
         Request::SearchFree(op) => finish(Ok(search::free(&op))),
         Request::CanvasFree(op) => finish(Ok(canvas::free(&op))),
         Request::CanvasLive(_) => finish(Ok(CanvasesLive {

@@ -58,7 +58,7 @@ fn call<T: PartialOrd + Default>(
         let message = String::from_utf8_lossy(&error[..end]);
         return Err(format!(
             "CUDA {what}: {}",
-            crate::entry::without_backtrace(&message)
+            crate::reply::without_backtrace(&message)
         ));
     }
     Ok(value)

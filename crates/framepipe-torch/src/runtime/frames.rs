@@ -26,7 +26,7 @@ pub fn to_host_f32(results: &Tensor) -> Result<Tensor, TorchError> {
 }
 
 /// A tch error as the boundary's (its text is libtorch's: out of memory is recognised there;
-/// `entry::finish` cuts the C++ backtrace off every error that crosses).
+/// `reply::finish` cuts the C++ backtrace off every error that crosses).
 pub fn torch_error(e: tch::TchError) -> TorchError {
     TorchError::from_libtorch(e.to_string())
 }

@@ -3,13 +3,7 @@
 //! not know.
 use serde::{Deserialize, Serialize};
 
-use crate::clip_labels::Tag;
-
-/// The clips file inside a finished output folder.
-pub const CLIPS_FILE: &str = "clips.jsonl";
-
-/// Clip files inside a finished output folder (`clips/<id>.mp4`).
-pub const CLIPS_DIR: &str = "clips";
+use super::scene::Tag;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,4 +85,31 @@ mod tests {
             );
         }
     }
+}
+
+/// The report's summary of an input's clips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipsReport {
+    /// `clips.jsonl` in the output folder.
+    pub file: String,
+    pub count: usize,
+    pub frames: u64,
+    pub seconds: f64,
+    /// Seconds of the video left out of clips, by reason.
+    pub dropped: DroppedSeconds,
+    /// Clips listed without a file because the encoder could not start or close them on their
+    /// frames (it had to encode them before their boundaries were known).
+    pub without_file: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DroppedSeconds {
+    pub transitions: f64,
+    pub trims: f64,
+    pub too_short: f64,
+    pub truncated: f64,
+    /// Clips whose motion score was below `min_motion`.
+    pub low_motion: f64,
 }

@@ -14,7 +14,7 @@ use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
 use crate::media::normalize::Rect;
 use crate::media::probe::SourceInfo;
-use crate::pipeline::scenes::Scene;
+use crate::output::scene::Scene;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -107,7 +107,7 @@ pub struct Report {
     pub transitions: Option<TransitionsReport>,
     /// The clips cut from the scenes (`clips` only): `clips.jsonl` and what was left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clips: Option<crate::clips::assemble::ClipsReport>,
+    pub clips: Option<super::clip_record::ClipsReport>,
     /// The VAE's reconstruction of its frames (`vae.reconstruction` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconstruction: Option<ReconstructionReport>,
@@ -191,7 +191,7 @@ pub struct SampleReport {
     pub time: f64,
     /// Row in `embeddings.safetensors`.
     pub row: usize,
-    pub tags: Vec<crate::clip_labels::Tag>,
+    pub tags: Vec<super::scene::Tag>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
