@@ -24,7 +24,7 @@ use crate::media::normalize::{Geometry, Normalizer, Rect};
 use crate::media::{FrameLayout, ModelFrames};
 use crate::pipeline::normalize::NormFrame;
 use crate::pipeline::plan::{color_on_device, ClipPlan, VaePlan};
-use crate::pipeline::Cancel;
+use crate::pipeline::stage::Cancel;
 use crate::torch::Torch;
 use framepipe_proto::ops::{BenchModel, ModelOn, ModelStage};
 

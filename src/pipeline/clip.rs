@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::frame_batch::FrameBatch;
 use super::normalize::{Canvas, NormFrame};
-use super::{BusyTimer, Cancel};
+use super::stage::{BusyTimer, Cancel};
 use crate::config::ClipConfig;
 use crate::error::{Error, Result};
 use crate::media::{FrameLayout, ModelFrames};

@@ -7,7 +7,7 @@ use crossbeam_channel::Sender;
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use super::{send, BusyTimer, Cancel};
+use super::stage::{send, BusyTimer, Cancel};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::media::decode::{

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::normalize::NormFrame;
 use super::scenes::{frame_on_output, scenes_on_output, SceneCut, SceneEvent};
-use super::{BusyTimer, Cancel};
+use super::stage::{BusyTimer, Cancel};
 use crate::clips::plan::{ClipRules, FrameRole, LiveBoundaries, LiveCut};
 use crate::config::EncodeConfig;
 use crate::error::{Error, Result};

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use super::{send, BusyTimer, Cancel};
+use super::stage::{send, BusyTimer, Cancel};
 use crate::config::NormalizeConfig;
 use crate::error::{Error, Result};
 use crate::gpu::device_canvas::{DeviceCanvas, DeviceNormalizer};

@@ -15,7 +15,8 @@ use crate::media::probe::SourceInfo;
 use crate::torch::Torch;
 
 use super::decode::DecodePlan;
-use super::{clip, vae, Cancel, LatentsTarget};
+use super::stage::Cancel;
+use super::{clip, vae, LatentsTarget};
 
 /// Where the normalized canvases are made and kept.
 #[derive(Clone, Copy)]

@@ -20,7 +20,7 @@ use ffmpeg_next as ff;
 
 use super::normalize::{Canvas, NormFrame};
 use super::scenes::{frame_on_output, SceneEvent};
-use super::{BusyTimer, Cancel};
+use super::stage::{BusyTimer, Cancel};
 use crate::error::{Error, Result};
 use crate::media::RgbFrames;
 use crate::output::files::THUMBS_DIR;

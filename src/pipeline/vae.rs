@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::frame_batch::FrameBatch;
 use super::normalize::NormFrame;
-use super::{BusyTimer, Cancel};
+use super::stage::{BusyTimer, Cancel};
 use crate::config::{BatchSize, VaeConfig};
 use crate::error::{Error, Result};
 use crate::media::{FrameLayout, ModelFrames};

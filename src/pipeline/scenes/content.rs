@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::media::decode::SourceFrame;
 use crate::media::probe::SourceInfo;
 use crate::media::small::SmallFrames;
-use crate::pipeline::{BusyTimer, Cancel};
+use crate::pipeline::stage::{BusyTimer, Cancel};
 use crate::scenes::{processing_size, ContentDetector, ContentDetectorConfig};
 
 pub struct ContentStage {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use super::{BusyTimer, Cancel};
+use crate::pipeline::stage::{BusyTimer, Cancel};
 use crate::config::{SceneDetectorKind, ScenesConfig};
 use crate::error::Result;
 use crate::media::decode::SourceFrame;

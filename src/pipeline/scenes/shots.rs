@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::media::decode::SourceFrame;
 use crate::media::probe::SourceInfo;
 use crate::media::RgbFrames;
-use crate::pipeline::{BusyTimer, Cancel};
+use crate::pipeline::stage::{BusyTimer, Cancel};
 use crate::scenes::transnet::{ShotBoundaries, WindowStream, STEP};
 use crate::torch::Torch;
 
