@@ -12,6 +12,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::config::{ClipsConfig, LongScenes};
+use crate::media::encode::FrameRole;
 use crate::output::scene::Scene;
 
 /// The clip rules in frames.
@@ -133,18 +134,6 @@ pub fn plan_clips(scenes: &[Scene], rules: &ClipRules) -> (Vec<PlannedClip>, Dro
         );
     }
     (clips, dropped)
-}
-
-/// How the encoder must code an output frame so that clips can be cut from its packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameRole {
-    /// Any type the encoder likes.
-    Free,
-    /// A clip starts here: an IDR frame.
-    ClipStart,
-    /// The last frame of a clip that no other clip follows directly: a P frame, so that no
-    /// frame before it refers to a frame after it.
-    ClipEnd,
 }
 
 /// A scene start on the output, as far as it is known while encoding.

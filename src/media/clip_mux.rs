@@ -1,5 +1,5 @@
 //! Clip files cut from the one encode: the encoder makes every clip start an IDR frame and its
-//! last frame close its group of pictures ([`crate::clips::plan::FrameRole`]), so a clip is
+//! last frame close its group of pictures ([`super::encode::FrameRole`]), so a clip is
 //! exactly the packets of its frames. They are collected here as libx264 emits them, with the
 //! audio packets of the clip's span, and written as their own `+faststart` MP4 (timestamps from
 //! 0) once complete, under a temporary name renamed into place.
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
 
-use crate::clips::plan::FrameRole;
+use super::encode::FrameRole;
 use crate::error::{Error, Result};
 
 /// A clip file written, in output frames (end exclusive) and seconds.

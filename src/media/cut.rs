@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::decode::{SourceFrame, VideoDecoder};
 use super::encode::{AudioSource, Muxer, VideoSettings};
 use super::{probe, Scaler};
-use crate::clips::plan::FrameRole;
+use super::encode::FrameRole;
 use crate::config::{AudioMode, Codec, EncodeConfig, Preset};
 use crate::error::{Error, Result};
 
