@@ -170,6 +170,10 @@ impl Job<'_> {
                 .as_ref()
                 .and_then(|s| s.motion.clone())
                 .unwrap_or_default();
+            let tagger = match (&output.clip, self.labels, &self.config.clip) {
+                (Some(o), Some(l), Some(c)) => Some(clip_tagger(o, l, c)),
+                _ => None,
+            };
             let sources = crate::clips::assemble::ClipSources {
                 output_id: &stem,
                 scenes: &report.scenes,
@@ -178,12 +182,13 @@ impl Job<'_> {
                 fps,
                 motion: &motion,
                 written: output.encode.as_ref().map(|e| e.clips.as_slice()),
-                clip: match (&output.clip, self.labels, &self.config.clip) {
-                    (Some(o), Some(l), Some(c)) => Some((o, l, c)),
-                    _ => None,
-                },
+                tagger: tagger.as_ref().map(|t| t as crate::clips::assemble::Tagger),
                 latents: match (&output.latents, &self.config.vae) {
-                    (Some(l), Some(v)) => Some((l, v.every_n_frames)),
+                    (Some(l), Some(v)) => Some(crate::clips::assemble::LatentShards {
+                        files: &l.files,
+                        shard_frames: &l.shard_frames,
+                        every_n_frames: v.every_n_frames,
+                    }),
                     _ => None,
                 },
             };
@@ -458,5 +463,29 @@ pub(crate) fn posterior(config: &crate::config::VaeConfig) -> String {
     match config.sample_seed {
         None => "mean".into(),
         Some(seed) => format!("sample, seed {seed} + frame index"),
+    }
+}
+
+/// Tags a clip from the image embeddings sampled inside its frames: their normalized mean,
+/// scored against the run's labels.
+fn clip_tagger<'a>(
+    output: &'a crate::pipeline::clip::ClipOutput,
+    labels: &'a crate::clip_labels::LabelSet,
+    config: &'a crate::config::ClipConfig,
+) -> impl Fn(std::ops::Range<u64>) -> (Option<Vec<crate::output::scene::Tag>>, Option<Vec<f32>>) + 'a
+{
+    move |frames| {
+        let rows = output
+            .samples
+            .iter()
+            .filter(|s| frames.contains(&s.frame))
+            .map(|s| s.embedding.as_slice());
+        match crate::clip_labels::mean_embedding(rows) {
+            Some(e) => (
+                Some(labels.tags(&e, config.top_k, config.min_score)),
+                Some(e),
+            ),
+            None => (None, None),
+        }
     }
 }

@@ -340,7 +340,12 @@ impl Sink {
                 muxer
                     .as_mut()
                     .expect("open until finished")
-                    .send_video_frame(&yuv, index as i64, 0.0, crate::media::encode::FrameRole::Free)
+                    .send_video_frame(
+                        &yuv,
+                        index as i64,
+                        0.0,
+                        crate::media::encode::FrameRole::Free,
+                    )
             }
             Sink::Png { dir } => {
                 let path = dir.join(format!("{index:06}.png"));

@@ -1,20 +1,34 @@
 //! The finished clip list of one input: the planned clips of the final scene list, each with
-//! its motion score (dropped below `min_motion`), its CLIP tags and mean embedding, its latent
+//! its motion score (dropped below `min_motion`), its tags and mean embedding, its latent
 //! frames and its file (the one the encoder cut, renamed to its id). What this returns is what
-//! `clips.jsonl` and the report's `clips` block say.
+//! `clips.jsonl` and the report's `clips` block say. It works on plain descriptions of what the
+//! run made (scenes, cut files, shard frame ranges, a tagger): it knows no stage.
+use std::ops::Range;
 use std::path::Path;
 
 use super::motion::MotionSeries;
 use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
-use crate::clip_labels::LabelSet;
-use crate::config::{ClipConfig, ClipsConfig};
+use crate::config::ClipsConfig;
 use crate::error::{Error, Result};
 use crate::media::clip_mux::WrittenClip;
 use crate::output::clip_record::{ClipLatents, ClipRecord, ClipsReport, DroppedSeconds};
 use crate::output::files::{CLIPS_DIR, CLIPS_FILE};
-use crate::output::scene::Scene;
-use crate::pipeline::clip::ClipOutput;
-use crate::pipeline::vae::LatentsOutput;
+use crate::output::scene::{Scene, Tag};
+
+/// A clip's tags and mean embedding from the embeddings of its frames `Range` (both `None`
+/// when no sampled frame lies inside it).
+pub type Tagger<'a> = &'a dyn Fn(Range<u64>) -> (Option<Vec<Tag>>, Option<Vec<f32>>);
+
+/// The latent shards a run wrote, as clips name them.
+#[derive(Debug, Clone, Copy)]
+pub struct LatentShards<'a> {
+    /// Shard files, relative to the output folder.
+    pub files: &'a [String],
+    /// The first and last output frame of each shard in `files`.
+    pub shard_frames: &'a [(u64, u64)],
+    /// One latent every this many frames.
+    pub every_n_frames: u32,
+}
 
 /// What a run produced that clips are made from.
 pub struct ClipSources<'a> {
@@ -28,9 +42,10 @@ pub struct ClipSources<'a> {
     pub motion: &'a MotionSeries,
     /// Files the encoder cut (`None` without `encode`).
     pub written: Option<&'a [WrittenClip]>,
-    pub clip: Option<(&'a ClipOutput, &'a LabelSet, &'a ClipConfig)>,
-    /// The latent shards and the vae stage's sampling (`every_n_frames`).
-    pub latents: Option<(&'a LatentsOutput, u32)>,
+    /// Tags clips from their frames' image embeddings (tagging runs only).
+    pub tagger: Option<Tagger<'a>>,
+    /// The latent shards (vae runs only).
+    pub latents: Option<LatentShards<'a>>,
 }
 
 /// The clips of an input; renames the cut files in `dir` (the output folder) to their ids and
@@ -77,27 +92,16 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
                 None
             }
         };
-        let inside = |f: u64| f >= clip.frames.start && f < clip.frames.end;
-        let (tags, embedding) = match src.clip {
-            Some((out, labels, cfg)) => {
-                let rows = out
-                    .samples
-                    .iter()
-                    .filter(|s| inside(s.frame))
-                    .map(|s| s.embedding.as_slice());
-                match crate::clip_labels::mean_embedding(rows) {
-                    Some(e) => (Some(labels.tags(&e, cfg.top_k, cfg.min_score)), Some(e)),
-                    None => (None, None),
-                }
-            }
+        let (tags, embedding) = match src.tagger {
+            Some(tag) => tag(clip.frames.clone()),
             None => (None, None),
         };
-        let latents = src.latents.map(|(out, every)| {
-            let every = u64::from(every.max(1));
+        let latents = src.latents.map(|out| {
+            let every = u64::from(out.every_n_frames.max(1));
             let files = out
                 .files
                 .iter()
-                .zip(&out.shard_frames)
+                .zip(out.shard_frames)
                 .filter(|(_, &(first, last))| first < clip.frames.end && last >= clip.frames.start)
                 .map(|(f, _)| f.clone())
                 .collect();

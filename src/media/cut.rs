@@ -12,9 +12,9 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::decode::{SourceFrame, VideoDecoder};
+use super::encode::FrameRole;
 use super::encode::{AudioSource, Muxer, VideoSettings};
 use super::{probe, Scaler};
-use super::encode::FrameRole;
 use crate::config::{AudioMode, Codec, EncodeConfig, Preset};
 use crate::error::{Error, Result};
 

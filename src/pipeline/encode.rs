@@ -13,10 +13,10 @@ use super::normalize::NormFrame;
 use super::scenes::{frame_on_output, scenes_on_output, SceneCut, SceneEvent};
 use super::stage::{BusyTimer, Cancel};
 use crate::clips::plan::{ClipRules, LiveBoundaries, LiveCut};
-use crate::media::encode::FrameRole;
 use crate::config::EncodeConfig;
 use crate::error::{Error, Result};
 use crate::media::clip_mux::WrittenClip;
+use crate::media::encode::FrameRole;
 use crate::media::encode::{AudioSource, Chapter, Muxer, VideoSettings};
 
 #[derive(Debug, Clone, Serialize)]

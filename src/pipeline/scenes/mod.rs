@@ -11,12 +11,12 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use crate::pipeline::stage::{BusyTimer, Cancel};
 use crate::config::{SceneDetectorKind, ScenesConfig};
 use crate::error::Result;
 use crate::media::decode::SourceFrame;
 use crate::media::probe::SourceInfo;
 use crate::output::scene::{Scene, TransitionFrames};
+use crate::pipeline::stage::{BusyTimer, Cancel};
 
 /// A detected cut: the first source frame of a new scene.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
