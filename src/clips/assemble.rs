@@ -78,39 +78,16 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
         let file = match written {
             Some(i) => {
                 used[i] = true;
-                let from = &src.written.expect("found in it")[i].path;
-                let name = format!("{CLIPS_DIR}/{id}.mp4");
-                let to = dir.join(&name);
-                std::fs::rename(from, &to)
-                    .map_err(|e| Error::io(&to, "naming a clip file after its id", e))?;
-                Some(name)
+                Some(name_file(&src.written.expect("found in it")[i], &id, dir)?)
             }
             None => {
-                if src.written.is_some() {
-                    without_file += 1;
-                }
+                without_file += usize::from(src.written.is_some());
                 None
             }
         };
-        let (tags, embedding) = match src.tagger {
-            Some(tag) => tag(clip.frames.clone()),
-            None => (None, None),
-        };
-        let latents = src.latents.map(|out| {
-            let every = u64::from(out.every_n_frames.max(1));
-            let files = out
-                .files
-                .iter()
-                .zip(out.shard_frames)
-                .filter(|(_, &(first, last))| first < clip.frames.end && last >= clip.frames.start)
-                .map(|(f, _)| f.clone())
-                .collect();
-            let multiples_below = |n: u64| n.div_ceil(every);
-            ClipLatents {
-                files,
-                frames: multiples_below(clip.frames.end) - multiples_below(clip.frames.start),
-            }
-        });
+        let (tags, embedding) = src
+            .tagger
+            .map_or((None, None), |tag| tag(clip.frames.clone()));
         records.push(ClipRecord {
             id,
             file,
@@ -124,29 +101,69 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             motion_source,
             tags,
             embedding,
-            latents,
+            latents: src.latents.map(|l| latents_of(&clip, l)),
         });
     }
-    // Windows the encoder cut that are no clip of the final list (dropped for motion, or a
-    // boundary the final scene list moved) leave no file behind.
-    for (w, used) in src.written.unwrap_or(&[]).iter().zip(used) {
-        if !used {
-            std::fs::remove_file(&w.path)
-                .map_err(|e| Error::io(&w.path, "removing a dropped clip file", e))?;
-        }
+    remove_unused(src.written.unwrap_or(&[]), &used)?;
+    let summary = summarize(&records, dropped, low_motion, without_file, src.fps);
+    Ok((records, summary))
+}
+
+/// Renames a cut file to `clips/<id>.mp4`; returns that name.
+fn name_file(written: &WrittenClip, id: &str, dir: &Path) -> Result<String> {
+    let name = format!("{CLIPS_DIR}/{id}.mp4");
+    let to = dir.join(&name);
+    std::fs::rename(&written.path, &to)
+        .map_err(|e| Error::io(&to, "naming a clip file after its id", e))?;
+    Ok(name)
+}
+
+/// The shards holding a clip's frames, and how many latents it has.
+fn latents_of(clip: &PlannedClip, shards: LatentShards) -> ClipLatents {
+    let every = u64::from(shards.every_n_frames.max(1));
+    let files = shards
+        .files
+        .iter()
+        .zip(shards.shard_frames)
+        .filter(|(_, &(first, last))| first < clip.frames.end && last >= clip.frames.start)
+        .map(|(f, _)| f.clone())
+        .collect();
+    let multiples_below = |n: u64| n.div_ceil(every);
+    ClipLatents {
+        files,
+        frames: multiples_below(clip.frames.end) - multiples_below(clip.frames.start),
     }
-    let frames: u64 = records.iter().map(|r| r.frames).sum();
-    let seconds = |f: u64| f as f64 / src.fps.max(1e-9);
+}
+
+/// Windows the encoder cut that are no clip of the final list (dropped for motion, or a
+/// boundary the final scene list moved) leave no file behind.
+fn remove_unused(written: &[WrittenClip], used: &[bool]) -> Result<()> {
+    for (w, _) in written.iter().zip(used).filter(|(_, &used)| !used) {
+        std::fs::remove_file(&w.path)
+            .map_err(|e| Error::io(&w.path, "removing a dropped clip file", e))?;
+    }
+    Ok(())
+}
+
+/// The report's `clips` block.
+fn summarize(
+    records: &[ClipRecord],
+    dropped: DroppedFrames,
+    low_motion: u64,
+    without_file: usize,
+    fps: f64,
+) -> ClipsReport {
+    let seconds = |f: u64| f as f64 / fps.max(1e-9);
     let DroppedFrames {
         transitions,
         trims,
         too_short,
         truncated,
     } = dropped;
-    let report = ClipsReport {
+    ClipsReport {
         file: CLIPS_FILE.into(),
         count: records.len(),
-        frames,
+        frames: records.iter().map(|r| r.frames).sum(),
         seconds: records.iter().map(|r| r.end_time - r.start_time).sum(),
         dropped: DroppedSeconds {
             transitions: seconds(transitions),
@@ -156,8 +173,7 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             low_motion: seconds(low_motion),
         },
         without_file,
-    };
-    Ok((records, report))
+    }
 }
 
 /// A clip's seconds without a file to take them from: from its scene's start time at the

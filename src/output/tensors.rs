@@ -51,3 +51,11 @@ pub const META_TILING: &str = "tiling";
 pub const META_RESOLUTION: &str = "resolution";
 /// Transitions metadata: the detector.
 pub const META_DETECTOR: &str = "detector";
+
+/// How latents were drawn from the posterior, as the report and shard metadata say it.
+pub fn posterior(config: &crate::config::VaeConfig) -> String {
+    match config.sample_seed {
+        None => "mean".into(),
+        Some(seed) => format!("sample, seed {seed} + frame index"),
+    }
+}
