@@ -27,12 +27,15 @@ pub mod stage;
 pub mod thumbs;
 pub mod vae;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use ffmpeg_next as ff;
 
 use crate::error::{Error, Result};
 pub use plan::Plan;
+use scenes::{SceneCut, SceneEvent};
 use stage::Cancel;
 
 /// Where and how the vae stage writes latents.
@@ -63,166 +66,284 @@ pub struct PipelineOutput {
 pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOutput> {
     let started = Instant::now();
     let cancel = Cancel::default();
-    let queue = plan.config.runtime.queue_frames;
-    let info = plan.info;
+    let ready = Ready::wire(plan, progress, &cancel)?;
+    std::thread::scope(|scope| ready.spawn_and_join(scope, &cancel)).into_output(started)
+}
 
-    let (scene_tx, scenes) = channel_for(plan.scenes, queue);
-    let (norm_in_tx, normalize) = channel_for(plan.wants_canvas().then_some(()), queue);
-    let (norm_out_tx, encode) = channel_for(plan.encode.as_ref(), queue);
-    let (clip_tx, clip) = channel_for(plan.clip.as_ref(), queue);
-    let (vae_tx, vae) = channel_for(plan.vae.as_ref(), queue);
-    let (thumbs_tx, thumbs) = channel_for(plan.thumbs.as_ref(), queue);
-    // Cuts as they are found, for per-scene CLIP sampling. Unbounded: a handful of integers,
-    // and the scene stage must never wait on the clip stage.
-    let (live_cuts_tx, live_cuts_rx) = match plan.clip.as_ref().filter(|c| c.live_cuts) {
-        Some(_) => {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
-    // Audio packets are small; the encode stage selects over them and frames, so this queue
-    // never blocks decoding for long. Sized in packets (roughly 20 ms each).
-    let wants_audio = plan.encode.as_ref().is_some_and(|e| e.audio);
-    let (audio_tx, audio_rx) = channel_if(wants_audio, 256);
-    let (cuts_tx, cuts_rx) = channel_if(plan.encode.is_some() && plan.scenes.is_some(), 1);
-    // Cuts as they are found for the encoder, when it cuts clip files. Unbounded like the live
-    // cuts: the scene stage must never wait on the encoder (which waits on it).
-    let clip_files = plan
-        .clips
-        .as_ref()
-        .and_then(|c| c.dir.clone().map(|d| (c.rules, d)));
-    let (events_tx, events_rx) = match clip_files {
-        Some(_) => {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
-    // The same news for the thumbs stage (which never makes the scene stage wait either).
-    let (thumb_events_tx, thumb_events_rx) = match (&thumbs, plan.scenes) {
-        (Some(_), Some(_)) => {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            (Some(tx), Some(rx))
-        }
-        _ => (None, None),
-    };
-    let motion = plan.clips.is_some();
+type Tx<T> = Option<Sender<T>>;
+type Rx<T> = Option<Receiver<T>>;
 
-    let decode_stage = decode::DecodeStage::open(
-        plan.input,
-        info,
-        plan.config,
-        plan.decode,
-        cancel.clone(),
-        progress.clone(),
-    )?;
-    let audio_source = decode_stage.audio_source();
-    let audio_offset = decode_stage.audio_offset();
-    let video_settings = decode_stage.video_settings(plan.config);
-    let max_waiting = max_waiting_frames(video_settings.width, video_settings.height);
-    let scenes = match scenes {
-        Some((cfg, rx)) => Some((
-            scenes::SceneStage::new(cfg, info, plan.device, cancel.clone())?,
-            rx,
-        )),
-        None => None,
-    };
+/// Every stage the plan has, built, with the channel ends it runs on.
+struct Ready {
+    decode: (decode::DecodeStage, Tx<Frame>, Tx<Frame>, Tx<ff::Packet>),
+    scenes: Option<(scenes::SceneStage, Receiver<Frame>, SceneListeners)>,
+    normalize: Option<(
+        normalize::NormalizeStage,
+        Receiver<Frame>,
+        Vec<Sender<Canvas>>,
+    )>,
+    encode: Option<(
+        encode::EncodeStage,
+        Receiver<Canvas>,
+        Rx<ff::Packet>,
+        Rx<Vec<SceneCut>>,
+    )>,
+    clip: Option<(clip::ClipStage, Receiver<Canvas>, Rx<u64>)>,
+    vae: Option<(vae::VaeStage, Receiver<Canvas>)>,
+    thumbs: Option<(thumbs::ThumbStage, Receiver<Canvas>)>,
+}
+
+type Frame = Arc<crate::media::decode::SourceFrame>;
+type Canvas = Arc<normalize::NormFrame>;
+
+/// Where the scenes stage sends its news, and whether it measures motion (for clips).
+struct SceneListeners {
+    chapters: Tx<Vec<SceneCut>>,
+    live_cuts: Tx<u64>,
+    events: Vec<Sender<SceneEvent>>,
+    motion: bool,
+}
+
+impl Ready {
+    /// Opens the input, makes the channels the plan needs (bounded by
+    /// `runtime.queue_frames` for frames) and builds each stage on its ends.
+    fn wire(plan: &Plan, progress: &indicatif::ProgressBar, cancel: &Cancel) -> Result<Ready> {
+        let (queue, info) = (plan.config.runtime.queue_frames, plan.info);
+        let (scene_tx, scenes) = channel_for(plan.scenes, queue);
+        let (norm_in_tx, normalize) = channel_for(plan.wants_canvas().then_some(()), queue);
+        let (norm_out_tx, encode) = channel_for(plan.encode.as_ref(), queue);
+        let (clip_tx, clip) = channel_for(plan.clip.as_ref(), queue);
+        let (vae_tx, vae) = channel_for(plan.vae.as_ref(), queue);
+        let (thumbs_tx, thumbs) = channel_for(plan.thumbs.as_ref(), queue);
+        let news = SceneNews::new(plan);
+        // Audio packets are small; the encode stage selects over them and frames, so this
+        // queue never blocks decoding for long.
+        let wants_audio = plan.encode.as_ref().is_some_and(|e| e.audio);
+        let (audio_tx, audio_rx) = channel_if(wants_audio, AUDIO_PACKETS);
+        let decode = decode::DecodeStage::open(
+            plan.input,
+            info,
+            plan.config,
+            plan.decode,
+            cancel.clone(),
+            progress.clone(),
+        )?;
+        let scenes = match scenes {
+            Some((cfg, rx)) => {
+                let stage = scenes::SceneStage::new(cfg, info, plan.device, cancel.clone())?;
+                let listeners = SceneListeners {
+                    chapters: news.chapters.0,
+                    live_cuts: news.live_cuts.0,
+                    events: news
+                        .clip_events
+                        .0
+                        .into_iter()
+                        .chain(news.thumb_events.0)
+                        .collect(),
+                    motion: plan.clips.is_some(),
+                };
+                Some((stage, rx, listeners))
+            }
+            None => None,
+        };
+        let encode = encode.map(|(out, rx)| {
+            let stage = encode_stage(plan, &decode, out, news.clip_events.1, cancel);
+            (stage, rx, audio_rx, news.chapters.1)
+        });
+        let thumbs = thumbs.map(|(out, rx)| {
+            (
+                thumbs_stage(plan, &decode, out, news.thumb_events.1, cancel),
+                rx,
+            )
+        });
+        let normalize = normalize.map(|((), rx)| {
+            let tx = norm_out_tx
+                .into_iter()
+                .chain(clip_tx)
+                .chain(vae_tx)
+                .chain(thumbs_tx);
+            (normalize_stage(plan, cancel), rx, tx.collect())
+        });
+        let clip = clip.map(|(clip, rx)| {
+            let stage = clip.stage(plan.device, &info.path, cancel.clone());
+            (stage, rx, news.live_cuts.1)
+        });
+        let vae = vae.map(|(vae, rx)| (vae.stage(plan.device, &info.path, cancel.clone()), rx));
+        Ok(Ready {
+            decode: (decode, scene_tx, norm_in_tx, audio_tx),
+            scenes,
+            normalize,
+            encode,
+            clip,
+            vae,
+            thumbs,
+        })
+    }
+
+    /// Starts each stage on its own thread, then joins them all.
+    fn spawn_and_join<'scope>(
+        self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        cancel: &Cancel,
+    ) -> Joined {
+        let (stage, scene_tx, norm_in_tx, audio_tx) = self.decode;
+        let decode = spawn(scope, "decode", cancel, move || {
+            stage.run(scene_tx, norm_in_tx, audio_tx)
+        });
+        let scenes = self.scenes.map(|(stage, rx, to)| {
+            spawn(scope, "scenes", cancel, move || {
+                stage.run(rx, to.chapters, to.live_cuts, to.events, to.motion)
+            })
+        });
+        let normalize = self
+            .normalize
+            .map(|(stage, rx, tx)| spawn(scope, "normalize", cancel, move || stage.run(rx, tx)));
+        let encode = self.encode.map(|(stage, rx, audio, cuts)| {
+            spawn(scope, "encode", cancel, move || stage.run(rx, audio, cuts))
+        });
+        let clip = self
+            .clip
+            .map(|(stage, rx, live)| spawn(scope, "clip", cancel, move || stage.run(rx, live)));
+        let vae = self
+            .vae
+            .map(|(stage, rx)| spawn(scope, "vae", cancel, move || stage.run(rx)));
+        let thumbs = self
+            .thumbs
+            .map(|(stage, rx)| spawn(scope, "thumbs", cancel, move || stage.run(rx)));
+        Joined {
+            decode: join("decode", decode),
+            thumbs: thumbs.map(|h| join("thumbs", h)),
+            vae: vae.map(|h| join("vae", h)),
+            clip: clip.map(|h| join("clip", h)),
+            scenes: scenes.map(|h| join("scenes", h)),
+            normalize: normalize.map(|h| join("normalize", h)),
+            encode: encode.map(|h| join("encode", h)),
+        }
+    }
+}
+
+/// The normalize stage, making its canvases on the model device when the plan says so.
+fn normalize_stage(plan: &Plan, cancel: &Cancel) -> normalize::NormalizeStage {
     let canvas_maker = match plan.frames {
         plan::Frames::Device(torch) => Some((torch, plan.device)),
         plan::Frames::Host => None,
     };
+    normalize::NormalizeStage::new(
+        &plan.config.normalize,
+        plan.info,
+        canvas_maker,
+        cancel.clone(),
+    )
+}
 
-    std::thread::scope(|scope| {
-        let decode = spawn(scope, "decode", &cancel, move || {
-            decode_stage.run(scene_tx, norm_in_tx, audio_tx)
-        });
-        let scenes = scenes.map(|(stage, rx)| {
-            let cuts_tx = cuts_tx.clone();
-            let live = live_cuts_tx.clone();
-            let events: Vec<_> = events_tx.iter().chain(&thumb_events_tx).cloned().collect();
-            spawn(scope, "scenes", &cancel, move || {
-                stage.run(rx, cuts_tx, live, events, motion)
-            })
-        });
-        drop(cuts_tx);
-        drop(live_cuts_tx);
-        drop(events_tx);
-        drop(thumb_events_tx);
-        let normalize = normalize.map(|((), rx)| {
-            let stage = normalize::NormalizeStage::new(
-                &plan.config.normalize,
-                info,
-                canvas_maker,
-                cancel.clone(),
-            );
-            let tx: Vec<_> = norm_out_tx
-                .into_iter()
-                .chain(clip_tx)
-                .chain(vae_tx)
-                .chain(thumbs_tx)
-                .collect();
-            spawn(scope, "normalize", &cancel, move || stage.run(rx, tx))
-        });
-        let encode = encode.map(|(out, rx)| {
-            let stage = encode::EncodeStage {
-                path: out.path.clone(),
-                config: out.config.clone(),
-                video: video_settings,
-                audio: audio_source.filter(|_| out.audio),
-                audio_offset,
-                fps: plan.config.normalize.fps,
-                clips: clip_files.zip(events_rx).map(|((rules, dir), events)| {
-                    encode::ClipCutting {
-                        dir,
-                        rules,
-                        events,
-                        max_waiting,
-                    }
-                }),
-                cancel: cancel.clone(),
-            };
-            spawn(scope, "encode", &cancel, move || {
-                stage.run(rx, audio_rx, cuts_rx)
-            })
-        });
-        let clip = clip.map(|(clip, rx)| {
-            let stage = clip.stage(plan.device, &info.path, cancel.clone());
-            spawn(scope, "clip", &cancel, move || stage.run(rx, live_cuts_rx))
-        });
-        let vae = vae.map(|(vae, rx)| {
-            let stage = vae.stage(plan.device, &info.path, cancel.clone());
-            spawn(scope, "vae", &cancel, move || stage.run(rx))
-        });
+/// Audio packets the decoder may queue ahead of the encoder.
+const AUDIO_PACKETS: usize = 256;
 
-        let thumbs = thumbs.map(|(out, rx)| {
-            let stage = thumbs::ThumbStage {
-                out: out.clone(),
-                fps: plan.config.normalize.fps,
-                nominal_fps: plan::output_fps(plan.config, info),
-                events: thumb_events_rx,
+/// What the scenes stage tells the others while it runs, each channel only where the plan has
+/// its listener. The chapter list goes once (capacity 1). The cut news is unbounded on
+/// purpose: it is at most one message per decoded frame, and the scene stage must never wait
+/// on a listener that waits on it (the encoder holds frames until clip boundaries are known).
+struct SceneNews {
+    /// The final cuts, for the encoder's chapters.
+    chapters: (
+        Option<Sender<Vec<SceneCut>>>,
+        Option<Receiver<Vec<SceneCut>>>,
+    ),
+    /// Cut frames as they are found, for per-scene CLIP sampling.
+    live_cuts: (Option<Sender<u64>>, Option<Receiver<u64>>),
+    /// Cuts and how far they are known, for the encoder cutting clip files.
+    clip_events: (Option<Sender<SceneEvent>>, Option<Receiver<SceneEvent>>),
+    /// The same news for the thumbs stage.
+    thumb_events: (Option<Sender<SceneEvent>>, Option<Receiver<SceneEvent>>),
+}
+
+impl SceneNews {
+    fn new(plan: &Plan) -> SceneNews {
+        let scenes = plan.scenes.is_some();
+        let cuts_clip_files = plan.clips.as_ref().is_some_and(|c| c.dir.is_some());
+        SceneNews {
+            chapters: channel_if(plan.encode.is_some() && scenes, 1),
+            live_cuts: unbounded_if(plan.clip.as_ref().is_some_and(|c| c.live_cuts)),
+            clip_events: unbounded_if(cuts_clip_files),
+            thumb_events: unbounded_if(plan.thumbs.is_some() && scenes),
+        }
+    }
+}
+
+/// The encode stage of `out`; it cuts clip files as it goes when the plan makes them.
+fn encode_stage(
+    plan: &Plan,
+    decode: &decode::DecodeStage,
+    out: &plan::EncodePlan,
+    events: Option<Receiver<SceneEvent>>,
+    cancel: &Cancel,
+) -> encode::EncodeStage {
+    let video = decode.video_settings(plan.config);
+    let max_waiting = max_waiting_frames(video.width, video.height);
+    let clip_files = plan
+        .clips
+        .as_ref()
+        .and_then(|c| c.dir.clone().map(|d| (c.rules, d)));
+    encode::EncodeStage {
+        path: out.path.clone(),
+        config: out.config.clone(),
+        video,
+        audio: decode.audio_source().filter(|_| out.audio),
+        audio_offset: decode.audio_offset(),
+        fps: plan.config.normalize.fps,
+        clips: clip_files
+            .zip(events)
+            .map(|((rules, dir), events)| encode::ClipCutting {
+                dir,
+                rules,
+                events,
                 max_waiting,
-                cancel: cancel.clone(),
-            };
-            spawn(scope, "thumbs", &cancel, move || stage.run(rx))
-        });
+            }),
+        cancel: cancel.clone(),
+    }
+}
 
-        let decode = join("decode", decode);
-        let thumbs = thumbs.map(|h| join("thumbs", h));
-        let vae = vae.map(|h| join("vae", h));
-        let clip = clip.map(|h| join("clip", h));
-        let scenes = scenes.map(|h| join("scenes", h));
-        let normalize = normalize.map(|h| join("normalize", h));
-        let encode = encode.map(|h| join("encode", h));
+/// The thumbs stage writing into `out`.
+fn thumbs_stage(
+    plan: &Plan,
+    decode: &decode::DecodeStage,
+    out: &std::path::Path,
+    events: Option<Receiver<SceneEvent>>,
+    cancel: &Cancel,
+) -> thumbs::ThumbStage {
+    let video = decode.video_settings(plan.config);
+    thumbs::ThumbStage {
+        out: out.to_path_buf(),
+        fps: plan.config.normalize.fps,
+        nominal_fps: plan::output_fps(plan.config, plan.info),
+        events,
+        max_waiting: max_waiting_frames(video.width, video.height),
+        cancel: cancel.clone(),
+    }
+}
 
+/// Each stage's result, joined.
+struct Joined {
+    decode: Result<decode::DecodeStats>,
+    scenes: Option<Result<scenes::SceneCuts>>,
+    normalize: Option<Result<normalize::NormalizeStats>>,
+    encode: Option<Result<encode::EncodeStats>>,
+    clip: Option<Result<clip::ClipOutput>>,
+    vae: Option<Result<vae::LatentsOutput>>,
+    thumbs: Option<Result<thumbs::ThumbsOutput>>,
+}
+
+impl Joined {
+    /// The outputs when every stage succeeded, else the root cause of the failure.
+    fn into_output(self, started: Instant) -> Result<PipelineOutput> {
         let mut errors: Vec<Error> = Vec::new();
-        let decode = keep_ok(decode, &mut errors);
-        let scenes = scenes.and_then(|r| keep_ok(r, &mut errors));
-        let normalize = normalize.and_then(|r| keep_ok(r, &mut errors));
-        let encode = encode.and_then(|r| keep_ok(r, &mut errors));
-        let clip = clip.and_then(|r| keep_ok(r, &mut errors));
-        let vae = vae.and_then(|r| keep_ok(r, &mut errors));
-        let thumbs = thumbs.and_then(|r| keep_ok(r, &mut errors));
+        let decode = keep_ok(self.decode, &mut errors);
+        let scenes = self.scenes.and_then(|r| keep_ok(r, &mut errors));
+        let normalize = self.normalize.and_then(|r| keep_ok(r, &mut errors));
+        let encode = self.encode.and_then(|r| keep_ok(r, &mut errors));
+        let clip = self.clip.and_then(|r| keep_ok(r, &mut errors));
+        let vae = self.vae.and_then(|r| keep_ok(r, &mut errors));
+        let thumbs = self.thumbs.and_then(|r| keep_ok(r, &mut errors));
         match (first_root_cause(errors), decode) {
             (None, Some(decode)) => Ok(PipelineOutput {
                 decode,
@@ -241,7 +362,7 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
             // A failed decode stage left its error in `errors`.
             (None, None) => Err(Error::Cancelled { stage: "decode" }),
         }
-    })
+    }
 }
 
 /// How many normalized frames the encoder may hold while clip boundaries are being decided: a
@@ -264,6 +385,15 @@ fn channel_for<P, T>(stage: Option<P>, capacity: usize) -> (Option<Sender<T>>, S
             (Some(tx), Some((plan, rx)))
         }
         None => (None, None),
+    }
+}
+
+fn unbounded_if<T>(enabled: bool) -> (Option<Sender<T>>, Option<Receiver<T>>) {
+    if enabled {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
     }
 }
 
