@@ -344,7 +344,7 @@ impl Sink {
                         &yuv,
                         index as i64,
                         0.0,
-                        crate::media::encode::FrameRole::Free,
+                        crate::media::clip_mux::FrameRole::Free,
                     )
             }
             Sink::Png { dir } => {

@@ -90,6 +90,9 @@ fn expand_into(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>)
             let path = tree.split(" as ").next().unwrap_or(tree);
             let mut full = prefix.clone();
             full.extend(path.split("::").filter(|s| !s.is_empty()).map(String::from));
+            if full.last().is_some_and(|s| s == "self") {
+                full.pop(); // `a::{self, b}` names `a` itself
+            }
             out.push(full);
         }
         Some(open) => {
@@ -195,6 +198,33 @@ fn declared_children(code: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// `path` as named inside the module `dir` (which declares `children`), from the crate root;
+/// `None` for paths outside the crate (std, other crates, local names).
+fn absolute_path(
+    path: &[String],
+    dir: &ModPath,
+    children: &BTreeSet<String>,
+    aliases: &BTreeMap<String, ModPath>,
+) -> Option<ModPath> {
+    match path[0].as_str() {
+        "crate" => Some(path[1..].to_vec()),
+        "self" => Some(dir.iter().chain(&path[1..]).cloned().collect()),
+        "super" => {
+            let mut base = dir.clone();
+            let mut rest = path;
+            while rest.first().is_some_and(|s| s == "super") {
+                base.pop();
+                rest = &rest[1..];
+            }
+            Some(base.iter().chain(rest).cloned().collect())
+        }
+        first if children.contains(first) => Some(dir.iter().chain(path).cloned().collect()),
+        first => aliases
+            .get(first)
+            .map(|module| module.iter().chain(&path[1..]).cloned().collect()),
+    }
+}
+
 /// The file-to-file import graph of one crate.
 fn import_graph(files: &[SourceFile]) -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<&ModPath> = files.iter().map(|f| &f.module).collect();
@@ -210,26 +240,21 @@ fn import_graph(files: &[SourceFile]) -> BTreeMap<String, BTreeSet<String>> {
         // `self`, `super` and child modules are relative to the file's own module.
         let dir = &file.module;
         let children = declared_children(&file.text);
+        let paths = named_paths(&file.text);
+        // Modules a `use` names (`use crate::pipeline;`): code then says `pipeline::annotate::f`.
+        let mut aliases: BTreeMap<String, ModPath> = BTreeMap::new();
+        for path in &paths {
+            if let Some(absolute) = absolute_path(path, dir, &children, &BTreeMap::new()) {
+                if modules.contains(&absolute) && !absolute.is_empty() {
+                    aliases.insert(path.last().unwrap().clone(), absolute);
+                }
+            }
+        }
         let mut targets = BTreeSet::new();
-        for path in named_paths(&file.text) {
-            let absolute: Option<Vec<String>> = match path[0].as_str() {
-                "crate" => Some(path[1..].to_vec()),
-                "self" => Some(dir.iter().chain(&path[1..]).cloned().collect()),
-                "super" => {
-                    let mut base = dir.clone();
-                    let mut rest = &path[..];
-                    while rest.first().is_some_and(|s| s == "super") {
-                        base.pop();
-                        rest = &rest[1..];
-                    }
-                    Some(base.iter().chain(rest).cloned().collect())
-                }
-                first if children.contains(first) => {
-                    Some(dir.iter().chain(&path[..]).cloned().collect())
-                }
-                _ => None,
+        for path in &paths {
+            let Some(absolute) = absolute_path(path, dir, &children, &aliases) else {
+                continue;
             };
-            let Some(absolute) = absolute else { continue };
             if let Some(target) = resolve(&absolute) {
                 // A folder's `mod.rs` may name its own children (declare, re-export, wire
                 // them) and a child may use what its parent defines; every other import is
@@ -330,7 +355,7 @@ fn the_cycle_finder_sees_use_trees_super_and_child_paths() {
         text: code_of(text),
     };
     let files = [
-        file(&[], "pub mod a;\npub mod b;"),
+        file(&[], "pub mod a;\npub mod b;\npub mod c;"),
         file(&["a"], "mod inner;\nfn f() { inner::g(); }"),
         file(
             &["a", "inner"],
@@ -340,6 +365,7 @@ fn the_cycle_finder_sees_use_trees_super_and_child_paths() {
             &["b"],
             "use crate::{a::inner::g};\n// crate::a::Q in a comment",
         ),
+        file(&["c"], "use crate::a::{self};\nfn k() { a::inner::g(); }"),
     ];
     let graph = import_graph(&files);
     assert_eq!(graph[""], BTreeSet::new(), "lib.rs only names its children");
@@ -351,6 +377,8 @@ fn the_cycle_finder_sees_use_trees_super_and_child_paths() {
     let inner: BTreeSet<String> = ["a", "b"].map(String::from).into();
     assert_eq!(graph["a/inner"], inner);
     assert_eq!(graph["b"], BTreeSet::from(["a/inner".to_string()]));
+    let through_alias: BTreeSet<String> = ["a", "a/inner"].map(String::from).into();
+    assert_eq!(graph["c"], through_alias, "`a::inner` after `use crate::a`");
     let cycle = find_cycle(&graph).expect("a/inner <-> b is a cycle");
     assert_eq!(cycle.first(), cycle.last());
     let mut acyclic = graph.clone();

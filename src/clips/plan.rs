@@ -12,7 +12,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::config::{ClipsConfig, LongScenes};
-use crate::media::encode::FrameRole;
+use crate::media::clip_mux::FrameRole;
 use crate::output::scene::Scene;
 
 /// The clip rules in frames.

@@ -1,5 +1,5 @@
 //! Clip files cut from the one encode: the encoder makes every clip start an IDR frame and its
-//! last frame close its group of pictures ([`super::encode::FrameRole`]), so a clip is
+//! last frame close its group of pictures ([`FrameRole`]), so a clip is
 //! exactly the packets of its frames. They are collected here as libx264 emits them, with the
 //! audio packets of the clip's span, and written as their own `+faststart` MP4 (timestamps from
 //! 0) once complete, under a temporary name renamed into place.
@@ -8,8 +8,19 @@ use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
 
-use super::encode::FrameRole;
 use crate::error::{Error, Result};
+
+/// How the encoder must code an output frame so that clips can be cut from its packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRole {
+    /// Any type the encoder likes.
+    Free,
+    /// A clip starts here: an IDR frame.
+    ClipStart,
+    /// The last frame of a clip that no other clip follows directly: a P frame, so that no
+    /// frame before it refers to a frame after it.
+    ClipEnd,
+}
 
 /// A clip file written, in output frames (end exclusive) and seconds.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,8 +11,8 @@ use ff::Rescale;
 use ffmpeg_next as ff;
 use serde::Serialize;
 
+use super::clip_mux::FrameRole;
 use super::decode::{SourceFrame, VideoDecoder};
-use super::encode::FrameRole;
 use super::encode::{AudioSource, Muxer, VideoSettings};
 use super::{probe, Scaler};
 use crate::config::{AudioMode, Codec, EncodeConfig, Preset};

@@ -10,21 +10,9 @@ use ff::format::Pixel;
 use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 
-use super::clip_mux::{ClipCutter, WrittenClip};
+use super::clip_mux::{ClipCutter, FrameRole, WrittenClip};
 use crate::config::{AudioMode, EncodeConfig};
 use crate::error::{Error, Result};
-
-/// How the encoder must code an output frame so that clips can be cut from its packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameRole {
-    /// Any type the encoder likes.
-    Free,
-    /// A clip starts here: an IDR frame.
-    ClipStart,
-    /// The last frame of a clip that no other clip follows directly: a P frame, so that no
-    /// frame before it refers to a frame after it.
-    ClipEnd,
-}
 
 /// What the muxer needs to know about the source's audio stream.
 pub struct AudioSource {

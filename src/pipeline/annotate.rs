@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use crate::clip_labels::LabelSet;
 use crate::config::PipelineConfig;
 use crate::device::DeviceInfo;
-use crate::job::VaeInfo;
 use crate::media::probe::SourceInfo;
 use crate::output::files::{EMBEDDINGS_FILE, RECONSTRUCTION_FILE, TRANSITIONS_FILE};
 use crate::output::report::{
     OutputInfo, Report, StageStats, Stats, TransitionsReport, SCHEMA_VERSION,
 };
 use crate::output::tensors::posterior;
+use framepipe_proto::ops::VaeFacts as VaeInfo;
 
 use super::scenes::scenes_on_output;
 use super::PipelineOutput;

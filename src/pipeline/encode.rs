@@ -15,8 +15,8 @@ use super::stage::{BusyTimer, Cancel};
 use crate::clips::plan::{ClipRules, LiveBoundaries, LiveCut};
 use crate::config::EncodeConfig;
 use crate::error::{Error, Result};
+use crate::media::clip_mux::FrameRole;
 use crate::media::clip_mux::WrittenClip;
-use crate::media::encode::FrameRole;
 use crate::media::encode::{AudioSource, Chapter, Muxer, VideoSettings};
 
 #[derive(Debug, Clone, Serialize)]
