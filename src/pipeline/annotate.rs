@@ -4,17 +4,20 @@
 use std::collections::BTreeMap;
 
 use crate::clip_labels::LabelSet;
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, ReconstructionConfig};
 use crate::device::DeviceInfo;
 use crate::media::probe::SourceInfo;
 use crate::output::files::{EMBEDDINGS_FILE, RECONSTRUCTION_FILE, TRANSITIONS_FILE};
 use crate::output::report::{
-    OutputInfo, Report, StageStats, Stats, TransitionsReport, SCHEMA_VERSION,
+    LatentsReport, OutputInfo, ReconstructionReport, Report, StageStats, Stats, TransitionsReport,
+    SCHEMA_VERSION,
 };
 use crate::output::tensors::posterior;
+use crate::reconstruction::Findings;
 use framepipe_proto::ops::VaeFacts as VaeInfo;
 
 use super::scenes::scenes_on_output;
+use super::vae::LatentsOutput;
 use super::PipelineOutput;
 
 /// What the report takes from the run's session.
@@ -33,7 +36,6 @@ pub fn annotate(
     video: Option<String>,
 ) -> Report {
     let cfg = session.config;
-    let (width, height) = cfg.normalize.resolution.size();
     let (frames, duration) = output_length(cfg, out);
     let cuts = out
         .scenes
@@ -48,95 +50,126 @@ pub fn annotate(
         }
         _ => (None, None),
     };
-    let findings = match (
-        &out.latents,
-        cfg.vae.as_ref().and_then(|v| v.reconstruction),
-    ) {
-        (Some(l), Some(r)) => {
-            let starts: Vec<u64> = scenes.iter().map(|s| s.start_frame).collect();
-            let f = crate::reconstruction::find(&l.reconstruction, &starts, r.sensitivity);
-            for (scene, figures) in scenes.iter_mut().zip(&f.scenes) {
-                scene.reconstruction = *figures;
-            }
-            Some((f, r, l))
-        }
-        _ => None,
-    };
+    let findings = reconstruction_findings(cfg, out, &mut scenes);
     let mean_psnr = findings.as_ref().map(|(_, _, l)| {
         l.reconstruction.iter().map(|s| s.psnr).sum::<f64>() / l.reconstruction.len().max(1) as f64
     });
-    let audio_mode = match &out.encode {
-        Some(e) if e.audio_transcoded_from.is_some() => "aac",
-        Some(e) if e.audio_packets > 0 => "copy",
-        _ => "none",
-    };
     Report {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         config_hash: cfg.hash(),
         config: cfg.clone(),
         source: info.clone(),
-        output: OutputInfo {
-            video,
-            width,
-            height,
-            content: out.normalize.as_ref().map(|n| n.content),
-            frames,
-            duration,
-            fps: cfg.normalize.fps,
-            has_audio: audio_mode != "none",
-            audio: audio_mode.to_string(),
-            chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
-        },
+        output: output_info(cfg, out, video, frames, duration),
         scenes,
         samples,
         clip,
-        latents: match (&out.latents, &cfg.vae, session.vae) {
-            (Some(l), Some(c), Some(v)) => Some(crate::output::report::LatentsReport {
-                files: l.files.clone(),
-                shape_per_frame: l.shape_per_frame.clone(),
-                dtype: c.dtype,
-                scaling_factor: v.scaling_factor,
-                shift_factor: v.shift_factor,
-                input_range: v.input_range,
-                posterior: posterior(c),
-                tiling: l.tiling,
-                batch_size: l.batch_size,
-                frames: l.frames,
-                // Sizes are the files' (job.rs fills them in once they are written).
-                bytes: 0,
-                ratio_to_raw_rgb: 0.0,
-                ratio_to_video: None,
-                mean_psnr,
-            }),
-            _ => None,
-        },
+        latents: latents_report(session, out, mean_psnr),
         transitions: transitions(cfg, out),
         clips: None,
-        reconstruction: findings.as_ref().map(|(f, r, l)| {
-            crate::output::report::ReconstructionReport {
-                file: RECONSTRUCTION_FILE.into(),
-                frames: l.reconstruction.len() as u64,
-                mean_psnr: mean_psnr.unwrap_or(0.0),
-                sensitivity: r.sensitivity,
-                mad_floor_db: crate::reconstruction::MAD_FLOOR_DB,
-                flagged_frames: f.flagged.len() as u64,
-            }
+        reconstruction: findings.as_ref().map(|(f, r, l)| ReconstructionReport {
+            file: RECONSTRUCTION_FILE.into(),
+            frames: l.reconstruction.len() as u64,
+            mean_psnr: mean_psnr.unwrap_or(0.0),
+            sensitivity: r.sensitivity,
+            mad_floor_db: crate::reconstruction::MAD_FLOOR_DB,
+            flagged_frames: f.flagged.len() as u64,
         }),
         anomalies: findings.map(|(f, _, _)| f.anomalies),
-        stats: Stats {
-            frames: out.decode.frames,
-            wall_seconds: out.wall_seconds,
-            fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
-            stages: stage_seconds(out),
-            decoder: out.decode.decoder.to_string(),
-            canvases_on: out.normalize.as_ref().and_then(|n| n.device),
-            device: session.device.clone(),
-            decode_errors: out.decode.errors,
-            damaged_frames: out.decode.damaged_frames,
-            frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
-        },
+        stats: stats(session, out),
         warnings: warnings(cfg, info, out),
+    }
+}
+
+/// The reconstruction anomalies of the run (`vae.reconstruction`), each scene given its
+/// figures.
+fn reconstruction_findings<'o>(
+    cfg: &PipelineConfig,
+    out: &'o PipelineOutput,
+    scenes: &mut [crate::output::scene::Scene],
+) -> Option<(Findings, ReconstructionConfig, &'o LatentsOutput)> {
+    let (Some(l), Some(r)) = (
+        &out.latents,
+        cfg.vae.as_ref().and_then(|v| v.reconstruction),
+    ) else {
+        return None;
+    };
+    let starts: Vec<u64> = scenes.iter().map(|s| s.start_frame).collect();
+    let f = crate::reconstruction::find(&l.reconstruction, &starts, r.sensitivity);
+    for (scene, figures) in scenes.iter_mut().zip(&f.scenes) {
+        scene.reconstruction = *figures;
+    }
+    Some((f, r, l))
+}
+
+/// The output video's description.
+fn output_info(
+    cfg: &PipelineConfig,
+    out: &PipelineOutput,
+    video: Option<String>,
+    frames: u64,
+    duration: f64,
+) -> OutputInfo {
+    let (width, height) = cfg.normalize.resolution.size();
+    let audio_mode = match &out.encode {
+        Some(e) if e.audio_transcoded_from.is_some() => "aac",
+        Some(e) if e.audio_packets > 0 => "copy",
+        _ => "none",
+    };
+    OutputInfo {
+        video,
+        width,
+        height,
+        content: out.normalize.as_ref().map(|n| n.content),
+        frames,
+        duration,
+        fps: cfg.normalize.fps,
+        has_audio: audio_mode != "none",
+        audio: audio_mode.to_string(),
+        chapters: out.encode.as_ref().map(|e| e.chapters).unwrap_or(0),
+    }
+}
+
+/// The latents' description (their sizes on disk are filled in once the files are written).
+fn latents_report(
+    session: &RunFacts,
+    out: &PipelineOutput,
+    mean_psnr: Option<f64>,
+) -> Option<LatentsReport> {
+    let (Some(l), Some(c), Some(v)) = (&out.latents, &session.config.vae, session.vae) else {
+        return None;
+    };
+    Some(LatentsReport {
+        files: l.files.clone(),
+        shape_per_frame: l.shape_per_frame.clone(),
+        dtype: c.dtype,
+        scaling_factor: v.scaling_factor,
+        shift_factor: v.shift_factor,
+        input_range: v.input_range,
+        posterior: posterior(c),
+        tiling: l.tiling,
+        batch_size: l.batch_size,
+        frames: l.frames,
+        bytes: 0,
+        ratio_to_raw_rgb: 0.0,
+        ratio_to_video: None,
+        mean_psnr,
+    })
+}
+
+/// How the run went: frames, times per stage, decoder, device, damage.
+fn stats(session: &RunFacts, out: &PipelineOutput) -> Stats {
+    Stats {
+        frames: out.decode.frames,
+        wall_seconds: out.wall_seconds,
+        fps: out.decode.frames as f64 / out.wall_seconds.max(1e-9),
+        stages: stage_seconds(out),
+        decoder: out.decode.decoder.to_string(),
+        canvases_on: out.normalize.as_ref().and_then(|n| n.device),
+        device: session.device.clone(),
+        decode_errors: out.decode.errors,
+        damaged_frames: out.decode.damaged_frames,
+        frames_in_gpu_memory: out.decode.frames_in_gpu_memory,
     }
 }
 
