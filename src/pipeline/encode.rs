@@ -142,54 +142,17 @@ impl Waiting {
 
 impl EncodeStage {
     pub fn run(
-        self,
+        mut self,
         frames: Receiver<Arc<NormFrame>>,
         audio: Option<Receiver<ff::Packet>>,
         cuts: Option<Receiver<Vec<SceneCut>>>,
     ) -> Result<EncodeStats> {
         let mut timer = BusyTimer::default();
-        let frame_rate = f64::from(self.video.frame_rate);
-        let mut muxer =
-            timer.time(|| Muxer::create(&self.path, &self.config, &self.video, self.audio))?;
+        let (mut muxer, mut waiting) = self.open(&mut timer)?;
         let mut audio = audio;
-        let mut last_time = None::<f64>;
         let mut frames = Some(frames);
-        let mut waiting = match self.clips {
-            Some(clips) => {
-                timer.time(|| {
-                    muxer.cut_clips(
-                        &clips.dir,
-                        (clips.rules.min_frames, clips.rules.max_frames),
-                        frame_rate,
-                    )
-                })?;
-                Some(Waiting {
-                    boundaries: LiveBoundaries::new(clips.rules),
-                    events: clips.events,
-                    frames: Default::default(),
-                    max: clips.max_waiting,
-                    sent: 0,
-                    undecided: 0,
-                    fps: self.fps,
-                })
-            }
-            None => None,
-        };
+        let mut last_time = None::<f64>;
         let mut received = 0u64;
-        let path = self.path.clone();
-        let encode = |muxer: &mut Muxer,
-                      timer: &mut BusyTimer,
-                      norm: &NormFrame,
-                      role: FrameRole|
-         -> Result<()> {
-            let super::normalize::Canvas::Host(frame) = &norm.frame else {
-                return Err(Error::input(
-                    &path,
-                    "the encoder needs frames in host memory, got a device canvas",
-                ));
-            };
-            timer.time(|| muxer.send_video_frame(frame, norm.pts, norm.time, role))
-        };
         // Take frames and audio packets in whatever order they come until both have ended.
         while frames.is_some() || audio.is_some() {
             self.cancel.check("encode")?;
@@ -202,16 +165,7 @@ impl EncodeStage {
                     Ok(norm) => {
                         last_time = Some(norm.time);
                         received += 1;
-                        match &mut waiting {
-                            None => encode(&mut muxer, &mut timer, &norm, FrameRole::Free)?,
-                            Some(w) => {
-                                w.frames.push_back(norm);
-                                w.hear(false);
-                                for (norm, role) in w.ready(None) {
-                                    encode(&mut muxer, &mut timer, &norm, role)?;
-                                }
-                            }
-                        }
+                        self.take(&mut muxer, &mut timer, waiting.as_mut(), norm)?;
                     }
                     Err(_) => frames = None,
                 },
@@ -228,12 +182,91 @@ impl EncodeStage {
             // The video is over: once every cut is known, the last frames' roles are too.
             w.hear(true);
             for (norm, role) in w.ready(Some(received)) {
-                encode(&mut muxer, &mut timer, &norm, role)?;
+                self.encode(&mut muxer, &mut timer, &norm, role)?;
             }
             undecided_frames = w.undecided;
         }
+        let duration = last_time
+            .map(|t| t + 1.0 / f64::from(self.video.frame_rate))
+            .unwrap_or(0.0);
+        self.finish(muxer, timer, cuts, duration, undecided_frames)
+    }
+
+    /// The muxer, cutting clip files as it goes when the plan makes them (then frames wait
+    /// for their roles in [`Waiting`]).
+    fn open(&mut self, timer: &mut BusyTimer) -> Result<(Muxer, Option<Waiting>)> {
+        let frame_rate = f64::from(self.video.frame_rate);
+        let audio = self.audio.take();
+        let mut muxer =
+            timer.time(|| Muxer::create(&self.path, &self.config, &self.video, audio))?;
+        let Some(clips) = self.clips.take() else {
+            return Ok((muxer, None));
+        };
+        timer.time(|| {
+            muxer.cut_clips(
+                &clips.dir,
+                (clips.rules.min_frames, clips.rules.max_frames),
+                frame_rate,
+            )
+        })?;
+        let waiting = Waiting {
+            boundaries: LiveBoundaries::new(clips.rules),
+            events: clips.events,
+            frames: Default::default(),
+            max: clips.max_waiting,
+            sent: 0,
+            undecided: 0,
+            fps: self.fps,
+        };
+        Ok((muxer, Some(waiting)))
+    }
+
+    /// A frame in: encoded now, or queued until its clip role is known (and whatever became
+    /// known meanwhile encoded).
+    fn take(
+        &self,
+        muxer: &mut Muxer,
+        timer: &mut BusyTimer,
+        waiting: Option<&mut Waiting>,
+        norm: Arc<NormFrame>,
+    ) -> Result<()> {
+        let Some(w) = waiting else {
+            return self.encode(muxer, timer, &norm, FrameRole::Free);
+        };
+        w.frames.push_back(norm);
+        w.hear(false);
+        for (norm, role) in w.ready(None) {
+            self.encode(muxer, timer, &norm, role)?;
+        }
+        Ok(())
+    }
+
+    fn encode(
+        &self,
+        muxer: &mut Muxer,
+        timer: &mut BusyTimer,
+        norm: &NormFrame,
+        role: FrameRole,
+    ) -> Result<()> {
+        let super::normalize::Canvas::Host(frame) = &norm.frame else {
+            return Err(Error::input(
+                &self.path,
+                "the encoder needs frames in host memory, got a device canvas",
+            ));
+        };
+        timer.time(|| muxer.send_video_frame(frame, norm.pts, norm.time, role))
+    }
+
+    /// Chapters from the scene cuts, then the muxer closed; the stage's account.
+    fn finish(
+        &self,
+        muxer: Muxer,
+        mut timer: BusyTimer,
+        cuts: Option<Receiver<Vec<SceneCut>>>,
+        duration: f64,
+        undecided_frames: u64,
+    ) -> Result<EncodeStats> {
         let frames_written = muxer.frames_in;
-        let duration = last_time.map(|t| t + 1.0 / frame_rate).unwrap_or(0.0);
         // Chapters need the scene cuts: the scene stage is faster than encoding, so this wait is
         // short; a closed channel means it failed (its error is the one reported).
         let cuts = match cuts {
