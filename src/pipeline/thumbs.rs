@@ -186,111 +186,160 @@ impl ThumbStage {
         let dir = self.out.join(THUMBS_DIR);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(&dir, "creating the thumbnails folder", e))?;
-        let mut timer = BusyTimer::default();
-        let mut out = ThumbsOutput::default();
-        let mut writer: Option<JpegWriter> = None;
-        let mut live: Option<LiveThumbs<Arc<NormFrame>>> = None;
-        let mut cuts = BTreeSet::new();
-        // Output frames before this are settled (no cut the scene stage finds later is there).
-        let mut known_until = if self.events.is_some() { 0 } else { u64::MAX };
-        let mut waiting: VecDeque<Arc<NormFrame>> = VecDeque::new();
-        let mut taken_until = 0u64;
-        let mut scenes = 0usize;
+        let mut picking = Picking::new(dir, &self);
         let mut events = self.events;
         let mut frames_open = true;
-        let mut last_time = 0.0f64;
-        let mut frame_duration = 1.0 / self.nominal_fps.max(1e-3);
-
-        let fps = self.fps;
-        // The scene stage's news: a cut (out of step if its frame was already taken as part of
-        // the scene before), or how far its decisions reach.
-        let hear = |event: SceneEvent, cuts: &mut BTreeSet<u64>, known: &mut u64, taken: u64| {
-            match event {
-                SceneEvent::Cut(c) => {
-                    let frame = frame_on_output(c.source_index, c.time, fps).0;
-                    cuts.insert(frame);
-                    frame < taken
-                }
-                SceneEvent::KnownUntil { source_index, time } => {
-                    let frame = if time.is_finite() {
-                        frame_on_output(source_index, time, fps).0
-                    } else {
-                        u64::MAX
-                    };
-                    *known = (*known).max(frame);
-                    false
-                }
-            }
-        };
         loop {
             self.cancel.check("thumbs")?;
-            // Settled frames go to the picker (past the wait budget, the oldest regardless).
-            while let Some(front) = waiting.front() {
-                let settled = front.index < known_until;
-                if !settled && waiting.len() <= self.max_waiting {
-                    break;
-                }
-                let frame = waiting.pop_front().expect("front exists");
-                let live = live.get_or_insert_with(|| {
-                    LiveThumbs::new(self.nominal_fps, candidate_capacity(&frame))
-                });
-                let starts = cuts.contains(&frame.index);
-                taken_until = frame.index + 1;
-                let (index, time) = (frame.index, frame.time);
-                if let Some(picked) = live.push(index, time, frame, starts) {
-                    timer.time(|| write_scene(&mut writer, &dir, scenes, picked, &mut out))?;
-                    scenes += 1;
-                }
-            }
+            picking.settle()?;
             if !frames_open && events.is_none() {
                 break;
             }
             let late = match (frames_open, &events) {
                 (true, Some(ev)) => select! {
                     recv(rx) -> msg => match msg {
-                        Ok(f) => {
-                            note_time(&f, &mut last_time, &mut frame_duration);
-                            waiting.push_back(f);
-                            false
-                        }
+                        Ok(f) => { picking.frame_in(f); false }
                         Err(_) => { frames_open = false; false }
                     },
                     recv(ev) -> msg => match msg {
-                        Ok(e) => hear(e, &mut cuts, &mut known_until, taken_until),
-                        Err(_) => { events = None; known_until = u64::MAX; false }
+                        Ok(e) => picking.hear(e),
+                        Err(_) => { events = None; picking.all_known(); false }
                     },
                 },
                 (true, None) => {
                     match rx.recv() {
-                        Ok(f) => {
-                            note_time(&f, &mut last_time, &mut frame_duration);
-                            waiting.push_back(f);
-                        }
+                        Ok(f) => picking.frame_in(f),
                         Err(_) => frames_open = false,
                     }
                     false
                 }
                 (false, Some(ev)) => match ev.recv() {
-                    Ok(e) => hear(e, &mut cuts, &mut known_until, taken_until),
+                    Ok(e) => picking.hear(e),
                     Err(_) => {
                         // The scene stage is done: every cut is known.
                         events = None;
-                        known_until = u64::MAX;
+                        picking.all_known();
                         false
                     }
                 },
                 (false, None) => false,
             };
-            out.out_of_step |= late;
+            picking.out.out_of_step |= late;
         }
-        if let Some(picked) = live
-            .as_mut()
-            .and_then(|l| l.close(last_time + frame_duration))
-        {
-            timer.time(|| write_scene(&mut writer, &dir, scenes, picked, &mut out))?;
+        picking.finish()
+    }
+}
+
+/// The stage's state while it runs: frames waiting for the scene stage's decision, the cuts
+/// heard, the open scene's picker and what was written.
+struct Picking {
+    dir: PathBuf,
+    fps: Option<f64>,
+    nominal_fps: f64,
+    max_waiting: usize,
+    timer: BusyTimer,
+    out: ThumbsOutput,
+    writer: Option<JpegWriter>,
+    live: Option<LiveThumbs<Arc<NormFrame>>>,
+    cuts: BTreeSet<u64>,
+    /// Output frames before this are settled (no cut the scene stage finds later is there).
+    known_until: u64,
+    waiting: VecDeque<Arc<NormFrame>>,
+    taken_until: u64,
+    scenes: usize,
+    last_time: f64,
+    frame_duration: f64,
+}
+
+impl Picking {
+    fn new(dir: PathBuf, stage: &ThumbStage) -> Picking {
+        Picking {
+            dir,
+            fps: stage.fps,
+            nominal_fps: stage.nominal_fps,
+            max_waiting: stage.max_waiting,
+            timer: BusyTimer::default(),
+            out: ThumbsOutput::default(),
+            writer: None,
+            live: None,
+            cuts: BTreeSet::new(),
+            known_until: if stage.events.is_some() { 0 } else { u64::MAX },
+            waiting: VecDeque::new(),
+            taken_until: 0,
+            scenes: 0,
+            last_time: 0.0,
+            frame_duration: 1.0 / stage.nominal_fps.max(1e-3),
         }
-        out.seconds = timer.seconds();
-        Ok(out)
+    }
+
+    fn frame_in(&mut self, frame: Arc<NormFrame>) {
+        note_time(&frame, &mut self.last_time, &mut self.frame_duration);
+        self.waiting.push_back(frame);
+    }
+
+    /// The scene stage's news: a cut (true when out of step: its frame was already taken as
+    /// part of the scene before), or how far its decisions reach.
+    fn hear(&mut self, event: SceneEvent) -> bool {
+        match event {
+            SceneEvent::Cut(c) => {
+                let frame = frame_on_output(c.source_index, c.time, self.fps).0;
+                self.cuts.insert(frame);
+                frame < self.taken_until
+            }
+            SceneEvent::KnownUntil { source_index, time } => {
+                let frame = if time.is_finite() {
+                    frame_on_output(source_index, time, self.fps).0
+                } else {
+                    u64::MAX
+                };
+                self.known_until = self.known_until.max(frame);
+                false
+            }
+        }
+    }
+
+    /// The scene stage ended: every cut is known.
+    fn all_known(&mut self) {
+        self.known_until = u64::MAX;
+    }
+
+    /// Settled frames go to the picker (past the wait budget, the oldest regardless).
+    fn settle(&mut self) -> Result<()> {
+        while let Some(front) = self.waiting.front() {
+            let settled = front.index < self.known_until;
+            if !settled && self.waiting.len() <= self.max_waiting {
+                break;
+            }
+            let frame = self.waiting.pop_front().expect("front exists");
+            let nominal_fps = self.nominal_fps;
+            let live = self
+                .live
+                .get_or_insert_with(|| LiveThumbs::new(nominal_fps, candidate_capacity(&frame)));
+            let starts = self.cuts.contains(&frame.index);
+            self.taken_until = frame.index + 1;
+            let (index, time) = (frame.index, frame.time);
+            if let Some(picked) = live.push(index, time, frame, starts) {
+                let (writer, dir, scenes, out) =
+                    (&mut self.writer, &self.dir, self.scenes, &mut self.out);
+                self.timer
+                    .time(|| write_scene(writer, dir, scenes, picked, out))?;
+                self.scenes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last scene's thumbnails, and the stage's account.
+    fn finish(mut self) -> Result<ThumbsOutput> {
+        let end = self.last_time + self.frame_duration;
+        if let Some(picked) = self.live.as_mut().and_then(|l| l.close(end)) {
+            let (writer, dir, scenes, out) =
+                (&mut self.writer, &self.dir, self.scenes, &mut self.out);
+            self.timer
+                .time(|| write_scene(writer, dir, scenes, picked, out))?;
+        }
+        self.out.seconds = self.timer.seconds();
+        Ok(self.out)
     }
 }
 
