@@ -145,6 +145,25 @@ fn evenly_spaced<T>(items: Vec<T>, k: usize) -> Vec<T> {
         .collect()
 }
 
+/// Whether `frame` is sampled: per scene (the scene's picks are decided as it closes), every
+/// n-th frame, or at a rate.
+fn sampled(
+    frame: &NormFrame,
+    per_scene: Option<&mut PerScene>,
+    sampling: Option<Sampling>,
+    next_sample_time: &mut f64,
+) -> bool {
+    match (per_scene, sampling) {
+        (Some(ps), _) => ps.wants_next(),
+        (None, Some(Sampling::EveryNFrames(n))) => frame.index.is_multiple_of(u64::from(n)),
+        (None, Some(Sampling::Fps(fps))) if frame.time + 1e-9 >= *next_sample_time => {
+            *next_sample_time = (frame.time * fps).floor() / fps + 1.0 / fps;
+            true
+        }
+        _ => false,
+    }
+}
+
 impl ClipStage {
     /// `cuts`: scene cuts (source frame indices) as the scene stage finds them; required by
     /// `per_scene` sampling, unused otherwise.
@@ -189,17 +208,7 @@ impl ClipStage {
                 },
             };
             if let Some(frame) = frame {
-                let take = match (&mut per_scene, sampling) {
-                    (Some(ps), _) => ps.wants_next(),
-                    (None, Some(Sampling::EveryNFrames(n))) => {
-                        frame.index.is_multiple_of(u64::from(n))
-                    }
-                    (None, Some(Sampling::Fps(fps))) if frame.time + 1e-9 >= next_sample_time => {
-                        next_sample_time = (frame.time * fps).floor() / fps + 1.0 / fps;
-                        true
-                    }
-                    _ => false,
-                };
+                let take = sampled(&frame, per_scene.as_mut(), sampling, &mut next_sample_time);
                 if take {
                     match per_scene.as_mut() {
                         Some(ps) => ps.add(timer.time(|| self.picture(&mut rgb, &frame))?),
@@ -219,20 +228,9 @@ impl ClipStage {
                 }
             }
             if let Some(ps) = per_scene.as_mut() {
-                for c in ps.close_ready(frames.is_none() && cuts.is_none()) {
-                    timer.time(|| {
-                        self.add_to_batch(
-                            torch,
-                            &mut batch,
-                            &mut samples,
-                            &mut dim,
-                            (c.frame, c.time),
-                            |batch| {
-                                batch.bytes.extend_from_slice(&c.rgb);
-                                Ok(c.pixels)
-                            },
-                        )
-                    })?;
+                let done = frames.is_none() && cuts.is_none();
+                for c in ps.close_ready(done) {
+                    timer.time(|| self.add_closed(torch, &mut batch, &mut samples, &mut dim, c))?;
                 }
             }
             if batch.frames.len() >= self.config.batch_size {
@@ -245,6 +243,28 @@ impl ClipStage {
             dim,
             seconds: timer.seconds(),
         })
+    }
+
+    /// Adds the picture a per-scene sample kept to the batch.
+    fn add_closed(
+        &self,
+        torch: &Torch,
+        batch: &mut Batch,
+        samples: &mut Vec<Sample>,
+        dim: &mut usize,
+        closed: Candidate,
+    ) -> Result<()> {
+        self.add_to_batch(
+            torch,
+            batch,
+            samples,
+            dim,
+            (closed.frame, closed.time),
+            |batch| {
+                batch.bytes.extend_from_slice(&closed.rgb);
+                Ok(closed.pixels)
+            },
+        )
     }
 
     /// Adds one frame (`at`: its output index and time) to the batch. A full batch is flushed
