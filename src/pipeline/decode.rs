@@ -199,14 +199,7 @@ impl DecodeStage {
                 }
             }
             if packet.stream() == video_index {
-                // SAFETY: reading a plain field of a packet we own.
-                if unsafe { (*ff::packet::Ref::as_ptr(&packet)).flags }
-                    & ff::ffi::AV_PKT_FLAG_DISCARD
-                    != 0
-                {
-                    // Before the start of the container's edit list: decoded for reference only.
-                    discarded += 1;
-                }
+                discarded += u64::from(before_edit_list(&packet));
                 timer.time(|| self.decoder.send_packet(&packet, &mut sink))?;
             } else if Some(packet.stream()) == self.audio_index {
                 if let Some(tx) = &audio {
@@ -215,11 +208,7 @@ impl DecodeStage {
             }
         }
         self.decoder.send_eof(&mut sink)?;
-        let (decoder, hw_fallback) = match self.decoder.hw_status() {
-            HwStatus::Hardware => ("nvdec", None),
-            HwStatus::Software => ("cpu", None),
-            HwStatus::FellBack(reason) => ("cpu", Some(reason)),
-        };
+        let (decoder, hw_fallback) = decoder_used(self.decoder.hw_status());
         let frame_duration = if self.fps > 0.0 { 1.0 / self.fps } else { 0.0 };
         Ok(DecodeStats {
             frames,
@@ -237,6 +226,22 @@ impl DecodeStage {
             decoder,
             hw_fallback,
         })
+    }
+}
+
+/// A packet before the start of the container's edit list: decoded for reference only.
+fn before_edit_list(packet: &ff::Packet) -> bool {
+    // SAFETY: reading a plain field of a packet we own.
+    let flags = unsafe { (*ff::packet::Ref::as_ptr(packet)).flags };
+    flags & ff::ffi::AV_PKT_FLAG_DISCARD != 0
+}
+
+/// The decoder's name in the report, and why NVDEC was not used when it was asked for.
+fn decoder_used(status: HwStatus) -> (&'static str, Option<String>) {
+    match status {
+        HwStatus::Hardware => ("nvdec", None),
+        HwStatus::Software => ("cpu", None),
+        HwStatus::FellBack(reason) => ("cpu", Some(reason)),
     }
 }
 

@@ -96,6 +96,24 @@ pub struct Outputs {
     pub threads_per_input: u32,
 }
 
+impl Frames {
+    /// Device canvases when the plan keeps frames on the model device. The normalize stage
+    /// then makes canvases through libtorch: loaded now, so a missing library is one clear
+    /// error before any thread starts.
+    fn choose(on_device: bool, info: &SourceInfo) -> Result<Frames> {
+        if !on_device {
+            return Ok(Frames::Host);
+        }
+        let torch = Torch::get().map_err(|m| {
+            Error::input(
+                &info.path,
+                format!("runtime.device_frames needs libtorch: {m}"),
+            )
+        })?;
+        Ok(Frames::Device(torch))
+    }
+}
+
 impl<'a> Plan<'a> {
     pub fn new(
         input: &'a Path,
@@ -138,18 +156,7 @@ impl<'a> Plan<'a> {
             dir: outputs.clips_dir.filter(|_| encode.is_some()),
         });
         let on_device = device_frames(config, device, encode.is_some(), vae.is_some());
-        let frames = if on_device {
-            // The normalize stage makes canvases through libtorch: loaded now, so a missing
-            // library is one clear error before any thread starts.
-            Frames::Device(Torch::get().map_err(|m| {
-                Error::input(
-                    &info.path,
-                    format!("runtime.device_frames needs libtorch: {m}"),
-                )
-            })?)
-        } else {
-            Frames::Host
-        };
+        let frames = Frames::choose(on_device, info)?;
         let model_gpu = device.cuda_index();
         let canvases_anyway = encode.is_some() || clip.is_some() || vae.is_some();
         Ok(Plan {

@@ -94,7 +94,30 @@ struct Shard {
     values: Vec<f32>,
 }
 
+impl LatentsOutput {
+    fn empty(batch_size: usize, tiling: bool) -> LatentsOutput {
+        LatentsOutput {
+            files: Vec::new(),
+            shape_per_frame: Vec::new(),
+            frames: 0,
+            batch_size,
+            tiling,
+            seconds: 0.0,
+            shard_frames: Vec::new(),
+            reconstruction: Vec::new(),
+        }
+    }
+}
+
 impl VaeStage {
+    /// Whether the `n`-th encoded frame is decoded back to measure its reconstruction
+    /// (`reconstruction.every_n_frames`).
+    fn reconstructs(&self, n: u64) -> bool {
+        self.config
+            .reconstruction
+            .is_some_and(|r| n.is_multiple_of(u64::from(r.every_n_frames)))
+    }
+
     pub fn run(self, rx: Receiver<Arc<NormFrame>>) -> Result<LatentsOutput> {
         let torch = Torch::get()
             .map_err(|m| Error::input(&self.source_path, format!("VAE needs libtorch: {m}")))?;
@@ -110,16 +133,7 @@ impl VaeStage {
         // `auto` on CUDA: sized from free device memory once the frame size is known.
         let mut planned = false;
         let mut shard = Shard::default();
-        let mut out = LatentsOutput {
-            files: Vec::new(),
-            shape_per_frame: Vec::new(),
-            frames: 0,
-            batch_size,
-            tiling: self.config.tiling,
-            seconds: 0.0,
-            shard_frames: Vec::new(),
-            reconstruction: Vec::new(),
-        };
+        let mut out = LatentsOutput::empty(batch_size, self.config.tiling);
         for frame in rx {
             self.cancel.check("vae")?;
             if !frame
@@ -153,11 +167,7 @@ impl VaeStage {
                 batch_frames.index.push(frame.index as i64);
                 batch_frames.time.push(frame.time);
                 batch_frames.content = Some(frame.content);
-                batch_frames.reconstruct.push(
-                    self.config
-                        .reconstruction
-                        .is_some_and(|r| encoded.is_multiple_of(u64::from(r.every_n_frames))),
-                );
+                batch_frames.reconstruct.push(self.reconstructs(encoded));
                 encoded += 1;
                 if !planned {
                     planned = true;
