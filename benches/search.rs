@@ -120,7 +120,7 @@ fn synthetic_report(
     scenes: Vec<framepipe::output::scene::Scene>,
     samples: Vec<framepipe::output::report::SampleReport>,
 ) -> framepipe::output::report::Report {
-    use framepipe::output::report::{ClipReport, OutputInfo, Report, Stats, SCHEMA_VERSION};
+    use framepipe::output::report::{OutputInfo, Report, Stats, TaggingReport, SCHEMA_VERSION};
     let frames = (ROWS_PER_OUTPUT * 5) as u64;
     Report {
         schema_version: SCHEMA_VERSION,
@@ -161,7 +161,7 @@ fn synthetic_report(
         },
         scenes,
         samples: Some(samples),
-        clip: Some(ClipReport {
+        clip: Some(TaggingReport {
             model: "synthetic".into(),
             model_hash: "sha256:synthetic".into(),
             labels: Vec::new(),

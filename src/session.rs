@@ -4,11 +4,11 @@
 //! scaling; the shot model is loaded). Errors here are configuration or usage errors; nothing has been decoded.
 use std::path::{Path, PathBuf};
 
-use crate::clip_labels::LabelSet;
 use crate::config::PipelineConfig;
 use crate::device::{self, DeviceInfo, DeviceRequest, Precision};
 use crate::error::{Error, Result};
 use crate::job::{Job, VaeInfo};
+use crate::tagging::LabelSet;
 
 /// The name errors give the built-in pipeline (no `--pipeline`).
 pub const BUILTIN_PIPELINE: &str = "<built-in default pipeline>";

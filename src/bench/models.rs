@@ -17,13 +17,13 @@ use std::sync::Arc;
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use crate::config::{ClipSample, PipelineConfig};
+use crate::config::{PipelineConfig, TaggingSample};
 use crate::error::{Error, Result};
 use crate::job::VaeInfo;
 use crate::media::normalize::{Geometry, Normalizer, Rect};
 use crate::media::{FrameLayout, ModelFrames};
 use crate::pipeline::normalize::NormFrame;
-use crate::pipeline::plan::{color_on_device, ClipPlan, VaePlan};
+use crate::pipeline::plan::{color_on_device, TaggingPlan, VaePlan};
 use crate::pipeline::stage::Cancel;
 use crate::torch::Torch;
 use framepipe_proto::ops::{BenchModel, ModelOn, ModelStage};
@@ -120,12 +120,12 @@ impl ModelsBench<'_> {
         if let Some(clip) = &self.config.clip {
             let mut config = clip.clone();
             // Every frame: the measurement is of the model, not of the sampling.
-            config.sample = ClipSample {
+            config.sample = TaggingSample {
                 every_n_frames: Some(1),
                 fps: None,
                 per_scene: None,
             };
-            let plan = ClipPlan {
+            let plan = TaggingPlan {
                 config,
                 color_on_device: color_on_device(self.config, self.device),
                 live_cuts: false,

@@ -171,7 +171,7 @@ impl VaeSampler {
 /// own preprocessing then resizes exactly as transformers does) and embedded in batches.
 struct TagSampler {
     rule: super::rules::TagsRule,
-    labels: crate::clip_labels::LabelSet,
+    labels: crate::tagging::LabelSet,
     device: crate::device::Device,
     rgb: crate::media::RgbFrames,
     size: (u32, u32),
@@ -188,11 +188,11 @@ impl TagSampler {
         let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
             .map_err(|m| Error::input(path, format!("tags: {m}")))?
             .name;
-        let clip = crate::config::ClipConfig {
+        let clip = crate::config::TaggingConfig {
             model: rule.model.clone(),
             labels: rule.labels.clone(),
             templates: rule.templates.clone(),
-            sample: crate::config::ClipSample {
+            sample: crate::config::TaggingSample {
                 every_n_frames: Some(rule.every_n_frames),
                 fps: None,
                 per_scene: None,
@@ -201,7 +201,7 @@ impl TagSampler {
             min_score: 0.0,
             batch_size: Self::BATCH,
         };
-        let labels = crate::clip_labels::LabelSet::load(&clip, device)
+        let labels = crate::tagging::LabelSet::load(&clip, device)
             .map_err(|m| Error::input(path, format!("tags: {m}")))?;
         let short = info.width.min(info.height).max(1);
         let scale = (224.0 / f64::from(short)).min(1.0);

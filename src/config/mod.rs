@@ -6,7 +6,6 @@
 //!
 //! This module holds the whole pipeline (its sections, `device`, loading, the hash); each
 //! section's types and checks live in the section's own module.
-mod clip;
 mod clips;
 mod decode;
 mod encode;
@@ -15,6 +14,7 @@ mod limits;
 mod normalize;
 mod runtime;
 mod scenes;
+mod tagging;
 mod vae;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use clip::{ClipConfig, ClipSample, Sampling};
 pub use clips::{ClipsConfig, LongScenes};
 pub use decode::{DecodeConfig, HwAccelConfig};
 pub use encode::{AudioMode, Choice, Codec, EncodeConfig, Names, Preset, Profile};
@@ -32,6 +31,7 @@ pub use limits::LimitsConfig;
 pub use normalize::{FitMode, NormalizeConfig, Resolution};
 pub use runtime::{ColorConversion, DeviceFrames, Precision, RuntimeConfig};
 pub use scenes::{default_transnet_dir, SceneDetectorKind, ScenesConfig};
+pub use tagging::{Sampling, TaggingConfig, TaggingSample};
 pub use vae::{BatchSize, LatentDtype, ReconstructionConfig, VaeConfig};
 
 /// A whole pipeline. Absent optional sections mean the stage does not run.
@@ -45,7 +45,7 @@ pub struct PipelineConfig {
     pub scenes: Option<ScenesConfig>,
     /// Zero-shot CLIP tagging of sampled frames and scenes; absent = no tagging.
     #[serde(default)]
-    pub clip: Option<ClipConfig>,
+    pub clip: Option<TaggingConfig>,
     /// VAE latents of sampled normalized frames, streamed to shards; absent = no latents.
     #[serde(default)]
     pub vae: Option<VaeConfig>,

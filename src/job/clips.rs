@@ -1,16 +1,16 @@
 //! A job's clip list: the clips of the final scene list (`crate::clips::assemble`), tagged from
 //! the run's image embeddings, written to `clips.jsonl`.
-use crate::clip_labels::LabelSet;
 use crate::clips::assemble::{self, ClipSources, LatentShards, Tagger};
 use crate::clips::plan::ClipRules;
-use crate::config::{ClipConfig, ClipsConfig};
+use crate::config::{ClipsConfig, TaggingConfig};
 use crate::error::Result;
 use crate::media::probe::SourceInfo;
 use crate::output::clip_record::ClipsReport;
 use crate::output::report::Report;
 use crate::output::scene::Tag;
-use crate::pipeline::clip::ClipOutput;
+use crate::pipeline::tagging::TaggingOutput;
 use crate::pipeline::{self, PipelineOutput};
+use crate::tagging::LabelSet;
 
 use super::partial::PartialDir;
 use super::Job;
@@ -33,7 +33,7 @@ impl Job<'_> {
             .as_ref()
             .and_then(|s| s.motion.clone())
             .unwrap_or_default();
-        let tagger = match (&output.clip, self.labels, &self.config.clip) {
+        let tagger = match (&output.tagging, self.labels, &self.config.clip) {
             (Some(o), Some(l), Some(c)) => Some(clip_tagger(o, l, c)),
             _ => None,
         };
@@ -64,9 +64,9 @@ impl Job<'_> {
 /// Tags a clip from the image embeddings sampled inside its frames: their normalized mean,
 /// scored against the run's labels.
 fn clip_tagger<'a>(
-    output: &'a ClipOutput,
+    output: &'a TaggingOutput,
     labels: &'a LabelSet,
-    config: &'a ClipConfig,
+    config: &'a TaggingConfig,
 ) -> impl Fn(std::ops::Range<u64>) -> (Option<Vec<Tag>>, Option<Vec<f32>>) + 'a {
     move |frames| {
         let rows = output
@@ -74,7 +74,7 @@ fn clip_tagger<'a>(
             .iter()
             .filter(|s| frames.contains(&s.frame))
             .map(|s| s.embedding.as_slice());
-        match crate::clip_labels::mean_embedding(rows) {
+        match crate::tagging::mean_embedding(rows) {
             Some(e) => (
                 Some(labels.tags(&e, config.top_k, config.min_score)),
                 Some(e),

@@ -49,7 +49,7 @@ pub struct Job<'a> {
     /// a batch running several inputs at once splits the cores between them.
     pub threads_per_input: u32,
     /// The run's CLIP label embeddings, when the pipeline tags.
-    pub labels: Option<&'a crate::clip_labels::LabelSet>,
+    pub labels: Option<&'a crate::tagging::LabelSet>,
     /// How the run's VAE scales its latents, when the pipeline makes them.
     pub vae: Option<&'a VaeInfo>,
     /// The run's VAE folder fingerprint, recorded in the shards' metadata.
@@ -243,7 +243,7 @@ impl Job<'_> {
         output: &PipelineOutput,
         report: &Report,
     ) -> Result<()> {
-        if let Some(clip) = &output.clip {
+        if let Some(clip) = &output.tagging {
             let path = partial.path.join(EMBEDDINGS_FILE);
             let metadata = report
                 .clip

@@ -7,7 +7,7 @@ use crate::output::tensors;
 /// `image_embeds` [N, D] f16 and `frame_index` [N] i64 (output frame indices).
 pub fn write_embeddings(
     path: &Path,
-    clip: &crate::pipeline::clip::ClipOutput,
+    clip: &crate::pipeline::tagging::TaggingOutput,
     metadata: std::collections::HashMap<String, String>,
 ) -> std::io::Result<()> {
     use safetensors::tensor::{Dtype, TensorView};

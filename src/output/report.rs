@@ -99,7 +99,7 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<Vec<SampleReport>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clip: Option<ClipReport>,
+    pub clip: Option<TaggingReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latents: Option<LatentsReport>,
     /// TransNetV2's per-frame probabilities (`scenes.detector = "transnetv2"` only).
@@ -196,7 +196,7 @@ pub struct SampleReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClipReport {
+pub struct TaggingReport {
     pub model: String,
     /// The model's fingerprint (`sha256:…`, see `model_id`): `search` refuses to mix rows of
     /// different models.

@@ -3,7 +3,6 @@
 //! description, the per-stage times and every warning a user should read.
 use std::collections::BTreeMap;
 
-use crate::clip_labels::LabelSet;
 use crate::config::{PipelineConfig, ReconstructionConfig};
 use crate::device::DeviceInfo;
 use crate::media::probe::SourceInfo;
@@ -14,6 +13,7 @@ use crate::output::report::{
 };
 use crate::output::tensors::posterior;
 use crate::reconstruction::Findings;
+use crate::tagging::LabelSet;
 use framepipe_proto::ops::VaeFacts as VaeInfo;
 
 use super::scenes::scenes_on_output;
@@ -43,7 +43,7 @@ pub fn annotate(
         .map(|s| s.cuts.as_slice())
         .unwrap_or(&[]);
     let mut scenes = scenes_on_output(cuts, cfg.normalize.fps, frames, duration);
-    let (samples, clip) = match (&out.clip, session.labels, &cfg.clip) {
+    let (samples, clip) = match (&out.tagging, session.labels, &cfg.clip) {
         (Some(clip), Some(labels), Some(clip_cfg)) => {
             let (samples, report) = tag(clip, labels, clip_cfg, &mut scenes);
             (Some(samples), Some(report))
@@ -189,13 +189,13 @@ fn output_length(cfg: &PipelineConfig, out: &PipelineOutput) -> (u64, f64) {
 /// The tags of every sample and (the normalized mean of its samples) every scene, and the
 /// report's description of the embeddings.
 fn tag(
-    clip: &super::clip::ClipOutput,
+    clip: &super::tagging::TaggingOutput,
     labels: &LabelSet,
-    clip_cfg: &crate::config::ClipConfig,
+    clip_cfg: &crate::config::TaggingConfig,
     scenes: &mut [crate::output::scene::Scene],
 ) -> (
     Vec<crate::output::report::SampleReport>,
-    crate::output::report::ClipReport,
+    crate::output::report::TaggingReport,
 ) {
     let samples = clip
         .samples
@@ -215,12 +215,12 @@ fn tag(
             .filter(|s| s.frame >= scene.start_frame && s.frame < scene.end_frame)
             .map(|s| s.embedding.as_slice());
         scene.tags = Some(
-            crate::clip_labels::mean_embedding(inside)
+            crate::tagging::mean_embedding(inside)
                 .map(|e| labels.tags(&e, clip_cfg.top_k, clip_cfg.min_score))
                 .unwrap_or_default(),
         );
     }
-    let report = crate::output::report::ClipReport {
+    let report = crate::output::report::TaggingReport {
         model: clip_cfg.model.display().to_string(),
         labels: clip_cfg.labels.clone(),
         templates: clip_cfg.templates.clone(),
@@ -239,7 +239,7 @@ fn stage_seconds(out: &PipelineOutput) -> BTreeMap<String, StageStats> {
         out.normalize.as_ref().map(|n| ("normalize", n.seconds)),
         out.scenes.as_ref().map(|s| ("scenes", s.seconds)),
         out.encode.as_ref().map(|e| ("encode", e.seconds)),
-        out.clip.as_ref().map(|c| ("clip", c.seconds)),
+        out.tagging.as_ref().map(|c| ("clip", c.seconds)),
         out.latents.as_ref().map(|l| ("vae", l.seconds)),
         out.thumbs.as_ref().map(|t| ("thumbs", t.seconds)),
     ];

@@ -16,7 +16,6 @@
 //! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
 //! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
 pub mod annotate;
-pub mod clip;
 pub mod decode;
 pub mod encode;
 pub mod frame_batch;
@@ -24,6 +23,7 @@ pub mod normalize;
 pub mod plan;
 pub mod scenes;
 pub mod stage;
+pub mod tagging;
 pub mod thumbs;
 pub mod vae;
 
@@ -56,7 +56,7 @@ pub struct PipelineOutput {
     pub normalize: Option<normalize::NormalizeStats>,
     pub scenes: Option<scenes::SceneCuts>,
     pub encode: Option<encode::EncodeStats>,
-    pub clip: Option<clip::ClipOutput>,
+    pub tagging: Option<tagging::TaggingOutput>,
     pub latents: Option<vae::LatentsOutput>,
     pub thumbs: Option<thumbs::ThumbsOutput>,
     pub wall_seconds: f64,
@@ -88,7 +88,7 @@ struct Ready {
         Rx<ff::Packet>,
         Rx<Vec<SceneCut>>,
     )>,
-    clip: Option<(clip::ClipStage, Receiver<Canvas>, Rx<u64>)>,
+    tagging: Option<(tagging::TaggingStage, Receiver<Canvas>, Rx<u64>)>,
     vae: Option<(vae::VaeStage, Receiver<Canvas>)>,
     thumbs: Option<(thumbs::ThumbStage, Receiver<Canvas>)>,
 }
@@ -112,7 +112,7 @@ impl Ready {
         let (scene_tx, scenes) = channel_for(plan.scenes, queue);
         let (norm_in_tx, normalize) = channel_for(plan.wants_canvas().then_some(()), queue);
         let (norm_out_tx, encode) = channel_for(plan.encode.as_ref(), queue);
-        let (clip_tx, clip) = channel_for(plan.clip.as_ref(), queue);
+        let (clip_tx, clip) = channel_for(plan.tagging.as_ref(), queue);
         let (vae_tx, vae) = channel_for(plan.vae.as_ref(), queue);
         let (thumbs_tx, thumbs) = channel_for(plan.thumbs.as_ref(), queue);
         let news = SceneNews::new(plan);
@@ -164,7 +164,7 @@ impl Ready {
                 .chain(thumbs_tx);
             (normalize_stage(plan, cancel), rx, tx.collect())
         });
-        let clip = clip.map(|(clip, rx)| {
+        let tagging = clip.map(|(clip, rx)| {
             let stage = clip.stage(plan.device, &info.path, cancel.clone());
             (stage, rx, news.live_cuts.1)
         });
@@ -174,7 +174,7 @@ impl Ready {
             scenes,
             normalize,
             encode,
-            clip,
+            tagging,
             vae,
             thumbs,
         })
@@ -201,8 +201,8 @@ impl Ready {
         let encode = self.encode.map(|(stage, rx, audio, cuts)| {
             spawn(scope, "encode", cancel, move || stage.run(rx, audio, cuts))
         });
-        let clip = self
-            .clip
+        let tagging = self
+            .tagging
             .map(|(stage, rx, live)| spawn(scope, "clip", cancel, move || stage.run(rx, live)));
         let vae = self
             .vae
@@ -214,7 +214,7 @@ impl Ready {
             decode: join("decode", decode),
             thumbs: thumbs.map(|h| join("thumbs", h)),
             vae: vae.map(|h| join("vae", h)),
-            clip: clip.map(|h| join("clip", h)),
+            tagging: tagging.map(|h| join("clip", h)),
             scenes: scenes.map(|h| join("scenes", h)),
             normalize: normalize.map(|h| join("normalize", h)),
             encode: encode.map(|h| join("encode", h)),
@@ -263,7 +263,7 @@ impl SceneNews {
         let cuts_clip_files = plan.clips.as_ref().is_some_and(|c| c.dir.is_some());
         SceneNews {
             chapters: channel_if(plan.encode.is_some() && scenes, 1),
-            live_cuts: unbounded_if(plan.clip.as_ref().is_some_and(|c| c.live_cuts)),
+            live_cuts: unbounded_if(plan.tagging.as_ref().is_some_and(|c| c.live_cuts)),
             clip_events: unbounded_if(cuts_clip_files),
             thumb_events: unbounded_if(plan.thumbs.is_some() && scenes),
         }
@@ -328,7 +328,7 @@ struct Joined {
     scenes: Option<Result<scenes::SceneCuts>>,
     normalize: Option<Result<normalize::NormalizeStats>>,
     encode: Option<Result<encode::EncodeStats>>,
-    clip: Option<Result<clip::ClipOutput>>,
+    tagging: Option<Result<tagging::TaggingOutput>>,
     vae: Option<Result<vae::LatentsOutput>>,
     thumbs: Option<Result<thumbs::ThumbsOutput>>,
 }
@@ -341,7 +341,7 @@ impl Joined {
         let scenes = self.scenes.and_then(|r| keep_ok(r, &mut errors));
         let normalize = self.normalize.and_then(|r| keep_ok(r, &mut errors));
         let encode = self.encode.and_then(|r| keep_ok(r, &mut errors));
-        let clip = self.clip.and_then(|r| keep_ok(r, &mut errors));
+        let tagging = self.tagging.and_then(|r| keep_ok(r, &mut errors));
         let vae = self.vae.and_then(|r| keep_ok(r, &mut errors));
         let thumbs = self.thumbs.and_then(|r| keep_ok(r, &mut errors));
         match (first_root_cause(errors), decode) {
@@ -350,7 +350,7 @@ impl Joined {
                 normalize,
                 scenes,
                 encode,
-                clip,
+                tagging,
                 latents: vae,
                 thumbs,
                 wall_seconds: started.elapsed().as_secs_f64(),

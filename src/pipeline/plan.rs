@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    AudioMode, ClipConfig, ColorConversion, DeviceFrames, EncodeConfig, HwAccelConfig,
-    PipelineConfig, Sampling, ScenesConfig, VaeConfig,
+    AudioMode, ColorConversion, DeviceFrames, EncodeConfig, HwAccelConfig, PipelineConfig,
+    Sampling, ScenesConfig, TaggingConfig, VaeConfig,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -16,7 +16,7 @@ use crate::torch::Torch;
 
 use super::decode::DecodePlan;
 use super::stage::Cancel;
-use super::{clip, vae, LatentsTarget};
+use super::{tagging, vae, LatentsTarget};
 
 /// Where the normalized canvases are made and kept.
 #[derive(Clone, Copy)]
@@ -48,8 +48,8 @@ pub struct ClipsPlan {
 
 /// The CLIP stage.
 #[derive(Debug, Clone)]
-pub struct ClipPlan {
-    pub config: ClipConfig,
+pub struct TaggingPlan {
+    pub config: TaggingConfig,
     /// Send YUV planes for the device to convert instead of RGB made by swscale.
     pub color_on_device: bool,
     /// `per_scene` sampling: the stage needs the scene cuts as they are found.
@@ -74,7 +74,7 @@ pub struct Plan<'a> {
     pub decode: DecodePlan,
     pub scenes: Option<&'a ScenesConfig>,
     pub encode: Option<EncodePlan>,
-    pub clip: Option<ClipPlan>,
+    pub tagging: Option<TaggingPlan>,
     pub vae: Option<VaePlan>,
     pub clips: Option<ClipsPlan>,
     /// Scene thumbnails: `OUT/<stem>.partial`, where their folder goes.
@@ -138,7 +138,7 @@ impl<'a> Plan<'a> {
             _ => None,
         };
         let color_on_device = color_on_device(config, device);
-        let clip = config.clip.as_ref().map(|cfg| ClipPlan {
+        let tagging = config.clip.as_ref().map(|cfg| TaggingPlan {
             config: cfg.clone(),
             color_on_device,
             live_cuts: matches!(cfg.sample.sampling(), Some(Sampling::PerScene(_))),
@@ -158,7 +158,7 @@ impl<'a> Plan<'a> {
         let on_device = device_frames(config, device, encode.is_some(), vae.is_some());
         let frames = Frames::choose(on_device, info)?;
         let model_gpu = device.cuda_index();
-        let canvases_anyway = encode.is_some() || clip.is_some() || vae.is_some();
+        let canvases_anyway = encode.is_some() || tagging.is_some() || vae.is_some();
         Ok(Plan {
             input,
             info,
@@ -174,7 +174,7 @@ impl<'a> Plan<'a> {
             },
             scenes: config.scenes.as_ref(),
             encode,
-            clip,
+            tagging,
             vae,
             clips,
             // From host canvases, and only when another stage has them made anyway: a
@@ -190,13 +190,21 @@ impl<'a> Plan<'a> {
 
     /// Whether any stage takes normalized canvases.
     pub fn wants_canvas(&self) -> bool {
-        self.encode.is_some() || self.clip.is_some() || self.vae.is_some() || self.thumbs.is_some()
+        self.encode.is_some()
+            || self.tagging.is_some()
+            || self.vae.is_some()
+            || self.thumbs.is_some()
     }
 }
 
-impl ClipPlan {
-    pub fn stage(&self, device: Device, source_path: &str, cancel: Cancel) -> clip::ClipStage {
-        clip::ClipStage {
+impl TaggingPlan {
+    pub fn stage(
+        &self,
+        device: Device,
+        source_path: &str,
+        cancel: Cancel,
+    ) -> tagging::TaggingStage {
+        tagging::TaggingStage {
             config: self.config.clone(),
             device,
             color_on_device: self.color_on_device,

@@ -134,7 +134,7 @@ impl Stored {
                 .iter()
                 .map(|s| self.row_f32(s.row))
                 .collect();
-            if let Some(mean) = crate::clip_labels::mean_embedding(rows.iter().map(Vec::as_slice)) {
+            if let Some(mean) = crate::tagging::mean_embedding(rows.iter().map(Vec::as_slice)) {
                 out.push((i, mean));
             }
         }

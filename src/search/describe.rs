@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::corpus;
 use super::SearchError;
-use crate::clip_labels::LabelSet;
 use crate::output::scene::Tag;
+use crate::tagging::LabelSet;
 
 #[derive(Debug, Serialize)]
 pub struct SceneLabels {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::frame_batch::FrameBatch;
 use super::normalize::{Canvas, NormFrame};
 use super::stage::{BusyTimer, Cancel};
-use crate::config::ClipConfig;
+use crate::config::TaggingConfig;
 use crate::error::{Error, Result};
 use crate::media::{FrameLayout, ModelFrames};
 use crate::torch::Torch;
@@ -28,14 +28,14 @@ pub struct Sample {
 }
 
 #[derive(Debug, Clone)]
-pub struct ClipOutput {
+pub struct TaggingOutput {
     pub samples: Vec<Sample>,
     pub dim: usize,
     pub seconds: f64,
 }
 
-pub struct ClipStage {
-    pub config: ClipConfig,
+pub struct TaggingStage {
+    pub config: TaggingConfig,
     pub device: crate::device::Device,
     /// Send YUV planes for the device to convert instead of RGB made here.
     pub color_on_device: bool,
@@ -164,14 +164,14 @@ fn sampled(
     }
 }
 
-impl ClipStage {
+impl TaggingStage {
     /// `cuts`: scene cuts (source frame indices) as the scene stage finds them; required by
     /// `per_scene` sampling, unused otherwise.
     pub fn run(
         self,
         rx: Receiver<Arc<NormFrame>>,
         cuts: Option<Receiver<u64>>,
-    ) -> Result<ClipOutput> {
+    ) -> Result<TaggingOutput> {
         let torch = Torch::get()
             .map_err(|m| Error::input(&self.source_path, format!("CLIP needs libtorch: {m}")))?;
         let mut timer = BusyTimer::default();
@@ -238,7 +238,7 @@ impl ClipStage {
             }
         }
         timer.time(|| self.flush(torch, &mut batch, &mut samples, &mut dim))?;
-        Ok(ClipOutput {
+        Ok(TaggingOutput {
             samples,
             dim,
             seconds: timer.seconds(),

@@ -6,7 +6,7 @@ use super::ConfigError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ClipConfig {
+pub struct TaggingConfig {
     /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json); relative
     /// paths resolve against the pipeline file's folder.
     pub model: std::path::PathBuf,
@@ -17,7 +17,7 @@ pub struct ClipConfig {
     #[serde(default = "default_templates")]
     pub templates: Vec<String>,
     #[serde(default)]
-    pub sample: ClipSample,
+    pub sample: TaggingSample,
     /// Labels kept per sample and per scene.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
@@ -41,14 +41,14 @@ fn default_clip_batch() -> usize {
 
 /// Which frames are embedded: every n-th output frame (default 15), `fps` per second, or
 /// `per_scene` evenly spaced frames of every scene (needs the `scenes` section). Exactly one of
-/// the three is given ([`ClipSample::sampling`]).
+/// the three is given ([`TaggingSample::sampling`]).
 ///
 /// Three options rather than one enum on purpose: refusing "none or several" while parsing
 /// would change the message (serde_json appends `at line L column C` to it) and make it come
 /// before checks that precede it today; `validate` refuses it instead.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ClipSample {
+pub struct TaggingSample {
     #[serde(default)]
     pub every_n_frames: Option<u32>,
     #[serde(default)]
@@ -57,9 +57,9 @@ pub struct ClipSample {
     pub per_scene: Option<u32>,
 }
 
-impl Default for ClipSample {
+impl Default for TaggingSample {
     fn default() -> Self {
-        ClipSample {
+        TaggingSample {
             every_n_frames: Some(15),
             fps: None,
             per_scene: None,
@@ -67,7 +67,7 @@ impl Default for ClipSample {
     }
 }
 
-/// [`ClipSample`] as the one choice it must be.
+/// [`TaggingSample`] as the one choice it must be.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sampling {
     EveryNFrames(u32),
@@ -75,7 +75,7 @@ pub enum Sampling {
     PerScene(u32),
 }
 
-impl ClipSample {
+impl TaggingSample {
     /// The one sampling given; `None` when none or several are.
     pub fn sampling(&self) -> Option<Sampling> {
         match (self.every_n_frames, self.fps, self.per_scene) {
@@ -87,7 +87,7 @@ impl ClipSample {
     }
 }
 
-impl ClipConfig {
+impl TaggingConfig {
     /// `has_scenes`: whether the pipeline has a scenes section (`per_scene` needs one).
     pub fn validate(&self, has_scenes: bool) -> Result<(), ConfigError> {
         if self.labels.is_empty() || self.labels.iter().any(|l| l.trim().is_empty()) {

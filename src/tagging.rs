@@ -3,7 +3,7 @@
 //! `exp(logit_scale) * cos`, top-k with a score floor, and scene embeddings as the normalized mean
 //! of their samples' embeddings.
 
-use crate::config::ClipConfig;
+use crate::config::TaggingConfig;
 use crate::output::scene::Tag;
 use crate::torch::Torch;
 use framepipe_proto::ops::{ClipTexts, ModelOn};
@@ -29,7 +29,7 @@ fn normalize(v: &mut [f32]) {
 impl LabelSet {
     /// Embeds every label x template on `device` (loads the model, so a bad model folder fails
     /// here, before any input is decoded).
-    pub fn load(cfg: &ClipConfig, device: crate::device::Device) -> Result<LabelSet, String> {
+    pub fn load(cfg: &TaggingConfig, device: crate::device::Device) -> Result<LabelSet, String> {
         Self::with_templates(&cfg.model, &cfg.labels, &cfg.templates, device)
     }
 
