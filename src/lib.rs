@@ -5,7 +5,7 @@
 //!          (CPU, or NVDEC)     ├──► normalize (720p/1080p canvas, fit/fill/stretch,   │
 //!                              │    rotation, SAR, pts kept or fps-resampled)         │
 //!                              │     ├──► encode (libx264) + mux ◄────────────────────┤ chapters
-//!                              │     ├──► clip (sampled picture areas → libtorch) ◄───┘ per_scene
+//!                              │     ├──► tagging (CLIP: sampled areas → libtorch) ◄──┘ per_scene
 //!                              │     └──► vae (sampled canvases → libtorch) ──► latents/*.safetensors
 //!                              └──► audio packets ──► mux (copied, or AAC) ──► <stem>.mp4
 //!                                          annotate ──► <stem>.json, embeddings.safetensors

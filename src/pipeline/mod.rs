@@ -4,13 +4,13 @@
 //! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ cuts (chapters; live for per_scene
 //!          │                                                │ and, with clips, for the encoder)
 //!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤ (+ clip files)
-//!          │                         ├──► clip ◄────────────┤
+//!          │                         ├──► tagging ◄─────────┤
 //!          │                         ├──► thumbs ◄──────────┘ (scene thumbnails, JPEG)
 //!          │                         └──► vae ──► latent shards
 //!          └──► audio packets ──► encode + mux
 //! ```
 //! Without scenes and encode, normalize can make its canvases on the model device
-//! (`runtime.device_frames`); clip and vae then take them by handle.
+//! (`runtime.device_frames`); tagging and vae then take them by handle.
 //! A decoded frame is shared by `Arc`, never copied per consumer. End of stream is the sender
 //! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
 //! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
