@@ -384,8 +384,37 @@ impl Rules {
     }
 
     /// Checks the values serde cannot: ranges that admit something, positive rates, known
-    /// names. The first problem found is returned, in the order the rules are declared here.
+    /// names. Returns the first problem in the order of the steps below, which decides the
+    /// message when several rules are wrong.
     fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        self.validate_numbers(at)?;
+        self.validate_names(at)?;
+        if let Some(a) = &self.audio {
+            a.validate(&format!("{at}.audio"))?;
+        }
+        if let Some(b) = &self.black {
+            b.validate(&format!("{at}.black"))?;
+        }
+        if let Some(r) = &self.silence {
+            r.validate(&format!("{at}.silence"))?;
+        }
+        if let Some(l) = &self.loudness {
+            l.validate(&format!("{at}.loudness"))?;
+        }
+        if let Some(t) = &self.tags {
+            t.validate(&format!("{at}.tags"))?;
+        }
+        if let Some(v) = &self.vae_anomalies {
+            v.validate(&format!("{at}.vae_anomalies"))?;
+        }
+        if let Some(f) = &self.frozen {
+            f.validate(&format!("{at}.frozen"))?;
+        }
+        Ok(())
+    }
+
+    /// The ranges, `aspect_ratio`, `fps` and `keyframe_interval_max`.
+    fn validate_numbers(&self, at: &str) -> std::result::Result<(), RuleError> {
         for (name, range) in [
             ("width", &self.width),
             ("height", &self.height),
@@ -410,28 +439,6 @@ impl Rules {
                     expected: "must be a positive number of seconds",
                 });
             }
-        }
-        self.validate_names(at)?;
-        if let Some(a) = &self.audio {
-            a.validate(&format!("{at}.audio"))?;
-        }
-        if let Some(b) = &self.black {
-            b.validate(&format!("{at}.black"))?;
-        }
-        if let Some(r) = &self.silence {
-            r.validate(&format!("{at}.silence"))?;
-        }
-        if let Some(l) = &self.loudness {
-            l.validate(&format!("{at}.loudness"))?;
-        }
-        if let Some(t) = &self.tags {
-            t.validate(&format!("{at}.tags"))?;
-        }
-        if let Some(v) = &self.vae_anomalies {
-            v.validate(&format!("{at}.vae_anomalies"))?;
-        }
-        if let Some(f) = &self.frozen {
-            f.validate(&format!("{at}.frozen"))?;
         }
         Ok(())
     }

@@ -289,8 +289,8 @@ impl ClipCutter {
         Ok(())
     }
 
-    /// Writes the audio packets that start in [start, end) seconds to stream `index` of
-    /// `output`, from `start` on as 0.
+    /// Writes the audio packets that start in [start, end) seconds (both bounds a millisecond
+    /// early, against rounding) to stream `index` of `output`, from `start` on as 0.
     fn write_audio(
         &self,
         output: &mut ff::format::context::Output,
