@@ -143,8 +143,38 @@ pub fn evaluate(
 /// The container and video stream as probed: names, size, rates, keyframes, box layout,
 /// rotation, colour description.
 fn stream_rules(path: &std::path::Path, rules: &Rules, facts: &Facts, out: &mut Vec<Outcome>) {
+    name_rules(rules, facts, out);
+    size_rules(rules, facts, out);
+    rate_rules(rules, facts, out);
+    if let Some(max) = rules.keyframe_interval_max {
+        let gap = facts.keyframe_interval_max.unwrap_or(f64::INFINITY);
+        out.push(Outcome::new(
+            "keyframe_interval_max",
+            gap <= max + 1e-6,
+            format!("<= {max} s"),
+            format!("{gap:.3} s"),
+        ));
+    }
+    if let Some(want) = rules.faststart {
+        out.push(faststart_rule(path, want));
+    }
+    if let Some(allowed) = &rules.rotation {
+        let s = &facts.source;
+        out.push(Outcome::new(
+            "rotation",
+            allowed.contains(&s.rotation),
+            format!("one of {allowed:?}"),
+            s.rotation.to_string(),
+        ));
+    }
+    colour_rules(rules, facts, out);
+}
+
+/// `container`, `video_codec`, `profile`, `pixel_format`: names from a list.
+fn name_rules(rules: &Rules, facts: &Facts, out: &mut Vec<Outcome>) {
     let s = &facts.source;
     if let Some(allowed) = &rules.container {
+        // The demuxer has several names (`mov,mp4,m4a,...`): any of them matches.
         let names: Vec<&str> = s.container.split(',').collect();
         let passed = allowed
             .iter()
@@ -165,6 +195,11 @@ fn stream_rules(path: &std::path::Path, rules: &Rules, facts: &Facts, out: &mut 
     if let Some(allowed) = &rules.pixel_format {
         out.push(one_of("pixel_format", allowed, Some(&s.pixel_format)));
     }
+}
+
+/// `width`, `height`, `aspect_ratio`: the displayed size.
+fn size_rules(rules: &Rules, facts: &Facts, out: &mut Vec<Outcome>) {
+    let s = &facts.source;
     if let Some(r) = &rules.width {
         out.push(in_range("width", r, f64::from(s.display_width)));
     }
@@ -180,6 +215,11 @@ fn stream_rules(path: &std::path::Path, rules: &Rules, facts: &Facts, out: &mut 
             format!("{actual:.4}"),
         ));
     }
+}
+
+/// `fps`, `duration`, `bitrate`.
+fn rate_rules(rules: &Rules, facts: &Facts, out: &mut Vec<Outcome>) {
+    let s = &facts.source;
     if let Some(a) = &rules.fps {
         out.push(Outcome::new(
             "fps",
@@ -199,41 +239,30 @@ fn stream_rules(path: &std::path::Path, rules: &Rules, facts: &Facts, out: &mut 
         let actual = facts.bitrate.unwrap_or(0.0).round();
         out.push(in_range("bitrate", r, actual));
     }
-    if let Some(max) = rules.keyframe_interval_max {
-        let gap = facts.keyframe_interval_max.unwrap_or(f64::INFINITY);
-        out.push(Outcome::new(
-            "keyframe_interval_max",
-            gap <= max + 1e-6,
-            format!("<= {max} s"),
-            format!("{gap:.3} s"),
-        ));
-    }
-    if let Some(want) = rules.faststart {
-        let actual = moov_before_mdat(path);
-        let text = match actual {
-            Some(true) => "moov before mdat",
-            Some(false) => "moov after mdat",
-            None => "not an MP4/MOV box layout",
-        };
-        out.push(Outcome::new(
-            "faststart",
-            actual == Some(want),
-            if want {
-                "moov before mdat"
-            } else {
-                "moov after mdat"
-            },
-            text,
-        ));
-    }
-    if let Some(allowed) = &rules.rotation {
-        out.push(Outcome::new(
-            "rotation",
-            allowed.contains(&s.rotation),
-            format!("one of {allowed:?}"),
-            s.rotation.to_string(),
-        ));
-    }
+}
+
+/// `faststart`: where the file's `moov` box lies against `mdat`.
+fn faststart_rule(path: &std::path::Path, want: bool) -> Outcome {
+    let actual = moov_before_mdat(path);
+    let text = match actual {
+        Some(true) => "moov before mdat",
+        Some(false) => "moov after mdat",
+        None => "not an MP4/MOV box layout",
+    };
+    Outcome::new(
+        "faststart",
+        actual == Some(want),
+        if want {
+            "moov before mdat"
+        } else {
+            "moov after mdat"
+        },
+        text,
+    )
+}
+
+/// `color_range`, `color_primaries`: the colour description as tagged.
+fn colour_rules(rules: &Rules, facts: &Facts, out: &mut Vec<Outcome>) {
     if let Some(allowed) = &rules.color_range {
         out.push(one_of("color_range", allowed, facts.color_range.as_deref()));
     }

@@ -2,12 +2,59 @@
 //! matches, each rule an expectation about one property of a media file.
 //!
 //! Strict on purpose (`deny_unknown_fields`): a misspelt rule must not silently pass. Errors name
-//! the JSON path of the problem (`rule_sets[1].rules.fps.tolerance`).
+//! the JSON path of the problem (`rule_sets[1].rules.fps.tolerance`); a value serde accepts but
+//! no file could meet is a [`RuleError`].
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// Why a rule's value is refused: one variant per kind of check, each naming the JSON path of
+/// the value (`key`), the value and what is expected. The texts are the ones `check` has always
+/// printed (tests and users match on them), so a variant's `Display` must not change.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    /// A number outside what the rule accepts; `expected` says what that is.
+    #[error("{key}: {expected}, got {actual}")]
+    OutOfRange {
+        key: String,
+        actual: f64,
+        expected: &'static str,
+    },
+    /// A value outside its fixed set; `actual` is as the message shows it (strings quoted).
+    #[error("{key}: {actual} is not {allowed}")]
+    NotOneOf {
+        key: String,
+        actual: String,
+        allowed: &'static str,
+    },
+    /// Nothing to check given where something must be; `what` says what to give.
+    #[error("{key}: {what}")]
+    Empty { key: String, what: &'static str },
+    /// A frame step of 0.
+    #[error("{key}: must be at least 1")]
+    Zero { key: String },
+    /// An exact value that is infinite or NaN.
+    #[error("{key}: must be a finite number")]
+    NotFinite { key: String },
+    /// Bounds the wrong way round: no value lies between them.
+    #[error("{key}: min {min} is greater than max {max}: no value can pass")]
+    EmptyRange { key: String, min: f64, max: f64 },
+    /// `audio.present = false` together with expectations about that audio.
+    #[error("{key}: present is false but codec/channels/sample_rate are set: no file can pass")]
+    AbsentAudioConstrained { key: String },
+    /// A prompt template without exactly one `{}` placeholder.
+    #[error("{key}: {template:?} must contain exactly one {{}}")]
+    Template { key: String, template: String },
+    /// A frame size with a side of 0 or beyond 8192.
+    #[error("{key}: [{width}, {height}] must be two sides in [1, 8192]")]
+    Size {
+        key: String,
+        width: u32,
+        height: u32,
+    },
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -87,19 +134,26 @@ impl Range {
         }
     }
 
-    fn validate(&self, path: &str) -> std::result::Result<(), String> {
+    fn validate(&self, key: &str) -> std::result::Result<(), RuleError> {
         match *self {
-            Range::Exact(x) if !x.is_finite() => Err(format!("{path}: must be a finite number")),
+            Range::Exact(x) if !x.is_finite() => Err(RuleError::NotFinite {
+                key: key.to_string(),
+            }),
             Range::Bounds {
                 min: None,
                 max: None,
-            } => Err(format!("{path}: give min, max or both")),
+            } => Err(RuleError::Empty {
+                key: key.to_string(),
+                what: "give min, max or both",
+            }),
             Range::Bounds {
-                min: Some(a),
-                max: Some(b),
-            } if a > b => Err(format!(
-                "{path}: min {a} is greater than max {b}: no value can pass"
-            )),
+                min: Some(min),
+                max: Some(max),
+            } if min > max => Err(RuleError::EmptyRange {
+                key: key.to_string(),
+                min,
+                max,
+            }),
             _ => Ok(()),
         }
     }
@@ -329,7 +383,38 @@ impl Rules {
             || self.vae_anomalies.is_some()
     }
 
-    fn validate(&self, at: &str) -> std::result::Result<(), String> {
+    /// Checks the values serde cannot: ranges that admit something, positive rates, known
+    /// names. Returns the first problem in the order of the steps below, which decides the
+    /// message when several rules are wrong.
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        self.validate_numbers(at)?;
+        self.validate_names(at)?;
+        if let Some(a) = &self.audio {
+            a.validate(&format!("{at}.audio"))?;
+        }
+        if let Some(b) = &self.black {
+            b.validate(&format!("{at}.black"))?;
+        }
+        if let Some(r) = &self.silence {
+            r.validate(&format!("{at}.silence"))?;
+        }
+        if let Some(l) = &self.loudness {
+            l.validate(&format!("{at}.loudness"))?;
+        }
+        if let Some(t) = &self.tags {
+            t.validate(&format!("{at}.tags"))?;
+        }
+        if let Some(v) = &self.vae_anomalies {
+            v.validate(&format!("{at}.vae_anomalies"))?;
+        }
+        if let Some(f) = &self.frozen {
+            f.validate(&format!("{at}.frozen"))?;
+        }
+        Ok(())
+    }
+
+    /// The ranges, `aspect_ratio`, `fps` and `keyframe_interval_max`.
+    fn validate_numbers(&self, at: &str) -> std::result::Result<(), RuleError> {
         for (name, range) in [
             ("width", &self.width),
             ("height", &self.height),
@@ -343,154 +428,209 @@ impl Rules {
         }
         for (name, approx) in [("aspect_ratio", &self.aspect_ratio), ("fps", &self.fps)] {
             if let Some(a) = approx {
-                if !(a.value.is_finite() && a.value > 0.0) {
-                    return Err(format!(
-                        "{at}.{name}.value: must be a positive number, got {}",
-                        a.value
-                    ));
-                }
-                if !(a.tolerance.is_finite() && a.tolerance >= 0.0) {
-                    return Err(format!(
-                        "{at}.{name}.tolerance: must be >= 0, got {}",
-                        a.tolerance
-                    ));
-                }
+                a.validate(&format!("{at}.{name}"))?;
             }
         }
         if let Some(k) = self.keyframe_interval_max {
             if !(k.is_finite() && k > 0.0) {
-                return Err(format!(
-                    "{at}.keyframe_interval_max: must be a positive number of seconds, got {k}"
-                ));
+                return Err(RuleError::OutOfRange {
+                    key: format!("{at}.keyframe_interval_max"),
+                    actual: k,
+                    expected: "must be a positive number of seconds",
+                });
             }
         }
+        Ok(())
+    }
+
+    /// `rotation` and `color_range`: values from a fixed set.
+    fn validate_names(&self, at: &str) -> std::result::Result<(), RuleError> {
         if let Some(r) = &self.rotation {
             if let Some(bad) = r.iter().find(|d| !matches!(d, 0 | 90 | 180 | 270)) {
-                return Err(format!(
-                    "{at}.rotation: {bad} is not one of 0, 90, 180, 270"
-                ));
+                return Err(RuleError::NotOneOf {
+                    key: format!("{at}.rotation"),
+                    actual: bad.to_string(),
+                    allowed: "one of 0, 90, 180, 270",
+                });
             }
         }
         if let Some(r) = &self.color_range {
             if let Some(bad) = r.iter().find(|v| !matches!(v.as_str(), "tv" | "pc")) {
-                return Err(format!("{at}.color_range: {bad:?} is not \"tv\" or \"pc\""));
-            }
-        }
-        if let Some(a) = &self.audio {
-            if let Some(c) = &a.channels {
-                c.validate(&format!("{at}.audio.channels"))?;
-            }
-            if a.present == Some(false)
-                && (a.codec.is_some() || a.channels.is_some() || a.sample_rate.is_some())
-            {
-                return Err(format!("{at}.audio: present is false but codec/channels/sample_rate are set: no file can pass"));
-            }
-        }
-        if let Some(b) = &self.black {
-            if !(b.max_seconds.is_finite() && b.max_seconds >= 0.0) {
-                return Err(format!(
-                    "{at}.black.max_seconds: must be >= 0, got {}",
-                    b.max_seconds
-                ));
-            }
-            if !(0.0..=1.0).contains(&b.picture_ratio) {
-                return Err(format!(
-                    "{at}.black.picture_ratio: must be in [0, 1], got {}",
-                    b.picture_ratio
-                ));
-            }
-        }
-        if let Some(r) = &self.silence {
-            if !(r.max_seconds.is_finite() && r.max_seconds >= 0.0) {
-                return Err(format!(
-                    "{at}.silence.max_seconds: must be >= 0, got {}",
-                    r.max_seconds
-                ));
-            }
-            if !(r.db_max.is_finite() && r.db_max <= 0.0) {
-                return Err(format!(
-                    "{at}.silence.db_max: must be a level in dBFS (<= 0), got {}",
-                    r.db_max
-                ));
-            }
-        }
-        if let Some(l) = &self.loudness {
-            if let Some(r) = &l.integrated_lufs {
-                r.validate(&format!("{at}.loudness.integrated_lufs"))?;
-            }
-            if l.integrated_lufs.is_none() && l.true_peak_dbtp_max.is_none() {
-                return Err(format!(
-                    "{at}.loudness: give integrated_lufs, true_peak_dbtp_max or both"
-                ));
-            }
-        }
-        if let Some(t) = &self.tags {
-            if t.labels.is_empty() {
-                return Err(format!("{at}.tags.labels: give at least one label"));
-            }
-            if t.every_n_frames == 0 {
-                return Err(format!("{at}.tags.every_n_frames: must be at least 1"));
-            }
-            if let Some(bad) = t.templates.iter().find(|x| x.matches("{}").count() != 1) {
-                return Err(format!(
-                    "{at}.tags.templates: {bad:?} must contain exactly one {{}}"
-                ));
-            }
-            if t.must.is_empty() && t.must_not.is_empty() {
-                return Err(format!("{at}.tags: give must and/or must_not expectations"));
-            }
-            for (key, list) in [("must", &t.must), ("must_not", &t.must_not)] {
-                for (i, e) in list.iter().enumerate() {
-                    if !t.labels.contains(&e.label) {
-                        return Err(format!(
-                            "{at}.tags.{key}[{i}].label: {:?} is not one of tags.labels",
-                            e.label
-                        ));
-                    }
-                    if !(0.0..=1.0).contains(&e.score) {
-                        return Err(format!(
-                            "{at}.tags.{key}[{i}].score: must be in [0, 1], got {}",
-                            e.score
-                        ));
-                    }
-                }
-            }
-        }
-        if let Some(v) = &self.vae_anomalies {
-            if v.every_n_frames == 0 {
-                return Err(format!(
-                    "{at}.vae_anomalies.every_n_frames: must be at least 1"
-                ));
-            }
-            if !(v.sensitivity.is_finite() && v.sensitivity > 0.0 && v.sensitivity <= 100.0) {
-                return Err(format!(
-                    "{at}.vae_anomalies.sensitivity: must be in (0, 100], got {}",
-                    v.sensitivity
-                ));
-            }
-            if let Some([w, h]) = v.size {
-                if w == 0 || h == 0 || w > 8192 || h > 8192 {
-                    return Err(format!(
-                        "{at}.vae_anomalies.size: [{w}, {h}] must be two sides in [1, 8192]"
-                    ));
-                }
-            }
-        }
-        if let Some(f) = &self.frozen {
-            if !(f.max_seconds.is_finite() && f.max_seconds >= 0.0) {
-                return Err(format!(
-                    "{at}.frozen.max_seconds: must be >= 0, got {}",
-                    f.max_seconds
-                ));
-            }
-            if !(f.max_difference.is_finite() && f.max_difference >= 0.0) {
-                return Err(format!(
-                    "{at}.frozen.max_difference: must be >= 0, got {}",
-                    f.max_difference
-                ));
+                return Err(RuleError::NotOneOf {
+                    key: format!("{at}.color_range"),
+                    actual: format!("{bad:?}"),
+                    allowed: "\"tv\" or \"pc\"",
+                });
             }
         }
         Ok(())
+    }
+}
+
+/// `key`'s value `v` is a finite number of at least 0 (seconds, differences, tolerances).
+fn non_negative(key: String, v: f64) -> std::result::Result<(), RuleError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(RuleError::OutOfRange {
+            key,
+            actual: v,
+            expected: "must be >= 0",
+        })
+    }
+}
+
+/// `key`'s value `v` is a score, in [0, 1].
+fn unit_interval(key: String, v: f64) -> std::result::Result<(), RuleError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(RuleError::OutOfRange {
+            key,
+            actual: v,
+            expected: "must be in [0, 1]",
+        })
+    }
+}
+
+impl Approx {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if !(self.value.is_finite() && self.value > 0.0) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.value"),
+                actual: self.value,
+                expected: "must be a positive number",
+            });
+        }
+        non_negative(format!("{at}.tolerance"), self.tolerance)
+    }
+}
+
+impl AudioRules {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if let Some(c) = &self.channels {
+            c.validate(&format!("{at}.channels"))?;
+        }
+        if self.present == Some(false)
+            && (self.codec.is_some() || self.channels.is_some() || self.sample_rate.is_some())
+        {
+            return Err(RuleError::AbsentAudioConstrained {
+                key: at.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl BlackRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        non_negative(format!("{at}.max_seconds"), self.max_seconds)?;
+        unit_interval(format!("{at}.picture_ratio"), self.picture_ratio)
+    }
+}
+
+impl SilenceRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        non_negative(format!("{at}.max_seconds"), self.max_seconds)?;
+        if !(self.db_max.is_finite() && self.db_max <= 0.0) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.db_max"),
+                actual: self.db_max,
+                expected: "must be a level in dBFS (<= 0)",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LoudnessRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if let Some(r) = &self.integrated_lufs {
+            r.validate(&format!("{at}.integrated_lufs"))?;
+        }
+        if self.integrated_lufs.is_none() && self.true_peak_dbtp_max.is_none() {
+            return Err(RuleError::Empty {
+                key: at.to_string(),
+                what: "give integrated_lufs, true_peak_dbtp_max or both",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl TagsRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if self.labels.is_empty() {
+            return Err(RuleError::Empty {
+                key: format!("{at}.labels"),
+                what: "give at least one label",
+            });
+        }
+        if self.every_n_frames == 0 {
+            return Err(RuleError::Zero {
+                key: format!("{at}.every_n_frames"),
+            });
+        }
+        if let Some(bad) = self.templates.iter().find(|x| x.matches("{}").count() != 1) {
+            return Err(RuleError::Template {
+                key: format!("{at}.templates"),
+                template: bad.clone(),
+            });
+        }
+        if self.must.is_empty() && self.must_not.is_empty() {
+            return Err(RuleError::Empty {
+                key: at.to_string(),
+                what: "give must and/or must_not expectations",
+            });
+        }
+        for (key, list) in [("must", &self.must), ("must_not", &self.must_not)] {
+            for (i, e) in list.iter().enumerate() {
+                if !self.labels.contains(&e.label) {
+                    return Err(RuleError::NotOneOf {
+                        key: format!("{at}.{key}[{i}].label"),
+                        actual: format!("{:?}", e.label),
+                        allowed: "one of tags.labels",
+                    });
+                }
+                unit_interval(format!("{at}.{key}[{i}].score"), e.score)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl VaeAnomaliesRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if self.every_n_frames == 0 {
+            return Err(RuleError::Zero {
+                key: format!("{at}.every_n_frames"),
+            });
+        }
+        let s = self.sensitivity;
+        if !(s.is_finite() && s > 0.0 && s <= 100.0) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.sensitivity"),
+                actual: s,
+                expected: "must be in (0, 100]",
+            });
+        }
+        if let Some([width, height]) = self.size {
+            if width == 0 || height == 0 || width > 8192 || height > 8192 {
+                return Err(RuleError::Size {
+                    key: format!("{at}.size"),
+                    width,
+                    height,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FrozenRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        non_negative(format!("{at}.max_seconds"), self.max_seconds)?;
+        non_negative(format!("{at}.max_difference"), self.max_difference)
     }
 }
 
@@ -570,7 +710,9 @@ impl RulesFile {
             if let Some(glob) = &set.files {
                 globset::Glob::new(glob).map_err(|e| format!("rule_sets[{i}].files: {e}"))?;
             }
-            set.rules.validate(&format!("rule_sets[{i}].rules"))?;
+            set.rules
+                .validate(&format!("rule_sets[{i}].rules"))
+                .map_err(|e| e.to_string())?;
         }
         Ok(rules)
     }
@@ -605,6 +747,128 @@ mod tests {
         let err = RulesFile::parse(r#"{"rule_sets": [{"name": "a", "files": "[", "rules": {}}]}"#)
             .unwrap_err();
         assert!(err.starts_with("rule_sets[0].files"), "{err}");
+    }
+
+    /// Every refusal of `validate`, with the text `check` prints for it.
+    #[test]
+    fn rule_error_texts() {
+        let at = "rule_sets[0].rules";
+        let vae = r#""vae_anomalies": {"model": "m""#;
+        for (rules, expected) in [
+            (r#""width": {"min": null}"#, "width: give min, max or both"),
+            (
+                r#""scenes": {"min": 3, "max": 2.5}"#,
+                "scenes: min 3 is greater than max 2.5: no value can pass",
+            ),
+            (
+                r#""fps": {"value": 0}"#,
+                "fps.value: must be a positive number, got 0",
+            ),
+            (
+                r#""aspect_ratio": {"value": 1.5, "tolerance": -0.1}"#,
+                "aspect_ratio.tolerance: must be >= 0, got -0.1",
+            ),
+            (
+                r#""keyframe_interval_max": -2"#,
+                "keyframe_interval_max: must be a positive number of seconds, got -2",
+            ),
+            (
+                r#""rotation": [0, 45]"#,
+                "rotation: 45 is not one of 0, 90, 180, 270",
+            ),
+            (
+                r#""color_range": ["tv", "full"]"#,
+                r#"color_range: "full" is not "tv" or "pc""#,
+            ),
+            (
+                r#""audio": {"channels": {}}"#,
+                "audio.channels: give min, max or both",
+            ),
+            (
+                r#""audio": {"present": false, "codec": ["aac"]}"#,
+                "audio: present is false but codec/channels/sample_rate are set: no file can pass",
+            ),
+            (
+                r#""black": {"max_seconds": -1}"#,
+                "black.max_seconds: must be >= 0, got -1",
+            ),
+            (
+                r#""black": {"max_seconds": 1, "picture_ratio": 1.5}"#,
+                "black.picture_ratio: must be in [0, 1], got 1.5",
+            ),
+            (
+                r#""silence": {"max_seconds": -0.5}"#,
+                "silence.max_seconds: must be >= 0, got -0.5",
+            ),
+            (
+                r#""silence": {"max_seconds": 1, "db_max": 3}"#,
+                "silence.db_max: must be a level in dBFS (<= 0), got 3",
+            ),
+            (
+                r#""loudness": {"integrated_lufs": {"min": -10, "max": -20}}"#,
+                "loudness.integrated_lufs: min -10 is greater than max -20: no value can pass",
+            ),
+            (
+                r#""loudness": {}"#,
+                "loudness: give integrated_lufs, true_peak_dbtp_max or both",
+            ),
+            (
+                r#""tags": {"model": "m", "labels": []}"#,
+                "tags.labels: give at least one label",
+            ),
+            (
+                r#""tags": {"model": "m", "labels": ["a"], "every_n_frames": 0}"#,
+                "tags.every_n_frames: must be at least 1",
+            ),
+            (
+                r#""tags": {"model": "m", "labels": ["a"], "templates": ["{}{}"]}"#,
+                r#"tags.templates: "{}{}" must contain exactly one {}"#,
+            ),
+            (
+                r#""tags": {"model": "m", "labels": ["a"]}"#,
+                "tags: give must and/or must_not expectations",
+            ),
+            (
+                r#""tags": {"model": "m", "labels": ["a"], "must_not": [{"label": "b", "score": 0.5}]}"#,
+                r#"tags.must_not[0].label: "b" is not one of tags.labels"#,
+            ),
+            (
+                r#""tags": {"model": "m", "labels": ["a"], "must": [{"label": "a", "score": 2}]}"#,
+                "tags.must[0].score: must be in [0, 1], got 2",
+            ),
+            (
+                &format!(r#"{vae}, "every_n_frames": 0}}"#),
+                "vae_anomalies.every_n_frames: must be at least 1",
+            ),
+            (
+                &format!(r#"{vae}, "sensitivity": 0}}"#),
+                "vae_anomalies.sensitivity: must be in (0, 100], got 0",
+            ),
+            (
+                &format!(r#"{vae}, "size": [0, 288]}}"#),
+                "vae_anomalies.size: [0, 288] must be two sides in [1, 8192]",
+            ),
+            (
+                r#""frozen": {"max_seconds": -3}"#,
+                "frozen.max_seconds: must be >= 0, got -3",
+            ),
+            (
+                r#""frozen": {"max_seconds": 1, "max_difference": -0.25}"#,
+                "frozen.max_difference: must be >= 0, got -0.25",
+            ),
+        ] {
+            let text = format!(r#"{{"rule_sets": [{{"name": "a", "rules": {{{rules}}}}}]}}"#);
+            let err = RulesFile::parse(&text).unwrap_err();
+            assert_eq!(err, format!("{at}.{expected}"), "{rules}");
+        }
+        // Not reachable from JSON (no infinite numbers there).
+        assert_eq!(
+            Range::Exact(f64::NAN)
+                .validate("x")
+                .unwrap_err()
+                .to_string(),
+            "x: must be a finite number"
+        );
     }
 
     #[test]

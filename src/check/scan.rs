@@ -7,9 +7,10 @@ use ff::format::Pixel;
 use ff::software::scaling;
 use ffmpeg_next as ff;
 
-use super::rules::{BlackRule, Rules};
+use super::audio::AudioAnalyzer;
+use super::rules::{BlackRule, FrozenRule, Rules};
 use crate::error::{Error, Result};
-use crate::media::decode::VideoDecoder;
+use crate::media::decode::{SourceFrame, VideoDecoder};
 use crate::media::probe::SourceInfo;
 use crate::media::small::SmallFrames;
 use crate::media::Scaler;
@@ -309,116 +310,260 @@ impl Runs {
     }
 }
 
-pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
-    let mut input = ff::format::input(&path)
-        .map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
-    let index = info.video_stream_index;
-    let mut decoder = VideoDecoder::open(path, &input, index, 0, 0)?;
-    // Two-tap bilinear: point-like samples are enough for ratios and means, and cheapest.
-    let mut gray = Scaler::new(Pixel::GRAY8, GRAY_W, GRAY_H, scaling::Flags::FAST_BILINEAR);
-    let mut gray_frame = ff::frame::Video::new(Pixel::GRAY8, GRAY_W, GRAY_H);
-    let mut previous: Vec<u8> = Vec::new();
-    let mut current: Vec<u8> = Vec::with_capacity((GRAY_W * GRAY_H) as usize);
-    let mut black = Runs::default();
-    let mut frozen = Runs::default();
-    let (sw, sh) = processing_size(info.width, info.height);
-    // Content scenes: the scenes rule counts them, vae_anomalies takes each one's baseline.
-    let mut scenes = (rules.scenes.is_some() || rules.vae_anomalies.is_some()).then(|| {
-        (
-            SmallFrames::new(sw, sh),
-            ContentDetector::new(ContentDetectorConfig::default())
-                .expect("default settings are valid"),
-            Vec::<u64>::new(),
-        )
-    });
-    let mut reconstruction = match &rules.vae_anomalies {
-        Some(rule) => Some(VaeSampler::new(path, rule, info)?),
-        None => None,
-    };
-    let mut tagger = match &rules.tags {
-        Some(rule) => Some(TagSampler::new(path, rule, info)?),
-        None => None,
-    };
-    let black_rule = rules.black;
-    // What counts as black (also to keep black stretches out of frozen ones).
-    let black_test = black_rule.unwrap_or(BlackRule {
-        max_seconds: 0.0,
-        luma_max: 38,
-        picture_ratio: 0.98,
-    });
-    let frozen_rule = rules.frozen;
-    let mut frames = 0u64;
-    let mut last_time = 0.0;
-    let mut failure: Option<Error> = None;
-    let mut discarded = 0u64;
+/// (start, end) seconds of each stretch.
+type Stretches = Vec<(f64, f64)>;
 
-    let mut sink = |frame: crate::media::decode::SourceFrame| -> Result<()> {
-        frames += 1;
-        last_time = frame.time;
-        if black_rule.is_some() || frozen_rule.is_some() {
-            gray.run(&frame.frame, &mut gray_frame)
-                .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
-            current.clear();
-            let stride = gray_frame.stride(0);
-            for row in gray_frame.data(0).chunks(stride).take(GRAY_H as usize) {
-                current.extend_from_slice(&row[..GRAY_W as usize]);
-            }
-            let dark = current
-                .iter()
-                .filter(|&&v| v <= black_test.luma_max)
-                .count();
-            let is_black = dark as f64 >= black_test.picture_ratio * current.len() as f64;
-            if black_rule.is_some() {
-                black.push(is_black, frame.time);
-            }
-            if let Some(rule) = frozen_rule {
-                if previous.len() == current.len() {
-                    let diff: u64 = current
-                        .iter()
-                        .zip(&previous)
-                        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
-                        .sum();
-                    let mean = diff as f64 / current.len() as f64;
-                    // Black stretches are the black rule's business, not frozen pictures.
-                    frozen.push(mean <= rule.max_difference && !is_black, frame.time);
-                }
-                std::mem::swap(&mut previous, &mut current);
-            }
+/// Black and frozen stretches, measured on each frame shrunk to a small gray picture.
+struct GrayChecks {
+    scaler: Scaler,
+    gray: ff::frame::Video,
+    previous: Vec<u8>,
+    current: Vec<u8>,
+    black_rule: Option<BlackRule>,
+    /// What counts as black (also to keep black stretches out of frozen ones).
+    black_test: BlackRule,
+    frozen_rule: Option<FrozenRule>,
+    black: Runs,
+    frozen: Runs,
+}
+
+impl GrayChecks {
+    fn new(rules: &Rules) -> Self {
+        let black_rule = rules.black;
+        GrayChecks {
+            // Two-tap bilinear: point-like samples are enough for ratios and means, and cheapest.
+            scaler: Scaler::new(Pixel::GRAY8, GRAY_W, GRAY_H, scaling::Flags::FAST_BILINEAR),
+            gray: ff::frame::Video::new(Pixel::GRAY8, GRAY_W, GRAY_H),
+            previous: Vec::new(),
+            current: Vec::with_capacity((GRAY_W * GRAY_H) as usize),
+            black_rule,
+            black_test: black_rule.unwrap_or(BlackRule {
+                max_seconds: 0.0,
+                luma_max: 38,
+                picture_ratio: 0.98,
+            }),
+            frozen_rule: rules.frozen,
+            black: Runs::default(),
+            frozen: Runs::default(),
         }
-        if let Some(tags) = tagger.as_mut() {
-            tags.push(path, frame.index, &frame.frame)?;
+    }
+
+    fn push(&mut self, path: &Path, frame: &ff::frame::Video, time: f64) -> Result<()> {
+        if self.black_rule.is_none() && self.frozen_rule.is_none() {
+            return Ok(());
         }
-        if let Some(vae) = reconstruction.as_mut() {
-            vae.push(path, frame.index, frame.time, &frame.frame)?;
+        self.shrink(path, frame)?;
+        let is_black = self.is_black();
+        if self.black_rule.is_some() {
+            self.black.push(is_black, time);
         }
-        if let Some((small, detector, cuts)) = scenes.as_mut() {
-            let (bgr, stride) = small
-                .convert(&frame.frame)
-                .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
-            if let Some(cut) =
-                detector.process_bgr(frame.index, bgr, sw as usize, sh as usize, stride)
-            {
-                cuts.push(cut);
+        if let Some(rule) = self.frozen_rule {
+            if let Some(mean) = self.mean_difference() {
+                // Black stretches are the black rule's business, not frozen pictures.
+                self.frozen
+                    .push(mean <= rule.max_difference && !is_black, time);
             }
+            std::mem::swap(&mut self.previous, &mut self.current);
         }
         Ok(())
-    };
-    let audio_index = info
-        .audio_stream_index
-        .filter(|_| rules.silence.is_some() || rules.loudness.is_some());
-    let mut audio = match audio_index {
-        Some(i) => Some(super::audio::AudioAnalyzer::new(
-            path,
-            &input.stream(i).expect("probed audio stream"),
-            rules.silence.map(|s| s.db_max),
-            rules.loudness.is_some(),
-        )?),
-        None => None,
-    };
+    }
+
+    /// Shrinks `frame` into `current`, row by row without the stride's padding.
+    fn shrink(&mut self, path: &Path, frame: &ff::frame::Video) -> Result<()> {
+        self.scaler
+            .run(frame, &mut self.gray)
+            .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+        self.current.clear();
+        let stride = self.gray.stride(0);
+        for row in self.gray.data(0).chunks(stride).take(GRAY_H as usize) {
+            self.current.extend_from_slice(&row[..GRAY_W as usize]);
+        }
+        Ok(())
+    }
+
+    fn is_black(&self) -> bool {
+        let dark = self
+            .current
+            .iter()
+            .filter(|&&v| v <= self.black_test.luma_max)
+            .count();
+        dark as f64 >= self.black_test.picture_ratio * self.current.len() as f64
+    }
+
+    /// The mean absolute difference from the previous frame; none for the first.
+    fn mean_difference(&self) -> Option<f64> {
+        if self.previous.len() != self.current.len() {
+            return None;
+        }
+        let diff: u64 = self
+            .current
+            .iter()
+            .zip(&self.previous)
+            .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+            .sum();
+        Some(diff as f64 / self.current.len() as f64)
+    }
+
+    /// The black and frozen stretches, the last ones closed at `end`.
+    fn finish(self, end: f64, frame_step: f64) -> (Stretches, Stretches) {
+        // The frozen run's first frame is the one before the first near-identical comparison.
+        let frozen = self
+            .frozen
+            .finish(end)
+            .into_iter()
+            .map(|(s, e)| ((s - frame_step).max(0.0), e))
+            .collect();
+        (self.black.finish(end), frozen)
+    }
+}
+
+/// Content scenes: the scenes rule counts them, vae_anomalies takes each one's baseline.
+struct SceneCuts {
+    small: SmallFrames,
+    detector: ContentDetector,
+    size: (u32, u32),
+    cuts: Vec<u64>,
+}
+
+impl SceneCuts {
+    fn new(info: &SourceInfo) -> Self {
+        let (w, h) = processing_size(info.width, info.height);
+        SceneCuts {
+            small: SmallFrames::new(w, h),
+            detector: ContentDetector::new(ContentDetectorConfig::default())
+                .expect("default settings are valid"),
+            size: (w, h),
+            cuts: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, path: &Path, index: u64, frame: &ff::frame::Video) -> Result<()> {
+        let (bgr, stride) = self
+            .small
+            .convert(frame)
+            .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+        let (w, h) = (self.size.0 as usize, self.size.1 as usize);
+        if let Some(cut) = self.detector.process_bgr(index, bgr, w, h, stride) {
+            self.cuts.push(cut);
+        }
+        Ok(())
+    }
+}
+
+/// Everything a decoded frame feeds, each given the frame in the order listed.
+struct FrameChecks {
+    frames: u64,
+    last_time: f64,
+    gray: GrayChecks,
+    tagger: Option<TagSampler>,
+    reconstruction: Option<VaeSampler>,
+    scenes: Option<SceneCuts>,
+}
+
+impl FrameChecks {
+    fn new(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Self> {
+        let gray = GrayChecks::new(rules);
+        let scenes =
+            (rules.scenes.is_some() || rules.vae_anomalies.is_some()).then(|| SceneCuts::new(info));
+        let reconstruction = match &rules.vae_anomalies {
+            Some(rule) => Some(VaeSampler::new(path, rule, info)?),
+            None => None,
+        };
+        let tagger = match &rules.tags {
+            Some(rule) => Some(TagSampler::new(path, rule, info)?),
+            None => None,
+        };
+        Ok(FrameChecks {
+            frames: 0,
+            last_time: 0.0,
+            gray,
+            tagger,
+            reconstruction,
+            scenes,
+        })
+    }
+
+    fn push(&mut self, path: &Path, frame: SourceFrame) -> Result<()> {
+        self.frames += 1;
+        self.last_time = frame.time;
+        self.gray.push(path, &frame.frame, frame.time)?;
+        if let Some(tags) = self.tagger.as_mut() {
+            tags.push(path, frame.index, &frame.frame)?;
+        }
+        if let Some(vae) = self.reconstruction.as_mut() {
+            vae.push(path, frame.index, frame.time, &frame.frame)?;
+        }
+        if let Some(scenes) = self.scenes.as_mut() {
+            scenes.push(path, frame.index, &frame.frame)?;
+        }
+        Ok(())
+    }
+
+    /// The findings, with `audio`'s and the decoder's. Audio finishes first, then the tags and
+    /// VAE samplers flush their last batches: the order in which their errors are reported.
+    fn finish(
+        self,
+        path: &Path,
+        info: &SourceInfo,
+        rules: &Rules,
+        audio: Option<AudioAnalyzer>,
+        counts: DecodeCounts,
+    ) -> Result<Scan> {
+        let end = if info.fps > 0.0 {
+            self.last_time + 1.0 / info.fps
+        } else {
+            self.last_time
+        };
+        let frame_step = if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 };
+        let (black, frozen) = self.gray.finish(end, frame_step);
+        let scenes = self.scenes;
+        Ok(Scan {
+            frames: self.frames,
+            decode_errors: counts.errors,
+            damaged_frames: counts.damaged_frames,
+            edit_list_discarded: counts.edit_list_discarded,
+            black,
+            frozen,
+            scenes: rules.scenes.and(scenes.as_ref()).map(|s| s.cuts.len() + 1),
+            audio: audio.map(|a| a.finish()).transpose()?,
+            tag_scores: match self.tagger {
+                Some(t) => t.finish(path)?,
+                None => None,
+            },
+            vae: match self.reconstruction {
+                Some(v) => {
+                    let cuts = scenes.as_ref().map_or(&[][..], |s| s.cuts.as_slice());
+                    v.finish(path, cuts, info.fps)?
+                }
+                None => None,
+            },
+        })
+    }
+}
+
+/// What the packet reads and the decoder counted besides the frames.
+struct DecodeCounts {
+    errors: u64,
+    damaged_frames: u64,
+    /// Video packets the container's edit list hides.
+    edit_list_discarded: u64,
+}
+
+/// Reads every packet: the decoder's stream's to `decoder` (its frames to `sink`), stream
+/// `audio_index`'s to `audio`, then drains the decoder. Read errors are counted and skipped;
+/// after 64 the file counts as ended.
+fn read_packets(
+    input: &mut ff::format::context::Input,
+    decoder: &mut VideoDecoder,
+    audio_index: Option<usize>,
+    mut audio: Option<&mut AudioAnalyzer>,
+    sink: &mut dyn FnMut(SourceFrame) -> Result<()>,
+) -> Result<DecodeCounts> {
+    let video = decoder.stream_index();
     let mut packet = ff::Packet::empty();
-    let mut read_errors = 0u64;
+    let (mut read_errors, mut discarded) = (0u64, 0u64);
     loop {
-        match packet.read(&mut input) {
+        match packet.read(input) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
             Err(_) => {
@@ -435,7 +580,7 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
             }
             continue;
         }
-        if packet.stream() != index {
+        if packet.stream() != video {
             continue;
         }
         // SAFETY: reading a plain field of a packet we own.
@@ -443,52 +588,49 @@ pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
         {
             discarded += 1;
         }
-        if let Err(e) = decoder.send_packet(&packet, &mut sink) {
-            failure = Some(e);
-            break;
-        }
+        decoder.send_packet(&packet, sink)?;
     }
-    if failure.is_none() {
-        if let Err(e) = decoder.send_eof(&mut sink) {
-            failure = Some(e);
-        }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let end = if info.fps > 0.0 {
-        last_time + 1.0 / info.fps
-    } else {
-        last_time
-    };
-    // The frozen run's first frame is the one before the first near-identical comparison.
-    let frame_step = if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 };
-    Ok(Scan {
-        frames,
-        decode_errors: read_errors + decoder.errors,
+    decoder.send_eof(sink)?;
+    Ok(DecodeCounts {
+        errors: read_errors + decoder.errors,
         damaged_frames: decoder.damaged_frames,
         edit_list_discarded: discarded,
-        black: black.finish(end),
-        frozen: frozen
-            .finish(end)
-            .into_iter()
-            .map(|(s, e)| ((s - frame_step).max(0.0), e))
-            .collect(),
-        scenes: rules
-            .scenes
-            .and(scenes.as_ref())
-            .map(|(_, _, cuts)| cuts.len() + 1),
-        audio: audio.map(|a| a.finish()).transpose()?,
-        tag_scores: match tagger {
-            Some(t) => t.finish(path)?,
-            None => None,
-        },
-        vae: match reconstruction {
-            Some(v) => {
-                let cuts = scenes.as_ref().map_or(&[][..], |(_, _, c)| c.as_slice());
-                v.finish(path, cuts, info.fps)?
-            }
-            None => None,
-        },
     })
+}
+
+/// The audio analyzer when a silence or loudness rule asks and the file has audio, with its
+/// stream's index.
+fn open_audio(
+    path: &Path,
+    input: &ff::format::context::Input,
+    info: &SourceInfo,
+    rules: &Rules,
+) -> Result<Option<(usize, AudioAnalyzer)>> {
+    let wanted = rules.silence.is_some() || rules.loudness.is_some();
+    let Some(index) = info.audio_stream_index.filter(|_| wanted) else {
+        return Ok(None);
+    };
+    let analyzer = AudioAnalyzer::new(
+        path,
+        &input.stream(index).expect("probed audio stream"),
+        rules.silence.map(|s| s.db_max),
+        rules.loudness.is_some(),
+    )?;
+    Ok(Some((index, analyzer)))
+}
+
+pub fn scan(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Scan> {
+    let mut input = ff::format::input(&path)
+        .map_err(|e| Error::input(path, format!("cannot open as media: {e}")))?;
+    let mut decoder = VideoDecoder::open(path, &input, info.video_stream_index, 0, 0)?;
+    let mut checks = FrameChecks::new(path, info, rules)?;
+    let (audio_index, mut audio) = open_audio(path, &input, info, rules)?.unzip();
+    let counts = read_packets(
+        &mut input,
+        &mut decoder,
+        audio_index,
+        audio.as_mut(),
+        &mut |frame| checks.push(path, frame),
+    )?;
+    checks.finish(path, info, rules, audio, counts)
 }

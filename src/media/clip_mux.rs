@@ -212,15 +212,40 @@ impl ClipCutter {
         let tmp = self
             .dir
             .join(format!(".frame-{:09}.mp4.tmp", clip.start_frame));
-        let ctx = |what: &'static str| {
-            let tmp = tmp.clone();
-            move |e| Error::ffmpeg(&tmp, what, e)
-        };
-        let mut output = ff::format::output_as(&tmp, "mp4").map_err(ctx("creating a clip file"))?;
+        let (mut output, video_index, audio_index) = self.create_file(&tmp)?;
+        let (start_time, end_time) = (clip.start_time, clip.end_time);
+        self.write_video(&mut output, &tmp, video_index, clip.packets, clip.start_pts)?;
+        if let Some(index) = audio_index {
+            self.write_audio(&mut output, &tmp, index, start_time, end_time)?;
+        }
+        output
+            .write_trailer()
+            .map_err(ffmpeg_error(&tmp, "writing a clip's MP4 trailer"))?;
+        drop(output);
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(&path, "renaming a finished clip into place", e))?;
+        self.written.push(WrittenClip {
+            start_frame: clip.start_frame,
+            end_frame,
+            start_time,
+            end_time,
+            path,
+        });
+        Ok(())
+    }
+
+    /// Creates the clip file `tmp` with the output's streams and writes its header; returns it
+    /// with the indices of its video and (when the output has one) audio stream.
+    fn create_file(
+        &self,
+        tmp: &Path,
+    ) -> Result<(ff::format::context::Output, usize, Option<usize>)> {
+        let mut output = ff::format::output_as(&tmp, "mp4")
+            .map_err(ffmpeg_error(tmp, "creating a clip file"))?;
         let video_index = {
             let mut stream = output
                 .add_stream(ff::encoder::find(ff::codec::Id::None))
-                .map_err(ctx("adding the clip's video stream"))?;
+                .map_err(ffmpeg_error(tmp, "adding the clip's video stream"))?;
             stream.set_parameters(self.video.parameters.clone());
             stream.set_time_base(self.video.time_base);
             stream.index()
@@ -229,7 +254,7 @@ impl ClipCutter {
             Some(format) => {
                 let mut stream = output
                     .add_stream(ff::encoder::find(ff::codec::Id::None))
-                    .map_err(ctx("adding the clip's audio stream"))?;
+                    .map_err(ffmpeg_error(tmp, "adding the clip's audio stream"))?;
                 stream.set_parameters(format.parameters.clone());
                 stream.set_time_base(format.time_base);
                 Some(stream.index())
@@ -240,57 +265,75 @@ impl ClipCutter {
         options.set("movflags", "+faststart+write_colr");
         output
             .write_header_with(options)
-            .map_err(ctx("writing a clip's MP4 header"))?;
-        let video_tb = output.stream(video_index).expect("added").time_base();
+            .map_err(ffmpeg_error(tmp, "writing a clip's MP4 header"))?;
+        Ok((output, video_index, audio_index))
+    }
+
+    /// Writes a clip's video packets to stream `index` of `output`, from `start_pts` on as 0.
+    fn write_video(
+        &self,
+        output: &mut ff::format::context::Output,
+        tmp: &Path,
+        index: usize,
+        packets: Vec<ff::Packet>,
+        start_pts: i64,
+    ) -> Result<()> {
+        let video_tb = output.stream(index).expect("added").time_base();
         // libx264's packets carry no duration; the whole video's muxer learns each from the
         // next packet, but a clip's last packet has no next one, and MP4 would then hide it.
         let frame_ticks = (self.frame_duration / f64::from(self.video.time_base))
             .round()
             .max(1.0) as i64;
-        for mut packet in clip.packets {
+        for mut packet in packets {
             if packet.duration() <= 0 {
                 packet.set_duration(frame_ticks);
             }
-            packet.set_pts(packet.pts().map(|p| p - clip.start_pts));
-            packet.set_dts(packet.dts().map(|d| d - clip.start_pts));
-            packet.set_stream(video_index);
+            packet.set_pts(packet.pts().map(|p| p - start_pts));
+            packet.set_dts(packet.dts().map(|d| d - start_pts));
+            packet.set_stream(index);
             packet.set_position(-1);
             packet.rescale_ts(self.video.time_base, video_tb);
             packet
-                .write_interleaved(&mut output)
-                .map_err(ctx("writing a clip's video packet"))?;
+                .write_interleaved(output)
+                .map_err(ffmpeg_error(tmp, "writing a clip's video packet"))?;
         }
-        if let (Some(index), Some(format)) = (audio_index, &self.audio) {
-            let audio_tb = output.stream(index).expect("added").time_base();
-            let offset = (clip.start_time / f64::from(format.time_base)).round() as i64;
-            for (t, packet) in &self.audio_packets {
-                if *t < clip.start_time - 1e-3 || *t >= clip.end_time - 1e-3 {
-                    continue;
-                }
-                let mut packet = packet.clone();
-                packet.set_pts(packet.pts().map(|p| p - offset));
-                packet.set_dts(packet.dts().map(|d| d - offset));
-                packet.set_stream(index);
-                packet.set_position(-1);
-                packet.rescale_ts(format.time_base, audio_tb);
-                packet
-                    .write_interleaved(&mut output)
-                    .map_err(ctx("writing a clip's audio packet"))?;
-            }
-        }
-        output
-            .write_trailer()
-            .map_err(ctx("writing a clip's MP4 trailer"))?;
-        drop(output);
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| Error::io(&path, "renaming a finished clip into place", e))?;
-        self.written.push(WrittenClip {
-            start_frame: clip.start_frame,
-            end_frame,
-            start_time: clip.start_time,
-            end_time: clip.end_time,
-            path,
-        });
         Ok(())
     }
+
+    /// Writes the audio packets that start in [start, end) seconds (both bounds a millisecond
+    /// early, against rounding) to stream `index` of `output`, from `start` on as 0.
+    fn write_audio(
+        &self,
+        output: &mut ff::format::context::Output,
+        tmp: &Path,
+        index: usize,
+        start: f64,
+        end: f64,
+    ) -> Result<()> {
+        let Some(format) = &self.audio else {
+            return Ok(());
+        };
+        let audio_tb = output.stream(index).expect("added").time_base();
+        let offset = (start / f64::from(format.time_base)).round() as i64;
+        for (t, packet) in &self.audio_packets {
+            if *t < start - 1e-3 || *t >= end - 1e-3 {
+                continue;
+            }
+            let mut packet = packet.clone();
+            packet.set_pts(packet.pts().map(|p| p - offset));
+            packet.set_dts(packet.dts().map(|d| d - offset));
+            packet.set_stream(index);
+            packet.set_position(-1);
+            packet.rescale_ts(format.time_base, audio_tb);
+            packet
+                .write_interleaved(output)
+                .map_err(ffmpeg_error(tmp, "writing a clip's audio packet"))?;
+        }
+        Ok(())
+    }
+}
+
+/// An FFmpeg error while `what`, about the clip file `path`.
+fn ffmpeg_error<'a>(path: &'a Path, what: &'a str) -> impl FnOnce(ff::Error) -> Error + 'a {
+    move |e| Error::ffmpeg(path, what, e)
 }

@@ -416,25 +416,9 @@ impl<'a> Source<'a> {
     /// libx264 (the pipeline's Muxer: audio copied, or AAC when MP4 cannot carry it); returns
     /// the video frames written.
     fn reencode(&mut self, target: i64, plan: &Plan, out: &Path) -> Result<u64> {
-        let stream = self.input.stream(self.range.index).expect("probed stream");
-        // SAFETY: reading plain fields of the stream's codec parameters.
-        let (width, height) = unsafe {
-            let raw = &*stream.parameters().as_ptr();
-            (raw.width.max(0) as u32, raw.height.max(0) as u32)
-        };
-        let rate = match stream.avg_frame_rate() {
-            r if r.numerator() > 0 && r.denominator() > 0 => r,
-            _ => stream.rate(),
-        };
         let range = self.range;
         let mut decoder = VideoDecoder::open(self.path, &self.input, range.index, 0, range.origin)?;
-        let settings = VideoSettings {
-            width,
-            height,
-            time_base: self.range.time_base,
-            frame_rate: rate,
-            colour: decoder.colour(),
-        };
+        let settings = self.video_settings(&decoder);
         let audio = self.audio_window(plan);
         let source = audio
             .and_then(|w| self.input.stream(w.index))
@@ -442,44 +426,10 @@ impl<'a> Source<'a> {
                 parameters: s.parameters(),
                 time_base: s.time_base(),
             });
-        let x264 = EncodeConfig {
-            codec: Codec::Libx264.into(),
-            crf: 18.0,
-            preset: Preset::Veryfast.into(),
-            profile: None,
-            audio: AudioMode::Copy,
-            threads: 0,
-        };
-        let mut muxer = Muxer::create(out, &x264, &settings, source)?;
+        let mut muxer = Muxer::create(out, &clip_x264(), &settings, source)?;
 
         self.seek(target)?;
-        // libx264 takes yuv420p at the stream's size; other formats (or a size change mid-way)
-        // are converted.
-        let mut scaler = Scaler::new(
-            ff::format::Pixel::YUV420P,
-            width,
-            height,
-            ff::software::scaling::Flags::BICUBIC,
-        );
-        let path = self.path;
-        let mut encode = |muxer: &mut Muxer, source: SourceFrame| -> Result<()> {
-            if source.pts < range.start || source.pts >= range.end {
-                return Ok(());
-            }
-            let pts = source.pts - plan.span.start;
-            let frame = &source.frame;
-            if (frame.format(), frame.width(), frame.height())
-                == (ff::format::Pixel::YUV420P, width, height)
-            {
-                return muxer.send_video_frame(frame, pts, 0.0, FrameRole::Free);
-            }
-            // A new frame each time: the encoder may still hold a reference to the last one.
-            let mut converted = ff::frame::Video::empty();
-            scaler
-                .run(frame, &mut converted)
-                .map_err(|e| Error::ffmpeg(path, "converting a frame to yuv420p", e))?;
-            muxer.send_video_frame(&converted, pts, 0.0, FrameRole::Free)
-        };
+        let mut encoder = RangeEncoder::new(self.path, range, plan.span.start, &settings);
         let (mut video_done, mut audio_done) = (false, audio.is_none());
         for (stream, packet) in self.input.packets() {
             if stream.index() == range.index && !video_done {
@@ -487,7 +437,7 @@ impl<'a> Source<'a> {
                 if range.video(&packet) == Place::Done {
                     video_done = true;
                 } else {
-                    decoder.send_packet(&packet, &mut |f| encode(&mut muxer, f))?;
+                    decoder.send_packet(&packet, &mut |f| encoder.send(&mut muxer, f))?;
                 }
             } else if let Some(window) = audio.filter(|w| w.index == stream.index()) {
                 match window.audio(&packet) {
@@ -502,9 +452,92 @@ impl<'a> Source<'a> {
                 break;
             }
         }
-        decoder.send_eof(&mut |f| encode(&mut muxer, f))?;
+        decoder.send_eof(&mut |f| encoder.send(&mut muxer, f))?;
         let frames = muxer.frames_in;
         muxer.finish(&[])?;
         Ok(frames)
+    }
+
+    /// The video stream's coded size, frame rate and time base, with `decoder`'s colours.
+    fn video_settings(&self, decoder: &VideoDecoder) -> VideoSettings {
+        let stream = self.input.stream(self.range.index).expect("probed stream");
+        // SAFETY: reading plain fields of the stream's codec parameters.
+        let (width, height) = unsafe {
+            let raw = &*stream.parameters().as_ptr();
+            (raw.width.max(0) as u32, raw.height.max(0) as u32)
+        };
+        let rate = match stream.avg_frame_rate() {
+            r if r.numerator() > 0 && r.denominator() > 0 => r,
+            _ => stream.rate(),
+        };
+        VideoSettings {
+            width,
+            height,
+            time_base: self.range.time_base,
+            frame_rate: rate,
+            colour: decoder.colour(),
+        }
+    }
+}
+
+/// How a re-encoded clip is encoded: near-transparent quality, fast, audio copied when MP4 can
+/// carry it.
+fn clip_x264() -> EncodeConfig {
+    EncodeConfig {
+        codec: Codec::Libx264.into(),
+        crf: 18.0,
+        preset: Preset::Veryfast.into(),
+        profile: None,
+        audio: AudioMode::Copy,
+        threads: 0,
+    }
+}
+
+/// Sends the decoded frames inside the range to the encoder, shifted to start at 0.
+struct RangeEncoder<'a> {
+    path: &'a Path,
+    range: Window,
+    /// The clip's first pts (the range's time base).
+    first_pts: i64,
+    size: (u32, u32),
+    scaler: Scaler,
+}
+
+impl<'a> RangeEncoder<'a> {
+    fn new(path: &'a Path, range: Window, first_pts: i64, settings: &VideoSettings) -> Self {
+        let size = (settings.width, settings.height);
+        RangeEncoder {
+            path,
+            range,
+            first_pts,
+            size,
+            // libx264 takes yuv420p at the stream's size; other formats (or a size change
+            // mid-way) are converted.
+            scaler: Scaler::new(
+                ff::format::Pixel::YUV420P,
+                size.0,
+                size.1,
+                ff::software::scaling::Flags::BICUBIC,
+            ),
+        }
+    }
+
+    fn send(&mut self, muxer: &mut Muxer, source: SourceFrame) -> Result<()> {
+        if source.pts < self.range.start || source.pts >= self.range.end {
+            return Ok(());
+        }
+        let pts = source.pts - self.first_pts;
+        let frame = &source.frame;
+        if (frame.format(), frame.width(), frame.height())
+            == (ff::format::Pixel::YUV420P, self.size.0, self.size.1)
+        {
+            return muxer.send_video_frame(frame, pts, 0.0, FrameRole::Free);
+        }
+        // A new frame each time: the encoder may still hold a reference to the last one.
+        let mut converted = ff::frame::Video::empty();
+        self.scaler
+            .run(frame, &mut converted)
+            .map_err(|e| Error::ffmpeg(self.path, "converting a frame to yuv420p", e))?;
+        muxer.send_video_frame(&converted, pts, 0.0, FrameRole::Free)
     }
 }

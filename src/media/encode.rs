@@ -119,6 +119,136 @@ fn refused_packet(e: &ff::Error) -> bool {
         || matches!(e, ff::Error::Other { errno } if *errno == libc::EINVAL)
 }
 
+/// An FFmpeg error while `what`, about the output file `path`.
+fn ffmpeg_error<'a>(path: &'a Path, what: &'a str) -> impl FnOnce(ff::Error) -> Error + 'a {
+    move |e| Error::ffmpeg(path, what, e)
+}
+
+/// The video encoder `cfg` names, opened for `video`'s frames; with its codec, which the
+/// output stream is made for.
+fn open_video_encoder(
+    path: &Path,
+    cfg: &EncodeConfig,
+    video: &VideoSettings,
+    global_header: bool,
+) -> Result<(ff::Codec, ff::encoder::Video)> {
+    let codec = ff::encoder::find_by_name(cfg.codec.name()).ok_or_else(|| {
+        Error::input(
+            path,
+            format!("this FFmpeg has no {} encoder", cfg.codec.name()),
+        )
+    })?;
+    let mut encoder = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(ffmpeg_error(path, "creating the video encoder"))?;
+    encoder.set_width(video.width);
+    encoder.set_height(video.height);
+    encoder.set_format(Pixel::YUV420P);
+    encoder.set_time_base(video.time_base);
+    encoder.set_frame_rate(Some(video.frame_rate));
+    encoder.set_aspect_ratio(ff::Rational::new(1, 1));
+    encoder.set_color_range(ff::color::Range::MPEG);
+    // The canvases keep the source's matrix and primaries: say so, or players guess (BT.709
+    // for HD sizes) and shift the colours of upscaled BT.601 video.
+    encoder.set_colorspace(video.colour.space);
+    encoder.set_color_primaries(video.colour.primaries);
+    encoder.set_color_transfer_characteristic(video.colour.transfer);
+    // libavcodec's default is one thread; 0 asks x264 for its own choice (as `ffmpeg` does).
+    encoder.set_threading(ff::threading::Config {
+        kind: ff::threading::Type::Frame,
+        count: cfg.threads as usize,
+        ..Default::default()
+    });
+    // Closed GOPs, as `ffmpeg` writes them: every keyframe is a clean random-access point,
+    // which frame-accurate data loaders rely on.
+    let mut flags = ff::codec::Flags::CLOSED_GOP;
+    if global_header {
+        flags |= ff::codec::Flags::GLOBAL_HEADER;
+    }
+    encoder.set_flags(flags);
+    let encoder = encoder
+        .open_with(x264_options(cfg))
+        .map_err(ffmpeg_error(path, "opening libx264"))?;
+    Ok((codec, encoder))
+}
+
+/// The encoder's private options from `cfg`.
+fn x264_options(cfg: &EncodeConfig) -> ff::Dictionary<'static> {
+    let mut options = ff::Dictionary::new();
+    options.set("crf", &format!("{}", cfg.crf));
+    options.set("preset", cfg.preset.name());
+    if let Some(profile) = &cfg.profile {
+        options.set("profile", profile.name());
+    }
+    // Frames forced to be I frames (clip starts) become IDR frames, where a clip file can
+    // begin; no frame is forced unless the pipeline cuts clips.
+    options.set("forced-idr", "1");
+    options
+}
+
+/// The output's audio as set up, and what the muxer reports about it.
+struct AudioSetup {
+    out: Option<AudioOut>,
+    transcoded_from: Option<String>,
+    left_out: Option<String>,
+}
+
+/// Adds the audio stream `cfg` asks for when the source has one FFmpeg can decode: copied
+/// when MP4 can carry its codec and `cfg` allows, else re-encoded to AAC.
+fn add_audio(
+    path: &Path,
+    cfg: &EncodeConfig,
+    output: &mut ff::format::context::Output,
+    audio: Option<AudioSource>,
+    global_header: bool,
+) -> Result<AudioSetup> {
+    let mut setup = AudioSetup {
+        out: None,
+        transcoded_from: None,
+        left_out: None,
+    };
+    let Some(source) = audio.filter(|_| cfg.audio != AudioMode::None) else {
+        return Ok(setup);
+    };
+    let decoder = match open_audio_decoder(&source) {
+        Ok(decoder) => decoder,
+        Err(why) => {
+            setup.left_out = Some(why);
+            return Ok(setup);
+        }
+    };
+    let id = source.parameters.id();
+    let mp4_can_copy =
+        unsafe { ff::ffi::avformat_query_codec(output.format().as_ptr(), id.into(), 0) == 1 };
+    setup.out = Some(if cfg.audio == AudioMode::Copy && mp4_can_copy {
+        let index = {
+            let mut stream = output
+                .add_stream(ff::encoder::find(ff::codec::Id::None))
+                .map_err(ffmpeg_error(path, "adding the audio stream"))?;
+            stream.set_parameters(source.parameters.clone());
+            // The source container's tag may not be valid in MP4; let the muxer pick.
+            unsafe { (*stream.parameters().as_mut_ptr()).codec_tag = 0 };
+            stream.set_time_base(source.time_base);
+            stream.index()
+        };
+        AudioOut::Copy {
+            index,
+            in_time_base: source.time_base,
+            check: Box::new(decoder),
+        }
+    } else {
+        setup.transcoded_from = Some(id.name().to_string());
+        AudioOut::Aac(Box::new(AacTranscoder::new(
+            path,
+            output,
+            decoder,
+            global_header,
+        )?))
+    });
+    Ok(setup)
+}
+
 impl Muxer {
     /// Creates `path` (MP4), sets up libx264 from `cfg`, and the audio stream if any.
     pub fn create(
@@ -128,135 +258,37 @@ impl Muxer {
         audio: Option<AudioSource>,
     ) -> Result<Muxer> {
         super::init();
-        let ctx = |what: &str| {
-            let what = what.to_string();
-            let path = path.to_path_buf();
-            move |e| Error::ffmpeg(&path, what, e)
-        };
-        let mut output =
-            ff::format::output_as(&path, "mp4").map_err(ctx("creating the output file"))?;
+        let mut output = ff::format::output_as(&path, "mp4")
+            .map_err(ffmpeg_error(path, "creating the output file"))?;
         let global_header = output
             .format()
             .flags()
             .contains(ff::format::Flags::GLOBAL_HEADER);
-
-        let codec = ff::encoder::find_by_name(cfg.codec.name()).ok_or_else(|| {
-            Error::input(
-                path,
-                format!("this FFmpeg has no {} encoder", cfg.codec.name()),
-            )
-        })?;
-        let mut encoder = ff::codec::context::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .map_err(ctx("creating the video encoder"))?;
-        encoder.set_width(video.width);
-        encoder.set_height(video.height);
-        encoder.set_format(Pixel::YUV420P);
-        encoder.set_time_base(video.time_base);
-        encoder.set_frame_rate(Some(video.frame_rate));
-        encoder.set_aspect_ratio(ff::Rational::new(1, 1));
-        encoder.set_color_range(ff::color::Range::MPEG);
-        // The canvases keep the source's matrix and primaries: say so, or players guess (BT.709
-        // for HD sizes) and shift the colours of upscaled BT.601 video.
-        encoder.set_colorspace(video.colour.space);
-        encoder.set_color_primaries(video.colour.primaries);
-        encoder.set_color_transfer_characteristic(video.colour.transfer);
-        // libavcodec's default is one thread; 0 asks x264 for its own choice (as `ffmpeg` does).
-        encoder.set_threading(ff::threading::Config {
-            kind: ff::threading::Type::Frame,
-            count: cfg.threads as usize,
-            ..Default::default()
-        });
-        // Closed GOPs, as `ffmpeg` writes them: every keyframe is a clean random-access point,
-        // which frame-accurate data loaders rely on.
-        let mut flags = ff::codec::Flags::CLOSED_GOP;
-        if global_header {
-            flags |= ff::codec::Flags::GLOBAL_HEADER;
-        }
-        encoder.set_flags(flags);
-        let mut options = ff::Dictionary::new();
-        options.set("crf", &format!("{}", cfg.crf));
-        options.set("preset", cfg.preset.name());
-        if let Some(profile) = &cfg.profile {
-            options.set("profile", profile.name());
-        }
-        // Frames forced to be I frames (clip starts) become IDR frames, where a clip file can
-        // begin; no frame is forced unless the pipeline cuts clips.
-        options.set("forced-idr", "1");
-        let encoder = encoder.open_with(options).map_err(ctx("opening libx264"))?;
+        let (codec, encoder) = open_video_encoder(path, cfg, video, global_header)?;
         {
             let mut stream = output
                 .add_stream(codec)
-                .map_err(ctx("adding the video stream"))?;
+                .map_err(ffmpeg_error(path, "adding the video stream"))?;
             stream.set_parameters(&encoder);
             stream.set_time_base(video.time_base);
             stream.set_avg_frame_rate(video.frame_rate);
         }
-
-        let mut audio_transcoded_from = None;
-        let mut audio_left_out = None;
-        let wanted = audio.filter(|_| cfg.audio != AudioMode::None);
-        let decodable = match wanted {
-            None => None,
-            Some(source) => match open_audio_decoder(&source) {
-                Ok(decoder) => Some((source, decoder)),
-                Err(why) => {
-                    audio_left_out = Some(why);
-                    None
-                }
-            },
-        };
-        let audio = match decodable {
-            None => None,
-            Some((source, decoder)) => {
-                let id = source.parameters.id();
-                let mp4_can_copy = unsafe {
-                    ff::ffi::avformat_query_codec(output.format().as_ptr(), id.into(), 0) == 1
-                };
-                if cfg.audio == AudioMode::Copy && mp4_can_copy {
-                    let index = {
-                        let mut stream = output
-                            .add_stream(ff::encoder::find(ff::codec::Id::None))
-                            .map_err(ctx("adding the audio stream"))?;
-                        stream.set_parameters(source.parameters.clone());
-                        // The source container's tag may not be valid in MP4; let the muxer pick.
-                        unsafe { (*stream.parameters().as_mut_ptr()).codec_tag = 0 };
-                        stream.set_time_base(source.time_base);
-                        stream.index()
-                    };
-                    Some(AudioOut::Copy {
-                        index,
-                        in_time_base: source.time_base,
-                        check: Box::new(decoder),
-                    })
-                } else {
-                    audio_transcoded_from = Some(id.name().to_string());
-                    Some(AudioOut::Aac(Box::new(AacTranscoder::new(
-                        path,
-                        &mut output,
-                        decoder,
-                        global_header,
-                    )?)))
-                }
-            }
-        };
-
+        let audio = add_audio(path, cfg, &mut output, audio, global_header)?;
         let mut options = ff::Dictionary::new();
         // write_colr: the `colr` box says limited range (and the colours) even when the
         // source has no colour description, which x264's bitstream then leaves unsignalled.
         options.set("movflags", "+faststart+write_colr");
         output
             .write_header_with(options)
-            .map_err(ctx("writing the MP4 header"))?;
+            .map_err(ffmpeg_error(path, "writing the MP4 header"))?;
         Ok(Muxer {
             path: path.to_path_buf(),
             output,
             video: encoder,
             video_time_base: video.time_base,
-            audio,
-            audio_transcoded_from,
-            audio_left_out,
+            audio: audio.out,
+            audio_transcoded_from: audio.transcoded_from,
+            audio_left_out: audio.left_out,
             audio_packets: 0,
             audio_packets_dropped: 0,
             frames_in: 0,

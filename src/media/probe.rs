@@ -80,7 +80,57 @@ fn check_readable_file(path: &Path) -> Result<()> {
 
 /// Reads the facts from an already opened input.
 pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<SourceInfo> {
-    let stream = input.streams().best(MediaType::Video).ok_or_else(|| {
+    let stream = best_video_stream(path, input)?;
+    let params = stream.parameters();
+    let codec_id = params.id();
+    check_decodable(path, &params)?;
+    let raw = unsafe { &*params.as_ptr() };
+    let (width, height) = (raw.width.max(0) as u32, raw.height.max(0) as u32);
+    let sar = ff::Rational::new(raw.sample_aspect_ratio.num, raw.sample_aspect_ratio.den);
+    let sar = if sar.numerator() > 0 && sar.denominator() > 0 {
+        sar
+    } else {
+        ff::Rational::new(1, 1)
+    };
+    let (pixel_format, bit_depth) = pixel_format_of(raw.format);
+    let rotation = rotation_of(&stream);
+    let display_w = (f64::from(width) * f64::from(sar)).round().max(1.0) as u32;
+    let (display_width, display_height) = if rotation % 180 == 90 {
+        (height, display_w)
+    } else {
+        (display_w, height)
+    };
+    let audio = input.streams().best(MediaType::Audio);
+    Ok(SourceInfo {
+        path: path.display().to_string(),
+        container: input.format().name().to_string(),
+        codec: codec_id.name().to_string(),
+        width,
+        height,
+        sample_aspect_ratio: [sar.numerator(), sar.denominator()],
+        display_width,
+        display_height,
+        pixel_format,
+        bit_depth,
+        fps: fps_of(&stream),
+        frames: stream.frames().max(0) as u64,
+        duration: duration_of(input, &stream),
+        rotation,
+        has_audio: audio.is_some(),
+        audio_codec: audio
+            .as_ref()
+            .map(|a| a.parameters().id().name().to_string()),
+        video_stream_index: stream.index(),
+        audio_stream_index: audio.map(|a| a.index()),
+    })
+}
+
+/// The input's main video stream, or an error listing the kinds of stream it has instead.
+fn best_video_stream<'a>(
+    path: &Path,
+    input: &'a ff::format::context::Input,
+) -> Result<ff::format::stream::Stream<'a>> {
+    input.streams().best(MediaType::Video).ok_or_else(|| {
         let kinds: Vec<String> = input
             .streams()
             .map(|s| format!("{:?}", s.parameters().medium()).to_lowercase())
@@ -96,8 +146,11 @@ pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<Sou
                 }
             ),
         )
-    })?;
-    let params = stream.parameters();
+    })
+}
+
+/// Refuses a video codec this FFmpeg cannot decode, naming it and its fourcc tag.
+fn check_decodable(path: &Path, params: &ff::codec::Parameters) -> Result<()> {
     let codec_id = params.id();
     if codec_id == ff::codec::Id::None || ff::decoder::find(codec_id).is_none() {
         let tag = unsafe { (*params.as_ptr()).codec_tag };
@@ -111,71 +164,46 @@ pub fn from_input(path: &Path, input: &ff::format::context::Input) -> Result<Sou
             format!("unsupported video codec ({codec_id:?}, tag {fourcc:?}): this FFmpeg has no decoder for it"),
         ));
     }
-    let raw = unsafe { &*params.as_ptr() };
-    let (width, height) = (raw.width.max(0) as u32, raw.height.max(0) as u32);
-    let sar = ff::Rational::new(raw.sample_aspect_ratio.num, raw.sample_aspect_ratio.den);
-    let sar = if sar.numerator() > 0 && sar.denominator() > 0 {
-        sar
-    } else {
-        ff::Rational::new(1, 1)
-    };
+    Ok(())
+}
+
+/// The name and bit depth of the raw `AVPixelFormat` value `format`.
+fn pixel_format_of(format: i32) -> (String, u8) {
     let pixel = ff::format::Pixel::from(unsafe {
-        std::mem::transmute::<i32, ff::ffi::AVPixelFormat>(raw.format)
+        std::mem::transmute::<i32, ff::ffi::AVPixelFormat>(format)
     });
-    let (pixel_format, bit_depth) = match pixel.descriptor() {
+    match pixel.descriptor() {
         Some(d) => (d.name().to_string(), unsafe {
             (*d.as_ptr()).comp[0].depth as u8
         }),
         None => ("unknown".to_string(), 0),
-    };
-    let rotation = rotation_of(&stream);
-    let display_w = (f64::from(width) * f64::from(sar)).round().max(1.0) as u32;
-    let (display_width, display_height) = if rotation % 180 == 90 {
-        (height, display_w)
-    } else {
-        (display_w, height)
-    };
+    }
+}
+
+/// The average frame rate, else the stream's base rate; 0 when neither is known.
+fn fps_of(stream: &ff::format::stream::Stream) -> f64 {
     let rate = stream.avg_frame_rate();
     let rate = if rate.numerator() > 0 && rate.denominator() > 0 {
         rate
     } else {
         stream.rate()
     };
-    let fps = if rate.denominator() > 0 {
+    if rate.denominator() > 0 {
         f64::from(rate)
     } else {
         0.0
-    };
-    let duration = if stream.duration() > 0 {
+    }
+}
+
+/// Seconds: the stream's duration, else the container's; 0 when neither says.
+fn duration_of(input: &ff::format::context::Input, stream: &ff::format::stream::Stream) -> f64 {
+    if stream.duration() > 0 {
         super::seconds(stream.duration(), stream.time_base())
     } else if input.duration() > 0 {
         input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE)
     } else {
         0.0
-    };
-    let audio = input.streams().best(MediaType::Audio);
-    Ok(SourceInfo {
-        path: path.display().to_string(),
-        container: input.format().name().to_string(),
-        codec: codec_id.name().to_string(),
-        width,
-        height,
-        sample_aspect_ratio: [sar.numerator(), sar.denominator()],
-        display_width,
-        display_height,
-        pixel_format,
-        bit_depth,
-        fps,
-        frames: stream.frames().max(0) as u64,
-        duration,
-        rotation,
-        has_audio: audio.is_some(),
-        audio_codec: audio
-            .as_ref()
-            .map(|a| a.parameters().id().name().to_string()),
-        video_stream_index: stream.index(),
-        audio_stream_index: audio.map(|a| a.index()),
-    })
+    }
 }
 
 /// The clockwise display rotation from the stream's display matrix, snapped to a multiple of 90
