@@ -200,16 +200,7 @@ pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
         .map(|p| LatentFile::open(p))
         .collect::<Result<Vec<_>>>()
         .map_err(Error::setup)?;
-    let torch = Torch::get()
-        .map_err(|m| Error::input(request.model, format!("VAE needs libtorch: {m}")))?;
-    let on = ModelOn {
-        model: request.model.to_path_buf(),
-        device: request.device,
-    };
-    let facts = torch
-        .call(&VaeInfo { on: on.clone() })
-        .map_err(|e| Error::input(request.model, e.message).setup())?;
-    check_model(&files, request.model, &facts).map_err(Error::setup)?;
+    let (torch, on, facts) = decoder_for(request, &files)?;
     let mp4 = request
         .out
         .extension()
@@ -222,7 +213,99 @@ pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
     let [_, h, w] = files[0].shape;
     let down = facts.downsampling.max(1);
     let (width, height) = ((w * down) as u32, (h * down) as u32);
-    let mut sink = if let Some(fps) = fps {
+    let mut sink = match fps {
+        Some(fps) => Sink::mp4(request, fps, width, height)?,
+        None => Sink::png(request.out)?,
+    };
+    // Frames per model call: what the vae stage starts `"auto"` at.
+    let batch = crate::config::BatchSize::Auto.initial(request.device);
+    let result = decode_into(&files, torch, &on, batch, (width, height), &mut sink);
+    let finished = result.and_then(|written| sink.finish(request.out).map(|()| written));
+    if finished.is_err() {
+        sink.discard();
+    }
+    let written = finished?;
+    Ok(DecodedLatents {
+        out: request.out.display().to_string(),
+        format: if mp4 { "mp4" } else { "png" },
+        frames: written,
+        width,
+        height,
+        fps,
+        sources: paths.iter().map(|p| p.display().to_string()).collect(),
+    })
+}
+
+/// The model `request` names, on its device, once it is shown able to decode `files`.
+fn decoder_for(
+    request: &DecodeRequest,
+    files: &[LatentFile],
+) -> Result<(&'static Torch, ModelOn, VaeFacts)> {
+    let torch = Torch::get()
+        .map_err(|m| Error::input(request.model, format!("VAE needs libtorch: {m}")))?;
+    let on = ModelOn {
+        model: request.model.to_path_buf(),
+        device: request.device,
+    };
+    let facts = torch
+        .call(&VaeInfo { on: on.clone() })
+        .map_err(|e| Error::input(request.model, e.message).setup())?;
+    check_model(files, request.model, &facts).map_err(Error::setup)?;
+    Ok((torch, on, facts))
+}
+
+/// Decodes every row of `files`, `batch` frames per model call, into `sink`; returns the
+/// frames written.
+fn decode_into(
+    files: &[LatentFile],
+    torch: &Torch,
+    on: &ModelOn,
+    batch: usize,
+    (width, height): (u32, u32),
+    sink: &mut Sink,
+) -> Result<u64> {
+    let frame_bytes = width as usize * height as usize * 3;
+    let per_row = files[0].shape.iter().product::<i64>() as usize;
+    let mut rgb = vec![0u8; batch * frame_bytes];
+    let mut written = 0u64;
+    for file in files {
+        for start in (0..file.shard.rows).step_by(batch) {
+            let end = (start + batch).min(file.shard.rows);
+            let n = end - start;
+            let values = file.shard.rows_f32(start..end);
+            debug_assert_eq!(values.len(), n * per_row);
+            let op = VaeDecodeFrames {
+                on: on.clone(),
+                n: n as u32,
+                shape_per_frame: file.shape,
+                tiling: false,
+            };
+            let out = &mut rgb[..n * frame_bytes];
+            torch
+                .vae_decode_frames(&op, &values, out)
+                .map_err(|e| Error::input(&file.path, format!("VAE decode: {e}")))?;
+            for frame in out.chunks_exact(frame_bytes) {
+                sink.write(frame, width, height, written)?;
+                written += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// `OUT.mp4` is written as `.OUT.mp4.partial-<pid>.mp4` beside it (the muxer picks the format
+/// from the extension).
+fn temporary_name(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "decoded.mp4".into());
+    out.with_file_name(format!(".{name}.partial-{}.mp4", std::process::id()))
+}
+
+impl Sink {
+    /// An MP4 at `fps` (the encode settings checked first), written under a temporary name.
+    fn mp4(request: &DecodeRequest, fps: f64, width: u32, height: u32) -> Result<Sink> {
         request
             .encode
             .validate()
@@ -241,7 +324,7 @@ pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
             },
         };
         let muxer = Muxer::create(&temporary, &request.encode, &settings, None)?;
-        Sink::Mp4 {
+        Ok(Sink::Mp4 {
             muxer: Some(Box::new(muxer)),
             temporary,
             scaler: crate::media::Scaler::new(
@@ -251,72 +334,18 @@ pub fn decode(request: &DecodeRequest) -> Result<DecodedLatents> {
                 ff::software::scaling::Flags::BICUBIC,
             )
             .to_bt709(),
-        }
-    } else {
-        std::fs::create_dir_all(request.out)
-            .map_err(|e| Error::io(request.out, "creating the output folder", e))?;
-        Sink::Png {
-            dir: request.out.to_path_buf(),
-        }
-    };
-    // Frames per model call: what the vae stage starts `"auto"` at.
-    let batch = crate::config::BatchSize::Auto.initial(request.device);
-    let frame_bytes = width as usize * height as usize * 3;
-    let per_row = files[0].shape.iter().product::<i64>() as usize;
-    let mut rgb = vec![0u8; batch * frame_bytes];
-    let mut written = 0u64;
-    let result = (|| -> Result<()> {
-        for file in &files {
-            for start in (0..file.shard.rows).step_by(batch) {
-                let end = (start + batch).min(file.shard.rows);
-                let n = end - start;
-                let values = file.shard.rows_f32(start..end);
-                debug_assert_eq!(values.len(), n * per_row);
-                let op = VaeDecodeFrames {
-                    on: on.clone(),
-                    n: n as u32,
-                    shape_per_frame: file.shape,
-                    tiling: false,
-                };
-                let out = &mut rgb[..n * frame_bytes];
-                torch
-                    .vae_decode_frames(&op, &values, out)
-                    .map_err(|e| Error::input(&file.path, format!("VAE decode: {e}")))?;
-                for frame in out.chunks_exact(frame_bytes) {
-                    sink.write(frame, width, height, written)?;
-                    written += 1;
-                }
-            }
-        }
-        Ok(())
-    })();
-    let finished = result.and_then(|()| sink.finish(request.out));
-    if finished.is_err() {
-        sink.discard();
+        })
     }
-    finished?;
-    Ok(DecodedLatents {
-        out: request.out.display().to_string(),
-        format: if mp4 { "mp4" } else { "png" },
-        frames: written,
-        width,
-        height,
-        fps,
-        sources: paths.iter().map(|p| p.display().to_string()).collect(),
-    })
-}
 
-/// `OUT.mp4` is written as `.OUT.mp4.partial-<pid>.mp4` beside it (the muxer picks the format
-/// from the extension).
-fn temporary_name(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "decoded.mp4".into());
-    out.with_file_name(format!(".{name}.partial-{}.mp4", std::process::id()))
-}
+    /// PNGs in the folder `out` (created if missing).
+    fn png(out: &Path) -> Result<Sink> {
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::io(out, "creating the output folder", e))?;
+        Ok(Sink::Png {
+            dir: out.to_path_buf(),
+        })
+    }
 
-impl Sink {
     fn write(&mut self, rgb: &[u8], width: u32, height: u32, index: u64) -> Result<()> {
         match self {
             Sink::Mp4 {

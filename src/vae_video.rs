@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ffmpeg_next as ff;
-use framepipe_proto::ops::{Frames, ModelOn, VaeEncodeFrames, VaeInfo};
+use framepipe_proto::ops::{Frames, ModelOn, VaeEncodeFrames, VaeFacts, VaeInfo};
 use framepipe_proto::{Device, FrameLayout};
 use serde::Serialize;
 
@@ -43,90 +43,26 @@ pub fn encode_video(
     let facts = torch
         .call(&VaeInfo { on: on.clone() })
         .map_err(|e| Error::input(model, e.message))?;
-    let (channels, down) = (
-        facts.latent_channels.max(1) as usize,
-        facts.downsampling.max(1) as usize,
-    );
-    let (mut input, info) = probe::open(video)?;
-    if info.width % 8 != 0 || info.height % 8 != 0 {
-        return Err(Error::input(
-            video,
-            format!("{}x{}: both sides must be multiples of 8 (the latent grid); `framepipe run` normalizes to 720p/1080p", info.width, info.height),
-        ));
-    }
+    let (mut input, info) = open_video(video)?;
     let mut decoder = VideoDecoder::open(video, &input, info.video_stream_index, 0, 0)?;
-    let (w, h) = (info.width, info.height);
-    let mut rgb = RgbFrames::new(w, h, ff::software::scaling::Flags::POINT);
-    let per_frame = channels * (w as usize).div_ceil(down) * (h as usize).div_ceil(down);
-    let mut batch: Vec<u8> = Vec::new();
-    let mut batch_n = 0usize;
-    let mut latents: Vec<f32> = Vec::new();
-    let mut index: Vec<i64> = Vec::new();
-    let mut shape_per_frame: Vec<i64> = Vec::new();
-    let flush = |batch: &mut Vec<u8>,
-                 n: &mut usize,
-                 latents: &mut Vec<f32>,
-                 shape: &mut Vec<i64>|
-     -> Result<()> {
-        if *n == 0 {
-            return Ok(());
-        }
-        let mut values = vec![0f32; *n * per_frame];
-        let request = VaeEncodeFrames {
-            on: on.clone(),
-            frames: Frames {
-                n: *n as u32,
-                layout: FrameLayout::rgb24(w, h),
-                canvases: None,
-            },
-            tiling: false,
-            sampling: None,
-            reconstruct: None,
-        };
-        let reply = torch
-            .vae_encode_frames(&request, batch, &mut values)
-            .map_err(|e| Error::input(video, format!("VAE: {e}")))?;
-        *shape = reply.shape_per_frame.to_vec();
-        let used: usize = shape.iter().product::<i64>() as usize * *n;
-        latents.extend_from_slice(&values[..used]);
-        batch.clear();
-        *n = 0;
-        Ok(())
-    };
-    let mut sink = |frame: SourceFrame| -> Result<()> {
-        rgb.append(&frame.frame, None, &mut batch)
-            .map_err(|e| Error::ffmpeg(video, "converting a frame to RGB", e))?;
-        index.push(frame.index as i64);
-        batch_n += 1;
-        if batch_n == BATCH {
-            flush(&mut batch, &mut batch_n, &mut latents, &mut shape_per_frame)?;
-        }
-        Ok(())
-    };
-    decoder.decode_all(&mut input, &mut sink, &|| false)?;
-    flush(&mut batch, &mut batch_n, &mut latents, &mut shape_per_frame)?;
-    if index.is_empty() {
+    let mut batches = Batches::new(torch, on, video, &info, &facts);
+    decoder.decode_all(&mut input, &mut |frame| batches.push(frame), &|| false)?;
+    batches.flush()?;
+    if batches.index.is_empty() {
         return Err(Error::input(video, "no frame could be decoded"));
     }
-    let fingerprint = crate::model_id::fingerprint(model)
-        .map_err(|e| Error::io(model, "reading the model to fingerprint it", e))?;
-    let metadata = [
-        (crate::output::tensors::META_FPS, info.fps.to_string()),
-        (crate::output::tensors::META_EVERY, "1".to_string()),
-        (crate::output::tensors::META_FINGERPRINT, fingerprint),
-        (
-            crate::output::tensors::META_SOURCE,
-            video.display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let metadata = metadata(video, model, &info)?;
     let dtype = if f16 {
         framepipe_proto::ops::LatentDtype::F16
     } else {
         framepipe_proto::ops::LatentDtype::F32
     };
+    let Batches {
+        latents,
+        index,
+        shape_per_frame,
+        ..
+    } = batches;
     crate::latent_shard::write(out, &latents, &shape_per_frame, &index, dtype, metadata)
         .map_err(|e| Error::io(out, "writing latents", e))?;
     Ok(VideoLatents {
@@ -137,4 +73,127 @@ pub fn encode_video(
         scaling_factor: facts.scaling_factor,
         shift_factor: facts.shift_factor,
     })
+}
+
+/// The video, opened and probed; its sides must fit the latent grid.
+fn open_video(video: &Path) -> Result<(ff::format::context::Input, probe::SourceInfo)> {
+    let (input, info) = probe::open(video)?;
+    if info.width % 8 != 0 || info.height % 8 != 0 {
+        return Err(Error::input(
+            video,
+            format!("{}x{}: both sides must be multiples of 8 (the latent grid); `framepipe run` normalizes to 720p/1080p", info.width, info.height),
+        ));
+    }
+    Ok((input, info))
+}
+
+/// The latents file's metadata: the video's rate (every frame kept), the model's fingerprint
+/// and the source.
+fn metadata(
+    video: &Path,
+    model: &Path,
+    info: &probe::SourceInfo,
+) -> Result<std::collections::HashMap<String, String>> {
+    let fingerprint = crate::model_id::fingerprint(model)
+        .map_err(|e| Error::io(model, "reading the model to fingerprint it", e))?;
+    Ok([
+        (crate::output::tensors::META_FPS, info.fps.to_string()),
+        (crate::output::tensors::META_EVERY, "1".to_string()),
+        (crate::output::tensors::META_FINGERPRINT, fingerprint),
+        (
+            crate::output::tensors::META_SOURCE,
+            video.display().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+/// The decoded frames as RGB, gathered into batches of [`BATCH`] and encoded as each fills.
+struct Batches<'a> {
+    torch: &'a Torch,
+    on: ModelOn,
+    video: &'a Path,
+    width: u32,
+    height: u32,
+    rgb: RgbFrames,
+    /// Latent values per frame at most (the model's channels over the downsampled grid).
+    per_frame: usize,
+    batch: Vec<u8>,
+    n: usize,
+    latents: Vec<f32>,
+    index: Vec<i64>,
+    shape_per_frame: Vec<i64>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(
+        torch: &'a Torch,
+        on: ModelOn,
+        video: &'a Path,
+        info: &probe::SourceInfo,
+        facts: &VaeFacts,
+    ) -> Batches<'a> {
+        let (channels, down) = (
+            facts.latent_channels.max(1) as usize,
+            facts.downsampling.max(1) as usize,
+        );
+        let (w, h) = (info.width, info.height);
+        Batches {
+            torch,
+            on,
+            video,
+            width: w,
+            height: h,
+            rgb: RgbFrames::new(w, h, ff::software::scaling::Flags::POINT),
+            per_frame: channels * (w as usize).div_ceil(down) * (h as usize).div_ceil(down),
+            batch: Vec::new(),
+            n: 0,
+            latents: Vec::new(),
+            index: Vec::new(),
+            shape_per_frame: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, frame: SourceFrame) -> Result<()> {
+        self.rgb
+            .append(&frame.frame, None, &mut self.batch)
+            .map_err(|e| Error::ffmpeg(self.video, "converting a frame to RGB", e))?;
+        self.index.push(frame.index as i64);
+        self.n += 1;
+        if self.n == BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the frames gathered so far, if any.
+    fn flush(&mut self) -> Result<()> {
+        if self.n == 0 {
+            return Ok(());
+        }
+        let mut values = vec![0f32; self.n * self.per_frame];
+        let request = VaeEncodeFrames {
+            on: self.on.clone(),
+            frames: Frames {
+                n: self.n as u32,
+                layout: FrameLayout::rgb24(self.width, self.height),
+                canvases: None,
+            },
+            tiling: false,
+            sampling: None,
+            reconstruct: None,
+        };
+        let reply = self
+            .torch
+            .vae_encode_frames(&request, &self.batch, &mut values)
+            .map_err(|e| Error::input(self.video, format!("VAE: {e}")))?;
+        self.shape_per_frame = reply.shape_per_frame.to_vec();
+        let used: usize = self.shape_per_frame.iter().product::<i64>() as usize * self.n;
+        self.latents.extend_from_slice(&values[..used]);
+        self.batch.clear();
+        self.n = 0;
+        Ok(())
+    }
 }

@@ -164,35 +164,7 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
         ..Summary::default()
     };
     let book = FailureBook::open(out, opts.shard)?;
-    // Only a look: an input is only touched (its `.partial/` replaced) once claimed, since
-    // another worker may be working on it right now.
-    let mut todo = Vec::new();
-    for item in &mine {
-        let final_dir = out.join(&item.relative);
-        match state(&final_dir, &config_hash) {
-            State::Done if !opts.force => {
-                summary.skipped_done += 1;
-                drop_leftover_partial(&claims, item, &final_dir);
-                // Done by another route since it failed (`run`, a shard layout of another N).
-                book.succeeded(&item.id)?;
-            }
-            State::Stale(m) if !(opts.force || opts.redo_stale) => {
-                summary.stale_skipped += 1;
-                logging::say(
-                    Severity::Warning,
-                    Some(&item.input.display().to_string()),
-                    &format!(
-                        "stale: {} was made with config {} (now {}); rerun with --redo-stale to redo it",
-                        final_dir.display(),
-                        m.config_hash,
-                        config_hash
-                    ),
-                    &[],
-                );
-            }
-            _ => todo.push(*item),
-        }
-    }
+    let todo = scan(&mine, out, &config_hash, opts, &claims, &book, &mut summary)?;
     let run = Run {
         jobs,
         opts,
@@ -217,33 +189,56 @@ pub fn run(jobs: &[Job], items: &[Item], opts: &Options, stop: Arc<AtomicBool>) 
         run.wait_for_others(held_by_others);
     });
     run.bar.finish_and_clear();
-    let t = &run.tally;
-    summary.done = get(&t.done);
-    summary.failed = get(&t.failed);
-    summary.done_elsewhere = get(&t.done_elsewhere);
-    summary.failed_elsewhere = get(&t.failed_elsewhere);
-    summary.left_to_others = get(&t.left_to_others);
-    summary.taken_over = get(&t.taken_over);
-    summary.not_started = (todo.len() as u64).saturating_sub(
-        summary.done
-            + summary.failed
-            + summary.done_elsewhere
-            + summary.failed_elsewhere
-            + summary.left_to_others,
-    );
-    summary.frames = get(&t.frames);
-    summary.wall_seconds = started.elapsed().as_secs_f64();
-    summary.frames_per_second = summary.frames as f64 / summary.wall_seconds.max(1e-9);
-    summary.shards = run.shard_name.clone().into_iter().collect();
-    let ended = claims.fs_now().unwrap_or_else(|_| SystemTime::now());
-    let worker = claims.holder().name();
-    match summary::record(out, opts.shard, &worker, fs_started, ended, &summary) {
-        Ok(_) => {}
-        // A full disk was already reported; the account on stdout still tells what happened.
-        Err(e) if run.halt.load(Ordering::Relaxed) => logging::error(None, &e),
-        Err(e) => return Err(e),
-    }
+    run.account(&mut summary, todo.len());
+    run.record(&summary)?;
     Ok(summary)
+}
+
+/// Sorts this process's inputs by what their output folders hold: done ones are skipped (and
+/// counted), stale ones skipped with a warning unless asked to redo them; returns the rest.
+/// Only a look: an input is only touched (its `.partial/` replaced) once claimed, since
+/// another worker may be working on it right now.
+fn scan<'i>(
+    mine: &[&'i Item],
+    out: &Path,
+    config_hash: &str,
+    opts: &Options,
+    claims: &ClaimDir,
+    book: &FailureBook,
+    summary: &mut Summary,
+) -> Result<Vec<&'i Item>> {
+    let mut todo = Vec::new();
+    for item in mine {
+        let final_dir = out.join(&item.relative);
+        match state(&final_dir, config_hash) {
+            State::Done if !opts.force => {
+                summary.skipped_done += 1;
+                drop_leftover_partial(claims, item, &final_dir);
+                // Done by another route since it failed (`run`, a shard layout of another N).
+                book.succeeded(&item.id)?;
+            }
+            State::Stale(m) if !(opts.force || opts.redo_stale) => {
+                summary.stale_skipped += 1;
+                warn_stale(item, &final_dir, &m, config_hash);
+            }
+            _ => todo.push(*item),
+        }
+    }
+    Ok(todo)
+}
+
+fn warn_stale(item: &Item, final_dir: &Path, marker: &Marker, config_hash: &str) {
+    logging::say(
+        Severity::Warning,
+        Some(&item.input.display().to_string()),
+        &format!(
+            "stale: {} was made with config {} (now {}); rerun with --redo-stale to redo it",
+            final_dir.display(),
+            marker.config_hash,
+            config_hash
+        ),
+        &[],
+    );
 }
 
 /// A finished input may have a `.partial/` beside it (a crash during a `--force` redo): it goes,
@@ -265,6 +260,49 @@ fn drop_leftover_partial(claims: &ClaimDir, item: &Item, final_dir: &Path) {
 }
 
 impl Run<'_> {
+    /// Fills `summary` with the workers' counts once they have ended; `todo` inputs were left
+    /// to them after the scan.
+    fn account(&self, summary: &mut Summary, todo: usize) {
+        let t = &self.tally;
+        summary.done = get(&t.done);
+        summary.failed = get(&t.failed);
+        summary.done_elsewhere = get(&t.done_elsewhere);
+        summary.failed_elsewhere = get(&t.failed_elsewhere);
+        summary.left_to_others = get(&t.left_to_others);
+        summary.taken_over = get(&t.taken_over);
+        summary.not_started = (todo as u64).saturating_sub(
+            summary.done
+                + summary.failed
+                + summary.done_elsewhere
+                + summary.failed_elsewhere
+                + summary.left_to_others,
+        );
+        summary.frames = get(&t.frames);
+        summary.wall_seconds = self.started.elapsed().as_secs_f64();
+        summary.frames_per_second = summary.frames as f64 / summary.wall_seconds.max(1e-9);
+        summary.shards = self.shard_name.clone().into_iter().collect();
+    }
+
+    /// Stores this process's summary in OUT.
+    fn record(&self, summary: &Summary) -> Result<()> {
+        let ended = self.claims.fs_now().unwrap_or_else(|_| SystemTime::now());
+        let worker = self.claims.holder().name();
+        match summary::record(
+            self.out,
+            self.opts.shard,
+            &worker,
+            self.fs_started,
+            ended,
+            summary,
+        ) {
+            Ok(_) => {}
+            // A full disk was already reported; the account on stdout still tells what happened.
+            Err(e) if self.halt.load(Ordering::Relaxed) => logging::error(None, &e),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     fn halted(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.halt.load(Ordering::Relaxed)
     }
@@ -472,93 +510,112 @@ impl Run<'_> {
 
     /// The inputs other workers held: re-read their claims until each is finished, taken over
     /// (its worker gone: lease ran out) and processed here, or shown alive (its lease renewed,
-    /// or a running process of this host: left to it). Bounded: a live holder renews within a quarter lease and a dead one's lease
-    /// runs out within one, and whatever is left after three leases is left to its holders.
+    /// or a running process of this host: left to it). Bounded: a live holder renews within a
+    /// quarter lease and a dead one's lease runs out within one, and whatever is left after
+    /// three leases is left to its holders.
     fn wait_for_others(&self, held: Vec<&Item>) {
-        struct Watch<'i> {
-            item: &'i Item,
-            /// The claim as first seen: token and lease expiry.
-            seen: Option<(String, f64)>,
-            since: Instant,
-        }
-        let watch = |item| Watch {
-            item,
-            seen: None,
-            since: Instant::now(),
-        };
         let lease = self.claims.lease();
         // Cheap (a few small reads) and it is what a waiting worker adds to the batch at its end.
         let poll = (lease / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
         let deadline = Instant::now() + lease * 3 + Duration::from_secs(1);
-        let mut watching: Vec<Watch> = held.into_iter().map(watch).collect();
+        let mut watching: Vec<Watch> = held.into_iter().map(Watch::new).collect();
         while !watching.is_empty() {
             if self.halted() {
                 return; // counted as not started
             }
             let mut ready = Vec::new();
-            watching.retain_mut(|w| match self.claims.read(&w.item.id) {
-                Ok(None) => {
-                    if self.finished_elsewhere(w.item) {
-                        self.progress();
-                    } else {
-                        ready.push(w.item); // released unfinished (its worker stopped)
-                    }
-                    false
-                }
-                Ok(Some(claim)) if self.claims.is_stale(&claim) => {
-                    ready.push(w.item);
-                    false
-                }
-                // A live process of this host: no need to see it renew.
-                Ok(Some(claim)) if self.claims.is_live_here(&claim) => {
-                    add(&self.tally.left_to_others);
-                    self.progress();
-                    false
-                }
-                Ok(Some(claim)) => match &w.seen {
-                    Some((token, expiry)) if *token == claim.token => {
-                        if claim.lease_expires_unix > *expiry {
-                            add(&self.tally.left_to_others);
-                            tracing::info!(input = %w.item.input.display(), holder = %format!("{}:{}", claim.host, claim.pid), "left to its live holder");
-                            self.progress();
-                            return false;
-                        }
-                        true
-                    }
-                    _ => {
-                        w.seen = Some((claim.token, claim.lease_expires_unix));
-                        true
-                    }
-                },
-                Err(_) if w.since.elapsed() > lease => {
-                    add(&self.tally.left_to_others);
-                    false
-                }
-                Err(_) => true,
-            });
+            watching.retain_mut(|w| self.look(w, lease, &mut ready));
             if !ready.is_empty() {
-                watching.extend(self.work_through(&ready).into_iter().map(watch));
+                watching.extend(self.work_through(&ready).into_iter().map(Watch::new));
             }
             if watching.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
-                logging::say(
-                    Severity::Warning,
-                    None,
-                    &format!(
-                        "{} inputs still claimed by other workers after {:.0} s: left to them",
-                        watching.len(),
-                        (lease * 3).as_secs_f64()
-                    ),
-                    &[],
-                );
-                for _ in &watching {
-                    add(&self.tally.left_to_others);
-                }
+                self.leave_to_holders(watching.len(), lease);
                 return;
             }
             std::thread::sleep(poll);
+        }
+    }
+
+    /// One look at a watched input's claim: whether to keep watching it. An input to process
+    /// here (released unfinished, or its holder gone) goes to `ready`.
+    fn look<'i>(&self, w: &mut Watch<'i>, lease: Duration, ready: &mut Vec<&'i Item>) -> bool {
+        match self.claims.read(&w.item.id) {
+            Ok(None) => {
+                if self.finished_elsewhere(w.item) {
+                    self.progress();
+                } else {
+                    ready.push(w.item); // released unfinished (its worker stopped)
+                }
+                false
+            }
+            Ok(Some(claim)) if self.claims.is_stale(&claim) => {
+                ready.push(w.item);
+                false
+            }
+            // A live process of this host: no need to see it renew.
+            Ok(Some(claim)) if self.claims.is_live_here(&claim) => {
+                add(&self.tally.left_to_others);
+                self.progress();
+                false
+            }
+            Ok(Some(claim)) => match &w.seen {
+                Some((token, expiry)) if *token == claim.token => {
+                    if claim.lease_expires_unix > *expiry {
+                        add(&self.tally.left_to_others);
+                        tracing::info!(input = %w.item.input.display(), holder = %format!("{}:{}", claim.host, claim.pid), "left to its live holder");
+                        self.progress();
+                        return false;
+                    }
+                    true
+                }
+                _ => {
+                    w.seen = Some((claim.token, claim.lease_expires_unix));
+                    true
+                }
+            },
+            Err(_) if w.since.elapsed() > lease => {
+                add(&self.tally.left_to_others);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// The wait's bound is reached: the `still` inputs yet claimed are left to their holders.
+    fn leave_to_holders(&self, still: usize, lease: Duration) {
+        logging::say(
+            Severity::Warning,
+            None,
+            &format!(
+                "{} inputs still claimed by other workers after {:.0} s: left to them",
+                still,
+                (lease * 3).as_secs_f64()
+            ),
+            &[],
+        );
+        for _ in 0..still {
+            add(&self.tally.left_to_others);
+        }
+    }
+}
+
+/// An input another worker held, as [`Run::wait_for_others`] watches it.
+struct Watch<'i> {
+    item: &'i Item,
+    /// The claim as first seen: token and lease expiry.
+    seen: Option<(String, f64)>,
+    since: Instant,
+}
+
+impl<'i> Watch<'i> {
+    fn new(item: &'i Item) -> Watch<'i> {
+        Watch {
+            item,
+            seen: None,
+            since: Instant::now(),
         }
     }
 }

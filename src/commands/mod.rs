@@ -10,6 +10,7 @@ mod pipeline;
 mod query;
 mod report;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
@@ -48,58 +49,8 @@ pub fn dispatch(cli: Cli) -> CommandResult {
         Command::MakeRandomModel { folder, seed } => {
             models::call_and_print(&framepipe_proto::ops::InitRandom { folder, seed })
         }
-        Command::Batch {
-            pipeline,
-            output,
-            manifest,
-            jobs,
-            shard,
-            claim_lease,
-            retries,
-            redo_stale,
-            force,
-            device,
-            devices,
-            report,
-            inputs,
-        } => {
-            // `0,1` means cuda:0, cuda:1; names pass through.
-            let devices: Vec<String> = devices
-                .iter()
-                .map(|d| match d.trim().parse::<u32>() {
-                    Ok(n) => format!("cuda:{n}"),
-                    Err(_) => d.trim().to_string(),
-                })
-                .collect();
-            let first = devices.first().cloned().or(device);
-            let args = pipeline::BatchArgs {
-                manifest,
-                jobs,
-                shard,
-                retries,
-                redo_stale,
-                force,
-                more_devices: devices.into_iter().skip(1).collect(),
-                report,
-                claim_lease: crate::batch::claims::lease_from(claim_lease).map_err(Error::Usage)?,
-            };
-            pipeline::batch(
-                pipeline.as_deref(),
-                &output,
-                first.as_deref(),
-                &inputs,
-                &args,
-                global,
-            )
-        }
-        Command::BatchSummary { output } => {
-            let summary = crate::batch::merge_summaries(&output).map_err(Error::setup)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary).expect("summary serializes")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        command @ Command::Batch { .. } => batch(command, global),
+        Command::BatchSummary { output } => batch_summary(&output),
         Command::Check {
             rules,
             junit,
@@ -109,40 +60,7 @@ pub fn dispatch(cli: Cli) -> CommandResult {
         } => inspect::check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Search(args) => query::search(args, global),
         Command::Export(args) => export::export(&args, global),
-        Command::Bench {
-            pipeline,
-            device,
-            models: true,
-            seconds,
-            format,
-            input,
-            ..
-        } => pipeline::bench_models(
-            pipeline.as_deref(),
-            device.as_deref(),
-            seconds,
-            format,
-            input.as_deref(),
-            global,
-        ),
-        Command::Bench {
-            pipeline,
-            device,
-            encode_baseline,
-            format,
-            input,
-            ..
-        } => {
-            let input = input.ok_or_else(|| Error::Usage("bench: give an INPUT".into()))?;
-            pipeline::bench(
-                pipeline.as_deref(),
-                device.as_deref(),
-                encode_baseline,
-                format,
-                &input,
-                global,
-            )
-        }
+        command @ Command::Bench { .. } => bench(command, global),
         Command::Describe {
             output,
             model,
@@ -170,6 +88,107 @@ pub fn dispatch(cli: Cli) -> CommandResult {
         ),
         Command::Report { dirs, output } => report::report(&dirs, &output, global),
     }
+}
+
+/// `batch`: its flags as [`pipeline::BatchArgs`], `--devices` split into the first device
+/// (which takes `--device`'s place) and the replicas.
+fn batch(command: Command, global: Global) -> CommandResult {
+    let Command::Batch {
+        pipeline,
+        output,
+        manifest,
+        jobs,
+        shard,
+        claim_lease,
+        retries,
+        redo_stale,
+        force,
+        device,
+        devices,
+        report,
+        inputs,
+    } = command
+    else {
+        unreachable!("dispatch passes only `batch` here")
+    };
+    let devices = device_names(&devices);
+    let first = devices.first().cloned().or(device);
+    let args = pipeline::BatchArgs {
+        manifest,
+        jobs,
+        shard,
+        retries,
+        redo_stale,
+        force,
+        more_devices: devices.into_iter().skip(1).collect(),
+        report,
+        claim_lease: crate::batch::claims::lease_from(claim_lease).map_err(Error::Usage)?,
+    };
+    pipeline::batch(
+        pipeline.as_deref(),
+        &output,
+        first.as_deref(),
+        &inputs,
+        &args,
+        global,
+    )
+}
+
+/// `--devices`' entries as device names: `0,1` means cuda:0, cuda:1; names pass through.
+fn device_names(devices: &[String]) -> Vec<String> {
+    devices
+        .iter()
+        .map(|d| match d.trim().parse::<u32>() {
+            Ok(n) => format!("cuda:{n}"),
+            Err(_) => d.trim().to_string(),
+        })
+        .collect()
+}
+
+/// `batch-summary`: the merged summary as pretty JSON.
+fn batch_summary(output: &Path) -> CommandResult {
+    let summary = crate::batch::merge_summaries(output).map_err(Error::setup)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).expect("summary serializes")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench`: `--models` measures the model stages alone (INPUT optional), otherwise the whole
+/// pipeline on INPUT.
+fn bench(command: Command, global: Global) -> CommandResult {
+    let Command::Bench {
+        pipeline,
+        device,
+        encode_baseline,
+        models,
+        seconds,
+        format,
+        input,
+    } = command
+    else {
+        unreachable!("dispatch passes only `bench` here")
+    };
+    if models {
+        return pipeline::bench_models(
+            pipeline.as_deref(),
+            device.as_deref(),
+            seconds,
+            format,
+            input.as_deref(),
+            global,
+        );
+    }
+    let input = input.ok_or_else(|| Error::Usage("bench: give an INPUT".into()))?;
+    pipeline::bench(
+        pipeline.as_deref(),
+        device.as_deref(),
+        encode_baseline,
+        format,
+        &input,
+        global,
+    )
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::error::{CommandResult, EXIT_INPUT_FAILED, EXIT_INTERRUPTED};
 use super::Global;
 use crate::cli::ListFormat;
-use crate::device::{self, DeviceRequest};
+use crate::device::{self, DeviceInfo, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::job::output_stem;
 use crate::logging::Severity;
@@ -115,57 +116,18 @@ pub fn batch(
     args: &BatchArgs,
     global: Global,
 ) -> CommandResult {
-    use crate::batch::{self, Options, Shard};
+    use crate::batch::{self, Options};
     let session = open_session(pipeline, device_flag, global)?;
     prepare_output_dir(out_dir)?;
-    let shard = match args.shard.as_deref() {
-        Some(text) => Shard::parse_flag(text),
-        None => Shard::from_env(),
-    }
-    .map_err(|message| Error::Usage(format!("shard: {message}")))?;
+    let shard = shard(args)?;
     let items = batch::collect_items(inputs, args.manifest.as_deref()).map_err(Error::setup)?;
     if items.is_empty() {
         return Err(Error::Usage("no inputs (give files, folders or --manifest)".into()).into());
     }
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // First signal: start nothing new, let running inputs finish. Second: leave now (outputs
-        // stay consistent: unfinished inputs are only .partial folders, cleaned on the rerun).
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::Relaxed) {
-                std::process::exit(i32::from(EXIT_INTERRUPTED));
-            }
-            crate::logging::say(
-                Severity::Warning,
-                None,
-                "stopping: no new inputs; waiting for the running ones (signal again to quit now)",
-                &[],
-            );
-        });
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    // One replica per extra device: each is checked (a missing GPU is an error, not a silent
-    // CPU run) and gets the same precision as the first.
-    let mut all_devices = vec![session.device.clone()];
-    for name in &args.more_devices {
-        let mut replica = DeviceRequest::parse(name)
-            .and_then(|r| device::select(r, true))
-            .map_err(|message| Error::Device {
-                requested: name.clone(),
-                message,
-            })?;
-        replica.precision = session.device.precision;
-        all_devices.push(replica);
-    }
+    let stop = stop_on_signal();
+    let all_devices = all_devices(&session, &args.more_devices)?;
     let jobs = args.jobs.max(all_devices.len());
-    let threads_per_input = if jobs > 1 {
-        (cores / jobs).max(1) as u32
-    } else {
-        0
-    };
+    let threads_per_input = threads_per_input(jobs);
     let job_list: Vec<_> = all_devices
         .iter()
         .map(|d| session.job(out_dir, d, false, threads_per_input))
@@ -189,13 +151,78 @@ pub fn batch(
         let page = crate::report_page::write(&dirs, &out_dir.join(super::report::FOLDER))?;
         super::report::announce(&page, global);
     }
-    Ok(if stop.load(Ordering::Relaxed) {
+    Ok(batch_exit_code(stop.load(Ordering::Relaxed), &summary))
+}
+
+/// An interrupted batch says so before any failed input does.
+fn batch_exit_code(interrupted: bool, summary: &crate::batch::Summary) -> ExitCode {
+    if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if summary.failed > 0 {
         ExitCode::from(EXIT_INPUT_FAILED)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// Codec threads per input: the cores shared among `jobs` inputs at once; a single job leaves
+/// them to FFmpeg (0).
+fn threads_per_input(jobs: usize) -> u32 {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if jobs > 1 {
+        (cores / jobs).max(1) as u32
+    } else {
+        0
+    }
+}
+
+/// `--shard`, or else the slice the environment names (none for `--shard none`).
+fn shard(args: &BatchArgs) -> Result<Option<crate::batch::Shard>> {
+    use crate::batch::Shard;
+    match args.shard.as_deref() {
+        Some(text) => Shard::parse_flag(text),
+        None => Shard::from_env(),
+    }
+    .map_err(|message| Error::Usage(format!("shard: {message}")))
+}
+
+/// The flag a batch's first Ctrl-C sets; the handler is installed on the way.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // First signal: start nothing new, let running inputs finish. Second: leave now (outputs
+    // stay consistent: unfinished inputs are only .partial folders, cleaned on the rerun).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        crate::logging::say(
+            Severity::Warning,
+            None,
+            "stopping: no new inputs; waiting for the running ones (signal again to quit now)",
+            &[],
+        );
+    });
+    stop
+}
+
+/// The session's device, then one replica per extra device: each is checked (a missing GPU is
+/// an error, not a silent CPU run) and gets the same precision as the first.
+fn all_devices(session: &Session, more_devices: &[String]) -> Result<Vec<DeviceInfo>> {
+    let mut all_devices = vec![session.device.clone()];
+    for name in more_devices {
+        let mut replica = DeviceRequest::parse(name)
+            .and_then(|r| device::select(r, true))
+            .map_err(|message| Error::Device {
+                requested: name.clone(),
+                message,
+            })?;
+        replica.precision = session.device.precision;
+        all_devices.push(replica);
+    }
+    Ok(all_devices)
 }
 
 /// A scratch folder for a bench's outputs, removed when dropped.

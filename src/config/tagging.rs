@@ -90,6 +90,22 @@ impl TaggingSample {
 impl TaggingConfig {
     /// `has_scenes`: whether the pipeline has a scenes section (`per_scene` needs one).
     pub fn validate(&self, has_scenes: bool) -> Result<(), ConfigError> {
+        self.check_prompts()?;
+        self.sample.check(has_scenes)?;
+        self.check_limits()?;
+        // Checked last, as before: the cheap value checks name a typo before the filesystem.
+        if !self.model.join("config.json").is_file() {
+            return Err(ConfigError::NoModel {
+                key: "clip.model",
+                path: self.model.display().to_string(),
+                why: "not a CLIP model folder (no config.json there)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Labels, then templates: some of each, none empty, one `{}` per template.
+    fn check_prompts(&self) -> Result<(), ConfigError> {
         if self.labels.is_empty() || self.labels.iter().any(|l| l.trim().is_empty()) {
             return Err(ConfigError::Empty {
                 key: "clip.labels",
@@ -108,42 +124,11 @@ impl TaggingConfig {
                 template: t.clone(),
             });
         }
-        let Some(sampling) = self.sample.sampling() else {
-            return Err(ConfigError::Empty {
-                key: "clip.sample",
-                what: "give exactly one of every_n_frames, fps, per_scene",
-            });
-        };
-        match sampling {
-            Sampling::EveryNFrames(0) => {
-                return Err(ConfigError::OutOfRange {
-                    key: "clip.sample.every_n_frames",
-                    actual: "0".into(),
-                    expected: "must be at least 1",
-                })
-            }
-            Sampling::Fps(f) if !(f.is_finite() && f > 0.0) => {
-                return Err(ConfigError::OutOfRange {
-                    key: "clip.sample.fps",
-                    actual: f.to_string(),
-                    expected: "must be a positive number",
-                })
-            }
-            Sampling::PerScene(0) => {
-                return Err(ConfigError::OutOfRange {
-                    key: "clip.sample.per_scene",
-                    actual: "0".into(),
-                    expected: "must be at least 1",
-                })
-            }
-            Sampling::PerScene(_) if !has_scenes => {
-                return Err(ConfigError::Requires {
-                    key: "clip.sample.per_scene",
-                    needs: "the scenes section (scene detection)",
-                })
-            }
-            _ => {}
-        }
+        Ok(())
+    }
+
+    /// `top_k`, `min_score` and `batch_size`, in that order.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         if self.top_k == 0 {
             return Err(ConfigError::OutOfRange {
                 key: "clip.top_k",
@@ -165,14 +150,40 @@ impl TaggingConfig {
                 expected: "must be in [1, 4096]",
             });
         }
-        // Checked last, as before: the cheap value checks name a typo before the filesystem.
-        if !self.model.join("config.json").is_file() {
-            return Err(ConfigError::NoModel {
-                key: "clip.model",
-                path: self.model.display().to_string(),
-                why: "not a CLIP model folder (no config.json there)",
-            });
-        }
         Ok(())
+    }
+}
+
+impl ClipSample {
+    /// Exactly one sampling, in range; `per_scene` only with scene detection.
+    fn check(&self, has_scenes: bool) -> Result<(), ConfigError> {
+        let Some(sampling) = self.sampling() else {
+            return Err(ConfigError::Empty {
+                key: "clip.sample",
+                what: "give exactly one of every_n_frames, fps, per_scene",
+            });
+        };
+        match sampling {
+            Sampling::EveryNFrames(0) => Err(ConfigError::OutOfRange {
+                key: "clip.sample.every_n_frames",
+                actual: "0".into(),
+                expected: "must be at least 1",
+            }),
+            Sampling::Fps(f) if !(f.is_finite() && f > 0.0) => Err(ConfigError::OutOfRange {
+                key: "clip.sample.fps",
+                actual: f.to_string(),
+                expected: "must be a positive number",
+            }),
+            Sampling::PerScene(0) => Err(ConfigError::OutOfRange {
+                key: "clip.sample.per_scene",
+                actual: "0".into(),
+                expected: "must be at least 1",
+            }),
+            Sampling::PerScene(_) if !has_scenes => Err(ConfigError::Requires {
+                key: "clip.sample.per_scene",
+                needs: "the scenes section (scene detection)",
+            }),
+            _ => Ok(()),
+        }
     }
 }

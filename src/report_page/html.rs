@@ -7,10 +7,11 @@
 //! `output`, `timeline`, `scene`, `thumb` (`thumb-first`/`-middle`/`-last`), `tags`, `tag`,
 //! `tag-label`, `tag-score`, `transition-in`, `play`, `clip`, `warning`, `note`, `skipped-item`.
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Entry, Page};
 use crate::output::clip_record::ClipRecord;
+use crate::output::scene::Scene;
 
 const STYLE: &str = r#"
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em;color:#1b1f24;background:#fafbfc}
@@ -261,8 +262,33 @@ fn timeline(h: &mut String, e: &Entry) {
 fn scenes(h: &mut String, i: usize, e: &Entry) {
     let r = &e.report;
     let tagged = r.clip.is_some();
-    let video = r.output.video.as_ref().filter(|v| e.dir.join(v).is_file());
-    let mut clips_by_scene: Vec<Vec<&ClipRecord>> = vec![Vec::new(); r.scenes.len()];
+    let video = r
+        .output
+        .video
+        .as_deref()
+        .filter(|v| e.dir.join(v).is_file());
+    let clips_by_scene = clips_by_scene(e);
+    scenes_head(h, tagged, e.clips.is_some());
+    for (k, s) in r.scenes.iter().enumerate() {
+        scene_index_cell(h, i, s);
+        thumbs_cell(h, e.thumbnails.get(k).and_then(Option::as_ref), s);
+        time_cell(h, s);
+        if tagged {
+            tags_cell(h, s);
+        }
+        play_cell(h, e, video, s);
+        if e.clips.is_some() {
+            clips_cell(h, e, &clips_by_scene[k]);
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+/// The output's clips per scene, in file order (a clip naming no scene of the report is left
+/// out).
+fn clips_by_scene(e: &Entry) -> Vec<Vec<&ClipRecord>> {
+    let mut clips_by_scene: Vec<Vec<&ClipRecord>> = vec![Vec::new(); e.report.scenes.len()];
     if let Some(clips) = &e.clips {
         for c in clips {
             if let Some(list) = clips_by_scene.get_mut(c.scene) {
@@ -270,98 +296,119 @@ fn scenes(h: &mut String, i: usize, e: &Entry) {
             }
         }
     }
+    clips_by_scene
+}
+
+/// The scene table's opening and header row; the tags and clips columns only where the output
+/// has them.
+fn scenes_head(h: &mut String, tagged: bool, clips: bool) {
     h.push_str("<table class=\"scenes\">\n<thead><tr><th>scene</th><th>first · middle · last</th><th>time</th>");
     if tagged {
         h.push_str("<th class=\"tags-head\">tags</th>");
     }
     h.push_str("<th>play</th>");
-    if e.clips.is_some() {
+    if clips {
         h.push_str("<th>clips</th>");
     }
     h.push_str("</tr></thead>\n<tbody>\n");
-    for (k, s) in r.scenes.iter().enumerate() {
+}
+
+/// Opens scene `s`'s row (anchored for links to it) with its index cell.
+fn scene_index_cell(h: &mut String, i: usize, s: &Scene) {
+    let _ = write!(
+        h,
+        "<tr class=\"scene\" id=\"out-{i}-scene-{}\"><td class=\"scene-index\">{}",
+        s.index, s.index
+    );
+    if let Some(t) = &s.transition_in {
         let _ = write!(
             h,
-            "<tr class=\"scene\" id=\"out-{i}-scene-{}\"><td class=\"scene-index\">{}",
-            s.index, s.index
+            " <span class=\"transition-in\" title=\"gradual transition in: frames {}–{}\">transition in</span>",
+            t.start_frame, t.end_frame
         );
-        if let Some(t) = &s.transition_in {
+    }
+    h.push_str("</td>");
+}
+
+fn thumbs_cell(h: &mut String, files: Option<&[PathBuf; 3]>, s: &Scene) {
+    match files {
+        Some(files) => {
+            h.push_str("<td class=\"thumbs\">");
+            for (file, which) in files.iter().zip(["first", "middle", "last"]) {
+                let _ = write!(
+                    h,
+                    "<img class=\"thumb thumb-{which}\" src=\"{}\" alt=\"scene {} {which} frame\" loading=\"lazy\">",
+                    href(file),
+                    s.index
+                );
+            }
+            h.push_str("</td>");
+        }
+        None => h.push_str("<td class=\"thumbs no-thumbs\">no thumbnails</td>"),
+    }
+}
+
+/// The scene's times and its inclusive frame range (a scene is never shown as ending before it
+/// starts).
+fn time_cell(h: &mut String, s: &Scene) {
+    let _ = write!(
+        h,
+        "<td class=\"time\">{} – {}<br><small>frames {}–{}</small></td>",
+        clock(s.start_time),
+        clock(s.end_time),
+        s.start_frame,
+        s.end_frame.saturating_sub(1).max(s.start_frame)
+    );
+}
+
+fn tags_cell(h: &mut String, s: &Scene) {
+    h.push_str("<td class=\"tags\">");
+    for t in s.tags.iter().flatten() {
+        let _ = write!(
+            h,
+            "<span class=\"tag\"><span class=\"tag-label\">{}</span> <span class=\"tag-score\">{:.2}</span></span>",
+            text(&t.label),
+            t.score
+        );
+    }
+    h.push_str("</td>");
+}
+
+/// A link playing the scene's span of the output video, when the video is there.
+fn play_cell(h: &mut String, e: &Entry, video: Option<&str>, s: &Scene) {
+    match video {
+        Some(v) => {
             let _ = write!(
                 h,
-                " <span class=\"transition-in\" title=\"gradual transition in: frames {}–{}\">transition in</span>",
-                t.start_frame, t.end_frame
+                "<td><a class=\"play\" href=\"{}#t={:.3},{:.3}\">play</a></td>",
+                href(&e.link.join(v)),
+                s.start_time,
+                s.end_time
             );
         }
-        h.push_str("</td>");
-        match e.thumbnails.get(k).and_then(Option::as_ref) {
-            Some(files) => {
-                h.push_str("<td class=\"thumbs\">");
-                for (file, which) in files.iter().zip(["first", "middle", "last"]) {
-                    let _ = write!(
-                        h,
-                        "<img class=\"thumb thumb-{which}\" src=\"{}\" alt=\"scene {} {which} frame\" loading=\"lazy\">",
-                        href(file),
-                        s.index
-                    );
-                }
-                h.push_str("</td>");
-            }
-            None => h.push_str("<td class=\"thumbs no-thumbs\">no thumbnails</td>"),
-        }
-        let _ = write!(
-            h,
-            "<td class=\"time\">{} – {}<br><small>frames {}–{}</small></td>",
-            clock(s.start_time),
-            clock(s.end_time),
-            s.start_frame,
-            s.end_frame.saturating_sub(1).max(s.start_frame)
-        );
-        if tagged {
-            h.push_str("<td class=\"tags\">");
-            for t in s.tags.iter().flatten() {
-                let _ = write!(
-                    h,
-                    "<span class=\"tag\"><span class=\"tag-label\">{}</span> <span class=\"tag-score\">{:.2}</span></span>",
-                    text(&t.label),
-                    t.score
-                );
-            }
-            h.push_str("</td>");
-        }
-        match video {
-            Some(v) => {
-                let _ = write!(
-                    h,
-                    "<td><a class=\"play\" href=\"{}#t={:.3},{:.3}\">play</a></td>",
-                    href(&e.link.join(v)),
-                    s.start_time,
-                    s.end_time
-                );
-            }
-            None => h.push_str("<td class=\"no-video\">–</td>"),
-        }
-        if e.clips.is_some() {
-            h.push_str("<td class=\"clips\">");
-            for c in &clips_by_scene[k] {
-                match &c.file {
-                    Some(file) => {
-                        let _ = write!(
-                            h,
-                            "<a class=\"clip\" href=\"{}\">{}</a>",
-                            href(&e.link.join(file)),
-                            text(&c.id)
-                        );
-                    }
-                    None => {
-                        let _ = write!(h, "<span class=\"clip no-file\">{}</span>", text(&c.id));
-                    }
-                }
-            }
-            h.push_str("</td>");
-        }
-        h.push_str("</tr>\n");
+        None => h.push_str("<td class=\"no-video\">–</td>"),
     }
-    h.push_str("</tbody>\n</table>\n");
+}
+
+/// The scene's clips: links to their files, or their ids where no file was written.
+fn clips_cell(h: &mut String, e: &Entry, clips: &[&ClipRecord]) {
+    h.push_str("<td class=\"clips\">");
+    for c in clips {
+        match &c.file {
+            Some(file) => {
+                let _ = write!(
+                    h,
+                    "<a class=\"clip\" href=\"{}\">{}</a>",
+                    href(&e.link.join(file)),
+                    text(&c.id)
+                );
+            }
+            None => {
+                let _ = write!(h, "<span class=\"clip no-file\">{}</span>", text(&c.id));
+            }
+        }
+    }
+    h.push_str("</td>");
 }
 
 /// `m:ss.mmm` (or `h:mm:ss.mmm`).

@@ -187,6 +187,39 @@ pub fn check_model(
 pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
     let torch = Torch::get().map_err(SearchError::Usage)?;
     let corpus = Corpus::load(req.dirs, req.rows).map_err(SearchError::Usage)?;
+    let corpus_model = corpus_model(req, &corpus)?;
+    let queries = embed_queries(req, torch, &corpus_model, corpus.dim)?;
+    let index = SearchIndex::load(
+        torch,
+        req.device,
+        corpus.units.len(),
+        corpus.dim,
+        &corpus.rows,
+    )
+    .map_err(SearchError::Failed)?;
+    let embeddings: Vec<Vec<f32>> = queries.iter().map(|q| q.embedding.clone()).collect();
+    let ranked = index
+        .query(&embeddings, req.top.max(1))
+        .map_err(SearchError::Failed)?;
+    let results = results(req, &corpus, &queries, ranked)?;
+    Ok(SearchReport {
+        model: corpus_model.0,
+        model_hash: corpus_model.1,
+        rows: corpus.units.len(),
+        row_kind: match req.rows {
+            Rows::Scenes => "scenes",
+            Rows::Frames => "frames",
+        },
+        outputs: corpus.outputs.len(),
+        skipped: corpus.skipped,
+        coarse: index.coarse.clone(),
+        results,
+    })
+}
+
+/// The model (name, fingerprint) that made the corpus's rows; an error when there are no rows
+/// to search.
+fn corpus_model(req: &SearchRequest, corpus: &Corpus) -> Result<(String, String), SearchError> {
     let Some(corpus_model) = corpus.model.clone() else {
         let dirs: Vec<String> = req.dirs.iter().map(|d| d.display().to_string()).collect();
         let why = if corpus.skipped.is_empty() {
@@ -208,6 +241,17 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
             "the outputs hold no embedding rows (no sampled frames)".into(),
         ));
     }
+    Ok(corpus_model)
+}
+
+/// The request's texts, images and moments embedded with its model, once that model is shown
+/// to be the one that made the corpus.
+fn embed_queries(
+    req: &SearchRequest,
+    torch: &Torch,
+    corpus_model: &(String, String),
+    corpus_dim: usize,
+) -> Result<Vec<Query>, SearchError> {
     let qm = QueryModel {
         torch,
         model: req.model,
@@ -220,23 +264,22 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
         })
         .map_err(|e| SearchError::Usage(format!("{}: {e}", req.model.display())))?;
     let dim = info.dim as usize;
-    check_model(req.model, dim, &corpus_model, corpus.dim)?;
+    check_model(req.model, dim, corpus_model, corpus_dim)?;
     let usage = |e: crate::error::Error| SearchError::Usage(e.to_string());
     let mut queries: Vec<Query> = qm.texts(&req.texts).map_err(usage)?;
     queries.extend(qm.images(req.images).map_err(usage)?);
     queries.extend(qm.moments(req.moments).map_err(usage)?);
-    let index = SearchIndex::load(
-        torch,
-        req.device,
-        corpus.units.len(),
-        corpus.dim,
-        &corpus.rows,
-    )
-    .map_err(SearchError::Failed)?;
-    let embeddings: Vec<Vec<f32>> = queries.iter().map(|q| q.embedding.clone()).collect();
-    let ranked = index
-        .query(&embeddings, req.top.max(1))
-        .map_err(SearchError::Failed)?;
+    Ok(queries)
+}
+
+/// Each query's ranked rows as hits (those under `--min-score` dropped, ranks renumbered),
+/// their clips cut out with `--export-clips`.
+fn results(
+    req: &SearchRequest,
+    corpus: &Corpus,
+    queries: &[Query],
+    ranked: Vec<Vec<(usize, f32)>>,
+) -> Result<Vec<QueryResult>, SearchError> {
     let mut results = Vec::new();
     for (qi, (query, rows)) in queries.iter().zip(ranked).enumerate() {
         let mut hits = Vec::new();
@@ -244,7 +287,7 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
             if req.min_score.is_some_and(|m| score < m) {
                 continue;
             }
-            hits.push(hit(&corpus, row, score, hits.len() + 1));
+            hits.push(hit(corpus, row, score, hits.len() + 1));
         }
         if let Some(dir) = req.export_clips {
             export(dir, qi, &mut hits).map_err(SearchError::Failed)?;
@@ -254,19 +297,7 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
             hits,
         });
     }
-    Ok(SearchReport {
-        model: corpus_model.0,
-        model_hash: corpus_model.1,
-        rows: corpus.units.len(),
-        row_kind: match req.rows {
-            Rows::Scenes => "scenes",
-            Rows::Frames => "frames",
-        },
-        outputs: corpus.outputs.len(),
-        skipped: corpus.skipped,
-        coarse: index.coarse.clone(),
-        results,
-    })
+    Ok(results)
 }
 
 fn hit(corpus: &Corpus, row: usize, score: f32, rank: usize) -> Hit {
