@@ -154,7 +154,7 @@ impl TaggingConfig {
     }
 }
 
-impl ClipSample {
+impl TaggingSample {
     /// Exactly one sampling, in range; `per_scene` only with scene detection.
     fn check(&self, has_scenes: bool) -> Result<(), ConfigError> {
         let Some(sampling) = self.sampling() else {
