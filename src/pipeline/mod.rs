@@ -72,6 +72,15 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
 
 type Tx<T> = Option<Sender<T>>;
 type Rx<T> = Option<Receiver<T>>;
+/// Both ends of a channel that exists only when the plan needs it.
+type Ends<T> = (Tx<T>, Rx<T>);
+/// The encode stage and what it reads: canvases, audio packets, the final cut list.
+type EncodeEnds = (
+    encode::EncodeStage,
+    Receiver<Canvas>,
+    Rx<ff::Packet>,
+    Rx<Vec<SceneCut>>,
+);
 
 /// Every stage the plan has, built, with the channel ends it runs on.
 struct Ready {
@@ -82,12 +91,7 @@ struct Ready {
         Receiver<Frame>,
         Vec<Sender<Canvas>>,
     )>,
-    encode: Option<(
-        encode::EncodeStage,
-        Receiver<Canvas>,
-        Rx<ff::Packet>,
-        Rx<Vec<SceneCut>>,
-    )>,
+    encode: Option<EncodeEnds>,
     tagging: Option<(tagging::TaggingStage, Receiver<Canvas>, Rx<u64>)>,
     vae: Option<(vae::VaeStage, Receiver<Canvas>)>,
     thumbs: Option<(thumbs::ThumbStage, Receiver<Canvas>)>,
@@ -245,16 +249,13 @@ const AUDIO_PACKETS: usize = 256;
 /// on a listener that waits on it (the encoder holds frames until clip boundaries are known).
 struct SceneNews {
     /// The final cuts, for the encoder's chapters.
-    chapters: (
-        Option<Sender<Vec<SceneCut>>>,
-        Option<Receiver<Vec<SceneCut>>>,
-    ),
+    chapters: Ends<Vec<SceneCut>>,
     /// Cut frames as they are found, for per-scene CLIP sampling.
-    live_cuts: (Option<Sender<u64>>, Option<Receiver<u64>>),
+    live_cuts: Ends<u64>,
     /// Cuts and how far they are known, for the encoder cutting clip files.
-    clip_events: (Option<Sender<SceneEvent>>, Option<Receiver<SceneEvent>>),
+    clip_events: Ends<SceneEvent>,
     /// The same news for the thumbs stage.
-    thumb_events: (Option<Sender<SceneEvent>>, Option<Receiver<SceneEvent>>),
+    thumb_events: Ends<SceneEvent>,
 }
 
 impl SceneNews {
