@@ -52,7 +52,7 @@ else
 fi
 if [ -d ../shared/models/taef2 ]; then
   taef2=$(realpath ../shared/models/taef2)
-  printf '{"normalize": {"resolution": "720p"}, "vae": {"model": "%s", "every_n_frames": 4, "frames_per_shard": 16, "reconstruction": {}}, "device": "cpu"}' \
+  printf '{"normalize": {"resolution": "720p"}, "vae": {"model": "%s", "every_n_frames": 10, "frames_per_shard": 8, "reconstruction": {}}, "device": "cpu"}' \
     "$taef2" > "$work/vae.json"
   pipelines+=(vae:"$work/vae.json")
 else
