@@ -46,6 +46,7 @@ const SCHEMA_KEYS: &[&str] = &[
     "threshold",
     "min_scene_frames",
     "luma_only",
+    "colour_cuts",
     "clip",
     "model",
     "labels",

@@ -274,6 +274,7 @@ mod tests {
                 transition_in: t.map(|(s, e)| TransitionFrames {
                     start_frame: s,
                     end_frame: e,
+                    added_by: None,
                 }),
                 tags: None,
                 reconstruction: None,

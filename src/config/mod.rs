@@ -206,6 +206,38 @@ mod tests {
         }
     }
 
+    /// `scenes.colour_cuts`: off unless asked for, absent from the serialized config when off
+    /// (config hashes of earlier pipelines hold), TransNetV2 only, and a boolean.
+    #[test]
+    fn colour_cuts_is_off_by_default_and_transnetv2_only() {
+        let cfg = PipelineConfig::parse(r#"{"scenes": {"detector": "transnetv2"}}"#).unwrap();
+        let scenes = cfg.scenes.unwrap();
+        assert!(!scenes.colour_cuts);
+        assert!(!serde_json::to_string(&scenes)
+            .unwrap()
+            .contains("colour_cuts"));
+        let on =
+            PipelineConfig::parse(r#"{"scenes": {"detector": "transnetv2", "colour_cuts": true}}"#)
+                .unwrap()
+                .scenes
+                .unwrap();
+        assert!(on.colour_cuts);
+        assert!(serde_json::to_string(&on)
+            .unwrap()
+            .contains(r#""colour_cuts":true"#));
+        let err = PipelineConfig::parse(r#"{"scenes": {"colour_cuts": true}}"#)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "scenes.colour_cuts needs \"detector\": \"transnetv2\" (it adds to TransNetV2's cuts)"
+        );
+        let err = PipelineConfig::parse(r#"{"scenes": {"colour_cuts": "yes"}}"#).unwrap_err();
+        assert!(err.contains("colour_cuts"), "{err}");
+    }
+
     #[test]
     fn unknown_key_names_key_and_allowed() {
         let err = PipelineConfig::parse(r#"{"normalise": {}}"#).unwrap_err();

@@ -42,10 +42,21 @@ pub struct ScenesConfig {
     /// out of the serialized config when on, so the config hash of earlier pipelines holds.
     #[serde(skip_serializing_if = "is_true")]
     pub thumbnails: bool,
+    /// `transnetv2` only: a second stage that only adds cuts, where the colours before and
+    /// after a moment differ far more than the shot's own motion explains and TransNetV2 saw
+    /// no transition (the wipes, slides and iris or radial reveals it is blind to;
+    /// `scenes::colour_cuts`). Default off; left out of the serialized config when off, so
+    /// the config hash of earlier pipelines holds.
+    #[serde(skip_serializing_if = "is_false")]
+    pub colour_cuts: bool,
 }
 
 fn is_true(v: &bool) -> bool {
     *v
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// The section as written: what is left out takes the detector's default.
@@ -59,6 +70,7 @@ struct ScenesFile {
     luma_only: Option<bool>,
     model: Option<PathBuf>,
     thumbnails: Option<bool>,
+    colour_cuts: Option<bool>,
 }
 
 impl From<ScenesFile> for ScenesConfig {
@@ -78,6 +90,7 @@ impl From<ScenesFile> for ScenesConfig {
             luma_only: f.luma_only.unwrap_or(false),
             model,
             thumbnails: f.thumbnails.unwrap_or(true),
+            colour_cuts: f.colour_cuts.unwrap_or(false),
         }
     }
 }
@@ -133,6 +146,12 @@ impl ScenesConfig {
             return Err(ConfigError::Requires {
                 key: "scenes.model",
                 needs: "\"detector\": \"transnetv2\" (the content detector has no model)",
+            });
+        }
+        if self.colour_cuts {
+            return Err(ConfigError::Requires {
+                key: "scenes.colour_cuts",
+                needs: "\"detector\": \"transnetv2\" (it adds to TransNetV2's cuts)",
             });
         }
         Ok(())

@@ -1,5 +1,5 @@
 //! A scene as the report lists it (`scenes[]` of `<stem>.json`): its frames and times, the
-//! transition into it, its tags, how well the VAE reconstructs it, its thumbnails.
+//! transition into it (and whether a second stage added that boundary), its tags, how well the VAE reconstructs it, its thumbnails.
 use serde::{Deserialize, Serialize};
 
 use crate::reconstruction::SceneReconstruction;
@@ -36,6 +36,19 @@ pub struct Scene {
 pub struct TransitionFrames {
     pub start_frame: u64,
     pub end_frame: u64,
+    /// The second stage that found this boundary, which the detector itself did not; absent
+    /// for the detector's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_by: Option<AddedBy>,
+}
+
+/// A second stage of the scenes stage that adds cuts to the detector's (`scenes.colour_cuts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddedBy {
+    /// `scenes.colour_cuts`: the colours before and after the transition differ far more than
+    /// the shots' own motion explains, where TransNetV2 saw no transition.
+    ColourCuts,
 }
 
 /// A zero-shot label of a scene or clip and its score.

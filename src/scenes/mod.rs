@@ -36,6 +36,7 @@
 //! CLI defaults differ from the Python API in one place: `min_scene_len` is
 //! 0.6 s (see [`content::ContentDetectorConfig::cli_defaults`]), not 15 frames.
 
+pub mod colour_cuts;
 pub mod content;
 pub mod hsv;
 pub mod transnet;

@@ -15,7 +15,7 @@ use crate::config::{SceneDetectorKind, ScenesConfig};
 use crate::error::Result;
 use crate::media::decode::SourceFrame;
 use crate::media::probe::SourceInfo;
-use crate::output::scene::{Scene, TransitionFrames};
+use crate::output::scene::{AddedBy, Scene, TransitionFrames};
 use crate::pipeline::stage::{BusyTimer, Cancel};
 
 /// A detected cut: the first source frame of a new scene.
@@ -32,6 +32,9 @@ pub struct SceneCut {
 pub struct Transition {
     pub start_index: u64,
     pub start_time: f64,
+    /// The second stage that added this cut (`scenes.colour_cuts`); `None` for the detector's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added_by: Option<AddedBy>,
 }
 
 /// What the encoder hears from the scenes stage while both run (clips need IDR frames where
@@ -221,6 +224,7 @@ pub fn scenes_on_output(
                 (start < frame).then_some(TransitionFrames {
                     start_frame: start,
                     end_frame: frame,
+                    added_by: t.added_by,
                 })
             });
             starts.push((frame, time, transition));
@@ -289,6 +293,7 @@ mod tests {
             transition: Some(Transition {
                 start_index: 40,
                 start_time: 40.0 / 25.0,
+                added_by: None,
             }),
             ..cut(52, 52.0 / 25.0)
         };
@@ -298,7 +303,8 @@ mod tests {
             scenes[2].transition_in,
             Some(TransitionFrames {
                 start_frame: 40,
-                end_frame: 52
+                end_frame: 52,
+                added_by: None,
             })
         );
         assert_eq!(scenes[1].transition_in, None, "a hard cut has none");
@@ -308,7 +314,8 @@ mod tests {
             scenes[1].transition_in,
             Some(TransitionFrames {
                 start_frame: 80,
-                end_frame: 104
+                end_frame: 104,
+                added_by: None,
             })
         );
     }

@@ -10,6 +10,11 @@
 //! frames after it (one window at a time); when it falls behind, the calls grow and the
 //! per-window cost drops. Cuts go out as soon as their run of transition frames ends, so
 //! per-scene CLIP sampling keeps working.
+//!
+//! With `scenes.colour_cuts` the same 48x27 frames and probabilities also feed
+//! [`ColourCuts`], a second stage that only adds cuts (where the colours change suddenly and
+//! TransNetV2 saw nothing); it gives out every cut, TransNetV2's included, in frame order, a
+//! little later than TransNetV2 alone would (about 45 frames after a cut's probability).
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -25,8 +30,10 @@ use crate::error::{Error, Result};
 use crate::media::decode::SourceFrame;
 use crate::media::probe::SourceInfo;
 use crate::media::RgbFrames;
+use crate::output::scene::AddedBy;
 use crate::pipeline::stage::{BusyTimer, Cancel};
-use crate::scenes::transnet::{ShotBoundaries, WindowStream, STEP};
+use crate::scenes::colour_cuts::{ColourCuts, Cut};
+use crate::scenes::transnet::{ShotBoundaries, ShotBoundary, WindowStream, STEP};
 use crate::torch::Torch;
 
 /// Decoded frames as TransNetV2's 48x27 rgb24 input, made as the reference's `ffmpeg -s
@@ -100,6 +107,10 @@ pub struct ShotStage {
     torch: &'static Torch,
     on: ModelOn,
     boundaries: ShotBoundaries,
+    /// `scenes.colour_cuts`: the second stage, which gives out every cut.
+    colour: Option<ColourCuts>,
+    /// Cuts the second stage gave out, to send.
+    ready: Vec<Cut>,
     max_windows: usize,
     source_path: String,
 }
@@ -116,6 +127,10 @@ impl ShotStage {
             torch,
             on: ModelOn { model, device },
             boundaries: ShotBoundaries::new(cfg.threshold as f32, cfg.min_scene_frames),
+            colour: cfg
+                .colour_cuts
+                .then(|| ColourCuts::new(cfg.threshold as f32, cfg.min_scene_frames)),
+            ready: Vec::new(),
             max_windows: max_windows(device),
             source_path: info.path.clone(),
         })
@@ -149,6 +164,9 @@ impl ShotStage {
                         )
                     })?;
                 stream.push(&frame);
+                if let Some(colour) = &mut self.colour {
+                    colour.push_frame(&frame);
+                }
                 found.frame_seen(&src, &frame);
                 frame.clear();
                 p.frame_index.push(src.index);
@@ -164,6 +182,10 @@ impl ShotStage {
         cancel.check("scenes")?;
         stream.finish();
         timer.time(|| self.predict_ready(&mut stream, &mut out, &mut p, found))?;
+        if let Some(colour) = &mut self.colour {
+            colour.finish(&mut self.ready);
+            self.send_ready(&p, found);
+        }
         Ok((stream.frames(), p))
     }
 
@@ -190,16 +212,22 @@ impl ShotStage {
             for (&s, &m) in single.iter().zip(many_hot).take(real) {
                 p.single.push(s);
                 p.many_hot.push(m);
-                if let Some(b) = self.boundaries.push(s) {
-                    let index = p.frame_index[b.start as usize];
-                    let transition = b.transition.map(|(start, _)| Transition {
-                        start_index: p.frame_index[start as usize],
-                        start_time: p.time[start as usize],
-                    });
-                    found.cut(index, p.time[b.start as usize], transition);
+                let boundary = self.boundaries.push(s);
+                match &mut self.colour {
+                    Some(colour) => colour.push_probability(s, boundary, &mut self.ready),
+                    None => {
+                        if let Some(b) = boundary {
+                            send_cut(b, None, p, found);
+                        }
+                    }
                 }
             }
-            let pending = self.boundaries.pending_from() as usize;
+            self.send_ready(p, found);
+            let pending = self
+                .colour
+                .as_ref()
+                .map_or(u64::MAX, ColourCuts::pending_from)
+                .min(self.boundaries.pending_from()) as usize;
             let last = p.time.len() - 1;
             found.known_until(
                 p.frame_index
@@ -210,4 +238,25 @@ impl ShotStage {
         }
         Ok(())
     }
+}
+
+impl ShotStage {
+    /// Sends the cuts the second stage gave out.
+    fn send_ready(&mut self, p: &Probabilities, found: &mut FoundCuts) {
+        for cut in self.ready.drain(..) {
+            let by = cut.added.then_some(AddedBy::ColourCuts);
+            send_cut(cut.boundary, by, p, found);
+        }
+    }
+}
+
+/// A boundary (on the stream's frame numbers) as a cut of source frames.
+fn send_cut(b: ShotBoundary, added_by: Option<AddedBy>, p: &Probabilities, found: &mut FoundCuts) {
+    let index = p.frame_index[b.start as usize];
+    let transition = b.transition.map(|(start, _)| Transition {
+        start_index: p.frame_index[start as usize],
+        start_time: p.time[start as usize],
+        added_by,
+    });
+    found.cut(index, p.time[b.start as usize], transition);
 }
