@@ -18,6 +18,13 @@ made. Each still is scaled to 1920x1080 and the 640x360, 25 fps camera moves ove
 
 With the defaults (4 stills x 3 motions, 25 s each) that is 5 minutes of footage. Needs ffmpeg
 on PATH; encodes with libx264 (crf 20, veryfast), no audio. Existing videos are reused.
+
+``--count BIN`` then runs ``BIN run`` (a framepipe binary) with a scenes-only TransNetV2 pipeline
+and ``scenes.colour_cuts`` on over every video made and the shared media's single shots (bears,
+orangutan, carphone_pristine), and prints each one's boundaries: TransNetV2's and those the
+second stage added (``transition_in.added_by``). In single shots every one is a false cut.
+
+    python3 scripts/single_shot_footage.py --count $CARGO_TARGET_DIR/release/framepipe
 """
 
 import argparse
@@ -116,6 +123,36 @@ def make(out: Path, seconds: float, media: Path | None, move_names: list[str],
     return made
 
 
+SHARED_SINGLE_SHOTS = ["bears.mp4", "orangutan.mp4", "carphone_pristine.mp4"]
+
+
+def count_cuts(binary: str, videos: list[Path], out: Path) -> int:
+    """Runs framepipe with the second stage on over `videos`; prints their boundaries."""
+    pipeline = out / "colour-cuts.json"
+    pipeline.write_text(json.dumps({"scenes": {"detector": "transnetv2", "colour_cuts": True},
+                                    "device": "cpu"}) + "\n")
+    runs = out / "runs"
+    totals = {"frames": 0, "reference": 0, "added": 0}
+    print("| video | frames | TransNetV2 cuts | added cuts |\n|---|---|---|---|")
+    for video in videos:
+        stem = video.stem
+        subprocess.run(["rm", "-rf", str(runs / stem)], check=True)
+        subprocess.run([binary, "run", "--pipeline", str(pipeline), "-o", str(runs), str(video)],
+                       check=True, capture_output=True)
+        report = json.loads((runs / stem / f"{stem}.json").read_text())
+        scenes = report["scenes"][1:]
+        added = [s["start_frame"] for s in scenes if (s.get("transition_in") or {}).get("added_by")]
+        reference = [s["start_frame"] for s in scenes if s["start_frame"] not in added]
+        frames = report["scenes"][-1]["end_frame"] if report["scenes"] else 0
+        totals["frames"] += frames
+        totals["reference"] += len(reference)
+        totals["added"] += len(added)
+        print(f"| {video.name} | {frames} | {reference or '-'} | {added or '-'} |", flush=True)
+    print(f"| all ({totals['frames'] / FPS / 60:.1f} min) | {totals['frames']} | "
+          f"{totals['reference']} | {totals['added']} |")
+    return totals["added"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--out", default="/tmp/framepipe-single-shots")
@@ -124,13 +161,20 @@ def main() -> int:
     p.add_argument("--moves", default="pan-fast,zoom-in,shake,pan-x,pan-y,zoom-out",
                    help="motions, comma separated")
     p.add_argument("--per-still", type=int, default=3, help="motions per still")
+    p.add_argument("--count", metavar="BIN", default=None,
+                   help="then count the cuts framepipe BIN finds with scenes.colour_cuts on")
     args = p.parse_args()
     out = Path(args.out)
-    made = make(out, args.seconds, shared_media(args.media), args.moves.split(","),
-                args.per_still)
+    media = shared_media(args.media)
+    made = make(out, args.seconds, media, args.moves.split(","), args.per_still)
     (out / "list.json").write_text(json.dumps(made, indent=1) + "\n")
     total = sum(e["frames"] for e in made) / FPS
     print(f"{len(made)} single-shot videos, {total / 60:.1f} min, in {out}")
+    if args.count:
+        videos = [Path(e["path"]) for e in made]
+        if media is not None:
+            videos += [media / f for f in SHARED_SINGLE_SHOTS if (media / f).is_file()]
+        count_cuts(args.count, videos, out)
     return 0
 
 

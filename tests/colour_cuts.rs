@@ -1,6 +1,7 @@
 //! `scenes.colour_cuts`, the second stage after TransNetV2, in `framepipe run`: on a wipe
 //! TransNetV2 misses it adds one boundary marked `added_by: colour_cuts` and keeps every one of
-//! TransNetV2's, and the run without it writes no trace of it; on single-shot footage with
+//! TransNetV2's, and the run without it writes no trace of it; on a slow fade through black
+//! that TransNetV2 misses it adds the boundary after the dark frames; on single-shot footage with
 //! camera pans, zooms and shake (`scripts/single_shot_footage.py`, over stills from the shared
 //! media, or over lavfi pictures without them, plus the shared media's long shots) it adds
 //! none. Uses the TransNetV2 weights set-up converts, as `tests/shots.rs` does.
@@ -56,9 +57,26 @@ fn boundaries(video: &Path, dir: &Path, colour_cuts: bool) -> (Vec<Boundary>, St
 
 /// Two shots, 4 s and 3 s at 25 fps, 640x360, joined by a 1 s `wipeleft` whose frames are
 /// 75..101 (xfade's progress window: frame 75 shows only the first shot, frame 100 only the
-/// second). Real footage when the shared media are there (orangutan, then the carphone
-/// sequence), else a mandelbrot zoom and a hue-shifted testsrc2.
+/// second).
 fn wipe_video(path: &Path) {
+    let shot = |i: usize, seconds: u32| {
+        format!(
+            "[{i}:v]scale=640:360,setsar=1,fps=25,trim=duration={seconds},setpts=PTS-STARTPTS,\
+             format=yuv420p[s{i}];"
+        )
+    };
+    let graph = format!(
+        "{}{}[s0][s1]xfade=transition=wipeleft:duration=1:offset=3[v]",
+        shot(0, 4),
+        shot(1, 3)
+    );
+    two_shots(path, &graph);
+}
+
+/// Encodes `graph` (inputs `0:v` and `1:v`, output `[v]`) over two shots: real footage when
+/// the shared media are there (orangutan, then the carphone sequence), else a mandelbrot zoom
+/// and a hue-shifted testsrc2.
+fn two_shots(path: &Path, graph: &str) {
     let real = shared_media("orangutan.mp4").zip(shared_media("carphone_pristine.mp4"));
     let mut args: Vec<String> = Vec::new();
     match &real {
@@ -81,21 +99,10 @@ fn wipe_video(path: &Path) {
             .map(String::from),
         ),
     }
-    let shot = |i: usize, seconds: u32| {
-        format!(
-            "[{i}:v]scale=640:360,setsar=1,fps=25,trim=duration={seconds},setpts=PTS-STARTPTS,\
-             format=yuv420p[s{i}];"
-        )
-    };
-    let graph = format!(
-        "{}{}[s0][s1]xfade=transition=wipeleft:duration=1:offset=3[v]",
-        shot(0, 4),
-        shot(1, 3)
-    );
     args.extend(
         [
             "-filter_complex",
-            &graph,
+            graph,
             "-map",
             "[v]",
             "-c:v",
@@ -110,6 +117,45 @@ fn wipe_video(path: &Path) {
     );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     ffmpeg(&refs);
+}
+
+/// Two shots at 25 fps, 640x360: the first fades out over 3 s (from 2 s on), 1 s of black,
+/// the second fades in over 3 s and stays 1.8 s more. Real footage when the shared media are
+/// there, else lavfi pictures (see [`wipe_video`]).
+fn slow_fade_video(path: &Path) {
+    two_shots(
+        path,
+        "[0:v]scale=640:360,setsar=1,fps=25,trim=duration=5,setpts=PTS-STARTPTS,\
+         fade=t=out:st=2:d=3,format=yuv420p[a];\
+         color=c=black:s=640x360:r=25:d=1,format=yuv420p[k];\
+         [1:v]scale=640:360,setsar=1,fps=25,trim=duration=4.8,setpts=PTS-STARTPTS,\
+         fade=t=in:st=0:d=3,format=yuv420p[b];[a][k][b]concat=n=3:v=1:a=0[v]",
+    );
+}
+
+#[test]
+fn adds_the_slow_fade_through_black_transnetv2_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let video = d.join("fade.mp4");
+    slow_fade_video(&video);
+    let (off, _) = boundaries(&video, d, false);
+    let (on, _) = boundaries(&video, d, true);
+    // The black second is frames 125..150; the dark run reaches a little into both fades.
+    let near_black = |b: &Boundary| (100..=175).contains(&b.0);
+    assert!(
+        !off.iter().any(near_black),
+        "TransNetV2 alone misses this fade (else the test shows nothing): {off:?}"
+    );
+    let added: Vec<&Boundary> = on.iter().filter(|b| !off.contains(b)).collect();
+    assert_eq!(added.len(), 1, "one added boundary: {on:?}");
+    let (start, transition, by) = added[0];
+    assert_eq!(by.as_deref(), Some("colour_cuts"));
+    let (from, to) = transition.expect("the dark frames are the transition");
+    assert!(
+        (100..=125).contains(&from) && (150..=175).contains(&to) && to == *start,
+        "the dark run {from}..{to}"
+    );
 }
 
 #[test]

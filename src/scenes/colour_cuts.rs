@@ -20,6 +20,15 @@
 //!   last added cut's new scene started more than [`GAP`] frames back. Its transition runs over the frames whose
 //!   colours are between the two sides' (progress 0.15 to 0.85), the new scene starting after.
 //!
+//! A second test covers slow fades through black, where neither TransNetV2 nor the drift
+//! ratio sees an edge (a 3 s fade out, 1 s of black, a 3 s fade in: every frame a little
+//! darker than the one before): a run of dark frames (at least [`DARK_SHARE`] of the pixels
+//! with luma at most [`DARK_LUMA`]) is a boundary when the [`BLOCK`] frames [`DARK_GAP`] before
+//! and after it, each frame's brightness scaled to the same mean (so a dimmed picture matches
+//! its bright self), differ by at least [`MIN_CHANGE`], and TransNetV2 and the first test
+//! found nothing there. The new scene starts after the dark run, which is its transition; a
+//! shot that dips to black and comes back stays one scene.
+//!
 //! Cuts arrive in frame order whatever found them: [`ColourCuts`] holds TransNetV2's
 //! boundaries until no added cut can come before them. A cut is decided about [`LOOKAHEAD`]
 //! frames after its moment; TransNetV2's probabilities come later than that, so the stage adds
@@ -48,6 +57,15 @@ pub const LOOKAHEAD: u64 = 2 * GAP + 2 * BLOCK;
 /// transition frames of an added cut.
 const PROGRESS_FROM: f64 = 0.15;
 const PROGRESS_TO: f64 = 0.85;
+/// A dark frame: at least `DARK_SHARE` of its pixels have luma (BT.601) at most `DARK_LUMA`.
+pub const DARK_LUMA: u32 = 24;
+pub const DARK_SHARE: f64 = 0.98;
+/// Frames between a dark run and each side's block.
+pub const DARK_GAP: u64 = 10;
+/// The mean luma every frame's picture is scaled to for the dark-run test (and the least
+/// mean it scales from, so a black frame's noise is not blown up without end).
+const LIT_MEAN: u64 = 128;
+const LIT_FLOOR: u64 = 8;
 /// Keeps the ratio finite on perfectly still shots (a change of 0.1 against no drift at all
 /// is a ratio of 100).
 const DRIFT_FLOOR: f64 = 1e-3;
@@ -57,10 +75,16 @@ type Cdf = [u32; 3 * BINS];
 
 /// Frame `rgb`'s (packed RGB24) cumulative histograms.
 pub fn frame_cdf(rgb: &[u8]) -> Cdf {
+    cdf_scaled(rgb, 1, 1)
+}
+
+/// Cumulative histograms of `rgb` with every value times `num / den` (at most 255).
+fn cdf_scaled(rgb: &[u8], num: u64, den: u64) -> Cdf {
     let mut h = [0u32; 3 * BINS];
     for px in rgb.chunks_exact(3) {
         for (c, &v) in px.iter().enumerate() {
-            h[c * BINS + usize::from(v) * BINS / 256] += 1;
+            let v = (u64::from(v) * num / den).min(255) as usize;
+            h[c * BINS + v * BINS / 256] += 1;
         }
     }
     for c in 0..3 {
@@ -69,6 +93,36 @@ pub fn frame_cdf(rgb: &[u8]) -> Cdf {
         }
     }
     h
+}
+
+/// BT.601 luma of one RGB pixel, in integers.
+fn luma(px: &[u8]) -> u32 {
+    (77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2])) >> 8
+}
+
+/// What the stage keeps of one frame.
+struct Colours {
+    cdf: Cdf,
+    /// The histograms with the frame's brightness scaled to a mean luma of `LIT_MEAN`.
+    lit: Cdf,
+}
+
+impl Colours {
+    /// The frame's colours, and whether it is dark.
+    fn of(rgb: &[u8]) -> (Colours, bool) {
+        let pixels = (rgb.len() / 3).max(1) as u64;
+        let (mut sum, mut dark) = (0u64, 0u64);
+        for px in rgb.chunks_exact(3) {
+            let y = luma(px);
+            sum += u64::from(y);
+            dark += u64::from(y <= DARK_LUMA);
+        }
+        let colours = Colours {
+            cdf: frame_cdf(rgb),
+            lit: cdf_scaled(rgb, LIT_MEAN * pixels, sum.max(LIT_FLOOR * pixels)),
+        };
+        (colours, dark as f64 >= DARK_SHARE * pixels as f64)
+    }
 }
 
 /// The colour change at one frame.
@@ -93,7 +147,10 @@ pub struct ColourCuts {
     threshold: f32,
     min_scene_frames: u64,
     /// Colours of frames `cdf_base ..`.
-    cdfs: VecDeque<Cdf>,
+    cdfs: VecDeque<Colours>,
+    /// Runs of dark frames (end exclusive) not yet judged, and the start of one still open.
+    dark_runs: VecDeque<(u64, u64)>,
+    dark_since: Option<u64>,
     cdf_base: u64,
     /// Whether each frame `above_base ..` is a TransNetV2 transition frame.
     above: VecDeque<bool>,
@@ -119,6 +176,8 @@ impl ColourCuts {
             threshold,
             min_scene_frames: u64::from(min_scene_frames),
             cdfs: VecDeque::new(),
+            dark_runs: VecDeque::new(),
+            dark_since: None,
             cdf_base: 0,
             above: VecDeque::new(),
             above_base: 0,
@@ -136,8 +195,22 @@ impl ColourCuts {
     /// The next frame (packed RGB24, every frame the same size).
     pub fn push_frame(&mut self, rgb: &[u8]) {
         self.pixels = (rgb.len() / 3) as u64;
-        self.cdfs.push_back(frame_cdf(rgb));
+        let (colours, dark) = Colours::of(rgb);
+        self.cdfs.push_back(colours);
+        match (dark, self.dark_since) {
+            (true, None) => self.dark_since = Some(self.frames),
+            (false, Some(start)) => {
+                self.dark_runs.push_back((start, self.frames));
+                self.dark_since = None;
+            }
+            _ => {}
+        }
         self.frames += 1;
+    }
+
+    /// The first frame of the earliest dark run a decision may still read (or claim).
+    fn earliest_dark(&self) -> Option<u64> {
+        self.dark_runs.front().map(|r| r.0).or(self.dark_since)
     }
 
     /// The next frame's TransNetV2 probability and the boundary [`super::transnet::
@@ -191,7 +264,11 @@ impl ColourCuts {
         if self.finished {
             return u64::MAX;
         }
-        self.next.saturating_sub(GAP).min(self.probabilities)
+        let dark = self.earliest_dark().unwrap_or(u64::MAX);
+        self.next
+            .saturating_sub(GAP)
+            .min(self.probabilities)
+            .min(dark)
     }
 
     /// Judges every frame whose decision has what it needs.
@@ -206,9 +283,13 @@ impl ColourCuts {
             if !ready {
                 break;
             }
-            if let Some(cut) = self.judge(t) {
+            let found = self.judge(t).or_else(|| self.judge_dark(t));
+            if let Some(cut) = found {
                 self.last_added_end = Some(cut.boundary.start);
                 self.hold(cut);
+            }
+            while self.dark_runs.front().is_some_and(|r| r.1 <= t) {
+                self.dark_runs.pop_front();
             }
             self.next += 1;
         }
@@ -217,12 +298,15 @@ impl ColourCuts {
 
     /// Drops what no later decision reads.
     fn forget_old(&mut self) {
-        let keep_cdf = self.next.saturating_sub(2 * GAP + 2 * BLOCK);
+        let dark = self
+            .earliest_dark()
+            .map_or(u64::MAX, |a| a.saturating_sub(DARK_GAP + BLOCK));
+        let keep_cdf = self.next.saturating_sub(2 * GAP + 2 * BLOCK).min(dark);
         while self.cdf_base < keep_cdf && !self.cdfs.is_empty() {
             self.cdfs.pop_front();
             self.cdf_base += 1;
         }
-        let keep_above = self.next.saturating_sub(GAP + BLOCK);
+        let keep_above = self.next.saturating_sub(GAP + BLOCK).min(dark);
         while self.above_base < keep_above && !self.above.is_empty() {
             self.above.pop_front();
             self.above_base += 1;
@@ -285,6 +369,28 @@ impl ColourCuts {
         })
     }
 
+    /// Whether frame `t` ends a run of dark frames between two different shots, and that cut.
+    fn judge_dark(&self, t: u64) -> Option<Cut> {
+        let &(a, b) = self.dark_runs.front().filter(|r| r.1 == t)?;
+        let from = a.checked_sub(DARK_GAP + BLOCK)?;
+        let to = b + DARK_GAP + BLOCK;
+        if to > self.frames || self.last_added_end.is_some_and(|end| end + GAP >= from) {
+            return None;
+        }
+        if (from..to.min(self.probabilities)).any(|i| self.is_above(i)) {
+            return None;
+        }
+        let before = self.block_of(from, |c| &c.lit)?;
+        let after = self.block_of(b + DARK_GAP, |c| &c.lit)?;
+        (self.distance(&before, BLOCK, &after, BLOCK) >= MIN_CHANGE).then_some(Cut {
+            boundary: ShotBoundary {
+                start: b,
+                transition: Some((a, b)),
+            },
+            added: true,
+        })
+    }
+
     fn is_above(&self, i: u64) -> bool {
         i.checked_sub(self.above_base)
             .and_then(|k| self.above.get(k as usize).copied())
@@ -293,10 +399,15 @@ impl ColourCuts {
 
     /// Sum of the cumulative histograms of frames `from .. from + BLOCK`.
     fn block(&self, from: u64) -> Option<Cdf> {
+        self.block_of(from, |c| &c.cdf)
+    }
+
+    /// Sum of `which` histograms of frames `from .. from + BLOCK`.
+    fn block_of(&self, from: u64, which: fn(&Colours) -> &Cdf) -> Option<Cdf> {
         let first = from.checked_sub(self.cdf_base)? as usize;
         let mut sum = [0u32; 3 * BINS];
         for k in 0..BLOCK as usize {
-            let cdf = self.cdfs.get(first + k)?;
+            let cdf = which(self.cdfs.get(first + k)?);
             for (s, v) in sum.iter_mut().zip(cdf) {
                 *s += v;
             }
@@ -341,7 +452,7 @@ impl ColourCuts {
             .expect("judged frames have blocks");
         let after = self.block(t + GAP).expect("judged frames have blocks");
         let progress = |f: u64| {
-            let cdf = &self.cdfs[(f - self.cdf_base) as usize];
+            let cdf = &self.cdfs[(f - self.cdf_base) as usize].cdf;
             let a = self.distance(cdf, 1, &before, BLOCK);
             let b = self.distance(cdf, 1, &after, BLOCK);
             if a + b > 0.0 {
@@ -489,6 +600,67 @@ mod tests {
         // A still shot: no drift at all, no change either.
         let still = vec![view(0.0, WARM); 120];
         assert!(run(&still, &[0.0; 120], 10).is_empty());
+    }
+
+    /// 100 frames of the warm shot (panning), a 75-frame fade to black, 25 black frames, a
+    /// 75-frame fade in of `second` (panning on), 100 frames of it.
+    fn slow_fade_through_black(second: [f64; 3]) -> Vec<Vec<u8>> {
+        let scaled = |f: Vec<u8>, alpha: f64| -> Vec<u8> {
+            f.into_iter()
+                .map(|v| (f64::from(v) * alpha) as u8)
+                .collect()
+        };
+        let mut frames = Vec::new();
+        for i in 0..375 {
+            let x = i as f64 * 0.5;
+            frames.push(match i {
+                0..100 => view(x, WARM),
+                100..175 => scaled(view(x, WARM), (175 - i) as f64 / 75.0),
+                175..200 => vec![0; W * H * 3],
+                200..275 => scaled(view(x, second), (i - 199) as f64 / 75.0),
+                _ => view(x, second),
+            });
+        }
+        frames
+    }
+
+    #[test]
+    fn a_slow_fade_through_black_between_two_shots_is_one_cut() {
+        let frames = slow_fade_through_black(COLD);
+        let dark: Vec<usize> = (0..frames.len())
+            .filter(|&i| Colours::of(&frames[i]).1)
+            .collect();
+        let (a, b) = (dark[0] as u64, *dark.last().unwrap() as u64 + 1);
+        assert!(
+            a < 175 && b > 200,
+            "the dark run reaches into the fades: {a}..{b}"
+        );
+        for lag in [0, 75] {
+            let cuts = run(&frames, &vec![0.02; frames.len()], lag);
+            assert_eq!(
+                cuts,
+                [Cut {
+                    boundary: ShotBoundary {
+                        start: b,
+                        transition: Some((a, b))
+                    },
+                    added: true
+                }],
+                "lag {lag}"
+            );
+        }
+        // TransNetV2 saw the fade out: its cut stays, none is added.
+        let mut p = vec![0.02; frames.len()];
+        p[150..153].fill(0.7);
+        let cuts = run(&frames, &p, 30);
+        assert_eq!(cuts.len(), 1);
+        assert!(!cuts[0].added);
+    }
+
+    #[test]
+    fn a_shot_that_dips_to_black_and_back_stays_one_scene() {
+        let frames = slow_fade_through_black(WARM);
+        assert!(run(&frames, &vec![0.02; frames.len()], 40).is_empty());
     }
 
     #[test]
