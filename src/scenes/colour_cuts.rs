@@ -17,8 +17,9 @@
 //! * a cut is added at `t` when `change` >= [`MIN_CHANGE`], `change / drift` >= [`MIN_RATIO`],
 //!   the ratio is the largest within [`GAP`] frames, no frame of the compared blocks or between
 //!   them is one of TransNetV2's transition frames (those cuts are the reference's), and the
-//!   last added cut's new scene started more than [`GAP`] frames back. Its transition runs over the frames whose
-//!   colours are between the two sides' (progress 0.15 to 0.85), the new scene starting after.
+//!   last added cut's new scene started more than [`GAP`] frames back. Its transition runs
+//!   over the frames whose colours are between the two sides' (progress 0.15 to 0.85), the new
+//!   scene starting after.
 //!
 //! A second test covers slow fades through black, where neither TransNetV2 nor the drift
 //! ratio sees an edge (a 3 s fade out, 1 s of black, a 3 s fade in: every frame a little
@@ -30,9 +31,10 @@
 //! shot that dips to black and comes back stays one scene.
 //!
 //! Cuts arrive in frame order whatever found them: [`ColourCuts`] holds TransNetV2's
-//! boundaries until no added cut can come before them. A cut is decided about [`LOOKAHEAD`]
-//! frames after its moment; TransNetV2's probabilities come later than that, so the stage adds
-//! no delay of its own to a streaming run beyond holding a boundary until its window is judged.
+//! boundaries until no added cut can come before them. Frame `t` is judged once the frames up
+//! to `t + `[`LOOKAHEAD`] and the probabilities up to `t + GAP + BLOCK` are in, so a cut (of
+//! either kind) is given out about 45 probabilities after TransNetV2 alone would give it out;
+//! while a run of dark frames is open, cuts after its start wait for its end.
 //!
 //! The constants were chosen on the transitions benchmark's seed 1 (`scripts/
 //! transitions_bench.py`) and checked against 5 minutes of single-shot pans and zooms
@@ -71,7 +73,7 @@ const LIT_FLOOR: u64 = 8;
 const DRIFT_FLOOR: f64 = 1e-3;
 
 /// One frame's colours: the cumulative pixel counts of each channel's [`BINS`] bins.
-type Cdf = [u32; 3 * BINS];
+pub type Cdf = [u32; 3 * BINS];
 
 /// Frame `rgb`'s (packed RGB24) cumulative histograms.
 pub fn frame_cdf(rgb: &[u8]) -> Cdf {
@@ -536,8 +538,8 @@ mod tests {
             // What was promised as known holds for every cut given out later.
             pending.push((out.len(), stage.pending_from()));
         };
-        for i in 0..frames.len() {
-            stage.push_frame(&frames[i]);
+        for (i, frame) in frames.iter().enumerate() {
+            stage.push_frame(frame);
             if i >= lag {
                 feed(&mut stage, i - lag, &mut out);
             }

@@ -107,8 +107,9 @@ pub struct ShotStage {
     torch: &'static Torch,
     on: ModelOn,
     boundaries: ShotBoundaries,
-    /// `scenes.colour_cuts`: the second stage, which gives out every cut.
-    colour: Option<ColourCuts>,
+    /// `scenes.colour_cuts`: the second stage, which gives out every cut (boxed: the stage
+    /// is a variant of the scenes stage's detector enum, kept small).
+    colour: Option<Box<ColourCuts>>,
     /// Cuts the second stage gave out, to send.
     ready: Vec<Cut>,
     max_windows: usize,
@@ -129,7 +130,7 @@ impl ShotStage {
             boundaries: ShotBoundaries::new(cfg.threshold as f32, cfg.min_scene_frames),
             colour: cfg
                 .colour_cuts
-                .then(|| ColourCuts::new(cfg.threshold as f32, cfg.min_scene_frames)),
+                .then(|| Box::new(ColourCuts::new(cfg.threshold as f32, cfg.min_scene_frames))),
             ready: Vec::new(),
             max_windows: max_windows(device),
             source_path: info.path.clone(),
@@ -226,7 +227,7 @@ impl ShotStage {
             let pending = self
                 .colour
                 .as_ref()
-                .map_or(u64::MAX, ColourCuts::pending_from)
+                .map_or(u64::MAX, |c| c.pending_from())
                 .min(self.boundaries.pending_from()) as usize;
             let last = p.time.len() - 1;
             found.known_until(
