@@ -239,9 +239,7 @@ impl ShotStage {
         }
         Ok(())
     }
-}
 
-impl ShotStage {
     /// Sends the cuts the second stage gave out.
     fn send_ready(&mut self, p: &Probabilities, found: &mut FoundCuts) {
         for cut in self.ready.drain(..) {
