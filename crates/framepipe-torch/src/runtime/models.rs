@@ -56,7 +56,7 @@ fn proto_device(device: tch::Device) -> Device {
 
 /// The shot detector's precision: as configured, except that `auto` on a CPU that computes
 /// bf16 natively runs TransNetV2 in bf16. Measured (issue 31): the same cuts as fp32 on the
-/// transitions benchmark and every shared video, probabilities within 0.01, the model about
+/// transitions benchmark and every shared video, probabilities within 0.02, the model about
 /// 1.5x faster. Models with float outputs users keep (CLIP embeddings, VAE latents) stay fp32.
 pub fn shots_precision(device: tch::Device) -> Precision {
     match precision() {
