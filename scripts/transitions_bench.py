@@ -564,13 +564,15 @@ def framepipe_binary(arg: str | None) -> Path:
     return Path(target) / "release" / "framepipe" if target else REPO / "target" / "release" / "framepipe"
 
 
-def run_framepipe(videos, binary: Path, scenes: dict, device: str, work: Path, label: str):
+def run_framepipe(videos, binary: Path, scenes: dict, device: str, work: Path, label: str,
+                  precision: str = "auto"):
     if not binary.is_file() or not os.access(binary, os.X_OK):
         raise Unavailable(f"no framepipe binary at {binary} (cargo build --release, or --framepipe BIN)")
     out_root = work / "framepipe" / label
     out_root.mkdir(parents=True, exist_ok=True)
     pipeline = out_root / "pipeline.json"
-    pipeline.write_text(json.dumps({"scenes": scenes, "device": device}, indent=1) + "\n")
+    pipeline.write_text(json.dumps({"scenes": scenes, "device": device,
+                                    "runtime": {"precision": precision}}, indent=1) + "\n")
     env = dict(os.environ)
     try:  # libtorch from the venv's torch, in case the binary does not carry its path
         import torch
@@ -707,6 +709,8 @@ def main() -> int:
     p.add_argument("--framepipe-scenes", default='{"detector": "transnetv2"}',
                    help="JSON scenes section for the `framepipe` detector")
     p.add_argument("--framepipe-device", default="cpu")
+    p.add_argument("--framepipe-precision", default="auto",
+                   help="runtime.precision for the `framepipe` detector (auto, fp32, bf16, fp16)")
     p.add_argument("--json", default=None, help="write all results here")
     p.add_argument("--build-only", action="store_true", help="make the set, run no detector")
     args = p.parse_args()
@@ -734,7 +738,8 @@ def main() -> int:
                 preds, timing = run_transnetv2_ref(videos)
             elif name == "framepipe":
                 preds, timing = run_framepipe(videos, binary, json.loads(args.framepipe_scenes),
-                                              args.framepipe_device, work, name)
+                                              args.framepipe_device, work, name,
+                                              args.framepipe_precision)
             else:
                 preds, timing = run_framepipe(
                     videos, binary, {"detector": "content", "threshold": 27.0, "min_scene_frames": 15},

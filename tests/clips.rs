@@ -536,3 +536,53 @@ fn a_runs_clips_export_to_webdataset_and_parquet() {
         }
     }
 }
+
+/// The scene stage's news reaches its listeners (the encoder cutting clip files and writing
+/// chapters, the thumbs stage) over bounded channels. With one-frame queues (8 events per
+/// listener) every channel is full most of the time: the run must still end (under a watchdog)
+/// with the same scenes, clips, chapters and thumbnails as with the default queues.
+#[test]
+fn one_frame_queues_end_with_the_same_outputs() {
+    use common::watchdog::run_timed;
+    let d = tempdir().unwrap();
+    let input = d.path().join("scenes.mp4");
+    make_cut_clip(&input, "320x180", &SCENES, true, &[]);
+    let clips = r#"{"min_seconds": 1.0, "max_seconds": 3.0, "trim_seconds": 0.2}"#;
+    let outputs = [("default", 8), ("tight", 1)].map(|(name, queue)| {
+        let cfg = pipeline(
+            d.path(),
+            &format!("{name}.json"),
+            &format!(
+                r#"{{"normalize": {{"resolution": "720p"}}, "scenes": {{"detector": "content", "thumbnails": true}}, "clips": {clips}, "encode": {{"preset": "ultrafast", "audio": "copy"}}, "runtime": {{"queue_frames": {queue}}}, "device": "cpu"}}"#
+            ),
+        );
+        let out = d.path().join(name);
+        let mut cmd = framepipe();
+        cmd.args(["run", "--pipeline"]).arg(&cfg).arg("-o").arg(&out).arg(&input);
+        let ran = run_timed(cmd, d.path(), name, std::time::Duration::from_secs(240));
+        let status = ran.status.unwrap_or_else(|| panic!("{name}: still running after 240 s"));
+        assert!(status.success(), "{name}: {}", ran.stderr);
+        out
+    });
+    let facts = |out: &Path| {
+        let r = report(out, "scenes");
+        let windows: Vec<(u64, u64)> = clips_of(out, "scenes")
+            .iter()
+            .map(|c| (c.start_frame, c.end_frame))
+            .collect();
+        let chapters = ffprobe(&out.join("scenes/scenes.mp4"), &["-show_chapters"])["chapters"]
+            .as_array()
+            .unwrap()
+            .len();
+        let mut thumbs: Vec<String> = std::fs::read_dir(out.join("scenes/thumbs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        thumbs.sort();
+        (r["scenes"].clone(), windows, chapters, thumbs)
+    };
+    let (default, tight) = (facts(&outputs[0]), facts(&outputs[1]));
+    assert_eq!(default.2, 4, "one chapter per scene");
+    assert!(!default.1.is_empty() && !default.3.is_empty());
+    assert_eq!(default, tight);
+}

@@ -4,13 +4,15 @@
 //! reference's bytes, the stored probabilities are the reference's (within 1e-4 plus the f16
 //! storage's rounding), the scenes start where the reference's do and name the gradual
 //! transitions, also for a video shorter than one window and one whose size changes mid-stream;
-//! a bad weights folder stops the run before decoding.
+//! a bad weights folder stops the run before decoding. bf16 (forced, and what `auto` picks on a
+//! CPU with AVX-512 BF16) gives the same scenes, probabilities within 0.02.
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use framepipe_proto::Precision;
 use serde::Deserialize;
 
 fn script() -> PathBuf {
@@ -48,11 +50,29 @@ fn reference(video: &Path, dir: &Path) -> Reference {
 }
 
 fn shots_pipeline(dir: &Path, scenes: &str) -> PathBuf {
+    precision_pipeline(dir, scenes, "auto")
+}
+
+fn precision_pipeline(dir: &Path, scenes: &str, precision: &str) -> PathBuf {
     pipeline(
         dir,
-        "shots.json",
-        &format!(r#"{{"scenes": {scenes}, "device": "cpu"}}"#),
+        &format!("shots-{precision}.json"),
+        &format!(
+            r#"{{"scenes": {scenes}, "runtime": {{"precision": "{precision}"}}, "device": "cpu"}}"#
+        ),
     )
+}
+
+/// How far bf16 probabilities may be from the reference's fp32 ones (measured: at most 0.0195
+/// over the 4,365 frames of scripts/transitions_bench.py's default set, mean 0.0001).
+const BF16_BOUND: f32 = 0.02;
+
+/// Whether this CPU computes bf16 natively, read from the kernel's flags (not from framepipe's
+/// own detection).
+fn cpu_has_avx512_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|t| t.split_whitespace().any(|w| w == "avx512_bf16"))
+        .unwrap_or(false)
 }
 
 /// Where set-up converted the weights.
@@ -129,15 +149,21 @@ fn expected_scenes(r: &Reference) -> Vec<(u64, Option<(u64, u64)>)> {
     out
 }
 
-/// Runs the transnetv2 pipeline on `video` and checks everything against the reference; returns
-/// how many gradual transitions the report names.
+/// Runs the transnetv2 pipeline in fp32 on `video` and checks everything against the
+/// reference; returns how many gradual transitions the report names.
 fn run_and_compare(video: &Path, d: &Path) -> usize {
-    let cfg = shots_pipeline(d, r#"{"detector": "transnetv2"}"#);
-    let out = d.join("out");
+    run_and_compare_in(video, d, Precision::Fp32, &reference(video, d))
+}
+
+/// The same in `precision`: fp32 within the model's 1e-4 (and f16 storage), bf16 within
+/// [`BF16_BOUND`]; the scenes exactly the reference's either way.
+fn run_and_compare_in(video: &Path, d: &Path, precision: Precision, want: &Reference) -> usize {
+    let name = precision.name();
+    let cfg = precision_pipeline(d, r#"{"detector": "transnetv2"}"#, name);
+    let out = d.join(format!("out-{name}"));
     let o = run_pipeline(&cfg, &out, video);
     assert!(o.status.success(), "{}", stderr(&o));
     let stem = video.file_stem().unwrap().to_str().unwrap();
-    let want = reference(video, d);
     let report = typed_report(&out, stem);
     let file = out.join(stem).join("transitions.safetensors");
     let single = read_tensor(&file, "single").expect("single");
@@ -153,16 +179,22 @@ fn run_and_compare(video: &Path, d: &Path) -> usize {
     assert_eq!(index, (0..want.frames as i64).collect::<Vec<_>>());
     for (i, (&got, &r)) in single.values.iter().zip(&want.single).enumerate() {
         // f16 keeps 11 significant bits: half an ulp of the value, plus the model's 1e-4.
-        let allowed = 1e-4 + r.abs() * 2f32.powi(-11);
+        let model = if precision == Precision::Bf16 {
+            BF16_BOUND
+        } else {
+            1e-4
+        };
+        let allowed = model + r.abs() * 2f32.powi(-11);
         assert!(
             (got - r).abs() <= allowed,
-            "{stem} frame {i}: {got} vs reference {r}"
+            "{stem} frame {i} ({name}): {got} vs reference {r}"
         );
     }
     let transitions = report
         .transitions
         .as_ref()
         .expect("transitions in the report");
+    assert_eq!(transitions.precision, Some(precision));
     assert_eq!(transitions.frames as usize, want.frames);
     let got: Vec<(u64, Option<(u64, u64)>)> = report
         .scenes
@@ -174,7 +206,7 @@ fn run_and_compare(video: &Path, d: &Path) -> usize {
             )
         })
         .collect();
-    assert_eq!(got, expected_scenes(&want), "{stem}: scenes");
+    assert_eq!(got, expected_scenes(want), "{stem} ({name}): scenes");
     assert_eq!(
         report.scenes.last().unwrap().end_frame as usize,
         want.frames
@@ -195,6 +227,74 @@ fn scenes_and_probabilities_are_the_references() {
         std::fs::create_dir_all(&sub).unwrap();
         run_and_compare(&bikes, &sub);
     }
+}
+
+/// bf16 (forced, whatever the CPU) gives the reference's scenes on the transitions clip and on
+/// every shared video, probabilities within [`BF16_BOUND`].
+#[test]
+fn bf16_gives_the_references_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clip = d.join("transitions.mp4");
+    transitions_clip(&clip);
+    let mut videos = vec![clip];
+    for name in [
+        "bikes.mp4",
+        "bears.mp4",
+        "carphone_pristine.mp4",
+        "orangutan.mp4",
+    ] {
+        videos.extend(shared_media(name));
+    }
+    for (i, video) in videos.iter().enumerate() {
+        let sub = d.join(format!("v{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let want = reference(video, &sub);
+        run_and_compare_in(video, &sub, Precision::Bf16, &want);
+    }
+}
+
+/// `auto` runs TransNetV2 in bf16 exactly where the CPU has AVX-512 BF16 (read from
+/// /proc/cpuinfo here), and in fp32 when libtorch is narrowed to AVX2 (`ATEN_CPU_CAPABILITY`),
+/// as on a CPU without it; the cuts are the same.
+#[test]
+fn auto_precision_follows_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clip = d.join("transitions.mp4");
+    transitions_clip(&clip);
+    let cfg = shots_pipeline(d, r#"{"detector": "transnetv2"}"#);
+    let scenes_of = |report: &framepipe::output::report::Report| -> Vec<u64> {
+        report.scenes.iter().map(|s| s.start_frame).collect()
+    };
+    let native = if cpu_has_avx512_bf16() {
+        Precision::Bf16
+    } else {
+        Precision::Fp32
+    };
+    let mut seen = Vec::new();
+    for (label, narrowed, expected) in [("cpu", false, native), ("avx2", true, Precision::Fp32)] {
+        let out = d.join(label);
+        let mut cmd = framepipe();
+        cmd.args(["run", "--pipeline"])
+            .arg(&cfg)
+            .arg("-o")
+            .arg(&out)
+            .arg(&clip);
+        if narrowed {
+            cmd.env("ATEN_CPU_CAPABILITY", "avx2");
+        } else {
+            cmd.env_remove("ATEN_CPU_CAPABILITY");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report = typed_report(&out, "transitions");
+        let used = report.transitions.as_ref().unwrap().precision;
+        assert_eq!(used, Some(expected), "{label}");
+        seen.push(scenes_of(&report));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert!(seen[0].len() > 1, "the clip has cuts: {:?}", seen[0]);
 }
 
 #[test]

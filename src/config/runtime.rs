@@ -16,7 +16,8 @@ pub struct RuntimeConfig {
     /// Decoder threads; 0 = FFmpeg's choice.
     #[serde(default)]
     pub decode_threads: u32,
-    /// Model precision: `auto` (fp16 on CUDA, fp32 on the CPU), `fp32`, `fp16` or `bf16`
+    /// Model precision: `auto` (fp16 on CUDA, fp32 on the CPU, except the TransNetV2 shot
+    /// detector in bf16 on CPUs with AVX-512 BF16: the same cuts), `fp32`, `fp16` or `bf16`
     /// (several times faster on CPUs with AMX, at about 3 significant digits).
     #[serde(default)]
     pub precision: Precision,

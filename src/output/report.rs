@@ -129,6 +129,10 @@ pub struct TransitionsReport {
     pub file: String,
     /// The TransNetV2 folder.
     pub model: String,
+    /// What it computed in: `fp32`, or `bf16` (`runtime.precision` `auto` on a CPU with
+    /// native bf16, or `bf16` set), `fp16` on CUDA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<framepipe_proto::Precision>,
     pub frames: u64,
     /// Frames whose single-frame probability is above `scenes.threshold`.
     pub transition_frames: u64,

@@ -356,6 +356,7 @@ fn transitions(cfg: &PipelineConfig, out: &PipelineOutput) -> Option<Transitions
     Some(TransitionsReport {
         file: TRANSITIONS_FILE.to_string(),
         model: scenes.model_dir()?.display().to_string(),
+        precision: Some(p.precision),
         frames: p.single.len() as u64,
         transition_frames: p
             .single

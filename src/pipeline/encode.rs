@@ -46,8 +46,6 @@ pub struct EncodeStats {
 pub struct ClipCutting {
     pub dir: PathBuf,
     pub rules: ClipRules,
-    /// The scene stage's cuts as they are found, and how far they are known.
-    pub events: Receiver<SceneEvent>,
     /// At most this many frames wait for the clip boundaries to be known.
     pub max_waiting: usize,
 }
@@ -64,10 +62,73 @@ pub struct EncodeStage {
     pub cancel: Cancel,
 }
 
+/// The scene stage's news as the encoder hears it: every cut so far (the chapters), and
+/// whether the list is complete. The channel is bounded, so the encoder hears it whenever it
+/// waits for anything (the scene stage must never wait long on a full channel).
+struct SceneNewsIn {
+    rx: Option<Receiver<SceneEvent>>,
+    cuts: Vec<SceneCut>,
+    complete: bool,
+}
+
+impl SceneNewsIn {
+    fn new(rx: Option<Receiver<SceneEvent>>) -> SceneNewsIn {
+        SceneNewsIn {
+            complete: rx.is_none(),
+            rx,
+            cuts: Vec::new(),
+        }
+    }
+
+    /// One event: a cut is kept, the end noted, and both passed to the frames waiting for
+    /// their clip roles.
+    fn hear(&mut self, event: SceneEvent, waiting: Option<&mut Waiting>) {
+        match event {
+            SceneEvent::Cut(cut) => self.cuts.push(cut),
+            SceneEvent::KnownUntil { source_index, .. } => {
+                self.complete |= source_index == u64::MAX;
+            }
+        }
+        if let Some(w) = waiting {
+            w.hear(event);
+        }
+    }
+
+    /// Everything already queued, without waiting.
+    fn drain(&mut self, mut waiting: Option<&mut Waiting>) {
+        while let Some(event) = self.rx.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            self.hear(event, waiting.as_deref_mut());
+        }
+    }
+
+    /// Waits until every cut is known or the scene stage is gone (it stops at its end).
+    fn until_complete(&mut self, mut waiting: Option<&mut Waiting>) {
+        while !self.complete {
+            let Some(event) = self.rx.as_ref().and_then(|rx| rx.recv().ok()) else {
+                break;
+            };
+            self.hear(event, waiting.as_deref_mut());
+        }
+        self.rx = None;
+        if let Some(w) = waiting {
+            // Complete, or the scene stage stopped without finishing (its error is reported).
+            w.boundaries.complete();
+        }
+    }
+
+    /// The cuts, once all are known; a scene stage that stopped early failed (its error is
+    /// the one reported).
+    fn into_cuts(self) -> Result<Vec<SceneCut>> {
+        match self.complete {
+            true => Ok(self.cuts),
+            false => Err(Error::Cancelled { stage: "encode" }),
+        }
+    }
+}
+
 /// Frames waiting for their clip role, and what decides it.
 struct Waiting {
     boundaries: LiveBoundaries,
-    events: Receiver<SceneEvent>,
     frames: std::collections::VecDeque<Arc<NormFrame>>,
     max: usize,
     /// Output frames given to the encoder.
@@ -77,37 +138,23 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Takes the scene stage's news; `block`: wait until every cut is known.
-    fn hear(&mut self, block: bool) {
-        loop {
-            let event = if block {
-                self.events.recv().ok()
-            } else {
-                self.events.try_recv().ok()
-            };
-            let Some(event) = event else {
-                if block {
-                    // The scene stage stopped without finishing (its error is reported).
+    /// The scene stage's news: a clip boundary, or how far boundaries are known.
+    fn hear(&mut self, event: SceneEvent) {
+        match event {
+            SceneEvent::Cut(cut) => {
+                let frame = self.on_output(cut.source_index, cut.time);
+                let transition_start = cut
+                    .transition
+                    .map_or(frame, |t| self.on_output(t.start_index, t.start_time));
+                self.boundaries.cut(LiveCut {
+                    frame,
+                    transition_start,
+                });
+            }
+            SceneEvent::KnownUntil { source_index, time } => {
+                if source_index == u64::MAX {
                     self.boundaries.complete();
-                }
-                return;
-            };
-            match event {
-                SceneEvent::Cut(cut) => {
-                    let frame = self.on_output(cut.source_index, cut.time);
-                    let transition_start = cut
-                        .transition
-                        .map_or(frame, |t| self.on_output(t.start_index, t.start_time));
-                    self.boundaries.cut(LiveCut {
-                        frame,
-                        transition_start,
-                    });
-                }
-                SceneEvent::KnownUntil { source_index, time } => {
-                    if source_index == u64::MAX {
-                        self.boundaries.complete();
-                        return;
-                    }
+                } else {
                     let bound = self.on_output(source_index, time);
                     self.boundaries.known_until(bound);
                 }
@@ -141,31 +188,41 @@ impl Waiting {
 }
 
 impl EncodeStage {
+    /// `news`: the scene stage's events when it runs (the chapters; the clip boundaries when
+    /// clip files are cut).
     pub fn run(
         mut self,
         frames: Receiver<Arc<NormFrame>>,
         audio: Option<Receiver<ff::Packet>>,
-        cuts: Option<Receiver<Vec<SceneCut>>>,
+        news: Option<Receiver<SceneEvent>>,
     ) -> Result<EncodeStats> {
         let mut timer = BusyTimer::default();
         let (mut muxer, mut waiting) = self.open(&mut timer)?;
+        let mut news = SceneNewsIn::new(news);
         let mut audio = audio;
         let mut frames = Some(frames);
         let mut last_time = None::<f64>;
         let mut received = 0u64;
-        // Take frames and audio packets in whatever order they come until both have ended.
+        // Take frames, audio packets and scene news in whatever order they come until the
+        // frames and the audio have ended.
         while frames.is_some() || audio.is_some() {
             self.cancel.check("encode")?;
             let never = crossbeam_channel::never();
             let frame_rx = frames.as_ref().unwrap_or(&never);
             let never_audio = crossbeam_channel::never();
             let audio_rx = audio.as_ref().unwrap_or(&never_audio);
+            let never_news = crossbeam_channel::never();
+            let news_rx = news.rx.clone().unwrap_or(never_news);
             select! {
                 recv(frame_rx) -> msg => match msg {
                     Ok(norm) => {
                         last_time = Some(norm.time);
                         received += 1;
-                        self.take(&mut muxer, &mut timer, waiting.as_mut(), norm)?;
+                        if let Some(w) = &mut waiting {
+                            w.frames.push_back(norm);
+                        } else {
+                            self.encode(&mut muxer, &mut timer, &norm, FrameRole::Free)?;
+                        }
                     }
                     Err(_) => frames = None,
                 },
@@ -175,12 +232,22 @@ impl EncodeStage {
                     }
                     Err(_) => audio = None,
                 },
+                recv(news_rx) -> msg => match msg {
+                    Ok(event) => news.hear(event, waiting.as_mut()),
+                    Err(_) => news.rx = None,
+                },
+            }
+            news.drain(waiting.as_mut());
+            if let Some(w) = &mut waiting {
+                for (norm, role) in w.ready(None) {
+                    self.encode(&mut muxer, &mut timer, &norm, role)?;
+                }
             }
         }
+        // The video is over: once every cut is known, the last frames' roles are too.
+        news.until_complete(waiting.as_mut());
         let mut undecided_frames = 0;
         if let Some(w) = &mut waiting {
-            // The video is over: once every cut is known, the last frames' roles are too.
-            w.hear(true);
             for (norm, role) in w.ready(Some(received)) {
                 self.encode(&mut muxer, &mut timer, &norm, role)?;
             }
@@ -189,7 +256,7 @@ impl EncodeStage {
         let duration = last_time
             .map(|t| t + 1.0 / f64::from(self.video.frame_rate))
             .unwrap_or(0.0);
-        self.finish(muxer, timer, cuts, duration, undecided_frames)
+        self.finish(muxer, timer, news.into_cuts()?, duration, undecided_frames)
     }
 
     /// The muxer, cutting clip files as it goes when the plan makes them (then frames wait
@@ -211,7 +278,6 @@ impl EncodeStage {
         })?;
         let waiting = Waiting {
             boundaries: LiveBoundaries::new(clips.rules),
-            events: clips.events,
             frames: Default::default(),
             max: clips.max_waiting,
             sent: 0,
@@ -219,26 +285,6 @@ impl EncodeStage {
             fps: self.fps,
         };
         Ok((muxer, Some(waiting)))
-    }
-
-    /// A frame in: encoded now, or queued until its clip role is known (and whatever became
-    /// known meanwhile encoded).
-    fn take(
-        &self,
-        muxer: &mut Muxer,
-        timer: &mut BusyTimer,
-        waiting: Option<&mut Waiting>,
-        norm: Arc<NormFrame>,
-    ) -> Result<()> {
-        let Some(w) = waiting else {
-            return self.encode(muxer, timer, &norm, FrameRole::Free);
-        };
-        w.frames.push_back(norm);
-        w.hear(false);
-        for (norm, role) in w.ready(None) {
-            self.encode(muxer, timer, &norm, role)?;
-        }
-        Ok(())
     }
 
     fn encode(
@@ -262,19 +308,11 @@ impl EncodeStage {
         &self,
         muxer: Muxer,
         mut timer: BusyTimer,
-        cuts: Option<Receiver<Vec<SceneCut>>>,
+        cuts: Vec<SceneCut>,
         duration: f64,
         undecided_frames: u64,
     ) -> Result<EncodeStats> {
         let frames_written = muxer.frames_in;
-        // Chapters need the scene cuts: the scene stage is faster than encoding, so this wait is
-        // short; a closed channel means it failed (its error is the one reported).
-        let cuts = match cuts {
-            Some(rx) => rx
-                .recv()
-                .map_err(|_| Error::Cancelled { stage: "encode" })?,
-            None => Vec::new(),
-        };
         let chapters: Vec<Chapter> = scenes_on_output(&cuts, self.fps, frames_written, duration)
             .iter()
             .map(|scene| Chapter {

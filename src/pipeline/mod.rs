@@ -1,21 +1,24 @@
 //! Wiring of one input's stages: threads joined by bounded crossbeam channels.
 //!
 //! ```text
-//! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ cuts (chapters; live for per_scene
-//!          │                                                │ and, with clips, for the encoder)
-//!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤ (+ clip files)
-//!          │                         ├──► tagging ◄─────────┤
+//! decode ──┬──► scenes (HSV content, or TransNetV2) ────────┐ scene news (SceneEvent: each cut
+//!          │                                                │ as found, how far cuts are known)
+//!          ├──► normalize (canvas) ──┬──► encode + mux ◄────┤ (chapters; clip files)
+//!          │                         ├──► tagging ◄─────────┤ (per_scene sampling)
 //!          │                         ├──► thumbs ◄──────────┘ (scene thumbnails, JPEG)
 //!          │                         └──► vae ──► latent shards
 //!          └──► audio packets ──► encode + mux
 //! ```
-//! Without scenes and encode, normalize can make its canvases on the model device
+//! Each stage is built from the plan the same way ([`build::FromPlan`]); a stage the plan does
+//! not have gets no channel. Every channel is bounded (frames: `runtime.queue_frames`; audio:
+//! [`AUDIO_PACKETS`]; scene news: [`SceneNews`]). Without scenes and encode, normalize can make its canvases on the model device
 //! (`runtime.device_frames`); tagging and vae then take them by handle.
 //! A decoded frame is shared by `Arc`, never copied per consumer. End of stream is the sender
 //! being dropped. Every stage returns a `Result`; the first real error raises the shared cancel
 //! flag, the others stop at their next frame, and the root cause is the one reported. A panic in
 //! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
 pub mod annotate;
+pub mod build;
 pub mod decode;
 pub mod encode;
 pub mod frame_batch;
@@ -34,9 +37,16 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use ffmpeg_next as ff;
 
 use crate::error::{Error, Result};
+use build::FromPlan;
+use decode::DecodeStage;
+use encode::EncodeStage;
+use normalize::NormalizeStage;
 pub use plan::Plan;
-use scenes::{SceneCut, SceneEvent};
+use scenes::{SceneEvent, SceneStage};
 use stage::Cancel;
+use tagging::TaggingStage;
+use thumbs::ThumbStage;
+use vae::VaeStage;
 
 /// Where and how the vae stage writes latents.
 #[derive(Debug, Clone)]
@@ -72,111 +82,73 @@ pub fn run(plan: &Plan, progress: &indicatif::ProgressBar) -> Result<PipelineOut
 
 type Tx<T> = Option<Sender<T>>;
 type Rx<T> = Option<Receiver<T>>;
-/// Both ends of a channel that exists only when the plan needs it.
-type Ends<T> = (Tx<T>, Rx<T>);
-/// The encode stage and what it reads: canvases, audio packets, the final cut list.
+
+/// The encode stage and what it reads: canvases, audio packets, the scene stage's news.
 type EncodeEnds = (
-    encode::EncodeStage,
+    EncodeStage,
     Receiver<Canvas>,
     Rx<ff::Packet>,
-    Rx<Vec<SceneCut>>,
+    Rx<SceneEvent>,
 );
 
 /// Every stage the plan has, built, with the channel ends it runs on.
 struct Ready {
-    decode: (decode::DecodeStage, Tx<Frame>, Tx<Frame>, Tx<ff::Packet>),
-    scenes: Option<(scenes::SceneStage, Receiver<Frame>, SceneListeners)>,
-    normalize: Option<(
-        normalize::NormalizeStage,
-        Receiver<Frame>,
-        Vec<Sender<Canvas>>,
-    )>,
+    decode: (DecodeStage, Tx<Frame>, Tx<Frame>, Tx<ff::Packet>),
+    scenes: Option<(SceneStage, Receiver<Frame>, Vec<Sender<SceneEvent>>)>,
+    normalize: Option<(NormalizeStage, Receiver<Frame>, Vec<Sender<Canvas>>)>,
     encode: Option<EncodeEnds>,
-    tagging: Option<(tagging::TaggingStage, Receiver<Canvas>, Rx<u64>)>,
-    vae: Option<(vae::VaeStage, Receiver<Canvas>)>,
-    thumbs: Option<(thumbs::ThumbStage, Receiver<Canvas>)>,
+    tagging: Option<(TaggingStage, Receiver<Canvas>, Rx<SceneEvent>)>,
+    vae: Option<(VaeStage, Receiver<Canvas>)>,
+    thumbs: Option<(ThumbStage, Receiver<Canvas>, Rx<SceneEvent>)>,
 }
 
 type Frame = Arc<crate::media::decode::SourceFrame>;
 type Canvas = Arc<normalize::NormFrame>;
 
-/// Where the scenes stage sends its news, and whether it measures motion (for clips).
-struct SceneListeners {
-    chapters: Tx<Vec<SceneCut>>,
-    live_cuts: Tx<u64>,
-    events: Vec<Sender<SceneEvent>>,
-    motion: bool,
-}
-
 impl Ready {
-    /// Opens the input, makes the channels the plan needs (bounded by
-    /// `runtime.queue_frames` for frames) and builds each stage on its ends.
+    /// Opens the input, builds each stage the plan has ([`FromPlan`]) and gives it its channel
+    /// ends: frames and canvases bounded by `runtime.queue_frames`, audio packets by
+    /// [`AUDIO_PACKETS`], the scene stage's news by [`SceneNews`].
     fn wire(plan: &Plan, progress: &indicatif::ProgressBar, cancel: &Cancel) -> Result<Ready> {
-        let (queue, info) = (plan.config.runtime.queue_frames, plan.info);
-        let (scene_tx, scenes) = channel_for(plan.scenes, queue);
-        let (norm_in_tx, normalize) = channel_for(plan.wants_canvas().then_some(()), queue);
-        let (norm_out_tx, encode) = channel_for(plan.encode.as_ref(), queue);
-        let (clip_tx, clip) = channel_for(plan.tagging.as_ref(), queue);
-        let (vae_tx, vae) = channel_for(plan.vae.as_ref(), queue);
-        let (thumbs_tx, thumbs) = channel_for(plan.thumbs.as_ref(), queue);
-        let news = SceneNews::new(plan);
-        // Audio packets are small; the encode stage selects over them and frames, so this
-        // queue never blocks decoding for long.
-        let wants_audio = plan.encode.as_ref().is_some_and(|e| e.audio);
-        let (audio_tx, audio_rx) = channel_if(wants_audio, AUDIO_PACKETS);
-        let decode = decode::DecodeStage::open(
+        let queue = plan.config.runtime.queue_frames;
+        let source = DecodeStage::open(
             plan.input,
-            info,
+            plan.info,
             plan.config,
             plan.decode,
             cancel.clone(),
             progress.clone(),
         )?;
-        let scenes = match scenes {
-            Some((cfg, rx)) => {
-                let stage = scenes::SceneStage::new(cfg, info, plan.device, cancel.clone())?;
-                let listeners = SceneListeners {
-                    chapters: news.chapters.0,
-                    live_cuts: news.live_cuts.0,
-                    events: news
-                        .clip_events
-                        .0
-                        .into_iter()
-                        .chain(news.thumb_events.0)
-                        .collect(),
-                    motion: plan.clips.is_some(),
-                };
-                Some((stage, rx, listeners))
-            }
-            None => None,
-        };
-        let encode = encode.map(|(out, rx)| {
-            let stage = encode_stage(plan, &decode, out, news.clip_events.1, cancel);
-            (stage, rx, audio_rx, news.chapters.1)
+        let (scene_tx, scenes) = channel_for(SceneStage::from_plan(plan, &source, cancel)?, queue);
+        let (norm_in_tx, normalize) =
+            channel_for(NormalizeStage::from_plan(plan, &source, cancel)?, queue);
+        let (encode_tx, encode) =
+            channel_for(EncodeStage::from_plan(plan, &source, cancel)?, queue);
+        let (tagging_tx, tagging) =
+            channel_for(TaggingStage::from_plan(plan, &source, cancel)?, queue);
+        let (vae_tx, vae) = channel_for(VaeStage::from_plan(plan, &source, cancel)?, queue);
+        let (thumbs_tx, thumbs) = channel_for(ThumbStage::from_plan(plan, &source, cancel)?, queue);
+        // Audio packets are small; the encode stage selects over them and frames, so this
+        // queue never blocks decoding for long.
+        let copies_audio = plan.encode.as_ref().filter(|e| e.audio);
+        let (audio_tx, audio_rx) = channel_for(copies_audio, AUDIO_PACKETS);
+        let mut news = SceneNews::new(scenes.is_some(), queue);
+        let live_cuts = plan.tagging.as_ref().is_some_and(|t| t.live_cuts);
+        let encode = encode.map(|(stage, rx)| {
+            let audio = audio_rx.map(|(_, rx)| rx);
+            (stage, rx, audio, news.subscribe())
         });
-        let thumbs = thumbs.map(|(out, rx)| {
-            (
-                thumbs_stage(plan, &decode, out, news.thumb_events.1, cancel),
-                rx,
-            )
+        let tagging = tagging.map(|(stage, rx)| {
+            let cuts = live_cuts.then(|| news.subscribe()).flatten();
+            (stage, rx, cuts)
         });
-        let normalize = normalize.map(|((), rx)| {
-            let tx = norm_out_tx
-                .into_iter()
-                .chain(clip_tx)
-                .chain(vae_tx)
-                .chain(thumbs_tx);
-            (normalize_stage(plan, cancel), rx, tx.collect())
-        });
-        let tagging = clip.map(|(clip, rx)| {
-            let stage = clip.stage(plan.device, &info.path, cancel.clone());
-            (stage, rx, news.live_cuts.1)
-        });
-        let vae = vae.map(|(vae, rx)| (vae.stage(plan.device, &info.path, cancel.clone()), rx));
+        let thumbs = thumbs.map(|(stage, rx)| (stage, rx, news.subscribe()));
+        let canvas_out = encode_tx.into_iter().chain(tagging_tx).chain(vae_tx);
         Ok(Ready {
-            decode: (decode, scene_tx, norm_in_tx, audio_tx),
-            scenes,
-            normalize,
+            decode: (source, scene_tx, norm_in_tx, audio_tx),
+            scenes: scenes.map(|(stage, rx)| (stage, rx, news.listeners)),
+            normalize: normalize
+                .map(|(stage, rx)| (stage, rx, canvas_out.chain(thumbs_tx).collect())),
             encode,
             tagging,
             vae,
@@ -194,26 +166,24 @@ impl Ready {
         let decode = spawn(scope, "decode", cancel, move || {
             stage.run(scene_tx, norm_in_tx, audio_tx)
         });
-        let scenes = self.scenes.map(|(stage, rx, to)| {
-            spawn(scope, "scenes", cancel, move || {
-                stage.run(rx, to.chapters, to.live_cuts, to.events, to.motion)
-            })
+        let scenes = self.scenes.map(|(stage, rx, listeners)| {
+            spawn(scope, "scenes", cancel, move || stage.run(rx, listeners))
         });
         let normalize = self
             .normalize
             .map(|(stage, rx, tx)| spawn(scope, "normalize", cancel, move || stage.run(rx, tx)));
-        let encode = self.encode.map(|(stage, rx, audio, cuts)| {
-            spawn(scope, "encode", cancel, move || stage.run(rx, audio, cuts))
+        let encode = self.encode.map(|(stage, rx, audio, news)| {
+            spawn(scope, "encode", cancel, move || stage.run(rx, audio, news))
         });
         let tagging = self
             .tagging
-            .map(|(stage, rx, live)| spawn(scope, "clip", cancel, move || stage.run(rx, live)));
+            .map(|(stage, rx, cuts)| spawn(scope, "clip", cancel, move || stage.run(rx, cuts)));
         let vae = self
             .vae
             .map(|(stage, rx)| spawn(scope, "vae", cancel, move || stage.run(rx)));
         let thumbs = self
             .thumbs
-            .map(|(stage, rx)| spawn(scope, "thumbs", cancel, move || stage.run(rx)));
+            .map(|(stage, rx, news)| spawn(scope, "thumbs", cancel, move || stage.run(rx, news)));
         Joined {
             decode: join("decode", decode),
             thumbs: thumbs.map(|h| join("thumbs", h)),
@@ -226,100 +196,40 @@ impl Ready {
     }
 }
 
-/// The normalize stage, making its canvases on the model device when the plan says so.
-fn normalize_stage(plan: &Plan, cancel: &Cancel) -> normalize::NormalizeStage {
-    let canvas_maker = match plan.frames {
-        plan::Frames::Device(torch) => Some((torch, plan.device)),
-        plan::Frames::Host => None,
-    };
-    normalize::NormalizeStage::new(
-        &plan.config.normalize,
-        plan.info,
-        canvas_maker,
-        cancel.clone(),
-    )
-}
-
 /// Audio packets the decoder may queue ahead of the encoder.
 const AUDIO_PACKETS: usize = 256;
 
-/// What the scenes stage tells the others while it runs, each channel only where the plan has
-/// its listener. The chapter list goes once (capacity 1). The cut news is unbounded on
-/// purpose: it is at most one message per decoded frame, and the scene stage must never wait
-/// on a listener that waits on it (the encoder holds frames until clip boundaries are known).
+/// Scene events queued per listener, per frame of `runtime.queue_frames`: a frame brings at
+/// most two (a cut, and how far cuts are known), and a TransNetV2 call a few more at once.
+const SCENE_NEWS_PER_QUEUED_FRAME: usize = 8;
+
+/// The scene stage's listeners, one bounded channel each (`8 × runtime.queue_frames` events:
+/// 64 by default). It cannot deadlock: every listener (encode, tagging, thumbs) selects over
+/// its frames and its news whenever it waits, so a full channel only makes the scene stage
+/// wait for work in progress to end. Without a scene stage nobody subscribes.
 struct SceneNews {
-    /// The final cuts, for the encoder's chapters.
-    chapters: Ends<Vec<SceneCut>>,
-    /// Cut frames as they are found, for per-scene CLIP sampling.
-    live_cuts: Ends<u64>,
-    /// Cuts and how far they are known, for the encoder cutting clip files.
-    clip_events: Ends<SceneEvent>,
-    /// The same news for the thumbs stage.
-    thumb_events: Ends<SceneEvent>,
+    scenes: bool,
+    capacity: usize,
+    listeners: Vec<Sender<SceneEvent>>,
 }
 
 impl SceneNews {
-    fn new(plan: &Plan) -> SceneNews {
-        let scenes = plan.scenes.is_some();
-        let cuts_clip_files = plan.clips.as_ref().is_some_and(|c| c.dir.is_some());
+    fn new(scenes: bool, queue_frames: usize) -> SceneNews {
         SceneNews {
-            chapters: channel_if(plan.encode.is_some() && scenes, 1),
-            live_cuts: unbounded_if(plan.tagging.as_ref().is_some_and(|c| c.live_cuts)),
-            clip_events: unbounded_if(cuts_clip_files),
-            thumb_events: unbounded_if(plan.thumbs.is_some() && scenes),
+            scenes,
+            capacity: SCENE_NEWS_PER_QUEUED_FRAME * queue_frames.max(1),
+            listeners: Vec::new(),
         }
     }
-}
 
-/// The encode stage of `out`; it cuts clip files as it goes when the plan makes them.
-fn encode_stage(
-    plan: &Plan,
-    decode: &decode::DecodeStage,
-    out: &plan::EncodePlan,
-    events: Option<Receiver<SceneEvent>>,
-    cancel: &Cancel,
-) -> encode::EncodeStage {
-    let video = decode.video_settings(plan.config);
-    let max_waiting = max_waiting_frames(video.width, video.height);
-    let clip_files = plan
-        .clips
-        .as_ref()
-        .and_then(|c| c.dir.clone().map(|d| (c.rules, d)));
-    encode::EncodeStage {
-        path: out.path.clone(),
-        config: out.config.clone(),
-        video,
-        audio: decode.audio_source().filter(|_| out.audio),
-        audio_offset: decode.audio_offset(),
-        fps: plan.config.normalize.fps,
-        clips: clip_files
-            .zip(events)
-            .map(|((rules, dir), events)| encode::ClipCutting {
-                dir,
-                rules,
-                events,
-                max_waiting,
-            }),
-        cancel: cancel.clone(),
-    }
-}
-
-/// The thumbs stage writing into `out`.
-fn thumbs_stage(
-    plan: &Plan,
-    decode: &decode::DecodeStage,
-    out: &std::path::Path,
-    events: Option<Receiver<SceneEvent>>,
-    cancel: &Cancel,
-) -> thumbs::ThumbStage {
-    let video = decode.video_settings(plan.config);
-    thumbs::ThumbStage {
-        out: out.to_path_buf(),
-        fps: plan.config.normalize.fps,
-        nominal_fps: plan::output_fps(plan.config, plan.info),
-        events,
-        max_waiting: max_waiting_frames(video.width, video.height),
-        cancel: cancel.clone(),
+    /// A listener's end: every cut as it is found, how far cuts are known, and that all are.
+    fn subscribe(&mut self) -> Rx<SceneEvent> {
+        if !self.scenes {
+            return None;
+        }
+        let (tx, rx) = bounded(self.capacity);
+        self.listeners.push(tx);
+        Some(rx)
     }
 }
 
@@ -366,19 +276,11 @@ impl Joined {
     }
 }
 
-/// How many normalized frames the encoder may hold while clip boundaries are being decided: a
-/// budget of 512 MiB of yuv420p canvases (about 380 at 720p, 170 at 1080p), enough for
-/// TransNetV2's delay (up to 125 frames with two windows per call) plus the trim.
-fn max_waiting_frames(width: u32, height: u32) -> usize {
-    let bytes = (width as usize * height as usize * 3 / 2).max(1);
-    ((512usize << 20) / bytes).clamp(64, 1024)
-}
-
 /// A stage's plan with the receiving end of its input channel.
 type StageInput<P, T> = Option<(P, Receiver<T>)>;
 
-/// A bounded channel for a stage that exists: the sender for its upstream, and the stage's
-/// plan with the receiver; nothing for a stage the plan does not have.
+/// A bounded channel for a stage that exists: the sender for its upstream, and the stage
+/// with the receiver; nothing for a stage the plan does not have.
 fn channel_for<P, T>(stage: Option<P>, capacity: usize) -> (Option<Sender<T>>, StageInput<P, T>) {
     match stage {
         Some(plan) => {
@@ -386,24 +288,6 @@ fn channel_for<P, T>(stage: Option<P>, capacity: usize) -> (Option<Sender<T>>, S
             (Some(tx), Some((plan, rx)))
         }
         None => (None, None),
-    }
-}
-
-fn unbounded_if<T>(enabled: bool) -> (Option<Sender<T>>, Option<Receiver<T>>) {
-    if enabled {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    }
-}
-
-fn channel_if<T>(enabled: bool, capacity: usize) -> (Option<Sender<T>>, Option<Receiver<T>>) {
-    if enabled {
-        let (tx, rx) = bounded(capacity);
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::frame_batch::FrameBatch;
 use super::normalize::{Canvas, NormFrame};
+use super::scenes::SceneEvent;
 use super::stage::{BusyTimer, Cancel};
 use crate::config::TaggingConfig;
 use crate::error::{Error, Result};
@@ -165,12 +166,12 @@ fn sampled(
 }
 
 impl TaggingStage {
-    /// `cuts`: scene cuts (source frame indices) as the scene stage finds them; required by
-    /// `per_scene` sampling, unused otherwise.
+    /// `cuts`: the scene stage's news as it finds cuts; required by `per_scene` sampling,
+    /// unused otherwise.
     pub fn run(
         self,
         rx: Receiver<Arc<NormFrame>>,
-        cuts: Option<Receiver<u64>>,
+        cuts: Option<Receiver<SceneEvent>>,
     ) -> Result<TaggingOutput> {
         let torch = Torch::get()
             .map_err(|m| Error::input(&self.source_path, format!("CLIP needs libtorch: {m}")))?;
@@ -200,8 +201,8 @@ impl TaggingStage {
                 },
                 recv(cut_rx) -> msg => {
                     match (msg, per_scene.as_mut()) {
-                        (Ok(c), Some(ps)) => ps.cuts.push_back(c),
-                        (Ok(_), None) => {}
+                        (Ok(SceneEvent::Cut(c)), Some(ps)) => ps.cuts.push_back(c.source_index),
+                        (Ok(_), _) => {}
                         (Err(_), _) => cuts = None,
                     }
                     None

@@ -174,20 +174,24 @@ pub struct ThumbStage {
     pub fps: Option<f64>,
     /// The output's nominal rate (the picking tolerance).
     pub nominal_fps: f64,
-    /// Cuts as they are found; `None`: no scene detection, the video is one scene.
-    pub events: Option<Receiver<SceneEvent>>,
     /// Frames that may wait for the scene stage's decision.
     pub max_waiting: usize,
     pub cancel: Cancel,
 }
 
 impl ThumbStage {
-    pub fn run(self, rx: Receiver<Arc<NormFrame>>) -> Result<ThumbsOutput> {
+    /// `events`: the scene stage's cuts as they are found; `None`: no scene detection, the
+    /// video is one scene.
+    pub fn run(
+        self,
+        rx: Receiver<Arc<NormFrame>>,
+        events: Option<Receiver<SceneEvent>>,
+    ) -> Result<ThumbsOutput> {
         let dir = self.out.join(THUMBS_DIR);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(&dir, "creating the thumbnails folder", e))?;
-        let mut picking = Picking::new(dir, &self);
-        let mut events = self.events;
+        let mut picking = Picking::new(dir, &self, events.is_some());
+        let mut events = events;
         let mut frames_open = true;
         loop {
             self.cancel.check("thumbs")?;
@@ -252,7 +256,7 @@ struct Picking {
 }
 
 impl Picking {
-    fn new(dir: PathBuf, stage: &ThumbStage) -> Picking {
+    fn new(dir: PathBuf, stage: &ThumbStage, hears_cuts: bool) -> Picking {
         Picking {
             dir,
             fps: stage.fps,
@@ -263,7 +267,7 @@ impl Picking {
             writer: None,
             live: None,
             cuts: BTreeSet::new(),
-            known_until: if stage.events.is_some() { 0 } else { u64::MAX },
+            known_until: if hears_cuts { 0 } else { u64::MAX },
             waiting: VecDeque::new(),
             taken_until: 0,
             scenes: 0,

@@ -13,7 +13,7 @@ use crate::error::TorchError;
 use crate::ops::{CallOp, Op};
 
 /// Bumped whenever a request, a reply or the entry-point table changes shape.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;
 
 /// The one symbol the binary looks up: `extern "C" fn() -> *const EntryPoints`.
 pub const ENTRY_SYMBOL: &[u8] = b"framepipe_torch_entry_points\0";

@@ -655,13 +655,15 @@ pub struct ShotsInfo {
 op!(ShotsInfo => ShotsFacts);
 
 /// How the shot model reads a video: windows of `window` frames every `step` frames, each
-/// predicting its frames `context .. context + step`.
+/// predicting its frames `context .. context + step`; and the precision it runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShotsFacts {
     pub window: u32,
     pub step: u32,
     pub context: u32,
+    /// Never `auto`: what the configured precision means for this model on this device and CPU.
+    pub precision: crate::Precision,
 }
 
 /// Transition probabilities of TransNetV2 windows. The frames (by pointer) are `frames`

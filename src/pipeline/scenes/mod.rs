@@ -63,6 +63,8 @@ pub struct SceneCuts {
 /// The scenes stage: the configured detector, fed every decoded frame.
 pub struct SceneStage {
     detector: Detector,
+    /// Measure every frame's motion (the pipeline makes clips; their scores need it).
+    motion: bool,
     cancel: Cancel,
 }
 
@@ -72,10 +74,12 @@ enum Detector {
 }
 
 impl SceneStage {
+    /// `motion`: measure every frame's motion, for clips' scores.
     pub fn new(
         cfg: &ScenesConfig,
         info: &SourceInfo,
         device: crate::device::Device,
+        motion: bool,
         cancel: Cancel,
     ) -> Result<Self> {
         let detector = match cfg.detector {
@@ -86,24 +90,25 @@ impl SceneStage {
                 Detector::Shots(shots::ShotStage::new(cfg, info, device)?)
             }
         };
-        Ok(SceneStage { detector, cancel })
+        Ok(SceneStage {
+            detector,
+            motion,
+            cancel,
+        })
     }
 
-    /// `events_tx` and `motion`: the pipeline makes clips (the encoder cuts them as it goes;
-    /// their motion scores need every frame's).
+    /// `listeners`: one channel per stage that follows the cuts as they are found (the
+    /// encoder for chapters and clip files, per-scene tagging, thumbnails). Each hears every
+    /// cut, how far cuts are known, and at the end that every cut is known.
     pub fn run(
         self,
         rx: Receiver<Arc<SourceFrame>>,
-        cuts_tx: Option<Sender<Vec<SceneCut>>>,
-        live_tx: Option<Sender<u64>>,
-        events_tx: Vec<Sender<SceneEvent>>,
-        motion: bool,
+        listeners: Vec<Sender<SceneEvent>>,
     ) -> Result<SceneCuts> {
         let mut found = FoundCuts {
             cuts: Vec::new(),
-            live_tx,
-            events_tx,
-            motion: motion.then(crate::clips::motion::MotionMeter::default),
+            listeners,
+            motion: self.motion.then(crate::clips::motion::MotionMeter::default),
         };
         let mut timer = BusyTimer::default();
         let (frames, probabilities) = match self.detector {
@@ -115,11 +120,7 @@ impl SceneStage {
                 (frames, Some(p))
             }
         };
-        if let Some(tx) = cuts_tx {
-            // The encode stage may have stopped already (its error is reported); nothing to do.
-            let _ = tx.send(found.cuts.clone());
-        }
-        for tx in &found.events_tx {
+        for tx in &found.listeners {
             // Every cut is known; the listener may have stopped (its error is reported).
             let _ = tx.send(SceneEvent::KnownUntil {
                 source_index: u64::MAX,
@@ -136,13 +137,11 @@ impl SceneStage {
     }
 }
 
-/// The cuts a detector finds, as it finds them: each goes to the clip stage at once when it
-/// samples per scene.
+/// The cuts a detector finds, as it finds them: each goes to the listening stages at once.
 pub struct FoundCuts {
     cuts: Vec<SceneCut>,
-    live_tx: Option<Sender<u64>>,
-    /// The stages that follow the cuts as they are found (the encoder cutting clips, thumbs).
-    events_tx: Vec<Sender<SceneEvent>>,
+    /// The stages that follow the cuts as they are found.
+    listeners: Vec<Sender<SceneEvent>>,
     motion: Option<crate::clips::motion::MotionMeter>,
 }
 
@@ -156,18 +155,15 @@ impl FoundCuts {
             transition,
         };
         self.cuts.push(cut);
-        if let Some(tx) = &self.live_tx {
-            // The clip stage may have stopped (its error is reported).
-            let _ = tx.send(index);
-        }
-        for tx in &self.events_tx {
+        for tx in &self.listeners {
+            // A listener may have stopped (its error is reported).
             let _ = tx.send(SceneEvent::Cut(cut));
         }
     }
 
     /// No later cut (or its transition) starts before source frame `index` (`time` seconds).
     pub fn known_until(&mut self, index: u64, time: f64) {
-        for tx in &self.events_tx {
+        for tx in &self.listeners {
             let _ = tx.send(SceneEvent::KnownUntil {
                 source_index: index,
                 time,

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use ffmpeg_next::software::scaling::Flags;
 use framepipe_proto::ops::{
-    ModelOn, ShotsPredict, SHOT_FRAME_BYTES, SHOT_FRAME_HEIGHT, SHOT_FRAME_WIDTH,
+    ModelOn, ShotsInfo, ShotsPredict, SHOT_FRAME_BYTES, SHOT_FRAME_HEIGHT, SHOT_FRAME_WIDTH,
 };
+use framepipe_proto::Precision;
 
 use super::{FoundCuts, Transition};
 use crate::config::ScenesConfig;
@@ -101,10 +102,13 @@ pub struct Probabilities {
     pub time: Vec<f64>,
     pub single: Vec<f32>,
     pub many_hot: Vec<f32>,
+    /// What the model computed them in (`auto` settled by the library).
+    pub precision: Precision,
 }
 
 pub struct ShotStage {
     torch: &'static Torch,
+    precision: Precision,
     on: ModelOn,
     boundaries: ShotBoundaries,
     /// `scenes.colour_cuts`: the second stage, which gives out every cut (boxed: the stage
@@ -124,9 +128,15 @@ impl ShotStage {
             .to_path_buf();
         let torch = Torch::get()
             .map_err(|m| Error::input(&info.path, format!("transnetv2 needs libtorch: {m}")))?;
+        let on = ModelOn { model, device };
+        // The session loaded the model already: this only asks what precision it runs in.
+        let facts = torch
+            .call(&ShotsInfo { on: on.clone() })
+            .map_err(|e| Error::input(&info.path, format!("TransNetV2: {e}")))?;
         Ok(ShotStage {
             torch,
-            on: ModelOn { model, device },
+            precision: facts.precision,
+            on,
             boundaries: ShotBoundaries::new(cfg.threshold as f32, cfg.min_scene_frames),
             colour: cfg
                 .colour_cuts
@@ -147,7 +157,10 @@ impl ShotStage {
     ) -> Result<(u64, Probabilities)> {
         let mut shrink = ShotFrames::default();
         let mut stream = WindowStream::new(SHOT_FRAME_BYTES);
-        let mut p = Probabilities::default();
+        let mut p = Probabilities {
+            precision: self.precision,
+            ..Probabilities::default()
+        };
         let mut frame = Vec::with_capacity(SHOT_FRAME_BYTES);
         let mut out = vec![0f32; 2 * STEP * self.max_windows];
         while let Ok(first) = rx.recv() {

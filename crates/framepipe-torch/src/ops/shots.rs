@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use crate::models::transnet::{TransNetError, TransNetV2, CONTEXT, STEP, WINDOW};
 use crate::runtime::frames::{copy_into, to_host_f32, torch_error};
-use crate::runtime::models::{inference_kind, tch_device, ModelCache};
+use crate::runtime::models::{kind_of, shots_precision, tch_device, ModelCache};
 
 static MODELS: ModelCache<TransNetV2> = ModelCache::new();
 
@@ -31,17 +31,21 @@ fn with_model<T>(
     MODELS.with(
         folder,
         device,
-        || Ok(TransNetV2::load(folder, device, inference_kind(device))?),
+        || {
+            let kind = kind_of(shots_precision(device));
+            Ok(TransNetV2::load(folder, device, kind)?)
+        },
         f,
     )
 }
 
 pub fn info(op: &ShotsInfo) -> Result<ShotsFacts, TorchError> {
-    with_model(&op.on, |_| {
+    with_model(&op.on, |model| {
         Ok(ShotsFacts {
             window: WINDOW as u32,
             step: STEP as u32,
             context: CONTEXT as u32,
+            precision: shots_precision(model.device()),
         })
     })
 }
