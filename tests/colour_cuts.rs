@@ -4,7 +4,8 @@
 //! that TransNetV2 misses it adds the boundary after the dark frames; on single-shot footage with
 //! camera pans, zooms and shake (`scripts/single_shot_footage.py`, over stills from the shared
 //! media, or over lavfi pictures without them, plus the shared media's long shots) it adds
-//! none. Uses the TransNetV2 weights set-up converts, as `tests/shots.rs` does.
+//! none; and the whole pipeline (encode, clips, thumbs) follows an added boundary. Uses the
+//! TransNetV2 weights set-up converts, as `tests/shots.rs` does.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -236,4 +237,56 @@ fn adds_no_cut_to_single_shots_with_camera_motion() {
         );
     }
     assert!(added.is_empty(), "false cuts: {added:?}");
+}
+
+/// The whole pipeline with the stage on (encode, clips cut as the scenes stage decides, thumbs,
+/// one-frame queues): it finishes, and no clip reaches into the added boundary's transition.
+#[test]
+fn clips_follow_the_added_boundary_through_the_whole_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let video = d.join("wipe.mp4");
+    wipe_video(&video);
+    let cfg = pipeline(
+        d,
+        "full.json",
+        r#"{"scenes": {"detector": "transnetv2", "colour_cuts": true},
+            "encode": {"preset": "ultrafast"}, "clips": {"min_seconds": 1.0},
+            "runtime": {"queue_frames": 1}, "device": "cpu"}"#,
+    );
+    let out = d.join("out");
+    let o = run_pipeline(&cfg, &out, &video);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = report(&out, "wipe");
+    let added: Vec<(u64, u64)> = report["scenes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            let t = &s["transition_in"];
+            t["added_by"].as_str().map(|_| {
+                (
+                    t["start_frame"].as_u64().unwrap(),
+                    t["end_frame"].as_u64().unwrap(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(added.len(), 1, "{:?}", report["scenes"]);
+    let (from, to) = added[0];
+    let clips = std::fs::read_to_string(out.join("wipe/clips.jsonl")).unwrap();
+    let mut n = 0;
+    for line in clips.lines() {
+        let clip: Value = serde_json::from_str(line).unwrap();
+        let (start, end) = (
+            clip["start_frame"].as_u64().unwrap(),
+            clip["end_frame"].as_u64().unwrap(),
+        );
+        assert!(
+            end <= from || start >= to,
+            "clip {start}..{end} crosses {from}..{to}"
+        );
+        n += 1;
+    }
+    assert!(n >= 2, "a clip on each side of the wipe: {clips}");
 }
