@@ -10,6 +10,9 @@
 # (testsrc2 with a different look per scene, as `benches/common` makes it). Pipelines:
 # default, shots (TransNetV2; skipped without its weights), scenes-only, default with clips,
 # and tag (random-weight ViT-B/32, seed 7; skipped without ../shared's CLIP tokenizer).
+# The pipelines are this checkout's: an OLD binary older than a key they use (pipelines/shots.json
+# sets scenes.colour_cuts since issue 31) refuses them, naming the key; check out the matching
+# pipelines/ for such a comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$(realpath "$1"); new=$(realpath "$2"); rounds=${3:-5}

@@ -14,6 +14,9 @@
 # absent. The tag pipeline uses a random-weight ViT-B/32 (make-random-model, seed 7) and the
 # VAE pipeline ../shared/models/taef2 (skipped, and said so, without it). Exit 1 on any
 # difference, naming the file.
+# The pipelines are this checkout's: an OLD binary older than a key they use (pipelines/shots.json
+# sets scenes.colour_cuts since issue 31) refuses them, naming the key; check out the matching
+# pipelines/ for such a comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$(realpath "$1"); new=$(realpath "$2"); shift 2
