@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use crate::models::transnet::{TransNetError, TransNetV2, CONTEXT, STEP, WINDOW};
 use crate::runtime::frames::{copy_into, to_host_f32, torch_error};
-use crate::runtime::models::{kind_of, shots_precision, tch_device, ModelCache};
+use crate::runtime::models::{kind_of, precision_of, shots_precision, tch_device, ModelCache};
 
 static MODELS: ModelCache<TransNetV2> = ModelCache::new();
 
@@ -45,7 +45,8 @@ pub fn info(op: &ShotsInfo) -> Result<ShotsFacts, TorchError> {
             window: WINDOW as u32,
             step: STEP as u32,
             context: CONTEXT as u32,
-            precision: shots_precision(model.device()),
+            // What the loaded model computes in, whatever the precision setting says now.
+            precision: precision_of(model.kind()),
         })
     })
 }

@@ -46,6 +46,15 @@ pub fn kind_of(precision: Precision) -> tch::Kind {
     }
 }
 
+/// The precision a model loaded in `kind` computes in ([`kind_of`]'s inverse).
+pub fn precision_of(kind: tch::Kind) -> Precision {
+    match kind {
+        tch::Kind::Half => Precision::Fp16,
+        tch::Kind::BFloat16 => Precision::Bf16,
+        _ => Precision::Fp32,
+    }
+}
+
 fn proto_device(device: tch::Device) -> Device {
     if device.is_cuda() {
         Device::Cuda(0)

@@ -145,6 +145,11 @@ impl TransNetV2 {
         self.device
     }
 
+    /// What its weights and activations compute in.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// Probabilities for `windows` windows of the uint8 run `frames` (`[50 * (windows + 1), 27,
     /// 48, 3]`, on the model's device): window `k` is frames `50k .. 50k + 100` and predicts
     /// its frames `50k + 25 .. 50k + 75`.
