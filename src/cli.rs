@@ -334,6 +334,10 @@ pub struct ExportArgs {
     /// Clips per shard (at least 1).
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clips_per_shard)]
     pub clips_per_shard: usize,
+    /// Also export the clips `clips.filters` dropped (with their `dropped` reasons; they have
+    /// no clip file).
+    #[arg(long)]
+    pub include_dropped: bool,
 }
 
 /// `--clips-per-shard`: a whole number, at least 1.

@@ -112,7 +112,13 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// The clips an export takes by default: those no filter dropped.
     fn clips(&self) -> impl Iterator<Item = (&Folder, &ClipRecord)> {
+        self.all_clips().filter(|(_, r)| r.dropped.is_empty())
+    }
+
+    /// Every clip, dropped ones included (`--include-dropped`).
+    fn all_clips(&self) -> impl Iterator<Item = (&Folder, &ClipRecord)> {
         self.folders
             .iter()
             .flat_map(|f| f.records.iter().map(move |r| (f, r)))
@@ -168,7 +174,30 @@ fn record(
             files: files.iter().map(|f| f.to_string()).collect(),
             frames,
         }),
+        blank: Some(0.0),
+        frozen: Some(0.0),
+        heads: Default::default(),
+        dropped: Vec::new(),
     }
+}
+
+/// A clip `clips.filters` dropped: no file, its reasons and scores.
+fn dropped_record() -> ClipRecord {
+    let mut r = record(
+        "talk_0003",
+        false,
+        3,
+        16..20,
+        None,
+        Some(vec![0.5, 0.5, 0.5, 0.5]),
+        None,
+        MotionSource::MotionVectors,
+    );
+    r.blank = Some(0.75);
+    r.frozen = Some(0.25);
+    r.heads = BTreeMap::from([("aesthetic".to_string(), 3.5), ("nsfw".to_string(), 0.125)]);
+    r.dropped = vec!["blank 0.75 > 0.5".into(), "aesthetic 3.5 < 4.5".into()];
+    r
 }
 
 fn write_folder(folder: &Folder) {
@@ -254,6 +283,7 @@ fn fixture() -> Fixture {
                 Some((&["latents/000001.safetensors"], 2)),
                 MotionSource::MotionVectors,
             ),
+            dropped_record(),
         ],
         shards: BTreeMap::from([
             (
@@ -608,6 +638,57 @@ struct PqRow {
     tags: Option<Vec<Tag>>,
     embedding: Option<Vec<f64>>,
     latent_frames: Option<i64>,
+    blank: Option<f64>,
+    frozen: Option<f64>,
+    heads: Vec<HeadScore>,
+    dropped: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct HeadScore {
+    name: String,
+    score: f64,
+}
+
+fn pq_row(folder: &Folder, r: &ClipRecord) -> PqRow {
+    PqRow {
+        key: key(&r.id),
+        id: r.id.clone(),
+        file: r.file.clone(),
+        input: folder.marker.input.clone(),
+        output: folder.dir.display().to_string(),
+        config_hash: folder.marker.config_hash.clone(),
+        scene: r.scene as i64,
+        start_frame: r.start_frame as i64,
+        end_frame: r.end_frame as i64,
+        frames: r.frames as i64,
+        start_time: r.start_time,
+        end_time: r.end_time,
+        motion: r.motion,
+        motion_source: serde_json::to_value(r.motion_source)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string(),
+        tags: r.tags.clone(),
+        embedding: r
+            .embedding
+            .as_ref()
+            .map(|e| e.iter().map(|&v| f64::from(v)).collect()),
+        latent_frames: r.latents.as_ref().map(|l| l.frames as i64),
+        blank: r.blank,
+        frozen: r.frozen,
+        heads: r
+            .heads
+            .iter()
+            .map(|(name, &score)| HeadScore {
+                name: name.clone(),
+                score,
+            })
+            .collect(),
+        dropped: r.dropped.clone(),
+    }
 }
 
 #[test]
@@ -675,37 +756,17 @@ fn parquet_rows_are_typed_columns_of_the_records() {
                 true
             ),
             ("latent_frames", "int64", true),
+            ("blank", "double", true),
+            ("frozen", "double", true),
+            (
+                "heads",
+                "list<item: struct<name: string not null, score: double not null> not null>",
+                false
+            ),
+            ("dropped", "list<item: string not null>", false),
         ]
     );
-    let expected: Vec<PqRow> = fx
-        .clips()
-        .map(|(folder, r)| PqRow {
-            key: key(&r.id),
-            id: r.id.clone(),
-            file: r.file.clone(),
-            input: folder.marker.input.clone(),
-            output: folder.dir.display().to_string(),
-            config_hash: folder.marker.config_hash.clone(),
-            scene: r.scene as i64,
-            start_frame: r.start_frame as i64,
-            end_frame: r.end_frame as i64,
-            frames: r.frames as i64,
-            start_time: r.start_time,
-            end_time: r.end_time,
-            motion: r.motion,
-            motion_source: serde_json::to_value(r.motion_source)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string(),
-            tags: r.tags.clone(),
-            embedding: r
-                .embedding
-                .as_ref()
-                .map(|e| e.iter().map(|&v| f64::from(v)).collect()),
-            latent_frames: r.latents.as_ref().map(|l| l.frames as i64),
-        })
-        .collect();
+    let expected: Vec<PqRow> = fx.clips().map(|(folder, r)| pq_row(folder, r)).collect();
     assert_eq!(read.rows, expected);
 }
 
@@ -940,6 +1001,82 @@ fn latents_that_disagree_with_the_record_are_named() {
                 .display()
                 .to_string()
         ),
+        "{err}"
+    );
+}
+
+#[test]
+fn dropped_clips_are_left_out_unless_included() {
+    let fx = fixture();
+    let dropped = dropped_record();
+    let all: Vec<String> = fx.all_clips().map(|(_, r)| key(&r.id)).collect();
+    assert!(all.contains(&key(&dropped.id)));
+
+    // By default: exactly the kept clips, in both formats.
+    let dir = fx.export_dir();
+    export_ok(&[&fx.root, &"-o", &dir, &"--format", &"parquet"]);
+    let read: PqRead = read_export("parquet", &dir);
+    let keys: Vec<&str> = read.rows.iter().map(|r| r.key.as_str()).collect();
+    let kept: Vec<String> = fx.clips().map(|(_, r)| key(&r.id)).collect();
+    assert_eq!(keys, kept);
+    let wds = fx.root.parent().unwrap().join("wds");
+    export_ok(&[&fx.root, &"-o", &wds, &"--format", &"webdataset"]);
+    let read: WdsRead = read_export("webdataset", &wds);
+    assert_eq!(read.samples.keys().cloned().collect::<Vec<_>>(), {
+        let mut k = kept.clone();
+        k.sort();
+        k
+    });
+
+    // --include-dropped: every clip, the dropped one with its reasons and scores.
+    export_ok(&[
+        &fx.root,
+        &"-o",
+        &dir,
+        &"--format",
+        &"parquet",
+        &"--include-dropped",
+    ]);
+    let read: PqRead = read_export("parquet", &dir);
+    let expected: Vec<PqRow> = fx.all_clips().map(|(f, r)| pq_row(f, r)).collect();
+    assert_eq!(read.rows, expected);
+    export_ok(&[
+        &fx.root,
+        &"-o",
+        &wds,
+        &"--format",
+        &"webdataset",
+        &"--include-dropped",
+    ]);
+    let read: WdsRead = read_export("webdataset", &wds);
+    let sample = &read.samples[&key(&dropped.id)];
+    let mut json = sample.json.clone();
+    json.as_object_mut().unwrap().remove("source");
+    let back: ClipRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back, dropped);
+    assert!(sample.mp4_sha256.is_none(), "a dropped clip has no file");
+
+    // Outputs whose clips were all dropped: the message says so and how to export them.
+    let only = tempfile::tempdir().unwrap();
+    let folder = only.path().join("x");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join(".framepipe-done.json"),
+        serde_json::to_string(&marker("/videos/x.mp4", "h")).unwrap(),
+    )
+    .unwrap();
+    write_clips_jsonl(&folder, &[dropped]);
+    let out = export(&[
+        &only.path(),
+        &"-o",
+        &only.path().join("e"),
+        &"--format",
+        &"parquet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no kept clips") && err.contains("--include-dropped"),
         "{err}"
     );
 }

@@ -349,10 +349,10 @@ pub struct BlackRule {
 }
 
 fn default_luma_max() -> u8 {
-    38
+    crate::clips::looks::BLACK_LUMA_MAX
 }
 fn default_picture_ratio() -> f64 {
-    0.98
+    crate::clips::looks::BLACK_PICTURE_RATIO
 }
 
 /// No frozen stretch longer than `max_seconds`: consecutive frames whose mean absolute luma
@@ -367,7 +367,7 @@ pub struct FrozenRule {
 }
 
 fn default_max_difference() -> f64 {
-    0.5
+    crate::clips::looks::FROZEN_MAX_DIFFERENCE
 }
 
 impl Rules {

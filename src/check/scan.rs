@@ -3,22 +3,17 @@
 //! picture (and to the scene detector's BGR size only when a scene rule asks).
 use std::path::Path;
 
-use ff::format::Pixel;
 use ff::software::scaling;
 use ffmpeg_next as ff;
 
 use super::audio::AudioAnalyzer;
 use super::rules::{BlackRule, FrozenRule, Rules};
+use crate::clips::looks;
 use crate::error::{Error, Result};
 use crate::media::decode::{SourceFrame, VideoDecoder};
 use crate::media::probe::SourceInfo;
-use crate::media::small::SmallFrames;
-use crate::media::Scaler;
+use crate::media::small::{SmallFrames, SmallGray};
 use crate::scenes::{processing_size, ContentDetector, ContentDetectorConfig};
-
-/// Gray analysis size: enough pixels for ratios and means, cheap to compare.
-const GRAY_W: u32 = 160;
-const GRAY_H: u32 = 90;
 
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
@@ -313,12 +308,11 @@ impl Runs {
 /// (start, end) seconds of each stretch.
 type Stretches = Vec<(f64, f64)>;
 
-/// Black and frozen stretches, measured on each frame shrunk to a small gray picture.
+/// Black and frozen stretches, measured on each frame shrunk to a small gray picture (the tests
+/// of `clips::looks`, which clips' blank and frozen scores use too).
 struct GrayChecks {
-    scaler: Scaler,
-    gray: ff::frame::Video,
+    gray: SmallGray,
     previous: Vec<u8>,
-    current: Vec<u8>,
     black_rule: Option<BlackRule>,
     /// What counts as black (also to keep black stretches out of frozen ones).
     black_test: BlackRule,
@@ -331,16 +325,13 @@ impl GrayChecks {
     fn new(rules: &Rules) -> Self {
         let black_rule = rules.black;
         GrayChecks {
-            // Two-tap bilinear: point-like samples are enough for ratios and means, and cheapest.
-            scaler: Scaler::new(Pixel::GRAY8, GRAY_W, GRAY_H, scaling::Flags::FAST_BILINEAR),
-            gray: ff::frame::Video::new(Pixel::GRAY8, GRAY_W, GRAY_H),
+            gray: SmallGray::new(looks::GRAY_W, looks::GRAY_H),
             previous: Vec::new(),
-            current: Vec::with_capacity((GRAY_W * GRAY_H) as usize),
             black_rule,
             black_test: black_rule.unwrap_or(BlackRule {
                 max_seconds: 0.0,
-                luma_max: 38,
-                picture_ratio: 0.98,
+                luma_max: looks::BLACK_LUMA_MAX,
+                picture_ratio: looks::BLACK_PICTURE_RATIO,
             }),
             frozen_rule: rules.frozen,
             black: Runs::default(),
@@ -352,56 +343,28 @@ impl GrayChecks {
         if self.black_rule.is_none() && self.frozen_rule.is_none() {
             return Ok(());
         }
-        self.shrink(path, frame)?;
-        let is_black = self.is_black();
+        let current = self
+            .gray
+            .convert(frame)
+            .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+        let is_black = looks::is_dark(
+            current,
+            self.black_test.luma_max,
+            self.black_test.picture_ratio,
+        );
         if self.black_rule.is_some() {
             self.black.push(is_black, time);
         }
         if let Some(rule) = self.frozen_rule {
-            if let Some(mean) = self.mean_difference() {
+            if let Some(mean) = looks::mean_difference(&self.previous, current) {
                 // Black stretches are the black rule's business, not frozen pictures.
                 self.frozen
                     .push(mean <= rule.max_difference && !is_black, time);
             }
-            std::mem::swap(&mut self.previous, &mut self.current);
+            self.previous.clear();
+            self.previous.extend_from_slice(current);
         }
         Ok(())
-    }
-
-    /// Shrinks `frame` into `current`, row by row without the stride's padding.
-    fn shrink(&mut self, path: &Path, frame: &ff::frame::Video) -> Result<()> {
-        self.scaler
-            .run(frame, &mut self.gray)
-            .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
-        self.current.clear();
-        let stride = self.gray.stride(0);
-        for row in self.gray.data(0).chunks(stride).take(GRAY_H as usize) {
-            self.current.extend_from_slice(&row[..GRAY_W as usize]);
-        }
-        Ok(())
-    }
-
-    fn is_black(&self) -> bool {
-        let dark = self
-            .current
-            .iter()
-            .filter(|&&v| v <= self.black_test.luma_max)
-            .count();
-        dark as f64 >= self.black_test.picture_ratio * self.current.len() as f64
-    }
-
-    /// The mean absolute difference from the previous frame; none for the first.
-    fn mean_difference(&self) -> Option<f64> {
-        if self.previous.len() != self.current.len() {
-            return None;
-        }
-        let diff: u64 = self
-            .current
-            .iter()
-            .zip(&self.previous)
-            .map(|(&a, &b)| u64::from(a.abs_diff(b)))
-            .sum();
-        Some(diff as f64 / self.current.len() as f64)
     }
 
     /// The black and frozen stretches, the last ones closed at `end`.

@@ -1,11 +1,14 @@
 //! The finished clip list of one input: the planned clips of the final scene list, each with
-//! its motion score (dropped below `min_motion`), its tags and mean embedding, its latent
-//! frames and its file (the one the encoder cut, renamed to its id). What this returns is what
+//! its scores (motion, blank, frozen, heads), the reasons `clips.filters` drops it for, its tags
+//! and mean embedding, its latent frames and its file (the one the encoder cut, renamed to its
+//! id; a dropped clip's file is removed). What this returns is what
 //! `clips.jsonl` and the report's `clips` block say. It works on plain descriptions of what the
 //! run made (scenes, cut files, shard frame ranges, a tagger): it knows no stage.
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
+use super::filters::{self, ClipScores, DropReason};
 use super::motion::MotionSeries;
 use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
 use crate::config::ClipsConfig;
@@ -18,6 +21,9 @@ use crate::output::scene::{Scene, Tag};
 /// A clip's tags and mean embedding from the embeddings of its frames `Range` (both `None`
 /// when no sampled frame lies inside it).
 pub type Tagger<'a> = &'a dyn Fn(Range<u64>) -> (Option<Vec<Tag>>, Option<Vec<f32>>);
+
+/// Every `clips.heads` model's score of a clip's embedding, by head name.
+pub type HeadScorer<'a> = &'a dyn Fn(&[f32]) -> Result<BTreeMap<String, f64>>;
 
 /// The latent shards a run wrote, as clips name them.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +50,8 @@ pub struct ClipSources<'a> {
     pub written: Option<&'a [WrittenClip]>,
     /// Tags clips from their frames' image embeddings (tagging runs only).
     pub tagger: Option<Tagger<'a>>,
+    /// Scores clips' embeddings with `clips.heads` (when configured).
+    pub heads: Option<HeadScorer<'a>>,
     /// The latent shards (vae runs only).
     pub latents: Option<LatentShards<'a>>,
 }
@@ -53,7 +61,7 @@ pub struct ClipSources<'a> {
 pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, ClipsReport)> {
     let (planned, dropped) = plan_clips(src.scenes, &src.rules);
     let mut records = Vec::new();
-    let mut low_motion = 0u64;
+    let mut filtered = Filtered::default();
     let mut without_file = 0;
     let mut used = vec![false; src.written.map_or(0, |w| w.len())];
     for clip in planned {
@@ -69,13 +77,26 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             None => times(&clip, src.scenes, src.fps),
         };
         let (motion, motion_source) = src.motion.score(start_time, end_time);
+        let (blank, frozen) = src.motion.looks(start_time, end_time);
+        let (tags, embedding) = src
+            .tagger
+            .map_or((None, None), |tag| tag(clip.frames.clone()));
+        let heads = match (src.heads, &embedding) {
+            (Some(score), Some(e)) => score(e)?,
+            _ => BTreeMap::new(),
+        };
+        let scores = ClipScores {
+            motion,
+            blank,
+            frozen,
+            heads: &heads,
+        };
+        let reasons = filters::judge(src.config, &scores);
         let frames = clip.frames.end - clip.frames.start;
-        if src.config.min_motion.is_some_and(|m| motion < m) {
-            low_motion += frames;
-            continue;
-        }
         let id = format!("{}_{:04}", src.output_id, records.len());
+        // A dropped clip's file goes with the unused ones.
         let file = match written {
+            _ if !reasons.is_empty() => None,
             Some(i) => {
                 used[i] = true;
                 Some(name_file(&src.written.expect("found in it")[i], &id, dir)?)
@@ -85,9 +106,7 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
                 None
             }
         };
-        let (tags, embedding) = src
-            .tagger
-            .map_or((None, None), |tag| tag(clip.frames.clone()));
+        filtered.count(&reasons, frames);
         records.push(ClipRecord {
             id,
             file,
@@ -102,11 +121,39 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             tags,
             embedding,
             latents: src.latents.map(|l| latents_of(&clip, l)),
+            blank: Some(blank),
+            frozen: Some(frozen),
+            heads,
+            dropped: reasons.iter().map(ToString::to_string).collect(),
         });
     }
     remove_unused(src.written.unwrap_or(&[]), &used)?;
-    let summary = summarize(&records, dropped, low_motion, without_file, src.fps);
+    let summary = summarize(&records, dropped, &filtered, without_file, src.fps);
     Ok((records, summary))
+}
+
+/// The clips the filters dropped, by reason.
+#[derive(Default)]
+struct Filtered {
+    clips: usize,
+    /// Frames of clips dropped for low motion (the report's `dropped.low_motion`).
+    low_motion_frames: u64,
+    by_reason: BTreeMap<String, usize>,
+}
+
+impl Filtered {
+    fn count(&mut self, reasons: &[DropReason], frames: u64) {
+        if reasons.is_empty() {
+            return;
+        }
+        self.clips += 1;
+        for r in reasons {
+            if matches!(r, DropReason::Motion { .. }) {
+                self.low_motion_frames += frames;
+            }
+            *self.by_reason.entry(r.key()).or_default() += 1;
+        }
+    }
 }
 
 /// Renames a cut file to `clips/<id>.mp4`; returns that name.
@@ -149,7 +196,7 @@ fn remove_unused(written: &[WrittenClip], used: &[bool]) -> Result<()> {
 fn summarize(
     records: &[ClipRecord],
     dropped: DroppedFrames,
-    low_motion: u64,
+    filtered: &Filtered,
     without_file: usize,
     fps: f64,
 ) -> ClipsReport {
@@ -160,19 +207,22 @@ fn summarize(
         too_short,
         truncated,
     } = dropped;
+    let kept = || records.iter().filter(|r| r.kept());
     ClipsReport {
         file: CLIPS_FILE.into(),
-        count: records.len(),
-        frames: records.iter().map(|r| r.frames).sum(),
-        seconds: records.iter().map(|r| r.end_time - r.start_time).sum(),
+        count: kept().count(),
+        frames: kept().map(|r| r.frames).sum(),
+        seconds: kept().map(|r| r.end_time - r.start_time).sum(),
         dropped: DroppedSeconds {
             transitions: seconds(transitions),
             trims: seconds(trims),
             too_short: seconds(too_short),
             truncated: seconds(truncated),
-            low_motion: seconds(low_motion),
+            low_motion: seconds(filtered.low_motion_frames),
         },
         without_file,
+        filtered: filtered.clips,
+        filtered_by: filtered.by_reason.clone(),
     }
 }
 

@@ -2,5 +2,7 @@
 //! finished scene list, and live while encoding); [`assemble`] makes their
 //! records (`crate::output::clip_record`).
 pub mod assemble;
+pub mod filters;
+pub mod looks;
 pub mod motion;
 pub mod plan;

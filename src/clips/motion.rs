@@ -6,6 +6,8 @@
 use ffmpeg_next as ff;
 use serde::Serialize;
 
+use super::looks::{LooksJudge, GRAY_H, GRAY_W};
+use crate::media::small::SmallGray;
 use crate::output::clip_record::MotionSource;
 
 /// The mean motion-vector length of `frame` over its diagonal, weighted by block area; `None`
@@ -60,14 +62,16 @@ pub struct MotionSeries {
     pub vectors: Vec<f32>,
     /// [`frame_difference`] against the frame before (0 for the first).
     pub difference: Vec<f32>,
+    /// Each frame's [`super::looks::FrameLooks`]: black or flat, and frozen.
+    pub blank: Vec<bool>,
+    pub frozen: Vec<bool>,
 }
 
 impl MotionSeries {
     /// The score of the source frames shown from `start` to `end` seconds: the mean vector
     /// motion of the frames that have vectors, or, when none has, the mean frame difference.
     pub fn score(&self, start: f64, end: f64) -> (f64, MotionSource) {
-        let from = self.time.partition_point(|&t| t < start - 1e-9);
-        let to = self.time.partition_point(|&t| t < end - 1e-9).max(from);
+        let (from, to) = self.frames_shown(start, end);
         let mean = |v: &[f32]| {
             let (sum, n) = v
                 .iter()
@@ -83,18 +87,60 @@ impl MotionSeries {
             ),
         }
     }
+
+    /// The fractions of the source frames shown from `start` to `end` seconds that are blank
+    /// and frozen ([`super::looks::FrameLooks`]); 0 for a range without frames.
+    pub fn looks(&self, start: f64, end: f64) -> (f64, f64) {
+        let (from, to) = self.frames_shown(start, end);
+        let fraction = |v: &[bool]| {
+            let v = &v[from.min(v.len())..to.min(v.len())];
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().filter(|&&x| x).count() as f64 / v.len() as f64
+            }
+        };
+        (fraction(&self.blank), fraction(&self.frozen))
+    }
+
+    /// The indexes of the source frames shown from `start` to `end` seconds.
+    fn frames_shown(&self, start: f64, end: f64) -> (usize, usize) {
+        let from = self.time.partition_point(|&t| t < start - 1e-9);
+        let to = self.time.partition_point(|&t| t < end - 1e-9).max(from);
+        (from, to)
+    }
 }
 
 /// Fills a [`MotionSeries`] frame by frame.
-#[derive(Default)]
 pub struct MotionMeter {
     previous: Vec<u8>,
+    gray: SmallGray,
+    looks: LooksJudge,
     series: MotionSeries,
+}
+
+impl Default for MotionMeter {
+    fn default() -> Self {
+        MotionMeter {
+            previous: Vec::new(),
+            gray: SmallGray::new(GRAY_W, GRAY_H),
+            looks: LooksJudge::default(),
+            series: MotionSeries::default(),
+        }
+    }
 }
 
 impl MotionMeter {
     /// One decoded frame (at `time` seconds) and the small frame the detector made of it.
-    pub fn frame(&mut self, time: f64, frame: &ff::frame::Video, small: &[u8]) {
+    pub fn frame(
+        &mut self,
+        time: f64,
+        frame: &ff::frame::Video,
+        small: &[u8],
+    ) -> Result<(), ff::Error> {
+        let looks = self.looks.judge(self.gray.convert(frame)?);
+        self.series.blank.push(looks.blank);
+        self.series.frozen.push(looks.frozen);
         self.series.time.push(time);
         self.series
             .vectors
@@ -107,6 +153,7 @@ impl MotionMeter {
         self.series.difference.push(difference);
         self.previous.clear();
         self.previous.extend_from_slice(small);
+        Ok(())
     }
 
     pub fn finish(self) -> MotionSeries {
@@ -124,7 +171,11 @@ mod tests {
             time: vec![0.0, 0.1, 0.2, 0.3, 0.4],
             vectors: vec![f32::NAN, 0.02, 0.04, f32::NAN, f32::NAN],
             difference: vec![0.0, 0.5, 0.5, 0.25, 0.75],
+            blank: vec![true, true, false, false, false],
+            frozen: vec![false, false, true, false, false],
         };
+        assert_eq!(series.looks(0.0, 0.4), (0.5, 0.25));
+        assert_eq!(series.looks(0.45, 0.5), (0.0, 0.0));
         let (m, source) = series.score(0.0, 0.3);
         assert!((m - 0.03).abs() < 1e-7 && source == MotionSource::MotionVectors);
         let (m, source) = series.score(0.3, 0.5);

@@ -14,6 +14,7 @@ pub fn export(args: &ExportArgs, global: Global) -> CommandResult {
         out: &args.output,
         format: args.format,
         clips_per_shard: args.clips_per_shard,
+        include_dropped: args.include_dropped,
     })?;
     if !global.quiet {
         let mb = summary.bytes as f64 / 1e6;

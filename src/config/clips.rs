@@ -1,8 +1,11 @@
 //! The `clips` section: how scenes become training clips. The defaults are Cosmos-Curate's
 //! (2 s minimum, 60 s maximum, long scenes split into consecutive windows, 0.5 s trimmed from
 //! each end); `min_motion` drops clips whose motion score is below it.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use super::curation::{validate_head_names, ClipFilters, HeadFiles};
 use super::ConfigError;
 
 /// What happens to a scene longer than `max_seconds` (after its trims).
@@ -36,6 +39,12 @@ pub struct ClipsConfig {
     /// With `encode`: also keep the whole normalized video (`<stem>.mp4`) beside the clips.
     #[serde(default = "default_whole_video")]
     pub whole_video: bool,
+    /// Scores that drop a clip (its record stays, with the reasons).
+    #[serde(default)]
+    pub filters: ClipFilters,
+    /// Scoring heads on each clip's CLIP embedding, by name (needs the `clip` section).
+    #[serde(default)]
+    pub heads: BTreeMap<String, HeadFiles>,
 }
 
 fn default_min_seconds() -> f64 {
@@ -60,13 +69,21 @@ impl Default for ClipsConfig {
             trim_seconds: default_trim_seconds(),
             min_motion: None,
             whole_video: default_whole_video(),
+            filters: ClipFilters::default(),
+            heads: BTreeMap::new(),
         }
     }
 }
 
 impl ClipsConfig {
-    /// `has_scenes`: whether the pipeline detects scenes (clips are cut from them).
-    pub fn validate(&self, has_scenes: bool) -> Result<(), ConfigError> {
+    /// The least motion score a kept clip needs (`min_motion` or `filters.min_motion`).
+    pub fn min_motion(&self) -> Option<f64> {
+        self.filters.min_motion.or(self.min_motion)
+    }
+
+    /// `has_scenes`: whether the pipeline detects scenes (clips are cut from them);
+    /// `has_tagging`: whether it embeds frames with CLIP (heads score those embeddings).
+    pub fn validate(&self, has_scenes: bool, has_tagging: bool) -> Result<(), ConfigError> {
         if !has_scenes {
             return Err(ConfigError::Requires {
                 key: "clips",
@@ -115,6 +132,15 @@ impl ClipsConfig {
                 m >= 0.0,
                 "must be 0 or more, or null",
             )?;
+        }
+        validate_head_names(&self.heads)?;
+        self.filters
+            .validate(self.min_motion.is_some(), &self.heads)?;
+        if !self.heads.is_empty() && !has_tagging {
+            return Err(ConfigError::Requires {
+                key: "clips.heads",
+                needs: "the clip section (heads score each clip's CLIP embedding)",
+            });
         }
         Ok(())
     }

@@ -55,6 +55,9 @@ pub enum ConfigError {
         "runtime.device_frames = \"on\": frames stay on the model device only when the model stages are their only consumers, and this pipeline has {why} (use \"auto\" or \"off\")"
     )]
     DeviceFramesOn { why: &'static str },
+    /// A setting under a key the user named (a head's name, say).
+    #[error("{key}: {why}")]
+    Named { key: String, why: String },
     /// A `device` the device parser refuses; `why` is its message.
     #[error("device = {value:?}: {why}")]
     Device { value: String, why: String },

@@ -7,6 +7,7 @@
 //! This module holds the whole pipeline (its sections, `device`, loading, the hash); each
 //! section's types and checks live in the section's own module.
 mod clips;
+mod curation;
 mod decode;
 mod encode;
 mod error;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use clips::{ClipsConfig, LongScenes};
+pub use curation::{ClipFilters, HeadBounds, HeadFiles};
 pub use decode::{DecodeConfig, HwAccelConfig};
 pub use encode::{AudioMode, Choice, Codec, EncodeConfig, Names, Preset, Profile};
 pub use error::ConfigError;
@@ -142,7 +144,7 @@ impl PipelineConfig {
             encode.validate()?;
         }
         if let Some(clips) = &self.clips {
-            clips.validate(self.scenes.is_some())?;
+            clips.validate(self.scenes.is_some(), self.clip.is_some())?;
         }
         self.limits.validate()?;
         self.runtime.validate()?;

@@ -99,6 +99,8 @@ pub struct ExportRequest<'a> {
     pub format: Format,
     /// At least 1.
     pub clips_per_shard: usize,
+    /// Also the clips `clips.filters` dropped (by default only kept clips are exported).
+    pub include_dropped: bool,
 }
 
 /// One clip of a finished output, as it goes into a shard.
@@ -161,6 +163,7 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
             output
                 .clips
                 .iter()
+                .filter(|clip| request.include_dropped || clip.record.kept())
                 .map(move |clip| ClipRef { output, clip })
         })
         .collect();
@@ -169,9 +172,19 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
         return Err(ExportError::Usage(if outputs.is_empty() {
             format!("no finished output with clips under {given}")
         } else {
+            let dropped = outputs
+                .iter()
+                .flat_map(|o| &o.clips)
+                .filter(|c| !c.record.kept())
+                .count();
             format!(
-                "the finished outputs under {given} ({}) have no clips",
-                outputs.len()
+                "the finished outputs under {given} ({}) have no {}clips{}",
+                outputs.len(),
+                if request.include_dropped { "" } else { "kept " },
+                match dropped {
+                    0 => String::new(),
+                    n => format!(" ({n} dropped by clips.filters; --include-dropped exports them)"),
+                }
             )
         }));
     }

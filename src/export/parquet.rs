@@ -10,6 +10,9 @@
 //! | `tags` | list<struct<label: utf8, score: float64>>, null without tags |
 //! | `embedding` | fixed_size_list<float32, D>, null without one |
 //! | `latent_frames` | int64, null without latents |
+//! | `blank`, `frozen` | float64, null in outputs of versions before them |
+//! | `heads` | list<struct<name: utf8, score: float64>>, empty without heads |
+//! | `dropped` | list<utf8>, the reasons `clips.filters` dropped the clip (empty when kept) |
 //!
 //! Signed integers because most readers (pandas, Spark, DuckDB's casts) handle them best. D is
 //! the first embedding's size across the whole export, so every file has one schema; a clip with
@@ -94,6 +97,10 @@ impl Layout {
                 true,
             ),
             int("latent_frames", true),
+            Field::new("blank", DataType::Float64, true),
+            Field::new("frozen", DataType::Float64, true),
+            Field::new("heads", DataType::List(Arc::new(head_item())), false),
+            Field::new("dropped", DataType::List(Arc::new(reason_item())), false),
         ]);
         Ok(Layout {
             schema: Arc::new(schema),
@@ -111,6 +118,21 @@ fn tag_fields() -> Fields {
 
 fn tag_item() -> Field {
     Field::new_list_field(DataType::Struct(tag_fields()), false)
+}
+
+fn head_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+    ])
+}
+
+fn head_item() -> Field {
+    Field::new_list_field(DataType::Struct(head_fields()), false)
+}
+
+fn reason_item() -> Field {
+    Field::new_list_field(DataType::Utf8, false)
 }
 
 fn dim_i32(dim: usize) -> Result<i32, ExportError> {
@@ -186,6 +208,14 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
                 .map(|r| r.latents.as_ref().map(|l| l.frames as i64))
                 .collect::<Vec<_>>(),
         )),
+        Arc::new(Float64Array::from(
+            records().map(|r| r.blank).collect::<Vec<_>>(),
+        )),
+        Arc::new(Float64Array::from(
+            records().map(|r| r.frozen).collect::<Vec<_>>(),
+        )),
+        heads(clips)?,
+        reasons(clips)?,
     ];
     RecordBatch::try_new(layout.schema.clone(), columns)
 }
@@ -209,6 +239,36 @@ fn tags(clips: &[ClipRef]) -> Result<ArrayRef, arrow_schema::ArrowError> {
         OffsetBuffer::from_lengths(lengths),
         Arc::new(items),
         Some(NullBuffer::from(valid)),
+    )?))
+}
+
+fn heads(clips: &[ClipRef]) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    let all = || clips.iter().flat_map(|c| &c.clip.record.heads);
+    let names = StringArray::from_iter_values(all().map(|(name, _)| name.as_str()));
+    let scores = Float64Array::from_iter_values(all().map(|(_, &score)| score));
+    let items = StructArray::try_new(head_fields(), vec![Arc::new(names), Arc::new(scores)], None)?;
+    let lengths = clips.iter().map(|c| c.clip.record.heads.len());
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(head_item()),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(items),
+        None,
+    )?))
+}
+
+fn reasons(clips: &[ClipRef]) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    let values = StringArray::from_iter_values(
+        clips
+            .iter()
+            .flat_map(|c| &c.clip.record.dropped)
+            .map(String::as_str),
+    );
+    let lengths = clips.iter().map(|c| c.clip.record.dropped.len());
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(reason_item()),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values),
+        None,
     )?))
 }
 

@@ -46,6 +46,7 @@ impl Job<'_> {
             motion: &motion,
             written: output.encode.as_ref().map(|e| e.clips.as_slice()),
             tagger: tagger.as_ref().map(|t| t as Tagger),
+            heads: None,
             latents: match (&output.latents, &self.config.vae) {
                 (Some(l), Some(v)) => Some(LatentShards {
                     files: &l.files,

@@ -34,3 +34,37 @@ impl SmallFrames {
         Ok((self.out.data(0), self.out.stride(0)))
     }
 }
+
+/// Shrinks frames to a small packed grey picture (`width` x `height` luma bytes, no padding):
+/// what blank and frozen tests measure (`check`'s rules and clips' scores alike).
+pub struct SmallGray {
+    width: u32,
+    height: u32,
+    scaler: super::Scaler,
+    out: ff::frame::Video,
+    packed: Vec<u8>,
+}
+
+impl SmallGray {
+    pub fn new(width: u32, height: u32) -> Self {
+        SmallGray {
+            width,
+            height,
+            // Two-tap bilinear: point-like samples are enough for ratios and means, and cheapest.
+            scaler: super::Scaler::new(Pixel::GRAY8, width, height, scaling::Flags::FAST_BILINEAR),
+            out: ff::frame::Video::new(Pixel::GRAY8, width, height),
+            packed: Vec::with_capacity((width * height) as usize),
+        }
+    }
+
+    /// The grey bytes of `src`, row after row without the stride's padding.
+    pub fn convert(&mut self, src: &ff::frame::Video) -> Result<&[u8], ff::Error> {
+        self.scaler.run(src, &mut self.out)?;
+        self.packed.clear();
+        let stride = self.out.stride(0);
+        for row in self.out.data(0).chunks(stride).take(self.height as usize) {
+            self.packed.extend_from_slice(&row[..self.width as usize]);
+        }
+        Ok(&self.packed)
+    }
+}

@@ -1,6 +1,8 @@
 //! One line of `OUT/<stem>/clips.jsonl`: a training sample cut from one scene. Written by `run`
 //! (the clips stage), read back by `export` through this same type, which refuses fields it does
 //! not know.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::scene::Tag;
@@ -37,6 +39,29 @@ pub struct ClipRecord {
     /// Latent frames inside the clip (VAE runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latents: Option<ClipLatents>,
+    /// The fraction of the clip's source frames that are black or one flat colour
+    /// (`crate::clips::looks`; absent in outputs of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blank: Option<f64>,
+    /// The fraction of the clip's source frames that repeat the frame before (not counting
+    /// blank ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<f64>,
+    /// Each `clips.heads` model's score of the clip's embedding, by head name (absent without
+    /// heads, or when the clip has no embedding).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub heads: BTreeMap<String, f64>,
+    /// Why the clip is out (`clips.filters` it failed, e.g. `"blank 0.62 > 0.5"`); empty when
+    /// it is kept. A dropped clip has no file and is not exported unless asked for.
+    #[serde(default)]
+    pub dropped: Vec<String>,
+}
+
+impl ClipRecord {
+    /// Whether the clip passed every filter.
+    pub fn kept(&self) -> bool {
+        self.dropped.is_empty()
+    }
 }
 
 /// Where a clip's motion score comes from.
@@ -101,6 +126,14 @@ pub struct ClipsReport {
     /// Clips listed without a file because the encoder could not start or close them on their
     /// frames (it had to encode them before their boundaries were known).
     pub without_file: usize,
+    /// Clips that failed a `clips.filters` bound: listed in `clips.jsonl` with their reasons,
+    /// without a file, and not in `count`, `frames` or `seconds`.
+    #[serde(default)]
+    pub filtered: usize,
+    /// Those clips by reason (`blank`, `frozen`, `motion`, `heads.<name>`); a clip that failed
+    /// several bounds counts under each.
+    #[serde(default)]
+    pub filtered_by: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -70,7 +70,13 @@ impl ContentStage {
                             .take(h)
                             .flat_map(|row| row[..3 * w].iter().skip(1).step_by(3)),
                     );
-                    found.frame_seen(&src, &grey);
+                    found.frame_seen(&src, &grey).map_err(|e| {
+                        Error::ffmpeg(
+                            &self.source_path,
+                            format!("shrinking frame {} for clip scores", src.index),
+                            e,
+                        )
+                    })?;
                 }
                 Ok(cut)
             })?;

@@ -176,10 +176,16 @@ impl FoundCuts {
         self.motion.is_some()
     }
 
-    /// A decoded frame and the detector's small frame of it, for motion scores.
-    pub fn frame_seen(&mut self, frame: &SourceFrame, small: &[u8]) {
-        if let Some(meter) = &mut self.motion {
-            meter.frame(frame.time, &frame.frame, small);
+    /// A decoded frame and the detector's small frame of it, for clips' motion, blank and
+    /// frozen scores. Fails only when swscale cannot shrink the frame.
+    pub fn frame_seen(
+        &mut self,
+        frame: &SourceFrame,
+        small: &[u8],
+    ) -> std::result::Result<(), ffmpeg_next::Error> {
+        match &mut self.motion {
+            Some(meter) => meter.frame(frame.time, &frame.frame, small),
+            None => Ok(()),
         }
     }
 }

@@ -181,7 +181,13 @@ impl ShotStage {
                 if let Some(colour) = &mut self.colour {
                     colour.push_frame(&frame);
                 }
-                found.frame_seen(&src, &frame);
+                found.frame_seen(&src, &frame).map_err(|e| {
+                    Error::ffmpeg(
+                        &self.source_path,
+                        format!("shrinking frame {} for clip scores", src.index),
+                        e,
+                    )
+                })?;
                 frame.clear();
                 p.frame_index.push(src.index);
                 p.time.push(src.time);
