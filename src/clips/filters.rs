@@ -139,7 +139,7 @@ mod tests {
 
     fn config(filters: &str) -> ClipsConfig {
         let cfg = PipelineConfig::parse(&format!(
-            r#"{{"scenes": {{}}, "clip": {{"model": "m"}}, "clips": {{"heads": {{"aesthetic": {{"weights": "w", "config": "c"}}}}, "filters": {filters}}}}}"#
+            r#"{{"scenes": {{}}, "clip": {{"model": "m", "labels": ["a"]}}, "clips": {{"heads": {{"aesthetic": {{"weights": "w", "config": "c"}}}}, "filters": {filters}}}}}"#
         ))
         .unwrap();
         cfg.clips.unwrap()
