@@ -247,8 +247,15 @@ fn clip_files_are_exact_cuts_of_the_one_encode() {
         &strict,
         &input,
     );
-    let kept = clips_of(&strict, "scenes");
+    let all = clips_of(&strict, "scenes");
+    let (kept, dropped): (Vec<ClipRecord>, Vec<ClipRecord>) =
+        all.iter().cloned().partition(|c| c.dropped.is_empty());
     let mut expected = expected_windows(&scenes, 50, 125, 5, false);
+    let slide_windows: Vec<(u64, u64)> = expected
+        .iter()
+        .copied()
+        .filter(|&(a, _)| (150..250).contains(&a))
+        .collect();
     expected.retain(|&(a, _)| !(150..250).contains(&a));
     assert_eq!(
         kept.iter()
@@ -257,7 +264,34 @@ fn clip_files_are_exact_cuts_of_the_one_encode() {
         expected
     );
     assert!(kept.iter().all(|c| c.motion >= threshold));
-    assert_eq!(kept[1].id, "scenes_0001", "ids count the kept clips");
+    // The slide's clip stays listed, with its reason and without a file.
+    assert_eq!(
+        dropped
+            .iter()
+            .map(|c| (c.start_frame, c.end_frame))
+            .collect::<Vec<_>>(),
+        slide_windows
+    );
+    for c in &dropped {
+        assert!(c.file.is_none(), "{c:?}");
+        assert_eq!(c.dropped.len(), 1, "{c:?}");
+        let reason: Vec<&str> = c.dropped[0].split(' ').collect();
+        let value: f64 = reason[1].parse().unwrap();
+        assert!(
+            reason[0] == "motion"
+                && (value - c.motion).abs() <= 1e-3 * c.motion
+                && reason[2] == "<"
+                && reason[3].parse::<f64>().unwrap() == threshold,
+            "{c:?}"
+        );
+    }
+    assert_eq!(
+        all.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        (0..all.len())
+            .map(|i| format!("scenes_{i:04}"))
+            .collect::<Vec<_>>(),
+        "ids count every listed clip"
+    );
     let r = report(&strict, "scenes");
     assert!(
         r["output"]["video"].is_null(),
@@ -265,6 +299,9 @@ fn clip_files_are_exact_cuts_of_the_one_encode() {
     );
     assert!(!strict.join("scenes/scenes.mp4").exists());
     assert!((r["clips"]["dropped"]["low_motion"].as_f64().unwrap() - 90.0 / 25.0).abs() < 1e-9);
+    assert_eq!(r["clips"]["filtered"], dropped.len());
+    assert_eq!(r["clips"]["filtered_by"]["motion"], dropped.len());
+    assert_eq!(r["clips"]["count"], kept.len());
     assert!(r["clips"]["dropped"]["truncated"].as_f64().unwrap() > 0.0);
     let files = std::fs::read_dir(strict.join("scenes/clips"))
         .unwrap()
@@ -585,4 +622,142 @@ fn one_frame_queues_end_with_the_same_outputs() {
     assert_eq!(default.2, 4, "one chapter per scene");
     assert!(!default.1.is_empty() && !default.3.is_empty());
     assert_eq!(default, tight);
+}
+
+/// Decodes `input` with the ffmpeg CLI to 160x90 grey frames.
+fn grey_frames(input: &Path) -> Vec<Vec<u8>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(input)
+        .args(["-vf", "scale=160:90,format=gray", "-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout.chunks(160 * 90).map(<[u8]>::to_vec).collect()
+}
+
+/// The test's own blank and frozen judgement of each frame (black: 98% of pixels at luma 38 or
+/// less; flat: standard deviation 3 or less; frozen: mean absolute difference from the frame
+/// before 0.5 or less, and not blank).
+fn judged(frames: &[Vec<u8>]) -> Vec<(bool, bool)> {
+    let mut out = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let n = f.len() as f64;
+        let dark = f.iter().filter(|&&v| v <= 38).count() as f64 >= 0.98 * n;
+        let mean = f.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let sd = (f
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        let blank = dark || sd <= 3.0;
+        let same = i > 0
+            && f.iter()
+                .zip(&frames[i - 1])
+                .map(|(&a, &b)| f64::from(a.abs_diff(b)))
+                .sum::<f64>()
+                / n
+                <= 0.5;
+        out.push((blank, same && !blank));
+    }
+    out
+}
+
+/// Blank and frozen clips (a black stretch, a flat colour card, a picture frozen by
+/// `tpad=stop_mode=clone`) are scored, listed with their reasons and left without files; moving
+/// clips are kept. The expected scores come from the test's own judgement of ffmpeg's frames.
+#[test]
+fn blank_and_frozen_clips_are_dropped_with_reasons() {
+    let d = tempdir().unwrap();
+    let input = d.path().join("curate.mp4");
+    let filter = "[0:v]trim=end_frame=100,setpts=PTS-STARTPTS[a];\
+                  [1:v]trim=end_frame=75,setpts=PTS-STARTPTS[b];\
+                  [2:v]trim=end_frame=75,setpts=PTS-STARTPTS[c];\
+                  [3:v]trim=end_frame=75,setpts=PTS-STARTPTS[e];\
+                  [4:v]trim=end_frame=10,setpts=PTS-STARTPTS,tpad=stop_mode=clone:stop=65[f];\
+                  [a][b][c][e][f]concat=n=5:v=1:a=0[v]";
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x3366aa:size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25,hue=h=90",
+        "-filter_complex",
+        filter,
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        input.to_str().unwrap(),
+    ]);
+    let out = d.path().join("out");
+    let clips = r#"{"min_seconds": 1.0, "trim_seconds": 0.2, "filters": {"max_blank": 0.5, "max_frozen": 0.8}}"#;
+    run_ok(&config(d.path(), "curate.json", clips, true), &out, &input);
+    let records = clips_of(&out, "curate");
+    let frames = judged(&grey_frames(&input));
+    assert_eq!(frames.len(), 400);
+    let mut expected_reasons = Vec::new();
+    for c in &records {
+        let range = &frames[c.start_frame as usize..c.end_frame as usize];
+        let fraction = |pick: fn(&(bool, bool)) -> bool| {
+            range.iter().filter(|f| pick(f)).count() as f64 / range.len() as f64
+        };
+        let (blank, frozen) = (fraction(|f| f.0), fraction(|f| f.1));
+        assert!(
+            (c.blank.unwrap() - blank).abs() <= 0.05 && (c.frozen.unwrap() - frozen).abs() <= 0.05,
+            "{}: ours {:?}/{:?}, the test's {blank}/{frozen}",
+            c.id,
+            c.blank,
+            c.frozen
+        );
+        let mut reasons = Vec::new();
+        if blank > 0.5 {
+            reasons.push("blank");
+        }
+        if frozen > 0.8 {
+            reasons.push("frozen");
+        }
+        let got: Vec<&str> = c
+            .dropped
+            .iter()
+            .map(|r| r.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(got, reasons, "{c:?}");
+        assert_eq!(c.file.is_some(), reasons.is_empty(), "{c:?}");
+        if let Some(file) = &c.file {
+            assert!(out.join("curate").join(file).is_file());
+        }
+        expected_reasons.push(reasons);
+    }
+    // One clip per scene: moving, black, moving, flat card, frozen.
+    assert_eq!(
+        expected_reasons,
+        [vec![], vec!["blank"], vec![], vec!["blank"], vec!["frozen"]],
+        "{records:?}"
+    );
+    let files = std::fs::read_dir(out.join("curate/clips")).unwrap().count();
+    assert_eq!(files, 2, "only the kept clips have files");
+    let r = report(&out, "curate");
+    assert_eq!(r["clips"]["count"], 2);
+    assert_eq!(r["clips"]["filtered"], 3);
+    assert_eq!(r["clips"]["filtered_by"]["blank"], 2);
+    assert_eq!(r["clips"]["filtered_by"]["frozen"], 1);
 }
