@@ -662,3 +662,59 @@ fn long_shot_report_ends_and_run_thumbnails_match_decoded_ones() {
         }
     }
 }
+
+/// Clips the filters dropped are on the page, greyed, with their reasons; kept ones with their
+/// scores; the index counts the kept clips.
+#[test]
+fn dropped_clips_show_their_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("curate.mp4");
+    make_cut_clip(
+        &input,
+        "320x240",
+        &[("testsrc2", 50), ("color", 50), ("mandelbrot", 50)],
+        false,
+        &[],
+    );
+    let cfg = pipeline(
+        d,
+        "curate.json",
+        r#"{"scenes": {"detector": "content"}, "clips": {"min_seconds": 0.5, "trim_seconds": 0.0, "filters": {"max_blank": 0.5}}, "encode": {"preset": "ultrafast"}, "device": "cpu"}"#,
+    );
+    let out = d.join("out");
+    run_ok(&cfg, &out, &[&input], &[]);
+    let page = d.join("page");
+    let o = report_cmd(&[&out], &page);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = page.join("index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(
+        html.contains(".clip-item.dropped{opacity:.55"),
+        "dropped clips are greyed"
+    );
+    let Some((dom, _, _)) = browse(&index, d) else {
+        assert_eq!(html.matches("class=\"clip-item dropped\"").count(), 1);
+        return;
+    };
+    let items: Vec<&str> = dom.split("<div class=\"clip-item").skip(1).collect();
+    assert_eq!(items.len(), 3, "{dom}");
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item.starts_with(" dropped\""), i == 1, "clip {i}: {item}");
+        assert!(
+            item.contains("<span class=\"clip-scores\">motion "),
+            "{item}"
+        );
+    }
+    assert!(
+        items[1].contains("<span class=\"clip-dropped\">out: blank 1 &gt; 0.5</span>"),
+        "{}",
+        items[1]
+    );
+    assert!(items[1].contains("blank 1.00"), "{}", items[1]);
+    assert!(items[0].contains("blank 0.00") && items[0].contains("<a class=\"clip\""));
+    assert!(
+        dom.contains("<td class=\"num n-clips\">2</td>"),
+        "kept clips counted"
+    );
+}

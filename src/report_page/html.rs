@@ -5,7 +5,8 @@
 //!
 //! Class names are stable (the tests and anyone styling the page rely on them): `index-row`,
 //! `output`, `timeline`, `scene`, `thumb` (`thumb-first`/`-middle`/`-last`), `tags`, `tag`,
-//! `tag-label`, `tag-score`, `transition-in`, `play`, `clip`, `warning`, `note`, `skipped-item`.
+//! `tag-label`, `tag-score`, `transition-in`, `play`, `clip`, `clip-item` (`dropped` for a clip
+//! the filters dropped), `clip-scores`, `clip-dropped`, `warning`, `note`, `skipped-item`.
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,9 @@ img.thumb{width:192px;height:auto;margin-right:3px;border:1px solid #d0d7de;back
 .tag-score{color:#57606a;font-size:.9em}
 .transition-in{display:inline-block;background:#fff3cd;border-radius:4px;padding:0 4px;font-size:.85em}
 .clip{display:block}
+.clip-item{margin:0 0 4px}.clip-scores,.clip-dropped{display:block;font-size:.85em}
+.clip-scores{color:#57606a}.clip-dropped{color:#a40e26}
+.clip-item.dropped{opacity:.55;background:#f0f2f5}.clip-item.dropped .clip{text-decoration:line-through}
 "#;
 
 /// The whole page.
@@ -88,11 +92,12 @@ fn scene_count(page: &Page) -> usize {
     page.entries.iter().map(|e| e.report.scenes.len()).sum()
 }
 
+/// The kept clips (those no filter dropped).
 fn clip_count(entry: &Entry) -> Option<usize> {
     entry
         .clips
         .as_ref()
-        .map(Vec::len)
+        .map(|clips| clips.iter().filter(|c| c.kept()).count())
         .or_else(|| entry.report.clips.as_ref().map(|c| c.count))
 }
 
@@ -390,10 +395,16 @@ fn play_cell(h: &mut String, e: &Entry, video: Option<&str>, s: &Scene) {
     }
 }
 
-/// The scene's clips: links to their files, or their ids where no file was written.
+/// The scene's clips: each a link to its file (or its id where no file was written), its
+/// scores, and for a clip the filters dropped, greyed and struck through, the reasons.
 fn clips_cell(h: &mut String, e: &Entry, clips: &[&ClipRecord]) {
     h.push_str("<td class=\"clips\">");
     for c in clips {
+        let _ = write!(
+            h,
+            "<div class=\"clip-item{}\">",
+            if c.kept() { "" } else { " dropped" }
+        );
         match &c.file {
             Some(file) => {
                 let _ = write!(
@@ -407,8 +418,36 @@ fn clips_cell(h: &mut String, e: &Entry, clips: &[&ClipRecord]) {
                 let _ = write!(h, "<span class=\"clip no-file\">{}</span>", text(&c.id));
             }
         }
+        let _ = write!(
+            h,
+            "<span class=\"clip-scores\">{}</span>",
+            text(&clip_scores(c))
+        );
+        if !c.kept() {
+            let _ = write!(
+                h,
+                "<span class=\"clip-dropped\">out: {}</span>",
+                text(&c.dropped.join("; "))
+            );
+        }
+        h.push_str("</div>");
     }
     h.push_str("</td>");
+}
+
+/// A clip's scores in one line: motion, blank and frozen (when recorded) and each head's.
+fn clip_scores(c: &ClipRecord) -> String {
+    let mut parts = vec![format!("motion {:.4}", c.motion)];
+    if let Some(b) = c.blank {
+        parts.push(format!("blank {b:.2}"));
+    }
+    if let Some(f) = c.frozen {
+        parts.push(format!("frozen {f:.2}"));
+    }
+    for (name, score) in &c.heads {
+        parts.push(format!("{name} {score:.3}"));
+    }
+    parts.join(" · ")
 }
 
 /// `m:ss.mmm` (or `h:mm:ss.mmm`).
