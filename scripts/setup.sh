@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything framepipe needs on a fresh Debian 12 machine (run as root). Idempotent:
 #  - FFmpeg 5.1 development libraries (ffmpeg-next links them), the ffmpeg/ffprobe CLI (tests use
-#    them as an independent judge), pkg-config and libclang (bindgen for ffmpeg-sys); chromium
+#    them as an independent judge), pkg-config and libclang (bindgen for ffmpeg-sys and
+#    tesseract-sys); Tesseract 5 with its English data (src/ocr.rs) and the DejaVu fonts
+#    tests/ocr.rs draws text with; chromium
 #    (headless, the judge of the report page in tests/report_page.rs);
 #  - a Python venv at $FRAMEPIPE_VENV (default /opt/framepipe/venv) with torch==2.11.0, whose
 #    libtorch tch 0.24 links (LIBTORCH_USE_PYTORCH=1), plus PySceneDetect (and the OpenCV it
@@ -19,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 need_apt=0
 for pkg in pkg-config clang libclang-dev ffmpeg libavcodec-dev libavformat-dev libavutil-dev \
            libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 \
-           slurm-wlm munge chromium; do
+           slurm-wlm munge chromium tesseract-ocr-eng libtesseract-dev libleptonica-dev fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
@@ -27,7 +29,8 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends pkg-config clang libclang-dev ffmpeg \
     libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
-    libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 slurm-wlm munge chromium >/dev/null
+    libavfilter-dev libavdevice-dev python3-venv libgl1 libglib2.0-0 slurm-wlm munge chromium \
+    tesseract-ocr-eng libtesseract-dev libleptonica-dev fonts-dejavu-core >/dev/null
 fi
 
 # The venv: a Python that has venv (pyenv's or Debian's), then pinned packages.

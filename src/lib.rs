@@ -34,6 +34,7 @@ pub mod latent_shard;
 pub mod logging;
 pub mod media;
 pub mod model_id;
+pub mod ocr;
 pub mod output;
 pub mod pipeline;
 pub mod reconstruction;
