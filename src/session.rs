@@ -63,6 +63,11 @@ impl Session {
         if let Some(folder) = shots_model {
             load_shot_model(folder, device.name, &config_path)?;
         }
+        if let Some(text) = config.clips.as_ref().and_then(|c| c.text_scoring()) {
+            // A missing language file is found now, not at the first clip.
+            crate::ocr::language_data_path(&crate::job::clips::ocr_settings(&text))
+                .map_err(|e| Error::config(&config_path, format!("clips.text: {e}")))?;
+        }
         let vae = match &config.vae {
             Some(vae) => Some(vae_facts(vae, device.name, &config_path)?),
             None => None,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
-use framepipe::output::clip_record::{ClipLatents, ClipRecord, MotionSource};
+use framepipe::output::clip_record::{ClipLatents, ClipRecord, MotionSource, TextScore};
 use framepipe::output::files::Marker;
 use framepipe::output::scene::Tag;
 use safetensors::tensor::{Dtype, TensorView};
@@ -176,6 +176,7 @@ fn record(
         }),
         blank: Some(0.0),
         frozen: Some(0.0),
+        text: None,
         heads: Default::default(),
         dropped: Vec::new(),
     }
@@ -195,8 +196,18 @@ fn dropped_record() -> ClipRecord {
     );
     r.blank = Some(0.75);
     r.frozen = Some(0.25);
+    r.text = Some(TextScore {
+        area: 0.03125,
+        words: 2,
+        text: "BREAKING NEWS".into(),
+        unread: 1,
+    });
     r.heads = BTreeMap::from([("aesthetic".to_string(), 3.5), ("nsfw".to_string(), 0.125)]);
-    r.dropped = vec!["blank 0.75 > 0.5".into(), "aesthetic 3.5 < 4.5".into()];
+    r.dropped = vec![
+        "blank 0.75 > 0.5".into(),
+        "text_area 0.03125 > 0.02".into(),
+        "aesthetic 3.5 < 4.5".into(),
+    ];
     r
 }
 
@@ -640,6 +651,9 @@ struct PqRow {
     latent_frames: Option<i64>,
     blank: Option<f64>,
     frozen: Option<f64>,
+    text_area: Option<f64>,
+    text_words: Option<i64>,
+    text: Option<String>,
     heads: Vec<HeadScore>,
     dropped: Vec<String>,
 }
@@ -679,6 +693,9 @@ fn pq_row(folder: &Folder, r: &ClipRecord) -> PqRow {
         latent_frames: r.latents.as_ref().map(|l| l.frames as i64),
         blank: r.blank,
         frozen: r.frozen,
+        text_area: r.text.as_ref().map(|t| t.area),
+        text_words: r.text.as_ref().map(|t| i64::from(t.words)),
+        text: r.text.as_ref().map(|t| t.text.clone()),
         heads: r
             .heads
             .iter()
@@ -758,6 +775,9 @@ fn parquet_rows_are_typed_columns_of_the_records() {
             ("latent_frames", "int64", true),
             ("blank", "double", true),
             ("frozen", "double", true),
+            ("text_area", "double", true),
+            ("text_words", "int64", true),
+            ("text", "string", true),
             (
                 "heads",
                 "list<item: struct<name: string not null, score: double not null> not null>",

@@ -624,3 +624,49 @@ fn missing_language_names_the_file() {
         OcrError::BadLanguage(_)
     ));
 }
+
+/// Fine texture that keeps Tesseract busy for over a minute a frame (rule-110 cells of a 640x360
+/// source scaled up to 720p, bicubic, as a run's canvas shows them) ends at the deadline, counted as unread, and the
+/// engine reads the next frame as usual.
+#[test]
+fn a_frame_past_the_deadline_is_given_up() {
+    check_fonts();
+    let busy = case(
+        "cells",
+        Kind::Clean,
+        None,
+        lavfi("cellauto=size=640x360:rate=25:rule=110"),
+        format!("scale={W}:{H}:flags=bicubic"),
+    );
+    let title = case(
+        "title",
+        Kind::Title,
+        Some("After The Cells"),
+        lavfi(&format!("color=c=black:size={W}x{H}")),
+        drawtext(
+            SANS_BOLD,
+            "After The Cells",
+            100,
+            "(w-text_w)/2",
+            "(h-text_h)/2",
+            "fontcolor=white",
+        ),
+    );
+    let settings = TextSettings {
+        deadline: Duration::from_millis(300),
+        ..TextSettings::default()
+    };
+    let mut reader = TextReader::new(&settings).unwrap();
+    let started = std::time::Instant::now();
+    let read = reader.read(&render(&busy), W, H, W as usize * 3).unwrap();
+    let took = started.elapsed();
+    assert!(read.gave_up, "{read:?} in {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!((read.area, read.words), (0.0, 0));
+    let after = reader.read(&render(&title), W, H, W as usize * 3).unwrap();
+    assert!(!after.gave_up);
+    assert!(
+        normalized(&after.text).contains("AFTER THE CELLS"),
+        "{after:?}"
+    );
+}

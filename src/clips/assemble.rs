@@ -1,5 +1,5 @@
 //! The finished clip list of one input: the planned clips of the final scene list, each with
-//! its scores (motion, blank, frozen, heads), the reasons `clips.filters` drops it for, its tags
+//! its scores (motion, blank, frozen, text, heads), the reasons `clips.filters` drops it for, its tags
 //! and mean embedding, its latent frames and its file (the one the encoder cut, renamed to its
 //! id; a dropped clip's file is removed). What this returns is what
 //! `clips.jsonl` and the report's `clips` block say. It works on plain descriptions of what the
@@ -14,13 +14,16 @@ use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
 use crate::config::ClipsConfig;
 use crate::error::{Error, Result};
 use crate::media::clip_mux::WrittenClip;
-use crate::output::clip_record::{ClipLatents, ClipRecord, ClipsReport, DroppedSeconds};
+use crate::output::clip_record::{ClipLatents, ClipRecord, ClipsReport, DroppedSeconds, TextScore};
 use crate::output::files::{CLIPS_DIR, CLIPS_FILE};
 use crate::output::scene::{Scene, Tag};
 
 /// A clip's tags and mean embedding from the embeddings of its frames `Range` (both `None`
 /// when no sampled frame lies inside it).
 pub type Tagger<'a> = &'a dyn Fn(Range<u64>) -> (Option<Vec<Tag>>, Option<Vec<f32>>);
+
+/// The burned-in text of a clip's file of so many frames.
+pub type TextReader<'a> = &'a dyn Fn(&Path, u64) -> Result<TextScore>;
 
 /// Every `clips.heads` model's score of a clip's embedding, by head name.
 pub type HeadScorer<'a> = &'a dyn Fn(&[f32]) -> Result<BTreeMap<String, f64>>;
@@ -50,6 +53,8 @@ pub struct ClipSources<'a> {
     pub written: Option<&'a [WrittenClip]>,
     /// Tags clips from their frames' image embeddings (tagging runs only).
     pub tagger: Option<Tagger<'a>>,
+    /// Reads the text of clips' files (`clips.text`; only clips with a file are read).
+    pub text: Option<TextReader<'a>>,
     /// Scores clips' embeddings with `clips.heads` (when configured).
     pub heads: Option<HeadScorer<'a>>,
     /// The latent shards (vae runs only).
@@ -85,10 +90,18 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             (Some(score), Some(e)) => score(e)?,
             _ => BTreeMap::new(),
         };
+        let text = match (src.text, written) {
+            (Some(read), Some(i)) => Some(read(
+                &src.written.expect("found in it")[i].path,
+                clip.frames.end - clip.frames.start,
+            )?),
+            _ => None,
+        };
         let scores = ClipScores {
             motion,
             blank,
             frozen,
+            text_area: text.as_ref().map(|t| t.area),
             heads: &heads,
         };
         let reasons = filters::judge(src.config, &scores);
@@ -123,6 +136,7 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             latents: src.latents.map(|l| latents_of(&clip, l)),
             blank: Some(blank),
             frozen: Some(frozen),
+            text,
             heads,
             dropped: reasons.iter().map(ToString::to_string).collect(),
         });

@@ -12,6 +12,8 @@ pub struct ClipScores<'a> {
     pub motion: f64,
     pub blank: f64,
     pub frozen: f64,
+    /// The text area read on the clip (`None`: no text was read).
+    pub text_area: Option<f64>,
     /// Head scores by name (absent for a clip without an embedding).
     pub heads: &'a BTreeMap<String, f64>,
 }
@@ -24,6 +26,10 @@ pub enum DropReason {
         max: f64,
     },
     Frozen {
+        value: f64,
+        max: f64,
+    },
+    TextArea {
         value: f64,
         max: f64,
     },
@@ -52,6 +58,7 @@ impl DropReason {
         match self {
             DropReason::Blank { .. } => "blank".into(),
             DropReason::Frozen { .. } => "frozen".into(),
+            DropReason::TextArea { .. } => "text_area".into(),
             DropReason::Motion { .. } => "motion".into(),
             DropReason::Head { name, .. } => format!("heads.{name}"),
         }
@@ -63,6 +70,9 @@ impl fmt::Display for DropReason {
         match self {
             DropReason::Blank { value, max } => write!(f, "blank {} > {}", short(*value), max),
             DropReason::Frozen { value, max } => write!(f, "frozen {} > {}", short(*value), max),
+            DropReason::TextArea { value, max } => {
+                write!(f, "text_area {} > {}", short(*value), max)
+            }
             DropReason::Motion { value, min } => write!(f, "motion {} < {}", short(*value), min),
             DropReason::Head { name, value, bound } => {
                 let value = value.map_or("none (no embedding)".to_string(), short);
@@ -89,8 +99,8 @@ fn short(v: f64) -> String {
     }
 }
 
-/// Every bound of `config` that `scores` fail, in a fixed order (blank, frozen, motion, heads
-/// by name).
+/// Every bound of `config` that `scores` fail, in a fixed order (blank, frozen, text area,
+/// motion, heads by name). A clip whose text was not read (no file) is not judged on it.
 pub fn judge(config: &ClipsConfig, scores: &ClipScores) -> Vec<DropReason> {
     let f = &config.filters;
     let mut out = Vec::new();
@@ -105,6 +115,11 @@ pub fn judge(config: &ClipsConfig, scores: &ClipScores) -> Vec<DropReason> {
             value: scores.frozen,
             max,
         });
+    }
+    if let (Some(max), Some(value)) = (f.max_text_area, scores.text_area) {
+        if value > max {
+            out.push(DropReason::TextArea { value, max });
+        }
     }
     if let Some(min) = config.min_motion().filter(|&m| scores.motion < m) {
         out.push(DropReason::Motion {
@@ -148,13 +163,14 @@ mod tests {
     #[test]
     fn every_failed_bound_is_a_reason() {
         let c = config(
-            r#"{"max_blank": 0.5, "max_frozen": 0.8, "min_motion": 0.002, "heads": {"aesthetic": {"min": 4.5}}}"#,
+            r#"{"max_blank": 0.5, "max_frozen": 0.8, "max_text_area": 0.02, "min_motion": 0.002, "heads": {"aesthetic": {"min": 4.5}}}"#,
         );
         let heads = BTreeMap::from([("aesthetic".to_string(), 3.91234)]);
         let scores = ClipScores {
             motion: 0.00123456,
             blank: 0.625,
             frozen: 0.9,
+            text_area: Some(0.03125),
             heads: &heads,
         };
         let reasons: Vec<String> = judge(&c, &scores).iter().map(|r| r.to_string()).collect();
@@ -163,16 +179,21 @@ mod tests {
             [
                 "blank 0.625 > 0.5",
                 "frozen 0.9 > 0.8",
+                "text_area 0.03125 > 0.02",
                 "motion 0.001235 < 0.002",
                 "aesthetic 3.912 < 4.5"
             ]
         );
         let keys: Vec<String> = judge(&c, &scores).iter().map(DropReason::key).collect();
-        assert_eq!(keys, ["blank", "frozen", "motion", "heads.aesthetic"]);
+        assert_eq!(
+            keys,
+            ["blank", "frozen", "text_area", "motion", "heads.aesthetic"]
+        );
         let fine = ClipScores {
             motion: 0.01,
             blank: 0.5,
             frozen: 0.8,
+            text_area: None,
             heads: &BTreeMap::from([("aesthetic".to_string(), 4.5)]),
         };
         assert!(judge(&c, &fine).is_empty());

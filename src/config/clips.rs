@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::curation::{validate_head_names, ClipFilters, HeadFiles};
+use super::curation::{validate_head_names, ClipFilters, HeadFiles, TextScoring};
 use super::ConfigError;
 
 /// What happens to a scene longer than `max_seconds` (after its trims).
@@ -42,6 +42,10 @@ pub struct ClipsConfig {
     /// Scores that drop a clip (its record stays, with the reasons).
     #[serde(default)]
     pub filters: ClipFilters,
+    /// Burned-in text read from each clip's file (needs `encode`); also on with defaults when
+    /// `filters.max_text_area` is set.
+    #[serde(default)]
+    pub text: Option<TextScoring>,
     /// Scoring heads on each clip's CLIP embedding, by name (needs the `clip` section).
     #[serde(default)]
     pub heads: BTreeMap<String, HeadFiles>,
@@ -70,6 +74,7 @@ impl Default for ClipsConfig {
             min_motion: None,
             whole_video: default_whole_video(),
             filters: ClipFilters::default(),
+            text: None,
             heads: BTreeMap::new(),
         }
     }
@@ -81,9 +86,22 @@ impl ClipsConfig {
         self.filters.min_motion.or(self.min_motion)
     }
 
+    /// How burned-in text is read, when it is: `text`, or its defaults for a text filter.
+    pub fn text_scoring(&self) -> Option<TextScoring> {
+        self.text
+            .clone()
+            .or_else(|| self.filters.max_text_area.map(|_| TextScoring::default()))
+    }
+
     /// `has_scenes`: whether the pipeline detects scenes (clips are cut from them);
-    /// `has_tagging`: whether it embeds frames with CLIP (heads score those embeddings).
-    pub fn validate(&self, has_scenes: bool, has_tagging: bool) -> Result<(), ConfigError> {
+    /// `has_tagging`: whether it embeds frames with CLIP (heads score those embeddings);
+    /// `has_encode`: whether clips get files (text is read from them).
+    pub fn validate(
+        &self,
+        has_scenes: bool,
+        has_tagging: bool,
+        has_encode: bool,
+    ) -> Result<(), ConfigError> {
         if !has_scenes {
             return Err(ConfigError::Requires {
                 key: "clips",
@@ -136,6 +154,19 @@ impl ClipsConfig {
         validate_head_names(&self.heads)?;
         self.filters
             .validate(self.min_motion.is_some(), &self.heads)?;
+        if let Some(text) = &self.text {
+            text.validate()?;
+        }
+        if self.text_scoring().is_some() && !has_encode {
+            return Err(ConfigError::Requires {
+                key: if self.text.is_some() {
+                    "clips.text"
+                } else {
+                    "clips.filters.max_text_area"
+                },
+                needs: "the encode section (text is read from each clip's file)",
+            });
+        }
         if !self.heads.is_empty() && !has_tagging {
             return Err(ConfigError::Requires {
                 key: "clips.heads",

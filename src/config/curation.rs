@@ -19,6 +19,10 @@ pub struct ClipFilters {
     /// Most of a clip's frames that may repeat the frame before (0..1).
     #[serde(default)]
     pub max_frozen: Option<f64>,
+    /// Most of the picture burned-in text may cover on any read frame (0..1; reads text with
+    /// `clips.text`'s settings, its defaults when that is absent).
+    #[serde(default)]
+    pub max_text_area: Option<f64>,
     /// The least motion score a clip needs (the same as `clips.min_motion`; set one of them).
     #[serde(default)]
     pub min_motion: Option<f64>,
@@ -35,6 +39,63 @@ pub struct HeadBounds {
     pub min: Option<f64>,
     #[serde(default)]
     pub max: Option<f64>,
+}
+
+/// `clips.text`: burned-in text read with Tesseract from a few frames of each clip's file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextScoring {
+    /// Frames read per clip, spread evenly from its first to its last (3: first, middle, last;
+    /// 1: the middle one).
+    #[serde(default = "default_text_frames")]
+    pub frames: u32,
+    /// Tesseract language(s), e.g. `"eng"` or `"eng+deu"` (each needs its `.traineddata`).
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// Words Tesseract is less sure of (0-100) are not text.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f32,
+}
+
+fn default_text_frames() -> u32 {
+    3
+}
+fn default_language() -> String {
+    "eng".into()
+}
+fn default_min_confidence() -> f32 {
+    75.0
+}
+
+impl Default for TextScoring {
+    fn default() -> Self {
+        TextScoring {
+            frames: default_text_frames(),
+            language: default_language(),
+            min_confidence: default_min_confidence(),
+        }
+    }
+}
+
+impl TextScoring {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10).contains(&self.frames) {
+            return Err(ConfigError::OutOfRange {
+                key: "clips.text.frames",
+                actual: self.frames.to_string(),
+                expected: "must be 1 to 10 frames per clip",
+            });
+        }
+        let c = self.min_confidence;
+        if !(c.is_finite() && (0.0..=100.0).contains(&c)) {
+            return Err(ConfigError::OutOfRange {
+                key: "clips.text.min_confidence",
+                actual: c.to_string(),
+                expected: "must be 0 to 100",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `clips.heads.<name>`: a scoring head's files (see `crate::heads`).
@@ -66,6 +127,7 @@ impl ClipFilters {
         };
         fraction("clips.filters.max_blank", self.max_blank)?;
         fraction("clips.filters.max_frozen", self.max_frozen)?;
+        fraction("clips.filters.max_text_area", self.max_text_area)?;
         if let Some(m) = self.min_motion {
             if !(m.is_finite() && m >= 0.0) {
                 return Err(ConfigError::OutOfRange {
@@ -117,6 +179,7 @@ impl ClipFilters {
     pub fn any(&self) -> bool {
         self.max_blank.is_some()
             || self.max_frozen.is_some()
+            || self.max_text_area.is_some()
             || self.min_motion.is_some()
             || !self.heads.is_empty()
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use clips::{ClipsConfig, LongScenes};
-pub use curation::{ClipFilters, HeadBounds, HeadFiles};
+pub use curation::{ClipFilters, HeadBounds, HeadFiles, TextScoring};
 pub use decode::{DecodeConfig, HwAccelConfig};
 pub use encode::{AudioMode, Choice, Codec, EncodeConfig, Names, Preset, Profile};
 pub use error::ConfigError;
@@ -144,7 +144,11 @@ impl PipelineConfig {
             encode.validate()?;
         }
         if let Some(clips) = &self.clips {
-            clips.validate(self.scenes.is_some(), self.clip.is_some())?;
+            clips.validate(
+                self.scenes.is_some(),
+                self.clip.is_some(),
+                self.encode.is_some(),
+            )?;
         }
         self.limits.validate()?;
         self.runtime.validate()?;

@@ -11,6 +11,7 @@
 //! | `embedding` | fixed_size_list<float32, D>, null without one |
 //! | `latent_frames` | int64, null without latents |
 //! | `blank`, `frozen` | float64, null in outputs of versions before them |
+//! | `text_area`, `text_words`, `text` | float64, int64, utf8: the clip's burned-in text, null when not read |
 //! | `heads` | list<struct<name: utf8, score: float64>>, empty without heads |
 //! | `dropped` | list<utf8>, the reasons `clips.filters` dropped the clip (empty when kept) |
 //!
@@ -99,6 +100,9 @@ impl Layout {
             int("latent_frames", true),
             Field::new("blank", DataType::Float64, true),
             Field::new("frozen", DataType::Float64, true),
+            Field::new("text_area", DataType::Float64, true),
+            int("text_words", true),
+            utf8("text", true),
             Field::new("heads", DataType::List(Arc::new(head_item())), false),
             Field::new("dropped", DataType::List(Arc::new(reason_item())), false),
         ]);
@@ -213,6 +217,21 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
         )),
         Arc::new(Float64Array::from(
             records().map(|r| r.frozen).collect::<Vec<_>>(),
+        )),
+        Arc::new(Float64Array::from(
+            records()
+                .map(|r| r.text.as_ref().map(|t| t.area))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            records()
+                .map(|r| r.text.as_ref().map(|t| i64::from(t.words)))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            records()
+                .map(|r| r.text.as_ref().map(|t| t.text.as_str()))
+                .collect::<Vec<_>>(),
         )),
         heads(clips)?,
         reasons(clips)?,

@@ -1,11 +1,16 @@
 //! A job's clip list: the clips of the final scene list (`crate::clips::assemble`), tagged from
 //! the run's image embeddings, written to `clips.jsonl`.
+use std::cell::RefCell;
+use std::path::Path;
+
 use crate::clips::assemble::{self, ClipSources, LatentShards, Tagger};
 use crate::clips::plan::ClipRules;
-use crate::config::{ClipsConfig, TaggingConfig};
-use crate::error::Result;
+use crate::config::{ClipsConfig, TaggingConfig, TextScoring};
+use crate::error::{Error, Result};
+use crate::media::frames_at;
 use crate::media::probe::SourceInfo;
-use crate::output::clip_record::ClipsReport;
+use crate::ocr;
+use crate::output::clip_record::{ClipsReport, TextScore};
 use crate::output::report::Report;
 use crate::output::scene::Tag;
 use crate::pipeline::tagging::TaggingOutput;
@@ -33,6 +38,10 @@ impl Job<'_> {
             .as_ref()
             .and_then(|s| s.motion.clone())
             .unwrap_or_default();
+        let text = cfg.text_scoring().map(|settings| {
+            let reader = ClipText::new(settings);
+            move |path: &Path, frames: u64| reader.read(path, frames)
+        });
         let tagger = match (&output.tagging, self.labels, &self.config.clip) {
             (Some(o), Some(l), Some(c)) => Some(clip_tagger(o, l, c)),
             _ => None,
@@ -46,6 +55,9 @@ impl Job<'_> {
             motion: &motion,
             written: output.encode.as_ref().map(|e| e.clips.as_slice()),
             tagger: tagger.as_ref().map(|t| t as Tagger),
+            text: text
+                .as_ref()
+                .map(|t| t as &dyn Fn(&Path, u64) -> Result<TextScore>),
             heads: None,
             latents: match (&output.latents, &self.config.vae) {
                 (Some(l), Some(v)) => Some(LatentShards {
@@ -59,6 +71,67 @@ impl Job<'_> {
         let (records, summary) = assemble::assemble(&sources, &partial.path)?;
         assemble::write_jsonl(&partial.path, &records)?;
         Ok(summary)
+    }
+}
+
+/// Tesseract's settings for `clips.text`.
+pub fn ocr_settings(text: &TextScoring) -> ocr::TextSettings {
+    ocr::TextSettings {
+        language: text.language.clone(),
+        min_confidence: text.min_confidence,
+        ..ocr::TextSettings::default()
+    }
+}
+
+/// Reads clips' burned-in text with one Tesseract engine, made for the first clip read.
+struct ClipText {
+    settings: TextScoring,
+    reader: RefCell<Option<ocr::TextReader>>,
+}
+
+impl ClipText {
+    fn new(settings: TextScoring) -> Self {
+        ClipText {
+            settings,
+            reader: RefCell::new(None),
+        }
+    }
+
+    /// The text of clip file `path` (of `frames` frames) on its `clips.text.frames` frames: the
+    /// largest area and word count of one frame, and each frame's distinct text in order.
+    fn read(&self, path: &Path, frames: u64) -> Result<TextScore> {
+        let fail = |e: ocr::OcrError| Error::input(path, format!("reading burned-in text: {e}"));
+        let wanted = frames_at::spread(frames, self.settings.frames);
+        let pictures = frames_at::rgb_frames_at(path, &wanted)?;
+        let mut slot = self.reader.borrow_mut();
+        let reader = match &mut *slot {
+            Some(r) => r,
+            None => slot.insert(ocr::TextReader::new(&ocr_settings(&self.settings)).map_err(fail)?),
+        };
+        let mut score = TextScore {
+            area: 0.0,
+            words: 0,
+            text: String::new(),
+            unread: 0,
+        };
+        let mut texts: Vec<String> = Vec::new();
+        for p in &pictures {
+            let read = reader
+                .read(&p.rgb, p.width, p.height, p.width as usize * 3)
+                .map_err(fail)?;
+            score.unread += u32::from(read.gave_up);
+            score.area = score.area.max(read.area);
+            score.words = score.words.max(read.words);
+            if !read.text.is_empty() && !texts.contains(&read.text) {
+                texts.push(read.text);
+            }
+        }
+        score.text = texts
+            .join(" / ")
+            .chars()
+            .take(ocr::MAX_TEXT_CHARS)
+            .collect();
+        Ok(score)
     }
 }
 

@@ -3,7 +3,7 @@
 //! partial folder, so nothing that looks finished is ever left behind by a failed input.
 //! [`Job::process_into`] reads as those steps; [`partial`] holds the folder, [`clips`] the
 //! clip list, [`tensor_files`] the embeddings and transitions files.
-mod clips;
+pub mod clips;
 mod partial;
 mod tensor_files;
 

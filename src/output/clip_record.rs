@@ -47,6 +47,10 @@ pub struct ClipRecord {
     /// blank ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<f64>,
+    /// Burned-in text read from the clip's file (`clips.text`; absent without it, or for a clip
+    /// without a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextScore>,
     /// Each `clips.heads` model's score of the clip's embedding, by head name (absent without
     /// heads, or when the clip has no embedding).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -55,6 +59,28 @@ pub struct ClipRecord {
     /// it is kept. A dropped clip has no file and is not exported unless asked for.
     #[serde(default)]
     pub dropped: Vec<String>,
+}
+
+/// What Tesseract read on a clip's frames (`clips.text.frames` of them, spread from its first
+/// to its last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextScore {
+    /// The largest fraction of the picture that word boxes cover on one read frame (0..1).
+    pub area: f64,
+    /// The most words read on one frame.
+    pub words: u32,
+    /// The words read, frame after frame (a frame's text once even when several frames show
+    /// it), cut to 200 characters.
+    pub text: String,
+    /// Frames Tesseract gave up on at its deadline (1 s a frame; fine texture such as foliage
+    /// can take it a minute): nothing of them is in `area`, `words` or `text`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unread: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ClipRecord {

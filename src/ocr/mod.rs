@@ -20,10 +20,12 @@
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
-use tesseract_plumbing::tesseract_sys::{
-    TessOcrEngineMode_OEM_LSTM_ONLY, TessPageSegMode, TessPageSegMode_PSM_SPARSE_TEXT,
-};
-use tesseract_plumbing::TessBaseApi;
+use std::time::Duration;
+
+use tesseract_plumbing::tesseract_sys::{TessPageSegMode, TessPageSegMode_PSM_SPARSE_TEXT};
+
+mod engine;
+use engine::{Engine, Finished};
 
 /// Longest text kept in [`ReadText::text`], in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -56,6 +58,9 @@ pub struct TextSettings {
     /// Frames wider than this are scaled down (keeping the aspect ratio) before reading: fewer
     /// pixels for Tesseract, and text on a 1280-pixel frame stays large enough. 0: never.
     pub max_width: u32,
+    /// Recognition stops after this long on one frame, keeping the words read so far: fine
+    /// texture (a cellular automaton, foliage) can otherwise take Tesseract a minute a frame.
+    pub deadline: Duration,
 }
 
 impl Default for TextSettings {
@@ -65,6 +70,7 @@ impl Default for TextSettings {
             min_confidence: 75.0,
             data_path: None,
             max_width: 960,
+            deadline: Duration::from_secs(1),
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct ReadText {
     pub words: u32,
     /// The kept words joined by single spaces, cut to [`MAX_TEXT_CHARS`] characters.
     pub text: String,
+    /// Recognition passed [`TextSettings::deadline`]: nothing was read from the frame.
+    pub gave_up: bool,
 }
 
 /// Why text could not be read.
@@ -117,7 +125,8 @@ pub enum OcrError {
 
 /// One Tesseract engine, reused for every frame. `Send`; use it from one thread at a time.
 pub struct TextReader {
-    api: TessBaseApi,
+    api: Engine,
+    deadline: Duration,
     min_confidence: f32,
     max_width: u32,
     /// The grey picture handed to Tesseract (reused between frames).
@@ -233,16 +242,13 @@ impl TextReader {
             CString::new(data_path.as_os_str().as_encoded_bytes()).map_err(|_| init_error())?;
         let c_language = CString::new(settings.language.as_str())
             .map_err(|_| OcrError::BadLanguage(settings.language.clone()))?;
-        let mut api = TessBaseApi::create();
+        let mut api = Engine::create();
         // Tesseract prints through its `debug_file` (stderr when empty): "Estimating resolution",
         // "Empty page!!", init complaints. Set before Init so that those are silenced too.
         set_variable(&mut api, c"debug_file", c"/dev/null");
-        api.init_4(
-            Some(&c_path),
-            Some(&c_language),
-            TessOcrEngineMode_OEM_LSTM_ONLY,
-        )
-        .map_err(|_| init_error())?;
+        if !api.init_lstm(&c_path, &c_language) {
+            return Err(init_error());
+        }
         set_variable(&mut api, c"debug_file", c"/dev/null");
         // Vigorous noise removal: without it a frame of fine grain (film grain, sensor noise) can
         // take Tesseract 25 s instead of 0.3 s, with no loss on the text frames tried.
@@ -250,6 +256,7 @@ impl TextReader {
         api.set_page_seg_mode(PAGE_SEG_MODE);
         Ok(Self {
             api,
+            deadline: settings.deadline,
             min_confidence: settings.min_confidence,
             max_width: settings.max_width,
             grey: Vec::new(),
@@ -288,20 +295,27 @@ impl TextReader {
         }
         limit_openmp_to_this_thread();
         let failed = || OcrError::Recognize { width, height };
-        self.api
-            .set_image(&self.grey, w as i32, h as i32, 1, w as i32)
-            .map_err(|_| failed())?;
         // Burned-in text is seen at screen size; 70 ppi is Tesseract's own fallback for pictures
         // without a resolution, set here so that it does not estimate one (and say so) per frame.
-        self.api.set_source_resolution(70);
-        self.api.recognize().map_err(|_| failed())?;
-        let tsv = self.api.get_tsv_text(0).map_err(|_| failed())?;
+        let finished = self
+            .api
+            .recognize_grey(&self.grey, w, h, 70, self.deadline)
+            .map_err(|_| failed())?;
+        if finished == Finished::Deadline {
+            // Tesseract's results after a passed deadline are not safe to read (its TSV call
+            // crashed on Tesseract 5.3): the frame counts as unread.
+            return Ok(ReadText {
+                gave_up: true,
+                ..ReadText::default()
+            });
+        }
+        let tsv = self.api.tsv_text().ok_or_else(failed)?;
         let words = tsv_words(tsv.as_ref());
         Ok(summarize(&words, self.min_confidence, w, h))
     }
 }
 
-fn set_variable(api: &mut TessBaseApi, name: &CStr, value: &CStr) {
+fn set_variable(api: &mut Engine, name: &CStr, value: &CStr) {
     // Only fails for an unknown name; the names used here exist in Tesseract 4 and 5.
     let _ = api.set_variable(name, value);
 }
@@ -427,6 +441,7 @@ fn summarize(words: &[Word], min_confidence: f32, width: u32, height: u32) -> Re
         area,
         words: kept.len() as u32,
         text,
+        gave_up: false,
     }
 }
 
