@@ -666,7 +666,7 @@ fn a_frame_past_the_deadline_is_given_up() {
     let after = reader.read(&render(&title), W, H, W as usize * 3).unwrap();
     assert!(!after.gave_up);
     assert!(
-        normalized(&after.text).contains("AFTER THE CELLS"),
+        normalized(&after.text).contains("after the cells"),
         "{after:?}"
     );
 }
