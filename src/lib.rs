@@ -29,6 +29,7 @@ pub mod device;
 pub mod error;
 pub mod export;
 pub mod gpu;
+pub mod heads;
 pub mod job;
 pub mod latent_shard;
 pub mod logging;
