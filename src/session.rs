@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::PipelineConfig;
 use crate::device::{self, DeviceInfo, DeviceRequest, Precision};
 use crate::error::{Error, Result};
+use crate::heads::Head;
 use crate::job::{Job, VaeInfo};
 use crate::tagging::LabelSet;
 
@@ -36,6 +37,8 @@ pub struct Session {
     pub vae: Option<VaeInfo>,
     /// The VAE folder's fingerprint, recorded in every latent shard (read once for the run).
     pub vae_fingerprint: Option<String>,
+    /// `clips.heads`, loaded and checked against the CLIP embedding size.
+    pub heads: Vec<Head>,
 }
 
 impl Session {
@@ -63,6 +66,7 @@ impl Session {
         if let Some(folder) = shots_model {
             load_shot_model(folder, device.name, &config_path)?;
         }
+        let heads = load_heads(&config, labels.as_ref(), &config_path)?;
         if let Some(text) = config.clips.as_ref().and_then(|c| c.text_scoring()) {
             // A missing language file is found now, not at the first clip.
             crate::ocr::language_data_path(&crate::job::clips::ocr_settings(&text))
@@ -91,6 +95,7 @@ impl Session {
             labels,
             vae,
             vae_fingerprint,
+            heads,
         })
     }
 
@@ -111,6 +116,7 @@ impl Session {
             labels: self.labels.as_ref(),
             vae: self.vae.as_ref(),
             vae_fingerprint: self.vae_fingerprint.as_deref(),
+            heads: &self.heads,
         }
     }
 }
@@ -132,6 +138,36 @@ pub fn load_config(pipeline: Option<&Path>) -> Result<PipelineConfig> {
 
 /// Loads the TransNetV2 folder now, so a missing or damaged one is a configuration error
 /// naming it before any input is decoded.
+/// `clips.heads`: each head's files read and checked, and its input the CLIP model's embedding
+/// size (a head for ViT-L/14's 768 values cannot score ViT-B/32's 512).
+fn load_heads(
+    config: &PipelineConfig,
+    labels: Option<&LabelSet>,
+    config_path: &Path,
+) -> Result<Vec<Head>> {
+    let Some(clips) = &config.clips else {
+        return Ok(Vec::new());
+    };
+    let mut heads = Vec::new();
+    for (name, files) in &clips.heads {
+        let head = Head::load(name, &files.weights, &files.config)
+            .map_err(|e| Error::config(config_path, format!("clips.heads.{name}: {e}")))?;
+        if let Some(labels) = labels.filter(|l| l.dim != head.input_dim()) {
+            return Err(Error::config(
+                config_path,
+                format!(
+                    "clips.heads.{name}: the head takes embeddings of {} values, but the clip model makes {} ({})",
+                    head.input_dim(),
+                    labels.dim,
+                    files.config.display()
+                ),
+            ));
+        }
+        heads.push(head);
+    }
+    Ok(heads)
+}
+
 fn load_shot_model(folder: &Path, device: device::Device, config_path: &Path) -> Result<()> {
     let request = framepipe_proto::ops::ShotsInfo {
         on: framepipe_proto::ops::ModelOn {

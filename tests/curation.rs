@@ -182,3 +182,175 @@ fn text_settings_are_checked_before_decoding() {
         assert!(!out.exists(), "nothing written");
     }
 }
+
+fn clip_fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/framepipe-torch/tests/fixtures/clip-tiny")
+}
+
+/// The fixture script's heads (`tests/fixtures/make_head_fixture.py`) written into `dir`.
+fn write_heads(dir: &Path) {
+    let _: serde_json::Value = fixture_json(
+        "make_head_fixture.py",
+        &[dir.as_os_str(), "--count".as_ref(), "1".as_ref()],
+    );
+}
+
+/// PyTorch's scores of `embeddings` by the fixture head `name` written in `dir`.
+fn reference_scores(dir: &Path, name: &str, embeddings: &[Vec<f32>]) -> Vec<f64> {
+    let file = dir.join("embeddings.json");
+    std::fs::write(&file, serde_json::to_string(embeddings).unwrap()).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Scores {
+        scores: Vec<f64>,
+    }
+    let s: Scores = fixture_json(
+        "make_head_fixture.py",
+        &[
+            dir.as_os_str(),
+            "--score".as_ref(),
+            name.as_ref(),
+            "--embeddings".as_ref(),
+            file.as_os_str(),
+        ],
+    );
+    s.scores
+}
+
+fn heads_pipeline(dir: &Path, heads: &Path, head: &str, filters: &str) -> std::path::PathBuf {
+    let clip = format!(
+        r#"{{"model": {:?}, "labels": ["a cat", "a street", "color bars"], "sample": {{"every_n_frames": 5}}}}"#,
+        clip_fixture().display().to_string()
+    );
+    let head_files = format!(
+        r#"{{"{head}": {{"weights": {:?}, "config": {:?}}}}}"#,
+        heads
+            .join(format!("{head}.safetensors"))
+            .display()
+            .to_string(),
+        heads.join(format!("{head}.json")).display().to_string()
+    );
+    pipeline(
+        dir,
+        "heads.json",
+        &format!(
+            r#"{{"scenes": {{"detector": "content"}}, "clip": {clip}, "clips": {{"min_seconds": 0.5, "trim_seconds": 0.0, "max_seconds": 1.0, "heads": {head_files}, "filters": {filters}}}, "encode": {{"preset": "ultrafast"}}, "device": "cpu"}}"#
+        ),
+    )
+}
+
+/// A head scores every clip's embedding as PyTorch does (within 1e-5), and a bound on it drops
+/// exactly the clips PyTorch's scores put past it.
+#[test]
+fn heads_score_clips_like_pytorch_and_filter_them() {
+    let d = tempdir().unwrap();
+    let heads = d.path().join("heads");
+    write_heads(&heads);
+    let input = d.path().join("scenes.mp4");
+    make_cut_clip(
+        &input,
+        "320x240",
+        &[
+            ("testsrc2", 50),
+            ("smptebars", 50),
+            ("mandelbrot", 50),
+            ("rgbtestsrc", 50),
+        ],
+        false,
+        &[],
+    );
+    let out = d.path().join("all");
+    let o = run_pipeline(
+        &heads_pipeline(d.path(), &heads, "clip16", "{}"),
+        &out,
+        &input,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let clips = clips_of(&out, "scenes");
+    assert!(clips.len() >= 6, "{clips:?}");
+    let embeddings: Vec<Vec<f32>> = clips.iter().map(|c| c.embedding.clone().unwrap()).collect();
+    let reference = reference_scores(&heads, "clip16", &embeddings);
+    for (c, r) in clips.iter().zip(&reference) {
+        let ours = c.heads["clip16"];
+        assert!(
+            (ours - r).abs() <= 1e-5,
+            "{}: ours {ours}, PyTorch {r}",
+            c.id
+        );
+        assert!(c.dropped.is_empty());
+    }
+
+    // A bound between PyTorch's scores drops exactly the clips below it.
+    let mut sorted = reference.clone();
+    sorted.sort_by(f64::total_cmp);
+    let min = (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0;
+    let out = d.path().join("filtered");
+    let filters = format!(r#"{{"heads": {{"clip16": {{"min": {min}}}}}}}"#);
+    let o = run_pipeline(
+        &heads_pipeline(d.path(), &heads, "clip16", &filters),
+        &out,
+        &input,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let filtered = clips_of(&out, "scenes");
+    assert_eq!(filtered.len(), clips.len());
+    for (c, r) in filtered.iter().zip(&reference) {
+        assert_eq!(
+            c.dropped.is_empty(),
+            *r >= min,
+            "{c:?} (PyTorch {r}, min {min})"
+        );
+        if !c.dropped.is_empty() {
+            assert!(
+                c.dropped[0].starts_with("clip16 ") && c.dropped[0].ends_with(&format!("< {min}"))
+            );
+            assert!(c.file.is_none());
+        }
+    }
+    let r = report(&out, "scenes");
+    assert_eq!(r["clips"]["filtered_by"]["heads.clip16"], sorted.len() / 2);
+}
+
+/// Heads that cannot score the run's embeddings are refused before decoding, naming the head,
+/// the tensor or the sizes.
+#[test]
+fn bad_heads_are_refused_before_decoding() {
+    let d = tempdir().unwrap();
+    let heads = d.path().join("heads");
+    write_heads(&heads);
+    let input = d.path().join("missing-on-purpose.mp4");
+    let out = d.path().join("out");
+    // A head for 512-value embeddings on a 16-value CLIP model.
+    let o = run_pipeline(
+        &heads_pipeline(d.path(), &heads, "nsfw", "{}"),
+        &out,
+        &input,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("clips.heads.nsfw") && err.contains("512") && err.contains("16"),
+        "{err}"
+    );
+    // A config whose first layer disagrees with the tensor in the file.
+    let config = heads.join("clip16.json");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("\"out\": 8", "\"out\": 7", 1);
+    std::fs::write(&config, text).unwrap();
+    let o = run_pipeline(
+        &heads_pipeline(d.path(), &heads, "clip16", "{}"),
+        &out,
+        &input,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for part in [
+        "clips.heads.clip16",
+        "layers.0.weight",
+        "[8, 16]",
+        "[7, 16]",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!err.contains("missing-on-purpose") && !out.exists());
+}

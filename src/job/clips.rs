@@ -1,12 +1,14 @@
 //! A job's clip list: the clips of the final scene list (`crate::clips::assemble`), tagged from
 //! the run's image embeddings, written to `clips.jsonl`.
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::clips::assemble::{self, ClipSources, LatentShards, Tagger};
 use crate::clips::plan::ClipRules;
 use crate::config::{ClipsConfig, TaggingConfig, TextScoring};
 use crate::error::{Error, Result};
+use crate::heads::Head;
 use crate::media::frames_at;
 use crate::media::probe::SourceInfo;
 use crate::ocr;
@@ -42,6 +44,7 @@ impl Job<'_> {
             let reader = ClipText::new(settings);
             move |path: &Path, frames: u64| reader.read(path, frames)
         });
+        let heads = |embedding: &[f32]| score_heads(self.heads, embedding, &partial.path);
         let tagger = match (&output.tagging, self.labels, &self.config.clip) {
             (Some(o), Some(l), Some(c)) => Some(clip_tagger(o, l, c)),
             _ => None,
@@ -58,7 +61,7 @@ impl Job<'_> {
             text: text
                 .as_ref()
                 .map(|t| t as &dyn Fn(&Path, u64) -> Result<TextScore>),
-            heads: None,
+            heads: (!self.heads.is_empty()).then_some(&heads as &dyn Fn(&[f32]) -> _),
             latents: match (&output.latents, &self.config.vae) {
                 (Some(l), Some(v)) => Some(LatentShards {
                     files: &l.files,
@@ -72,6 +75,18 @@ impl Job<'_> {
         assemble::write_jsonl(&partial.path, &records)?;
         Ok(summary)
     }
+}
+
+/// Every head's score of a clip's embedding, by head name.
+fn score_heads(heads: &[Head], embedding: &[f32], dir: &Path) -> Result<BTreeMap<String, f64>> {
+    heads
+        .iter()
+        .map(|h| {
+            h.score(embedding)
+                .map(|s| (h.name().to_string(), s))
+                .map_err(|e| Error::input(dir, format!("scoring a clip: {e}")))
+        })
+        .collect()
 }
 
 /// Tesseract's settings for `clips.text`.

@@ -54,6 +54,8 @@ pub struct Job<'a> {
     pub vae: Option<&'a VaeInfo>,
     /// The run's VAE folder fingerprint, recorded in the shards' metadata.
     pub vae_fingerprint: Option<&'a str>,
+    /// `clips.heads`, loaded: they score each clip's embedding.
+    pub heads: &'a [crate::heads::Head],
 }
 
 /// What the VAE model says about its latents (asked once per run, before decoding).
