@@ -45,7 +45,10 @@ fn scores_match_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = fixture(dir.path(), 32);
     let names: Vec<&str> = fixture.heads.iter().map(|h| h.name.as_str()).collect();
-    assert_eq!(names, ["aesthetic", "nsfw", "gelu", "tanh", "sigmoid"]);
+    assert_eq!(
+        names,
+        ["aesthetic", "nsfw", "gelu", "tanh", "sigmoid", "clip16"]
+    );
     let mut worst = 0.0f64;
     for reference in &fixture.heads {
         let head = Head::load(&reference.name, &reference.weights, &reference.config)
