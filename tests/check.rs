@@ -530,3 +530,58 @@ fn tags_rule_holds_labels_to_their_scores() {
         "{err}"
     );
 }
+
+/// `burned_in_text`: a subtitle burned in from 2 s on fails the rule at its time with the words
+/// read; the same picture without it passes; a missing language names the file.
+#[test]
+fn burned_in_text_rule_finds_subtitles() {
+    let d = tempfile::tempdir().unwrap();
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+    let make = |name: &str, subtitle: bool| {
+        let path = d.path().join(name);
+        let draw = if subtitle {
+            format!(",drawtext=fontfile={font}:text='NO SUBTITLES PLEASE':fontsize=40:fontcolor=white:box=1:boxcolor=black@0.8:boxborderw=10:x=(w-text_w)/2:y=h-th-40:enable='gte(t,2)'")
+        } else {
+            String::new()
+        };
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("gradients=size=1280x720:rate=25:speed=0.05:d=4{draw}"),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+        path
+    };
+    let subtitled = make("subtitled.mp4", true);
+    let clean = make("clean.mp4", false);
+    let rules = d.path().join("text.json");
+    let rule_set = |rule: &str| {
+        format!(r#"{{"rule_sets": [{{"name": "text", "rules": {{"burned_in_text": {rule}}}}}]}}"#)
+    };
+    std::fs::write(&rules, rule_set(r#"{"max_area": 0.005}"#)).unwrap();
+    let (code, stdout, err) = check(&rules, &["--format", "json"], &[&subtitled, &clean]);
+    assert_eq!(code, 1, "{stdout}{err}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(failed_rules(&json, &subtitled), ["burned_in_text"]);
+    assert!(failed_rules(&json, &clean).is_empty(), "{stdout}");
+    let outcome = &json["files"][0]["outcomes"][0];
+    let actual = outcome["actual"].as_str().unwrap();
+    assert!(actual.contains("NO SUBTITLES"), "{actual}");
+    let at = outcome["at"][0].as_f64().unwrap();
+    assert!((2.0..=3.0).contains(&at), "{outcome}");
+
+    std::fs::write(
+        &rules,
+        rule_set(r#"{"max_area": 0.005, "language": "xyz"}"#),
+    )
+    .unwrap();
+    let (code, stdout, err) = check(&rules, &[], &[&clean]);
+    assert_ne!(code, 0);
+    let all = format!("{stdout}{err}");
+    assert!(all.contains("xyz.traineddata"), "{all}");
+}

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::facts::{moov_before_mdat, Facts};
 use super::rules::{
-    AudioRules, LoudnessRule, Range, Rules, SilenceRule, TagsRule, VaeAnomaliesRule,
+    AudioRules, LoudnessRule, Range, Rules, SilenceRule, TagsRule, TextRule, VaeAnomaliesRule,
 };
 use super::scan::Scan;
 
@@ -49,6 +49,19 @@ impl Outcome {
     }
 }
 
+/// The rules judged on the decode pass (they all fail when it cannot run).
+pub const DECODED_RULES: &[&str] = &[
+    "decodes_cleanly",
+    "black",
+    "frozen",
+    "scenes",
+    "silence",
+    "loudness",
+    "tags",
+    "vae_anomalies",
+    "burned_in_text",
+];
+
 /// The names of the rules that are set, in a stable order (used to fail them all at once when
 /// the file cannot be read).
 pub fn rule_names(rules: &Rules) -> Vec<&'static str> {
@@ -79,6 +92,7 @@ pub fn rule_names(rules: &Rules) -> Vec<&'static str> {
         "loudness",
         "tags",
         "vae_anomalies",
+        "burned_in_text",
     ] {
         if !value[name].is_null() {
             names.push(name);
@@ -135,6 +149,9 @@ pub fn evaluate(
         }
         if let Some(rule) = &rules.loudness {
             loudness_rules(rule, scan, &mut out);
+        }
+        if let Some(rule) = &rules.burned_in_text {
+            text_rule(rule, scan, &mut out);
         }
     }
     out
@@ -419,6 +436,44 @@ fn silence_rule(rule: &SilenceRule, scan: &Scan, out: &mut Vec<Outcome>) {
 }
 
 /// `tags`: the sampled frames' peak CLIP scores against what must and must not be seen.
+/// `burned_in_text`: the sampled frame with the largest text area against `max_area`.
+fn text_rule(rule: &TextRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    let Some(text) = &scan.text else { return };
+    let expected = format!(
+        "no burned-in text over {} of the picture (a frame every {} s)",
+        rule.max_area, rule.every_seconds
+    );
+    let unread = match text.unread {
+        0 => String::new(),
+        n => format!(", {n} given up at the deadline"),
+    };
+    let o = match &text.worst {
+        Some((time, read)) => {
+            let passed = read.area <= rule.max_area;
+            let mut o = Outcome::new(
+                "burned_in_text",
+                passed,
+                expected,
+                format!(
+                    "largest text area {:.4} at {time:.2} s: {:?} ({} frames read{unread})",
+                    read.area, read.text, text.frames
+                ),
+            );
+            if !passed {
+                o.at = Some((*time, time + rule.every_seconds));
+            }
+            o
+        }
+        None => Outcome::new(
+            "burned_in_text",
+            true,
+            expected,
+            format!("no text on {} frames read{unread}", text.frames),
+        ),
+    };
+    out.push(o);
+}
+
 fn tags_rule(rule: &TagsRule, scan: &Scan, out: &mut Vec<Outcome>) {
     out.push(match &scan.tag_scores {
         None => Outcome::new("tags", false, "tag expectations", "no frame was sampled"),

@@ -7,6 +7,7 @@ pub mod facts;
 pub mod output;
 pub mod rules;
 pub mod scan;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,16 +101,7 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
                     Ok(s) => eval::evaluate(path, rules, &f, Some(&s)),
                     Err(e) => {
                         let mut outcomes = eval::evaluate(path, rules, &f, None);
-                        for rule in [
-                            "decodes_cleanly",
-                            "black",
-                            "frozen",
-                            "scenes",
-                            "silence",
-                            "loudness",
-                            "tags",
-                            "vae_anomalies",
-                        ] {
+                        for &rule in eval::DECODED_RULES {
                             if eval::rule_names(rules).contains(&rule) {
                                 outcomes.push(Outcome {
                                     rule: rule.into(),

@@ -236,6 +236,56 @@ pub struct Rules {
     pub tags: Option<TagsRule>,
     /// Visual glitches: frames a VAE reconstructs far worse than the rest of their scene.
     pub vae_anomalies: Option<VaeAnomaliesRule>,
+    /// Burned-in text (subtitles, titles, watermarks) on sampled frames, read with Tesseract.
+    pub burned_in_text: Option<TextRule>,
+}
+
+/// No sampled frame shows burned-in text covering more than `max_area` of the picture (word
+/// boxes Tesseract reads with at least `min_confidence`; the reader `clips.text` uses).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextRule {
+    pub max_area: f64,
+    /// One frame read every this many seconds (from the first).
+    #[serde(default = "default_text_every")]
+    pub every_seconds: f64,
+    /// Tesseract language(s), e.g. `"eng"` or `"eng+deu"`.
+    #[serde(default = "default_text_language")]
+    pub language: String,
+    #[serde(default = "default_text_confidence")]
+    pub min_confidence: f32,
+}
+
+fn default_text_every() -> f64 {
+    1.0
+}
+fn default_text_language() -> String {
+    "eng".into()
+}
+fn default_text_confidence() -> f32 {
+    crate::ocr::TextSettings::default().min_confidence
+}
+
+impl TextRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        unit_interval(format!("{at}.max_area"), self.max_area)?;
+        if !(self.every_seconds.is_finite() && self.every_seconds > 0.0) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.every_seconds"),
+                actual: self.every_seconds,
+                expected: "must be a positive number of seconds",
+            });
+        }
+        let c = f64::from(self.min_confidence);
+        if !(c.is_finite() && (0.0..=100.0).contains(&c)) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.min_confidence"),
+                actual: c,
+                expected: "must be 0 to 100",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Frames whose VAE round trip (encode, decode, PSNR against the frame) falls more than
@@ -381,6 +431,7 @@ impl Rules {
             || self.loudness.is_some()
             || self.tags.is_some()
             || self.vae_anomalies.is_some()
+            || self.burned_in_text.is_some()
     }
 
     /// Checks the values serde cannot: ranges that admit something, positive rates, known
@@ -409,6 +460,9 @@ impl Rules {
         }
         if let Some(f) = &self.frozen {
             f.validate(&format!("{at}.frozen"))?;
+        }
+        if let Some(t) = &self.burned_in_text {
+            t.validate(&format!("{at}.burned_in_text"))?;
         }
         Ok(())
     }

@@ -32,6 +32,8 @@ pub struct Scan {
     /// The VAE's reconstruction of the sampled frames (vae_anomalies rule only, when any frame
     /// was sampled).
     pub vae: Option<VaeScan>,
+    /// The text read on sampled frames (burned_in_text rule only).
+    pub text: Option<super::text::TextScan>,
 }
 
 /// What the vae_anomalies rule found.
@@ -421,6 +423,7 @@ struct FrameChecks {
     tagger: Option<TagSampler>,
     reconstruction: Option<VaeSampler>,
     scenes: Option<SceneCuts>,
+    text: Option<super::text::TextSampler>,
 }
 
 impl FrameChecks {
@@ -436,6 +439,10 @@ impl FrameChecks {
             Some(rule) => Some(TagSampler::new(path, rule, info)?),
             None => None,
         };
+        let text = match &rules.burned_in_text {
+            Some(rule) => Some(super::text::TextSampler::new(path, rule)?),
+            None => None,
+        };
         Ok(FrameChecks {
             frames: 0,
             last_time: 0.0,
@@ -443,6 +450,7 @@ impl FrameChecks {
             tagger,
             reconstruction,
             scenes,
+            text,
         })
     }
 
@@ -458,6 +466,9 @@ impl FrameChecks {
         }
         if let Some(scenes) = self.scenes.as_mut() {
             scenes.push(path, frame.index, &frame.frame)?;
+        }
+        if let Some(text) = self.text.as_mut() {
+            text.push(path, frame.time, &frame.frame)?;
         }
         Ok(())
     }
@@ -500,6 +511,7 @@ impl FrameChecks {
                 }
                 None => None,
             },
+            text: self.text.map(super::text::TextSampler::finish),
         })
     }
 }
