@@ -114,6 +114,11 @@ fn make_outputs(root: &Path, baseline: &Path, segments: &[PathBuf]) {
                 ]),
                 embedding: Some(embedding),
                 latents: None,
+                blank: Some(0.0),
+                frozen: Some(0.0),
+                text: None,
+                heads: Default::default(),
+                dropped: Vec::new(),
             };
             let json = serde_json::to_string(&record).unwrap();
             lines.push_str(&json);

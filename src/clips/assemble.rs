@@ -74,76 +74,92 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             w.iter()
                 .position(|c| c.start_frame == clip.frames.start && c.end_frame == clip.frames.end)
         });
-        let (start_time, end_time) = match written {
-            Some(i) => {
-                let w = &src.written.expect("found in it")[i];
-                (w.start_time, w.end_time)
-            }
-            None => times(&clip, src.scenes, src.fps),
-        };
-        let (motion, motion_source) = src.motion.score(start_time, end_time);
-        let (blank, frozen) = src.motion.looks(start_time, end_time);
-        let (tags, embedding) = src
-            .tagger
-            .map_or((None, None), |tag| tag(clip.frames.clone()));
-        let heads = match (src.heads, &embedding) {
-            (Some(score), Some(e)) => score(e)?,
-            _ => BTreeMap::new(),
-        };
-        let text = match (src.text, written) {
-            (Some(read), Some(i)) => Some(read(
-                &src.written.expect("found in it")[i].path,
-                clip.frames.end - clip.frames.start,
-            )?),
-            _ => None,
-        };
-        let scores = ClipScores {
-            motion,
-            blank,
-            frozen,
-            text_area: text.as_ref().map(|t| t.area),
-            heads: &heads,
-        };
-        let reasons = filters::judge(src.config, &scores);
-        let frames = clip.frames.end - clip.frames.start;
-        let id = format!("{}_{:04}", src.output_id, records.len());
+        let (mut record, reasons) = scored(
+            src,
+            &clip,
+            written.map(|i| &src.written.expect("found in it")[i]),
+        )?;
+        record.id = format!("{}_{:04}", src.output_id, records.len());
         // A dropped clip's file goes with the unused ones.
-        let file = match written {
+        record.file = match written {
             _ if !reasons.is_empty() => None,
             Some(i) => {
                 used[i] = true;
-                Some(name_file(&src.written.expect("found in it")[i], &id, dir)?)
+                Some(name_file(
+                    &src.written.expect("found in it")[i],
+                    &record.id,
+                    dir,
+                )?)
             }
             None => {
                 without_file += usize::from(src.written.is_some());
                 None
             }
         };
-        filtered.count(&reasons, frames);
-        records.push(ClipRecord {
-            id,
-            file,
-            scene: clip.scene,
-            start_frame: clip.frames.start,
-            end_frame: clip.frames.end,
-            start_time,
-            end_time,
-            frames,
-            motion,
-            motion_source,
-            tags,
-            embedding,
-            latents: src.latents.map(|l| latents_of(&clip, l)),
-            blank: Some(blank),
-            frozen: Some(frozen),
-            text,
-            heads,
-            dropped: reasons.iter().map(ToString::to_string).collect(),
-        });
+        filtered.count(&reasons, record.frames);
+        records.push(record);
     }
     remove_unused(src.written.unwrap_or(&[]), &used)?;
     let summary = summarize(&records, dropped, &filtered, without_file, src.fps);
     Ok((records, summary))
+}
+
+/// A planned clip's record with its scores and the reasons the filters drop it for (its id and
+/// file are the caller's); `written`: the file the encoder cut for it.
+fn scored(
+    src: &ClipSources,
+    clip: &PlannedClip,
+    written: Option<&WrittenClip>,
+) -> Result<(ClipRecord, Vec<DropReason>)> {
+    let (start_time, end_time) = match written {
+        Some(w) => (w.start_time, w.end_time),
+        None => times(clip, src.scenes, src.fps),
+    };
+    let frames = clip.frames.end - clip.frames.start;
+    let (motion, motion_source) = src.motion.score(start_time, end_time);
+    let (blank, frozen) = src.motion.looks(start_time, end_time);
+    let (tags, embedding) = src
+        .tagger
+        .map_or((None, None), |tag| tag(clip.frames.clone()));
+    let heads = match (src.heads, &embedding) {
+        (Some(score), Some(e)) => score(e)?,
+        _ => BTreeMap::new(),
+    };
+    let text = match (src.text, written) {
+        (Some(read), Some(w)) => Some(read(&w.path, frames)?),
+        _ => None,
+    };
+    let reasons = filters::judge(
+        src.config,
+        &ClipScores {
+            motion,
+            blank,
+            frozen,
+            text_area: text.as_ref().map(|t| t.area),
+            heads: &heads,
+        },
+    );
+    let record = ClipRecord {
+        id: String::new(),
+        file: None,
+        scene: clip.scene,
+        start_frame: clip.frames.start,
+        end_frame: clip.frames.end,
+        start_time,
+        end_time,
+        frames,
+        motion,
+        motion_source,
+        tags,
+        embedding,
+        latents: src.latents.map(|l| latents_of(clip, l)),
+        blank: Some(blank),
+        frozen: Some(frozen),
+        text,
+        heads,
+        dropped: reasons.iter().map(ToString::to_string).collect(),
+    };
+    Ok((record, reasons))
 }
 
 /// The clips the filters dropped, by reason.
