@@ -1,14 +1,16 @@
 //! A job's clip list: the clips of the final scene list (`crate::clips::assemble`), tagged from
 //! the run's image embeddings, written to `clips.jsonl`.
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clips::assemble::{self, ClipSources, LatentShards, Tagger};
 use crate::clips::plan::ClipRules;
 use crate::config::{ClipsConfig, TaggingConfig, TextScoring};
 use crate::error::{Error, Result};
 use crate::heads::Head;
+use crate::media::clip_mux::WrittenClip;
 use crate::media::frames_at;
 use crate::media::probe::SourceInfo;
 use crate::ocr;
@@ -40,9 +42,18 @@ impl Job<'_> {
             .as_ref()
             .and_then(|s| s.motion.clone())
             .unwrap_or_default();
-        let text = cfg.text_scoring().map(|settings| {
-            let reader = ClipText::new(settings);
-            move |path: &Path, frames: u64| reader.read(path, frames)
+        // Every cut file is read before the list is assembled, on all cores (the pipeline's
+        // threads are done by now).
+        let texts = match (cfg.text_scoring(), &output.encode) {
+            (Some(settings), Some(encode)) => Some(read_texts(&settings, &encode.clips)?),
+            _ => None,
+        };
+        let text = texts.map(|texts| {
+            move |path: &Path, _frames: u64| {
+                texts.get(path).cloned().ok_or_else(|| {
+                    Error::input(path, "a clip file the encoder did not report cutting")
+                })
+            }
         });
         let heads = |embedding: &[f32]| score_heads(self.heads, embedding, &partial.path);
         let tagger = match (&output.tagging, self.labels, &self.config.clip) {
@@ -96,6 +107,41 @@ pub fn ocr_settings(text: &TextScoring) -> ocr::TextSettings {
         min_confidence: text.min_confidence,
         ..ocr::TextSettings::default()
     }
+}
+
+/// The text of every cut clip file, read by one Tesseract engine per core.
+fn read_texts(
+    settings: &TextScoring,
+    written: &[WrittenClip],
+) -> Result<HashMap<PathBuf, TextScore>> {
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(written.len())
+        .max(1);
+    let read = || -> Result<Vec<(PathBuf, TextScore)>> {
+        let reader = ClipText::new(settings.clone());
+        let mut out = Vec::new();
+        loop {
+            let Some(w) = written.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return Ok(out);
+            };
+            let text = reader.read(&w.path, w.end_frame - w.start_frame)?;
+            out.push((w.path.clone(), text));
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(read)).collect();
+        let mut all = HashMap::new();
+        for h in handles {
+            let done = h.join().map_err(|_| Error::StagePanicked {
+                stage: "clip text",
+                message: "a text reader panicked".into(),
+            })??;
+            all.extend(done);
+        }
+        Ok(all)
+    })
 }
 
 /// Reads clips' burned-in text with one Tesseract engine, made for the first clip read.
