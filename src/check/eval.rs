@@ -62,38 +62,32 @@ pub const DECODED_RULES: &[&str] = &[
     "burned_in_text",
 ];
 
+/// The rules judged on the file's metadata, before any decoding.
+const METADATA_RULES: &[&str] = &[
+    "container",
+    "video_codec",
+    "profile",
+    "pixel_format",
+    "width",
+    "height",
+    "aspect_ratio",
+    "fps",
+    "duration",
+    "bitrate",
+    "keyframe_interval_max",
+    "faststart",
+    "rotation",
+    "color_range",
+    "color_primaries",
+    "audio",
+];
+
 /// The names of the rules that are set, in a stable order (used to fail them all at once when
 /// the file cannot be read).
 pub fn rule_names(rules: &Rules) -> Vec<&'static str> {
     let value = serde_json::to_value(rules).expect("rules serialize");
     let mut names = Vec::new();
-    for name in [
-        "container",
-        "video_codec",
-        "profile",
-        "pixel_format",
-        "width",
-        "height",
-        "aspect_ratio",
-        "fps",
-        "duration",
-        "bitrate",
-        "keyframe_interval_max",
-        "faststart",
-        "rotation",
-        "color_range",
-        "color_primaries",
-        "audio",
-        "decodes_cleanly",
-        "black",
-        "frozen",
-        "scenes",
-        "silence",
-        "loudness",
-        "tags",
-        "vae_anomalies",
-        "burned_in_text",
-    ] {
+    for &name in METADATA_RULES.iter().chain(DECODED_RULES) {
         if !value[name].is_null() {
             names.push(name);
         }

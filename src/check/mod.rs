@@ -101,17 +101,16 @@ pub fn check_file(path: &Path, set: &RuleSet) -> FileResult {
                     Ok(s) => eval::evaluate(path, rules, &f, Some(&s)),
                     Err(e) => {
                         let mut outcomes = eval::evaluate(path, rules, &f, None);
-                        for &rule in eval::DECODED_RULES {
-                            if eval::rule_names(rules).contains(&rule) {
-                                outcomes.push(Outcome {
-                                    rule: rule.into(),
-                                    passed: false,
-                                    expected: "a decodable video".into(),
-                                    actual: e.to_string(),
-                                    at: None,
-                                    frames: None,
-                                });
-                            }
+                        let set = eval::rule_names(rules);
+                        for rule in eval::DECODED_RULES.iter().filter(|r| set.contains(r)) {
+                            outcomes.push(Outcome {
+                                rule: (*rule).into(),
+                                passed: false,
+                                expected: "a decodable video".into(),
+                                actual: e.to_string(),
+                                at: None,
+                                frames: None,
+                            });
                         }
                         outcomes
                     }
