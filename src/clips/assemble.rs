@@ -22,9 +22,6 @@ use crate::output::scene::{Scene, Tag};
 /// when no sampled frame lies inside it).
 pub type Tagger<'a> = &'a dyn Fn(Range<u64>) -> (Option<Vec<Tag>>, Option<Vec<f32>>);
 
-/// The burned-in text of a clip's file of so many frames.
-pub type TextReader<'a> = &'a dyn Fn(&Path, u64) -> Result<TextScore>;
-
 /// Every `clips.heads` model's score of a clip's embedding, by head name.
 pub type HeadScorer<'a> = &'a dyn Fn(&[f32]) -> Result<BTreeMap<String, f64>>;
 
@@ -53,8 +50,8 @@ pub struct ClipSources<'a> {
     pub written: Option<&'a [WrittenClip]>,
     /// Tags clips from their frames' image embeddings (tagging runs only).
     pub tagger: Option<Tagger<'a>>,
-    /// Reads the text of clips' files (`clips.text`; only clips with a file are read).
-    pub text: Option<TextReader<'a>>,
+    /// The burned-in text read from each file of `written`, in its order (`clips.text`).
+    pub texts: Option<&'a [TextScore]>,
     /// Scores clips' embeddings with `clips.heads` (when configured).
     pub heads: Option<HeadScorer<'a>>,
     /// The latent shards (vae runs only).
@@ -74,10 +71,12 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             w.iter()
                 .position(|c| c.start_frame == clip.frames.start && c.end_frame == clip.frames.end)
         });
+        let text = written.zip(src.texts).map(|(i, texts)| texts[i].clone());
         let (mut record, reasons) = scored(
             src,
             &clip,
             written.map(|i| &src.written.expect("found in it")[i]),
+            text,
         )?;
         record.id = format!("{}_{:04}", src.output_id, records.len());
         // A dropped clip's file goes with the unused ones.
@@ -105,11 +104,13 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
 }
 
 /// A planned clip's record with its scores and the reasons the filters drop it for (its id and
-/// file are the caller's); `written`: the file the encoder cut for it.
+/// file are the caller's); `written`: the file the encoder cut for it, `text`: what was read
+/// from that file.
 fn scored(
     src: &ClipSources,
     clip: &PlannedClip,
     written: Option<&WrittenClip>,
+    text: Option<TextScore>,
 ) -> Result<(ClipRecord, Vec<DropReason>)> {
     let (start_time, end_time) = match written {
         Some(w) => (w.start_time, w.end_time),
@@ -124,10 +125,6 @@ fn scored(
     let heads = match (src.heads, &embedding) {
         (Some(score), Some(e)) => score(e)?,
         _ => BTreeMap::new(),
-    };
-    let text = match (src.text, written) {
-        (Some(read), Some(w)) => Some(read(&w.path, frames)?),
-        _ => None,
     };
     let reasons = filters::judge(
         src.config,

@@ -1,8 +1,7 @@
 //! A job's clip list: the clips of the final scene list (`crate::clips::assemble`), tagged from
 //! the run's image embeddings, written to `clips.jsonl`.
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clips::assemble::{self, ClipSources, LatentShards, Tagger};
@@ -48,13 +47,6 @@ impl Job<'_> {
             (Some(settings), Some(encode)) => Some(read_texts(&settings, &encode.clips)?),
             _ => None,
         };
-        let text = texts.map(|texts| {
-            move |path: &Path, _frames: u64| {
-                texts.get(path).cloned().ok_or_else(|| {
-                    Error::input(path, "a clip file the encoder did not report cutting")
-                })
-            }
-        });
         let heads = |embedding: &[f32]| score_heads(self.heads, embedding, &partial.path);
         let tagger = match (&output.tagging, self.labels, &self.config.clip) {
             (Some(o), Some(l), Some(c)) => Some(clip_tagger(o, l, c)),
@@ -69,9 +61,7 @@ impl Job<'_> {
             motion: &motion,
             written: output.encode.as_ref().map(|e| e.clips.as_slice()),
             tagger: tagger.as_ref().map(|t| t as Tagger),
-            text: text
-                .as_ref()
-                .map(|t| t as &dyn Fn(&Path, u64) -> Result<TextScore>),
+            texts: texts.as_deref(),
             heads: (!self.heads.is_empty()).then_some(&heads as &dyn Fn(&[f32]) -> _),
             latents: match (&output.latents, &self.config.vae) {
                 (Some(l), Some(v)) => Some(LatentShards {
@@ -109,30 +99,28 @@ pub fn ocr_settings(text: &TextScoring) -> ocr::TextSettings {
     }
 }
 
-/// The text of every cut clip file, read by one Tesseract engine per core.
-fn read_texts(
-    settings: &TextScoring,
-    written: &[WrittenClip],
-) -> Result<HashMap<PathBuf, TextScore>> {
+/// The text of every cut clip file, in `written`'s order, read by one Tesseract engine per
+/// core.
+fn read_texts(settings: &TextScoring, written: &[WrittenClip]) -> Result<Vec<TextScore>> {
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(written.len())
         .max(1);
-    let read = || -> Result<Vec<(PathBuf, TextScore)>> {
-        let reader = ClipText::new(settings.clone());
+    let read = || -> Result<Vec<(usize, TextScore)>> {
+        let mut reader = ClipText::new(settings.clone());
         let mut out = Vec::new();
         loop {
-            let Some(w) = written.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(w) = written.get(i) else {
                 return Ok(out);
             };
-            let text = reader.read(&w.path, w.end_frame - w.start_frame)?;
-            out.push((w.path.clone(), text));
+            out.push((i, reader.read(&w.path, w.end_frame - w.start_frame)?));
         }
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers).map(|_| scope.spawn(read)).collect();
-        let mut all = HashMap::new();
+        let mut all = Vec::with_capacity(written.len());
         for h in handles {
             let done = h.join().map_err(|_| Error::StagePanicked {
                 stage: "clip text",
@@ -140,34 +128,36 @@ fn read_texts(
             })??;
             all.extend(done);
         }
-        Ok(all)
+        all.sort_by_key(|&(i, _)| i);
+        Ok(all.into_iter().map(|(_, text)| text).collect())
     })
 }
 
 /// Reads clips' burned-in text with one Tesseract engine, made for the first clip read.
 struct ClipText {
     settings: TextScoring,
-    reader: RefCell<Option<ocr::TextReader>>,
+    reader: Option<ocr::TextReader>,
 }
 
 impl ClipText {
     fn new(settings: TextScoring) -> Self {
         ClipText {
             settings,
-            reader: RefCell::new(None),
+            reader: None,
         }
     }
 
     /// The text of clip file `path` (of `frames` frames) on its `clips.text.frames` frames: the
     /// largest area and word count of one frame, and each frame's distinct text in order.
-    fn read(&self, path: &Path, frames: u64) -> Result<TextScore> {
+    fn read(&mut self, path: &Path, frames: u64) -> Result<TextScore> {
         let fail = |e: ocr::OcrError| Error::input(path, format!("reading burned-in text: {e}"));
         let wanted = frames_at::spread(frames, self.settings.frames);
         let pictures = frames_at::rgb_frames_at(path, &wanted)?;
-        let mut slot = self.reader.borrow_mut();
-        let reader = match &mut *slot {
+        let reader = match &mut self.reader {
             Some(r) => r,
-            None => slot.insert(ocr::TextReader::new(&ocr_settings(&self.settings)).map_err(fail)?),
+            None => self
+                .reader
+                .insert(ocr::TextReader::new(&ocr_settings(&self.settings)).map_err(fail)?),
         };
         let mut score = TextScore {
             area: 0.0,
