@@ -1,11 +1,11 @@
-//! The Tesseract C API behind a safe handle: the calls `TextReader` makes, and recognition under
-//! a deadline (`tesseract-plumbing`'s wrapper has no monitor, and a frame of fine texture can
-//! keep Tesseract busy for a minute).
+//! The Tesseract C API (`tesseract-sys`) behind a safe handle: the calls `TextReader` makes,
+//! and recognition under a deadline (a frame of fine texture can keep Tesseract busy for a
+//! minute; `tesseract-plumbing`'s wrapper has no monitor, which is why it is not used).
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use tesseract_plumbing::tesseract_sys::{
+use tesseract_sys::{
     TessBaseAPI, TessBaseAPICreate, TessBaseAPIDelete, TessBaseAPIGetTsvText, TessBaseAPIInit2,
     TessBaseAPIRecognize, TessBaseAPISetImage, TessBaseAPISetPageSegMode,
     TessBaseAPISetSourceResolution, TessBaseAPISetVariable, TessDeleteText, TessMonitorCreate,

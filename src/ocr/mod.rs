@@ -1,6 +1,6 @@
 //! Burned-in text reading: how much of a frame is covered by legible text (subtitles, title
-//! cards, watermarks) and what it says, with Tesseract 5 (libtesseract, through
-//! `tesseract-plumbing`).
+//! cards, watermarks) and what it says, with Tesseract 5 (libtesseract's C API through
+//! `tesseract-sys`, wrapped in [`engine`]).
 //!
 //! Responsible for: finding the language data before anything else starts (a missing
 //! `<lang>.traineddata` is a start-up error that names the file and the fix), one engine reused
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use tesseract_plumbing::tesseract_sys::{TessPageSegMode, TessPageSegMode_PSM_SPARSE_TEXT};
+use tesseract_sys::{TessPageSegMode, TessPageSegMode_PSM_SPARSE_TEXT};
 
 mod engine;
 use engine::{Engine, Finished};
