@@ -110,6 +110,22 @@ impl LabelSet {
     }
 }
 
+/// How many values the CLIP model in `model` puts in an embedding (loads the model on
+/// `device`, so a bad folder fails here).
+pub fn embedding_dim(
+    model: &std::path::Path,
+    device: crate::device::Device,
+) -> Result<usize, String> {
+    let reply = Torch::get()?.call(&ClipTexts {
+        on: ModelOn {
+            model: model.to_path_buf(),
+            device,
+        },
+        texts: Vec::new(),
+    })?;
+    Ok(reply.dim as usize)
+}
+
 /// The normalized mean of normalized embeddings (a scene's embedding from its samples).
 pub fn mean_embedding<'a>(rows: impl Iterator<Item = &'a [f32]>) -> Option<Vec<f32>> {
     let mut mean: Option<Vec<f32>> = None;

@@ -354,3 +354,194 @@ fn bad_heads_are_refused_before_decoding() {
     }
     assert!(!err.contains("missing-on-purpose") && !out.exists());
 }
+
+/// Rules with a `heads` rule over the fixture head `head` written in `heads`; `bounds` is the
+/// head's `min`/`max` part.
+fn heads_rules(dir: &Path, heads: &Path, head: &str, bounds: &str) -> std::path::PathBuf {
+    pipeline(
+        dir,
+        "heads-rules.json",
+        &format!(
+            r#"{{"rule_sets": [{{"name": "heads", "rules": {{"heads": {{"model": {:?}, "every_n_frames": 10, "scores": {{"{head}": {{"weights": {:?}, "config": {:?}, {bounds}}}}}}}}}}}]}}"#,
+            clip_fixture().display().to_string(),
+            heads
+                .join(format!("{head}.safetensors"))
+                .display()
+                .to_string(),
+            heads.join(format!("{head}.json")).display().to_string(),
+        ),
+    )
+}
+
+/// `check`'s outcome for the head, with the exit code.
+fn head_outcome(rules: &Path, input: &Path, head: &str) -> (i32, bool, String) {
+    let out = framepipe()
+        .args(["check", "--format", "json", "--rules"])
+        .arg(rules)
+        .arg(input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{}", stderr(&out)));
+    let o = json["files"][0]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["rule"] == format!("heads.{head}"))
+        .unwrap_or_else(|| panic!("no heads.{head} outcome: {json}"))
+        .clone();
+    (
+        out.status.code().unwrap(),
+        o["passed"].as_bool().unwrap(),
+        o["actual"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `check`'s `heads` rule scores a file like PyTorch scores the mean CLIP embedding of the same
+/// sampled frames (extracted by the `ffmpeg` CLI and embedded by `framepipe clip`, whose CLIP
+/// parity with transformers is tested elsewhere), and holds the score to its bounds.
+#[test]
+fn check_heads_rule_scores_files_like_pytorch() {
+    let d = tempdir().unwrap();
+    let heads = d.path().join("heads");
+    write_heads(&heads);
+    // Short side under 224: the rule embeds the decoded frames unshrunk, as the PNGs are.
+    let input = d.path().join("in.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=192x108:rate=25:duration=2",
+        "-pix_fmt",
+        "yuv444p",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        input.to_str().unwrap(),
+    ]);
+    let (code, passed, actual) = head_outcome(
+        &heads_rules(d.path(), &heads, "clip16", r#""min": -1e9"#),
+        &input,
+        "clip16",
+    );
+    assert!(code == 0 && passed, "{code} {actual}");
+    assert!(actual.contains("5 frames, one every 10"), "{actual}");
+    let ours: f64 = actual.split_whitespace().next().unwrap().parse().unwrap();
+
+    let frames = d.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    ffmpeg(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-vf",
+        r"select=not(mod(n\,10))",
+        "-vsync",
+        "0",
+        frames.join("f%02d.png").to_str().unwrap(),
+    ]);
+    let mut pngs: Vec<_> = std::fs::read_dir(&frames)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pngs.sort();
+    assert_eq!(pngs.len(), 5);
+    let mut cmd = framepipe();
+    cmd.args(["clip", "--device", "cpu", "--model"])
+        .arg(clip_fixture());
+    for p in &pngs {
+        cmd.arg("--image").arg(p);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    #[derive(serde::Deserialize)]
+    struct Image {
+        embedding: Vec<f32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Embedded {
+        images: Vec<Image>,
+    }
+    let embedded: Embedded = serde_json::from_slice(&out.stdout).unwrap();
+    let mut mean = vec![0f32; embedded.images[0].embedding.len()];
+    for image in &embedded.images {
+        mean.iter_mut()
+            .zip(&image.embedding)
+            .for_each(|(a, b)| *a += b);
+    }
+    let reference = reference_scores(&heads, "clip16", &[mean])[0];
+    eprintln!("heads rule: framepipe {ours}, PyTorch on the ffmpeg frames {reference}");
+    assert!(
+        (ours - reference).abs() <= 1e-4, // the outcome prints 4 decimals
+        "framepipe {ours} vs PyTorch {reference}"
+    );
+
+    let rules = |bounds: &str| heads_rules(d.path(), &heads, "clip16", bounds);
+    let (code, passed, actual) = head_outcome(
+        &rules(&format!(r#""min": {}"#, ours + 0.01)),
+        &input,
+        "clip16",
+    );
+    assert!(code == 1 && !passed, "{code} {actual}");
+    let (code, passed, _) = head_outcome(
+        &rules(&format!(r#""max": {}"#, ours - 0.01)),
+        &input,
+        "clip16",
+    );
+    assert!(code == 1 && !passed);
+    let (code, passed, _) = head_outcome(
+        &rules(&format!(
+            r#""min": {}, "max": {}"#,
+            ours - 0.01,
+            ours + 0.01
+        )),
+        &input,
+        "clip16",
+    );
+    assert!(code == 0 && passed);
+
+    // With a tags rule on the same model and step, one sampler serves both: the same score.
+    let both = pipeline(
+        d.path(),
+        "both.json",
+        &std::fs::read_to_string(rules(r#""min": -1e9"#)).unwrap().replace(
+            r#""heads": {"#,
+            &format!(
+                r#""tags": {{"model": {:?}, "labels": ["a cat", "a street"], "every_n_frames": 10, "must": [{{"label": "a cat", "score": 0.0}}]}}, "heads": {{"#,
+                clip_fixture().display().to_string()
+            ),
+        ),
+    );
+    let (code, passed, actual) = head_outcome(&both, &input, "clip16");
+    assert!(code == 0 && passed, "{actual}");
+    assert!(
+        actual.starts_with(&format!("{ours:.4} ")),
+        "{actual} vs {ours}"
+    );
+}
+
+/// A head that cannot score the rule's CLIP embeddings is refused when the rules load, naming
+/// the rule's key and both sizes (exit 2, nothing decoded).
+#[test]
+fn check_heads_rule_refuses_a_head_of_another_size() {
+    let d = tempdir().unwrap();
+    let heads = d.path().join("heads");
+    write_heads(&heads);
+    let input = d.path().join("in.mp4");
+    tiny_clip(&input);
+    let out = framepipe()
+        .args(["check", "--rules"])
+        .arg(heads_rules(d.path(), &heads, "nsfw", r#""min": 0.5"#))
+        .arg(&input)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rule_sets[0].rules.heads.scores.nsfw")
+            && err.contains("512")
+            && err.contains("16"),
+        "{err}"
+    );
+}

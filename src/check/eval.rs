@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use super::facts::{moov_before_mdat, Facts};
 use super::rules::{
-    AudioRules, LoudnessRule, Range, Rules, SilenceRule, TagsRule, TextRule, VaeAnomaliesRule,
+    AudioRules, HeadsRule, LoudnessRule, Range, Rules, SilenceRule, TagsRule, TextRule,
+    VaeAnomaliesRule,
 };
 use super::scan::Scan;
 
@@ -60,6 +61,7 @@ pub const DECODED_RULES: &[&str] = &[
     "tags",
     "vae_anomalies",
     "burned_in_text",
+    "heads",
 ];
 
 /// The rules judged on the file's metadata, before any decoding.
@@ -146,6 +148,9 @@ pub fn evaluate(
         }
         if let Some(rule) = &rules.burned_in_text {
             text_rule(rule, scan, &mut out);
+        }
+        if let Some(rule) = &rules.heads {
+            heads_rule(rule, scan, &mut out);
         }
     }
     out
@@ -429,7 +434,6 @@ fn silence_rule(rule: &SilenceRule, scan: &Scan, out: &mut Vec<Outcome>) {
     out.push(o);
 }
 
-/// `tags`: the sampled frames' peak CLIP scores against what must and must not be seen.
 /// `burned_in_text`: the sampled frame with the largest text area against `max_area`.
 fn text_rule(rule: &TextRule, scan: &Scan, out: &mut Vec<Outcome>) {
     let Some(text) = &scan.text else { return };
@@ -468,6 +472,38 @@ fn text_rule(rule: &TextRule, scan: &Scan, out: &mut Vec<Outcome>) {
     out.push(o);
 }
 
+/// `heads`: one outcome per head (`heads.<name>`), its score of the sampled frames' mean
+/// embedding against its bounds.
+fn heads_rule(rule: &HeadsRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    let Some(found) = &scan.heads else {
+        out.push(Outcome::new(
+            "heads",
+            false,
+            "head scores",
+            "no frame was sampled",
+        ));
+        return;
+    };
+    for (name, check) in &rule.scores {
+        let score = found
+            .scores
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .expect("every head of the rule is scored");
+        out.push(Outcome::new(
+            &format!("heads.{name}"),
+            check.bounds().contains(score),
+            check.bounds().to_string(),
+            format!(
+                "{score:.4} (mean embedding of {} frames, one every {})",
+                found.frames, rule.every_n_frames
+            ),
+        ));
+    }
+}
+
+/// `tags`: the sampled frames' peak CLIP scores against what must and must not be seen.
 fn tags_rule(rule: &TagsRule, scan: &Scan, out: &mut Vec<Outcome>) {
     out.push(match &scan.tag_scores {
         None => Outcome::new("tags", false, "tag expectations", "no frame was sampled"),

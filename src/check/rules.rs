@@ -238,6 +238,69 @@ pub struct Rules {
     pub vae_anomalies: Option<VaeAnomaliesRule>,
     /// Burned-in text (subtitles, titles, watermarks) on sampled frames, read with Tesseract.
     pub burned_in_text: Option<TextRule>,
+    /// Scoring heads (aesthetics, NSFW, ...) on the file's mean CLIP embedding, each held to
+    /// its bounds.
+    pub heads: Option<HeadsRule>,
+}
+
+/// Scoring heads (see `crate::heads`, the models `clips.heads` takes) on the mean CLIP
+/// embedding of the sampled frames, the same signature a clip is scored on in `run`. Each
+/// head's score must lie within its bounds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadsRule {
+    /// A Hugging Face CLIP folder; relative paths resolve against the rules file's folder.
+    pub model: std::path::PathBuf,
+    #[serde(default = "default_tag_every")]
+    pub every_n_frames: u32,
+    /// The heads by name (the name the outcome reports), each with its files and bounds.
+    pub scores: std::collections::BTreeMap<String, HeadCheck>,
+}
+
+/// One head of the `heads` rule: its files (as `clips.heads` takes them; relative paths resolve
+/// against the rules file's folder) and the accepted range of its score (either end open).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadCheck {
+    pub weights: std::path::PathBuf,
+    pub config: std::path::PathBuf,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// The head itself, read when the rules are loaded.
+    #[serde(skip)]
+    pub head: Option<crate::heads::Head>,
+}
+
+impl HeadCheck {
+    /// The accepted range of the head's score.
+    pub fn bounds(&self) -> Range {
+        Range::Bounds {
+            min: self.min,
+            max: self.max,
+        }
+    }
+}
+
+impl HeadsRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if self.every_n_frames == 0 {
+            return Err(RuleError::Zero {
+                key: format!("{at}.every_n_frames"),
+            });
+        }
+        if self.scores.is_empty() {
+            return Err(RuleError::Empty {
+                key: format!("{at}.scores"),
+                what: "give at least one head with its files and bounds",
+            });
+        }
+        for (name, head) in &self.scores {
+            head.bounds().validate(&format!("{at}.scores.{name}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// No sampled frame shows burned-in text covering more than `max_area` of the picture (word
@@ -432,6 +495,7 @@ impl Rules {
             || self.tags.is_some()
             || self.vae_anomalies.is_some()
             || self.burned_in_text.is_some()
+            || self.heads.is_some()
     }
 
     /// Checks the values serde cannot: ranges that admit something, positive rates, known
@@ -463,6 +527,9 @@ impl Rules {
         }
         if let Some(t) = &self.burned_in_text {
             t.validate(&format!("{at}.burned_in_text"))?;
+        }
+        if let Some(h) = &self.heads {
+            h.validate(&format!("{at}.heads"))?;
         }
         Ok(())
     }
@@ -688,6 +755,43 @@ impl FrozenRule {
     }
 }
 
+/// Resolves the rule's paths against the rules file and reads every head, refusing a head that
+/// cannot score the CLIP model's embeddings (the model is asked its embedding size).
+fn load_heads(
+    rules_file: &Path,
+    rule: &mut HeadsRule,
+    at: &str,
+) -> std::result::Result<(), String> {
+    rule.model = crate::config::resolve_relative(rules_file, &rule.model);
+    if !rule.model.join("config.json").is_file() {
+        return Err(format!(
+            "{at}.model: {} is not a CLIP model folder (no config.json)",
+            rule.model.display()
+        ));
+    }
+    let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
+        .map_err(|m| format!("{at}: {m}"))?
+        .name;
+    let dim = crate::tagging::embedding_dim(&rule.model, device)
+        .map_err(|m| format!("{at}.model: {m}"))?;
+    for (name, check) in rule.scores.iter_mut() {
+        check.weights = crate::config::resolve_relative(rules_file, &check.weights);
+        check.config = crate::config::resolve_relative(rules_file, &check.config);
+        let key = format!("{at}.scores.{name}");
+        let head = crate::heads::Head::load(name, &check.weights, &check.config)
+            .map_err(|e| format!("{key}: {e}"))?;
+        if head.input_dim() != dim {
+            return Err(format!(
+                "{key}: the head takes embeddings of {} values, but the CLIP model makes {dim} ({})",
+                head.input_dim(),
+                check.config.display()
+            ));
+        }
+        check.head = Some(head);
+    }
+    Ok(())
+}
+
 /// Loads the rule's model (libtorch) and returns its latent grid, refusing a folder without a
 /// decoder and a `size` off the grid.
 fn vae_grid(rule: &VaeAnomaliesRule, at: &str) -> std::result::Result<u32, String> {
@@ -745,6 +849,10 @@ impl RulesFile {
                         ),
                     ));
                 }
+            }
+            if let Some(heads) = set.rules.heads.as_mut() {
+                let at = format!("rule_sets[{i}].rules.heads");
+                load_heads(path, heads, &at).map_err(|m| Error::config(path, m))?;
             }
             if let Some(vae) = set.rules.vae_anomalies.as_mut() {
                 vae.model = crate::config::resolve_relative(path, &vae.model);
@@ -865,6 +973,22 @@ mod tests {
             (
                 r#""loudness": {}"#,
                 "loudness: give integrated_lufs, true_peak_dbtp_max or both",
+            ),
+            (
+                r#""heads": {"model": "m", "scores": {}}"#,
+                "heads.scores: give at least one head with its files and bounds",
+            ),
+            (
+                r#""heads": {"model": "m", "every_n_frames": 0, "scores": {"a": {"weights": "w", "config": "c", "min": 1}}}"#,
+                "heads.every_n_frames: must be at least 1",
+            ),
+            (
+                r#""heads": {"model": "m", "scores": {"aesthetic": {"weights": "w", "config": "c"}}}"#,
+                "heads.scores.aesthetic: give min, max or both",
+            ),
+            (
+                r#""heads": {"model": "m", "scores": {"aesthetic": {"weights": "w", "config": "c", "min": 6, "max": 5}}}"#,
+                "heads.scores.aesthetic: min 6 is greater than max 5: no value can pass",
             ),
             (
                 r#""tags": {"model": "m", "labels": []}"#,

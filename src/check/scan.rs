@@ -34,6 +34,18 @@ pub struct Scan {
     pub vae: Option<VaeScan>,
     /// The text read on sampled frames (burned_in_text rule only).
     pub text: Option<super::text::TextScan>,
+    /// Each head's score of the sampled frames' mean embedding (heads rule only, when any frame
+    /// was sampled).
+    pub heads: Option<HeadScan>,
+}
+
+/// What the heads rule found.
+#[derive(Debug, Clone)]
+pub struct HeadScan {
+    /// Frames sampled and embedded.
+    pub frames: usize,
+    /// Each head's score, by name, in the rule's order.
+    pub scores: Vec<(String, f64)>,
 }
 
 /// What the vae_anomalies rule found.
@@ -165,63 +177,122 @@ impl VaeSampler {
     }
 }
 
-/// Frames for the tags rule, shrunk so their short side is 224 (CLIP's input size; the model's
-/// own preprocessing then resizes exactly as transformers does) and embedded in batches.
-struct TagSampler {
-    rule: super::rules::TagsRule,
-    labels: crate::tagging::LabelSet,
+/// Sampled frames embedded with CLIP for the `tags` and `heads` rules: shrunk so their short
+/// side is 224 (CLIP's input size; the model's own preprocessing then resizes exactly as
+/// transformers does) and embedded in batches. One sampler serves both rules when they name the
+/// same model and step, so each sample is embedded once.
+struct EmbeddingSampler {
+    model: std::path::PathBuf,
+    every_n_frames: u32,
+    /// The rules it serves, for messages ("tags", "heads" or "tags, heads").
+    serves: String,
     device: crate::device::Device,
+    dim: usize,
     rgb: crate::media::RgbFrames,
     size: (u32, u32),
     batch: Vec<u8>,
     batch_frames: usize,
-    peaks: Vec<f64>,
     sampled: usize,
+    tags: Option<TagPeaks>,
+    heads: Option<HeadSum>,
 }
 
-impl TagSampler {
+/// The `tags` rule's running peak score of each label.
+struct TagPeaks {
+    labels: crate::tagging::LabelSet,
+    peaks: Vec<f64>,
+}
+
+/// The `heads` rule's running sum of sample embeddings (normalized at the end: the mean
+/// embedding a clip is scored on in `run`).
+struct HeadSum {
+    rule: super::rules::HeadsRule,
+    sum: Vec<f32>,
+}
+
+impl EmbeddingSampler {
     const BATCH: usize = 16;
 
-    fn new(path: &Path, rule: &super::rules::TagsRule, info: &SourceInfo) -> Result<Self> {
+    /// The samplers `rules` needs: none, one, or two when `tags` and `heads` name different
+    /// models or steps.
+    fn for_rules(path: &Path, rules: &Rules, info: &SourceInfo) -> Result<Vec<Self>> {
         let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
-            .map_err(|m| Error::input(path, format!("tags: {m}")))?
+            .map_err(|m| Error::input(path, format!("tags/heads: {m}")))?
             .name;
-        let clip = crate::config::TaggingConfig {
-            model: rule.model.clone(),
-            labels: rule.labels.clone(),
-            templates: rule.templates.clone(),
-            sample: crate::config::TaggingSample {
-                every_n_frames: Some(rule.every_n_frames),
-                fps: None,
-                per_scene: None,
-            },
-            top_k: rule.labels.len(),
-            min_score: 0.0,
-            batch_size: Self::BATCH,
-        };
-        let labels = crate::tagging::LabelSet::load(&clip, device)
+        let mut samplers: Vec<Self> = Vec::new();
+        if let Some(rule) = &rules.tags {
+            let mut sampler = Self::new(&rule.model, rule.every_n_frames, "tags", device, info);
+            let labels = crate::tagging::LabelSet::with_templates(
+                &rule.model,
+                &rule.labels,
+                &rule.templates,
+                device,
+            )
             .map_err(|m| Error::input(path, format!("tags: {m}")))?;
+            sampler.dim = labels.dim;
+            sampler.tags = Some(TagPeaks {
+                peaks: vec![0.0; labels.labels.len()],
+                labels,
+            });
+            samplers.push(sampler);
+        }
+        if let Some(rule) = &rules.heads {
+            let shared = samplers
+                .iter()
+                .position(|s| s.model == rule.model && s.every_n_frames == rule.every_n_frames);
+            let sampler = match shared {
+                Some(i) => {
+                    samplers[i].serves.push_str(", heads");
+                    &mut samplers[i]
+                }
+                None => {
+                    let mut sampler =
+                        Self::new(&rule.model, rule.every_n_frames, "heads", device, info);
+                    sampler.dim = crate::tagging::embedding_dim(&rule.model, device)
+                        .map_err(|m| Error::input(path, format!("heads: {m}")))?;
+                    samplers.push(sampler);
+                    samplers.last_mut().expect("just pushed")
+                }
+            };
+            sampler.heads = Some(HeadSum {
+                rule: rule.clone(),
+                sum: vec![0.0; sampler.dim],
+            });
+        }
+        Ok(samplers)
+    }
+
+    fn new(
+        model: &Path,
+        every_n_frames: u32,
+        serves: &str,
+        device: crate::device::Device,
+        info: &SourceInfo,
+    ) -> Self {
         let short = info.width.min(info.height).max(1);
         let scale = (224.0 / f64::from(short)).min(1.0);
         let size = (
             ((f64::from(info.width) * scale).round() as u32).max(1),
             ((f64::from(info.height) * scale).round() as u32).max(1),
         );
-        Ok(TagSampler {
-            rule: rule.clone(),
-            peaks: vec![0.0; labels.labels.len()],
-            labels,
+        EmbeddingSampler {
+            model: model.to_path_buf(),
+            every_n_frames,
+            serves: serves.into(),
             device,
+            dim: 0,
             rgb: crate::media::RgbFrames::new(size.0, size.1, scaling::Flags::AREA),
             size,
             batch: Vec::new(),
             batch_frames: 0,
             sampled: 0,
-        })
+            tags: None,
+            heads: None,
+        }
     }
 
     fn push(&mut self, path: &Path, index: u64, frame: &ff::frame::Video) -> Result<()> {
-        if !index.is_multiple_of(u64::from(self.rule.every_n_frames)) {
+        if !index.is_multiple_of(u64::from(self.every_n_frames)) {
             return Ok(());
         }
         self.rgb
@@ -238,11 +309,11 @@ impl TagSampler {
         if self.batch_frames == 0 {
             return Ok(());
         }
-        let torch =
-            crate::torch::Torch::get().map_err(|m| Error::input(path, format!("tags: {m}")))?;
+        let failed = |m: String| Error::input(path, format!("{}: {m}", self.serves));
+        let torch = crate::torch::Torch::get().map_err(failed)?;
         let request = framepipe_proto::ops::ClipEmbedFrames {
             on: framepipe_proto::ops::ModelOn {
-                model: self.rule.model.clone(),
+                model: self.model.clone(),
                 device: self.device,
             },
             frames: framepipe_proto::ops::Frames {
@@ -251,19 +322,17 @@ impl TagSampler {
                 canvases: None,
             },
         };
-        let mut out = vec![0f32; self.batch_frames * self.labels.dim.max(1)];
+        let dim = self.dim.max(1);
+        let mut out = vec![0f32; self.batch_frames * dim];
         torch
             .clip_embed_frames(&request, &self.batch, &mut out)
-            .map_err(|m| Error::input(path, format!("tags: {m}")))?;
-        for row in out.chunks(self.labels.dim.max(1)) {
-            for tag in self.labels.tags(row, self.peaks.len(), 0.0) {
-                let i = self
-                    .labels
-                    .labels
-                    .iter()
-                    .position(|l| *l == tag.label)
-                    .expect("a known label");
-                self.peaks[i] = self.peaks[i].max(tag.score);
+            .map_err(|m| failed(m.to_string()))?;
+        for row in out.chunks(dim) {
+            if let Some(tags) = self.tags.as_mut() {
+                tags.add(row);
+            }
+            if let Some(heads) = self.heads.as_mut() {
+                heads.sum.iter_mut().zip(row).for_each(|(a, b)| *a += b);
             }
         }
         self.sampled += self.batch_frames;
@@ -272,12 +341,53 @@ impl TagSampler {
         Ok(())
     }
 
-    fn finish(mut self, path: &Path) -> Result<Option<Vec<(String, f64)>>> {
+    /// Flushes the last batch and hands each rule its findings (none when no frame was
+    /// sampled).
+    fn finish(mut self, path: &Path, scan: &mut Scan) -> Result<()> {
         self.flush(path)?;
-        Ok(
-            (self.sampled > 0)
-                .then(|| self.labels.labels.iter().cloned().zip(self.peaks).collect()),
-        )
+        if self.sampled == 0 {
+            return Ok(());
+        }
+        if let Some(tags) = self.tags {
+            scan.tag_scores = Some(tags.labels.labels.into_iter().zip(tags.peaks).collect());
+        }
+        if let Some(heads) = self.heads {
+            scan.heads = Some(heads.score(path, self.sampled)?);
+        }
+        Ok(())
+    }
+}
+
+impl TagPeaks {
+    fn add(&mut self, embedding: &[f32]) {
+        for tag in self.labels.tags(embedding, self.peaks.len(), 0.0) {
+            let i = self
+                .labels
+                .labels
+                .iter()
+                .position(|l| *l == tag.label)
+                .expect("a known label");
+            self.peaks[i] = self.peaks[i].max(tag.score);
+        }
+    }
+}
+
+impl HeadSum {
+    fn score(self, path: &Path, frames: usize) -> Result<HeadScan> {
+        let mean =
+            crate::tagging::mean_embedding(std::iter::once(self.sum.as_slice())).expect("one row");
+        let scores = self
+            .rule
+            .scores
+            .iter()
+            .map(|(name, check)| {
+                let head = check.head.as_ref().expect("heads are read with the rules");
+                head.score(&mean)
+                    .map(|s| (name.clone(), s))
+                    .map_err(|e| Error::input(path, format!("heads: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(HeadScan { frames, scores })
     }
 }
 
@@ -420,7 +530,7 @@ struct FrameChecks {
     frames: u64,
     last_time: f64,
     gray: GrayChecks,
-    tagger: Option<TagSampler>,
+    embedders: Vec<EmbeddingSampler>,
     reconstruction: Option<VaeSampler>,
     scenes: Option<SceneCuts>,
     text: Option<super::text::TextSampler>,
@@ -435,10 +545,7 @@ impl FrameChecks {
             Some(rule) => Some(VaeSampler::new(path, rule, info)?),
             None => None,
         };
-        let tagger = match &rules.tags {
-            Some(rule) => Some(TagSampler::new(path, rule, info)?),
-            None => None,
-        };
+        let embedders = EmbeddingSampler::for_rules(path, rules, info)?;
         let text = match &rules.burned_in_text {
             Some(rule) => Some(super::text::TextSampler::new(path, rule)?),
             None => None,
@@ -447,7 +554,7 @@ impl FrameChecks {
             frames: 0,
             last_time: 0.0,
             gray,
-            tagger,
+            embedders,
             reconstruction,
             scenes,
             text,
@@ -458,8 +565,8 @@ impl FrameChecks {
         self.frames += 1;
         self.last_time = frame.time;
         self.gray.push(path, &frame.frame, frame.time)?;
-        if let Some(tags) = self.tagger.as_mut() {
-            tags.push(path, frame.index, &frame.frame)?;
+        for embedder in &mut self.embedders {
+            embedder.push(path, frame.index, &frame.frame)?;
         }
         if let Some(vae) = self.reconstruction.as_mut() {
             vae.push(path, frame.index, frame.time, &frame.frame)?;
@@ -473,7 +580,7 @@ impl FrameChecks {
         Ok(())
     }
 
-    /// The findings, with `audio`'s and the decoder's. Audio finishes first, then the tags and
+    /// The findings, with `audio`'s and the decoder's. Audio finishes first, then the CLIP and
     /// VAE samplers flush their last batches: the order in which their errors are reported.
     fn finish(
         self,
@@ -491,7 +598,7 @@ impl FrameChecks {
         let frame_step = if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 };
         let (black, frozen) = self.gray.finish(end, frame_step);
         let scenes = self.scenes;
-        Ok(Scan {
+        let mut scan = Scan {
             frames: self.frames,
             decode_errors: counts.errors,
             damaged_frames: counts.damaged_frames,
@@ -500,19 +607,20 @@ impl FrameChecks {
             frozen,
             scenes: rules.scenes.and(scenes.as_ref()).map(|s| s.cuts.len() + 1),
             audio: audio.map(|a| a.finish()).transpose()?,
-            tag_scores: match self.tagger {
-                Some(t) => t.finish(path)?,
-                None => None,
-            },
-            vae: match self.reconstruction {
-                Some(v) => {
-                    let cuts = scenes.as_ref().map_or(&[][..], |s| s.cuts.as_slice());
-                    v.finish(path, cuts, info.fps)?
-                }
-                None => None,
-            },
-            text: self.text.map(super::text::TextSampler::finish),
-        })
+            ..Scan::default()
+        };
+        for embedder in self.embedders {
+            embedder.finish(path, &mut scan)?;
+        }
+        scan.vae = match self.reconstruction {
+            Some(v) => {
+                let cuts = scenes.as_ref().map_or(&[][..], |s| s.cuts.as_slice());
+                v.finish(path, cuts, info.fps)?
+            }
+            None => None,
+        };
+        scan.text = self.text.map(super::text::TextSampler::finish);
+        Ok(scan)
     }
 }
 
