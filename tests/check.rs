@@ -548,7 +548,7 @@ fn burned_in_text_rule_finds_subtitles() {
             "-f",
             "lavfi",
             "-i",
-            &format!("gradients=size=1280x720:rate=25:speed=0.05:d=4{draw}"),
+            &format!("gradients=size=1280x720:rate=25:speed=0.05:d=4:seed=5:nb_colors=2:c0=0x2ab87f:c1=0x3060a0{draw}"),
             "-c:v",
             "libx264",
             "-pix_fmt",
@@ -584,4 +584,31 @@ fn burned_in_text_rule_finds_subtitles() {
     assert_ne!(code, 0);
     let all = format!("{stdout}{err}");
     assert!(all.contains("xyz.traineddata"), "{all}");
+}
+
+/// Rules that need no model run where libtorch's library is missing (a binary copied on its
+/// own): only `tags`, `heads` and `vae_anomalies` load it.
+#[test]
+fn pixel_rules_run_without_the_torch_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lone = d.join("bin").join("framepipe");
+    std::fs::create_dir(d.join("bin")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_framepipe"), &lone).unwrap();
+    let input = clip(d, "clip.mp4", "null", 25, true, true);
+    let rules = pipeline(
+        d,
+        "pixels.json",
+        r#"{"rule_sets": [{"name": "pixels", "rules": {"decodes_cleanly": true, "black": {"max_seconds": 5}, "frozen": {"max_seconds": 5}, "scenes": {"min": 1}}}]}"#,
+    );
+    let out = std::process::Command::new(&lone)
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .arg(&input)
+        .env_remove("FRAMEPIPE_TORCH_LIB")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("libframepipe_torch"), "{all}");
 }

@@ -45,7 +45,7 @@ fn text_video(path: &Path) {
         "-f",
         "lavfi",
         "-i",
-        "gradients=size=640x360:rate=25:speed=0.05",
+        "gradients=size=640x360:rate=25:speed=0.05:seed=5:nb_colors=2:c0=0x2ab87f:c1=0x3060a0",
         "-f",
         "lavfi",
         "-i",

@@ -216,6 +216,10 @@ impl EmbeddingSampler {
     /// The samplers `rules` needs: none, one, or two when `tags` and `heads` name different
     /// models or steps.
     fn for_rules(path: &Path, rules: &Rules, info: &SourceInfo) -> Result<Vec<Self>> {
+        if rules.tags.is_none() && rules.heads.is_none() {
+            // Not even a device: the other rules run without libtorch.
+            return Ok(Vec::new());
+        }
         let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
             .map_err(|m| Error::input(path, format!("tags/heads: {m}")))?
             .name;
