@@ -10,8 +10,8 @@
 //!                              └──► audio packets ──► mux (copied, or AAC) ──► <stem>.mp4
 //!                                          annotate ──► <stem>.json, embeddings.safetensors
 //!          clips: the encoder starts each clip on an IDR frame ──► clips/<id>.mp4, clips.jsonl
-//!          curation: blank/frozen per decoded frame (scenes stage), text read from each clip file
-//!          (Tesseract), heads on clip embeddings ──► `filters` drop clips, with their reasons
+//!          curation: blank/frozen per decoded frame (scenes stage), text read from each clip's
+//!          frames as the encoder cuts it (Tesseract), heads on clip embeddings ──► `filters` drop clips, with their reasons
 //! ```
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
 //! decoded frames are shared by `Arc`. The model stages hand libtorch RGB made by swscale, or on

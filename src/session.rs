@@ -69,7 +69,7 @@ impl Session {
         let heads = load_heads(&config, labels.as_ref(), &config_path)?;
         if let Some(text) = config.clips.as_ref().and_then(|c| c.text_scoring()) {
             // A missing language file is found now, not at the first clip.
-            crate::ocr::language_data_path(&crate::job::clips::ocr_settings(&text))
+            crate::ocr::language_data_path(&crate::pipeline::clip_text::reader_settings(&text))
                 .map_err(|e| Error::config(&config_path, format!("clips.text: {e}")))?;
         }
         let vae = match &config.vae {

@@ -1,6 +1,6 @@
 //! Curation scores that need more than one test's worth of footage: burned-in text read by
-//! Tesseract from each clip's file (`clips.text`, `filters.max_text_area`), judged by the text
-//! the test burned in with `ffmpeg drawtext`; and the settings refused before any decoding
+//! Tesseract from each clip's frames as the encoder cuts it (`clips.text`,
+//! `filters.max_text_area`), judged by the text the test burned in with `ffmpeg drawtext`; and the settings refused before any decoding
 //! (a missing Tesseract language, text without clip files, unknown filter keys).
 mod common;
 

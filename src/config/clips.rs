@@ -42,7 +42,7 @@ pub struct ClipsConfig {
     /// Scores that drop a clip (its record stays, with the reasons).
     #[serde(default)]
     pub filters: ClipFilters,
-    /// Burned-in text read from each clip's file (needs `encode`); also on with defaults when
+    /// Burned-in text read from each clip's frames as its file is cut (needs `encode`); also on with defaults when
     /// `filters.max_text_area` is set.
     #[serde(default)]
     pub text: Option<TextScoring>,
@@ -164,7 +164,7 @@ impl ClipsConfig {
                 } else {
                     "clips.filters.max_text_area"
                 },
-                needs: "the encode section (text is read from each clip's file)",
+                needs: "the encode section (text is read from the frames of each clip file as it is cut)",
             });
         }
         if !self.heads.is_empty() && !has_tagging {

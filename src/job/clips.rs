@@ -2,17 +2,13 @@
 //! the run's image embeddings, written to `clips.jsonl`.
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clips::assemble::{self, ClipSources, LatentShards, Tagger};
 use crate::clips::plan::ClipRules;
-use crate::config::{ClipsConfig, TaggingConfig, TextScoring};
+use crate::config::{ClipsConfig, TaggingConfig};
 use crate::error::{Error, Result};
 use crate::heads::Head;
-use crate::media::clip_mux::WrittenClip;
-use crate::media::frames_at;
 use crate::media::probe::SourceInfo;
-use crate::ocr;
 use crate::output::clip_record::{ClipsReport, TextScore};
 use crate::output::report::Report;
 use crate::output::scene::Tag;
@@ -41,10 +37,9 @@ impl Job<'_> {
             .as_ref()
             .and_then(|s| s.motion.clone())
             .unwrap_or_default();
-        // Every cut file is read before the list is assembled, on all cores (the pipeline's
-        // threads are done by now).
+        // Read by the encode stage from each clip's frames as it cut the files.
         let texts = match (cfg.text_scoring(), &output.encode) {
-            (Some(settings), Some(encode)) => Some(read_texts(&settings, &encode.clips)?),
+            (Some(_), Some(encode)) => Some(texts_by_file(encode, &partial.path)?),
             _ => None,
         };
         let heads = |embedding: &[f32]| score_heads(self.heads, embedding, &partial.path);
@@ -90,100 +85,27 @@ fn score_heads(heads: &[Head], embedding: &[f32], dir: &Path) -> Result<BTreeMap
         .collect()
 }
 
-/// Tesseract's settings for `clips.text`.
-pub fn ocr_settings(text: &TextScoring) -> ocr::TextSettings {
-    ocr::TextSettings {
-        language: text.language.clone(),
-        min_confidence: text.min_confidence,
-        ..ocr::TextSettings::default()
-    }
-}
-
-/// The text of every cut clip file, in `written`'s order, read by one Tesseract engine per
-/// core.
-fn read_texts(settings: &TextScoring, written: &[WrittenClip]) -> Result<Vec<TextScore>> {
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(written.len())
-        .max(1);
-    let read = || -> Result<Vec<(usize, TextScore)>> {
-        let mut reader = ClipText::new(settings.clone());
-        let mut out = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(w) = written.get(i) else {
-                return Ok(out);
-            };
-            out.push((i, reader.read(&w.path, w.end_frame - w.start_frame)?));
-        }
-    };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(read)).collect();
-        let mut all = Vec::with_capacity(written.len());
-        for h in handles {
-            let done = h.join().map_err(|_| Error::StagePanicked {
-                stage: "clip text",
-                message: "a text reader panicked".into(),
-            })??;
-            all.extend(done);
-        }
-        all.sort_by_key(|&(i, _)| i);
-        Ok(all.into_iter().map(|(_, text)| text).collect())
-    })
-}
-
-/// Reads clips' burned-in text with one Tesseract engine, made for the first clip read.
-struct ClipText {
-    settings: TextScoring,
-    reader: Option<ocr::TextReader>,
-}
-
-impl ClipText {
-    fn new(settings: TextScoring) -> Self {
-        ClipText {
-            settings,
-            reader: None,
-        }
-    }
-
-    /// The text of clip file `path` (of `frames` frames) on its `clips.text.frames` frames: the
-    /// largest area and word count of one frame, and each frame's distinct text in order.
-    fn read(&mut self, path: &Path, frames: u64) -> Result<TextScore> {
-        let fail = |e: ocr::OcrError| Error::input(path, format!("reading burned-in text: {e}"));
-        let wanted = frames_at::spread(frames, self.settings.frames);
-        let pictures = frames_at::rgb_frames_at(path, &wanted)?;
-        let reader = match &mut self.reader {
-            Some(r) => r,
-            None => self
-                .reader
-                .insert(ocr::TextReader::new(&ocr_settings(&self.settings)).map_err(fail)?),
-        };
-        let mut score = TextScore {
-            area: 0.0,
-            words: 0,
-            text: String::new(),
-            unread: 0,
-        };
-        let mut texts: Vec<String> = Vec::new();
-        for p in &pictures {
-            let read = reader
-                .read(&p.rgb, p.width, p.height, p.width as usize * 3)
-                .map_err(fail)?;
-            score.unread += u32::from(read.gave_up);
-            score.area = score.area.max(read.area);
-            score.words = score.words.max(read.words);
-            if !read.text.is_empty() && !texts.contains(&read.text) {
-                texts.push(read.text);
-            }
-        }
-        score.text = texts
-            .join(" / ")
-            .chars()
-            .take(ocr::MAX_TEXT_CHARS)
-            .collect();
-        Ok(score)
-    }
+/// The text the encode stage read for each cut file, in the files' order.
+fn texts_by_file(encode: &pipeline::encode::EncodeStats, dir: &Path) -> Result<Vec<TextScore>> {
+    encode
+        .clips
+        .iter()
+        .map(|file| {
+            encode
+                .clip_texts
+                .binary_search_by_key(&file.start_frame, |&(start, _)| start)
+                .map(|i| encode.clip_texts[i].1.clone())
+                .map_err(|_| {
+                    Error::input(
+                        dir,
+                        format!(
+                            "no text was read for the clip file of output frames {}..{}",
+                            file.start_frame, file.end_frame
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Tags a clip from the image embeddings sampled inside its frames: their normalized mean,

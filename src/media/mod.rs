@@ -4,7 +4,6 @@ pub mod clip_mux;
 pub mod cut;
 pub mod decode;
 pub mod encode;
-pub mod frames_at;
 pub mod normalize;
 pub mod probe;
 pub mod small;

@@ -294,12 +294,37 @@ impl TextReader {
             });
         }
         let (w, h) = scaled_size(width, height, self.max_width);
+        let mut grey = std::mem::take(&mut self.grey);
         if (w, h) == (width, height) {
-            grey_from_rgb(rgb, width, height, stride, &mut self.grey);
+            grey_from_rgb(rgb, width, height, stride, &mut grey);
         } else {
             grey_from_rgb(rgb, width, height, stride, &mut self.full);
-            resize_bilinear(&self.full, width, height, w, h, &mut self.grey);
+            resize_bilinear(&self.full, width, height, w, h, &mut grey);
         }
+        let read = self.recognize(&grey, w, h);
+        self.grey = grey;
+        read
+    }
+
+    /// Reads the text in a grey picture made by [`grey_from_luma`] (tightly packed, at most
+    /// the reader's `max_width` wide: it is read as it is).
+    pub fn read_grey(&mut self, picture: &GreyPicture) -> Result<ReadText, OcrError> {
+        let (w, h) = (picture.width, picture.height);
+        if picture.pixels.len() != w as usize * h as usize || w == 0 || h == 0 {
+            return Err(OcrError::BadFrame {
+                width: w,
+                height: h,
+                stride: w as usize,
+                needed: w as usize * h as usize,
+                len: picture.pixels.len(),
+            });
+        }
+        self.recognize(&picture.pixels, w, h)
+    }
+
+    /// Both passes over the `w` x `h` grey picture `grey`.
+    fn recognize(&mut self, grey: &[u8], w: u32, h: u32) -> Result<ReadText, OcrError> {
+        let (width, height) = (w, h);
         limit_openmp_to_this_thread();
         let failed = || OcrError::Recognize { width, height };
         let started = std::time::Instant::now();
@@ -313,7 +338,7 @@ impl TextReader {
             // say so) per frame.
             let finished = self
                 .api
-                .recognize_grey(&self.grey, w, h, 70, left)
+                .recognize_grey(grey, w, h, 70, left)
                 .map_err(|_| failed())?;
             if finished == Finished::Deadline {
                 // Tesseract's results after a passed deadline are not safe to read (its TSV
@@ -355,6 +380,47 @@ fn overlaps(a: &Word, b: &Word) -> bool {
         .saturating_sub(a.top.max(b.top));
     let smaller = (a.width * a.height).min(b.width * b.height);
     2 * u64::from(x) * u64::from(y) > u64::from(smaller)
+}
+
+/// A grey picture the size text is read at (see [`grey_from_luma`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreyPicture {
+    pub width: u32,
+    pub height: u32,
+    /// `width * height` bytes, full range (0 black, 255 white).
+    pub pixels: Vec<u8>,
+}
+
+/// The picture a reader with `max_width` reads, from a frame's limited-range luma plane (the Y
+/// of yuv420p, `stride` bytes per row): stretched to full range and scaled down to at most
+/// `max_width` (0: no limit) like [`TextReader::read`] scales RGB frames.
+pub fn grey_from_luma(
+    luma: &[u8],
+    width: u32,
+    height: u32,
+    stride: usize,
+    max_width: u32,
+) -> GreyPicture {
+    let (w, h) = (width as usize, height as usize);
+    // 16..=235 to 0..=255, 8-bit fixed point.
+    let stretch = |y: u8| ((i32::from(y) - 16).clamp(0, 219) * 255 * 256 / 219 + 128) as u32 >> 8;
+    let mut full = Vec::with_capacity(w * h);
+    for row in luma.chunks(stride).take(h) {
+        full.extend(row[..w].iter().map(|&y| stretch(y) as u8));
+    }
+    let (sw, sh) = scaled_size(width, height, max_width);
+    let pixels = if (sw, sh) == (width, height) {
+        full
+    } else {
+        let mut out = Vec::new();
+        resize_bilinear(&full, width, height, sw, sh, &mut out);
+        out
+    };
+    GreyPicture {
+        width: sw,
+        height: sh,
+        pixels,
+    }
 }
 
 fn set_variable(api: &mut Engine, name: &CStr, value: &CStr) {

@@ -61,6 +61,7 @@ impl FromPlan for EncodeStage {
                 dir,
                 rules: c.rules,
                 max_waiting,
+                text: plan.config.clips.as_ref().and_then(|c| c.text_scoring()),
             })
         });
         Ok(Some(EncodeStage {

@@ -9,6 +9,7 @@ use crossbeam_channel::{select, Receiver};
 use ffmpeg_next as ff;
 use serde::Serialize;
 
+use super::clip_text::ClipTextReading;
 use super::normalize::NormFrame;
 use super::scenes::{frame_on_output, scenes_on_output, SceneCut, SceneEvent};
 use super::stage::{BusyTimer, Cancel};
@@ -37,6 +38,9 @@ pub struct EncodeStats {
     /// Clip files cut from the encode (`clips` only), in frame order.
     #[serde(skip)]
     pub clips: Vec<WrittenClip>,
+    /// The burned-in text of each clip file (`clips.text` only), by its first frame.
+    #[serde(skip)]
+    pub clip_texts: Vec<(u64, crate::output::clip_record::TextScore)>,
     /// Frames encoded before the scene stage could say whether a clip starts or ends there
     /// (the wait was longer than the frame budget): a clip boundary there is not cut.
     pub undecided_frames: u64,
@@ -48,6 +52,8 @@ pub struct ClipCutting {
     pub rules: ClipRules,
     /// At most this many frames wait for the clip boundaries to be known.
     pub max_waiting: usize,
+    /// `clips.text`: read each clip's burned-in text from its frames.
+    pub text: Option<crate::config::TextScoring>,
 }
 
 pub struct EncodeStage {
@@ -135,6 +141,8 @@ struct Waiting {
     sent: u64,
     undecided: u64,
     fps: Option<f64>,
+    /// Burned-in text read from the clips' frames (`clips.text` only).
+    text: Option<ClipTextReading>,
 }
 
 impl Waiting {
@@ -165,6 +173,14 @@ impl Waiting {
     /// A source frame's place on the output, as [`scenes_on_output`] lays cuts.
     fn on_output(&self, index: u64, time: f64) -> u64 {
         frame_on_output(index, time, self.fps).0
+    }
+
+    /// Hands an encoded frame to the text reading, when clips' text is read.
+    fn read_text(&mut self, norm: &Arc<NormFrame>, role: FrameRole) -> Result<()> {
+        match self.text.as_mut() {
+            Some(text) => text.frame(norm, role),
+            None => Ok(()),
+        }
     }
 
     /// The frames whose role is known (all of them once `total` frames are in and every cut is
@@ -241,22 +257,30 @@ impl EncodeStage {
             if let Some(w) = &mut waiting {
                 for (norm, role) in w.ready(None) {
                     self.encode(&mut muxer, &mut timer, &norm, role)?;
+                    w.read_text(&norm, role)?;
                 }
             }
         }
         // The video is over: once every cut is known, the last frames' roles are too.
         news.until_complete(waiting.as_mut());
         let mut undecided_frames = 0;
-        if let Some(w) = &mut waiting {
+        let mut clip_texts = Vec::new();
+        if let Some(mut w) = waiting {
             for (norm, role) in w.ready(Some(received)) {
                 self.encode(&mut muxer, &mut timer, &norm, role)?;
+                w.read_text(&norm, role)?;
             }
             undecided_frames = w.undecided;
+            if let Some(text) = w.text {
+                clip_texts = text.finish()?;
+            }
         }
         let duration = last_time
             .map(|t| t + 1.0 / f64::from(self.video.frame_rate))
             .unwrap_or(0.0);
-        self.finish(muxer, timer, news.into_cuts()?, duration, undecided_frames)
+        let mut stats = self.finish(muxer, timer, news.into_cuts()?, duration, undecided_frames)?;
+        stats.clip_texts = clip_texts;
+        Ok(stats)
     }
 
     /// The muxer, cutting clip files as it goes when the plan makes them (then frames wait
@@ -283,6 +307,13 @@ impl EncodeStage {
             sent: 0,
             undecided: 0,
             fps: self.fps,
+            text: clips.text.as_ref().map(|settings| {
+                ClipTextReading::start(
+                    &self.path,
+                    settings,
+                    (clips.rules.min_frames, clips.rules.max_frames),
+                )
+            }),
         };
         Ok((muxer, Some(waiting)))
     }
@@ -339,6 +370,7 @@ impl EncodeStage {
             seconds: timer.seconds(),
             chapters: chapter_count,
             clips,
+            clip_texts: Vec::new(),
             undecided_frames,
         })
     }

@@ -19,6 +19,7 @@
 //! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
 pub mod annotate;
 pub mod build;
+pub mod clip_text;
 pub mod decode;
 pub mod encode;
 pub mod frame_batch;
