@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
+use framepipe::clips::signature::PHash;
 use framepipe::output::clip_record::{ClipLatents, ClipRecord, MotionSource, TextScore};
 use framepipe::output::files::Marker;
 use framepipe::output::scene::Tag;
@@ -176,6 +177,10 @@ fn record(
         }),
         blank: Some(0.0),
         frozen: Some(0.0),
+        // Top bits set: past 2^53 (JSON numbers) and 2^63 (signed integers).
+        phash: (0..8)
+            .map(|i| PHash(0xfedc_ba98_7654_3210 ^ (scene as u64 * 31 + i)))
+            .collect(),
         text: None,
         heads: Default::default(),
         dropped: Vec::new(),
@@ -651,6 +656,7 @@ struct PqRow {
     latent_frames: Option<i64>,
     blank: Option<f64>,
     frozen: Option<f64>,
+    phash: Vec<u64>,
     text_area: Option<f64>,
     text_words: Option<i64>,
     text: Option<String>,
@@ -693,6 +699,7 @@ fn pq_row(folder: &Folder, r: &ClipRecord) -> PqRow {
         latent_frames: r.latents.as_ref().map(|l| l.frames as i64),
         blank: r.blank,
         frozen: r.frozen,
+        phash: r.phash.iter().map(|h| h.0).collect(),
         text_area: r.text.as_ref().map(|t| t.area),
         text_words: r.text.as_ref().map(|t| i64::from(t.words)),
         text: r.text.as_ref().map(|t| t.text.clone()),
@@ -775,6 +782,7 @@ fn parquet_rows_are_typed_columns_of_the_records() {
             ("latent_frames", "int64", true),
             ("blank", "double", true),
             ("frozen", "double", true),
+            ("phash", "list<item: uint64 not null>", false),
             ("text_area", "double", true),
             ("text_words", "int64", true),
             ("text", "string", true),

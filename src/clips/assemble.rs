@@ -152,6 +152,7 @@ fn scored(
         latents: src.latents.map(|l| latents_of(clip, l)),
         blank: Some(blank),
         frozen: Some(frozen),
+        phash: src.motion.signature(start_time, end_time),
         text,
         heads,
         dropped: reasons.iter().map(ToString::to_string).collect(),

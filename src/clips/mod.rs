@@ -6,3 +6,4 @@ pub mod filters;
 pub mod looks;
 pub mod motion;
 pub mod plan;
+pub mod signature;

@@ -7,6 +7,7 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::looks::{LooksJudge, GRAY_H, GRAY_W};
+use super::signature::{frame_hash, PHash, SIGNATURE_FRAMES};
 use crate::media::small::SmallGray;
 use crate::output::clip_record::MotionSource;
 
@@ -65,6 +66,8 @@ pub struct MotionSeries {
     /// Each frame's [`super::looks::FrameLooks`]: black or flat, and frozen.
     pub blank: Vec<bool>,
     pub frozen: Vec<bool>,
+    /// Each frame's pHash ([`super::signature::frame_hash`] of the same grey copy).
+    pub phash: Vec<PHash>,
 }
 
 impl MotionSeries {
@@ -103,6 +106,23 @@ impl MotionSeries {
         (fraction(&self.blank), fraction(&self.frozen))
     }
 
+    /// The signature of the source frames shown from `start` to `end` seconds: the hashes of
+    /// [`SIGNATURE_FRAMES`] frames spread over those that are not blank (a black or flat
+    /// frame's hash is noise: compression alone flips its bits), or over all of them when every
+    /// one is; fewer for a shorter range.
+    pub fn signature(&self, start: f64, end: f64) -> Vec<PHash> {
+        let (from, to) = self.frames_shown(start, end);
+        let to = to.min(self.phash.len()).min(self.blank.len());
+        let mut frames: Vec<usize> = (from..to).filter(|&i| !self.blank[i]).collect();
+        if frames.is_empty() {
+            frames = (from..to).collect();
+        }
+        super::plan::spread(frames.len() as u64, SIGNATURE_FRAMES)
+            .into_iter()
+            .map(|i| self.phash[frames[i as usize]])
+            .collect()
+    }
+
     /// The indexes of the source frames shown from `start` to `end` seconds.
     fn frames_shown(&self, start: f64, end: f64) -> (usize, usize) {
         let from = self.time.partition_point(|&t| t < start - 1e-9);
@@ -138,7 +158,11 @@ impl MotionMeter {
         frame: &ff::frame::Video,
         small: &[u8],
     ) -> Result<(), ff::Error> {
-        let looks = self.looks.judge(self.gray.convert(frame)?);
+        let gray = self.gray.convert(frame)?;
+        self.series
+            .phash
+            .push(frame_hash(gray, GRAY_W as usize, GRAY_H as usize));
+        let looks = self.looks.judge(gray);
         self.series.blank.push(looks.blank);
         self.series.frozen.push(looks.frozen);
         self.series.time.push(time);
@@ -173,7 +197,12 @@ mod tests {
             difference: vec![0.0, 0.5, 0.5, 0.25, 0.75],
             blank: vec![true, true, false, false, false],
             frozen: vec![false, false, true, false, false],
+            phash: (0..5).map(PHash).collect(),
         };
+        // Frame 1 is blank: left out while others are there.
+        assert_eq!(series.signature(0.1, 0.45), [PHash(2), PHash(3), PHash(4)]);
+        assert_eq!(series.signature(0.0, 0.15), [PHash(0), PHash(1)]);
+        assert!(series.signature(0.45, 0.5).is_empty());
         assert_eq!(series.looks(0.0, 0.4), (0.5, 0.25));
         assert_eq!(series.looks(0.45, 0.5), (0.0, 0.0));
         let (m, source) = series.score(0.0, 0.3);

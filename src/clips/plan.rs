@@ -244,6 +244,22 @@ impl LiveBoundaries {
     }
 }
 
+/// `count` frame indexes spread evenly over `frames` frames, first and last included (one: the
+/// middle); fewer when the clip has fewer frames.
+pub fn spread(frames: u64, count: u32) -> Vec<u64> {
+    if frames == 0 || count == 0 {
+        return Vec::new();
+    }
+    if count == 1 {
+        return vec![(frames - 1) / 2];
+    }
+    let mut out: Vec<u64> = (0..u64::from(count))
+        .map(|i| i * (frames - 1) / (u64::from(count) - 1))
+        .collect();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,5 +413,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn spread_takes_first_middle_and_last() {
+        assert_eq!(spread(75, 3), [0, 37, 74]);
+        assert_eq!(spread(75, 1), [37]);
+        assert_eq!(spread(2, 3), [0, 1]);
+        assert_eq!(spread(1, 3), [0]);
+        assert_eq!(spread(0, 3), Vec::<u64>::new());
+        assert_eq!(spread(10, 4), [0, 3, 6, 9]);
     }
 }

@@ -11,6 +11,7 @@
 //! | `embedding` | fixed_size_list<float32, D>, null without one |
 //! | `latent_frames` | int64, null without latents |
 //! | `blank`, `frozen` | float64, null in outputs of versions before them |
+//! | `phash` | list<uint64>: the clip's signature (8 frames' pHash bits), empty in outputs of versions before it |
 //! | `text_area`, `text_words`, `text` | float64, int64, utf8: the clip's burned-in text, null when not read |
 //! | `heads` | list<struct<name: utf8, score: float64>>, empty without heads |
 //! | `dropped` | list<utf8>, the reasons `clips.filters` dropped the clip (empty when kept) |
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use arrow_array::{
     ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
-    StringArray, StructArray,
+    StringArray, StructArray, UInt64Array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -100,6 +101,7 @@ impl Layout {
             int("latent_frames", true),
             Field::new("blank", DataType::Float64, true),
             Field::new("frozen", DataType::Float64, true),
+            Field::new("phash", DataType::List(Arc::new(phash_item())), false),
             Field::new("text_area", DataType::Float64, true),
             int("text_words", true),
             utf8("text", true),
@@ -133,6 +135,10 @@ fn head_fields() -> Fields {
 
 fn head_item() -> Field {
     Field::new_list_field(DataType::Struct(head_fields()), false)
+}
+
+fn phash_item() -> Field {
+    Field::new_list_field(DataType::UInt64, false)
 }
 
 fn reason_item() -> Field {
@@ -218,6 +224,7 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
         Arc::new(Float64Array::from(
             records().map(|r| r.frozen).collect::<Vec<_>>(),
         )),
+        phashes(clips)?,
         Arc::new(Float64Array::from(
             records()
                 .map(|r| r.text.as_ref().map(|t| t.area))
@@ -271,6 +278,18 @@ fn heads(clips: &[ClipRef]) -> Result<ArrayRef, arrow_schema::ArrowError> {
         Arc::new(head_item()),
         OffsetBuffer::from_lengths(lengths),
         Arc::new(items),
+        None,
+    )?))
+}
+
+fn phashes(clips: &[ClipRef]) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    let values =
+        UInt64Array::from_iter_values(clips.iter().flat_map(|c| &c.clip.record.phash).map(|h| h.0));
+    let lengths = clips.iter().map(|c| c.clip.record.phash.len());
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(phash_item()),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values),
         None,
     )?))
 }

@@ -47,6 +47,11 @@ pub struct ClipRecord {
     /// blank ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<f64>,
+    /// The clip's perceptual signature (`crate::clips::signature`): the pHash of 8 frames
+    /// spread over its frames that are not blank, for finding the same footage again (absent in outputs of older
+    /// versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phash: Vec<crate::clips::signature::PHash>,
     /// Burned-in text read from the clip's file (`clips.text`; absent without it, or for a clip
     /// without a file).
     #[serde(default, skip_serializing_if = "Option::is_none")]

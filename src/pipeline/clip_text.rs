@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::normalize::{Canvas, NormFrame};
+use crate::clips::plan::spread;
 use crate::config::TextScoring;
 use crate::error::{Error, Result};
 use crate::media::clip_mux::FrameRole;
@@ -237,22 +238,6 @@ fn grey(norm: &NormFrame, max_width: u32) -> std::result::Result<GreyPicture, St
     ))
 }
 
-/// `count` frame indexes spread evenly over `frames` frames, first and last included (one: the
-/// middle); fewer when the clip has fewer frames.
-pub fn spread(frames: u64, count: u32) -> Vec<u64> {
-    if frames == 0 || count == 0 {
-        return Vec::new();
-    }
-    if count == 1 {
-        return vec![(frames - 1) / 2];
-    }
-    let mut out: Vec<u64> = (0..u64::from(count))
-        .map(|i| i * (frames - 1) / (u64::from(count) - 1))
-        .collect();
-    out.dedup();
-    out
-}
-
 /// One reader's work: clips from `jobs` until they end; stops at the first failure.
 fn read_clips(jobs: &Receiver<ClipFrames>, settings: &ocr::TextSettings) -> ReaderResult {
     let mut reader: Option<ocr::TextReader> = None;
@@ -308,16 +293,6 @@ mod tests {
             text: text.into(),
             gave_up,
         }
-    }
-
-    #[test]
-    fn spread_takes_first_middle_and_last() {
-        assert_eq!(spread(75, 3), [0, 37, 74]);
-        assert_eq!(spread(75, 1), [37]);
-        assert_eq!(spread(2, 3), [0, 1]);
-        assert_eq!(spread(1, 3), [0]);
-        assert_eq!(spread(0, 3), Vec::<u64>::new());
-        assert_eq!(spread(10, 4), [0, 3, 6, 9]);
     }
 
     /// The kept frames of a clip of `frames` frames, by offset.
