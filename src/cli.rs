@@ -254,6 +254,11 @@ pub enum Command {
     /// Pack finished outputs' clips into training shards: WebDataset tars (clip MP4, JSON record,
     /// embedding and latents as .npy) or Parquet tables (one typed row per clip).
     Export(ExportArgs),
+    /// Find near-duplicate clips across finished outputs by their perceptual signatures: groups
+    /// of the same footage (re-encoded, rescaled, cropped, letterboxed, sped up, with a logo),
+    /// one clip kept per group, written to DIR/duplicates.jsonl; a persisted index makes the
+    /// next batch compare with everything deduplicated before.
+    Dedup(DedupArgs),
     /// Rank any labels for each scene of a processed output, from its stored CLIP embeddings.
     Describe {
         /// A finished output folder (OUT/<stem>) or its report JSON.
@@ -338,6 +343,29 @@ pub struct ExportArgs {
     /// no clip file).
     #[arg(long)]
     pub include_dropped: bool,
+    /// A `duplicates.jsonl` from `framepipe dedup`: each group's members other than its kept
+    /// clip are left out.
+    #[arg(long, value_name = "FILE")]
+    pub dedup: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DedupArgs {
+    /// Finished output folders, or folders searched recursively for them; unfinished ones are
+    /// skipped with a warning.
+    #[arg(required = true, value_name = "OUTDIR")]
+    pub dirs: Vec<PathBuf>,
+    /// The folder duplicates.jsonl goes to (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The index folder: the clips deduplicated before, which this batch is compared with and
+    /// added to (default DIR/index; made when missing).
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<PathBuf>,
+    /// The least signature similarity (0..1) of two clips that count as the same footage; an
+    /// index keeps the threshold it was made with.
+    #[arg(long, value_name = "S", default_value_t = crate::dedup::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
 }
 
 /// `--clips-per-shard`: a whole number, at least 1.

@@ -27,6 +27,7 @@ pub mod clips;
 pub mod commands;
 pub mod config;
 pub mod cpu_memory;
+pub mod dedup;
 pub mod device;
 pub mod error;
 pub mod export;

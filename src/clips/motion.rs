@@ -107,19 +107,24 @@ impl MotionSeries {
     }
 
     /// The signature of the source frames shown from `start` to `end` seconds: the hashes of
-    /// [`SIGNATURE_FRAMES`] frames spread over those that are not blank (a black or flat
-    /// frame's hash is noise: compression alone flips its bits), or over all of them when every
-    /// one is; fewer for a shorter range.
+    /// [`SIGNATURE_FRAMES`] frames spread evenly over them (fewer for a shorter range), a blank
+    /// (black or flat) frame's hash replaced by [`PHash::BLANK`]: its bits are noise that
+    /// compression alone flips. Spread over all frames, not the non-blank ones, so that frames
+    /// judged blank in one copy and not in another (a logo on a nearly black picture) leave
+    /// the other positions where they were.
     pub fn signature(&self, start: f64, end: f64) -> Vec<PHash> {
         let (from, to) = self.frames_shown(start, end);
         let to = to.min(self.phash.len()).min(self.blank.len());
-        let mut frames: Vec<usize> = (from..to).filter(|&i| !self.blank[i]).collect();
-        if frames.is_empty() {
-            frames = (from..to).collect();
-        }
-        super::plan::spread(frames.len() as u64, SIGNATURE_FRAMES)
+        super::plan::spread((to - from) as u64, SIGNATURE_FRAMES)
             .into_iter()
-            .map(|i| self.phash[frames[i as usize]])
+            .map(|i| from + i as usize)
+            .map(|i| {
+                if self.blank[i] {
+                    PHash::BLANK
+                } else {
+                    self.phash[i]
+                }
+            })
             .collect()
     }
 
@@ -199,9 +204,12 @@ mod tests {
             frozen: vec![false, false, true, false, false],
             phash: (0..5).map(PHash).collect(),
         };
-        // Frame 1 is blank: left out while others are there.
-        assert_eq!(series.signature(0.1, 0.45), [PHash(2), PHash(3), PHash(4)]);
-        assert_eq!(series.signature(0.0, 0.15), [PHash(0), PHash(1)]);
+        // Frames 0 and 1 are blank.
+        assert_eq!(
+            series.signature(0.1, 0.45),
+            [PHash::BLANK, PHash(2), PHash(3), PHash(4)]
+        );
+        assert_eq!(series.signature(0.0, 0.15), [PHash::BLANK, PHash::BLANK]);
         assert!(series.signature(0.45, 0.5).is_empty());
         assert_eq!(series.looks(0.0, 0.4), (0.5, 0.25));
         assert_eq!(series.looks(0.45, 0.5), (0.0, 0.0));

@@ -15,6 +15,7 @@ pub fn export(args: &ExportArgs, global: Global) -> CommandResult {
         format: args.format,
         clips_per_shard: args.clips_per_shard,
         include_dropped: args.include_dropped,
+        dedup: args.dedup.as_deref(),
     })?;
     if !global.quiet {
         let mb = summary.bytes as f64 / 1e6;

@@ -2,6 +2,7 @@
 //! [`CommandError::exit_code`]; an `Ok` code is a command that ran to its end (1 when some input
 //! failed, each already reported). `main` only parses, sets up logging, calls [`dispatch`] and
 //! reports the error.
+mod dedup;
 pub mod error;
 mod export;
 mod inspect;
@@ -60,6 +61,7 @@ pub fn dispatch(cli: Cli) -> CommandResult {
         } => inspect::check(&rules, junit.as_deref(), format, jobs, &inputs),
         Command::Search(args) => query::search(args, global),
         Command::Export(args) => export::export(&args, global),
+        Command::Dedup(args) => dedup::dedup(&args, global),
         command @ Command::Bench { .. } => bench(command, global),
         Command::Describe {
             output,

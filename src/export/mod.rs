@@ -101,6 +101,8 @@ pub struct ExportRequest<'a> {
     pub clips_per_shard: usize,
     /// Also the clips `clips.filters` dropped (by default only kept clips are exported).
     pub include_dropped: bool,
+    /// A `duplicates.jsonl`: the non-kept members of its groups are left out.
+    pub dedup: Option<&'a Path>,
 }
 
 /// One clip of a finished output, as it goes into a shard.
@@ -156,6 +158,10 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
             "--clips-per-shard must be at least 1".into(),
         ));
     }
+    let left_out = match request.dedup {
+        Some(path) => crate::dedup::left_out(path)?,
+        None => Default::default(),
+    };
     let (outputs, skipped) = collect(request.dirs)?;
     let clips: Vec<ClipRef> = outputs
         .iter()
@@ -164,6 +170,7 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
                 .clips
                 .iter()
                 .filter(|clip| request.include_dropped || clip.record.kept())
+                .filter(|clip| !left_out.contains(&clip.record.id))
                 .map(move |clip| ClipRef { output, clip })
         })
         .collect();
@@ -224,7 +231,7 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
 }
 
 /// The finished outputs under `dirs` (sorted by path, each once) and the folders left out.
-fn collect(dirs: &[PathBuf]) -> Result<(Vec<Output>, Vec<Skipped>), ExportError> {
+pub(crate) fn collect(dirs: &[PathBuf]) -> Result<(Vec<Output>, Vec<Skipped>), ExportError> {
     let mut found = Vec::new();
     for dir in dirs {
         if !dir.is_dir() {

@@ -11,7 +11,7 @@
 //! | `embedding` | fixed_size_list<float32, D>, null without one |
 //! | `latent_frames` | int64, null without latents |
 //! | `blank`, `frozen` | float64, null in outputs of versions before them |
-//! | `phash` | list<uint64>: the clip's signature (8 frames' pHash bits), empty in outputs of versions before it |
+//! | `phash` | list<uint64>: the clip's signature (16 frames' pHash bits), empty in outputs of versions before it |
 //! | `text_area`, `text_words`, `text` | float64, int64, utf8: the clip's burned-in text, null when not read |
 //! | `heads` | list<struct<name: utf8, score: float64>>, empty without heads |
 //! | `dropped` | list<utf8>, the reasons `clips.filters` dropped the clip (empty when kept) |

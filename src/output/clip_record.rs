@@ -47,7 +47,7 @@ pub struct ClipRecord {
     /// blank ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<f64>,
-    /// The clip's perceptual signature (`crate::clips::signature`): the pHash of 8 frames
+    /// The clip's perceptual signature (`crate::clips::signature`): the pHash of 16 frames
     /// spread over its frames that are not blank, for finding the same footage again (absent in outputs of older
     /// versions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

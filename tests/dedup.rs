@@ -1,0 +1,489 @@
+//! `framepipe dedup` judged on a constructed set: generated sources (and the shared videos
+//! when present), each of three of them re-made by the `ffmpeg` CLI the ways re-uploads
+//! change footage (a crf 35 re-encode, 120p, a 10% crop, letterboxed to 4:3, 10% faster,
+//! brighter, a logo in a corner, the first 0.5 s cut off). Pairwise precision and recall of the
+//! groups against the truth (a variant and its source are the same footage, nothing else is),
+//! the kept clip against the rule computed here from `clips.jsonl`, incremental batches against
+//! one pass, `export --dedup` read back by pyarrow, and the bad inputs.
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use framepipe::clips::signature::{keys, similarity};
+use framepipe::dedup::groups::Group;
+use framepipe::output::clip_record::ClipRecord;
+use framepipe::output::files::DONE_MARKER;
+
+/// Distinct moving sources, 4 s at 320x180, 25 fps, no cut inside; the first three also get
+/// variants.
+const SOURCES: &[(&str, &str)] = &[
+    ("life", "life=size=320x180:rate=25:ratio=0.4:seed=3:mold=20"),
+    (
+        "zoom",
+        "mandelbrot=size=320x180:rate=25:end_scale=0.3:end_pts=40",
+    ),
+    (
+        "gradients",
+        "gradients=size=320x180:rate=25:speed=0.03:seed=5:nb_colors=3:c0=0x2ab87f:c1=0x3060a0:c2=0xe0a040",
+    ),
+    ("cellauto", "cellauto=size=320x180:rate=25:rule=30:seed=1"),
+    ("testsrc2", "testsrc2=size=320x180:rate=25"),
+    ("sierpinski", "sierpinski=size=320x180:rate=25:seed=4"),
+    ("testsrc", "testsrc=size=320x180:rate=25"),
+    ("rule110", "cellauto=size=320x180:rate=25:rule=110:seed=2"),
+    ("life2", "life=size=320x180:rate=25:ratio=0.2:seed=9:mold=5"),
+    (
+        "gradients2",
+        "gradients=size=320x180:rate=25:speed=0.05:seed=11:nb_colors=4:c0=0xd02020:c1=0x20d020:c2=0x2020d0:c3=0xf0f0f0",
+    ),
+    (
+        "seahorse",
+        "mandelbrot=size=320x180:rate=25:start_x=-0.75:start_y=0.1:start_scale=0.2:end_scale=0.1:end_pts=40",
+    ),
+];
+
+/// How a variant is made: ffmpeg arguments before the input, and the filter after it.
+const VARIANTS: &[(&str, &[&str], &str)] = &[
+    ("crf35", &[], "null"),
+    ("120p", &[], "scale=214:120"),
+    ("crop10", &[], "crop=iw*0.9:ih*0.9,scale=320:180"),
+    ("letterbox", &[], "scale=240:135,pad=240:180:0:22:black"),
+    ("faster10", &[], "setpts=PTS/1.1"),
+    ("brighter", &[], "eq=brightness=0.1"),
+    (
+        "logo",
+        &[],
+        "drawbox=x=iw-55:y=5:w=50:h=20:color=white@0.8:t=fill",
+    ),
+    ("trim", &["-ss", "0.5"], "null"),
+];
+
+fn make_source(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.mp4"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("{source},trim=duration=4,format=yuv420p"),
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+fn make_variant(
+    dir: &Path,
+    source: &Path,
+    (name, before, filter): (&str, &[&str], &str),
+) -> PathBuf {
+    let stem = source.file_stem().unwrap().to_str().unwrap();
+    let path = dir.join(format!("{stem}-{name}.mp4"));
+    let mut args: Vec<&str> = before.to_vec();
+    let crf = if name == "crf35" { "35" } else { "23" };
+    args.extend([
+        "-i",
+        source.to_str().unwrap(),
+        "-vf",
+        filter,
+        "-c:v",
+        "libx264",
+        "-crf",
+        crf,
+        path.to_str().unwrap(),
+    ]);
+    ffmpeg(&args);
+    path
+}
+
+/// The constructed set's videos; the first three sources' variants are named `SOURCE-VARIANT`.
+fn constructed_set(dir: &Path) -> Vec<PathBuf> {
+    let mut sources: Vec<PathBuf> = SOURCES
+        .iter()
+        .map(|(name, source)| make_source(dir, name, source))
+        .collect();
+    if let Some(media) = shared_path("media") {
+        let mut shared: Vec<PathBuf> = std::fs::read_dir(&media)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+            .collect();
+        shared.sort();
+        for (i, video) in shared.iter().take(4).enumerate() {
+            let path = dir.join(format!("shared{i}.mp4"));
+            ffmpeg(&[
+                "-i",
+                video.to_str().unwrap(),
+                "-t",
+                "4",
+                "-an",
+                "-vf",
+                "scale=320:180,setsar=1",
+                "-c:v",
+                "libx264",
+                path.to_str().unwrap(),
+            ]);
+            sources.push(path);
+        }
+    }
+    let mut all = sources.clone();
+    for source in &sources[..3] {
+        for &variant in VARIANTS {
+            all.push(make_variant(dir, source, variant));
+        }
+    }
+    all
+}
+
+/// Runs the clips pipeline on `inputs` into `out` (one output folder per input).
+fn run_all(dir: &Path, inputs: &[PathBuf], out: &Path) {
+    let cfg = pipeline(
+        dir,
+        "dedup.json",
+        r#"{"scenes": {"detector": "content"}, "clips": {"min_seconds": 0.5, "max_seconds": 10.0, "trim_seconds": 0.0}, "device": "cpu"}"#,
+    );
+    let run = framepipe()
+        .args(["run", "--pipeline"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(out)
+        .args(inputs)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
+fn dedup(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    framepipe().arg("dedup").args(args).output().unwrap()
+}
+
+fn groups(dir: &Path) -> Vec<Group> {
+    std::fs::read_to_string(dir.join("duplicates.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every clip record under `out`, by id.
+fn records(out: &Path) -> BTreeMap<String, ClipRecord> {
+    let mut all = BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let clips = entry.unwrap().path().join("clips.jsonl");
+        for line in std::fs::read_to_string(&clips).unwrap().lines() {
+            let record: ClipRecord = serde_json::from_str(line).unwrap();
+            all.insert(record.id.clone(), record);
+        }
+    }
+    all
+}
+
+/// The footage a clip id shows: its output's stem up to a variant suffix, and its number.
+fn family(id: &str) -> (&str, &str) {
+    let (stem, number) = id.rsplit_once('_').unwrap();
+    (stem.split('-').next().unwrap(), number)
+}
+
+fn pairs_of(groups: &[Group]) -> BTreeSet<(String, String)> {
+    let mut pairs = BTreeSet::new();
+    for g in groups {
+        for (i, a) in g.members.iter().enumerate() {
+            for b in &g.members[i + 1..] {
+                let (x, y) = (
+                    a.id.clone().min(b.id.clone()),
+                    a.id.clone().max(b.id.clone()),
+                );
+                pairs.insert((x, y));
+            }
+        }
+    }
+    pairs
+}
+
+#[test]
+fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let inputs = constructed_set(dir);
+    let out = dir.join("out");
+    run_all(dir, &inputs, &out);
+    let records = records(&out);
+    // The sources with variants are one shot each (a shared video may hold several: each is
+    // other footage).
+    assert_eq!(
+        records.keys().filter(|id| id.starts_with("life")).count(),
+        10,
+        "{:?}",
+        records.keys()
+    );
+
+    let all_at_once = dir.join("all");
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), all_at_once.as_ref()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    eprintln!("{}", stderr(&run));
+    let found = groups(&all_at_once);
+
+    let ids: Vec<&String> = records.keys().collect();
+    let truth: BTreeSet<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            ids[i + 1..]
+                .iter()
+                .map(move |b| ((*a).clone(), (*b).clone()))
+        })
+        .filter(|(a, b)| family(a) == family(b))
+        .collect();
+    let predicted = pairs_of(&found);
+    let right = predicted.intersection(&truth).count() as f64;
+    let (precision, recall) = (
+        right / predicted.len().max(1) as f64,
+        right / truth.len() as f64,
+    );
+    eprintln!(
+        "dedup --by hash on {} clips: {} groups, precision {precision:.3}, recall {recall:.3} ({} true pairs)",
+        records.len(),
+        found.len(),
+        truth.len()
+    );
+    let pair_similarity =
+        |(a, b): &(String, String)| similarity(&records[a].phash, &records[b].phash);
+    let all_pairs: Vec<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            ids[i + 1..]
+                .iter()
+                .map(move |b| ((*a).clone(), (*b).clone()))
+        })
+        .collect();
+    let (least_alike_copy, most_alike_distinct) =
+        all_pairs.iter().fold((1.0f64, 0.0f64), |(c, d), p| {
+            if truth.contains(p) {
+                (c.min(pair_similarity(p)), d)
+            } else {
+                (c, d.max(pair_similarity(p)))
+            }
+        });
+    eprintln!(
+        "least alike copy {least_alike_copy:.3}, most alike distinct pair {most_alike_distinct:.3}"
+    );
+    for (a, b) in truth.difference(&predicted) {
+        let (a, b) = (&records[a].phash, &records[b].phash);
+        eprintln!(
+            "missed {:?}: similarity {:.3}, keys {} bits apart",
+            (
+                &records.iter().find(|r| &r.1.phash == a).unwrap().0,
+                &records.iter().find(|r| &r.1.phash == b).unwrap().0
+            ),
+            similarity(a, b),
+            keys(a)
+                .iter()
+                .flat_map(|x| keys(b).map(|y| x.distance(y)))
+                .min()
+                .unwrap()
+        );
+    }
+    let joined_distinct: Vec<_> = predicted.difference(&truth).collect();
+    assert!(
+        joined_distinct.is_empty(),
+        "distinct clips joined: {joined_distinct:?}"
+    );
+    assert!(
+        precision >= 0.95 && recall >= 0.95,
+        "precision {precision}, recall {recall}"
+    );
+
+    // The kept clip: longest, then most motion, then the first id.
+    for g in &found {
+        let best = g
+            .members
+            .iter()
+            .map(|m| &records[&m.id])
+            .max_by(|a, b| {
+                (a.end_time - a.start_time)
+                    .total_cmp(&(b.end_time - b.start_time))
+                    .then(a.motion.total_cmp(&b.motion))
+                    .then(b.id.cmp(&a.id))
+            })
+            .unwrap();
+        assert_eq!(g.kept, best.id);
+        assert_eq!(g.members[0].id, g.kept);
+    }
+
+    // Incremental: the sources first, the variants against their index, is the same result.
+    let batched = dir.join("batched");
+    let folders = |variants: bool| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().contains('-') == variants)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut first: Vec<std::ffi::OsString> = folders(false).into_iter().map(Into::into).collect();
+    first.extend(["-o".into(), batched.clone().into()]);
+    let run = framepipe().arg("dedup").args(&first).output().unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(groups(&batched).is_empty());
+    let mut second: Vec<std::ffi::OsString> = folders(true).into_iter().map(Into::into).collect();
+    second.extend(["-o".into(), batched.clone().into()]);
+    let run = framepipe().arg("dedup").args(&second).output().unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        std::fs::read_to_string(batched.join("duplicates.jsonl")).unwrap(),
+        std::fs::read_to_string(all_at_once.join("duplicates.jsonl")).unwrap()
+    );
+    // The same batch again adds nothing and changes nothing.
+    let run = framepipe().arg("dedup").args(&second).output().unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!("0 clips of {} outputs added", folders(true).len())),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(groups(&batched), found);
+
+    // export --dedup leaves each group's other members out (read by pyarrow).
+    let shards = dir.join("shards");
+    let export = framepipe()
+        .arg("export")
+        .arg(&out)
+        .args(["--format", "parquet", "--dedup"])
+        .arg(all_at_once.join("duplicates.jsonl"))
+        .arg("-o")
+        .arg(&shards)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    #[derive(serde::Deserialize)]
+    struct Read {
+        rows: Vec<Row>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let read: Read = read_export("parquet", &shards);
+    let exported: BTreeSet<String> = read.rows.into_iter().map(|r| r.id).collect();
+    let expected: BTreeSet<String> = records
+        .keys()
+        .filter(|id| {
+            !found
+                .iter()
+                .any(|g| g.kept != **id && g.members.iter().any(|m| m.id == **id))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(exported, expected);
+}
+
+/// One small finished output in `out` (a 1 s clip), for the bad-input cases.
+fn small_output(dir: &Path, out: &Path, name: &str) -> PathBuf {
+    let video = make_source(dir, name, "testsrc2=size=160x90:rate=25");
+    run_all(dir, &[video], out);
+    out.join(name)
+}
+
+#[test]
+fn dedup_refuses_an_index_of_another_version_or_threshold_and_skips_unfinished_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let out = dir.join("out");
+    let output = small_output(dir, &out, "one");
+    let result = dir.join("result");
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), result.as_ref()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    // Another threshold than the index's.
+    let run = dedup(&[
+        out.as_ref(),
+        "-o".as_ref(),
+        result.as_ref(),
+        "--threshold".as_ref(),
+        "0.8".as_ref(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains("manifest.json") && stderr(&run).contains("threshold 0.7"),
+        "{}",
+        stderr(&run)
+    );
+
+    // An index made with another signature version.
+    let manifest = result.join("index/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["signature"] = "phash-dct64x8/lsh-32x16-key24/v0".into();
+    std::fs::write(&manifest, value.to_string()).unwrap();
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), result.as_ref()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains("phash-dct64x8/lsh-32x16-key24/v0")
+            && stderr(&run).contains("new index"),
+        "{}",
+        stderr(&run)
+    );
+    std::fs::write(&manifest, text).unwrap();
+
+    // An index another live process holds.
+    std::fs::write(result.join("index/lock"), std::process::id().to_string()).unwrap();
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), result.as_ref()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains(&format!("in use by process {}", std::process::id())),
+        "{}",
+        stderr(&run)
+    );
+    // A lock left by a process that is gone is taken over.
+    std::fs::write(result.join("index/lock"), "999999999").unwrap();
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), result.as_ref()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(!result.join("index/lock").exists());
+
+    // An unfinished output is skipped and named; a finished one beside it still counts.
+    let unfinished = out.join("two");
+    copy_dir(&output, &unfinished);
+    std::fs::remove_file(unfinished.join(DONE_MARKER)).unwrap();
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), dir.join("fresh").as_ref()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("two") && stderr(&run).contains("unfinished"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(
+        stderr(&run).contains("1 clips of 1 outputs added"),
+        "{}",
+        stderr(&run)
+    );
+
+    // Finished, it holds the same clip ids as the first: refused, both named.
+    std::fs::copy(output.join(DONE_MARKER), unfinished.join(DONE_MARKER)).unwrap();
+    let run = dedup(&[out.as_ref(), "-o".as_ref(), dir.join("fresh2").as_ref()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains("one_0000")
+            && stderr(&run).contains("two")
+            && stderr(&run).contains("unique"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
