@@ -362,10 +362,18 @@ pub struct DedupArgs {
     /// added to (default DIR/index; made when missing).
     #[arg(long, value_name = "DIR")]
     pub index: Option<PathBuf>,
+    /// What clips are compared by: their perceptual signatures (the same footage, re-encoded,
+    /// rescaled, cropped, letterboxed, sped up, with a logo), their CLIP embeddings (the same
+    /// scene; needs outputs of a pipeline with a clip stage), or either.
+    #[arg(long, value_enum, default_value = "hash")]
+    pub by: crate::dedup::index::By,
     /// The least signature similarity (0..1) of two clips that count as the same footage; an
-    /// index keeps the threshold it was made with.
+    /// index keeps the thresholds it was made with.
     #[arg(long, value_name = "S", default_value_t = crate::dedup::DEFAULT_THRESHOLD)]
     pub threshold: f64,
+    /// The least cosine (0..1] of two clips' mean CLIP embeddings that count as the same scene.
+    #[arg(long, value_name = "C", default_value_t = crate::dedup::DEFAULT_EMBEDDING_THRESHOLD)]
+    pub embedding_threshold: f64,
 }
 
 /// `--clips-per-shard`: a whole number, at least 1.

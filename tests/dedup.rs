@@ -139,12 +139,20 @@ fn constructed_set(dir: &Path) -> Vec<PathBuf> {
     all
 }
 
-/// Runs the clips pipeline on `inputs` into `out` (one output folder per input).
+/// The test CLIP model (random weights, 16-value embeddings).
+fn clip_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/framepipe-torch/tests/fixtures/clip-tiny")
+}
+
+/// Runs the clips pipeline, with CLIP, on `inputs` into `out` (one output folder per input).
 fn run_all(dir: &Path, inputs: &[PathBuf], out: &Path) {
     let cfg = pipeline(
         dir,
         "dedup.json",
-        r#"{"scenes": {"detector": "content"}, "clips": {"min_seconds": 0.5, "max_seconds": 10.0, "trim_seconds": 0.0}, "device": "cpu"}"#,
+        &format!(
+            r#"{{"scenes": {{"detector": "content"}}, "clip": {{"model": {:?}, "labels": ["a"], "sample": {{"every_n_frames": 10}}}}, "clips": {{"min_seconds": 0.5, "max_seconds": 10.0, "trim_seconds": 0.0}}, "device": "cpu"}}"#,
+            clip_fixture().display().to_string()
+        ),
     );
     let run = framepipe()
         .args(["run", "--pipeline"])
@@ -381,6 +389,87 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
         .cloned()
         .collect();
     assert_eq!(exported, expected);
+
+    // By embedding (the test's random CLIP model: the figures say nothing of semantic quality,
+    // which needs real weights): the groups are those of exact search over the embeddings in
+    // clips.jsonl at the threshold, and `both` joins what either joins.
+    let by_embedding = dir.join("by-embedding");
+    let run = dedup(&[
+        out.as_ref(),
+        "-o".as_ref(),
+        by_embedding.as_ref(),
+        "--by".as_ref(),
+        "embedding".as_ref(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let embedded = groups(&by_embedding);
+    let exact: BTreeSet<(String, String)> = all_pairs
+        .iter()
+        .filter(|(a, b)| {
+            let (x, y) = (&records[a].embedding, &records[b].embedding);
+            cosine(x.as_ref().unwrap(), y.as_ref().unwrap()) >= 0.95
+        })
+        .cloned()
+        .collect();
+    assert_eq!(pairs_of(&embedded), closure(&exact, &ids));
+    let right = pairs_of(&embedded).intersection(&truth).count() as f64;
+    eprintln!(
+        "dedup --by embedding (random CLIP model): {} groups, precision {:.3}, recall {:.3}",
+        embedded.len(),
+        right / pairs_of(&embedded).len().max(1) as f64,
+        right / truth.len() as f64
+    );
+    for g in &embedded {
+        assert!(g
+            .members
+            .iter()
+            .all(|m| m.cosine.is_some() && m.similarity.is_none()));
+    }
+    let by_both = dir.join("by-both");
+    let run = dedup(&[
+        out.as_ref(),
+        "-o".as_ref(),
+        by_both.as_ref(),
+        "--by".as_ref(),
+        "both".as_ref(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut either = pairs_of(&found);
+    either.extend(pairs_of(&embedded));
+    assert_eq!(pairs_of(&groups(&by_both)), closure(&either, &ids));
+}
+
+/// Every pair of clips joined through a chain of `pairs`.
+fn closure(pairs: &BTreeSet<(String, String)>, ids: &[&String]) -> BTreeSet<(String, String)> {
+    let mut group: BTreeMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    loop {
+        let mut changed = false;
+        for (a, b) in pairs {
+            let (ga, gb) = (group[a.as_str()], group[b.as_str()]);
+            if ga != gb {
+                let (to, from) = (ga.min(gb), ga.max(gb));
+                for g in group.values_mut() {
+                    if *g == from {
+                        *g = to;
+                    }
+                }
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    ids.iter()
+        .enumerate()
+        .flat_map(|(i, a)| ids[i + 1..].iter().map(move |b| (*a, *b)))
+        .filter(|(a, b)| group[a.as_str()] == group[b.as_str()])
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .collect()
 }
 
 /// One small finished output in `out` (a 1 s clip), for the bad-input cases.
@@ -430,6 +519,31 @@ fn dedup_refuses_an_index_of_another_version_or_threshold_and_skips_unfinished_o
         stderr(&run)
     );
     std::fs::write(&manifest, text).unwrap();
+
+    // An embedding index of another CLIP model.
+    let by_embedding = dir.join("by-embedding");
+    let args = [
+        out.as_os_str(),
+        "-o".as_ref(),
+        by_embedding.as_ref(),
+        "--by".as_ref(),
+        "embedding".as_ref(),
+    ];
+    let run = dedup(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let manifest = by_embedding.join("index/manifest.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let ours = value["model"]["model_hash"].as_str().unwrap().to_string();
+    value["model"]["model_hash"] = "sha256:another".into();
+    std::fs::write(&manifest, value.to_string()).unwrap();
+    let run = dedup(&args);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains("sha256:another") && stderr(&run).contains(&ours),
+        "{}",
+        stderr(&run)
+    );
 
     // An index another live process holds.
     std::fs::write(result.join("index/lock"), std::process::id().to_string()).unwrap();

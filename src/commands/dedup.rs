@@ -13,7 +13,9 @@ pub fn dedup(args: &DedupArgs, global: Global) -> CommandResult {
         dirs: &args.dirs,
         out: &args.output,
         index: args.index.as_deref(),
+        by: args.by,
         threshold: args.threshold,
+        embedding_threshold: args.embedding_threshold,
     })?;
     if !global.quiet {
         crate::logging::say(

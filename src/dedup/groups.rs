@@ -4,7 +4,8 @@
 //! groups are the same however the clips were batched.
 use serde::{Deserialize, Serialize};
 
-use super::index::Entry;
+use super::clusters::dot;
+use super::index::{By, Entry};
 use crate::clips::signature::similarity;
 
 /// One line of `duplicates.jsonl`: a group of two or more clips.
@@ -23,13 +24,25 @@ pub struct Group {
 #[serde(deny_unknown_fields)]
 pub struct Member {
     pub id: String,
-    /// The member's signature similarity to the kept clip (1 for the kept one; below the
-    /// threshold for a member joined through another member).
-    pub similarity: f64,
+    /// The member's signature similarity to the kept clip (`--by hash` or `both`; 1 for the
+    /// kept one, below the threshold for a member joined through another member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+    /// The cosine of its embedding and the kept clip's (`--by embedding` or `both`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosine: Option<f64>,
+}
+
+/// What a group's members are compared to the kept clip by.
+pub struct Measures<'a> {
+    pub by: By,
+    /// `[entries, dim]` (embedding indexes).
+    pub embeddings: &'a [f32],
+    pub dim: usize,
 }
 
 /// The groups that the `pairs` (indexes into `entries`) make.
-pub fn groups(entries: &[Entry], pairs: &[(u32, u32)]) -> Vec<Group> {
+pub fn groups(entries: &[Entry], pairs: &[(u32, u32)], measures: &Measures) -> Vec<Group> {
     let mut parent: Vec<u32> = (0..entries.len() as u32).collect();
     fn root(parent: &mut [u32], mut i: u32) -> u32 {
         while parent[i as usize] != i {
@@ -53,7 +66,7 @@ pub fn groups(entries: &[Entry], pairs: &[(u32, u32)]) -> Vec<Group> {
     let mut out: Vec<Group> = by_root
         .into_values()
         .filter(|members| members.len() > 1)
-        .map(|members| group_of(entries, members))
+        .map(|members| group_of(entries, members, measures))
         .collect();
     out.sort_by(|a, b| a.kept.cmp(&b.kept));
     for (n, group) in out.iter_mut().enumerate() {
@@ -63,7 +76,7 @@ pub fn groups(entries: &[Entry], pairs: &[(u32, u32)]) -> Vec<Group> {
 }
 
 /// The group of `members` (two or more), its kept clip chosen.
-fn group_of(entries: &[Entry], mut members: Vec<usize>) -> Group {
+fn group_of(entries: &[Entry], mut members: Vec<usize>, measures: &Measures) -> Group {
     let kept = *members
         .iter()
         .max_by(|&&a, &&b| keep_order(&entries[a], &entries[b]))
@@ -80,7 +93,15 @@ fn group_of(entries: &[Entry], mut members: Vec<usize>) -> Group {
             .iter()
             .map(|&m| Member {
                 id: entries[m].id.clone(),
-                similarity: round4(similarity(&entries[m].phash, &entries[kept].phash)),
+                similarity: measures
+                    .by
+                    .hash()
+                    .then(|| round4(similarity(&entries[m].phash, &entries[kept].phash))),
+                cosine: (measures.by.embedding() && measures.dim > 0).then(|| {
+                    let row =
+                        |i: usize| &measures.embeddings[i * measures.dim..(i + 1) * measures.dim];
+                    round4(f64::from(dot(row(m), row(kept))))
+                }),
             })
             .collect(),
     }
@@ -112,6 +133,7 @@ mod tests {
             end_time: seconds,
             motion,
             phash: vec![PHash(0xff)],
+            probes: Vec::new(),
         }
     }
 
@@ -126,13 +148,19 @@ mod tests {
             entry("f", 1.0, 0.0),
         ];
         // a-b, b-c: one group through b; e-f: a tie on length and motion; d alone.
-        let found = groups(&entries, &[(0, 1), (1, 2), (4, 5)]);
+        let measures = Measures {
+            by: By::Hash,
+            embeddings: &[],
+            dim: 0,
+        };
+        let found = groups(&entries, &[(0, 1), (1, 2), (4, 5)], &measures);
         assert_eq!(found.len(), 2);
         // Longest of equals, then more motion: c.
         assert_eq!(found[0].kept, "c");
         let ids: Vec<&str> = found[0].members.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["c", "a", "b"]);
-        assert_eq!(found[0].members[0].similarity, 1.0);
+        assert_eq!(found[0].members[0].similarity, Some(1.0));
+        assert_eq!(found[0].members[0].cosine, None);
         // A full tie: the first id.
         assert_eq!((found[1].group, found[1].kept.as_str()), (1, "e"));
     }

@@ -2,9 +2,11 @@
 //! far and the matching pairs found among them, so that a new batch is compared with all of
 //! them without reading their outputs again.
 //!
-//! Layout: `manifest.json` (format, signature version, threshold, the parts in order) and per
-//! batch a part, `part-NNNNN.clips.jsonl` (one [`Entry`] a line) with
-//! `part-NNNNN.pairs.jsonl` (the pairs that batch found, by clip id). Parts are written under
+//! Layout: `manifest.json` (format, signature version, [`Settings`], the CLIP model, the parts
+//! in order) and per batch a part, `part-NNNNN.clips.jsonl` (one [`Entry`] a line) with
+//! `part-NNNNN.pairs.jsonl` (the pairs that batch found, by clip id) and, when embeddings take
+//! part, `part-NNNNN.embeddings.safetensors` (`embeddings` f32 `[clips, dim]`, a zero row for a
+//! clip without one) and once `centroids.safetensors` (the clusters, [`super::clusters`]). Parts are written under
 //! temporary names and renamed, and the manifest last: a part it does not list is the leftover
 //! of a batch that died, ignored and overwritten. One process at a time: `lock` holds the PID
 //! of the one using the index; a lock whose process is gone is taken over.
@@ -14,11 +16,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::clusters::{Centroids, PROBES};
 use super::lsh::{BITS_PER_TABLE, KEY_DISTANCE_MAX, TABLES};
 use crate::clips::signature::{PHash, SIGNATURE_FRAMES};
 use crate::export::ExportError;
 
 const MANIFEST: &str = "manifest.json";
+const CENTROIDS: &str = "centroids.safetensors";
+const EMBEDDINGS_TENSOR: &str = "embeddings";
+const CENTROIDS_TENSOR: &str = "centroids";
 const LOCK: &str = "lock";
 /// The index layout this build reads and writes.
 const FORMAT: u32 = 1;
@@ -26,7 +32,51 @@ const FORMAT: u32 = 1;
 /// What decides which pairs an index holds: the clip signature and the candidate search. An
 /// index made under another one cannot be extended.
 pub fn signature_version() -> String {
-    format!("phash-dct64x{SIGNATURE_FRAMES}/lsh-{TABLES}x{BITS_PER_TABLE}-key{KEY_DISTANCE_MAX}/v1")
+    format!(
+        "phash-dct64x{SIGNATURE_FRAMES}/lsh-{TABLES}x{BITS_PER_TABLE}-key{KEY_DISTANCE_MAX}/kmeans-probe{PROBES}/v1"
+    )
+}
+
+/// What a dedup compares clips by (`--by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    /// The perceptual signature (`phash`): the same footage, re-encoded, rescaled, cropped.
+    Hash,
+    /// The clip's CLIP embedding: the same scene, also from another take or angle.
+    Embedding,
+    /// Either: a pair that matches by one of them.
+    Both,
+}
+
+impl By {
+    pub fn hash(self) -> bool {
+        matches!(self, By::Hash | By::Both)
+    }
+
+    pub fn embedding(self) -> bool {
+        matches!(self, By::Embedding | By::Both)
+    }
+}
+
+/// What an index is made under; a later batch must use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub by: By,
+    /// The least signature similarity of a pair (`--threshold`).
+    pub threshold: f64,
+    /// The least embedding cosine of a pair (`--embedding-threshold`).
+    pub embedding_threshold: f64,
+}
+
+/// The CLIP model the embeddings of an index come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Its fingerprint, as the reports give it (`sha256:…`).
+    pub model_hash: String,
+    pub dim: usize,
 }
 
 /// One clip in the index.
@@ -40,6 +90,10 @@ pub struct Entry {
     pub end_time: f64,
     pub motion: f64,
     pub phash: Vec<PHash>,
+    /// The clusters its embedding is compared through, its home first (embedding indexes;
+    /// empty for a clip without an embedding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<u32>,
 }
 
 impl Entry {
@@ -53,7 +107,10 @@ impl Entry {
 struct Manifest {
     format: u32,
     signature: String,
-    threshold: f64,
+    settings: Settings,
+    /// Set by the first batch with embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<Model>,
     parts: Vec<String>,
 }
 
@@ -62,7 +119,21 @@ struct Manifest {
 struct PairLine {
     a: String,
     b: String,
-    similarity: f64,
+    /// Signature similarity, when the signatures matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    similarity: Option<f64>,
+    /// Embedding cosine, when the embeddings matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cosine: Option<f64>,
+}
+
+/// A matching pair of a batch: entry indexes `a < b`, and what matched.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    pub a: u32,
+    pub b: u32,
+    pub similarity: Option<f64>,
+    pub cosine: Option<f64>,
 }
 
 /// An open index, locked for this process until dropped.
@@ -72,26 +143,32 @@ pub struct Index {
     pub entries: Vec<Entry>,
     /// Matching pairs, as indexes into `entries`.
     pub pairs: Vec<(u32, u32)>,
+    /// The entries' embeddings, `[entries, model.dim]` (embedding indexes only).
+    pub embeddings: Vec<f32>,
+    pub centroids: Option<Centroids>,
+    /// Whether the centroids were trained by this process (written with the next part).
+    centroids_new: bool,
     ids: HashMap<String, u32>,
     _lock: Lock,
 }
 
 impl Index {
-    /// Opens the index in `dir` (made when missing) for a dedup at `threshold`.
-    pub fn open(dir: &Path, threshold: f64) -> Result<Index, ExportError> {
+    /// Opens the index in `dir` (made when missing) for a dedup with `settings`.
+    pub fn open(dir: &Path, settings: Settings) -> Result<Index, ExportError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ExportError::input(dir, format!("cannot create the index folder: {e}")))?;
         let lock = Lock::take(dir)?;
         let manifest_path = dir.join(MANIFEST);
         let manifest = if manifest_path.is_file() {
             let manifest: Manifest = read_json(&manifest_path)?;
-            check_manifest(&manifest_path, &manifest, threshold)?;
+            check_manifest(&manifest_path, &manifest, settings)?;
             manifest
         } else {
             Manifest {
                 format: FORMAT,
                 signature: signature_version(),
-                threshold,
+                settings,
+                model: None,
                 parts: Vec::new(),
             }
         };
@@ -100,9 +177,22 @@ impl Index {
             manifest,
             entries: Vec::new(),
             pairs: Vec::new(),
+            embeddings: Vec::new(),
+            centroids: None,
+            centroids_new: false,
             ids: HashMap::new(),
             _lock: lock,
         };
+        if let Some(model) = &index.manifest.model {
+            let path = dir.join(CENTROIDS);
+            if path.is_file() {
+                let rows = read_tensor(&path, CENTROIDS_TENSOR, model.dim)?;
+                index.centroids = Some(Centroids {
+                    dim: model.dim,
+                    rows,
+                });
+            }
+        }
         for part in index.manifest.parts.clone() {
             for (line, entry) in read_lines::<Entry>(&dir.join(format!("{part}.clips.jsonl")))? {
                 index.push(entry, line)?;
@@ -117,8 +207,36 @@ impl Index {
                 };
                 index.pairs.push((a.min(b), a.max(b)));
             }
+            if let Some(model) = &index.manifest.model {
+                let path = dir.join(format!("{part}.embeddings.safetensors"));
+                let rows = read_tensor(&path, EMBEDDINGS_TENSOR, model.dim)?;
+                index.embeddings.extend(rows);
+            }
+            if let Some(model) = &index.manifest.model {
+                if index.embeddings.len() != index.entries.len() * model.dim {
+                    return Err(ExportError::input(
+                        dir.join(format!("{part}.embeddings.safetensors")),
+                        "its rows are not the part's clips",
+                    ));
+                }
+            }
         }
         Ok(index)
+    }
+
+    pub fn model(&self) -> Option<&Model> {
+        self.manifest.model.as_ref()
+    }
+
+    /// Sets the index's CLIP model (the first batch with embeddings).
+    pub fn set_model(&mut self, model: Model) {
+        self.manifest.model = Some(model);
+    }
+
+    /// Keeps centroids trained for this batch; written with its part.
+    pub fn set_centroids(&mut self, centroids: Centroids) {
+        self.centroids = Some(centroids);
+        self.centroids_new = true;
     }
 
     pub fn dir(&self) -> &Path {
@@ -145,12 +263,14 @@ impl Index {
         Ok(())
     }
 
-    /// Adds a batch: its clips (appended after the indexed ones) and the pairs found for it
-    /// (indexes into the entries with the batch's appended), with their similarities.
+    /// Adds a batch: its clips (appended after the indexed ones), their embeddings (`[clips,
+    /// dim]`, embedding indexes) and the pairs found for it (indexes into the entries with the
+    /// batch's appended), with their similarities.
     pub fn append(
         &mut self,
         batch: Vec<Entry>,
-        pairs: &[(u32, u32, f64)],
+        embeddings: Vec<f32>,
+        pairs: &[Pair],
     ) -> Result<(), ExportError> {
         if batch.is_empty() {
             return Ok(());
@@ -166,26 +286,49 @@ impl Index {
             .collect();
         let pair_lines: Vec<String> = pairs
             .iter()
-            .map(|&(a, b, similarity)| {
+            .map(|pair| {
                 serde_json::to_string(&PairLine {
-                    a: self.entries[a as usize].id.clone(),
-                    b: self.entries[b as usize].id.clone(),
-                    similarity,
+                    a: self.entries[pair.a as usize].id.clone(),
+                    b: self.entries[pair.b as usize].id.clone(),
+                    similarity: pair.similarity,
+                    cosine: pair.cosine,
                 })
                 .expect("a pair serializes")
             })
             .collect();
         write_atomically(&self.dir.join(format!("{part}.clips.jsonl")), &clips)?;
         write_atomically(&self.dir.join(format!("{part}.pairs.jsonl")), &pair_lines)?;
-        self.pairs.extend(pairs.iter().map(|&(a, b, _)| (a, b)));
+        if let Some(model) = &self.manifest.model {
+            let rows = self.entries.len() - new_from;
+            if embeddings.len() != rows * model.dim {
+                return Err(ExportError::Usage(format!(
+                    "internal: {} embedding values for {rows} clips of {}",
+                    embeddings.len(),
+                    model.dim
+                )));
+            }
+            let path = self.dir.join(format!("{part}.embeddings.safetensors"));
+            write_tensor(&path, EMBEDDINGS_TENSOR, &embeddings, model.dim)?;
+            self.embeddings.extend(embeddings);
+            if let (true, Some(centroids)) = (self.centroids_new, &self.centroids) {
+                write_tensor(
+                    &self.dir.join(CENTROIDS),
+                    CENTROIDS_TENSOR,
+                    &centroids.rows,
+                    model.dim,
+                )?;
+                self.centroids_new = false;
+            }
+        }
+        self.pairs.extend(pairs.iter().map(|p| (p.a, p.b)));
         self.manifest.parts.push(part);
         let manifest = serde_json::to_string_pretty(&self.manifest).expect("a manifest serializes");
         write_atomically(&self.dir.join(MANIFEST), &[manifest])
     }
 }
 
-/// Refuses an index this build cannot extend at this threshold.
-fn check_manifest(path: &Path, manifest: &Manifest, threshold: f64) -> Result<(), ExportError> {
+/// Refuses an index this build cannot extend with these settings.
+fn check_manifest(path: &Path, manifest: &Manifest, settings: Settings) -> Result<(), ExportError> {
     if manifest.format != FORMAT {
         return Err(ExportError::input(
             path,
@@ -205,16 +348,81 @@ fn check_manifest(path: &Path, manifest: &Manifest, threshold: f64) -> Result<()
             ),
         ));
     }
-    if manifest.threshold != threshold {
+    let made = manifest.settings;
+    let differs = |what: &str, was: String, now: String| {
+        Err(ExportError::input(
+            path,
+            format!("an index made with {what} {was} (not {now}): use the same or start a new index (--index)"),
+        ))
+    };
+    if made.by != settings.by {
+        return differs(
+            "--by",
+            format!("{:?}", made.by).to_lowercase(),
+            format!("{:?}", settings.by).to_lowercase(),
+        );
+    }
+    if made.by.hash() && made.threshold != settings.threshold {
+        return differs(
+            "--threshold",
+            made.threshold.to_string(),
+            settings.threshold.to_string(),
+        );
+    }
+    if made.by.embedding() && made.embedding_threshold != settings.embedding_threshold {
+        return differs(
+            "--embedding-threshold",
+            made.embedding_threshold.to_string(),
+            settings.embedding_threshold.to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// A safetensors file's f32 tensor `name`, `[rows, dim]`.
+fn read_tensor(path: &Path, name: &str, dim: usize) -> Result<Vec<f32>, ExportError> {
+    let bytes = std::fs::read(path).map_err(|e| ExportError::input(path, e.to_string()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ExportError::input(path, e.to_string()))?;
+    let tensor = tensors
+        .tensor(name)
+        .map_err(|e| ExportError::input(path, format!("{name}: {e}")))?;
+    let shape = tensor.shape();
+    if tensor.dtype() != safetensors::Dtype::F32 || shape.len() != 2 || shape[1] != dim {
         return Err(ExportError::input(
             path,
             format!(
-                "an index of pairs found at threshold {} (not {threshold}): use that threshold or start a new index (--index)",
-                manifest.threshold
+                "{name} is {:?} {shape:?}, not F32 [n, {dim}]",
+                tensor.dtype()
             ),
         ));
     }
-    Ok(())
+    Ok(tensor
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Writes `rows` (`[n, dim]`) as the f32 tensor `name`, through a temporary and a rename.
+fn write_tensor(path: &Path, name: &str, rows: &[f32], dim: usize) -> Result<(), ExportError> {
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![rows.len() / dim.max(1), dim],
+        &bytes,
+    )
+    .map_err(|e| ExportError::write(path, "assembling the tensor", e))?;
+    let data = safetensors::serialize([(name, view)], None)
+        .map_err(|e| ExportError::write(path, "serializing the tensor", e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ExportError::write(path, "writing", e)
+        })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ExportError> {
