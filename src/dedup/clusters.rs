@@ -205,7 +205,7 @@ pub fn candidate_pairs(
     .into_iter()
     .flatten()
     .collect();
-    pairs.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    pairs.sort_by_key(|x| (x.0, x.1));
     pairs.dedup_by(|x, y| (x.0, x.1) == (y.0, y.1));
     pairs
 }
@@ -257,7 +257,7 @@ mod tests {
         let first = candidate_pairs(&vectors, dim, &probes[..2000], 0, 0.9);
         let second = candidate_pairs(&vectors, dim, &probes, 2000, 0.9);
         let mut both: Vec<_> = first.into_iter().chain(second).collect();
-        both.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+        both.sort_by_key(|x| (x.0, x.1));
         assert_eq!(both, found);
     }
 
