@@ -390,6 +390,78 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
         .collect();
     assert_eq!(exported, expected);
 
+    // check duplicate_of: another re-upload of a source fails, naming the indexed clip; a
+    // clip the index does not hold passes; JUnit carries the failure (Python's XML parser).
+    let upload = dir.join("upload.mp4");
+    ffmpeg(&[
+        "-ss",
+        "0.2",
+        "-i",
+        dir.join("life.mp4").to_str().unwrap(),
+        "-vf",
+        "scale=288:162,eq=brightness=0.05",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "30",
+        upload.to_str().unwrap(),
+    ]);
+    let fresh = make_source(dir, "fresh", "cellauto=size=320x180:rate=25:rule=90:seed=7");
+    let rules = pipeline(
+        dir,
+        "rules.json",
+        &format!(
+            r#"{{"rule_sets": [{{"name": "library", "rules": {{"duplicate_of": {{"index": {:?}, "max_similarity": 0.7}}}}}}]}}"#,
+            all_at_once.join("index").display().to_string()
+        ),
+    );
+    let junit = dir.join("junit.xml");
+    let check = |input: &Path| {
+        framepipe()
+            .args(["check", "--format", "json", "--rules"])
+            .arg(&rules)
+            .arg("--junit")
+            .arg(&junit)
+            .arg(input)
+            .output()
+            .unwrap()
+    };
+    let copy = check(&upload);
+    assert_eq!(copy.status.code(), Some(1), "{}", stderr(&copy));
+    let report: serde_json::Value = serde_json::from_slice(&copy.stdout).unwrap();
+    let outcome = &report["files"][0]["outcomes"][0];
+    assert_eq!(outcome["rule"], "duplicate_of");
+    let actual = outcome["actual"].as_str().unwrap();
+    assert!(
+        actual.contains("like clip life")
+            && actual.contains(out.join("life").file_name().unwrap().to_str().unwrap()),
+        "{actual}"
+    );
+    assert!(outcome["at"].is_array(), "{outcome}");
+    let xml = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as ET; r = ET.parse(sys.argv[1]).getroot(); f = [c for c in r.iter('testcase') if c.find('failure') is not None]; print(len(f), f[0].get('name'))",
+        ])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&xml.stdout).trim(),
+        "1 duplicate_of"
+    );
+    let distinct = check(&fresh);
+    assert_eq!(
+        distinct.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&distinct.stdout)
+    );
+    eprintln!(
+        "check duplicate_of: {actual}; distinct: {}",
+        String::from_utf8_lossy(&distinct.stdout)
+    );
+
     // By embedding (the test's random CLIP model: the figures say nothing of semantic quality,
     // which needs real weights): the groups are those of exact search over the embeddings in
     // clips.jsonl at the threshold, and `both` joins what either joins.
@@ -543,6 +615,29 @@ fn dedup_refuses_an_index_of_another_version_or_threshold_and_skips_unfinished_o
         stderr(&run).contains("sha256:another") && stderr(&run).contains(&ours),
         "{}",
         stderr(&run)
+    );
+
+    // check duplicate_of with a folder that is no index: exit 2 naming the key.
+    let rules = pipeline(
+        dir,
+        "rules.json",
+        &format!(
+            r#"{{"rule_sets": [{{"name": "library", "rules": {{"duplicate_of": {{"index": {:?}}}}}}}]}}"#,
+            out.display().to_string()
+        ),
+    );
+    let check = framepipe()
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .arg(dir.join("one.mp4"))
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    assert!(
+        stderr(&check).contains("rule_sets[0].rules.duplicate_of.index")
+            && stderr(&check).contains("not a dedup index"),
+        "{}",
+        stderr(&check)
     );
 
     // An index another live process holds.

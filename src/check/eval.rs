@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::facts::{moov_before_mdat, Facts};
 use super::rules::{
-    AudioRules, HeadsRule, LoudnessRule, Range, Rules, SilenceRule, TagsRule, TextRule,
-    VaeAnomaliesRule,
+    AudioRules, DuplicateOfRule, HeadsRule, LoudnessRule, Range, Rules, SilenceRule, TagsRule,
+    TextRule, VaeAnomaliesRule,
 };
 use super::scan::Scan;
 
@@ -62,6 +62,7 @@ pub const DECODED_RULES: &[&str] = &[
     "vae_anomalies",
     "burned_in_text",
     "heads",
+    "duplicate_of",
 ];
 
 /// The rules judged on the file's metadata, before any decoding.
@@ -151,6 +152,9 @@ pub fn evaluate(
         }
         if let Some(rule) = &rules.heads {
             heads_rule(rule, scan, &mut out);
+        }
+        if let Some(rule) = &rules.duplicate_of {
+            duplicate_of_rule(rule, scan, &mut out);
         }
     }
     out
@@ -469,6 +473,57 @@ fn text_rule(rule: &TextRule, scan: &Scan, out: &mut Vec<Outcome>) {
             format!("no text on {} frames read{unread}", text.frames),
         ),
     };
+    out.push(o);
+}
+
+/// `duplicate_of`: the file's pieces against the index; a failure names the most similar
+/// indexed clip (its output and time range) and where in the file the copy is.
+fn duplicate_of_rule(rule: &DuplicateOfRule, scan: &Scan, out: &mut Vec<Outcome>) {
+    let Some(found) = &scan.duplicates else {
+        out.push(Outcome::new(
+            "duplicate_of",
+            false,
+            "no copy of an indexed clip",
+            "the file has no frames to compare",
+        ));
+        return;
+    };
+    let index = rule.index.display();
+    let expected = format!(
+        "similarity at most {} to each of the {} clips of {index}",
+        rule.max_similarity, found.indexed
+    );
+    let Some(worst) = found
+        .found
+        .iter()
+        .max_by(|a, b| a.similarity.total_cmp(&b.similarity))
+    else {
+        out.push(Outcome::new(
+            "duplicate_of",
+            true,
+            expected,
+            format!("closest {:.4} over {} pieces", found.closest, found.pieces),
+        ));
+        return;
+    };
+    let mut o = Outcome::new(
+        "duplicate_of",
+        false,
+        expected,
+        format!(
+            "{:.4} like clip {} of {} ({:.2}-{:.2} s){}",
+            worst.similarity,
+            worst.id,
+            worst.output,
+            worst.start,
+            worst.end,
+            match found.found.len() {
+                1 => String::new(),
+                n => format!("; {n} of {} pieces match indexed clips", found.pieces),
+            }
+        ),
+    );
+    o.at = Some(worst.at);
     out.push(o);
 }
 

@@ -241,6 +241,56 @@ pub struct Rules {
     /// Scoring heads (aesthetics, NSFW, ...) on the file's mean CLIP embedding, each held to
     /// its bounds.
     pub heads: Option<HeadsRule>,
+    /// Not a copy of footage already in a dedup index: no shot of the file is more similar to
+    /// an indexed clip than `max_similarity`.
+    pub duplicate_of: Option<DuplicateOfRule>,
+}
+
+/// The file's shots (content detector; longer ones cut into pieces of at most `max_seconds`,
+/// as `run` cuts clips), each signed as `run` signs clips ([`crate::clips::signature`]) and
+/// looked up in a `framepipe dedup` index.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateOfRule {
+    /// The index folder (relative to the rules file).
+    pub index: std::path::PathBuf,
+    /// The highest signature similarity to an indexed clip that passes (0..1).
+    #[serde(default = "default_max_similarity")]
+    pub max_similarity: f64,
+    /// Pieces a long shot is cut into, in seconds (the pipeline's `clips.max_seconds`).
+    #[serde(default = "default_duplicate_piece")]
+    pub max_seconds: f64,
+    /// The index, read when the rules load.
+    #[serde(skip)]
+    pub lookup: Option<std::sync::Arc<crate::dedup::Lookup>>,
+}
+
+fn default_max_similarity() -> f64 {
+    crate::dedup::DEFAULT_THRESHOLD
+}
+
+fn default_duplicate_piece() -> f64 {
+    60.0
+}
+
+impl DuplicateOfRule {
+    fn validate(&self, at: &str) -> std::result::Result<(), RuleError> {
+        if !(self.max_similarity > 0.0 && self.max_similarity <= 1.0) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.max_similarity"),
+                actual: self.max_similarity,
+                expected: "must be above 0 and at most 1",
+            });
+        }
+        if !(self.max_seconds > 0.0 && self.max_seconds.is_finite()) {
+            return Err(RuleError::OutOfRange {
+                key: format!("{at}.max_seconds"),
+                actual: self.max_seconds,
+                expected: "must be a positive number of seconds",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Scoring heads (see `crate::heads`, the models `clips.heads` takes) on the mean CLIP
@@ -496,6 +546,7 @@ impl Rules {
             || self.vae_anomalies.is_some()
             || self.burned_in_text.is_some()
             || self.heads.is_some()
+            || self.duplicate_of.is_some()
     }
 
     /// Checks the values serde cannot: ranges that admit something, positive rates, known
@@ -530,6 +581,9 @@ impl Rules {
         }
         if let Some(h) = &self.heads {
             h.validate(&format!("{at}.heads"))?;
+        }
+        if let Some(d) = &self.duplicate_of {
+            d.validate(&format!("{at}.duplicate_of"))?;
         }
         Ok(())
     }
@@ -854,6 +908,16 @@ impl RulesFile {
                 let at = format!("rule_sets[{i}].rules.heads");
                 load_heads(path, heads, &at).map_err(|m| Error::config(path, m))?;
             }
+            if let Some(rule) = set.rules.duplicate_of.as_mut() {
+                rule.index = crate::config::resolve_relative(path, &rule.index);
+                let lookup = crate::dedup::Lookup::load(&rule.index).map_err(|e| {
+                    Error::config(
+                        path,
+                        format!("rule_sets[{i}].rules.duplicate_of.index: {e}"),
+                    )
+                })?;
+                rule.lookup = Some(std::sync::Arc::new(lookup));
+            }
             if let Some(vae) = set.rules.vae_anomalies.as_mut() {
                 vae.model = crate::config::resolve_relative(path, &vae.model);
                 let at = format!("rule_sets[{i}].rules.vae_anomalies");
@@ -973,6 +1037,14 @@ mod tests {
             (
                 r#""loudness": {}"#,
                 "loudness: give integrated_lufs, true_peak_dbtp_max or both",
+            ),
+            (
+                r#""duplicate_of": {"index": "i", "max_similarity": 1.5}"#,
+                "duplicate_of.max_similarity: must be above 0 and at most 1, got 1.5",
+            ),
+            (
+                r#""duplicate_of": {"index": "i", "max_seconds": 0}"#,
+                "duplicate_of.max_seconds: must be a positive number of seconds, got 0",
             ),
             (
                 r#""heads": {"model": "m", "scores": {}}"#,

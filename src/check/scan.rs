@@ -37,6 +37,33 @@ pub struct Scan {
     /// Each head's score of the sampled frames' mean embedding (heads rule only, when any frame
     /// was sampled).
     pub heads: Option<HeadScan>,
+    /// The file's pieces looked up in a dedup index (duplicate_of rule only).
+    pub duplicates: Option<DuplicateScan>,
+}
+
+/// What the duplicate_of rule found.
+#[derive(Debug, Clone)]
+pub struct DuplicateScan {
+    /// Pieces the file was cut into (shots, long ones split).
+    pub pieces: usize,
+    /// Clips in the index.
+    pub indexed: usize,
+    /// The highest similarity of any piece to an indexed clip (0 when no candidate came up).
+    pub closest: f64,
+    /// The pieces more similar to an indexed clip than the rule allows, with that clip.
+    pub found: Vec<DuplicateFound>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DuplicateFound {
+    /// The piece of the file, in seconds.
+    pub at: (f64, f64),
+    pub similarity: f64,
+    /// The indexed clip: its id, output folder and time range there.
+    pub id: String,
+    pub output: String,
+    pub start: f64,
+    pub end: f64,
 }
 
 /// What the heads rule found.
@@ -435,6 +462,16 @@ struct GrayChecks {
     frozen_rule: Option<FrozenRule>,
     black: Runs,
     frozen: Runs,
+    /// Each frame's time, pHash and blankness (duplicate_of rule only).
+    signature: Option<SignatureSeries>,
+}
+
+/// What signing a stretch of frames needs, frame by frame.
+#[derive(Default)]
+struct SignatureSeries {
+    time: Vec<f64>,
+    hashes: Vec<crate::clips::signature::PHash>,
+    blank: Vec<bool>,
 }
 
 impl GrayChecks {
@@ -452,17 +489,31 @@ impl GrayChecks {
             frozen_rule: rules.frozen,
             black: Runs::default(),
             frozen: Runs::default(),
+            signature: rules.duplicate_of.is_some().then(SignatureSeries::default),
         }
     }
 
     fn push(&mut self, path: &Path, frame: &ff::frame::Video, time: f64) -> Result<()> {
-        if self.black_rule.is_none() && self.frozen_rule.is_none() {
+        if self.black_rule.is_none() && self.frozen_rule.is_none() && self.signature.is_none() {
             return Ok(());
         }
         let current = self
             .gray
             .convert(frame)
             .map_err(|e| Error::ffmpeg(path, "shrinking a frame", e))?;
+        if let Some(series) = self.signature.as_mut() {
+            series.time.push(time);
+            series.hashes.push(crate::clips::signature::frame_hash(
+                current,
+                looks::GRAY_W as usize,
+                looks::GRAY_H as usize,
+            ));
+            // The test clips' blank score uses: black by the looks' defaults, or flat.
+            series.blank.push(
+                looks::is_dark(current, looks::BLACK_LUMA_MAX, looks::BLACK_PICTURE_RATIO)
+                    || looks::is_flat(current),
+            );
+        }
         let is_black = looks::is_dark(
             current,
             self.black_test.luma_max,
@@ -484,15 +535,75 @@ impl GrayChecks {
     }
 
     /// The black and frozen stretches, the last ones closed at `end`.
-    fn finish(self, end: f64, frame_step: f64) -> (Stretches, Stretches) {
+    fn finish(&mut self, end: f64, frame_step: f64) -> (Stretches, Stretches) {
         // The frozen run's first frame is the one before the first near-identical comparison.
-        let frozen = self
-            .frozen
+        let frozen = std::mem::take(&mut self.frozen)
             .finish(end)
             .into_iter()
             .map(|(s, e)| ((s - frame_step).max(0.0), e))
             .collect();
-        (self.black.finish(end), frozen)
+        (std::mem::take(&mut self.black).finish(end), frozen)
+    }
+}
+
+impl SignatureSeries {
+    /// The file cut at `cuts` (frame numbers) and every `max_seconds`, each piece signed and
+    /// looked up in the rule's index.
+    fn look_up(
+        &self,
+        rule: &super::rules::DuplicateOfRule,
+        cuts: &[u64],
+        end: f64,
+    ) -> DuplicateScan {
+        let lookup = rule
+            .lookup
+            .as_ref()
+            .expect("the index is read when the rules load");
+        let n = self.time.len();
+        let mut bounds: Vec<usize> = vec![0];
+        bounds.extend(cuts.iter().map(|&c| (c as usize).min(n)));
+        bounds.push(n);
+        bounds.dedup();
+        let time_of = |i: usize| if i < n { self.time[i] } else { end };
+        let mut pieces: Vec<(usize, usize)> = Vec::new();
+        for w in bounds.windows(2) {
+            let (from, to) = (w[0], w[1]);
+            let seconds = time_of(to) - time_of(from);
+            let count = ((seconds / rule.max_seconds).ceil() as usize).max(1);
+            for k in 0..count {
+                pieces.push((
+                    from + (to - from) * k / count,
+                    from + (to - from) * (k + 1) / count,
+                ));
+            }
+        }
+        pieces.retain(|(a, b)| b > a);
+        let signatures: Vec<Vec<crate::clips::signature::PHash>> = pieces
+            .iter()
+            .map(|&(a, b)| crate::clips::signature::sample(&self.hashes, &self.blank, a, b))
+            .collect();
+        let closest = lookup.closest(&signatures);
+        let mut scan = DuplicateScan {
+            pieces: pieces.len(),
+            indexed: lookup.entries.len(),
+            closest: 0.0,
+            found: Vec::new(),
+        };
+        for (&(a, b), best) in pieces.iter().zip(closest) {
+            let Some(best) = best else { continue };
+            scan.closest = scan.closest.max(best.similarity);
+            if best.similarity > rule.max_similarity {
+                scan.found.push(DuplicateFound {
+                    at: (time_of(a), time_of(b)),
+                    similarity: best.similarity,
+                    id: best.entry.id.clone(),
+                    output: best.entry.output.clone(),
+                    start: best.entry.start_time,
+                    end: best.entry.end_time,
+                });
+            }
+        }
+        scan
     }
 }
 
@@ -543,8 +654,10 @@ struct FrameChecks {
 impl FrameChecks {
     fn new(path: &Path, info: &SourceInfo, rules: &Rules) -> Result<Self> {
         let gray = GrayChecks::new(rules);
-        let scenes =
-            (rules.scenes.is_some() || rules.vae_anomalies.is_some()).then(|| SceneCuts::new(info));
+        let scenes = (rules.scenes.is_some()
+            || rules.vae_anomalies.is_some()
+            || rules.duplicate_of.is_some())
+        .then(|| SceneCuts::new(info));
         let reconstruction = match &rules.vae_anomalies {
             Some(rule) => Some(VaeSampler::new(path, rule, info)?),
             None => None,
@@ -600,8 +713,16 @@ impl FrameChecks {
             self.last_time
         };
         let frame_step = if info.fps > 0.0 { 1.0 / info.fps } else { 0.0 };
-        let (black, frozen) = self.gray.finish(end, frame_step);
+        let mut gray = self.gray;
+        let (black, frozen) = gray.finish(end, frame_step);
         let scenes = self.scenes;
+        let duplicates = match (&rules.duplicate_of, &gray.signature) {
+            (Some(rule), Some(series)) => {
+                let cuts = scenes.as_ref().map_or(&[][..], |s| s.cuts.as_slice());
+                Some(series.look_up(rule, cuts, end))
+            }
+            _ => None,
+        };
         let mut scan = Scan {
             frames: self.frames,
             decode_errors: counts.errors,
@@ -611,6 +732,7 @@ impl FrameChecks {
             frozen,
             scenes: rules.scenes.and(scenes.as_ref()).map(|s| s.cuts.len() + 1),
             audio: audio.map(|a| a.finish()).transpose()?,
+            duplicates,
             ..Scan::default()
         };
         for embedder in self.embedders {

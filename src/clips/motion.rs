@@ -7,7 +7,7 @@ use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::looks::{LooksJudge, GRAY_H, GRAY_W};
-use super::signature::{frame_hash, PHash, SIGNATURE_FRAMES};
+use super::signature::{frame_hash, PHash};
 use crate::media::small::SmallGray;
 use crate::output::clip_record::MotionSource;
 
@@ -106,26 +106,11 @@ impl MotionSeries {
         (fraction(&self.blank), fraction(&self.frozen))
     }
 
-    /// The signature of the source frames shown from `start` to `end` seconds: the hashes of
-    /// [`SIGNATURE_FRAMES`] frames spread evenly over them (fewer for a shorter range), a blank
-    /// (black or flat) frame's hash replaced by [`PHash::BLANK`]: its bits are noise that
-    /// compression alone flips. Spread over all frames, not the non-blank ones, so that frames
-    /// judged blank in one copy and not in another (a logo on a nearly black picture) leave
-    /// the other positions where they were.
+    /// The signature ([`super::signature::sample`]) of the source frames shown from `start`
+    /// to `end` seconds.
     pub fn signature(&self, start: f64, end: f64) -> Vec<PHash> {
         let (from, to) = self.frames_shown(start, end);
-        let to = to.min(self.phash.len()).min(self.blank.len());
-        super::plan::spread((to - from) as u64, SIGNATURE_FRAMES)
-            .into_iter()
-            .map(|i| from + i as usize)
-            .map(|i| {
-                if self.blank[i] {
-                    PHash::BLANK
-                } else {
-                    self.phash[i]
-                }
-            })
-            .collect()
+        super::signature::sample(&self.phash, &self.blank, from, to)
     }
 
     /// The indexes of the source frames shown from `start` to `end` seconds.

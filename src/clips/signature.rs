@@ -198,6 +198,21 @@ fn low_frequencies(picture: &[f64]) -> [f64; HASH_SIDE * HASH_SIDE] {
     out
 }
 
+/// The signature of frames `from..to` of a video, given each frame's hash and whether it is
+/// blank: the hashes of [`SIGNATURE_FRAMES`] frames spread evenly over them (fewer for a
+/// shorter range), a blank frame's replaced by [`PHash::BLANK`] (its bits are noise that
+/// compression alone flips). Spread over all frames, not the non-blank ones, so that frames
+/// judged blank in one copy and not in another (a logo on a nearly black picture) leave the
+/// other positions where they were.
+pub fn sample(hashes: &[PHash], blank: &[bool], from: usize, to: usize) -> Vec<PHash> {
+    let to = to.min(hashes.len()).min(blank.len()).max(from);
+    super::plan::spread((to - from) as u64, SIGNATURE_FRAMES)
+        .into_iter()
+        .map(|i| from + i as usize)
+        .map(|i| if blank[i] { PHash::BLANK } else { hashes[i] })
+        .collect()
+}
+
 /// How many positions either way a hash is matched over.
 const ALIGN_SLACK: usize = 2;
 

@@ -327,8 +327,29 @@ impl Index {
     }
 }
 
-/// Refuses an index this build cannot extend with these settings.
-fn check_manifest(path: &Path, manifest: &Manifest, settings: Settings) -> Result<(), ExportError> {
+/// The clips of the index in `dir`, read without taking its lock (a dedup writing meanwhile
+/// renames its part into place before the manifest lists it, so what the manifest lists is
+/// complete), for looking files up (`check`'s `duplicate_of`).
+pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, ExportError> {
+    let manifest_path = dir.join(MANIFEST);
+    if !manifest_path.is_file() {
+        return Err(ExportError::input(
+            dir,
+            format!("not a dedup index (no {MANIFEST}; `framepipe dedup` makes one)"),
+        ));
+    }
+    let manifest: Manifest = read_json(&manifest_path)?;
+    check_version(&manifest_path, &manifest)?;
+    let mut entries = Vec::new();
+    for part in &manifest.parts {
+        let path = dir.join(format!("{part}.clips.jsonl"));
+        entries.extend(read_lines::<Entry>(&path)?.into_iter().map(|(_, e)| e));
+    }
+    Ok(entries)
+}
+
+/// Refuses an index of another layout or signature.
+fn check_version(path: &Path, manifest: &Manifest) -> Result<(), ExportError> {
     if manifest.format != FORMAT {
         return Err(ExportError::input(
             path,
@@ -348,6 +369,12 @@ fn check_manifest(path: &Path, manifest: &Manifest, settings: Settings) -> Resul
             ),
         ));
     }
+    Ok(())
+}
+
+/// Refuses an index this build cannot extend with these settings.
+fn check_manifest(path: &Path, manifest: &Manifest, settings: Settings) -> Result<(), ExportError> {
+    check_version(path, manifest)?;
     let made = manifest.settings;
     let differs = |what: &str, was: String, now: String| {
         Err(ExportError::input(
