@@ -18,7 +18,9 @@
 //! CUDA the YUV planes to convert there; when they are the frames' only consumers and NVDEC
 //! decodes for a CUDA device, normalize itself runs on the GPU and the canvases stay there
 //! (`runtime.device_frames`). Afterwards `search`/`describe` read the stored
-//! embeddings of finished outputs (no decoding). See `docs/architecture.md` for the design.
+//! embeddings of finished outputs (no decoding), `dedup` groups near-duplicate clips by their
+//! signatures (`clips.jsonl` `phash`: 16 frames' pHashes, taken by the scenes stage) or
+//! embeddings into a persisted index. See `docs/architecture.md` for the design.
 pub mod batch;
 pub mod bench;
 pub mod check;

@@ -7,6 +7,8 @@
 //! measured against exact search in `framepipe bench dedup`.
 use std::collections::HashMap;
 
+use super::parallel::parallel_map;
+
 /// Nearest centroids each clip is compared through.
 pub const PROBES: usize = 4;
 /// Lloyd iterations of the training.
@@ -129,6 +131,12 @@ impl Centroids {
             )
     }
 
+    /// [`Centroids::probes`] of each row of `vectors` (`[n, dim]`), on every core.
+    pub fn probes_all(&self, vectors: &[f32]) -> Vec<Vec<u32>> {
+        let rows: Vec<&[f32]> = vectors.chunks_exact(self.dim).collect();
+        parallel_map(&rows, |r| self.probes(r))
+    }
+
     /// The [`PROBES`] nearest centroids of `v`, nearest first (ties: the lower number); empty
     /// for a zero row.
     pub fn probes(&self, v: &[f32]) -> Vec<u32> {
@@ -141,22 +149,6 @@ impl Centroids {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.into_iter().take(PROBES).map(|(c, _)| c).collect()
     }
-}
-
-/// `f` over `items` on every core, in order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(workers).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a clustering worker panicked"))
-            .collect()
-    })
 }
 
 /// Pairs `(a, b, cosine)`, `a < b`, with cosine at least `threshold`, at least one of them at or

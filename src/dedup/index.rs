@@ -280,24 +280,17 @@ impl Index {
         for (i, entry) in batch.into_iter().enumerate() {
             self.push(entry, i + 1)?;
         }
-        let clips: Vec<String> = self.entries[new_from..]
-            .iter()
-            .map(|e| serde_json::to_string(e).expect("an entry serializes"))
-            .collect();
-        let pair_lines: Vec<String> = pairs
-            .iter()
-            .map(|pair| {
-                serde_json::to_string(&PairLine {
-                    a: self.entries[pair.a as usize].id.clone(),
-                    b: self.entries[pair.b as usize].id.clone(),
-                    similarity: pair.similarity,
-                    cosine: pair.cosine,
-                })
-                .expect("a pair serializes")
-            })
-            .collect();
-        write_atomically(&self.dir.join(format!("{part}.clips.jsonl")), &clips)?;
-        write_atomically(&self.dir.join(format!("{part}.pairs.jsonl")), &pair_lines)?;
+        let pair_lines = pairs.iter().map(|pair| PairLine {
+            a: self.entries[pair.a as usize].id.clone(),
+            b: self.entries[pair.b as usize].id.clone(),
+            similarity: pair.similarity,
+            cosine: pair.cosine,
+        });
+        write_atomically(
+            &self.dir.join(format!("{part}.clips.jsonl")),
+            self.entries[new_from..].iter(),
+        )?;
+        write_atomically(&self.dir.join(format!("{part}.pairs.jsonl")), pair_lines)?;
         if let Some(model) = &self.manifest.model {
             let rows = self.entries.len() - new_from;
             if embeddings.len() != rows * model.dim {
@@ -322,8 +315,7 @@ impl Index {
         }
         self.pairs.extend(pairs.iter().map(|p| (p.a, p.b)));
         self.manifest.parts.push(part);
-        let manifest = serde_json::to_string_pretty(&self.manifest).expect("a manifest serializes");
-        write_atomically(&self.dir.join(MANIFEST), &[manifest])
+        write_atomically(&self.dir.join(MANIFEST), [&self.manifest])
     }
 }
 
@@ -457,29 +449,39 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ExportErr
     serde_json::from_slice(&bytes).map_err(|e| ExportError::input(path, e.to_string()))
 }
 
-/// Each non-empty line of a JSON-lines file, with its line number.
+/// Each non-empty line of a JSON-lines file, with its line number; read line by line (an
+/// index part of a million clips is hundreds of MB of text).
 fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<(usize, T)>, ExportError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ExportError::input(path, e.to_string()))?;
-    text.lines()
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| ExportError::input(path, e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::with_capacity(1 << 20, file)
+        .lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map(|v| (i + 1, v))
-                .map_err(|e| ExportError::input(path, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
+    {
+        let line = line.map_err(|e| ExportError::input(path, format!("line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line)
+            .map_err(|e| ExportError::input(path, format!("line {}: {e}", i + 1)))?;
+        out.push((i + 1, value));
+    }
+    Ok(out)
 }
 
-/// Writes `lines` to `path` through a temporary in the same folder and a rename.
-pub(crate) fn write_atomically(path: &Path, lines: &[String]) -> Result<(), ExportError> {
+/// Writes each item as a line of JSON to `path`, through a temporary in the same folder and a
+/// rename.
+pub(crate) fn write_atomically<T: Serialize>(
+    path: &Path,
+    items: impl IntoIterator<Item = T>,
+) -> Result<(), ExportError> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        for line in lines {
-            file.write_all(line.as_bytes())?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        for item in items {
+            serde_json::to_writer(&mut file, &item)?;
             file.write_all(b"\n")?;
         }
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;

@@ -22,6 +22,7 @@ pub mod clusters;
 pub mod groups;
 pub mod index;
 pub mod lsh;
+pub mod parallel;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -147,18 +148,9 @@ pub fn dedup(request: &DedupRequest) -> Result<Summary, ExportError> {
             .chain(batch.iter().map(|(e, _)| e))
             .map(|e| e.phash.as_slice())
             .collect();
-        let keys: Vec<lsh::Keys> = signatures.iter().map(|s| keys(s)).collect();
-        let found = lsh::candidate_pairs(&keys, new_from);
-        candidates += found.len();
-        pairs.extend(found.into_iter().filter_map(|(a, b)| {
-            let s = similarity(signatures[a as usize], signatures[b as usize]);
-            (s >= request.threshold).then_some(Pair {
-                a,
-                b,
-                similarity: Some(round4(s)),
-                cosine: None,
-            })
-        }));
+        let (compared, found) = match_signatures(&signatures, new_from, request.threshold);
+        candidates += compared;
+        pairs.extend(found);
     }
     let mut batch_embeddings = Vec::new();
     if let (true, Some(dim)) = (request.by.embedding(), index.model().map(|m| m.dim)) {
@@ -183,10 +175,9 @@ pub fn dedup(request: &DedupRequest) -> Result<Summary, ExportError> {
             }
         }
         if let Some(centroids) = &index.centroids {
-            for (entry, row) in &mut batch {
-                if let Some(row) = row {
-                    entry.probes = centroids.probes(row);
-                }
+            let probes = centroids.probes_all(&batch_embeddings);
+            for ((entry, _), probes) in batch.iter_mut().zip(probes) {
+                entry.probes = probes;
             }
             let probes: Vec<Vec<u32>> = index
                 .entries
@@ -232,6 +223,28 @@ pub fn dedup(request: &DedupRequest) -> Result<Summary, ExportError> {
         index: index.dir().to_path_buf(),
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The pairs of `signatures` (`(a, b)`, at least one at or after `new_from`) whose
+/// similarity is at least `threshold`, among the candidates the LSH gives; and how many
+/// candidates were compared.
+pub fn match_signatures(
+    signatures: &[&[PHash]],
+    new_from: usize,
+    threshold: f64,
+) -> (usize, Vec<Pair>) {
+    let keys: Vec<lsh::Keys> = parallel::parallel_map(signatures, |s| keys(s));
+    let candidates = lsh::candidate_pairs(&keys, new_from);
+    let matched = parallel::parallel_filter_map(&candidates, |&(a, b)| {
+        let s = similarity(signatures[a as usize], signatures[b as usize]);
+        (s >= threshold).then_some(Pair {
+            a,
+            b,
+            similarity: Some(round4(s)),
+            cosine: None,
+        })
+    });
+    (candidates.len(), matched)
 }
 
 fn round4(x: f64) -> f64 {
@@ -394,11 +407,7 @@ fn new_clips(index: &Index, batch: Vec<Clip>) -> Result<(Vec<Clip>, usize), Expo
 }
 
 fn write_groups(path: &Path, groups: &[Group]) -> Result<(), ExportError> {
-    let lines: Vec<String> = groups
-        .iter()
-        .map(|g| serde_json::to_string(g).expect("a group serializes"))
-        .collect();
-    index::write_atomically(path, &lines)
+    index::write_atomically(path, groups)
 }
 
 /// An index's clips held for looking other clips up (`check`'s `duplicate_of`).
