@@ -116,6 +116,9 @@ fn make_outputs(root: &Path, baseline: &Path, segments: &[PathBuf]) {
                 latents: None,
                 blank: Some(0.0),
                 frozen: Some(0.0),
+                phash: (0..16u64)
+                    .map(|f| framepipe::clips::signature::PHash(0x9e37_79b9_7f4a_7c15 ^ (f << 7)))
+                    .collect(),
                 text: None,
                 heads: Default::default(),
                 dropped: Vec::new(),

@@ -1,7 +1,7 @@
 //! `framepipe dedup` judged on a constructed set: generated sources (and the shared videos
 //! when present), each of three of them re-made by the `ffmpeg` CLI the ways re-uploads
-//! change footage (a crf 35 re-encode, 120p, a 10% crop, letterboxed to 4:3, 10% faster,
-//! brighter, a logo in a corner, the first 0.5 s cut off). Pairwise precision and recall of the
+//! change footage (a crf 35 re-encode, 480p, 30 fps, a 10% crop, letterboxed to 4:3, 10%
+//! faster, brighter, a logo in a corner, the first 0.5 s cut off). Pairwise precision and recall of the
 //! groups against the truth (a variant and its source are the same footage, nothing else is),
 //! the kept clip against the rule computed here from `clips.jsonl`, incremental batches against
 //! one pass, `export --dedup` read back by pyarrow, and the bad inputs.
@@ -47,7 +47,8 @@ const SOURCES: &[(&str, &str)] = &[
 /// How a variant is made: ffmpeg arguments before the input, and the filter after it.
 const VARIANTS: &[(&str, &[&str], &str)] = &[
     ("crf35", &[], "null"),
-    ("120p", &[], "scale=214:120"),
+    ("480p", &[], "scale=854:480"),
+    ("fps30", &[], "fps=30"),
     ("crop10", &[], "crop=iw*0.9:ih*0.9,scale=320:180"),
     ("letterbox", &[], "scale=240:135,pad=240:180:0:22:black"),
     ("faster10", &[], "setpts=PTS/1.1"),
@@ -224,7 +225,7 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
     // other footage).
     assert_eq!(
         records.keys().filter(|id| id.starts_with("life")).count(),
-        10,
+        11,
         "{:?}",
         records.keys()
     );
@@ -645,7 +646,7 @@ fn dedup_refuses_an_index_of_another_version_or_threshold_and_skips_unfinished_o
     let run = dedup(&[out.as_ref(), "-o".as_ref(), result.as_ref()]);
     assert_eq!(run.status.code(), Some(2));
     assert!(
-        stderr(&run).contains(&format!("in use by process {}", std::process::id())),
+        stderr(&run).contains(&format!("held by process {}", std::process::id())),
         "{}",
         stderr(&run)
     );

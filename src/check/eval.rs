@@ -502,7 +502,11 @@ fn duplicate_of_rule(rule: &DuplicateOfRule, scan: &Scan, out: &mut Vec<Outcome>
             "duplicate_of",
             true,
             expected,
-            format!("closest {:.4} over {} pieces", found.closest, found.pieces),
+            if found.closest > 0.0 {
+                format!("closest {:.4} over {} pieces", found.closest, found.pieces)
+            } else {
+                format!("no indexed clip near any of its {} pieces", found.pieces)
+            },
         ));
         return;
     };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::clusters::dot;
 use super::index::{By, Entry};
 use crate::clips::signature::similarity;
+use crate::export::error::ExportError;
 
 /// One line of `duplicates.jsonl`: a group of two or more clips.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +119,39 @@ fn keep_order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
 
 fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
+}
+
+/// The clip ids a `duplicates.jsonl` leaves out: every member of a group but the kept one.
+pub fn left_out(path: &std::path::Path) -> Result<std::collections::HashSet<String>, ExportError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ExportError::input(path, e.to_string()))?;
+    let mut out = std::collections::HashSet::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let group: Group = serde_json::from_str(line)
+            .map_err(|e| ExportError::input(path, format!("line {}: {e}", i + 1)))?;
+        if !group.members.iter().any(|m| m.id == group.kept) {
+            return Err(ExportError::input(
+                path,
+                format!(
+                    "line {}: the kept clip {} is not among the members",
+                    i + 1,
+                    group.kept
+                ),
+            ));
+        }
+        out.extend(
+            group
+                .members
+                .into_iter()
+                .map(|m| m.id)
+                .filter(|id| *id != group.kept),
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::clusters::{Centroids, PROBES};
 use super::lsh::{BITS_PER_TABLE, KEY_DISTANCE_MAX, TABLES};
 use crate::clips::signature::{PHash, SIGNATURE_FRAMES};
-use crate::export::ExportError;
+use crate::export::error::ExportError;
 
 const MANIFEST: &str = "manifest.json";
 const CENTROIDS: &str = "centroids.safetensors";
@@ -371,7 +371,7 @@ fn check_manifest(path: &Path, manifest: &Manifest, settings: Settings) -> Resul
     let differs = |what: &str, was: String, now: String| {
         Err(ExportError::input(
             path,
-            format!("an index made with {what} {was} (not {now}): use the same or start a new index (--index)"),
+            format!("an index made with {what} {was} (not {now}): give the same or start a new index (--index)"),
         ))
     };
     if made.by != settings.by {
@@ -522,7 +522,7 @@ impl Lock {
                         return Err(ExportError::input(
                             dir,
                             format!(
-                                "the index is in use by process {} (its {LOCK} file)",
+                                "the index is held by process {} (its {LOCK} file)",
                                 holder.trim()
                             ),
                         ));

@@ -8,6 +8,7 @@
 //! temporary in the target folder, and only when all are complete are they renamed into place
 //! and the stale shards of an earlier, larger export of the same format removed. A failure
 //! removes the temporaries and leaves the folder as it was.
+pub mod error;
 pub mod latents;
 pub mod npy;
 pub mod parquet;
@@ -16,6 +17,8 @@ pub mod webdataset;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
+
+pub use error::ExportError;
 
 use crate::output::clip_record::ClipRecord;
 use crate::output::files::CLIPS_FILE;
@@ -48,46 +51,6 @@ impl Format {
         name.strip_prefix(prefix)
             .and_then(|rest| rest.strip_suffix(suffix))
             .is_some_and(|n| n.len() >= digits && n.bytes().all(|b| b.is_ascii_digit()))
-    }
-}
-
-/// Why an export could not run or finish.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// Arguments that cannot work (exit 2); nothing was written.
-    #[error("{0}")]
-    Usage(String),
-    /// An input folder or file that cannot be exported (exit 2); nothing was written.
-    #[error("{path}: {message}")]
-    Input { path: PathBuf, message: String },
-    /// Writing the shards failed (exit 1); the temporaries were removed.
-    #[error("{path}: {what}: {source}")]
-    Write {
-        path: PathBuf,
-        what: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-impl ExportError {
-    pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        ExportError::Input {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-
-    pub fn write(
-        path: impl Into<PathBuf>,
-        what: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        ExportError::Write {
-            path: path.into(),
-            what: what.into(),
-            source: source.into(),
-        }
     }
 }
 
@@ -159,7 +122,7 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
         ));
     }
     let left_out = match request.dedup {
-        Some(path) => crate::dedup::left_out(path)?,
+        Some(path) => crate::dedup::groups::left_out(path)?,
         None => Default::default(),
     };
     let (outputs, skipped) = collect(request.dirs)?;
