@@ -276,6 +276,14 @@ fn bad_rules_files_exit_2_with_the_json_path() {
             r#"{"rule_sets": [{"name": "a", "rules": {"duration": "long"}}]}"#,
             "rule_sets[0].rules.duration",
         ),
+        (
+            r#"{"rule_sets": [{"name": "a", "rules": {"tags": {"model": "no-model", "labels": ["a"], "must": [{"label": "a", "score": 0.5}]}}}]}"#,
+            "rule_sets[0].rules.tags.model: ",
+        ),
+        (
+            r#"{"rule_sets": [{"name": "a", "rules": {"heads": {"model": "no-model", "scores": {"a": {"weights": "w", "config": "c", "min": 1}}}}}]}"#,
+            "rule_sets[0].rules.heads.model: ",
+        ),
     ] {
         let rules = pipeline(dir.path(), "bad.json", text);
         let (code, _, err) = check(&rules, &[], &[Path::new("whatever.mp4")]);
@@ -284,6 +292,12 @@ fn bad_rules_files_exit_2_with_the_json_path() {
             err.contains("bad.json") && err.contains(expected),
             "{text}: {err}"
         );
+        if expected.ends_with("model: ") {
+            assert!(
+                err.contains("no-model is not a CLIP model folder (no config.json)"),
+                "{err}"
+            );
+        }
     }
 }
 

@@ -809,6 +809,23 @@ impl FrozenRule {
     }
 }
 
+/// A rule's CLIP model folder, resolved against the rules file; refused (naming `key`) when it
+/// has no `config.json`. The `tags` and `heads` rules both name one.
+fn clip_folder(
+    rules_file: &Path,
+    folder: &Path,
+    key: &str,
+) -> std::result::Result<std::path::PathBuf, String> {
+    let folder = crate::config::resolve_relative(rules_file, folder);
+    if !folder.join("config.json").is_file() {
+        return Err(format!(
+            "{key}: {} is not a CLIP model folder (no config.json)",
+            folder.display()
+        ));
+    }
+    Ok(folder)
+}
+
 /// Resolves the rule's paths against the rules file and reads every head, refusing a head that
 /// cannot score the CLIP model's embeddings (the model is asked its embedding size).
 fn load_heads(
@@ -816,13 +833,7 @@ fn load_heads(
     rule: &mut HeadsRule,
     at: &str,
 ) -> std::result::Result<(), String> {
-    rule.model = crate::config::resolve_relative(rules_file, &rule.model);
-    if !rule.model.join("config.json").is_file() {
-        return Err(format!(
-            "{at}.model: {} is not a CLIP model folder (no config.json)",
-            rule.model.display()
-        ));
-    }
+    rule.model = clip_folder(rules_file, &rule.model, &format!("{at}.model"))?;
     let device = crate::device::select(crate::device::DeviceRequest::Auto, true)
         .map_err(|m| format!("{at}: {m}"))?
         .name;
@@ -893,16 +904,9 @@ impl RulesFile {
         let mut rules = RulesFile::parse(&text).map_err(|m| Error::config(path, m))?;
         for (i, set) in rules.rule_sets.iter_mut().enumerate() {
             if let Some(tags) = set.rules.tags.as_mut() {
-                tags.model = crate::config::resolve_relative(path, &tags.model);
-                if !tags.model.join("config.json").is_file() {
-                    return Err(Error::config(
-                        path,
-                        format!(
-                            "rule_sets[{i}].rules.tags.model: {} is not a CLIP model folder (no config.json)",
-                            tags.model.display()
-                        ),
-                    ));
-                }
+                let key = format!("rule_sets[{i}].rules.tags.model");
+                tags.model =
+                    clip_folder(path, &tags.model, &key).map_err(|m| Error::config(path, m))?;
             }
             if let Some(heads) = set.rules.heads.as_mut() {
                 let at = format!("rule_sets[{i}].rules.heads");
