@@ -237,7 +237,7 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
     let found = groups(&all_at_once);
 
     let ids: Vec<&String> = records.keys().collect();
-    let truth: BTreeSet<(String, String)> = ids
+    let all_pairs: Vec<(String, String)> = ids
         .iter()
         .enumerate()
         .flat_map(|(i, a)| {
@@ -245,7 +245,11 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
                 .iter()
                 .map(move |b| ((*a).clone(), (*b).clone()))
         })
+        .collect();
+    let truth: BTreeSet<(String, String)> = all_pairs
+        .iter()
         .filter(|(a, b)| family(a) == family(b))
+        .cloned()
         .collect();
     let predicted = pairs_of(&found);
     let right = predicted.intersection(&truth).count() as f64;
@@ -261,15 +265,6 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
     );
     let pair_similarity =
         |(a, b): &(String, String)| similarity(&records[a].phash, &records[b].phash);
-    let all_pairs: Vec<(String, String)> = ids
-        .iter()
-        .enumerate()
-        .flat_map(|(i, a)| {
-            ids[i + 1..]
-                .iter()
-                .map(move |b| ((*a).clone(), (*b).clone()))
-        })
-        .collect();
     let (least_alike_copy, most_alike_distinct) =
         all_pairs.iter().fold((1.0f64, 0.0f64), |(c, d), p| {
             if truth.contains(p) {
@@ -281,14 +276,10 @@ fn dedup_by_hash_groups_reuploads_keeps_by_the_rule_and_batches_like_one_pass() 
     eprintln!(
         "least alike copy {least_alike_copy:.3}, most alike distinct pair {most_alike_distinct:.3}"
     );
-    for (a, b) in truth.difference(&predicted) {
-        let (a, b) = (&records[a].phash, &records[b].phash);
+    for (id_a, id_b) in truth.difference(&predicted) {
+        let (a, b) = (&records[id_a].phash, &records[id_b].phash);
         eprintln!(
-            "missed {:?}: similarity {:.3}, keys {} bits apart",
-            (
-                &records.iter().find(|r| &r.1.phash == a).unwrap().0,
-                &records.iter().find(|r| &r.1.phash == b).unwrap().0
-            ),
+            "missed {id_a} {id_b}: similarity {:.3}, keys {} bits apart",
             similarity(a, b),
             keys(a)
                 .iter()
