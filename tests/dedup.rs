@@ -553,6 +553,22 @@ fn dedup_refuses_an_index_of_another_version_or_threshold_and_skips_unfinished_o
     let run = dedup(&[out.as_ref(), "-o".as_ref(), result.as_ref()]);
     assert!(run.status.success(), "{}", stderr(&run));
 
+    // A threshold outside (0, 1].
+    let run = dedup(&[
+        out.as_ref(),
+        "-o".as_ref(),
+        dir.join("nowhere").as_ref(),
+        "--threshold".as_ref(),
+        "1.5".as_ref(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains("--threshold must be above 0 and at most 1, got 1.5"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!dir.join("nowhere").exists());
+
     // Another threshold than the index's.
     let run = dedup(&[
         out.as_ref(),
