@@ -122,6 +122,10 @@ fn make_outputs(root: &Path, baseline: &Path, segments: &[PathBuf]) {
                 text: None,
                 heads: Default::default(),
                 dropped: Vec::new(),
+                caption: None,
+                caption_model: None,
+                caption_settings: None,
+                caption_error: None,
             };
             let json = serde_json::to_string(&record).unwrap();
             lines.push_str(&json);

@@ -23,6 +23,7 @@
 //! embeddings into a persisted index. See `docs/architecture.md` for the design.
 pub mod batch;
 pub mod bench;
+pub mod caption;
 pub mod check;
 pub mod cli;
 pub mod clips;

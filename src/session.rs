@@ -39,6 +39,8 @@ pub struct Session {
     pub vae_fingerprint: Option<String>,
     /// `clips.heads`, loaded and checked against the CLIP embedding size.
     pub heads: Vec<Head>,
+    /// The caption endpoint, checked (`caption`).
+    pub captioner: Option<std::sync::Arc<crate::caption::Captioner>>,
 }
 
 impl Session {
@@ -88,6 +90,15 @@ impl Session {
             })?),
             None => None,
         };
+        // Last: a refused key or a wrong endpoint is found before any input is decoded, and
+        // after everything cheaper to check.
+        let captioner = match &config.caption {
+            Some(caption) => Some(std::sync::Arc::new(
+                crate::caption::Captioner::connect(caption)
+                    .map_err(|m| Error::config(&config_path, format!("caption: {m}")))?,
+            )),
+            None => None,
+        };
         Ok(Session {
             config,
             config_path,
@@ -96,6 +107,7 @@ impl Session {
             vae,
             vae_fingerprint,
             heads,
+            captioner,
         })
     }
 
@@ -117,6 +129,7 @@ impl Session {
             vae: self.vae.as_ref(),
             vae_fingerprint: self.vae_fingerprint.as_deref(),
             heads: &self.heads,
+            captioner: self.captioner.as_ref(),
         }
     }
 }

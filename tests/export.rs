@@ -184,6 +184,10 @@ fn record(
         text: None,
         heads: Default::default(),
         dropped: Vec::new(),
+        caption: None,
+        caption_model: None,
+        caption_settings: None,
+        caption_error: None,
     }
 }
 
@@ -662,6 +666,8 @@ struct PqRow {
     text: Option<String>,
     heads: Vec<HeadScore>,
     dropped: Vec<String>,
+    caption: Option<String>,
+    caption_model: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -712,6 +718,8 @@ fn pq_row(folder: &Folder, r: &ClipRecord) -> PqRow {
             })
             .collect(),
         dropped: r.dropped.clone(),
+        caption: r.caption.clone(),
+        caption_model: r.caption_model.clone(),
     }
 }
 

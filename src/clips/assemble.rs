@@ -14,7 +14,9 @@ use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
 use crate::config::ClipsConfig;
 use crate::error::{Error, Result};
 use crate::media::clip_mux::WrittenClip;
-use crate::output::clip_record::{ClipLatents, ClipRecord, ClipsReport, DroppedSeconds, TextScore};
+use crate::output::clip_record::{
+    CaptionCounts, ClipLatents, ClipRecord, ClipsReport, DroppedSeconds, TextScore,
+};
 use crate::output::files::{CLIPS_DIR, CLIPS_FILE};
 use crate::output::scene::{Scene, Tag};
 
@@ -52,6 +54,8 @@ pub struct ClipSources<'a> {
     pub tagger: Option<Tagger<'a>>,
     /// The burned-in text read from each file of `written`, in its order (`clips.text`).
     pub texts: Option<&'a [TextScore]>,
+    /// The caption outcome of each file of `written`, in its order (`caption`).
+    pub captions: Option<&'a [crate::caption::Outcome]>,
     /// Scores clips' embeddings with `clips.heads` (when configured).
     pub heads: Option<HeadScorer<'a>>,
     /// The latent shards (vae runs only).
@@ -79,6 +83,8 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
             text,
         )?;
         record.id = format!("{}_{:04}", src.output_id, records.len());
+        // A dropped clip keeps the caption it was given while its file was cut.
+        record.set_caption(written.zip(src.captions).map(|(i, c)| &c[i]));
         // A dropped clip's file goes with the unused ones.
         record.file = match written {
             _ if !reasons.is_empty() => None,
@@ -99,7 +105,13 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
         records.push(record);
     }
     remove_unused(src.written.unwrap_or(&[]), &used)?;
-    let summary = summarize(&records, dropped, &filtered, without_file, src.fps);
+    let summary = summarize(
+        &records,
+        dropped,
+        &filtered,
+        without_file,
+        (src.fps, src.captions),
+    );
     Ok((records, summary))
 }
 
@@ -156,6 +168,10 @@ fn scored(
         text,
         heads,
         dropped: reasons.iter().map(ToString::to_string).collect(),
+        caption: None,
+        caption_model: None,
+        caption_settings: None,
+        caption_error: None,
     };
     Ok((record, reasons))
 }
@@ -226,7 +242,7 @@ fn summarize(
     dropped: DroppedFrames,
     filtered: &Filtered,
     without_file: usize,
-    fps: f64,
+    (fps, captions): (f64, Option<&[crate::caption::Outcome]>),
 ) -> ClipsReport {
     let seconds = |f: u64| f as f64 / fps.max(1e-9);
     let DroppedFrames {
@@ -251,6 +267,7 @@ fn summarize(
         without_file,
         filtered: filtered.clips,
         filtered_by: filtered.by_reason.clone(),
+        captions: captions.map(CaptionCounts::of),
     }
 }
 

@@ -265,6 +265,7 @@ pub fn bench(
         plain.clip = None;
         plain.vae = None;
         plain.scenes = None;
+        plain.caption = None;
         if plain.encode.is_none() {
             plain.encode = Some(Default::default());
         }
@@ -272,6 +273,7 @@ pub fn bench(
             config: &plain,
             labels: None,
             vae: None,
+            captioner: None,
             ..job
         };
         Some(job.process_into(input, Path::new("baseline"))?)

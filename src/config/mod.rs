@@ -6,6 +6,7 @@
 //!
 //! This module holds the whole pipeline (its sections, `device`, loading, the hash); each
 //! section's types and checks live in the section's own module.
+mod caption;
 mod clips;
 mod curation;
 mod decode;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use caption::{CaptionConfig, OnError};
 pub use clips::{ClipsConfig, LongScenes};
 pub use curation::{ClipFilters, HeadBounds, HeadFiles, TextScoring};
 pub use decode::{DecodeConfig, HwAccelConfig};
@@ -55,6 +57,10 @@ pub struct PipelineConfig {
     /// clips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clips: Option<ClipsConfig>,
+    /// Captions for each clip file from an OpenAI-compatible vision-language server; absent =
+    /// no captions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<CaptionConfig>,
     /// Re-encoding of the normalized video; absent = no video is written (JSON only).
     #[serde(default)]
     pub encode: Option<EncodeConfig>,
@@ -149,6 +155,9 @@ impl PipelineConfig {
                 self.clip.is_some(),
                 self.encode.is_some(),
             )?;
+        }
+        if let Some(caption) = &self.caption {
+            caption.validate(self.clips.is_some(), self.encode.is_some())?;
         }
         self.limits.validate()?;
         self.runtime.validate()?;

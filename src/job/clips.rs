@@ -9,7 +9,7 @@ use crate::config::{ClipsConfig, TaggingConfig};
 use crate::error::{Error, Result};
 use crate::heads::Head;
 use crate::media::probe::SourceInfo;
-use crate::output::clip_record::{ClipsReport, TextScore};
+use crate::output::clip_record::ClipsReport;
 use crate::output::report::Report;
 use crate::output::scene::Tag;
 use crate::pipeline::tagging::TaggingOutput;
@@ -39,7 +39,19 @@ impl Job<'_> {
             .unwrap_or_default();
         // Read by the encode stage from each clip's frames as it cut the files.
         let texts = match (cfg.text_scoring(), &output.encode) {
-            (Some(_), Some(encode)) => Some(texts_by_file(encode, &partial.path)?),
+            (Some(_), Some(encode)) => {
+                Some(by_file(encode, &encode.clip_texts, "text", &partial.path)?)
+            }
+            _ => None,
+        };
+        // Asked for by the encode stage as it cut the files.
+        let captions = match (&self.config.caption, &output.encode) {
+            (Some(_), Some(encode)) => Some(by_file(
+                encode,
+                &encode.clip_captions,
+                "caption",
+                &partial.path,
+            )?),
             _ => None,
         };
         let heads = |embedding: &[f32]| score_heads(self.heads, embedding, &partial.path);
@@ -57,6 +69,7 @@ impl Job<'_> {
             written: output.encode.as_ref().map(|e| e.clips.as_slice()),
             tagger: tagger.as_ref().map(|t| t as Tagger),
             texts: texts.as_deref(),
+            captions: captions.as_deref(),
             heads: (!self.heads.is_empty()).then_some(&heads as &dyn Fn(&[f32]) -> _),
             latents: match (&output.latents, &self.config.vae) {
                 (Some(l), Some(v)) => Some(LatentShards {
@@ -85,21 +98,26 @@ fn score_heads(heads: &[Head], embedding: &[f32], dir: &Path) -> Result<BTreeMap
         .collect()
 }
 
-/// The text the encode stage read for each cut file, in the files' order.
-fn texts_by_file(encode: &pipeline::encode::EncodeStats, dir: &Path) -> Result<Vec<TextScore>> {
+/// What the encode stage found for each cut file (`findings`: by first frame, ascending), in
+/// the files' order; `what` names it in the error when a file has none.
+fn by_file<T: Clone>(
+    encode: &pipeline::encode::EncodeStats,
+    findings: &[(u64, T)],
+    what: &str,
+    dir: &Path,
+) -> Result<Vec<T>> {
     encode
         .clips
         .iter()
         .map(|file| {
-            encode
-                .clip_texts
-                .binary_search_by_key(&file.start_frame, |&(start, _)| start)
-                .map(|i| encode.clip_texts[i].1.clone())
+            findings
+                .binary_search_by_key(&file.start_frame, |(start, _)| *start)
+                .map(|i| findings[i].1.clone())
                 .map_err(|_| {
                     Error::input(
                         dir,
                         format!(
-                            "no text was read for the clip file of output frames {}..{}",
+                            "no {what} was made for the clip file of output frames {}..{}",
                             file.start_frame, file.end_frame
                         ),
                     )

@@ -56,6 +56,8 @@ pub struct Job<'a> {
     pub vae_fingerprint: Option<&'a str>,
     /// `clips.heads`, loaded: they score each clip's embedding.
     pub heads: &'a [crate::heads::Head],
+    /// The checked caption endpoint (`caption`).
+    pub captioner: Option<&'a std::sync::Arc<crate::caption::Captioner>>,
 }
 
 /// What the VAE model says about its latents (asked once per run, before decoding).
@@ -79,7 +81,7 @@ impl Job<'_> {
             .unwrap_or_else(|| output_stem(input));
         let final_dir = self.out_dir.join(relative);
         let partial = PartialDir::create(partial_path(&final_dir))?;
-        let output = self.run_stages(input, &info, &stem, &partial)?;
+        let output = self.run_stages(input, &info, (&stem, &final_dir), &partial)?;
         let report = self.write_outputs(input, &info, &stem, &partial, &output)?;
         partial.commit(&final_dir)?;
         log_done(input, &final_dir, &report);
@@ -105,13 +107,33 @@ impl Job<'_> {
         Ok(info)
     }
 
+    /// The captioner with this output's cache (`caption`): the partial folder's
+    /// `captions.jsonl`, holding what the previous finished output and any failed job of it
+    /// were answered.
+    fn caption_target(
+        &self,
+        partial: &PartialDir,
+        final_dir: &Path,
+    ) -> Result<Option<pipeline::clip_caption::CaptionTarget>> {
+        let Some(captioner) = self.captioner else {
+            return Ok(None);
+        };
+        let earlier = final_dir.join(crate::caption::cache::CAPTIONS_FILE);
+        let cache =
+            crate::caption::cache::CaptionCache::open(&partial.captions_file(), &[earlier])?;
+        Ok(Some(pipeline::clip_caption::CaptionTarget {
+            captioner: std::sync::Arc::clone(captioner),
+            cache: std::sync::Arc::new(cache),
+        }))
+    }
+
     /// Plans the input's stages into `partial` and runs them; an input of which no frame
     /// decodes is an error.
     fn run_stages(
         &self,
         input: &Path,
         info: &SourceInfo,
-        stem: &str,
+        (stem, final_dir): (&str, &Path),
         partial: &PartialDir,
     ) -> Result<PipelineOutput> {
         let outputs = pipeline::plan::Outputs {
@@ -119,6 +141,7 @@ impl Job<'_> {
             latents: self.latents_target(input, info, partial),
             clips_dir: Some(partial.path.join(CLIPS_DIR)),
             thumbs_dir: Some(partial.path.clone()),
+            captions: self.caption_target(partial, final_dir)?,
             threads_per_input: self.threads_per_input,
         };
         let progress = self.progress_bar(info, stem);

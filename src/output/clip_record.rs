@@ -64,6 +64,20 @@ pub struct ClipRecord {
     /// it is kept. A dropped clip has no file and is not exported unless asked for.
     #[serde(default)]
     pub dropped: Vec<String>,
+    /// What the `caption` server said the clip shows (absent without `caption`, or when no
+    /// caption could be made: then `caption_error` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// The model that wrote `caption`, as the server named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_model: Option<String>,
+    /// The id of the settings `caption` was asked with (model, prompt, frames, size,
+    /// max_tokens, temperature: `CaptionConfig::settings_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_settings: Option<String>,
+    /// Why the clip has no caption (`caption.on_error: skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_error: Option<String>,
 }
 
 /// What Tesseract read on a clip's frames (`clips.text.frames` of them, spread from its first
@@ -92,6 +106,26 @@ impl ClipRecord {
     /// Whether the clip passed every filter.
     pub fn kept(&self) -> bool {
         self.dropped.is_empty()
+    }
+
+    /// Sets the caption fields from a caption request's outcome (`None`: none was asked for).
+    pub fn set_caption(&mut self, outcome: Option<&crate::caption::Outcome>) {
+        use crate::caption::Outcome;
+        (
+            self.caption,
+            self.caption_model,
+            self.caption_settings,
+            self.caption_error,
+        ) = match outcome {
+            Some(Outcome::Captioned { caption, .. }) => (
+                Some(caption.caption.clone()),
+                Some(caption.model.clone()),
+                Some(caption.settings.clone()),
+                None,
+            ),
+            Some(Outcome::Failed { error, .. }) => (None, None, None, Some(error.clone())),
+            None => (None, None, None, None),
+        };
     }
 }
 
@@ -165,6 +199,48 @@ pub struct ClipsReport {
     /// several bounds counts under each.
     #[serde(default)]
     pub filtered_by: BTreeMap<String, usize>,
+    /// How the clips' captions were made (`caption` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captions: Option<CaptionCounts>,
+}
+
+/// The report's account of a run's captions: clips captioned (from the server or from the
+/// cache), clips without one, and the requests it took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionCounts {
+    pub captioned: usize,
+    /// Captioned from `captions.jsonl`, no request sent.
+    pub from_cache: usize,
+    /// Clips with `caption_error` instead.
+    pub failed: usize,
+    /// Requests sent, retries included.
+    pub requests: u64,
+}
+
+impl CaptionCounts {
+    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a crate::caption::Outcome>) -> Self {
+        use crate::caption::Outcome;
+        let mut counts = CaptionCounts::default();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Captioned {
+                    from_cache,
+                    attempts,
+                    ..
+                } => {
+                    counts.captioned += 1;
+                    counts.from_cache += usize::from(*from_cache);
+                    counts.requests += u64::from(*attempts);
+                }
+                Outcome::Failed { attempts, .. } => {
+                    counts.failed += 1;
+                    counts.requests += u64::from(*attempts);
+                }
+            }
+        }
+        counts
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -62,6 +62,7 @@ impl FromPlan for EncodeStage {
                 rules: c.rules,
                 max_waiting,
                 text: plan.config.clips.as_ref().and_then(|c| c.text_scoring()),
+                captions: c.captions.clone(),
             })
         });
         Ok(Some(EncodeStage {

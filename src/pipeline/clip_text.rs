@@ -1,33 +1,18 @@
 //! Burned-in text of the clips the encoder cuts (`clips.text`), read from the frames the
-//! encoder is given: no clip file is decoded again. While a clip is encoded, a few of its
-//! frames are kept (shared references: nothing is copied on the encoder's thread); when it
-//! closes, the ones nearest its evenly spread positions (first, middle, last by default) go to
-//! a pool of Tesseract readers that makes their grey pictures and reads them while encoding
-//! goes on.
-//!
-//! A clip's length is only known when it closes, so its frames are kept at a stride that
-//! doubles whenever more than [`KEPT`] are held (a frame at offset 0 always is; the last frame
-//! is taken when the clip closes). A spread position is read from the kept frame nearest
-//! to it: exact for the first and last frames, within 1/[`KEPT`] of the clip for the others.
-//! Clips follow the encoder's roles exactly as `media::clip_mux::ClipCutter` cuts them: a clip
-//! starts at a `ClipStart` frame and ends at a `ClipEnd` frame or before the next start; one
-//! without an end when the video ends, or outside the cutter's length range, gets no file and
-//! is not read.
+//! encoder is given ([`super::clip_frames`]): when a clip closes, its frames nearest the evenly
+//! spread positions (first, middle, last by default) go to a pool of Tesseract readers that
+//! makes their grey pictures and reads them while encoding goes on.
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::clip_frames::ClosedClip;
 use super::normalize::{Canvas, NormFrame};
-use crate::clips::plan::spread;
 use crate::config::TextScoring;
 use crate::error::{Error, Result};
-use crate::media::clip_mux::FrameRole;
 use crate::ocr::{self, GreyPicture, ReadText};
 use crate::output::clip_record::TextScore;
-
-/// Most frames kept per open clip (a 1080p yuv420p frame is 3 MB).
-const KEPT: usize = 16;
 
 /// Tesseract's settings for `clips.text`.
 pub fn reader_settings(text: &TextScoring) -> ocr::TextSettings {
@@ -38,29 +23,17 @@ pub fn reader_settings(text: &TextScoring) -> ocr::TextSettings {
     }
 }
 
-/// The encode stage's text reading: the open clip's kept frames and the reader pool.
+/// The encode stage's text reading: the reader pool.
 pub struct ClipTextReading {
     /// The output video (named in errors).
     output: std::path::PathBuf,
     frames_per_clip: u32,
-    /// The clip lengths (frames) the cutter writes.
-    lengths: std::ops::RangeInclusive<u64>,
-    open: Option<OpenClip>,
-    /// The last frame given while a clip is open (the clip's last when the next one starts).
-    previous: Option<Arc<NormFrame>>,
     jobs: Option<Sender<ClipFrames>>,
     workers: Vec<JoinHandle<ReaderResult>>,
 }
 
 /// What a reader thread returns: each clip's text by its first frame, or why it stopped.
 type ReaderResult = std::result::Result<Vec<(u64, TextScore)>, String>;
-
-struct OpenClip {
-    start: u64,
-    stride: u64,
-    /// (offset in the clip, frame), offsets ascending.
-    kept: Vec<(u64, Arc<NormFrame>)>,
-}
 
 /// A closed clip's frames to read.
 struct ClipFrames {
@@ -70,11 +43,7 @@ struct ClipFrames {
 
 impl ClipTextReading {
     /// Starts one reader per core (each makes its Tesseract engine on its first clip).
-    pub fn start(
-        output: &std::path::Path,
-        settings: &TextScoring,
-        (min_frames, max_frames): (u64, u64),
-    ) -> Self {
+    pub fn start(output: &std::path::Path, settings: &TextScoring) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let (tx, rx) = crossbeam_channel::bounded::<ClipFrames>(workers);
         let reader = reader_settings(settings);
@@ -90,68 +59,22 @@ impl ClipTextReading {
         ClipTextReading {
             output: output.to_path_buf(),
             frames_per_clip: settings.frames,
-            lengths: min_frames..=max_frames,
-            open: None,
-            previous: None,
             jobs: Some(tx),
             workers,
         }
     }
 
-    /// The next output frame, coded as `role`.
-    pub fn frame(&mut self, norm: &Arc<NormFrame>, role: FrameRole) -> Result<()> {
-        if role == FrameRole::ClipStart {
-            if let Some(previous) = self.previous.take() {
-                self.close(&previous)?;
-            }
-            self.open = Some(OpenClip {
-                start: norm.index,
-                stride: 1,
-                kept: Vec::new(),
-            });
-        }
-        let Some(open) = self.open.as_mut() else {
-            return Ok(());
-        };
-        let offset = norm.index - open.start;
-        if offset.is_multiple_of(open.stride) {
-            keep(&mut open.kept, &mut open.stride, offset, Arc::clone(norm));
-        }
-        if role == FrameRole::ClipEnd {
-            self.previous = None;
-            return self.close(norm);
-        }
-        self.previous = Some(Arc::clone(norm));
-        Ok(())
-    }
-
-    /// Ends the open clip at `last` and hands its frames to the readers.
-    fn close(&mut self, last: &Arc<NormFrame>) -> Result<()> {
-        let Some(open) = self.open.take() else {
-            return Ok(());
-        };
-        let frames = last.index - open.start + 1;
-        if !self.lengths.contains(&frames) {
-            return Ok(());
-        }
-        let offsets: Vec<u64> = open.kept.iter().map(|(o, _)| *o).collect();
-        let frames = choose(&offsets, frames, self.frames_per_clip)
-            .into_iter()
-            .map(|choice| match choice {
-                Choice::Kept(i) => Arc::clone(&open.kept[i].1),
-                Choice::Last => Arc::clone(last),
-            })
-            .collect();
+    /// Hands a closed clip's frames to the readers.
+    pub fn clip(&mut self, clip: &ClosedClip) {
         let job = ClipFrames {
-            start: open.start,
-            frames,
+            start: clip.start,
+            frames: clip.spread(self.frames_per_clip),
         };
         let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
             // Every reader stopped: one failed, and `finish` reports why.
             self.jobs = None;
         }
-        Ok(())
     }
 
     /// Waits for the readers; each read clip's text by its first frame, in frame order. A clip
@@ -181,47 +104,6 @@ impl ClipTextReading {
         all.sort_by_key(|&(start, _)| start);
         Ok(all)
     }
-}
-
-/// Keeps `item` at `offset` (a multiple of `stride`); past [`KEPT`] items, doubles the stride
-/// and keeps only the items on it.
-fn keep<T>(kept: &mut Vec<(u64, T)>, stride: &mut u64, offset: u64, item: T) {
-    kept.push((offset, item));
-    if kept.len() > KEPT {
-        *stride *= 2;
-        let s = *stride;
-        kept.retain(|(o, _)| o.is_multiple_of(s));
-    }
-}
-
-/// Which frame serves a spread position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Choice {
-    /// The kept frame at this index of the kept list.
-    Kept(usize),
-    /// The clip's last frame.
-    Last,
-}
-
-/// The frames read for a clip of `frames` frames, `count` spread positions: the last frame
-/// for the last position, else the kept frame (`offsets`, ascending) nearest each; a frame
-/// serving two positions is read once.
-fn choose(offsets: &[u64], frames: u64, count: u32) -> Vec<Choice> {
-    let mut out: Vec<Choice> = Vec::new();
-    for position in spread(frames, count) {
-        let choice = if position == frames - 1 {
-            Choice::Last
-        } else {
-            match (0..offsets.len()).min_by_key(|&i| offsets[i].abs_diff(position)) {
-                Some(i) => Choice::Kept(i),
-                None => continue,
-            }
-        };
-        if !out.contains(&choice) {
-            out.push(choice);
-        }
-    }
-    out
 }
 
 /// The grey picture text is read from, made from the frame's luma plane.
@@ -293,42 +175,6 @@ mod tests {
             text: text.into(),
             gave_up,
         }
-    }
-
-    /// The kept frames of a clip of `frames` frames, by offset.
-    fn kept_offsets(frames: u64) -> Vec<u64> {
-        let (mut kept, mut stride) = (Vec::new(), 1);
-        for offset in 0..frames {
-            if offset.is_multiple_of(stride) {
-                keep(&mut kept, &mut stride, offset, ());
-            }
-        }
-        kept.into_iter().map(|(o, ())| o).collect()
-    }
-
-    #[test]
-    fn kept_frames_stay_few_and_spread_positions_are_met_closely() {
-        for frames in [1, 2, 3, 16, 17, 90, 120, 300, 1000, 9000] {
-            let kept = kept_offsets(frames);
-            assert!(kept.len() <= KEPT, "{frames}: {kept:?}");
-            assert_eq!(kept[0], 0);
-            for count in 1..=5 {
-                let positions = spread(frames, count);
-                let chosen = choose(&kept, frames, count);
-                for &p in &positions {
-                    let served = chosen.iter().any(|c| match *c {
-                        Choice::Last => p == frames - 1,
-                        Choice::Kept(i) => kept[i].abs_diff(p) * KEPT as u64 <= frames,
-                    });
-                    assert!(
-                        served,
-                        "{frames} frames, position {p}: {chosen:?} of {kept:?}"
-                    );
-                }
-            }
-        }
-        assert_eq!(choose(&kept_offsets(90), 90, 3).len(), 3);
-        assert_eq!(choose(&[0], 1, 3), [Choice::Last]);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crossbeam_channel::{select, Receiver};
 use ffmpeg_next as ff;
 use serde::Serialize;
 
-use super::clip_text::ClipTextReading;
+use super::clip_caption::CaptionTarget;
+use super::clip_work::ClipWork;
 use super::normalize::NormFrame;
 use super::scenes::{frame_on_output, scenes_on_output, SceneCut, SceneEvent};
 use super::stage::{BusyTimer, Cancel};
@@ -41,6 +42,9 @@ pub struct EncodeStats {
     /// The burned-in text of each clip file (`clips.text` only), by its first frame.
     #[serde(skip)]
     pub clip_texts: Vec<(u64, crate::output::clip_record::TextScore)>,
+    /// The caption of each clip file (`caption` only), by its first frame.
+    #[serde(skip)]
+    pub clip_captions: crate::caption::pool::Outcomes,
     /// Frames encoded before the scene stage could say whether a clip starts or ends there
     /// (the wait was longer than the frame budget): a clip boundary there is not cut.
     pub undecided_frames: u64,
@@ -54,6 +58,8 @@ pub struct ClipCutting {
     pub max_waiting: usize,
     /// `clips.text`: read each clip's burned-in text from its frames.
     pub text: Option<crate::config::TextScoring>,
+    /// `caption`: ask for each clip's caption from its frames.
+    pub captions: Option<CaptionTarget>,
 }
 
 pub struct EncodeStage {
@@ -141,8 +147,8 @@ struct Waiting {
     sent: u64,
     undecided: u64,
     fps: Option<f64>,
-    /// Burned-in text read from the clips' frames (`clips.text` only).
-    text: Option<ClipTextReading>,
+    /// Text reading and captions of the clips as they close.
+    work: Option<ClipWork>,
 }
 
 impl Waiting {
@@ -175,10 +181,10 @@ impl Waiting {
         frame_on_output(index, time, self.fps).0
     }
 
-    /// Hands an encoded frame to the text reading, when clips' text is read.
-    fn read_text(&mut self, norm: &Arc<NormFrame>, role: FrameRole) -> Result<()> {
-        match self.text.as_mut() {
-            Some(text) => text.frame(norm, role),
+    /// Hands an encoded frame to the clip work, when there is some.
+    fn clip_work(&mut self, norm: &Arc<NormFrame>, role: FrameRole) -> Result<()> {
+        match self.work.as_mut() {
+            Some(work) => work.frame(norm, role),
             None => Ok(()),
         }
     }
@@ -257,29 +263,30 @@ impl EncodeStage {
             if let Some(w) = &mut waiting {
                 for (norm, role) in w.ready(None) {
                     self.encode(&mut muxer, &mut timer, &norm, role)?;
-                    w.read_text(&norm, role)?;
+                    w.clip_work(&norm, role)?;
                 }
             }
         }
         // The video is over: once every cut is known, the last frames' roles are too.
         news.until_complete(waiting.as_mut());
         let mut undecided_frames = 0;
-        let mut clip_texts = Vec::new();
+        let mut findings = Default::default();
         if let Some(mut w) = waiting {
             for (norm, role) in w.ready(Some(received)) {
                 self.encode(&mut muxer, &mut timer, &norm, role)?;
-                w.read_text(&norm, role)?;
+                w.clip_work(&norm, role)?;
             }
             undecided_frames = w.undecided;
-            if let Some(text) = w.text {
-                clip_texts = text.finish()?;
+            if let Some(work) = w.work {
+                findings = work.finish()?;
             }
         }
         let duration = last_time
             .map(|t| t + 1.0 / f64::from(self.video.frame_rate))
             .unwrap_or(0.0);
         let mut stats = self.finish(muxer, timer, news.into_cuts()?, duration, undecided_frames)?;
-        stats.clip_texts = clip_texts;
+        let super::clip_work::ClipFindings { texts, captions } = findings;
+        (stats.clip_texts, stats.clip_captions) = (texts, captions);
         Ok(stats)
     }
 
@@ -307,13 +314,12 @@ impl EncodeStage {
             sent: 0,
             undecided: 0,
             fps: self.fps,
-            text: clips.text.as_ref().map(|settings| {
-                ClipTextReading::start(
-                    &self.path,
-                    settings,
-                    (clips.rules.min_frames, clips.rules.max_frames),
-                )
-            }),
+            work: ClipWork::start(
+                &self.path,
+                (clips.rules.min_frames, clips.rules.max_frames),
+                clips.text.as_ref(),
+                clips.captions.as_ref(),
+            ),
         };
         Ok((muxer, Some(waiting)))
     }
@@ -371,6 +377,7 @@ impl EncodeStage {
             chapters: chapter_count,
             clips,
             clip_texts: Vec::new(),
+            clip_captions: Vec::new(),
             undecided_frames,
         })
     }

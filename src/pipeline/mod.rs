@@ -19,7 +19,10 @@
 //! a stage becomes [`Error::StagePanicked`] (its channel ends drop while unwinding, so nobody hangs).
 pub mod annotate;
 pub mod build;
+pub mod clip_caption;
+pub mod clip_frames;
 pub mod clip_text;
+pub mod clip_work;
 pub mod decode;
 pub mod encode;
 pub mod frame_batch;

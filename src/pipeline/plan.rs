@@ -44,6 +44,8 @@ pub struct ClipsPlan {
     pub rules: crate::clips::plan::ClipRules,
     /// `OUT/<stem>.partial/clips`, when the pipeline encodes.
     pub dir: Option<PathBuf>,
+    /// Captions asked for as the clip files are cut (`caption`, with `dir`).
+    pub captions: Option<super::clip_caption::CaptionTarget>,
 }
 
 /// The CLIP stage.
@@ -91,6 +93,8 @@ pub struct Outputs {
     pub clips_dir: Option<PathBuf>,
     /// The output folder, when scene thumbnails are written into it.
     pub thumbs_dir: Option<PathBuf>,
+    /// The run's captioner and the output's caption cache (`caption`).
+    pub captions: Option<super::clip_caption::CaptionTarget>,
     /// Threads for the decoder and the encoder when several inputs run at once (0: as the
     /// config says).
     pub threads_per_input: u32,
@@ -153,7 +157,11 @@ impl<'a> Plan<'a> {
         };
         let clips = config.clips.as_ref().map(|cfg| ClipsPlan {
             rules: crate::clips::plan::ClipRules::new(cfg, output_fps(config, info)),
-            dir: outputs.clips_dir.filter(|_| encode.is_some()),
+            dir: outputs.clips_dir.clone().filter(|_| encode.is_some()),
+            captions: outputs
+                .captions
+                .clone()
+                .filter(|_| encode.is_some() && outputs.clips_dir.is_some()),
         });
         let on_device = device_frames(config, device, encode.is_some(), vae.is_some());
         let frames = Frames::choose(on_device, info)?;
