@@ -259,6 +259,22 @@ pub enum Command {
     /// one clip kept per group, written to DIR/duplicates.jsonl; a persisted index makes the
     /// next batch compare with everything deduplicated before.
     Dedup(DedupArgs),
+    /// Add or refresh the captions of finished outputs' clips from their clip files, with a
+    /// pipeline's `caption` section (the server may be up only after `run`, or elsewhere): clips
+    /// already captioned with the same model, prompt and settings are left as they are.
+    Caption {
+        /// Finished output folders, or folders searched recursively for them; unfinished ones
+        /// are skipped with a warning.
+        #[arg(required = true, value_name = "OUTDIR")]
+        dirs: Vec<PathBuf>,
+        /// The pipeline config whose `caption` section says how.
+        #[arg(short, long, value_name = "FILE")]
+        pipeline: PathBuf,
+        /// Ask again for clips captioned with these settings already (answers in an output's
+        /// captions.jsonl are still reused: nothing is paid twice).
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Rank any labels for each scene of a processed output, from its stored CLIP embeddings.
     Describe {
         /// A finished output folder (OUT/<stem>) or its report JSON.

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod client;
 pub mod images;
+pub mod outputs;
 pub mod pool;
 pub mod request;
 

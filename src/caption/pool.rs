@@ -1,4 +1,4 @@
-//! The workers that caption one output's clips: `caption.concurrency` threads, each turning a
+//! The workers that caption clips (each with its output's cache): `caption.concurrency` threads, each turning a
 //! clip's frames into JPEGs and asking the server (or the cache), so that many requests are in
 //! flight while the caller goes on (the encoder keeps encoding; `framepipe caption` keeps
 //! decoding). Clips are handed over through a bounded channel (`concurrency` clips wait at
@@ -29,6 +29,8 @@ pub struct ClipJob {
     pub number: u64,
     /// How errors name it (`clip from output frame 120`, a clip id).
     pub name: String,
+    /// The cache of the output it belongs to.
+    pub cache: Arc<CaptionCache>,
     pub pictures: Box<dyn ClipPictures>,
 }
 
@@ -46,18 +48,13 @@ pub struct CaptionPool {
 pub type Outcomes = Vec<(u64, Outcome)>;
 
 impl CaptionPool {
-    pub fn start(captioner: Arc<Captioner>, cache: Arc<CaptionCache>) -> CaptionPool {
+    pub fn start(captioner: Arc<Captioner>) -> CaptionPool {
         let workers = captioner.config.concurrency.max(1);
         let (tx, rx) = crossbeam_channel::bounded::<ClipJob>(workers);
         let stop: Stop = Arc::default();
         let workers = (0..workers)
             .map(|i| {
-                let (rx, captioner, cache, stop) = (
-                    rx.clone(),
-                    Arc::clone(&captioner),
-                    Arc::clone(&cache),
-                    Arc::clone(&stop),
-                );
+                let (rx, captioner, stop) = (rx.clone(), Arc::clone(&captioner), Arc::clone(&stop));
                 std::thread::Builder::new()
                     .name(format!("caption-{i}"))
                     .spawn(move || {
@@ -68,7 +65,7 @@ impl CaptionPool {
                                 continue;
                             }
                             let (number, name) = (job.number, job.name.clone());
-                            let outcome = caption_one(&captioner, &cache, &mut maker, job);
+                            let outcome = caption_one(&captioner, &mut maker, job);
                             if let Outcome::Failed { error, .. } = &outcome {
                                 if captioner.config.on_error == OnError::Fail {
                                     stop.lock()
@@ -133,17 +130,12 @@ impl CaptionPool {
     }
 }
 
-fn caption_one(
-    captioner: &Captioner,
-    cache: &CaptionCache,
-    maker: &mut JpegMaker,
-    job: ClipJob,
-) -> Outcome {
+fn caption_one(captioner: &Captioner, maker: &mut JpegMaker, job: ClipJob) -> Outcome {
     let jpegs = job.pictures.jpegs(maker, captioner.config.size);
     // The frames (megabytes each) are let go before the request, which may take seconds.
     drop(job.pictures);
     match jpegs {
-        Ok(jpegs) if !jpegs.is_empty() => captioner.caption(cache, &jpegs),
+        Ok(jpegs) if !jpegs.is_empty() => captioner.caption(&job.cache, &jpegs),
         Ok(_) => Outcome::Failed {
             error: "no frame to send".into(),
             attempts: 0,

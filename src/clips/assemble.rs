@@ -295,3 +295,17 @@ pub fn write_jsonl(dir: &Path, records: &[ClipRecord]) -> Result<()> {
     }
     std::fs::write(&path, text).map_err(|e| Error::io(&path, "writing the clips list", e))
 }
+
+/// Rewrites a finished output's `clips.jsonl`: written beside it under a temporary name and
+/// renamed over it, so a reader sees the old list or the new one, never half of one.
+pub fn write_jsonl_atomically(dir: &Path, records: &[ClipRecord]) -> Result<()> {
+    let tmp = dir.join(format!(".{CLIPS_FILE}.tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, "making a temporary folder", e))?;
+    let written = write_jsonl(&tmp, records).and_then(|()| {
+        let path = dir.join(CLIPS_FILE);
+        std::fs::rename(tmp.join(CLIPS_FILE), &path)
+            .map_err(|e| Error::io(&path, "replacing the clips list", e))
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    written
+}

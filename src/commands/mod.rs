@@ -2,6 +2,7 @@
 //! [`CommandError::exit_code`]; an `Ok` code is a command that ran to its end (1 when some input
 //! failed, each already reported). `main` only parses, sets up logging, calls [`dispatch`] and
 //! reports the error.
+mod caption;
 mod dedup;
 pub mod error;
 mod export;
@@ -62,6 +63,11 @@ pub fn dispatch(cli: Cli) -> CommandResult {
         Command::Search(args) => query::search(args, global),
         Command::Export(args) => export::export(&args, global),
         Command::Dedup(args) => dedup::dedup(&args, global),
+        Command::Caption {
+            dirs,
+            pipeline,
+            refresh,
+        } => caption::caption(&dirs, &pipeline, refresh, global),
         command @ Command::Bench { .. } => bench(command, global),
         Command::Describe {
             output,

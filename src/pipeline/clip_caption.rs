@@ -50,6 +50,7 @@ pub struct ClipCaptioning {
     output: PathBuf,
     frames_per_clip: u32,
     pool: CaptionPool,
+    cache: Arc<CaptionCache>,
 }
 
 impl ClipCaptioning {
@@ -57,7 +58,8 @@ impl ClipCaptioning {
         ClipCaptioning {
             output: output.to_path_buf(),
             frames_per_clip: target.captioner.config.frames,
-            pool: CaptionPool::start(Arc::clone(&target.captioner), Arc::clone(&target.cache)),
+            pool: CaptionPool::start(Arc::clone(&target.captioner)),
+            cache: Arc::clone(&target.cache),
         }
     }
 
@@ -67,6 +69,7 @@ impl ClipCaptioning {
         let job = ClipJob {
             number: clip.start,
             name: format!("the clip from output frame {}", clip.start),
+            cache: Arc::clone(&self.cache),
             pictures: Box::new(CanvasPictures(clip.spread(self.frames_per_clip))),
         };
         self.pool.submit(job).map_err(|why| self.failed(&why))
