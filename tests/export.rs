@@ -184,9 +184,10 @@ fn record(
         text: None,
         heads: Default::default(),
         dropped: Vec::new(),
-        caption: None,
-        caption_model: None,
-        caption_settings: None,
+        // Captions on the even scenes' clips with files (not ASCII: the `.txt` member is UTF-8).
+        caption: (file && scene % 2 == 0).then(|| format!("Scene {scene}: a café at night, ✓")),
+        caption_model: (file && scene % 2 == 0).then(|| "stand-in-vlm".to_string()),
+        caption_settings: (file && scene % 2 == 0).then(|| "0123456789abcdef".to_string()),
         caption_error: None,
     }
 }
@@ -437,6 +438,7 @@ struct WdsSample {
     json: serde_json::Value,
     mp4_sha256: Option<String>,
     mp4_size: Option<u64>,
+    txt: Option<String>,
     npy: Option<NpyRead>,
     #[serde(rename = "latents.npy")]
     latents: Option<NpyRead>,
@@ -541,6 +543,9 @@ fn webdataset_shards_hold_every_clip_as_written() {
                 m.push(format!("{k}.mp4"));
             }
             m.push(format!("{k}.json"));
+            if r.caption.is_some() {
+                m.push(format!("{k}.txt"));
+            }
             if r.embedding.is_some() {
                 m.push(format!("{k}.npy"));
             }
@@ -586,6 +591,11 @@ fn webdataset_shards_hold_every_clip_as_written() {
             }
             None => assert!(sample.mp4_sha256.is_none(), "{}: no file, no .mp4", r.id),
         }
+        assert_eq!(
+            sample.txt, r.caption,
+            "{}: the .txt member is the caption",
+            r.id
+        );
         match &r.embedding {
             Some(e) => {
                 let npy = sample.npy.as_ref().unwrap();
@@ -800,6 +810,8 @@ fn parquet_rows_are_typed_columns_of_the_records() {
                 false
             ),
             ("dropped", "list<item: string not null>", false),
+            ("caption", "string", true),
+            ("caption_model", "string", true),
         ]
     );
     let expected: Vec<PqRow> = fx.clips().map(|(folder, r)| pq_row(folder, r)).collect();

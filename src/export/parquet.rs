@@ -15,6 +15,7 @@
 //! | `text_area`, `text_words`, `text` | float64, int64, utf8: the clip's burned-in text, null when not read |
 //! | `heads` | list<struct<name: utf8, score: float64>>, empty without heads |
 //! | `dropped` | list<utf8>, the reasons `clips.filters` dropped the clip (empty when kept) |
+//! | `caption`, `caption_model` | utf8: the clip's caption and the model that wrote it, null without one |
 //!
 //! Signed integers because most readers (pandas, Spark, DuckDB's casts) handle them best. D is
 //! the first embedding's size across the whole export, so every file has one schema; a clip with
@@ -107,6 +108,8 @@ impl Layout {
             utf8("text", true),
             Field::new("heads", DataType::List(Arc::new(head_item())), false),
             Field::new("dropped", DataType::List(Arc::new(reason_item())), false),
+            utf8("caption", true),
+            utf8("caption_model", true),
         ]);
         Ok(Layout {
             schema: Arc::new(schema),
@@ -192,12 +195,14 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
     let floats = |f: &dyn Fn(&crate::output::clip_record::ClipRecord) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(records().map(f)))
     };
+    let optional_strings =
+        |f: &dyn Fn(&crate::output::clip_record::ClipRecord) -> Option<&str>| -> ArrayRef {
+            Arc::new(StringArray::from(records().map(f).collect::<Vec<_>>()))
+        };
     let columns: Vec<ArrayRef> = vec![
         strings(&|c| c.clip.key.clone()),
         strings(&|c| c.clip.record.id.clone()),
-        Arc::new(StringArray::from(
-            records().map(|r| r.file.as_deref()).collect::<Vec<_>>(),
-        )),
+        optional_strings(&|r| r.file.as_deref()),
         strings(&|c| c.output.marker.input.clone()),
         strings(&|c| c.output.dir.display().to_string()),
         strings(&|c| c.output.marker.config_hash.clone()),
@@ -235,13 +240,11 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
                 .map(|r| r.text.as_ref().map(|t| i64::from(t.words)))
                 .collect::<Vec<_>>(),
         )),
-        Arc::new(StringArray::from(
-            records()
-                .map(|r| r.text.as_ref().map(|t| t.text.as_str()))
-                .collect::<Vec<_>>(),
-        )),
+        optional_strings(&|r| r.text.as_ref().map(|t| t.text.as_str())),
         heads(clips)?,
         reasons(clips)?,
+        optional_strings(&|r| r.caption.as_deref()),
+        optional_strings(&|r| r.caption_model.as_deref()),
     ];
     RecordBatch::try_new(layout.schema.clone(), columns)
 }

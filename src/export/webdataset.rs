@@ -1,7 +1,8 @@
 //! WebDataset shards (<https://github.com/webdataset/webdataset>): plain tar files whose members
 //! are grouped into samples by key. Per clip, in this order: `<key>.mp4` (the clip file, when the
 //! record has one), `<key>.json` (the `clips.jsonl` record plus a `source` object naming the input,
-//! the output folder and the config hash), `<key>.npy` (the embedding, float32 1-D, when
+//! the output folder and the config hash), `<key>.txt` (the caption, UTF-8, when the clip has
+//! one: the member text-video loaders read), `<key>.npy` (the embedding, float32 1-D, when
 //! present), `<key>.latents.npy` (the latent rows [n, C, h, w] as stored: F16 or F32; BF16,
 //! which numpy lacks, widened to F32 exactly). Members carry fixed metadata (mode 0644, uid/gid
 //! 0, mtime 0), so the same outputs always give byte-identical shards.
@@ -74,6 +75,9 @@ pub fn write_shard(path: &Path, clips: &[ClipRef]) -> Result<(), ExportError> {
         })
         .expect("a clip record serializes");
         append_bytes(&mut tar, &format!("{key}.json"), &json).map_err(fail)?;
+        if let Some(caption) = &record.caption {
+            append_bytes(&mut tar, &format!("{key}.txt"), caption.as_bytes()).map_err(fail)?;
+        }
         if let Some(embedding) = &record.embedding {
             append_bytes(&mut tar, &format!("{key}.npy"), &npy::f32_vector(embedding))
                 .map_err(fail)?;
