@@ -185,9 +185,10 @@ fn record(
         heads: Default::default(),
         dropped: Vec::new(),
         // Captions on the even scenes' clips with files (not ASCII: the `.txt` member is UTF-8).
-        caption: (file && scene % 2 == 0).then(|| format!("Scene {scene}: a café at night, ✓")),
-        caption_model: (file && scene % 2 == 0).then(|| "stand-in-vlm".to_string()),
-        caption_settings: (file && scene % 2 == 0).then(|| "0123456789abcdef".to_string()),
+        caption: (file && scene.is_multiple_of(2))
+            .then(|| format!("Scene {scene}: a café at night, ✓")),
+        caption_model: (file && scene.is_multiple_of(2)).then(|| "stand-in-vlm".to_string()),
+        caption_settings: (file && scene.is_multiple_of(2)).then(|| "0123456789abcdef".to_string()),
         caption_error: None,
     }
 }

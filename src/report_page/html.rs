@@ -6,7 +6,8 @@
 //! Class names are stable (the tests and anyone styling the page rely on them): `index-row`,
 //! `output`, `timeline`, `scene`, `thumb` (`thumb-first`/`-middle`/`-last`), `tags`, `tag`,
 //! `tag-label`, `tag-score`, `transition-in`, `play`, `clip`, `clip-item` (`dropped` for a clip
-//! the filters dropped), `clip-scores`, `clip-dropped`, `warning`, `note`, `skipped-item`.
+//! the filters dropped), `clip-scores`, `clip-dropped`, `clip-caption` (its model in the title),
+//! `clip-caption-error`, `warning`, `note`, `skipped-item`.
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,7 @@ img.thumb{width:192px;height:auto;margin-right:3px;border:1px solid #d0d7de;back
 .clip{display:block}
 .clip-item{margin:0 0 4px}.clip-scores,.clip-dropped{display:block;font-size:.85em}
 .clip-scores{color:#57606a}.clip-dropped{color:#a40e26}
+.clip-caption{display:block;font-style:italic;margin:2px 0}.clip-caption-error{display:block;font-size:.85em;color:#9a6700}
 .clip-item.dropped{opacity:.55;background:#f0f2f5}.clip-item.dropped .clip{text-decoration:line-through}
 "#;
 
@@ -430,9 +432,28 @@ fn clips_cell(h: &mut String, e: &Entry, clips: &[&ClipRecord]) {
                 text(&c.dropped.join("; "))
             );
         }
+        caption_line(h, c);
         h.push_str("</div>");
     }
     h.push_str("</td>");
+}
+
+/// The clip's caption and the model that wrote it, or why it has none.
+fn caption_line(h: &mut String, c: &ClipRecord) {
+    if let Some(caption) = &c.caption {
+        let _ = write!(
+            h,
+            "<q class=\"clip-caption\" title=\"{}\">{}</q>",
+            text(c.caption_model.as_deref().unwrap_or("")),
+            text(caption)
+        );
+    } else if let Some(error) = &c.caption_error {
+        let _ = write!(
+            h,
+            "<span class=\"clip-caption-error\">no caption: {}</span>",
+            text(error)
+        );
+    }
 }
 
 /// A clip's scores in one line: motion, blank and frozen (when recorded) and each head's.

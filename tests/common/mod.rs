@@ -10,6 +10,7 @@ use serde_json::Value;
 mod shared;
 #[allow(unused_imports)]
 pub use shared::*;
+pub mod browser;
 pub mod watchdog;
 
 /// The binary under test.
