@@ -338,6 +338,11 @@ pub struct SearchArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Which score orders the hits: CLIP's cosine (`clip`), BM25 over the scenes' clip captions
+    /// (`captions`: text queries, scene rows), or both rankings fused (`hybrid`). Hits show both
+    /// scores whenever the outputs have captions.
+    #[arg(long, value_enum, default_value = "clip")]
+    pub rank: crate::search::captions::Rank,
 }
 
 #[derive(Debug, clap::Args)]

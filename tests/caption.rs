@@ -641,3 +641,93 @@ fn caption_command_captions_finished_outputs_later() {
         stderr(&o)
     );
 }
+
+/// `search --text` over captioned outputs: hits carry both the CLIP score and the captions'
+/// BM25 score; `--rank captions` and `hybrid` put the scene whose caption names the colour first,
+/// with the same CLIP scores `--rank clip` gives those rows.
+#[test]
+fn search_ranks_scenes_by_captions_next_to_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = colours_video(d);
+    let server = Server::start(d, &[]);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/framepipe-torch/tests/fixtures/clip-tiny");
+    let clip = format!(
+        r#"{{"model": {:?}, "labels": ["a colour"], "sample": {{"every_n_frames": 6}}, "batch_size": 8}}"#,
+        model.display().to_string()
+    );
+    let cfg = pipeline(
+        d,
+        "tagged.json",
+        &format!(
+            r#"{{"scenes": {{"detector": "content"}}, "clip": {clip}, "clips": {{"min_seconds": 1.0, "trim_seconds": 0.25}},
+                "encode": {{"preset": "ultrafast"}}, "device": "cpu", "caption": {}}}"#,
+            caption_section(&server.endpoint(), "")
+        ),
+    );
+    let out = d.join("out");
+    let o = run(&cfg, &out, &input);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_captions_match(&clips(&out));
+    let search = |rank: &str| -> Vec<serde_json::Value> {
+        let o = framepipe()
+            .args([
+                "-q", "search", "--device", "cpu", "--format", "json", "--top", "12",
+            ])
+            .arg("--model")
+            .arg(&model)
+            .args(["--text", "a magenta picture", "--rank", rank])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{rank}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["results"][0]["hits"].as_array().unwrap().clone()
+    };
+    let magenta = SCENES.iter().position(|(c, _)| *c == "magenta").unwrap() as u64;
+    let by_clip = search("clip");
+    assert_eq!(by_clip.len(), 12);
+    let clip_score = |scene: u64| {
+        by_clip.iter().find(|h| h["scene"] == scene).unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    for hit in &by_clip {
+        let named = hit["captions"].as_str().unwrap().starts_with("magenta ");
+        assert_eq!(hit["caption_score"].is_number(), named, "{hit}");
+    }
+    for rank in ["captions", "hybrid"] {
+        let hits = search(rank);
+        assert_eq!(hits[0]["scene"], magenta, "{rank}: {hits:?}");
+        assert!(hits[0]["caption_score"].as_f64().unwrap() > 0.0);
+        assert_eq!(hits[0]["fused"].is_number(), rank == "hybrid");
+        for h in &hits {
+            let (ours, device) = (
+                h["score"].as_f64().unwrap(),
+                clip_score(h["scene"].as_u64().unwrap()),
+            );
+            assert!(
+                (ours - device).abs() < 2e-3,
+                "{rank}: CLIP score {ours} vs {device}"
+            );
+        }
+    }
+    assert_eq!(
+        search("captions").len(),
+        1,
+        "only one scene's captions name magenta"
+    );
+    // Scene rows only: captions belong to scenes' clips.
+    let o = framepipe()
+        .args([
+            "search", "--device", "cpu", "--frames", "--rank", "hybrid", "--text", "red",
+        ])
+        .arg("--model")
+        .arg(&model)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("leave out --frames"), "{}", stderr(&o));
+}

@@ -30,6 +30,7 @@ pub fn search(args: SearchArgs, global: Global) -> CommandResult {
             Rows::Scenes
         },
         export_clips: args.export_clips.as_deref(),
+        rank: args.rank,
     };
     let report = search::search(&request)?;
     match args.format {

@@ -5,10 +5,12 @@
 //!
 //! The corpus ([`corpus`]) becomes one fp16 matrix on the device; every batch of queries is one
 //! matrix product there (framepipe-torch's `search_op`, exact top-k).
+pub mod captions;
 pub mod corpus;
 pub mod describe;
 pub mod present;
 pub mod query;
+pub mod rank;
 
 use framepipe_proto::ops::{ClipTexts, SearchFree, SearchLoad};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::torch::Torch;
+use captions::{CaptionIndex, Rank};
 use corpus::{Corpus, Rows};
 use query::{Query, QueryModel};
 
@@ -63,13 +66,26 @@ pub struct SearchRequest<'a> {
     pub min_score: Option<f32>,
     pub rows: Rows,
     pub export_clips: Option<&'a Path>,
+    /// Which score orders the hits (`clip`, `captions`, `hybrid`).
+    pub rank: Rank,
 }
 
 /// One ranked scene or frame.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
     pub rank: usize,
+    /// CLIP's cosine of the query and the row.
     pub score: f32,
+    /// BM25 of the (text) query against the scene's clip captions; absent when the scene has
+    /// no caption sharing a word with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_score: Option<f32>,
+    /// The reciprocal-rank-fused score the hit is ranked by (`--rank hybrid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<f64>,
+    /// The scene's clip captions, joined with " / " (outputs with captions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captions: Option<String>,
     /// The input video the output was made from.
     pub video: String,
     /// The output folder.
@@ -197,11 +213,13 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
         &corpus.rows,
     )
     .map_err(SearchError::Failed)?;
+    let captions = caption_index(req, &corpus)?;
     let embeddings: Vec<Vec<f32>> = queries.iter().map(|q| q.embedding.clone()).collect();
+    let depth = rank::clip_depth(req.rank, req.top, corpus.units.len());
     let ranked = index
-        .query(&embeddings, req.top.max(1))
+        .query(&embeddings, depth)
         .map_err(SearchError::Failed)?;
-    let results = results(req, &corpus, &queries, ranked)?;
+    let results = results(req, &corpus, captions.as_ref(), &queries, ranked)?;
     Ok(SearchReport {
         model: corpus_model.0,
         model_hash: corpus_model.1,
@@ -215,6 +233,28 @@ pub fn search(req: &SearchRequest) -> Result<SearchReport, SearchError> {
         coarse: index.coarse.clone(),
         results,
     })
+}
+
+/// The captions of the corpus's scenes, when any output has some; `--rank captions` and
+/// `hybrid` need them, and rank scenes.
+fn caption_index(
+    req: &SearchRequest,
+    corpus: &Corpus,
+) -> Result<Option<CaptionIndex>, SearchError> {
+    let index = CaptionIndex::build(corpus);
+    if req.rank != Rank::Clip {
+        if req.rows == Rows::Frames {
+            return Err(SearchError::Usage(
+                "--rank captions and hybrid rank scenes (captions belong to clips of scenes): leave out --frames".into(),
+            ));
+        }
+        if index.is_none() {
+            return Err(SearchError::Usage(
+                "--rank captions and hybrid need captions: none of the outputs has any (run them with a caption section, or `framepipe caption`)".into(),
+            ));
+        }
+    }
+    Ok(index)
 }
 
 /// The model (name, fingerprint) that made the corpus's rows; an error when there are no rows
@@ -272,22 +312,31 @@ fn embed_queries(
     Ok(queries)
 }
 
-/// Each query's ranked rows as hits (those under `--min-score` dropped, ranks renumbered),
-/// their clips cut out with `--export-clips`.
+/// Each query's ranked rows as hits (under `--rank clip`, those under `--min-score` dropped,
+/// ranks renumbered), their clips cut out with `--export-clips`.
 fn results(
     req: &SearchRequest,
     corpus: &Corpus,
+    captions: Option<&CaptionIndex>,
     queries: &[Query],
     ranked: Vec<Vec<(usize, f32)>>,
 ) -> Result<Vec<QueryResult>, SearchError> {
+    let ranking = rank::Ranking {
+        corpus,
+        captions,
+        rank: req.rank,
+        top: req.top,
+    };
     let mut results = Vec::new();
     for (qi, (query, rows)) in queries.iter().zip(ranked).enumerate() {
+        // Texts come first among the queries (`embed_queries`).
+        let text = (qi < req.texts.len()).then_some(query.label.as_str());
         let mut hits = Vec::new();
-        for (row, score) in rows {
-            if req.min_score.is_some_and(|m| score < m) {
-                continue;
+        for row in ranking.rank(&query.embedding, text, rows) {
+            let below = req.rank == Rank::Clip && req.min_score.is_some_and(|m| row.score < m);
+            if !below {
+                hits.push(hit(corpus, captions, &row, hits.len() + 1));
             }
-            hits.push(hit(corpus, row, score, hits.len() + 1));
         }
         if let Some(dir) = req.export_clips {
             export(dir, qi, &mut hits).map_err(SearchError::Failed)?;
@@ -300,13 +349,23 @@ fn results(
     Ok(results)
 }
 
-fn hit(corpus: &Corpus, row: usize, score: f32, rank: usize) -> Hit {
-    let unit = &corpus.units[row];
+fn hit(
+    corpus: &Corpus,
+    captions: Option<&CaptionIndex>,
+    row: &rank::RankedRow,
+    rank: usize,
+) -> Hit {
+    let unit = &corpus.units[row.row];
     let output = &corpus.outputs[unit.output];
     let scene = &output.scenes[unit.scene];
     Hit {
         rank,
-        score,
+        score: row.score,
+        caption_score: row.caption_score,
+        fused: row.fused,
+        captions: captions
+            .and_then(|c| c.text((unit.output, unit.scene)))
+            .map(String::from),
         video: output.source.clone(),
         output: output.dir.display().to_string(),
         output_video: output.video.as_ref().map(|v| v.display().to_string()),

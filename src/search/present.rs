@@ -8,7 +8,8 @@ fn span(start: f64, end: f64) -> String {
     format!("{:>17}", format!("{start:.2}-{end:.2} s"))
 }
 
-/// One block per query: rank, score, video, scene and its time span, the output video.
+/// One block per query: rank, CLIP score (and the captions' score), video, scene and its time
+/// span, the output video; the scene's captions under it.
 pub fn search_text(report: &SearchReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -29,9 +30,15 @@ pub fn search_text(report: &SearchReport) -> String {
                 (Some(f), Some(t)) => format!(" frame {f} at {t:.2} s"),
                 _ => String::new(),
             };
+            let lexical = match (hit.caption_score, hit.fused) {
+                (Some(c), Some(f)) => format!("  captions {c:.3} fused {f:.4}"),
+                (Some(c), None) => format!("  captions {c:.3}"),
+                (None, Some(f)) => format!("  fused {f:.4}"),
+                (None, None) => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {:>3}. {:>7.4}  {}  scene {}{}  {}  {}",
+                "  {:>3}. {:>7.4}{lexical}  {}  scene {}{}  {}  {}",
                 hit.rank,
                 hit.score,
                 hit.video,
@@ -43,6 +50,9 @@ pub fn search_text(report: &SearchReport) -> String {
                     .or(hit.output_video.as_deref())
                     .unwrap_or(&hit.output)
             );
+            if let Some(captions) = &hit.captions {
+                let _ = writeln!(out, "       \"{captions}\"");
+            }
         }
     }
     out
