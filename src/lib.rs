@@ -12,6 +12,8 @@
 //!          clips: the encoder starts each clip on an IDR frame ──► clips/<id>.mp4, clips.jsonl
 //!          curation: blank/frozen per decoded frame (scenes stage), text read from each clip's
 //!          frames as the encoder cuts it (Tesseract), heads on clip embeddings ──► `filters` drop clips, with their reasons
+//!          captions: each clip's frames as it closes ──► a pool of HTTP clients of an
+//!          OpenAI-compatible VLM server (retried, cached in captions.jsonl) ──► clips.jsonl `caption`
 //! ```
 //! Each stage is a thread; stages are joined by bounded channels (back-pressure, flat memory);
 //! decoded frames are shared by `Arc`. The model stages hand libtorch RGB made by swscale, or on
@@ -20,10 +22,13 @@
 //! (`runtime.device_frames`). Afterwards `search`/`describe` read the stored
 //! embeddings of finished outputs (no decoding), `dedup` groups near-duplicate clips by their
 //! signatures (`clips.jsonl` `phash`: 16 frames' pHashes, taken by the scenes stage) or
-//! embeddings into a persisted index. See `docs/architecture.md` for the design.
+//! embeddings into a persisted index, `caption` captions finished outputs' clip files, and
+//! `search` ranks scenes by CLIP, by BM25 over their captions, or both. See
+//! `docs/architecture.md` for the design.
 pub mod batch;
 pub mod bench;
 pub mod caption;
+pub mod caption_outputs;
 pub mod check;
 pub mod cli;
 pub mod clips;

@@ -11,7 +11,6 @@
 pub mod cache;
 pub mod client;
 pub mod images;
-pub mod outputs;
 pub mod pool;
 pub mod request;
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use super::filters::{self, ClipScores, DropReason};
 use super::motion::MotionSeries;
 use super::plan::{plan_clips, ClipRules, DroppedFrames, PlannedClip};
+use crate::caption::Outcome;
 use crate::config::ClipsConfig;
 use crate::error::{Error, Result};
 use crate::media::clip_mux::WrittenClip;
@@ -55,7 +56,7 @@ pub struct ClipSources<'a> {
     /// The burned-in text read from each file of `written`, in its order (`clips.text`).
     pub texts: Option<&'a [TextScore]>,
     /// The caption outcome of each file of `written`, in its order (`caption`).
-    pub captions: Option<&'a [crate::caption::Outcome]>,
+    pub captions: Option<&'a [Outcome]>,
     /// Scores clips' embeddings with `clips.heads` (when configured).
     pub heads: Option<HeadScorer<'a>>,
     /// The latent shards (vae runs only).
@@ -84,7 +85,7 @@ pub fn assemble(src: &ClipSources, dir: &Path) -> Result<(Vec<ClipRecord>, Clips
         )?;
         record.id = format!("{}_{:04}", src.output_id, records.len());
         // A dropped clip keeps the caption it was given while its file was cut.
-        record.set_caption(written.zip(src.captions).map(|(i, c)| &c[i]));
+        set_caption(&mut record, written.zip(src.captions).map(|(i, c)| &c[i]));
         // A dropped clip's file goes with the unused ones.
         record.file = match written {
             _ if !reasons.is_empty() => None,
@@ -242,7 +243,7 @@ fn summarize(
     dropped: DroppedFrames,
     filtered: &Filtered,
     without_file: usize,
-    (fps, captions): (f64, Option<&[crate::caption::Outcome]>),
+    (fps, captions): (f64, Option<&[Outcome]>),
 ) -> ClipsReport {
     let seconds = |f: u64| f as f64 / fps.max(1e-9);
     let DroppedFrames {
@@ -267,7 +268,7 @@ fn summarize(
         without_file,
         filtered: filtered.clips,
         filtered_by: filtered.by_reason.clone(),
-        captions: captions.map(CaptionCounts::of),
+        captions: captions.map(caption_counts),
     }
 }
 
@@ -283,6 +284,49 @@ fn times(clip: &PlannedClip, scenes: &[Scene], fps: f64) -> (f64, f64) {
         }
     };
     (at(clip.frames.start), at(clip.frames.end))
+}
+
+/// Sets a record's caption fields from its caption request's outcome (`None`: none was asked
+/// for).
+pub fn set_caption(record: &mut ClipRecord, outcome: Option<&Outcome>) {
+    (
+        record.caption,
+        record.caption_model,
+        record.caption_settings,
+        record.caption_error,
+    ) = match outcome {
+        Some(Outcome::Captioned { caption, .. }) => (
+            Some(caption.caption.clone()),
+            Some(caption.model.clone()),
+            Some(caption.settings.clone()),
+            None,
+        ),
+        Some(Outcome::Failed { error, .. }) => (None, None, None, Some(error.clone())),
+        None => (None, None, None, None),
+    };
+}
+
+/// The report's account of captions: clips captioned (from the cache too), failed, requests.
+pub fn caption_counts(outcomes: &[Outcome]) -> CaptionCounts {
+    let mut counts = CaptionCounts::default();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Captioned {
+                from_cache,
+                attempts,
+                ..
+            } => {
+                counts.captioned += 1;
+                counts.from_cache += usize::from(*from_cache);
+                counts.requests += u64::from(*attempts);
+            }
+            Outcome::Failed { attempts, .. } => {
+                counts.failed += 1;
+                counts.requests += u64::from(*attempts);
+            }
+        }
+    }
+    counts
 }
 
 /// Writes `clips.jsonl` (one record per line) into `dir`.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::error::CommandResult;
 use super::Global;
-use crate::caption::outputs::caption_outputs;
 use crate::caption::Captioner;
+use crate::caption_outputs::caption_outputs;
 use crate::config::PipelineConfig;
 use crate::error::Error;
 use crate::logging::Severity;

@@ -107,26 +107,6 @@ impl ClipRecord {
     pub fn kept(&self) -> bool {
         self.dropped.is_empty()
     }
-
-    /// Sets the caption fields from a caption request's outcome (`None`: none was asked for).
-    pub fn set_caption(&mut self, outcome: Option<&crate::caption::Outcome>) {
-        use crate::caption::Outcome;
-        (
-            self.caption,
-            self.caption_model,
-            self.caption_settings,
-            self.caption_error,
-        ) = match outcome {
-            Some(Outcome::Captioned { caption, .. }) => (
-                Some(caption.caption.clone()),
-                Some(caption.model.clone()),
-                Some(caption.settings.clone()),
-                None,
-            ),
-            Some(Outcome::Failed { error, .. }) => (None, None, None, Some(error.clone())),
-            None => (None, None, None, None),
-        };
-    }
 }
 
 /// Where a clip's motion score comes from.
@@ -216,31 +196,6 @@ pub struct CaptionCounts {
     pub failed: usize,
     /// Requests sent, retries included.
     pub requests: u64,
-}
-
-impl CaptionCounts {
-    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a crate::caption::Outcome>) -> Self {
-        use crate::caption::Outcome;
-        let mut counts = CaptionCounts::default();
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Captioned {
-                    from_cache,
-                    attempts,
-                    ..
-                } => {
-                    counts.captioned += 1;
-                    counts.from_cache += usize::from(*from_cache);
-                    counts.requests += u64::from(*attempts);
-                }
-                Outcome::Failed { attempts, .. } => {
-                    counts.failed += 1;
-                    counts.requests += u64::from(*attempts);
-                }
-            }
-        }
-        counts
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use ffmpeg_next as ff;
 
-use super::cache::{CaptionCache, CAPTIONS_FILE};
-use super::images::JpegMaker;
-use super::pool::{CaptionPool, ClipJob, ClipPictures};
-use super::{Captioner, Outcome};
+use crate::caption::cache::{CaptionCache, CAPTIONS_FILE};
+use crate::caption::images::JpegMaker;
+use crate::caption::pool::{CaptionPool, ClipJob, ClipPictures};
+use crate::caption::{Captioner, Outcome};
+use crate::clips::assemble::{caption_counts, set_caption, write_jsonl_atomically};
 use crate::clips::plan::spread;
 use crate::error::{Error, Result};
 use crate::export::{Output, Skipped};
@@ -164,7 +165,8 @@ pub fn caption_outputs(
         )
     })?;
     summary.asked = outcomes.len();
-    summary.counts = CaptionCounts::of(outcomes.iter().map(|(_, o)| o));
+    let all: Vec<Outcome> = outcomes.iter().map(|(_, o)| o.clone()).collect();
+    summary.counts = caption_counts(&all);
     for output in pending {
         write_captions(output, &outcomes)?;
     }
@@ -182,9 +184,9 @@ fn write_captions(mut output: Pending, outcomes: &[(u64, Outcome)]) -> Result<()
             .binary_search_by_key(&number, |(n, _)| *n)
             .map(|k| &outcomes[k].1)
             .map_err(|_| Error::input(&output.dir, "a clip's caption outcome is missing"))?;
-        output.records[i].set_caption(Some(outcome));
+        set_caption(&mut output.records[i], Some(outcome));
     }
-    crate::clips::assemble::write_jsonl_atomically(&output.dir, &output.records)
+    write_jsonl_atomically(&output.dir, &output.records)
 }
 
 /// The picture's place on the canvas, from the output's report (the whole frame without one).
