@@ -151,7 +151,7 @@ pub fn caption_outputs(
                     picture,
                 }),
             };
-            pool.submit(job)
+            pool.submit(job, &|| false)
                 .map_err(|why| Error::input(&this.dir, format!("captioning {why}")))?;
             this.asked.push((number, i));
             number += 1;

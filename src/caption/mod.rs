@@ -92,23 +92,26 @@ impl Captioner {
         &self.settings_id
     }
 
-    /// The caption of a clip whose frames are `jpegs`: from `cache`, else from the server (the
-    /// answer then goes into the cache).
-    pub fn caption(&self, cache: &CaptionCache, jpegs: &[Vec<u8>]) -> Outcome {
+    /// The caption of a clip whose frames are `jpegs` from `cache`, or why none will be asked
+    /// for (the server was unreachable at start); `None`: ask the server ([`Self::ask`]).
+    pub fn cached(&self, cache: &CaptionCache, jpegs: &[Vec<u8>]) -> Option<Outcome> {
         let key = request_key(&self.settings_id, jpegs);
         if let Some(caption) = cache.get(&key) {
-            return Outcome::Captioned {
+            return Some(Outcome::Captioned {
                 caption,
                 from_cache: true,
                 attempts: 0,
-            };
+            });
         }
-        if let Some(why) = &self.unavailable {
-            return Outcome::Failed {
-                error: why.clone(),
-                attempts: 0,
-            };
-        }
+        self.unavailable.as_ref().map(|why| Outcome::Failed {
+            error: why.clone(),
+            attempts: 0,
+        })
+    }
+
+    /// The server's caption of a clip whose frames are `jpegs`; the answer goes into `cache`.
+    pub fn ask(&self, cache: &CaptionCache, jpegs: &[Vec<u8>]) -> Outcome {
+        let key = request_key(&self.settings_id, jpegs);
         match self.client.complete(&ChatRequest::new(&self.config, jpegs)) {
             Ok((answer, attempts)) => {
                 let caption = CachedCaption {

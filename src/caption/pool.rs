@@ -1,16 +1,23 @@
-//! The workers that caption clips (each with its output's cache): `caption.concurrency` threads, each turning a
-//! clip's frames into JPEGs and asking the server (or the cache), so that many requests are in
-//! flight while the caller goes on (the encoder keeps encoding; `framepipe caption` keeps
-//! decoding). Clips are handed over through a bounded channel (`concurrency` clips wait at
-//! most), and every outcome is returned under the number the caller gave its clip: which
-//! answer came first never matters.
+//! The workers that caption clips (each with its output's cache), in two kinds so that the
+//! server always has `caption.concurrency` requests to answer:
 //!
-//! With `on_error: fail` the first failure stops the pool: workers take no further clip,
-//! [`CaptionPool::submit`] answers with the failure so the caller stops too.
+//! ```text
+//! submit ─► [clips, bounded: concurrency] ─► makers (one per core): frames → JPEGs, cache?
+//!                                              └─► [requests, bounded: concurrency] ─► requesters
+//!                                                  (caption.concurrency threads: HTTP, retries)
+//! ```
+//! Making the JPEGs (and, for `framepipe caption`, decoding the clip files) is CPU work; were it
+//! done in the request slots, a slot would sit idle while its next clip is decoded. Each outcome
+//! is returned under the number the caller gave its clip: which answer came first never matters.
+//!
+//! With `on_error: fail` the first failure stops the pool: no further clip is asked for, and
+//! [`CaptionPool::submit`] answers with the failure so the caller stops too. `submit` also
+//! gives up when the caller's `cancelled` says so, so a stage waiting for room never outlives a
+//! cancelled run by more than [`SUBMIT_POLL`].
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::cache::CaptionCache;
 use super::images::JpegMaker;
@@ -37,49 +44,136 @@ pub struct ClipJob {
 /// A failure that stops the pool (`on_error: fail`).
 type Stop = Arc<Mutex<Option<String>>>;
 
-/// The running workers of one output.
+/// How often a waiting [`CaptionPool::submit`] looks at its caller's cancel flag.
+pub const SUBMIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A clip's JPEGs, made, waiting for a request slot.
+struct Ready {
+    number: u64,
+    name: String,
+    cache: Arc<CaptionCache>,
+    jpegs: Vec<Vec<u8>>,
+}
+
+/// The running workers.
 pub struct CaptionPool {
     jobs: Option<Sender<ClipJob>>,
-    workers: Vec<JoinHandle<Vec<(u64, Outcome)>>>,
+    workers: Vec<JoinHandle<Outcomes>>,
     stop: Stop,
 }
 
 /// What [`CaptionPool::finish`] returns: each clip's outcome by its number, ascending.
 pub type Outcomes = Vec<(u64, Outcome)>;
 
+/// Records `outcome` of clip `name`, stopping the pool on a failure under `on_error: fail`.
+fn settle(captioner: &Captioner, stop: &Stop, name: &str, outcome: &Outcome) {
+    if let Outcome::Failed { error, .. } = outcome {
+        if captioner.config.on_error == OnError::Fail {
+            stop.lock()
+                .expect("stop lock")
+                .get_or_insert_with(|| format!("{name}: {error}"));
+        }
+    }
+}
+
+fn is_stopped(stop: &Stop) -> bool {
+    stop.lock().expect("stop lock").is_some()
+}
+
+/// A maker: clips in, JPEGs out to the requesters (or the outcome at once: from the cache, or
+/// why no JPEG could be made).
+fn make(
+    captioner: &Captioner,
+    stop: &Stop,
+    jobs: &Receiver<ClipJob>,
+    ready: &Sender<Ready>,
+) -> Outcomes {
+    let mut maker = JpegMaker::default();
+    let mut out = Vec::new();
+    for job in jobs {
+        if is_stopped(stop) {
+            continue;
+        }
+        let jpegs = job.pictures.jpegs(&mut maker, captioner.config.size);
+        // The frames (megabytes each) go before the request, which may take seconds.
+        drop(job.pictures);
+        let outcome = match jpegs {
+            Ok(jpegs) if !jpegs.is_empty() => match captioner.cached(&job.cache, &jpegs) {
+                Some(outcome) => outcome,
+                None => {
+                    let request = Ready {
+                        number: job.number,
+                        name: job.name,
+                        cache: job.cache,
+                        jpegs,
+                    };
+                    if ready.send(request).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            Ok(_) => Outcome::Failed {
+                error: "no frame to send".into(),
+                attempts: 0,
+            },
+            Err(error) => Outcome::Failed { error, attempts: 0 },
+        };
+        settle(captioner, stop, &job.name, &outcome);
+        out.push((job.number, outcome));
+    }
+    out
+}
+
+/// A requester: made requests in, the server's answers (or failures) out.
+fn request(captioner: &Captioner, stop: &Stop, ready: &Receiver<Ready>) -> Outcomes {
+    let mut out = Vec::new();
+    for r in ready {
+        if is_stopped(stop) {
+            continue;
+        }
+        let outcome = captioner.ask(&r.cache, &r.jpegs);
+        settle(captioner, stop, &r.name, &outcome);
+        out.push((r.number, outcome));
+    }
+    out
+}
+
 impl CaptionPool {
     pub fn start(captioner: Arc<Captioner>) -> CaptionPool {
-        let workers = captioner.config.concurrency.max(1);
-        let (tx, rx) = crossbeam_channel::bounded::<ClipJob>(workers);
+        let slots = captioner.config.concurrency.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (tx, jobs) = crossbeam_channel::bounded::<ClipJob>(slots);
+        let (ready_tx, ready) = crossbeam_channel::bounded::<Ready>(slots);
         let stop: Stop = Arc::default();
-        let workers = (0..workers)
-            .map(|i| {
-                let (rx, captioner, stop) = (rx.clone(), Arc::clone(&captioner), Arc::clone(&stop));
-                std::thread::Builder::new()
-                    .name(format!("caption-{i}"))
-                    .spawn(move || {
-                        let mut maker = JpegMaker::default();
-                        let mut out = Vec::new();
-                        for job in rx {
-                            if stop.lock().expect("stop lock").is_some() {
-                                continue;
-                            }
-                            let (number, name) = (job.number, job.name.clone());
-                            let outcome = caption_one(&captioner, &mut maker, job);
-                            if let Outcome::Failed { error, .. } = &outcome {
-                                if captioner.config.on_error == OnError::Fail {
-                                    stop.lock()
-                                        .expect("stop lock")
-                                        .get_or_insert_with(|| format!("{name}: {error}"));
-                                }
-                            }
-                            out.push((number, outcome));
-                        }
-                        out
-                    })
-                    .expect("spawning a caption worker")
-            })
-            .collect();
+        let spawn = |name: String, body: Box<dyn FnOnce() -> Outcomes + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(body)
+                .expect("spawning a caption worker")
+        };
+        let mut workers = Vec::new();
+        for i in 0..cores {
+            let (c, s, j, r) = (
+                Arc::clone(&captioner),
+                Arc::clone(&stop),
+                jobs.clone(),
+                ready_tx.clone(),
+            );
+            workers.push(spawn(
+                format!("caption-jpeg-{i}"),
+                Box::new(move || make(&c, &s, &j, &r)),
+            ));
+        }
+        // The requesters end when the last maker has ended (and dropped its sender).
+        drop(ready_tx);
+        for i in 0..slots {
+            let (c, s, r) = (Arc::clone(&captioner), Arc::clone(&stop), ready.clone());
+            workers.push(spawn(
+                format!("caption-{i}"),
+                Box::new(move || request(&c, &s, &r)),
+            ));
+        }
         CaptionPool {
             jobs: Some(tx),
             workers,
@@ -87,20 +181,32 @@ impl CaptionPool {
         }
     }
 
-    /// Hands a clip to the workers (waits while `concurrency` clips are waiting already). An
-    /// error is the failure that stopped the pool (`on_error: fail`).
-    pub fn submit(&mut self, job: ClipJob) -> Result<(), String> {
+    /// Hands a clip to the workers, waiting while `concurrency` clips wait already, until
+    /// `cancelled()` says the caller stops. An error is the failure that stopped the pool
+    /// (`on_error: fail`), or that the caller was cancelled.
+    pub fn submit(&mut self, job: ClipJob, cancelled: &dyn Fn() -> bool) -> Result<(), String> {
         self.stopped()?;
         let Some(tx) = &self.jobs else {
             return Err("the caption workers have stopped".into());
         };
-        if tx.send(job).is_err() {
-            self.jobs = None;
-            return Err("the caption workers have stopped".into());
+        let mut job = job;
+        loop {
+            match tx.send_timeout(job, SUBMIT_POLL) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                    self.stopped()?;
+                    if cancelled() {
+                        return Err("cancelled while waiting for a caption worker".into());
+                    }
+                    job = back;
+                }
+                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                    self.jobs = None;
+                    return Err("the caption workers have stopped".into());
+                }
+            }
         }
-        Ok(())
     }
-
     /// The failure that stopped the pool, if any.
     pub fn stopped(&self) -> Result<(), String> {
         match self.stop.lock().expect("stop lock").as_ref() {
@@ -130,16 +236,63 @@ impl CaptionPool {
     }
 }
 
-fn caption_one(captioner: &Captioner, maker: &mut JpegMaker, job: ClipJob) -> Outcome {
-    let jpegs = job.pictures.jpegs(maker, captioner.config.size);
-    // The frames (megabytes each) are let go before the request, which may take seconds.
-    drop(job.pictures);
-    match jpegs {
-        Ok(jpegs) if !jpegs.is_empty() => captioner.caption(&job.cache, &jpegs),
-        Ok(_) => Outcome::Failed {
-            error: "no frame to send".into(),
-            attempts: 0,
-        },
-        Err(error) => Outcome::Failed { error, attempts: 0 },
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caption::client::Client;
+    use crate::config::CaptionConfig;
+    use std::time::{Duration, Instant};
+
+    struct Fixed;
+
+    impl ClipPictures for Fixed {
+        fn jpegs(&self, _: &mut JpegMaker, _: u32) -> Result<Vec<Vec<u8>>, String> {
+            Ok(vec![vec![0xff, 0xd8, 0xff, 0xd9]])
+        }
+    }
+
+    /// A server that takes connections and never answers: every slot and queue fills, and a
+    /// waiting `submit` must still end when its caller is cancelled.
+    #[test]
+    fn a_waiting_submit_ends_when_the_caller_is_cancelled() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config: CaptionConfig = serde_json::from_str(&format!(
+            r#"{{"endpoint": "http://{}/v1", "model": "m", "concurrency": 1, "timeout_seconds": 30, "retries": 0}}"#,
+            silent.local_addr().unwrap()
+        ))
+        .unwrap();
+        let captioner = Arc::new(Captioner {
+            client: Client::new(&config, None),
+            settings_id: config.settings_id(),
+            config,
+            unavailable: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(CaptionCache::open(&dir.path().join("c.jsonl"), &[]).unwrap());
+        let mut pool = CaptionPool::start(captioner);
+        let started = Instant::now();
+        let cancel_after = Duration::from_millis(500);
+        let mut outcome = Ok(());
+        for number in 0..64 {
+            let job = ClipJob {
+                number,
+                name: format!("clip {number}"),
+                cache: Arc::clone(&cache),
+                pictures: Box::new(Fixed),
+            };
+            outcome = pool.submit(job, &|| started.elapsed() > cancel_after);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            outcome,
+            Err("cancelled while waiting for a caption worker".to_string())
+        );
+        assert!(
+            started.elapsed() < cancel_after + 4 * SUBMIT_POLL,
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -65,14 +65,17 @@ impl ClipCaptioning {
 
     /// Hands a closed clip to the pool (waits while `caption.concurrency` clips wait); an
     /// error once a clip's caption failed under `on_error: fail`.
-    pub fn clip(&mut self, clip: &ClosedClip) -> Result<()> {
+    /// `cancelled`: whether the run is being cancelled (then a wait for room ends).
+    pub fn clip(&mut self, clip: &ClosedClip, cancelled: &dyn Fn() -> bool) -> Result<()> {
         let job = ClipJob {
             number: clip.start,
             name: format!("the clip from output frame {}", clip.start),
             cache: Arc::clone(&self.cache),
             pictures: Box::new(CanvasPictures(clip.spread(self.frames_per_clip))),
         };
-        self.pool.submit(job).map_err(|why| self.failed(&why))
+        self.pool
+            .submit(job, cancelled)
+            .map_err(|why| self.failed(&why))
     }
 
     /// Waits for every clip's outcome (by first output frame, ascending).

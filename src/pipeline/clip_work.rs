@@ -46,8 +46,14 @@ impl ClipWork {
         })
     }
 
-    /// The next encoded frame, coded as `role`.
-    pub fn frame(&mut self, norm: &Arc<NormFrame>, role: FrameRole) -> Result<()> {
+    /// The next encoded frame, coded as `role`; `cancelled`: whether the run is being
+    /// cancelled (a wait for a caption worker then ends).
+    pub fn frame(
+        &mut self,
+        norm: &Arc<NormFrame>,
+        role: FrameRole,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
         let Some(clip) = self.tap.frame(norm, role) else {
             return Ok(());
         };
@@ -55,7 +61,7 @@ impl ClipWork {
             text.clip(&clip);
         }
         if let Some(captions) = &mut self.captions {
-            captions.clip(&clip)?;
+            captions.clip(&clip, cancelled)?;
         }
         Ok(())
     }

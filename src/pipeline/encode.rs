@@ -182,9 +182,9 @@ impl Waiting {
     }
 
     /// Hands an encoded frame to the clip work, when there is some.
-    fn clip_work(&mut self, norm: &Arc<NormFrame>, role: FrameRole) -> Result<()> {
+    fn clip_work(&mut self, norm: &Arc<NormFrame>, role: FrameRole, cancel: &Cancel) -> Result<()> {
         match self.work.as_mut() {
-            Some(work) => work.frame(norm, role),
+            Some(work) => work.frame(norm, role, &|| cancel.is_raised()),
             None => Ok(()),
         }
     }
@@ -263,7 +263,7 @@ impl EncodeStage {
             if let Some(w) = &mut waiting {
                 for (norm, role) in w.ready(None) {
                     self.encode(&mut muxer, &mut timer, &norm, role)?;
-                    w.clip_work(&norm, role)?;
+                    w.clip_work(&norm, role, &self.cancel)?;
                 }
             }
         }
@@ -274,7 +274,7 @@ impl EncodeStage {
         if let Some(mut w) = waiting {
             for (norm, role) in w.ready(Some(received)) {
                 self.encode(&mut muxer, &mut timer, &norm, role)?;
-                w.clip_work(&norm, role)?;
+                w.clip_work(&norm, role, &self.cancel)?;
             }
             undecided_frames = w.undecided;
             if let Some(work) = w.work {
