@@ -520,12 +520,14 @@ fn webdataset_shards_hold_every_clip_as_written() {
     assert_eq!(
         files_in(&dir),
         [
+            "README.md",
+            "schema.json",
             "shard-000000.tar",
             "shard-000001.tar",
             "shard-000002.tar",
             "shard-000003.tar"
         ],
-        "4 shards of 2 clips (the last of 1), no temporaries"
+        "4 shards of 2 clips (the last of 1), the card and the schema, no temporaries"
     );
     let read: WdsRead = read_export("webdataset", &dir);
     assert!(
@@ -539,21 +541,8 @@ fn webdataset_shards_hold_every_clip_as_written() {
         .clips()
         .map(|(_, r)| {
             let k = key(&r.id);
-            let mut m = Vec::new();
-            if r.file.is_some() {
-                m.push(format!("{k}.mp4"));
-            }
-            m.push(format!("{k}.json"));
-            if r.caption.is_some() {
-                m.push(format!("{k}.txt"));
-            }
-            if r.embedding.is_some() {
-                m.push(format!("{k}.npy"));
-            }
-            if r.latents.is_some() {
-                m.push(format!("{k}.latents.npy"));
-            }
-            m
+            // Every member for every clip: some clip of the export has each.
+            ["mp4", "json", "txt", "npy", "latents.npy"].map(|ext| format!("{k}.{ext}"))
         })
         .collect::<Vec<_>>()
         .chunks(2)
@@ -590,11 +579,12 @@ fn webdataset_shards_hold_every_clip_as_written() {
                     Some(std::fs::metadata(&path).unwrap().len())
                 );
             }
-            None => assert!(sample.mp4_sha256.is_none(), "{}: no file, no .mp4", r.id),
+            None => assert_eq!(sample.mp4_size, Some(0), "{}: no file, an empty .mp4", r.id),
         }
         assert_eq!(
-            sample.txt, r.caption,
-            "{}: the .txt member is the caption",
+            sample.txt.as_deref(),
+            Some(r.caption.as_deref().unwrap_or("")),
+            "{}: the .txt member is the caption, empty without one",
             r.id
         );
         match &r.embedding {
@@ -607,7 +597,13 @@ fn webdataset_shards_hold_every_clip_as_written() {
                 let want: Vec<f64> = e.iter().map(|&v| f64::from(v)).collect();
                 assert_eq!(npy.values, want, "{}: embedding values", r.id);
             }
-            None => assert!(sample.npy.is_none()),
+            None => {
+                let npy = sample.npy.as_ref().unwrap();
+                assert_eq!(
+                    (npy.dtype.as_str(), npy.shape.as_slice()),
+                    ("float32", &[0][..])
+                );
+            }
         }
         match folder.expected_latents(r) {
             Some((shape, values)) => {
@@ -627,7 +623,16 @@ fn webdataset_shards_hold_every_clip_as_written() {
                 );
                 assert_eq!(npy.values, values, "{}: latent values", r.id);
             }
-            None => assert!(sample.latents.is_none()),
+            None => {
+                // 0 rows of the export's first latents (talk's: F16, 4x2x3).
+                let npy = sample.latents.as_ref().unwrap();
+                assert_eq!(
+                    (npy.dtype.as_str(), npy.shape.as_slice()),
+                    ("float16", &[0, 4, 2, 3][..]),
+                    "{}",
+                    r.id
+                );
+            }
         }
     }
 }
@@ -750,9 +755,11 @@ fn parquet_rows_are_typed_columns_of_the_records() {
     assert_eq!(
         files_in(&dir),
         [
+            "README.md",
             "clips-00000.parquet",
             "clips-00001.parquet",
-            "clips-00002.parquet"
+            "clips-00002.parquet",
+            "schema.json"
         ]
     );
     let read: PqRead = read_export("parquet", &dir);
@@ -820,7 +827,7 @@ fn parquet_rows_are_typed_columns_of_the_records() {
 }
 
 #[test]
-fn parquet_without_any_embedding_has_an_all_null_column() {
+fn parquet_without_any_embedding_leaves_the_column_out() {
     let fx = fixture();
     let dir = fx.export_dir();
     // c/ holds only `plain` (no embeddings) among the finished outputs.
@@ -828,10 +835,11 @@ fn parquet_without_any_embedding_has_an_all_null_column() {
     let read: PqRead = read_export("parquet", &dir);
     assert_eq!(read.rows.len(), 2);
     assert!(read.rows.iter().all(|r| r.embedding.is_none()));
-    assert!(read
-        .schema
-        .iter()
-        .any(|(n, t, _)| n == "embedding" && t.starts_with("fixed_size_list")));
+    assert!(
+        !read.schema.iter().any(|(n, _, _)| n == "embedding"),
+        "no zero-length fixed-size list: {:?}",
+        read.schema
+    );
 }
 
 #[test]
@@ -850,7 +858,7 @@ fn rerun_replaces_shards_removes_stale_ones_and_is_byte_identical() {
         ])
     };
     run("1");
-    assert_eq!(files_in(&dir).len(), 7);
+    assert_eq!(files_in(&dir).len(), 9, "7 shards, the card, the schema");
     let first = std::fs::read(dir.join("shard-000000.tar")).unwrap();
     // Things of others stay: a parquet export in the same folder, a note, and a temporary of a
     // crashed earlier webdataset export goes.
@@ -868,7 +876,13 @@ fn rerun_replaces_shards_removes_stale_ones_and_is_byte_identical() {
     assert!(err.contains("into 1 shard"), "{err}");
     assert_eq!(
         files_in(&dir),
-        ["clips-00000.parquet", "notes.txt", "shard-000000.tar"],
+        [
+            "README.md",
+            "clips-00000.parquet",
+            "notes.txt",
+            "schema.json",
+            "shard-000000.tar"
+        ],
         "shards 1-6 of the larger export and the stale temporary removed"
     );
     let read: WdsRead = read_export("webdataset", &dir);
@@ -1103,7 +1117,11 @@ fn dropped_clips_are_left_out_unless_included() {
     json.as_object_mut().unwrap().remove("source");
     let back: ClipRecord = serde_json::from_value(json).unwrap();
     assert_eq!(back, dropped);
-    assert!(sample.mp4_sha256.is_none(), "a dropped clip has no file");
+    assert_eq!(
+        sample.mp4_size,
+        Some(0),
+        "a dropped clip has no file: an empty .mp4"
+    );
 
     // Outputs whose clips were all dropped: the message says so and how to export them.
     let only = tempfile::tempdir().unwrap();
@@ -1128,4 +1146,189 @@ fn dropped_clips_are_left_out_unless_included() {
         err.contains("no kept clips") && err.contains("--include-dropped"),
         "{err}"
     );
+}
+
+/// What one loader read (`tests/fixtures/load_export.py`): ids in order, and the rest as JSON.
+fn loaded<'a>(read: &'a serde_json::Value, loader: &str, what: &str) -> &'a serde_json::Value {
+    let v = &read[loader];
+    assert!(
+        v.get("error").is_none(),
+        "{what}: {loader} failed: {}\n{}",
+        v["error"],
+        v["trace"].as_str().unwrap_or("")
+    );
+    v
+}
+
+fn strings(v: &serde_json::Value) -> Vec<Option<String>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
+/// The loaders users train and query with take every export unchanged: Hugging Face `datasets`
+/// (its parquet and webdataset builders, and `load_dataset(DIR)` through the export's dataset
+/// card), the `webdataset` library, DuckDB and Polars, over exports with and without CLIP
+/// embeddings, with latents, with clips spanning shards. Each reads the clips of `clips.jsonl`
+/// in order, with their captions. The first case is the reported bug: a Parquet export without
+/// any embedding did not load in `datasets` (a zero-length fixed-size list).
+#[test]
+fn loaders_read_every_export_unchanged() {
+    let fx = fixture();
+    let dir = fx.export_dir();
+    let no_clip = fx.root.join("c");
+    for (what, source, format, per_shard) in [
+        ("no CLIP, parquet", &no_clip, "parquet", "1000"),
+        ("everything, parquet", &fx.root, "parquet", "3"),
+        ("no CLIP, webdataset", &no_clip, "webdataset", "1000"),
+        ("everything, webdataset", &fx.root, "webdataset", "2"),
+    ] {
+        let _ = std::fs::remove_dir_all(&dir);
+        export_ok(&[
+            source,
+            &"-o",
+            &dir,
+            &"--format",
+            &format,
+            &"--clips-per-shard",
+            &per_shard,
+        ]);
+        let expected: Vec<&ClipRecord> = fx
+            .clips()
+            .filter(|(f, _)| f.dir.starts_with(source))
+            .map(|(_, r)| r)
+            .collect();
+        let ids: Vec<Option<String>> = expected.iter().map(|r| Some(r.id.clone())).collect();
+        let read: serde_json::Value =
+            fixture_json("load_export.py", &[format.as_ref(), dir.as_os_str()]);
+        if format == "parquet" {
+            let captions: Vec<Option<String>> =
+                expected.iter().map(|r| r.caption.clone()).collect();
+            for loader in ["datasets_parquet", "datasets_card"] {
+                let v = loaded(&read, loader, what);
+                assert_eq!(strings(&v["ids"]), ids, "{what}: {loader}");
+                assert_eq!(strings(&v["captions"]), captions, "{what}: {loader}");
+            }
+            let duck = loaded(&read, "duckdb", what);
+            assert_eq!(duck["count"], expected.len() as u64, "{what}");
+            let mean = expected.iter().map(|r| r.motion).sum::<f64>() / expected.len() as f64;
+            assert!(
+                (duck["avg_motion"].as_f64().unwrap() - mean).abs() < 1e-12,
+                "{what}: {duck}"
+            );
+            assert_eq!(
+                strings(&loaded(&read, "polars", what)["ids"]),
+                ids,
+                "{what}: polars"
+            );
+        } else {
+            let txt: Vec<Option<String>> = expected
+                .iter()
+                .map(|r| Some(r.caption.clone().unwrap_or_default()))
+                .collect();
+            let samples = loaded(&read, "webdataset", what).as_array().unwrap();
+            let got: Vec<Option<String>> = samples
+                .iter()
+                .map(|s| s["id"].as_str().map(String::from))
+                .collect();
+            assert_eq!(got, ids, "{what}: webdataset");
+            let got_txt: Vec<Option<String>> = samples
+                .iter()
+                .map(|s| s["txt"].as_str().map(String::from))
+                .collect();
+            if expected.iter().any(|r| r.caption.is_some()) {
+                assert_eq!(got_txt, txt, "{what}: webdataset captions");
+            }
+            let keys: Vec<Option<String>> = expected.iter().map(|r| Some(key(&r.id))).collect();
+            let got_keys: Vec<Option<String>> = samples
+                .iter()
+                .map(|s| s["key"].as_str().map(String::from))
+                .collect();
+            assert_eq!(got_keys, keys, "{what}: webdataset keys");
+            for loader in ["datasets_webdataset", "datasets_card"] {
+                let v = loaded(&read, loader, what);
+                assert_eq!(strings(&v["ids"]), ids, "{what}: {loader}");
+                assert_eq!(strings(&v["keys"]), keys, "{what}: {loader} keys");
+            }
+        }
+        let schema: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("schema.json")).unwrap()).unwrap();
+        assert_eq!(schema["clips"], expected.len() as u64, "{what}");
+        assert_eq!(schema["framepipe_version"], env!("CARGO_PKG_VERSION"));
+        let card = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        assert!(
+            card.starts_with("---\nconfigs:\n- config_name: default\n"),
+            "{card}"
+        );
+    }
+}
+
+/// `examples/load_webdataset.py`, the loader example the README points to: a PyTorch
+/// DataLoader (2 workers splitting the shards) yields every clip once, its frames as [T, 3, H, W]
+/// with T, H and W as ffprobe counts them in the clip file, its embedding and latents in their
+/// recorded shapes, and its caption.
+#[test]
+fn the_example_dataloader_yields_each_clips_frames() {
+    let fx = fixture();
+    let dir = fx.export_dir();
+    export_ok(&[
+        &fx.root,
+        &"-o",
+        &dir,
+        &"--format",
+        &"webdataset",
+        &"--clips-per-shard",
+        &"2",
+    ]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/load_webdataset.py");
+    let out = std::process::Command::new(venv_python())
+        .arg(example)
+        .arg(&dir)
+        .env("WORKERS", "2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut items: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        assert!(items.insert(id.clone(), v).is_none(), "{id} yielded twice");
+    }
+    assert_eq!(items.len(), fx.clips().count());
+    for (folder, r) in fx.clips() {
+        let item = &items[&r.id];
+        let shapes = &item["shapes"];
+        match &r.file {
+            Some(file) => {
+                let p = probe_output(&folder.dir.join(file));
+                assert_eq!(
+                    shapes["video"],
+                    serde_json::json!([p.frames, 3, p.height, p.width]),
+                    "{}",
+                    r.id
+                );
+            }
+            None => assert!(shapes.get("video").is_none(), "{}", r.id),
+        }
+        match &r.embedding {
+            Some(e) => assert_eq!(
+                shapes["embedding"],
+                serde_json::json!([e.len()]),
+                "{}",
+                r.id
+            ),
+            None => assert!(shapes.get("embedding").is_none(), "{}", r.id),
+        }
+        if let Some(l) = &r.latents {
+            assert_eq!(shapes["latents"][0], l.frames, "{}", r.id);
+        }
+        assert_eq!(
+            item["caption"],
+            r.caption.clone().unwrap_or_default(),
+            "{}",
+            r.id
+        );
+    }
 }

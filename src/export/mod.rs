@@ -8,6 +8,7 @@
 //! temporary in the target folder, and only when all are complete are they renamed into place
 //! and the stale shards of an earlier, larger export of the same format removed. A failure
 //! removes the temporaries and leaves the folder as it was.
+pub mod card;
 pub mod error;
 pub mod latents;
 pub mod npy;
@@ -138,25 +139,7 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
         })
         .collect();
     if clips.is_empty() {
-        let given = join_paths(request.dirs);
-        return Err(ExportError::Usage(if outputs.is_empty() {
-            format!("no finished output with clips under {given}")
-        } else {
-            let dropped = outputs
-                .iter()
-                .flat_map(|o| &o.clips)
-                .filter(|c| !c.record.kept())
-                .count();
-            format!(
-                "the finished outputs under {given} ({}) have no {}clips{}",
-                outputs.len(),
-                if request.include_dropped { "" } else { "kept " },
-                match dropped {
-                    0 => String::new(),
-                    n => format!(" ({n} dropped by clips.filters; --include-dropped exports them)"),
-                }
-            )
-        }));
+        return Err(nothing_to_export(request, &outputs));
     }
     check_keys(&clips)?;
     check_clip_files(&clips)?;
@@ -173,14 +156,33 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
             request.out.display()
         ))
     })?;
+    let members = match request.format {
+        Format::Webdataset => webdataset::Members::of(&clips)?,
+        Format::Parquet => Default::default(),
+    };
     let mut staged = Staged::new(request.out, request.format);
     for (index, shard) in clips.chunks(request.clips_per_shard).enumerate() {
         let tmp = staged.add(index);
         match &parquet_layout {
             Some(layout) => parquet::write_shard(&tmp, layout, shard)?,
-            None => webdataset::write_shard(&tmp, shard)?,
+            None => webdataset::write_shard(&tmp, shard, members)?,
         }
     }
+    let columns = match &parquet_layout {
+        Some(layout) => layout.columns(),
+        None => card::webdataset_members(),
+    };
+    let described = card::Described {
+        format: request.format,
+        outputs: &outputs,
+        clips: &clips,
+        shards: staged.shards.len(),
+        columns: &columns,
+        include_dropped: request.include_dropped,
+        deduplicated: deduplicated(&outputs, &left_out),
+    };
+    staged.add_file(card::SCHEMA_FILE, described.schema_json())?;
+    staged.add_file(card::CARD_FILE, described.card())?;
     let bytes = staged.bytes()?;
     let shards = staged.commit()?;
     Ok(Summary {
@@ -191,6 +193,38 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
         seconds: start.elapsed().as_secs_f64(),
         skipped,
     })
+}
+
+/// Why an export found nothing to write: no finished output with clips, or only dropped clips.
+fn nothing_to_export(request: &ExportRequest, outputs: &[Output]) -> ExportError {
+    let given = join_paths(request.dirs);
+    ExportError::Usage(if outputs.is_empty() {
+        format!("no finished output with clips under {given}")
+    } else {
+        let dropped = outputs
+            .iter()
+            .flat_map(|o| &o.clips)
+            .filter(|c| !c.record.kept())
+            .count();
+        format!(
+            "the finished outputs under {given} ({}) have no {}clips{}",
+            outputs.len(),
+            if request.include_dropped { "" } else { "kept " },
+            match dropped {
+                0 => String::new(),
+                n => format!(" ({n} dropped by clips.filters; --include-dropped exports them)"),
+            }
+        )
+    })
+}
+
+/// The clips of `outputs` a `duplicates.jsonl` left out.
+fn deduplicated(outputs: &[Output], left_out: &std::collections::HashSet<String>) -> usize {
+    outputs
+        .iter()
+        .flat_map(|o| &o.clips)
+        .filter(|c| left_out.contains(&c.record.id))
+        .count()
 }
 
 /// The finished outputs under `dirs` (sorted by path, each once) and the folders left out.
@@ -400,6 +434,8 @@ struct Staged<'a> {
     format: Format,
     /// (temporary, final) per shard.
     shards: Vec<(PathBuf, PathBuf)>,
+    /// (temporary, final) of the card and the schema, committed with the shards.
+    files: Vec<(PathBuf, PathBuf)>,
     committed: bool,
 }
 
@@ -409,8 +445,17 @@ impl<'a> Staged<'a> {
             dir,
             format,
             shards: Vec::new(),
+            files: Vec::new(),
             committed: false,
         }
+    }
+
+    /// Writes `text` as `name` beside the shards, committed with them.
+    fn add_file(&mut self, name: &str, text: String) -> Result<(), ExportError> {
+        let tmp = self.dir.join(temporary_name(name));
+        std::fs::write(&tmp, text).map_err(|e| ExportError::write(&tmp, "writing", e))?;
+        self.files.push((tmp, self.dir.join(name)));
+        Ok(())
     }
 
     /// Registers shard `index`; returns where to write it.
@@ -432,7 +477,7 @@ impl<'a> Staged<'a> {
     /// Renames every shard into place, then removes the shards (and leftover temporaries) of
     /// this format that this export did not write. Returns the number of shards.
     fn commit(mut self) -> Result<usize, ExportError> {
-        for (tmp, path) in &self.shards {
+        for (tmp, path) in self.shards.iter().chain(&self.files) {
             std::fs::rename(tmp, path)
                 .map_err(|e| ExportError::write(path, "renaming the shard into place", e))?;
         }
@@ -460,7 +505,7 @@ impl<'a> Staged<'a> {
 impl Drop for Staged<'_> {
     fn drop(&mut self) {
         if !self.committed {
-            for (tmp, _) in &self.shards {
+            for (tmp, _) in self.shards.iter().chain(&self.files) {
                 let _ = std::fs::remove_file(tmp);
             }
         }

@@ -8,7 +8,7 @@
 //! | `scene`, `start_frame`, `end_frame`, `frames` | int64 |
 //! | `start_time`, `end_time`, `motion` | float64 |
 //! | `tags` | list<struct<label: utf8, score: float64>>, null without tags |
-//! | `embedding` | fixed_size_list<float32, D>, null without one |
+//! | `embedding` | fixed_size_list<float32, D>, null without one; the column is left out when no clip of the export has one |
 //! | `latent_frames` | int64, null without latents |
 //! | `blank`, `frozen` | float64, null in outputs of versions before them |
 //! | `phash` | list<uint64>: the clip's signature (16 frames' pHash bits), empty in outputs of versions before it |
@@ -19,8 +19,8 @@
 //!
 //! Signed integers because most readers (pandas, Spark, DuckDB's casts) handle them best. D is
 //! the first embedding's size across the whole export, so every file has one schema; a clip with
-//! another size is an error before anything is written. An export without any embedding has
-//! D = 0 (every value null).
+//! another size is an error before anything is written. An export without any embedding has no
+//! `embedding` column (a zero-length fixed-size list breaks Hugging Face `datasets`).
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -39,10 +39,30 @@ use parquet::file::properties::WriterProperties;
 use super::{ClipRef, ExportError};
 use crate::output::files::CLIPS_FILE;
 
+impl Layout {
+    /// The columns, as the export's `schema.json` lists them.
+    pub fn columns(&self) -> Vec<super::card::Column> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| super::card::Column {
+                name: f.name().clone(),
+                kind: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect()
+    }
+}
+
+/// Where `embedding` sits among the columns (after `tags`), when there is one.
+const EMBEDDING_COLUMN: usize = 15;
+
 /// The export's one schema.
 pub struct Layout {
     schema: SchemaRef,
-    embedding_dim: usize,
+    /// D of the `embedding` column; `None`: no clip of the export has an embedding, and the
+    /// column is left out (a zero-length fixed-size list is refused by Hugging Face `datasets`).
+    embedding_dim: Option<usize>,
 }
 
 impl Layout {
@@ -71,11 +91,11 @@ impl Layout {
                 Some(_) => {}
             }
         }
-        let embedding_dim = first.map_or(0, |(dim, _)| dim);
+        let embedding_dim = first.map(|(dim, _)| dim);
         let utf8 = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
         let int = |name: &str, nullable| Field::new(name, DataType::Int64, nullable);
         let float = |name: &str| Field::new(name, DataType::Float64, false);
-        let schema = Schema::new(vec![
+        let mut fields = vec![
             utf8("key", false),
             utf8("id", false),
             utf8("file", true),
@@ -91,14 +111,6 @@ impl Layout {
             float("motion"),
             utf8("motion_source", false),
             Field::new("tags", DataType::List(Arc::new(tag_item())), true),
-            Field::new(
-                "embedding",
-                DataType::FixedSizeList(
-                    Arc::new(Field::new_list_field(DataType::Float32, false)),
-                    dim_i32(embedding_dim)?,
-                ),
-                true,
-            ),
             int("latent_frames", true),
             Field::new("blank", DataType::Float64, true),
             Field::new("frozen", DataType::Float64, true),
@@ -110,7 +122,17 @@ impl Layout {
             Field::new("dropped", DataType::List(Arc::new(reason_item())), false),
             utf8("caption", true),
             utf8("caption_model", true),
-        ]);
+        ];
+        if let Some(dim) = embedding_dim {
+            let item = Arc::new(Field::new_list_field(DataType::Float32, false));
+            let column = Field::new(
+                "embedding",
+                DataType::FixedSizeList(item, dim_i32(dim)?),
+                true,
+            );
+            fields.insert(EMBEDDING_COLUMN, column);
+        }
+        let schema = Schema::new(fields);
         Ok(Layout {
             schema: Arc::new(schema),
             embedding_dim,
@@ -199,7 +221,7 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
         |f: &dyn Fn(&crate::output::clip_record::ClipRecord) -> Option<&str>| -> ArrayRef {
             Arc::new(StringArray::from(records().map(f).collect::<Vec<_>>()))
         };
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         strings(&|c| c.clip.key.clone()),
         strings(&|c| c.clip.record.id.clone()),
         optional_strings(&|r| r.file.as_deref()),
@@ -217,7 +239,6 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
             records().map(|r| r.motion_source.name()),
         )),
         tags(clips)?,
-        embeddings(layout.embedding_dim, clips)?,
         Arc::new(Int64Array::from(
             records()
                 .map(|r| r.latents.as_ref().map(|l| l.frames as i64))
@@ -246,6 +267,9 @@ fn batch(layout: &Layout, clips: &[ClipRef]) -> Result<RecordBatch, arrow_schema
         optional_strings(&|r| r.caption.as_deref()),
         optional_strings(&|r| r.caption_model.as_deref()),
     ];
+    if let Some(dim) = layout.embedding_dim {
+        columns.insert(EMBEDDING_COLUMN, embeddings(dim, clips)?);
+    }
     RecordBatch::try_new(layout.schema.clone(), columns)
 }
 
