@@ -1179,11 +1179,38 @@ fn loaders_read_every_export_unchanged() {
     let fx = fixture();
     let dir = fx.export_dir();
     let no_clip = fx.root.join("c");
+    // Video clips only: no CLIP, no latents, no captions (the default pipeline with clips).
+    let bare = Folder {
+        dir: fx.root.parent().unwrap().join("bare/only-video"),
+        marker: marker("/videos/only.mp4", "hash-bare"),
+        records: (0..3u64)
+            .map(|i| {
+                let id = format!("only-video_{i:04}");
+                let frames = i * 5..i * 5 + 5;
+                let motion = MotionSource::MotionVectors;
+                record(&id, true, i as usize, frames, None, None, None, motion)
+            })
+            .collect(),
+        shards: BTreeMap::new(),
+    };
+    write_folder(&bare);
+    let bare_root = bare.dir.parent().unwrap().to_path_buf();
+    let of = |source: &Path| -> Vec<&ClipRecord> {
+        if source == bare_root {
+            return bare.records.iter().collect();
+        }
+        fx.clips()
+            .filter(|(f, _)| f.dir.starts_with(source))
+            .map(|(_, r)| r)
+            .collect()
+    };
     for (what, source, format, per_shard) in [
         ("no CLIP, parquet", &no_clip, "parquet", "1000"),
         ("everything, parquet", &fx.root, "parquet", "3"),
+        ("video only, parquet", &bare_root, "parquet", "2"),
         ("no CLIP, webdataset", &no_clip, "webdataset", "1000"),
         ("everything, webdataset", &fx.root, "webdataset", "2"),
+        ("video only, webdataset", &bare_root, "webdataset", "2"),
     ] {
         let _ = std::fs::remove_dir_all(&dir);
         export_ok(&[
@@ -1195,11 +1222,7 @@ fn loaders_read_every_export_unchanged() {
             &"--clips-per-shard",
             &per_shard,
         ]);
-        let expected: Vec<&ClipRecord> = fx
-            .clips()
-            .filter(|(f, _)| f.dir.starts_with(source))
-            .map(|(_, r)| r)
-            .collect();
+        let expected = of(source);
         let ids: Vec<Option<String>> = expected.iter().map(|r| Some(r.id.clone())).collect();
         let read: serde_json::Value =
             fixture_json("load_export.py", &[format.as_ref(), dir.as_os_str()]);
