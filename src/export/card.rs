@@ -53,6 +53,9 @@ pub struct Described<'a> {
     pub include_dropped: bool,
     /// Clips a `duplicates.jsonl` left out.
     pub deduplicated: usize,
+    /// `dataset_info:` with the declared features (WebDataset exports; Parquet carries its
+    /// schema in its files).
+    pub dataset_info: Option<String>,
 }
 
 impl Described<'_> {
@@ -109,8 +112,9 @@ impl Described<'_> {
         let mut md = String::new();
         let _ = write!(
             md,
-            "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"{}\"\ntags:\n- video\n- framepipe\n---\n\n",
-            self.data_files()
+            "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"{}\"\n{}tags:\n- video\n- framepipe\n---\n\n",
+            self.data_files(),
+            self.dataset_info.as_deref().unwrap_or("")
         );
         let seconds: f64 = self
             .clips

@@ -10,6 +10,7 @@
 //! removes the temporaries and leaves the folder as it was.
 pub mod card;
 pub mod error;
+pub mod features;
 pub mod latents;
 pub mod npy;
 pub mod parquet;
@@ -168,21 +169,13 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
             None => webdataset::write_shard(&tmp, shard, members)?,
         }
     }
-    let columns = match &parquet_layout {
-        Some(layout) => layout.columns(),
-        None => card::webdataset_members(),
-    };
-    let described = card::Described {
-        format: request.format,
-        outputs: &outputs,
-        clips: &clips,
-        shards: staged.shards.len(),
-        columns: &columns,
-        include_dropped: request.include_dropped,
-        deduplicated: deduplicated(&outputs, &left_out),
-    };
-    staged.add_file(card::SCHEMA_FILE, described.schema_json())?;
-    staged.add_file(card::CARD_FILE, described.card())?;
+    describe(
+        &mut staged,
+        request,
+        (&outputs, &clips),
+        parquet_layout.as_ref(),
+        (&members, &left_out),
+    )?;
     let bytes = staged.bytes()?;
     let shards = staged.commit()?;
     Ok(Summary {
@@ -193,6 +186,34 @@ pub fn export(request: &ExportRequest) -> Result<Summary, ExportError> {
         seconds: start.elapsed().as_secs_f64(),
         skipped,
     })
+}
+
+/// Writes the dataset card and `schema.json` beside the shards (committed with them).
+fn describe(
+    staged: &mut Staged,
+    request: &ExportRequest,
+    (outputs, clips): (&[Output], &[ClipRef]),
+    parquet_layout: Option<&parquet::Layout>,
+    (members, left_out): (&webdataset::Members, &std::collections::HashSet<String>),
+) -> Result<(), ExportError> {
+    let columns = match parquet_layout {
+        Some(layout) => layout.columns(),
+        None => card::webdataset_members(),
+    };
+    let described = card::Described {
+        format: request.format,
+        outputs,
+        clips,
+        shards: staged.shards.len(),
+        columns: &columns,
+        include_dropped: request.include_dropped,
+        deduplicated: deduplicated(outputs, left_out),
+        dataset_info: (request.format == Format::Webdataset)
+            .then(|| features::webdataset_yaml(clips, members)),
+    };
+    staged.add_file(card::SCHEMA_FILE, described.schema_json())?;
+    staged.add_file(card::CARD_FILE, described.card())?;
+    Ok(())
 }
 
 /// Why an export found nothing to write: no finished output with clips, or only dropped clips.
