@@ -165,8 +165,7 @@ pub fn caption_outputs(
         )
     })?;
     summary.asked = outcomes.len();
-    let all: Vec<Outcome> = outcomes.iter().map(|(_, o)| o.clone()).collect();
-    summary.counts = caption_counts(&all);
+    summary.counts = caption_counts(outcomes.iter().map(|(_, o)| o));
     for output in pending {
         write_captions(output, &outcomes)?;
     }

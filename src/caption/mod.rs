@@ -92,11 +92,15 @@ impl Captioner {
         &self.settings_id
     }
 
-    /// The caption of a clip whose frames are `jpegs` from `cache`, or why none will be asked
+    /// The cache key of a request sending `jpegs` with these settings.
+    pub fn key(&self, jpegs: &[Vec<u8>]) -> String {
+        request_key(&self.settings_id, jpegs)
+    }
+
+    /// The caption of the request `key` (see [`Self::key`]) from `cache`, or why none will be asked
     /// for (the server was unreachable at start); `None`: ask the server ([`Self::ask`]).
-    pub fn cached(&self, cache: &CaptionCache, jpegs: &[Vec<u8>]) -> Option<Outcome> {
-        let key = request_key(&self.settings_id, jpegs);
-        if let Some(caption) = cache.get(&key) {
+    pub fn cached(&self, cache: &CaptionCache, key: &str) -> Option<Outcome> {
+        if let Some(caption) = cache.get(key) {
             return Some(Outcome::Captioned {
                 caption,
                 from_cache: true,
@@ -110,8 +114,7 @@ impl Captioner {
     }
 
     /// The server's caption of a clip whose frames are `jpegs`; the answer goes into `cache`.
-    pub fn ask(&self, cache: &CaptionCache, jpegs: &[Vec<u8>]) -> Outcome {
-        let key = request_key(&self.settings_id, jpegs);
+    pub fn ask(&self, cache: &CaptionCache, key: String, jpegs: &[Vec<u8>]) -> Outcome {
         match self.client.complete(&ChatRequest::new(&self.config, jpegs)) {
             Ok((answer, attempts)) => {
                 let caption = CachedCaption {

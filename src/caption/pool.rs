@@ -52,6 +52,8 @@ struct Ready {
     number: u64,
     name: String,
     cache: Arc<CaptionCache>,
+    /// The cache key the maker computed (so the answer is filed without hashing again).
+    key: String,
     jpegs: Vec<Vec<u8>>,
 }
 
@@ -98,21 +100,25 @@ fn make(
         // The frames (megabytes each) go before the request, which may take seconds.
         drop(job.pictures);
         let outcome = match jpegs {
-            Ok(jpegs) if !jpegs.is_empty() => match captioner.cached(&job.cache, &jpegs) {
-                Some(outcome) => outcome,
-                None => {
-                    let request = Ready {
-                        number: job.number,
-                        name: job.name,
-                        cache: job.cache,
-                        jpegs,
-                    };
-                    if ready.send(request).is_err() {
-                        break;
+            Ok(jpegs) if !jpegs.is_empty() => {
+                let key = captioner.key(&jpegs);
+                match captioner.cached(&job.cache, &key) {
+                    Some(outcome) => outcome,
+                    None => {
+                        let request = Ready {
+                            number: job.number,
+                            name: job.name,
+                            cache: job.cache,
+                            key,
+                            jpegs,
+                        };
+                        if ready.send(request).is_err() {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
                 }
-            },
+            }
             Ok(_) => Outcome::Failed {
                 error: "no frame to send".into(),
                 attempts: 0,
@@ -132,7 +138,7 @@ fn request(captioner: &Captioner, stop: &Stop, ready: &Receiver<Ready>) -> Outco
         if is_stopped(stop) {
             continue;
         }
-        let outcome = captioner.ask(&r.cache, &r.jpegs);
+        let outcome = captioner.ask(&r.cache, r.key, &r.jpegs);
         settle(captioner, stop, &r.name, &outcome);
         out.push((r.number, outcome));
     }

@@ -307,7 +307,7 @@ pub fn set_caption(record: &mut ClipRecord, outcome: Option<&Outcome>) {
 }
 
 /// The report's account of captions: clips captioned (from the cache too), failed, requests.
-pub fn caption_counts(outcomes: &[Outcome]) -> CaptionCounts {
+pub fn caption_counts<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> CaptionCounts {
     let mut counts = CaptionCounts::default();
     for outcome in outcomes {
         match outcome {

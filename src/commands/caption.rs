@@ -39,10 +39,7 @@ pub fn caption(dirs: &[PathBuf], pipeline: &Path, refresh: bool, global: Global)
                 c.failed,
                 summary.current,
                 summary.seconds,
-                match summary.skipped.len() {
-                    0 => String::new(),
-                    n => format!("; {n} folders skipped"),
-                }
+                super::skipped_note(summary.skipped.len())
             ),
             &[],
         );

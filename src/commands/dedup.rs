@@ -34,10 +34,7 @@ pub fn dedup(args: &DedupArgs, global: Global) -> CommandResult {
                 summary.duplicates,
                 args.output.join(DUPLICATES_FILE).display(),
                 summary.seconds,
-                match summary.skipped.len() {
-                    0 => String::new(),
-                    n => format!("; {n} folders skipped"),
-                }
+                super::skipped_note(summary.skipped.len())
             ),
             &[],
         );

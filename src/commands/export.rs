@@ -31,10 +31,7 @@ pub fn export(args: &ExportArgs, global: Global) -> CommandResult {
                 args.output.display(),
                 summary.seconds,
                 mb / summary.seconds.max(1e-9),
-                match summary.skipped.len() {
-                    0 => String::new(),
-                    n => format!("; {n} folders skipped"),
-                }
+                super::skipped_note(summary.skipped.len())
             ),
             &[],
         );

@@ -28,6 +28,15 @@ pub struct Global {
     pub precision: Option<crate::config::Precision>,
 }
 
+/// The end of a summary line over output folders: how many were skipped (each was named in a
+/// warning already), or nothing.
+fn skipped_note(skipped: usize) -> String {
+    match skipped {
+        0 => String::new(),
+        n => format!("; {n} folders skipped"),
+    }
+}
+
 /// Runs the parsed command line's subcommand.
 pub fn dispatch(cli: Cli) -> CommandResult {
     let global = Global {
